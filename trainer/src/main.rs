@@ -1,0 +1,241 @@
+//! `pocketgan-train`: the command line over the trainer library.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pocketgan_trainer::data::DataSource;
+use pocketgan_trainer::device::{set_threads, DeviceKind};
+use pocketgan_trainer::loss::GanLoss;
+use pocketgan_trainer::model::Architecture;
+use pocketgan_trainer::train::{self, Outcome, RunOptions, TrainConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "pocketgan-train",
+    version,
+    about = "Train GANs with Burn and export the generator to ONNX"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a GAN; everything goes to the run folder (--out).
+    Train(TrainArgs),
+    /// Export the newest checkpoint of a run to ONNX.
+    Export {
+        run: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Time one reference DCGAN training iteration (batch 64) on each compiled-in backend.
+    Bench {
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        /// CPU threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// PyTorch's median for the same iteration on this machine, from
+        /// `python3 ../shared/anchors/torch_dcgan_step.py THREADS`, to print the ratio.
+        #[arg(long, default_value_t = 40.0)]
+        torch_ms: f64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25
+    #[arg(long, default_value = "digits")]
+    data: String,
+    #[arg(long, value_enum, default_value = "dcgan")]
+    model: Architecture,
+    #[arg(long, value_enum, default_value = "nonsaturating")]
+    loss: GanLoss,
+    /// Training iterations (each: D step(s) then one G step).
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
+    /// Run folder (default runs/default).
+    #[arg(long, default_value = "runs/default")]
+    out: PathBuf,
+    /// Continue the run in --out from its newest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Image side for image data (28, 32 or 64 for dcgan).
+    #[arg(long)]
+    size: Option<usize>,
+    /// Image channels (1 or 3).
+    #[arg(long)]
+    channels: Option<usize>,
+    #[arg(long)]
+    latent: Option<usize>,
+    /// DCGAN base width / MLP hidden units.
+    #[arg(long)]
+    width: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// D steps per G step (default 5 for wgan, else 1).
+    #[arg(long)]
+    critic_steps: Option<usize>,
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    #[arg(long)]
+    sample_every: Option<u64>,
+    /// Checkpoints kept.
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
+    set_threads(a.threads);
+    let source: DataSource = a.data.parse()?;
+    let mut config = TrainConfig::new(&source, a.model, a.loss);
+    if let pocketgan_trainer::data::SampleKind::Image {
+        channels,
+        height,
+        width,
+    } = &mut config.model.sample
+    {
+        if let Some(s) = a.size {
+            (*height, *width) = (s, s);
+        }
+        if let Some(c) = a.channels {
+            *channels = c;
+        }
+    }
+    config.steps = a.steps.unwrap_or(config.steps);
+    config.batch = a.batch;
+    config.seed = a.seed;
+    config.device = a.device;
+    config.keep_checkpoints = a.keep;
+    config.model.latent = a.latent.unwrap_or(config.model.latent);
+    config.model.width = a.width.unwrap_or(config.model.width);
+    config.lr = a.lr.unwrap_or(config.lr);
+    config.critic_steps = a.critic_steps.unwrap_or(config.critic_steps);
+    config.checkpoint_every = a.checkpoint_every.unwrap_or(config.checkpoint_every);
+    config.sample_every = a.sample_every.unwrap_or(config.sample_every);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130); // second Ctrl-C: give up at once
+        }
+        eprintln!("\nstopping: writing a checkpoint (Ctrl-C again to abort)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let opts = RunOptions {
+        resume: a.resume,
+        quiet: a.quiet,
+        stop: Some(&stop),
+        stop_at: None,
+    };
+    match train::train(&config, &a.out, &opts)? {
+        Outcome::Finished { steps } => {
+            println!("trained {steps} steps; run folder: {}", a.out.display());
+            println!("  samples:    {}", a.out.join("samples").display());
+            println!("  metrics:    {}", a.out.join("metrics.csv").display());
+            println!("  loss curve: {}", a.out.join("loss_curve.png").display());
+            println!("  generator:  {}", a.out.join("generator.onnx").display());
+            if let Some(m) = source.mixture() {
+                let run = train::RunDir(a.out.clone());
+                let cfg = run.read_config()?;
+                let device = cfg.device.device()?;
+                let state = train::load_latest(&run, &cfg, &device.clone().autodiff())?;
+                let c = m.coverage(&train::generate(
+                    &state.generator,
+                    &cfg,
+                    2500,
+                    cfg.seed,
+                    &device,
+                ));
+                println!(
+                    "  {}: {}/{} modes covered, {:.1}% high-quality samples",
+                    m.name,
+                    c.modes_covered,
+                    c.modes,
+                    100.0 * c.high_quality
+                );
+            }
+        }
+        Outcome::Interrupted { at_step } => {
+            println!(
+                "interrupted at step {at_step}; continue with --resume --out {}",
+                a.out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Train(a) => train_cmd(a),
+        Command::Export { run, out } => {
+            let file = pocketgan_trainer::export::export_run(&run, out.as_deref())?;
+            println!("wrote {}", file.display());
+            Ok(())
+        }
+        Command::Bench {
+            warmup,
+            iters,
+            threads,
+            torch_ms,
+            json,
+        } => {
+            set_threads(threads);
+            let threads = threads.unwrap_or_else(rayon::current_num_threads);
+            let mut rows = Vec::new();
+            for kind in DeviceKind::available() {
+                rows.push(pocketgan_trainer::bench::training_iteration(
+                    kind, warmup, iters,
+                )?);
+            }
+            if json {
+                let v =
+                    serde_json::json!({ "threads": threads, "torch_ms": torch_ms, "rows": rows });
+                println!("{v}");
+            } else {
+                println!("reference DCGAN training iteration, batch 64, {threads} threads");
+                println!(
+                    "{:<10} {:>12} {:>10} {:>14}",
+                    "backend", "median ms", "min ms", "x PyTorch"
+                );
+                println!(
+                    "{:<10} {:>12.2} {:>10} {:>14}",
+                    "pytorch", torch_ms, "-", "1.00"
+                );
+                for r in rows {
+                    println!(
+                        "{:<10} {:>12.2} {:>10.2} {:>14.2}",
+                        r.backend,
+                        r.median_ms,
+                        r.min_ms,
+                        r.median_ms / torch_ms
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! DCGAN (Radford et al., 2015). For 28x28 with width 64 this is the reference network of
+//! `shared/anchors/README.md`:
+//! G: z -> Linear -> [2w,7,7] -> BN -> ReLU -> ConvT(2w->w, k4 s2 p1) -> BN -> ReLU -> ConvT(w->C) -> Tanh
+//! D: Conv(C->w, k4 s2 p1) -> LeakyReLU -> Conv(w->2w) -> BN -> LeakyReLU -> Linear(2w*7*7 -> 1)
+//! 32 and 64 px start from 4x4 and add one up/down-sampling step per doubling.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Initializer, LeakyRelu, LeakyReluConfig, Linear, LinearConfig,
+    PaddingConfig2d,
+};
+use burn::prelude::*;
+
+use super::ModelConfig;
+use crate::data::SampleKind;
+
+/// The smallest feature map for an image side, when the side is supported.
+pub fn base_size(side: usize) -> Option<usize> {
+    match side {
+        28 => Some(7),
+        32 | 64 => Some(4),
+        _ => None,
+    }
+}
+
+/// DCGAN's initialisation: N(0, 0.02) weights, BN gamma N(1, 0.02).
+const WEIGHT_INIT: Initializer = Initializer::Normal {
+    mean: 0.0,
+    std: 0.02,
+};
+
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    conv: ConvTranspose2d,
+    norm: BatchNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct DcganGenerator {
+    project: Linear,
+    project_norm: BatchNorm,
+    /// Upsampling blocks with BN + ReLU.
+    blocks: Vec<UpBlock>,
+    /// Last upsampling to the image channels, then tanh.
+    to_image: ConvTranspose2d,
+    /// `[channels, side, side]` of the first feature map.
+    base: [usize; 3],
+}
+
+#[derive(Module, Debug)]
+pub struct DownBlock {
+    conv: Conv2d,
+    norm: BatchNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct DcganDiscriminator {
+    /// First downsampling, no batch norm (as in DCGAN).
+    from_image: Conv2d,
+    blocks: Vec<DownBlock>,
+    classify: Linear,
+    act: LeakyRelu,
+}
+
+fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    let mut bn = BatchNormConfig::new(channels).init(device);
+    bn.gamma = Initializer::Normal {
+        mean: 1.0,
+        std: 0.02,
+    }
+    .init([channels], device);
+    bn
+}
+
+fn up(cin: usize, cout: usize, device: &Device) -> ConvTranspose2d {
+    ConvTranspose2dConfig::new([cin, cout], [4, 4])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .with_initializer(WEIGHT_INIT)
+        .init(device)
+}
+
+fn down(cin: usize, cout: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [4, 4])
+        .with_stride([2, 2])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_initializer(WEIGHT_INIT)
+        .init(device)
+}
+
+pub fn init(config: &ModelConfig, device: &Device) -> (DcganGenerator, DcganDiscriminator) {
+    let SampleKind::Image {
+        channels, height, ..
+    } = config.sample
+    else {
+        unreachable!("validated: dcgan needs images")
+    };
+    let base = base_size(height).expect("validated image side");
+    let steps = (height / base).trailing_zeros() as usize; // 2 for 28 and 32, 4 for 64 px
+    let top = config.width << (steps - 1); // channels of the base feature map
+    let w = config.width;
+
+    let mut blocks = Vec::new();
+    let mut c = top;
+    for _ in 0..steps - 1 {
+        blocks.push(UpBlock {
+            conv: up(c, c / 2, device),
+            norm: batch_norm(c / 2, device),
+        });
+        c /= 2;
+    }
+    let generator = DcganGenerator {
+        project: LinearConfig::new(config.latent, top * base * base)
+            .with_initializer(WEIGHT_INIT)
+            .init(device),
+        project_norm: batch_norm(top, device),
+        blocks,
+        to_image: up(w, channels, device),
+        base: [top, base, base],
+    };
+
+    let mut blocks = Vec::new();
+    let mut c = w;
+    for _ in 0..steps - 1 {
+        blocks.push(DownBlock {
+            conv: down(c, c * 2, device),
+            norm: batch_norm(c * 2, device),
+        });
+        c *= 2;
+    }
+    let discriminator = DcganDiscriminator {
+        from_image: down(channels, w, device),
+        blocks,
+        classify: LinearConfig::new(top * base * base, 1)
+            .with_initializer(WEIGHT_INIT)
+            .init(device),
+        act: LeakyReluConfig::new().with_negative_slope(0.2).init(),
+    };
+    (generator, discriminator)
+}
+
+impl DcganGenerator {
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
+        let [c, h, w] = self.base;
+        let n = z.dims()[0];
+        let x = self.project.forward(z).reshape([n, c, h, w]);
+        let mut x = burn::tensor::activation::relu(self.project_norm.forward(x));
+        for block in &self.blocks {
+            x = burn::tensor::activation::relu(block.norm.forward(block.conv.forward(x)));
+        }
+        burn::tensor::activation::tanh(self.to_image.forward(x))
+    }
+}
+
+impl DcganDiscriminator {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = self.act.forward(self.from_image.forward(x));
+        for block in &self.blocks {
+            x = self.act.forward(block.norm.forward(block.conv.forward(x)));
+        }
+        self.classify.forward(x.flatten(1, 3))
+    }
+}

@@ -1,0 +1,81 @@
+//! The original GAN of Goodfellow et al. (2014): fully connected G and D.
+//! G: z -> Linear -> ReLU -> Linear -> ReLU -> Linear (-> tanh for images)
+//! D: x -> Linear -> LeakyReLU(0.2) -> Linear -> LeakyReLU(0.2) -> Linear -> logit
+
+use burn::nn::{LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
+use burn::prelude::*;
+
+use super::{batch_dims, ModelConfig};
+use crate::data::SampleKind;
+
+#[derive(Module, Debug)]
+pub struct MlpGenerator {
+    layers: Vec<Linear>,
+    /// Images are squashed to [-1, 1]; toy points are left unbounded.
+    tanh_output: bool,
+    sample: [usize; 3],
+}
+
+#[derive(Module, Debug)]
+pub struct MlpDiscriminator {
+    layers: Vec<Linear>,
+    act: LeakyRelu,
+}
+
+pub fn init(config: &ModelConfig, device: &Device) -> (MlpGenerator, MlpDiscriminator) {
+    let numel = config.sample.numel();
+    let h = config.width;
+    let generator = MlpGenerator {
+        layers: vec![
+            LinearConfig::new(config.latent, h).init(device),
+            LinearConfig::new(h, h).init(device),
+            LinearConfig::new(h, numel).init(device),
+        ],
+        tanh_output: matches!(config.sample, SampleKind::Image { .. }),
+        sample: {
+            let [_, c, hh, w] = batch_dims(config.sample, 1);
+            [c, hh, w]
+        },
+    };
+    let discriminator = MlpDiscriminator {
+        layers: vec![
+            LinearConfig::new(numel, h).init(device),
+            LinearConfig::new(h, h).init(device),
+            LinearConfig::new(h, 1).init(device),
+        ],
+        act: LeakyReluConfig::new().with_negative_slope(0.2).init(),
+    };
+    (generator, discriminator)
+}
+
+impl MlpGenerator {
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
+        let last = self.layers.len() - 1;
+        let mut x = z;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = burn::tensor::activation::relu(x);
+            }
+        }
+        if self.tanh_output {
+            x = burn::tensor::activation::tanh(x);
+        }
+        let [c, h, w] = self.sample;
+        x.reshape([-1, c as i32, h as i32, w as i32])
+    }
+}
+
+impl MlpDiscriminator {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let last = self.layers.len() - 1;
+        let mut x = x.flatten(1, 3);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = self.act.forward(x);
+            }
+        }
+        x
+    }
+}

@@ -1,0 +1,749 @@
+//! The training loop: per iteration, `critic_steps` D updates on real and detached fake batches
+//! (only D's parameters move), then one G update through a frozen copy of D (only G's move).
+//!
+//! Every random draw is a pure function of (seed, step): the data order, the latents and the fixed
+//! sample batch. A resumed run therefore replays exactly what an uninterrupted run would do.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::{Gradients, TensorData};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::data::{self, BatchOrder, DataSource, Dataset, LoadOptions, SampleKind};
+use crate::device::DeviceKind;
+use crate::loss::GanLoss;
+use crate::model::{batch_dims, Discriminator, Generator, ModelConfig};
+use crate::render;
+
+/// Everything that defines a run; saved as `config.json` in the run folder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub data: String,
+    pub model: ModelConfig,
+    pub loss: GanLoss,
+    /// Iterations (each: `critic_steps` D updates and one G update).
+    pub steps: u64,
+    pub batch: usize,
+    pub seed: u64,
+    /// Adam, DCGAN's defaults: lr 2e-4, betas (0.5, 0.999).
+    pub lr: f64,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub critic_steps: usize,
+    /// WGAN: clip D's weights to +-c after each D step.
+    pub weight_clip: Option<f32>,
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    pub sample_every: u64,
+    pub device: DeviceKind,
+    /// The dataset's class names, recorded for the exported model's metadata.
+    #[serde(default)]
+    pub class_names: Vec<String>,
+}
+
+impl TrainConfig {
+    /// Defaults for a dataset, model and loss: the reference DCGAN for 28x28 images.
+    pub fn new(data: &DataSource, architecture: crate::model::Architecture, loss: GanLoss) -> Self {
+        let sample = data.native_kind();
+        let mut model = ModelConfig::reference_dcgan();
+        model.architecture = architecture;
+        model.sample = sample;
+        if architecture == crate::model::Architecture::Mlp {
+            model.width = if data.is_toy() { 128 } else { 512 };
+            model.latent = if data.is_toy() { 2 } else { 64 };
+        }
+        Self {
+            data: data.to_string(),
+            model,
+            loss,
+            steps: 2000,
+            batch: 64,
+            seed: 0,
+            lr: 2e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+            critic_steps: loss.default_critic_steps(),
+            weight_clip: loss.default_weight_clip(),
+            checkpoint_every: 500,
+            keep_checkpoints: 3,
+            sample_every: 250,
+            device: DeviceKind::Cpu,
+            class_names: Vec::new(),
+        }
+    }
+
+    pub fn source(&self) -> Result<DataSource, TrainError> {
+        Ok(self.data.parse()?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceUnavailable),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{file}: {source}")]
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {reason}")]
+    BadRun { file: PathBuf, reason: String },
+    #[error("{file}: cannot restore weights: {reason}")]
+    Record { file: PathBuf, reason: String },
+    #[error("{what} became {value} at step {step}: training diverged. The last good checkpoint is kept in {dir}; try a lower learning rate or another loss")]
+    NonFinite {
+        what: &'static str,
+        value: f32,
+        step: u64,
+        dir: PathBuf,
+    },
+    #[error("cannot resume: no checkpoint in {0}")]
+    NothingToResume(PathBuf),
+    #[error("{0} already holds a run: pass --resume to continue it, or choose another --out")]
+    RunExists(PathBuf),
+    #[error("ONNX export failed: {0}")]
+    Export(#[from] crate::export::ExportError),
+}
+
+fn io_err(file: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::Io {
+        file: file.to_path_buf(),
+        source: e,
+    }
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss_d: f32,
+    pub loss_g: f32,
+    /// D's mean opinion of real samples (probability for BCE losses, raw score otherwise).
+    pub d_real: f32,
+    /// D's mean opinion of fakes, before D's update.
+    pub d_fake: f32,
+    pub grad_norm_d: f32,
+    pub grad_norm_g: f32,
+    pub seconds: f64,
+}
+
+pub const METRICS_HEADER: &str = "step,loss_d,loss_g,d_real,d_fake,grad_norm_d,grad_norm_g,seconds";
+
+impl StepMetrics {
+    fn csv(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{:.4}",
+            self.step,
+            self.loss_d,
+            self.loss_g,
+            self.d_real,
+            self.d_fake,
+            self.grad_norm_d,
+            self.grad_norm_g,
+            self.seconds
+        )
+    }
+
+    pub fn parse(line: &str) -> Option<Self> {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 8 {
+            return None;
+        }
+        Some(Self {
+            step: f[0].parse().ok()?,
+            loss_d: f[1].parse().ok()?,
+            loss_g: f[2].parse().ok()?,
+            d_real: f[3].parse().ok()?,
+            d_fake: f[4].parse().ok()?,
+            grad_norm_d: f[5].parse().ok()?,
+            grad_norm_g: f[6].parse().ok()?,
+            seconds: f[7].parse().ok()?,
+        })
+    }
+}
+
+/// Read a run's `metrics.csv`.
+pub fn read_metrics(run: &Path) -> Result<Vec<StepMetrics>, TrainError> {
+    let file = run.join("metrics.csv");
+    let text = std::fs::read_to_string(&file).map_err(io_err(&file))?;
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            StepMetrics::parse(l).ok_or_else(|| TrainError::BadRun {
+                file: file.clone(),
+                reason: format!("bad row `{l}`"),
+            })
+        })
+        .collect()
+}
+
+/// How a call to [`train`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished {
+        steps: u64,
+    },
+    /// Stopped on request (Ctrl-C, or `stop_at`) after writing a checkpoint.
+    Interrupted {
+        at_step: u64,
+    },
+}
+
+/// Knobs that do not change the results.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    pub resume: bool,
+    /// Hide the progress bar.
+    pub quiet: bool,
+    /// Checked before every iteration; when set, checkpoint and stop (the Ctrl-C path).
+    pub stop: Option<&'a AtomicBool>,
+    /// Stop as if interrupted once this many iterations are done.
+    pub stop_at: Option<u64>,
+}
+
+/// The run folder's layout.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.0.join("checkpoints")
+    }
+    pub fn samples(&self) -> PathBuf {
+        self.0.join("samples")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.csv")
+    }
+    pub fn onnx(&self) -> PathBuf {
+        self.0.join("generator.onnx")
+    }
+
+    pub fn read_config(&self) -> Result<TrainConfig, TrainError> {
+        let file = self.config();
+        let text = std::fs::read_to_string(&file).map_err(io_err(&file))?;
+        serde_json::from_str(&text).map_err(|e| TrainError::BadRun {
+            file,
+            reason: format!("bad config: {e}"),
+        })
+    }
+}
+
+/// The trained state in memory.
+pub struct State {
+    pub generator: Generator,
+    pub discriminator: Discriminator,
+    opt_g: ModuleOptimizer,
+    opt_d: ModuleOptimizer,
+    /// Iterations completed.
+    pub step: u64,
+}
+
+fn adam(config: &TrainConfig) -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(config.beta1)
+        .with_beta_2(config.beta2)
+        .init()
+}
+
+impl State {
+    pub fn new(config: &TrainConfig, device: &Device) -> Self {
+        device.seed(config.seed);
+        let (generator, discriminator) = config.model.init(device);
+        Self {
+            generator,
+            discriminator,
+            opt_g: adam(config),
+            opt_d: adam(config),
+            step: 0,
+        }
+    }
+
+    fn to_checkpoint(&self) -> Result<Checkpoint, TrainError> {
+        let rec = |r: Result<burn::tensor::Bytes, burn::store::RecordError>| {
+            r.map(|b| b.to_vec())
+                .map_err(|e| TrainError::Config(format!("cannot serialise a record: {e}")))
+        };
+        Ok(Checkpoint {
+            step: self.step,
+            sections: vec![
+                (
+                    "generator".into(),
+                    rec(self.generator.clone().into_record().into_bytes())?,
+                ),
+                (
+                    "discriminator".into(),
+                    rec(self.discriminator.clone().into_record().into_bytes())?,
+                ),
+                ("adam_g".into(), rec(self.opt_g.to_record().into_bytes())?),
+                ("adam_d".into(), rec(self.opt_d.to_record().into_bytes())?),
+            ],
+        })
+    }
+
+    /// Rebuild from a checkpoint; every section is validated against the config's shapes.
+    pub fn from_checkpoint(
+        config: &TrainConfig,
+        device: &Device,
+        ckpt: &Checkpoint,
+        file: &Path,
+    ) -> Result<Self, TrainError> {
+        let bad = |e: burn::store::RecordError| TrainError::Record {
+            file: file.into(),
+            reason: e.to_string(),
+        };
+        let module_record = |name: &str| -> Result<burn::store::ModuleRecord, TrainError> {
+            let bytes = burn::tensor::Bytes::from_bytes_vec(ckpt.section(name, file)?.to_vec());
+            burn::store::ModuleRecord::from_bytes(bytes).map_err(bad)
+        };
+        let opt_record = |name: &str| -> Result<burn::optim::OptimizerRecord, TrainError> {
+            let bytes = burn::tensor::Bytes::from_bytes_vec(ckpt.section(name, file)?.to_vec());
+            burn::optim::OptimizerRecord::from_bytes(bytes).map_err(bad)
+        };
+        let mut state = Self::new(config, device);
+        state.generator = state
+            .generator
+            .try_load_record(module_record("generator")?)
+            .map_err(bad)?;
+        state.discriminator = state
+            .discriminator
+            .try_load_record(module_record("discriminator")?)
+            .map_err(bad)?;
+        state.opt_g = adam(config).load_record(opt_record("adam_g")?);
+        state.opt_d = adam(config).load_record(opt_record("adam_d")?);
+        state.step = ckpt.step;
+        Ok(state)
+    }
+}
+
+/// Standard normal latents for iteration `step`, critic pass `k`: a pure function of the seed.
+pub fn latents(seed: u64, stream: u64, n: usize, latent: usize, device: &Device) -> Tensor<2> {
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ stream);
+    let v: Vec<f32> = (0..n * latent)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
+    Tensor::from_data(TensorData::new(v, [n, latent]), device)
+}
+
+/// The fixed latent batch that every sample grid uses.
+pub fn sample_latents(config: &TrainConfig, n: usize, device: &Device) -> Tensor<2> {
+    latents(config.seed, u64::MAX, n, config.model.latent, device)
+}
+
+fn real_batch(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<4> {
+    let per = ds.kind.numel();
+    let mut v = Vec::with_capacity(idx.len() * per);
+    for &i in idx {
+        v.extend_from_slice(ds.sample(i));
+    }
+    Tensor::from_data(TensorData::new(v, batch_dims(ds.kind, idx.len())), device)
+}
+
+/// Sum of squared gradients over a module's parameters, as a tensor (no sync).
+struct GradSquares<'a> {
+    grads: &'a Gradients,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for GradSquares<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = param.val().grad(self.grads) {
+            let s = g.powi_scalar(2).sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}
+
+fn grad_squares<M: Module>(module: &M, grads: &Gradients, device: &Device) -> Tensor<1> {
+    let mut v = GradSquares { grads, total: None };
+    module.visit(&mut v);
+    v.total
+        .unwrap_or_else(|| Tensor::zeros([1], &device.clone().without_autodiff()))
+}
+
+/// WGAN's weight clipping, applied to every float parameter of D.
+struct Clip(f32);
+
+impl ModuleMapper for Clip {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let grad = tensor.is_require_grad();
+        let mut t = Tensor::from_inner(tensor.inner().clamp(-self.0, self.0));
+        if grad {
+            t = t.require_grad();
+        }
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+/// One iteration on an autodiff device. Returns the new state's metrics (without `seconds`).
+/// Takes the state by value because Burn's optimizers consume and return the modules.
+pub fn train_step(
+    mut state: State,
+    config: &TrainConfig,
+    ds: &Dataset,
+    order: &mut BatchOrder,
+    device: &Device,
+) -> (State, StepMetrics) {
+    let step = state.step;
+    let n = config.batch;
+    let mut fake = None;
+    let mut scalars_d = None;
+    for k in 0..config.critic_steps {
+        let stream = step * config.critic_steps as u64 + k as u64;
+        let real = real_batch(ds, order.indices(stream), device);
+        let z = latents(config.seed, stream, n, config.model.latent, device);
+        let f = state.generator.forward(z);
+        let d_real = state.discriminator.forward(real);
+        let d_fake = state.discriminator.forward(f.clone().detach());
+        let opinions = Tensor::cat(
+            vec![
+                config.loss.opinion(d_real.clone()),
+                config.loss.opinion(d_fake.clone()),
+            ],
+            0,
+        );
+        let loss_d = config.loss.discriminator(d_real, d_fake);
+        let grads = loss_d.backward();
+        let norm = grad_squares(&state.discriminator, &grads, device);
+        let grads = GradientsParams::from_grads(grads, &state.discriminator);
+        let mut d = state.opt_d.step(config.lr, state.discriminator, grads);
+        if let Some(c) = config.weight_clip {
+            d = d.map(&mut Clip(c));
+        }
+        state.discriminator = d;
+        scalars_d = Some((loss_d.detach().inner(), opinions.detach().inner(), norm));
+        fake = Some(f);
+    }
+    // G step: D frozen (no parameter of the copy requires a gradient), G's graph from the last fake.
+    let frozen_d = state.discriminator.clone().no_grad();
+    let loss_g = config
+        .loss
+        .generator(frozen_d.forward(fake.expect("critic_steps >= 1")));
+    let grads = loss_g.backward();
+    let norm_g = grad_squares(&state.generator, &grads, device);
+    let grads = GradientsParams::from_grads(grads, &state.generator);
+    state.generator = state.opt_g.step(config.lr, state.generator, grads);
+    state.step += 1;
+
+    let (loss_d, opinions, norm_d) = scalars_d.expect("critic_steps >= 1");
+    let all = Tensor::cat(
+        vec![
+            loss_d,
+            loss_g.detach().inner(),
+            opinions,
+            norm_d.inner(),
+            norm_g.inner(),
+        ],
+        0,
+    );
+    let v: Vec<f32> = all
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_else(|_| vec![f32::NAN; 6]);
+    let metrics = StepMetrics {
+        step: state.step,
+        loss_d: v[0],
+        loss_g: v[1],
+        d_real: v[2],
+        d_fake: v[3],
+        grad_norm_d: v[4].sqrt(),
+        grad_norm_g: v[5].sqrt(),
+        seconds: 0.0,
+    };
+    (state, metrics)
+}
+
+/// Generate `n` samples from the fixed latent batch in inference mode (BatchNorm running stats).
+pub fn fixed_samples(
+    generator: &Generator,
+    config: &TrainConfig,
+    n: usize,
+    device: &Device,
+) -> Vec<f32> {
+    let inference = device.clone().without_autodiff();
+    let g = generator.valid();
+    let out = g.forward(sample_latents(config, n, &inference));
+    out.into_data().try_to_vec::<f32>().unwrap_or_default()
+}
+
+/// Generate `n` samples from fresh latents (seeded) in inference mode.
+pub fn generate(
+    generator: &Generator,
+    config: &TrainConfig,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Vec<f32> {
+    let inference = device.clone().without_autodiff();
+    let g = generator.valid();
+    g.forward(latents(
+        seed,
+        u64::MAX - 1,
+        n,
+        config.model.latent,
+        &inference,
+    ))
+    .into_data()
+    .try_to_vec::<f32>()
+    .unwrap_or_default()
+}
+
+fn save_samples(
+    state: &State,
+    config: &TrainConfig,
+    run: &RunDir,
+    device: &Device,
+) -> Result<(), TrainError> {
+    let file = run.samples().join(format!("step_{:06}.png", state.step));
+    let img = match config.model.sample {
+        SampleKind::Image { .. } => render::sample_grid(
+            &fixed_samples(&state.generator, config, 64, device),
+            config.model.sample,
+        ),
+        SampleKind::Points { .. } => {
+            let centers = config
+                .source()?
+                .mixture()
+                .map(|m| m.centers)
+                .unwrap_or_default();
+            render::scatter(
+                &generate(&state.generator, config, 2000, config.seed, device),
+                &centers,
+            )
+        }
+    };
+    img.save(&file).map_err(|e| TrainError::BadRun {
+        file,
+        reason: e.to_string(),
+    })
+}
+
+fn save_checkpoint(state: &State, config: &TrainConfig, run: &RunDir) -> Result<(), TrainError> {
+    let dir = run.checkpoints();
+    state
+        .to_checkpoint()?
+        .write(&dir.join(checkpoint::file_name(state.step)))?;
+    checkpoint::prune(&dir, config.keep_checkpoints).map_err(io_err(&dir))
+}
+
+/// Load the newest checkpoint of a run.
+pub fn load_latest(
+    run: &RunDir,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<State, TrainError> {
+    let (_, file) = checkpoint::list(&run.checkpoints())
+        .pop()
+        .ok_or_else(|| TrainError::NothingToResume(run.0.clone()))?;
+    let ckpt = Checkpoint::read(&file)?;
+    State::from_checkpoint(config, device, &ckpt, &file)
+}
+
+fn loss_curve(run: &RunDir) -> Result<(), TrainError> {
+    let rows = read_metrics(&run.0)?;
+    let col = |f: fn(&StepMetrics) -> f32| rows.iter().map(f).collect::<Vec<f32>>();
+    let (ld, lg, dr, df) = (
+        col(|r| r.loss_d),
+        col(|r| r.loss_g),
+        col(|r| r.d_real),
+        col(|r| r.d_fake),
+    );
+    let panels = vec![
+        vec![
+            render::Series {
+                values: &ld,
+                color: [210, 40, 40],
+            },
+            render::Series {
+                values: &lg,
+                color: [40, 80, 210],
+            },
+        ],
+        vec![
+            render::Series {
+                values: &dr,
+                color: [30, 150, 60],
+            },
+            render::Series {
+                values: &df,
+                color: [240, 140, 20],
+            },
+        ],
+    ];
+    let file = run.0.join("loss_curve.png");
+    render::line_panels(&panels, &file).map_err(|e| TrainError::BadRun {
+        file,
+        reason: e.to_string(),
+    })
+}
+
+/// Train (or resume) the run in `out`. Writes config, checkpoints, samples, metrics, the loss
+/// curve and `generator.onnx`.
+pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outcome, TrainError> {
+    let run = RunDir(out.to_path_buf());
+    let config = if opts.resume {
+        let mut saved = run.read_config()?;
+        saved.steps = config.steps.max(saved.steps);
+        saved
+    } else {
+        if run.config().exists() {
+            return Err(TrainError::RunExists(out.to_path_buf()));
+        }
+        config.clone()
+    };
+    let mut config = config;
+    config.model.validate().map_err(TrainError::Config)?;
+    if config.batch == 0
+        || config.critic_steps == 0
+        || config.checkpoint_every == 0
+        || config.sample_every == 0
+    {
+        return Err(TrainError::Config(
+            "batch, critic steps and intervals must be positive".into(),
+        ));
+    }
+    let source = config.source()?;
+    let (size, channels) = match config.model.sample {
+        SampleKind::Image {
+            channels, height, ..
+        } => (Some(height), Some(channels)),
+        SampleKind::Points { .. } => (None, None),
+    };
+    let ds = data::load(
+        &source,
+        &LoadOptions {
+            size,
+            channels,
+            seed: config.seed,
+            ..Default::default()
+        },
+    )?;
+    if ds.kind != config.model.sample {
+        return Err(TrainError::Config(format!(
+            "the data's samples are {:?} but the model makes {:?}",
+            ds.kind, config.model.sample
+        )));
+    }
+    config.class_names = ds.class_names.clone();
+    let mut order = BatchOrder::new(ds.len(), config.batch, config.seed)?;
+    let device = config.device.device()?.autodiff();
+
+    for dir in [run.0.clone(), run.checkpoints(), run.samples()] {
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    }
+    let mut state;
+    if opts.resume {
+        state = load_latest(&run, &config, &device)?;
+        // Keep the metrics of the steps the checkpoint holds; later rows are replayed.
+        let kept: Vec<String> = read_metrics(&run.0)?
+            .iter()
+            .filter(|m| m.step <= state.step)
+            .map(|m| m.csv())
+            .collect();
+        let text = std::iter::once(METRICS_HEADER.to_string())
+            .chain(kept)
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
+        checkpoint::write_atomic(&run.metrics(), text.as_bytes())
+            .map_err(io_err(&run.metrics()))?;
+    } else {
+        state = State::new(&config, &device);
+        let json = serde_json::to_string_pretty(&config).expect("config serialises");
+        checkpoint::write_atomic(&run.config(), json.as_bytes()).map_err(io_err(&run.config()))?;
+        std::fs::write(run.metrics(), format!("{METRICS_HEADER}\n"))
+            .map_err(io_err(&run.metrics()))?;
+        save_samples(&state, &config, &run, &device)?;
+    }
+    let mut metrics = std::fs::OpenOptions::new()
+        .append(true)
+        .open(run.metrics())
+        .map_err(io_err(&run.metrics()))?;
+
+    let bar = if opts.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(config.steps)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(state.step);
+    bar.reset_eta();
+    let started = Instant::now();
+    let mut last_checkpoint = state.step;
+    while state.step < config.steps {
+        let stop_requested =
+            opts.stop.is_some_and(|s| s.load(Ordering::SeqCst)) || opts.stop_at == Some(state.step);
+        if stop_requested {
+            if last_checkpoint != state.step {
+                save_checkpoint(&state, &config, &run)?;
+            }
+            bar.abandon_with_message(format!(
+                "interrupted: checkpoint at step {} written",
+                state.step
+            ));
+            return Ok(Outcome::Interrupted {
+                at_step: state.step,
+            });
+        }
+        let t0 = Instant::now();
+        let (next, mut m) = train_step(state, &config, &ds, &mut order, &device);
+        state = next;
+        m.seconds = t0.elapsed().as_secs_f64();
+        for (what, value) in [("loss_d", m.loss_d), ("loss_g", m.loss_g)] {
+            if !value.is_finite() {
+                bar.abandon();
+                return Err(TrainError::NonFinite {
+                    what,
+                    value,
+                    step: m.step,
+                    dir: run.checkpoints(),
+                });
+            }
+        }
+        writeln!(metrics, "{}", m.csv()).map_err(io_err(&run.metrics()))?;
+        bar.set_position(state.step);
+        bar.set_message(format!(
+            "loss_d {:.3} loss_g {:.3} D(x) {:.3} D(G(z)) {:.3}",
+            m.loss_d, m.loss_g, m.d_real, m.d_fake
+        ));
+        if state.step % config.sample_every == 0 || state.step == config.steps {
+            save_samples(&state, &config, &run, &device)?;
+        }
+        if state.step % config.checkpoint_every == 0 || state.step == config.steps {
+            save_checkpoint(&state, &config, &run)?;
+            last_checkpoint = state.step;
+        }
+    }
+    bar.finish_with_message(format!("done in {:.1}s", started.elapsed().as_secs_f64()));
+    drop(metrics);
+    loss_curve(&run)?;
+    crate::export::export_run(&run.0, None)?;
+    Ok(Outcome::Finished { steps: state.step })
+}
