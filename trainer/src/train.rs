@@ -286,11 +286,11 @@ impl State {
             sections: vec![
                 (
                     "generator".into(),
-                    rec(self.generator.clone().into_record().into_bytes())?,
+                    rec(self.generator.valid().into_record().into_bytes())?,
                 ),
                 (
                     "discriminator".into(),
-                    rec(self.discriminator.clone().into_record().into_bytes())?,
+                    rec(self.discriminator.valid().into_record().into_bytes())?,
                 ),
                 ("adam_g".into(), rec(self.opt_g.to_record().into_bytes())?),
                 ("adam_d".into(), rec(self.opt_d.to_record().into_bytes())?),

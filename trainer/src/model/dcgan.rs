@@ -11,6 +11,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
+use super::layers::Layer;
 use super::ModelConfig;
 use crate::data::SampleKind;
 
@@ -149,6 +150,20 @@ impl DcganGenerator {
             x = burn::tensor::activation::relu(block.norm.forward(block.conv.forward(x)));
         }
         burn::tensor::activation::tanh(self.to_image.forward(x))
+    }
+
+    pub fn layers(&self) -> Vec<Layer> {
+        let mut out = vec![
+            Layer::linear(&self.project),
+            Layer::Reshape { dims: self.base },
+            Layer::batch_norm(&self.project_norm),
+            Layer::Relu,
+        ];
+        for block in &self.blocks {
+            out.extend([Layer::conv_transpose(&block.conv), Layer::batch_norm(&block.norm), Layer::Relu]);
+        }
+        out.extend([Layer::conv_transpose(&self.to_image), Layer::Tanh]);
+        out
     }
 }
 

@@ -5,6 +5,7 @@
 use burn::nn::{LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
+use super::layers::Layer;
 use super::{batch_dims, ModelConfig};
 use crate::data::SampleKind;
 
@@ -63,6 +64,21 @@ impl MlpGenerator {
         }
         let [c, h, w] = self.sample;
         x.reshape([-1, c as i32, h as i32, w as i32])
+    }
+
+    pub fn layers(&self) -> Vec<Layer> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if i > 0 {
+                out.push(Layer::Relu);
+            }
+            out.push(Layer::linear(layer));
+        }
+        if self.tanh_output {
+            out.push(Layer::Tanh);
+        }
+        out.push(Layer::Reshape { dims: self.sample });
+        out
     }
 }
 

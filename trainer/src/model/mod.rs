@@ -1,6 +1,7 @@
 //! GAN architectures: the original MLP GAN and DCGAN. One config describes both networks.
 
 pub mod dcgan;
+pub mod layers;
 pub mod mlp;
 
 use burn::prelude::*;
@@ -103,6 +104,14 @@ impl Generator {
         match self {
             Generator::Mlp(g) => g.forward(z),
             Generator::Dcgan(g) => g.forward(z),
+        }
+    }
+
+    /// The network in inference form (BatchNorm with running statistics), layer by layer.
+    pub fn layers(&self) -> Vec<layers::Layer> {
+        match self {
+            Generator::Mlp(g) => g.layers(),
+            Generator::Dcgan(g) => g.layers(),
         }
     }
 }

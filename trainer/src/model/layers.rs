@@ -1,0 +1,66 @@
+//! A generator in inference form, as a flat list of standard layers with their weights.
+//! This is what the ONNX exporter writes; the runtime's int8 format mirrors it.
+
+use burn::module::Param;
+use burn::nn::conv::ConvTranspose2d;
+use burn::nn::{BatchNorm, Linear};
+use burn::prelude::*;
+
+/// A float tensor taken out of Burn: shape and row-major values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    pub dims: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+impl Weights {
+    fn of<const D: usize>(t: Tensor<D>) -> Self {
+        let dims = t.dims().to_vec();
+        let values = t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        Self { dims, values }
+    }
+
+    fn param<const D: usize>(p: &Param<Tensor<D>>) -> Self {
+        Self::of(p.val())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    /// `y = x W + b`, W `[in, out]`.
+    Linear { weight: Weights, bias: Option<Weights> },
+    /// Reshape `[N, ...]` to `[N, c, h, w]`.
+    Reshape { dims: [usize; 3] },
+    /// Inference batch norm over channel axis 1.
+    BatchNorm { gamma: Weights, beta: Weights, mean: Weights, var: Weights, epsilon: f64 },
+    /// Weight `[C_in, C_out, kH, kW]` (the layout of ONNX and PyTorch).
+    ConvTranspose { weight: Weights, bias: Option<Weights>, stride: [usize; 2], padding: [usize; 2], output_padding: [usize; 2] },
+    Relu,
+    Tanh,
+}
+
+impl Layer {
+    pub fn linear(l: &Linear) -> Self {
+        Layer::Linear { weight: Weights::param(&l.weight), bias: l.bias.as_ref().map(Weights::param) }
+    }
+
+    pub fn batch_norm(bn: &BatchNorm) -> Self {
+        Layer::BatchNorm {
+            gamma: Weights::param(&bn.gamma),
+            beta: Weights::param(&bn.beta),
+            mean: Weights::of(bn.running_mean.value()),
+            var: Weights::of(bn.running_var.value()),
+            epsilon: bn.epsilon,
+        }
+    }
+
+    pub fn conv_transpose(c: &ConvTranspose2d) -> Self {
+        Layer::ConvTranspose {
+            weight: Weights::param(&c.weight),
+            bias: c.bias.as_ref().map(Weights::param),
+            stride: c.stride,
+            padding: c.padding,
+            output_padding: c.padding_out,
+        }
+    }
+}
