@@ -16,7 +16,15 @@ fn ring8_covers_all_modes() {
     config.batch = pocketgan_tests::RING8_BATCH;
     config.lr = pocketgan_tests::RING8_LR;
     config.seed = 1;
-    train::train(&config, &run, &RunOptions { quiet: true, ..Default::default() }).unwrap();
+    train::train(
+        &config,
+        &run,
+        &RunOptions {
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
 
     let dir = RunDir(run);
     let config = dir.read_config().unwrap();

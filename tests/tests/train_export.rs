@@ -8,11 +8,16 @@ use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::export::{export_generator, OnnxMetadata};
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
-use pocketgan_trainer::train::{self, read_metrics, Outcome, RunOptions, StepMetrics, TrainConfig, TrainError};
-use tract_onnx::prelude::*;
+use pocketgan_trainer::train::{
+    self, read_metrics, Outcome, RunOptions, StepMetrics, TrainConfig, TrainError,
+};
 
 fn tiny_digits_config(steps: u64) -> TrainConfig {
-    let mut c = TrainConfig::new(&DataSource::Digits, Architecture::Dcgan, GanLoss::Nonsaturating);
+    let mut c = TrainConfig::new(
+        &DataSource::Digits,
+        Architecture::Dcgan,
+        GanLoss::Nonsaturating,
+    );
     c.steps = steps;
     c.batch = 16;
     c.model.width = 16;
@@ -24,12 +29,17 @@ fn tiny_digits_config(steps: u64) -> TrainConfig {
 }
 
 fn quiet() -> RunOptions<'static> {
-    RunOptions { quiet: true, ..Default::default() }
+    RunOptions {
+        quiet: true,
+        ..Default::default()
+    }
 }
 
 /// Everything but the wall-clock column.
 fn without_time(rows: &[StepMetrics]) -> Vec<StepMetrics> {
-    rows.iter().map(|r| StepMetrics { seconds: 0.0, ..*r }).collect()
+    rows.iter()
+        .map(|r| StepMetrics { seconds: 0.0, ..*r })
+        .collect()
 }
 
 #[test]
@@ -37,27 +47,69 @@ fn digits_run_writes_its_outputs_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full");
     let config = tiny_digits_config(6);
-    assert_eq!(train::train(&config, &full, &quiet()).unwrap(), Outcome::Finished { steps: 6 });
-    for f in ["config.json", "metrics.csv", "loss_curve.png", "generator.onnx", "samples/step_000000.png", "samples/step_000006.png"] {
+    assert_eq!(
+        train::train(&config, &full, &quiet()).unwrap(),
+        Outcome::Finished { steps: 6 }
+    );
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "loss_curve.png",
+        "generator.onnx",
+        "samples/step_000000.png",
+        "samples/step_000006.png",
+    ] {
         assert!(full.join(f).is_file(), "{f} missing");
     }
     let rows = read_metrics(&full).unwrap();
-    assert_eq!(rows.iter().map(|r| r.step).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
-    assert!(rows.iter().all(|r| r.loss_d.is_finite() && r.grad_norm_d > 0.0 && r.grad_norm_g > 0.0));
+    assert_eq!(
+        rows.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<_>>()
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.loss_d.is_finite() && r.grad_norm_d > 0.0 && r.grad_norm_g > 0.0));
     // keep_checkpoints = 3 of the ones at steps 2, 4, 6
-    let kept: Vec<u64> = checkpoint::list(&full.join("checkpoints")).iter().map(|c| c.0).collect();
+    let kept: Vec<u64> = checkpoint::list(&full.join("checkpoints"))
+        .iter()
+        .map(|c| c.0)
+        .collect();
     assert_eq!(kept, vec![2, 4, 6]);
 
     // Interrupted at step 3 (the Ctrl-C path writes a checkpoint), then resumed to 6.
     let split = dir.path().join("split");
-    let stop = RunOptions { stop_at: Some(3), ..quiet() };
-    assert_eq!(train::train(&config, &split, &stop).unwrap(), Outcome::Interrupted { at_step: 3 });
-    assert_eq!(checkpoint::list(&split.join("checkpoints")).last().unwrap().0, 3);
+    let stop = RunOptions {
+        stop_at: Some(3),
+        ..quiet()
+    };
+    assert_eq!(
+        train::train(&config, &split, &stop).unwrap(),
+        Outcome::Interrupted { at_step: 3 }
+    );
+    assert_eq!(
+        checkpoint::list(&split.join("checkpoints"))
+            .last()
+            .unwrap()
+            .0,
+        3
+    );
     // Starting over in a used folder without --resume is refused.
-    assert!(matches!(train::train(&config, &split, &quiet()), Err(TrainError::RunExists(_))));
-    let resume = RunOptions { resume: true, ..quiet() };
-    assert_eq!(train::train(&config, &split, &resume).unwrap(), Outcome::Finished { steps: 6 });
-    assert_eq!(without_time(&read_metrics(&split).unwrap()), without_time(&rows));
+    assert!(matches!(
+        train::train(&config, &split, &quiet()),
+        Err(TrainError::RunExists(_))
+    ));
+    let resume = RunOptions {
+        resume: true,
+        ..quiet()
+    };
+    assert_eq!(
+        train::train(&config, &split, &resume).unwrap(),
+        Outcome::Finished { steps: 6 }
+    );
+    assert_eq!(
+        without_time(&read_metrics(&split).unwrap()),
+        without_time(&rows)
+    );
 }
 
 #[test]
@@ -65,25 +117,47 @@ fn corrupt_checkpoints_and_missing_runs_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let config = tiny_digits_config(2);
-    train::train(&config, &run, &RunOptions { stop_at: Some(1), ..quiet() }).unwrap();
+    train::train(
+        &config,
+        &run,
+        &RunOptions {
+            stop_at: Some(1),
+            ..quiet()
+        },
+    )
+    .unwrap();
     let (_, ckpt) = checkpoint::list(&run.join("checkpoints")).pop().unwrap();
     let bytes = std::fs::read(&ckpt).unwrap();
-    let resume = RunOptions { resume: true, ..quiet() };
+    let resume = RunOptions {
+        resume: true,
+        ..quiet()
+    };
 
     std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
-    let e = train::train(&config, &run, &resume).unwrap_err().to_string();
-    assert!(e.contains("truncated") && e.contains("step_000001.ckpt"), "{e}");
+    let e = train::train(&config, &run, &resume)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("truncated") && e.contains("step_000001.ckpt"),
+        "{e}"
+    );
 
     let mut flipped = bytes.clone();
     let n = flipped.len();
     flipped[n - 100] ^= 0xff;
     std::fs::write(&ckpt, &flipped).unwrap();
-    let e = train::train(&config, &run, &resume).unwrap_err().to_string();
+    let e = train::train(&config, &run, &resume)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("CRC32"), "{e}");
 
-    let e = train::train(&config, &dir.path().join("nothing"), &resume).unwrap_err().to_string();
+    let e = train::train(&config, &dir.path().join("nothing"), &resume)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("config.json"), "{e}");
-    let e = pocketgan_trainer::export::export_run(&dir.path().join("nothing"), None).unwrap_err().to_string();
+    let e = pocketgan_trainer::export::export_run(&dir.path().join("nothing"), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("config.json"), "{e}");
 }
 
@@ -98,9 +172,11 @@ fn a_diverging_run_stops_with_a_clear_error() {
     assert!(e.to_string().contains("diverged"), "{e}");
 }
 
-fn run_tract(onnx: &Path, z: &[f32], n: usize, latent: usize) -> Vec<f32> {
+/// Run an ONNX generator in tract on latents `[n, latent]`.
+fn run_tract(file: &Path, z: &[f32], n: usize, latent: usize) -> Vec<f32> {
+    use tract_onnx::prelude::*;
     let model = tract_onnx::onnx()
-        .model_for_path(onnx)
+        .model_for_path(file)
         .unwrap()
         .with_input_fact(0, f32::fact([n, latent]).into())
         .unwrap()
@@ -108,14 +184,24 @@ fn run_tract(onnx: &Path, z: &[f32], n: usize, latent: usize) -> Vec<f32> {
         .unwrap()
         .into_runnable()
         .unwrap();
-    let input: Tensor = tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec()).unwrap().into();
+    let input: Tensor = tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec())
+        .unwrap()
+        .into();
     let out = model.run(tvec!(input.into())).unwrap();
-    out[0].to_array_view::<f32>().unwrap().iter().copied().collect()
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The exported file computes what the Burn module computes, at two batch sizes (dynamic N).
@@ -132,29 +218,56 @@ fn exported_generators_match_burn_in_tract() {
     for (i, (data, arch, shape)) in cases.into_iter().enumerate() {
         let mut config = TrainConfig::new(&data, arch, GanLoss::Nonsaturating);
         config.model.width = 8;
-        if let (Some((side, ch)), pocketgan_trainer::data::SampleKind::Image { channels, height, width }) = (shape, &mut config.model.sample) {
+        if let (
+            Some((side, ch)),
+            pocketgan_trainer::data::SampleKind::Image {
+                channels,
+                height,
+                width,
+            },
+        ) = (shape, &mut config.model.sample)
+        {
             (*channels, *height, *width) = (ch, side, side);
         }
         // Train two steps so BatchNorm's running statistics are not the identity.
         let device = Device::flex().autodiff();
-        let ds = pocketgan_trainer::data::load(&data, &pocketgan_trainer::data::LoadOptions {
-            size: shape.map(|s| s.0),
-            channels: shape.map(|s| s.1),
-            ..Default::default()
-        })
+        let ds = pocketgan_trainer::data::load(
+            &data,
+            &pocketgan_trainer::data::LoadOptions {
+                size: shape.map(|s| s.0),
+                channels: shape.map(|s| s.1),
+                ..Default::default()
+            },
+        )
         .unwrap();
-        let mut order = pocketgan_trainer::data::BatchOrder::new(ds.len(), config.batch, 0).unwrap();
+        let mut order =
+            pocketgan_trainer::data::BatchOrder::new(ds.len(), config.batch, 0).unwrap();
         let mut state = train::State::new(&config, &device);
         for _ in 0..2 {
             state = train::train_step(state, &config, &ds, &mut order, &device).0;
         }
         let file = dir.path().join(format!("g{i}.onnx"));
         let meta = OnnxMetadata::new(&config, state.step);
-        std::fs::write(&file, export_generator(&state.generator.valid(), &meta).unwrap()).unwrap();
+        std::fs::write(
+            &file,
+            export_generator(&state.generator.valid(), &meta).unwrap(),
+        )
+        .unwrap();
         for n in [1, 5] {
             let z = train::latents(3, n as u64, n, config.model.latent, &Device::flex());
-            let want: Vec<f32> = state.generator.valid().forward(z.clone()).into_data().try_into_vec().unwrap();
-            let got = run_tract(&file, &z.into_data().try_into_vec::<f32>().unwrap(), n, config.model.latent);
+            let want: Vec<f32> = state
+                .generator
+                .valid()
+                .forward(z.clone())
+                .into_data()
+                .try_into_vec()
+                .unwrap();
+            let got = run_tract(
+                &file,
+                &z.into_data().try_into_vec::<f32>().unwrap(),
+                n,
+                config.model.latent,
+            );
             let d = max_abs_diff(&want, &got);
             assert!(d <= 1e-4, "case {i} batch {n}: max abs diff {d}");
         }
@@ -180,6 +293,16 @@ assert meta["pocketgan.dataset"] == "digits" and meta["pocketgan.steps"] == "2",
 assert meta["pocketgan.class_names"] == ",".join(str(k) for k in range(10)), meta
 print("ok", len(m.graph.node), "nodes")
 "#;
-    let out = std::process::Command::new("python3").arg("-c").arg(script).arg(&onnx).output().expect("python3 runs");
-    assert!(out.status.success(), "onnx.checker failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&onnx)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "onnx.checker failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -79,7 +79,7 @@ mod tests {
     }
 
     fn scalar(x: Tensor<1>) -> f32 {
-        x.into_scalar().elem()
+        x.into_scalar::<f32>()
     }
 
     #[test]
@@ -103,7 +103,8 @@ mod tests {
         let (real, fake) = (t(&[2.0, 0.0]), t(&[0.5, -3.0]));
         assert!(
             (scalar(GanLoss::Lsgan.discriminator(real.clone(), fake.clone()))
-                - (0.5 * 0.5 + 0.5 * (0.25 + 9.0) / 2.0))
+                // mean((real - 1)^2) = (1 + 1) / 2; mean(fake^2) = (0.25 + 9) / 2
+                - (0.5 * 1.0 + 0.5 * (0.25 + 9.0) / 2.0))
                 .abs()
                 < 1e-5
         );

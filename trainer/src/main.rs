@@ -88,6 +88,9 @@ struct TrainArgs {
     width: Option<usize>,
     #[arg(long)]
     lr: Option<f64>,
+    /// Decay the learning rate linearly to zero over the run.
+    #[arg(long)]
+    lr_decay: bool,
     /// D steps per G step (default 5 for wgan, else 1).
     #[arg(long)]
     critic_steps: Option<usize>,
@@ -131,6 +134,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
     config.model.latent = a.latent.unwrap_or(config.model.latent);
     config.model.width = a.width.unwrap_or(config.model.width);
     config.lr = a.lr.unwrap_or(config.lr);
+    config.lr_decay = a.lr_decay;
     config.critic_steps = a.critic_steps.unwrap_or(config.critic_steps);
     config.checkpoint_every = a.checkpoint_every.unwrap_or(config.checkpoint_every);
     config.sample_every = a.sample_every.unwrap_or(config.sample_every);

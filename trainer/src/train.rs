@@ -38,6 +38,9 @@ pub struct TrainConfig {
     pub beta1: f32,
     pub beta2: f32,
     pub critic_steps: usize,
+    /// Decay both learning rates linearly to zero at `steps` (sharpens the modes of toy mixtures).
+    #[serde(default)]
+    pub lr_decay: bool,
     /// WGAN: clip D's weights to +-c after each D step.
     pub weight_clip: Option<f32>,
     pub checkpoint_every: u64,
@@ -50,6 +53,15 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The learning rate for iteration `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        if self.lr_decay {
+            self.lr * (1.0 - step as f64 / self.steps.max(1) as f64).max(0.0)
+        } else {
+            self.lr
+        }
+    }
+
     /// Defaults for a dataset, model and loss: the reference DCGAN for 28x28 images.
     pub fn new(data: &DataSource, architecture: crate::model::Architecture, loss: GanLoss) -> Self {
         let sample = data.native_kind();
@@ -64,17 +76,18 @@ impl TrainConfig {
             data: data.to_string(),
             model,
             loss,
-            steps: 2000,
+            steps: 1200,
             batch: 64,
             seed: 0,
             lr: 2e-4,
             beta1: 0.5,
             beta2: 0.999,
+            lr_decay: false,
             critic_steps: loss.default_critic_steps(),
             weight_clip: loss.default_weight_clip(),
-            checkpoint_every: 500,
+            checkpoint_every: 300,
             keep_checkpoints: 3,
-            sample_every: 250,
+            sample_every: 100,
             device: DeviceKind::Cpu,
             class_names: Vec::new(),
         }
@@ -428,7 +441,9 @@ pub fn train_step(
         let grads = loss_d.backward();
         let norm = grad_squares(&state.discriminator, &grads, device);
         let grads = GradientsParams::from_grads(grads, &state.discriminator);
-        let mut d = state.opt_d.step(config.lr, state.discriminator, grads);
+        let mut d = state
+            .opt_d
+            .step(config.lr_at(step), state.discriminator, grads);
         if let Some(c) = config.weight_clip {
             d = d.map(&mut Clip(c));
         }
@@ -444,7 +459,7 @@ pub fn train_step(
     let grads = loss_g.backward();
     let norm_g = grad_squares(&state.generator, &grads, device);
     let grads = GradientsParams::from_grads(grads, &state.generator);
-    state.generator = state.opt_g.step(config.lr, state.generator, grads);
+    state.generator = state.opt_g.step(config.lr_at(step), state.generator, grads);
     state.step += 1;
 
     let (loss_d, opinions, norm_d) = scalars_d.expect("critic_steps >= 1");

@@ -23,6 +23,7 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Images: magic 0x00000803, count, rows, cols, then `count * rows * cols` bytes.
+#[derive(Debug)]
 pub struct IdxImages {
     pub count: usize,
     pub rows: usize,

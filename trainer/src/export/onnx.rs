@@ -6,7 +6,9 @@
 //! starts with, so the graph is written here from the generator's layer list
 //! ([`Generator::layers`]): Gemm, Reshape, BatchNormalization, Relu, ConvTranspose, Tanh.
 
-use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use onnx_ir::{
+    AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+};
 
 use super::ExportError;
 use crate::model::layers::{Layer, Weights};
@@ -35,10 +37,20 @@ impl OnnxMetadata {
             ("pocketgan.dataset".into(), config.data.clone()),
             ("pocketgan.class_names".into(), config.class_names.join(",")),
             ("pocketgan.steps".into(), steps.to_string()),
-            ("pocketgan.architecture".into(), format!("{:?}", config.model.architecture).to_lowercase()),
-            ("pocketgan.loss".into(), format!("{:?}", config.loss).to_lowercase()),
+            (
+                "pocketgan.architecture".into(),
+                format!("{:?}", config.model.architecture).to_lowercase(),
+            ),
+            (
+                "pocketgan.loss".into(),
+                format!("{:?}", config.loss).to_lowercase(),
+            ),
         ];
-        Self { entries, latent: config.model.latent, sample_dims: [c, h, w] }
+        Self {
+            entries,
+            latent: config.model.latent,
+            sample_dims: [c, h, w],
+        }
     }
 }
 
@@ -103,10 +115,18 @@ struct GraphWriter {
 
 impl GraphWriter {
     /// Append `op` reading the current value (plus `extra` initializers), making it current.
-    fn node(&mut self, op: &str, extra: Vec<TensorProto>, attrs: Vec<AttributeProto>, output: Option<&str>) {
+    fn node(
+        &mut self,
+        op: &str,
+        extra: Vec<TensorProto>,
+        attrs: Vec<AttributeProto>,
+        output: Option<&str>,
+    ) {
         self.counter += 1;
         let name = format!("{}_{}", op.to_lowercase(), self.counter);
-        let out = output.map(str::to_string).unwrap_or_else(|| format!("{name}_out"));
+        let out = output
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{name}_out"));
         let mut n = NodeProto::new();
         n.op_type = op.into();
         n.name = name;
@@ -127,8 +147,16 @@ impl GraphWriter {
 pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, ExportError> {
     let input = pocketgan_runtime::ONNX_INPUT;
     let output = pocketgan_runtime::ONNX_OUTPUT;
-    let mut g = GraphWriter { nodes: Vec::new(), initializers: Vec::new(), current: input.into(), counter: 0 };
-    let last = layers.len().checked_sub(1).ok_or_else(|| ExportError::Graph("no layers".into()))?;
+    let mut g = GraphWriter {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        current: input.into(),
+        counter: 0,
+    };
+    let last = layers
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| ExportError::Graph("no layers".into()))?;
     for (i, layer) in layers.iter().enumerate() {
         let out = (i == last).then_some(output);
         match layer {
@@ -143,11 +171,33 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
                 let shape = [-1, dims[0] as i64, dims[1] as i64, dims[2] as i64];
                 g.node("Reshape", vec![int64s("shape", &shape)], vec![], out);
             }
-            Layer::BatchNorm { gamma, beta, mean, var, epsilon } => {
-                let inputs = vec![tensor("scale", gamma), tensor("bias", beta), tensor("mean", mean), tensor("var", var)];
-                g.node("BatchNormalization", inputs, vec![attr_float("epsilon", *epsilon as f32)], out);
+            Layer::BatchNorm {
+                gamma,
+                beta,
+                mean,
+                var,
+                epsilon,
+            } => {
+                let inputs = vec![
+                    tensor("scale", gamma),
+                    tensor("bias", beta),
+                    tensor("mean", mean),
+                    tensor("var", var),
+                ];
+                g.node(
+                    "BatchNormalization",
+                    inputs,
+                    vec![attr_float("epsilon", *epsilon as f32)],
+                    out,
+                );
             }
-            Layer::ConvTranspose { weight, bias, stride, padding, output_padding } => {
+            Layer::ConvTranspose {
+                weight,
+                bias,
+                stride,
+                padding,
+                output_padding,
+            } => {
                 let mut inputs = vec![tensor("weight", weight)];
                 if let Some(b) = bias {
                     inputs.push(tensor("bias", b));
@@ -176,9 +226,13 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
     graph.name = "pocketgan_generator".into();
     graph.node = g.nodes;
     graph.initializer = g.initializers;
-    graph.input.push(value_info(input, &[None, Some(meta.latent)]));
+    graph
+        .input
+        .push(value_info(input, &[None, Some(meta.latent)]));
     let [c, h, w] = meta.sample_dims;
-    graph.output.push(value_info(output, &[None, Some(c), Some(h), Some(w)]));
+    graph
+        .output
+        .push(value_info(output, &[None, Some(c), Some(h), Some(w)]));
     for (k, v) in &meta.entries {
         model.metadata_props.push(Default::default());
         let e = model.metadata_props.last_mut().expect("just pushed");
@@ -189,6 +243,11 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
 }
 
 /// Export a generator in inference form to ONNX bytes.
-pub fn export_generator(generator: &Generator, meta: &OnnxMetadata) -> Result<Vec<u8>, ExportError> {
-    model_proto(&generator.layers(), meta)?.write_to_bytes().map_err(|e| ExportError::Graph(e.to_string()))
+pub fn export_generator(
+    generator: &Generator,
+    meta: &OnnxMetadata,
+) -> Result<Vec<u8>, ExportError> {
+    model_proto(&generator.layers(), meta)?
+        .write_to_bytes()
+        .map_err(|e| ExportError::Graph(e.to_string()))
 }

@@ -160,7 +160,11 @@ impl DcganGenerator {
             Layer::Relu,
         ];
         for block in &self.blocks {
-            out.extend([Layer::conv_transpose(&block.conv), Layer::batch_norm(&block.norm), Layer::Relu]);
+            out.extend([
+                Layer::conv_transpose(&block.conv),
+                Layer::batch_norm(&block.norm),
+                Layer::Relu,
+            ]);
         }
         out.extend([Layer::conv_transpose(&self.to_image), Layer::Tanh]);
         out

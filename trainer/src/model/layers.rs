@@ -16,7 +16,11 @@ pub struct Weights {
 impl Weights {
     fn of<const D: usize>(t: Tensor<D>) -> Self {
         let dims = t.dims().to_vec();
-        let values = t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let values = t
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
         Self { dims, values }
     }
 
@@ -28,20 +32,40 @@ impl Weights {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Layer {
     /// `y = x W + b`, W `[in, out]`.
-    Linear { weight: Weights, bias: Option<Weights> },
+    Linear {
+        weight: Weights,
+        bias: Option<Weights>,
+    },
     /// Reshape `[N, ...]` to `[N, c, h, w]`.
-    Reshape { dims: [usize; 3] },
+    Reshape {
+        dims: [usize; 3],
+    },
     /// Inference batch norm over channel axis 1.
-    BatchNorm { gamma: Weights, beta: Weights, mean: Weights, var: Weights, epsilon: f64 },
+    BatchNorm {
+        gamma: Weights,
+        beta: Weights,
+        mean: Weights,
+        var: Weights,
+        epsilon: f64,
+    },
     /// Weight `[C_in, C_out, kH, kW]` (the layout of ONNX and PyTorch).
-    ConvTranspose { weight: Weights, bias: Option<Weights>, stride: [usize; 2], padding: [usize; 2], output_padding: [usize; 2] },
+    ConvTranspose {
+        weight: Weights,
+        bias: Option<Weights>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        output_padding: [usize; 2],
+    },
     Relu,
     Tanh,
 }
 
 impl Layer {
     pub fn linear(l: &Linear) -> Self {
-        Layer::Linear { weight: Weights::param(&l.weight), bias: l.bias.as_ref().map(Weights::param) }
+        Layer::Linear {
+            weight: Weights::param(&l.weight),
+            bias: l.bias.as_ref().map(Weights::param),
+        }
     }
 
     pub fn batch_norm(bn: &BatchNorm) -> Self {
