@@ -8,5 +8,12 @@ cd "$(dirname "$0")/.."
 python3 -c "import onnx" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check onnx
 rustup target list --installed | grep -qx thumbv7em-none-eabihf || rustup target add thumbv7em-none-eabihf
 
-cargo test --release --workspace --exclude pocketgan-firmware
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --release --workspace --exclude pocketgan-firmware 2>&1 | tee "$log"
 cargo build --release -p pocketgan-firmware --target thumbv7em-none-eabihf
+
+# One closing line over every test binary (cargo's own last line is often an empty doc-test run).
+passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -oE '; ([0-9]+) failed' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+echo "tests: $passed passed, $failed failed"
