@@ -126,7 +126,12 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
             *channels = c;
         }
     }
-    config.steps = a.steps.unwrap_or(config.steps);
+    config.steps = match (a.steps, a.resume) {
+        (Some(steps), _) => steps,
+        // --resume without --steps finishes the run as it was configured.
+        (None, true) => train::RunDir(a.out.clone()).read_config()?.steps,
+        (None, false) => config.steps,
+    };
     config.batch = a.batch;
     config.seed = a.seed;
     config.device = a.device;

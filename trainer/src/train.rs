@@ -618,9 +618,10 @@ fn loss_curve(run: &RunDir) -> Result<(), TrainError> {
 /// curve and `generator.onnx`.
 pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outcome, TrainError> {
     let run = RunDir(out.to_path_buf());
+    // A resumed run keeps its saved configuration; only the number of steps is the caller's.
     let config = if opts.resume {
         let mut saved = run.read_config()?;
-        saved.steps = config.steps.max(saved.steps);
+        saved.steps = config.steps;
         saved
     } else {
         if run.config().exists() {
