@@ -5,18 +5,20 @@
 //! exporter, regenerate it with the commands in `fixtures/README.md`.
 
 use burn::prelude::*;
+use pocketgan_tests::{burn_generate, max_abs_diff, train_quietly};
 use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
-use pocketgan_trainer::train::{self, RunDir, RunOptions, State, TrainConfig};
+use pocketgan_trainer::train::{self, TrainConfig};
 
 #[allow(dead_code)]
 mod imported {
     include!(concat!(env!("OUT_DIR"), "/model/generator_tiny.rs"));
 }
 
-/// The run of `fixtures/README.md`, made through the library.
-fn fixture_state() -> (TrainConfig, State) {
+#[test]
+fn burn_onnx_reimport_matches_the_burn_generator() {
+    // The run of fixtures/README.md, made through the library.
     let mut config = TrainConfig::new(
         &DataSource::Digits,
         Architecture::Dcgan,
@@ -28,44 +30,18 @@ fn fixture_state() -> (TrainConfig, State) {
     config.seed = 11;
     config.steps = 2;
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("fixture");
-    train::train(
-        &config,
-        &run,
-        &RunOptions {
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let state = train::load_latest(&RunDir(run), &config, &Device::flex().autodiff()).unwrap();
-    (config, state)
-}
+    let state = train_quietly(&config, &dir.path().join("fixture"));
 
-#[test]
-fn burn_onnx_reimport_matches_the_burn_generator() {
-    let (config, state) = fixture_state();
     let device = Device::flex();
     let model = imported::Model::from_embedded(&device);
     for n in [1, 4] {
         let z = train::latents(5, n as u64, n, config.model.latent, &device);
-        let want: Vec<f32> = state
-            .generator
-            .valid()
-            .forward(z.clone())
-            .into_data()
-            .try_into_vec()
-            .unwrap();
+        let want = burn_generate(&state, z.clone());
         let got: Vec<f32> = model.forward(z).into_data().try_into_vec().unwrap();
-        assert_eq!(want.len(), got.len());
-        let d = want
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let d = max_abs_diff(&want, &got);
         assert!(
             d <= 1e-4,
-            "batch {n}: max abs diff {d} (stale fixture? see the module docs)"
+            "batch {n}: max abs diff {d} (stale fixture? see fixtures/README.md)"
         );
     }
 }

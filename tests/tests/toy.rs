@@ -1,34 +1,23 @@
 //! A short MLP GAN run on the 8-Gaussian ring covers every mode with mostly high-quality samples.
 
 use burn::prelude::*;
+use pocketgan_tests::{train_quietly, RING8_BATCH, RING8_LR, RING8_STEPS};
 use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
-use pocketgan_trainer::train::{self, RunDir, RunOptions, TrainConfig};
+use pocketgan_trainer::train::{self, TrainConfig};
 
 #[test]
 fn ring8_covers_all_modes() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("ring8");
     let source = DataSource::Ring8;
     let mut config = TrainConfig::new(&source, Architecture::Mlp, GanLoss::Nonsaturating);
-    config.steps = pocketgan_tests::RING8_STEPS;
-    config.batch = pocketgan_tests::RING8_BATCH;
-    config.lr = pocketgan_tests::RING8_LR;
+    config.steps = RING8_STEPS;
+    config.batch = RING8_BATCH;
+    config.lr = RING8_LR;
     config.seed = 1;
-    train::train(
-        &config,
-        &run,
-        &RunOptions {
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let state = train_quietly(&config, &dir.path().join("ring8"));
 
-    let dir = RunDir(run);
-    let config = dir.read_config().unwrap();
-    let state = train::load_latest(&dir, &config, &Device::flex().autodiff()).unwrap();
     let points = train::generate(&state.generator, &config, 2500, 99, &Device::flex());
     let c = source.mixture().unwrap().coverage(&points);
     println!("ring8 after {} steps: {c:?}", config.steps);

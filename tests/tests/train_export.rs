@@ -196,14 +196,6 @@ fn run_tract(file: &Path, z: &[f32], n: usize, latent: usize) -> Vec<f32> {
         .collect()
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// The exported file computes what the Burn module computes, at two batch sizes (dynamic N).
 #[test]
 fn exported_generators_match_burn_in_tract() {
@@ -255,20 +247,14 @@ fn exported_generators_match_burn_in_tract() {
         .unwrap();
         for n in [1, 5] {
             let z = train::latents(3, n as u64, n, config.model.latent, &Device::flex());
-            let want: Vec<f32> = state
-                .generator
-                .valid()
-                .forward(z.clone())
-                .into_data()
-                .try_into_vec()
-                .unwrap();
+            let want = pocketgan_tests::burn_generate(&state, z.clone());
             let got = run_tract(
                 &file,
                 &z.into_data().try_into_vec::<f32>().unwrap(),
                 n,
                 config.model.latent,
             );
-            let d = max_abs_diff(&want, &got);
+            let d = pocketgan_tests::max_abs_diff(&want, &got);
             assert!(d <= 1e-4, "case {i} batch {n}: max abs diff {d}");
         }
     }
