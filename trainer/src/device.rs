@@ -37,6 +37,7 @@ impl DeviceKind {
         match self {
             DeviceKind::Cpu => Ok(Device::flex()),
             #[cfg(feature = "ndarray")]
+            #[allow(deprecated)] // kept on purpose, to compare against
             DeviceKind::Ndarray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
             DeviceKind::Wgpu => Ok(Device::wgpu(Default::default())),
