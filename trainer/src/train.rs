@@ -423,8 +423,9 @@ pub fn train_step(
     let n = config.batch;
     let mut fake = None;
     let mut scalars_d = None;
-    for k in 0..config.critic_steps {
-        let stream = step * config.critic_steps as u64 + k as u64;
+    let critic_steps = config.critic_steps.max(1);
+    for k in 0..critic_steps {
+        let stream = step * critic_steps as u64 + k as u64;
         let real = real_batch(ds, order.indices(stream), device);
         let z = latents(config.seed, stream, n, config.model.latent, device);
         let f = state.generator.forward(z);
@@ -455,14 +456,14 @@ pub fn train_step(
     let frozen_d = state.discriminator.clone().no_grad();
     let loss_g = config
         .loss
-        .generator(frozen_d.forward(fake.expect("critic_steps >= 1")));
+        .generator(frozen_d.forward(fake.expect("the critic loop runs at least once")));
     let grads = loss_g.backward();
     let norm_g = grad_squares(&state.generator, &grads, device);
     let grads = GradientsParams::from_grads(grads, &state.generator);
     state.generator = state.opt_g.step(config.lr_at(step), state.generator, grads);
     state.step += 1;
 
-    let (loss_d, opinions, norm_d) = scalars_d.expect("critic_steps >= 1");
+    let (loss_d, opinions, norm_d) = scalars_d.expect("the critic loop runs at least once");
     let all = Tensor::cat(
         vec![
             loss_d,
@@ -759,6 +760,10 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
     }
     bar.finish_with_message(format!("done in {:.1}s", started.elapsed().as_secs_f64()));
     drop(metrics);
+    // The export reads the newest checkpoint: make sure it is this step's (e.g. `--steps 0`).
+    if checkpoint::list(&run.checkpoints()).last().map(|c| c.0) != Some(state.step) {
+        save_checkpoint(&state, &config, &run)?;
+    }
     loss_curve(&run)?;
     crate::export::export_run(&run.0, None)?;
     Ok(Outcome::Finished { steps: state.step })
