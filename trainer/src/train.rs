@@ -276,10 +276,30 @@ fn adam(config: &TrainConfig) -> ModuleOptimizer {
         .init()
 }
 
+/// Burn's parameter RNG is global per backend and parameters draw from it lazily, on first use.
+/// Seeding and drawing every parameter under one lock keeps initialisation a function of the seed
+/// even when several runs share a process (tests run in parallel).
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Draws every lazily initialised parameter now.
+struct Materialize;
+
+impl ModuleMapper for Materialize {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
 impl State {
     pub fn new(config: &TrainConfig, device: &Device) -> Self {
+        let _guard = INIT_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         device.seed(config.seed);
         let (generator, discriminator) = config.model.init(device);
+        let generator = generator.map(&mut Materialize);
+        let discriminator = discriminator.map(&mut Materialize);
         Self {
             generator,
             discriminator,
@@ -767,4 +787,51 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
     loss_curve(&run)?;
     crate::export::export_run(&run.0, None)?;
     Ok(Outcome::Finished { steps: state.step })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layers::Layer;
+
+    fn first_weights(state: &State) -> Vec<f32> {
+        match &state.generator.layers()[0] {
+            Layer::Linear { weight, .. } => weight.values.clone(),
+            other => panic!("unexpected first layer {other:?}"),
+        }
+    }
+
+    /// Initialisation is a function of the seed even while other threads initialise other runs.
+    #[test]
+    fn init_is_seeded_under_concurrency() {
+        let mut config = TrainConfig::new(
+            &DataSource::Digits,
+            crate::model::Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        config.model.width = 8;
+        let device = Device::flex().autodiff();
+        let reference = first_weights(&State::new(&config, &device));
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (config, device, reference) = (&config, &device, &reference);
+                s.spawn(move || {
+                    for i in 0..20u64 {
+                        let mut c = config.clone();
+                        c.seed = if (t + i) % 2 == 0 {
+                            config.seed
+                        } else {
+                            1000 + t
+                        };
+                        let w = first_weights(&State::new(&c, device));
+                        assert_eq!(
+                            w == *reference,
+                            c.seed == config.seed,
+                            "thread {t} iteration {i}"
+                        );
+                    }
+                });
+            }
+        });
+    }
 }
