@@ -269,6 +269,7 @@ pub struct State {
     pub step: u64,
 }
 
+/// Adam with DCGAN's lr and betas; epsilon stays Burn's default (1e-5; PyTorch uses 1e-8).
 fn adam(config: &TrainConfig) -> ModuleOptimizer {
     AdamConfig::new()
         .with_beta_1(config.beta1)
@@ -316,6 +317,7 @@ impl State {
         };
         Ok(Checkpoint {
             step: self.step,
+            // `valid()` syncs BatchNorm running statistics that `into_record` alone can miss.
             sections: vec![
                 (
                     "generator".into(),
