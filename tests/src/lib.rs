@@ -24,13 +24,7 @@ pub fn train_quietly(config: &TrainConfig, run: &Path) -> State {
 
 /// The generator's output for `z` in inference mode, flattened.
 pub fn burn_generate(state: &State, z: Tensor<2>) -> Vec<f32> {
-    state
-        .generator
-        .valid()
-        .forward(z)
-        .into_data()
-        .try_into_vec()
-        .unwrap()
+    train::generate_from(&state.generator, z)
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -513,20 +513,32 @@ pub fn train_step(
     (state, metrics)
 }
 
-/// Generate `n` samples from the fixed latent batch in inference mode (BatchNorm running stats).
+/// Run the generator in inference mode (BatchNorm running statistics) on latents `z`.
+pub fn generate_from(generator: &Generator, z: Tensor<2>) -> Vec<f32> {
+    let device = z.device().without_autodiff();
+    let z = z.to_device(&device);
+    generator
+        .valid()
+        .forward(z)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+/// Generate `n` samples from the fixed latent batch.
 pub fn fixed_samples(
     generator: &Generator,
     config: &TrainConfig,
     n: usize,
     device: &Device,
 ) -> Vec<f32> {
-    let inference = device.clone().without_autodiff();
-    let g = generator.valid();
-    let out = g.forward(sample_latents(config, n, &inference));
-    out.into_data().try_to_vec::<f32>().unwrap_or_default()
+    generate_from(
+        generator,
+        sample_latents(config, n, &device.clone().without_autodiff()),
+    )
 }
 
-/// Generate `n` samples from fresh latents (seeded) in inference mode.
+/// Generate `n` samples from fresh latents (seeded).
 pub fn generate(
     generator: &Generator,
     config: &TrainConfig,
@@ -534,18 +546,14 @@ pub fn generate(
     seed: u64,
     device: &Device,
 ) -> Vec<f32> {
-    let inference = device.clone().without_autodiff();
-    let g = generator.valid();
-    g.forward(latents(
+    let z = latents(
         seed,
         u64::MAX - 1,
         n,
         config.model.latent,
-        &inference,
-    ))
-    .into_data()
-    .try_to_vec::<f32>()
-    .unwrap_or_default()
+        &device.clone().without_autodiff(),
+    );
+    generate_from(generator, z)
 }
 
 fn save_samples(
