@@ -12,6 +12,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --release --workspace --exclude pocketgan-firmware 2>&1 | tee "$log"
 cargo build --release -p pocketgan-firmware --target thumbv7em-none-eabihf
+# The int8 kernels for the Raspberry Pi, under qemu-aarch64 once per dispatch path (Pi 4, Pi 5, max).
+scripts/test-aarch64.sh 2>&1 | tee -a "$log"
 
 # One closing line over every test binary (cargo's own last line is often an empty doc-test run).
 passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -1,6 +1,31 @@
-//! pocketgan runtime. The core is `no_std`; the int8 model format, kernels and interpreter
-//! arrive with the runtime issue. Today it only names the ONNX contract the trainer writes.
-#![cfg_attr(not(feature = "std"), no_std)]
+//! pocketgan runtime: int8 generators on our own kernels.
+//!
+//! The core (`format`, `kernels`, `interp`) is `no_std` and allocation-free: a model is a
+//! validated view over the bytes of a `.pgq` file, and inference runs in an arena the caller
+//! provides. Feature `std` adds the ONNX importer, the quantizer, the engines and the CLI.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
+
+pub mod format;
+pub mod interp;
+pub mod kernels;
+#[cfg(any(feature = "std", test))]
+pub mod write;
+#[cfg(feature = "std")]
+pub mod bench;
+#[cfg(feature = "std")]
+pub mod engine;
+#[cfg(feature = "std")]
+pub mod graph;
+#[cfg(feature = "std")]
+pub mod npy;
+#[cfg(feature = "std")]
+pub mod picture;
+#[cfg(feature = "std")]
+pub mod quantize;
+
+pub use format::{FormatError, Model, Op, Quant, Shape};
+pub use interp::{run, run_observed, RunError};
+pub use kernels::Isa;
 
 /// Name of the generator's ONNX input: latent vectors `[N, latent]`.
 pub const ONNX_INPUT: &str = "z";

@@ -1,4 +1,284 @@
-fn main() {
-    eprintln!("pocketgan: the int8 runtime is not built yet (see the runtime issue)");
-    std::process::exit(2);
+//! `pocketgan`: quantize generators to int8, generate images, inspect and benchmark models.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
+use pocketgan_runtime::format::{Model, Op, Shape};
+use pocketgan_runtime::kernels::Isa;
+use pocketgan_runtime::quantize::{latents, quantize, Calibration, QuantizeOptions};
+use pocketgan_runtime::{bench, npy, picture};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "pocketgan", version, about = "Quantize GAN generators to int8 and run them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum EngineKind {
+    Int8,
+    Tract,
+    Ort,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Calibrate and quantize an ONNX generator to an int8 .pgq file.
+    Quantize {
+        model: PathBuf,
+        /// Calibration latents.
+        #[arg(long, default_value_t = 256)]
+        calib: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Clip activation ranges to this percentile instead of min/max (for example 99.99).
+        #[arg(long)]
+        percentile: Option<f32>,
+        /// Output file (default: MODEL with extension .pgq).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Generate a PNG grid of samples.
+    Generate {
+        /// A .pgq (int8 engine) or .onnx file (tract, ort; int8 quantizes it in memory).
+        model: PathBuf,
+        #[arg(long, value_enum, default_value_t = EngineKind::Int8)]
+        engine: EngineKind,
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Class to draw (conditional models only).
+        #[arg(long)]
+        class: Option<usize>,
+        #[arg(long, default_value = "grid.png")]
+        out: PathBuf,
+        /// Write a latent walk of this many frames between two samples as an animated GIF
+        /// (`--out walk.gif`) or numbered PNG frames (`--out frames/walk.png`).
+        #[arg(long)]
+        interpolate: Option<usize>,
+        /// Read latents [N, latent] (float32 .npy) instead of drawing them.
+        #[arg(long)]
+        latents: Option<PathBuf>,
+        /// Also write the raw float output [N, C, H, W] as .npy.
+        #[arg(long)]
+        save_npy: Option<PathBuf>,
+        /// Kernel family for the int8 engine (default: the fastest this CPU has).
+        #[arg(long)]
+        isa: Option<String>,
+    },
+    /// Describe a model: layers, parameters, multiply-adds, arena and file size.
+    Inspect { model: PathBuf },
+    /// Batch-1 latency and batch-64 throughput per engine, with ratios against tract f32.
+    Bench {
+        /// The ONNX generator (quantized in memory unless --pgq is given).
+        model: PathBuf,
+        #[arg(long)]
+        pgq: Option<PathBuf>,
+        #[arg(long, value_delimiter = ',', default_value = "int8,tract")]
+        engines: Vec<EngineKind>,
+        /// Threads for engines that use them (tract and our kernels are single-threaded).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Timed repetitions per measurement (the median is reported).
+        #[arg(long, default_value_t = 30)]
+        reps: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn is_pgq(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "pgq")
+}
+
+fn parse_isa(name: Option<&str>) -> Result<Isa> {
+    match name {
+        None => Ok(Isa::detect()),
+        Some(n) => {
+            let isa = Isa::from_name(n).with_context(|| format!("unknown kernel family {n}"))?;
+            if !isa.is_available() {
+                bail!("this CPU cannot run the {n} kernels (available: {})", Isa::available().map(|i| i.name()).collect::<Vec<_>>().join(", "));
+            }
+            Ok(isa)
+        }
+    }
+}
+
+fn onnx_shape(onnx: &[u8]) -> Result<(usize, (usize, usize, usize))> {
+    let mut g = pocketgan_runtime::graph::Graph::from_onnx_bytes(onnx)?;
+    g.simplify()?;
+    Ok((g.latent, g.output_shape()))
+}
+
+#[cfg(feature = "ort")]
+fn ort_engine(onnx: &[u8], latent: usize, image: (usize, usize, usize), threads: usize) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(pocketgan_runtime::engine::ort::OrtEngine::new(onnx, latent, image, threads)?))
+}
+
+#[cfg(not(feature = "ort"))]
+fn ort_engine(_: &[u8], _: usize, _: (usize, usize, usize), _: usize) -> Result<Box<dyn Engine>> {
+    bail!("this build has no onnxruntime engine; rebuild with `--features ort`")
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Quantize { model, calib, seed, percentile, out } => {
+            let onnx = read(&model)?;
+            let calibration = percentile.map_or(Calibration::MinMax, Calibration::Percentile);
+            let options = QuantizeOptions { calib, seed, calibration, ..Default::default() };
+            let (bytes, report) = quantize(&onnx, &options).with_context(|| format!("cannot quantize {}", model.display()))?;
+            let out = out.unwrap_or_else(|| model.with_extension("pgq"));
+            std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{:<4} {:<16} {:<22} {:>9}", "op", "kind", "shape", "SQNR dB");
+            for (i, l) in report.layers.iter().enumerate() {
+                println!("{i:<4} {:<16} {:<22} {:>9.1}", l.op, format!("{:?}", l.shape).replace("Image ", ""), l.sqnr_db);
+            }
+            println!("output PSNR vs float: {:.1} dB over {} samples", report.psnr_db, report.eval_samples);
+            println!("wrote {} ({} bytes)", out.display(), bytes.len());
+        }
+        Command::Generate { model, engine, n, seed, class, out, interpolate, latents: latents_file, save_npy, isa } => {
+            let bytes = read(&model)?;
+            if class.is_some() {
+                bail!("{} is unconditional: --class needs a conditional generator", model.display());
+            }
+            let quantized;
+            let mut gen: Box<dyn Engine> = match (engine, is_pgq(&model)) {
+                (EngineKind::Int8, true) => Box::new(Int8Engine::new(Model::parse(&bytes).with_context(|| format!("invalid model {}", model.display()))?, parse_isa(isa.as_deref())?)),
+                (EngineKind::Int8, false) => {
+                    eprintln!("quantizing {} in memory (use `pocketgan quantize` to keep the .pgq)", model.display());
+                    quantized = quantize(&bytes, &QuantizeOptions::default())?.0;
+                    Box::new(Int8Engine::new(Model::parse(&quantized)?, parse_isa(isa.as_deref())?))
+                }
+                (_, true) => bail!("{} is an int8 model; the tract and ort engines run the ONNX file", model.display()),
+                (EngineKind::Tract, false) => {
+                    let (latent, image) = onnx_shape(&bytes)?;
+                    Box::new(TractEngine::new(&bytes, latent, image))
+                }
+                (EngineKind::Ort, false) => {
+                    let (latent, image) = onnx_shape(&bytes)?;
+                    ort_engine(&bytes, latent, image, 1)?
+                }
+            };
+            let latent = gen.latent();
+            let (z, n) = match (&latents_file, interpolate) {
+                (Some(f), _) => {
+                    let a = npy::parse(&read(f)?).with_context(|| format!("cannot read latents {}", f.display()))?;
+                    match a.shape.as_slice() {
+                        [rows, cols] if *cols == latent && *rows > 0 => (a.data, *rows),
+                        s => bail!("{} has shape {s:?}; the model needs [N, {latent}]", f.display()),
+                    }
+                }
+                (None, Some(steps)) => {
+                    let steps = steps.max(2);
+                    let ends = latents(seed, 2, latent);
+                    let mut z = Vec::with_capacity(steps * latent);
+                    for i in 0..steps {
+                        let t = i as f32 / (steps - 1) as f32;
+                        z.extend((0..latent).map(|j| (1.0 - t) * ends[j] + t * ends[latent + j]));
+                    }
+                    (z, steps)
+                }
+                (None, None) => (latents(seed, n, latent), n),
+            };
+            let images = gen.generate(&z, n)?;
+            let shape = gen.image_shape();
+            if let Some(path) = &save_npy {
+                std::fs::write(path, npy::encode(&[n, shape.0, shape.1, shape.2], &images)).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if interpolate.is_some() {
+                picture::write_walk(&images, shape, &out)?;
+            } else {
+                picture::image_grid(&images, shape).save(&out).with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            println!("{}: {n} samples -> {}", gen.name(), out.display());
+        }
+        Command::Inspect { model } => {
+            let bytes = read(&model)?;
+            if !is_pgq(&model) {
+                bail!("inspect reads .pgq files; quantize {} first", model.display());
+            }
+            let m = Model::parse(&bytes).with_context(|| format!("invalid model {}", model.display()))?;
+            print!("{}", inspect(&m));
+        }
+        Command::Bench { model, pgq, engines, threads, reps, json } => {
+            let onnx = read(&model)?;
+            let pgq = match pgq {
+                Some(p) => read(&p)?,
+                None => quantize(&onnx, &QuantizeOptions::default())?.0,
+            };
+            let m = Model::parse(&pgq)?;
+            let (latent, image) = onnx_shape(&onnx)?;
+            let mut list: Vec<Box<dyn Engine>> = Vec::new();
+            // tract first: it is the reference of the ratios.
+            let mut kinds = engines.clone();
+            kinds.sort_by_key(|k| *k != EngineKind::Tract);
+            if !kinds.contains(&EngineKind::Tract) {
+                kinds.insert(0, EngineKind::Tract);
+            }
+            kinds.dedup();
+            for kind in kinds {
+                match kind {
+                    EngineKind::Tract => list.push(Box::new(TractEngine::new(&onnx, latent, image))),
+                    EngineKind::Int8 => {
+                        for isa in Isa::available() {
+                            list.push(Box::new(Int8Engine::new(m, isa)));
+                        }
+                    }
+                    EngineKind::Ort => list.push(ort_engine(&onnx, latent, image, threads)?),
+                }
+            }
+            let table = bench::run(&mut list, &m, reps)?;
+            if json {
+                println!("{}", table.json());
+            } else {
+                print!("{}", table.text());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `inspect` report.
+fn inspect(m: &Model) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "pocketgan int8 model: latent {} -> {:?}, {} ops, {} bytes", m.latent, m.output, m.op_count(), m.file_len);
+    if !m.metadata.is_empty() && m.metadata != "{}" {
+        let _ = writeln!(s, "metadata: {}", m.metadata);
+    }
+    let _ = writeln!(s, "{:<3} {:<16} {:<26} {:>10} {:>12}", "#", "op", "output", "params", "MACs/sample");
+    let (mut params, mut macs) = (0, 0);
+    for (i, (op, shape)) in m.ops().zip(m.shapes().skip(1)).enumerate() {
+        let p = match op {
+            Op::Linear { weights, .. } | Op::Conv2d { weights, .. } => weights.k() * weights.n() + weights.n(),
+            Op::ConvTranspose2d { geometry: g, .. } => g.cin * g.cout * g.kh * g.kw + g.cout,
+            Op::Lut { .. } => 256,
+            _ => 0,
+        };
+        params += p;
+        macs += op.macs();
+        let shape = match shape {
+            Shape::Flat(n) => format!("[{n}]"),
+            Shape::Image { c, h, w } => format!("[{c}, {h}, {w}]"),
+        };
+        let _ = writeln!(s, "{i:<3} {:<16} {shape:<26} {p:>10} {:>12}", op.name(), op.macs());
+    }
+    let _ = writeln!(s, "total: {params} parameters, {macs} multiply-adds per sample");
+    let _ = writeln!(
+        s,
+        "arena: {} bytes for one sample = {} tensor bytes (largest input+output pair) + {} GEMM tile bytes; {} bytes more per extra sample",
+        m.arena_len(1),
+        m.tensor_bytes(1),
+        m.scratch_bytes(),
+        m.max_pair
+    );
+    let _ = writeln!(s, "weights are read in place from the file (packed at quantization time)");
+    s
 }

@@ -6,48 +6,14 @@ use image::{Rgb, RgbImage};
 
 use crate::data::SampleKind;
 
-/// Lay out `samples` (`[N, C, H, W]` in `[-1, 1]`) as a square-ish grid with 2 px gutters.
+/// Lay out `samples` (`[N, C, H, W]` in `[-1, 1]`) as a grid (toy points as a scatter plot).
 pub fn sample_grid(samples: &[f32], kind: SampleKind) -> RgbImage {
-    let SampleKind::Image {
-        channels,
-        height,
-        width,
-    } = kind
-    else {
-        return scatter(samples, &[]);
-    };
-    let per = channels * height * width;
-    let n = samples.len() / per;
-    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
-    let rows = n.div_ceil(cols).max(1);
-    let gap = 2;
-    let mut img = RgbImage::from_pixel(
-        (cols * (width + gap) + gap) as u32,
-        (rows * (height + gap) + gap) as u32,
-        Rgb([40, 40, 40]),
-    );
-    let to_u8 = |v: f32| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
-    for i in 0..n {
-        let s = &samples[i * per..(i + 1) * per];
-        let (x0, y0) = (
-            gap + (i % cols) * (width + gap),
-            gap + (i / cols) * (height + gap),
-        );
-        for y in 0..height {
-            for x in 0..width {
-                let j = y * width + x;
-                let px = if channels == 1 {
-                    let g = to_u8(s[j]);
-                    Rgb([g, g, g])
-                } else {
-                    let p = height * width;
-                    Rgb([to_u8(s[j]), to_u8(s[p + j]), to_u8(s[2 * p + j])])
-                };
-                img.put_pixel((x0 + x) as u32, (y0 + y) as u32, px);
-            }
+    match kind {
+        SampleKind::Image { channels, height, width } => {
+            pocketgan_runtime::picture::image_grid(samples, (channels, height, width))
         }
+        SampleKind::Points { .. } => scatter(samples, &[]),
     }
-    img
 }
 
 /// 2-D points (xy pairs) on a 400x400 canvas over [-5, 5]^2, with optional mode centres in red.

@@ -1,0 +1,175 @@
+//! Engines that turn latents into images: our int8 interpreter, tract (f32) and onnxruntime.
+
+use crate::format::{Model, Shape};
+use crate::interp::run;
+use crate::kernels::Isa;
+use std::collections::HashMap;
+use tract_onnx::prelude::*;
+
+#[cfg(feature = "ort")]
+pub mod ort;
+
+/// Why an engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("tract: {0}")]
+    Tract(String),
+    #[error("onnxruntime: {0}")]
+    Ort(String),
+    #[error(transparent)]
+    Run(#[from] crate::interp::RunError),
+    #[error("expected {expected} latent values (n x {latent}), got {actual}")]
+    Latents { expected: usize, actual: usize, latent: usize },
+}
+
+fn tract_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Tract(format!("{e:#}"))
+}
+
+/// A generator: `n` latents in, `n` images out (NCHW, float, `[-1, 1]` for our generators).
+pub trait Engine {
+    fn name(&self) -> String;
+    fn latent(&self) -> usize;
+    /// `(c, h, w)` of one image.
+    fn image_shape(&self) -> (usize, usize, usize);
+    fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError>;
+}
+
+fn check_latents(z: &[f32], n: usize, latent: usize) -> Result<(), EngineError> {
+    if z.len() != n * latent || n == 0 {
+        return Err(EngineError::Latents { expected: n * latent, actual: z.len(), latent });
+    }
+    Ok(())
+}
+
+/// Float inference through tract, one optimized plan per batch size.
+pub struct TractEngine {
+    bytes: Vec<u8>,
+    latent: usize,
+    image: (usize, usize, usize),
+    outputs: Vec<String>,
+    plans: HashMap<usize, std::sync::Arc<TypedRunnableModel>>,
+}
+
+impl TractEngine {
+    /// Loads an ONNX generator whose input is `[N, latent]` and output `[N, C, H, W]`.
+    pub fn new(onnx: &[u8], latent: usize, image: (usize, usize, usize)) -> TractEngine {
+        TractEngine { bytes: onnx.to_vec(), latent, image, outputs: Vec::new(), plans: HashMap::new() }
+    }
+
+    /// Also returns these ONNX tensors from [`TractEngine::run_outputs`] (for calibration).
+    pub fn with_outputs(mut self, names: Vec<String>) -> TractEngine {
+        self.outputs = names;
+        self
+    }
+
+    fn plan(&mut self, n: usize) -> Result<&std::sync::Arc<TypedRunnableModel>, EngineError> {
+        if !self.plans.contains_key(&n) {
+            let mut model = tract_onnx::onnx()
+                .model_for_read(&mut std::io::Cursor::new(&self.bytes))
+                .map_err(tract_err)?
+                .with_input_fact(0, f32::fact([n, self.latent]).into())
+                .map_err(tract_err)?;
+            if !self.outputs.is_empty() {
+                model.select_outputs_by_name(&self.outputs).map_err(tract_err)?;
+            }
+            let plan = model.into_optimized().map_err(tract_err)?.into_runnable().map_err(tract_err)?;
+            self.plans.insert(n, plan);
+        }
+        Ok(&self.plans[&n])
+    }
+
+    /// Runs and returns every selected output, flattened.
+    pub fn run_outputs(&mut self, z: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EngineError> {
+        check_latents(z, n, self.latent)?;
+        let latent = self.latent;
+        let plan = self.plan(n)?;
+        let input: Tensor = tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec()).map_err(tract_err)?.into();
+        let outputs = plan.run(tvec!(input.into())).map_err(tract_err)?;
+        outputs
+            .iter()
+            .map(|t| Ok(t.to_plain_array_view::<f32>().map_err(tract_err)?.iter().copied().collect()))
+            .collect()
+    }
+}
+
+impl Engine for TractEngine {
+    fn name(&self) -> String {
+        "tract f32".into()
+    }
+    fn latent(&self) -> usize {
+        self.latent
+    }
+    fn image_shape(&self) -> (usize, usize, usize) {
+        self.image
+    }
+    fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError> {
+        let mut out = self.run_outputs(z, n)?;
+        Ok(out.swap_remove(0))
+    }
+}
+
+/// Our int8 interpreter over a parsed `.pgq` model.
+pub struct Int8Engine<'a> {
+    model: Model<'a>,
+    isa: Isa,
+    arena: Vec<u8>,
+    input: Vec<i8>,
+    output: Vec<i8>,
+}
+
+impl<'a> Int8Engine<'a> {
+    pub fn new(model: Model<'a>, isa: Isa) -> Int8Engine<'a> {
+        Int8Engine { model, isa, arena: Vec::new(), input: Vec::new(), output: Vec::new() }
+    }
+
+    pub fn model(&self) -> &Model<'a> {
+        &self.model
+    }
+
+    /// Runs `n` samples and returns the quantized NHWC output.
+    pub fn generate_quantized(&mut self, z: &[f32], n: usize) -> Result<&[i8], EngineError> {
+        check_latents(z, n, self.model.latent)?;
+        let q = self.model.input_quant;
+        self.input.clear();
+        self.input.extend(z.iter().map(|&v| q.quantize(v)));
+        self.arena.resize(self.model.arena_len(n), 0);
+        self.output.resize(n * self.model.output.elements(), 0);
+        run(&self.model, self.isa, n, &self.input, &mut self.arena, &mut self.output)?;
+        Ok(&self.output)
+    }
+}
+
+/// Dequantizes NHWC int8 images into NCHW floats.
+pub fn dequantize_nchw(model: &Model, q: &[i8]) -> Vec<f32> {
+    let Shape::Image { c, h, w } = model.output else { unreachable!("parser guarantees an image output") };
+    let mut out = vec![0.0; q.len()];
+    let oq = model.output_quant;
+    for (src, dst) in q.chunks_exact(c * h * w).zip(out.chunks_exact_mut(c * h * w)) {
+        for p in 0..h * w {
+            for ch in 0..c {
+                dst[ch * h * w + p] = oq.dequantize(src[p * c + ch]);
+            }
+        }
+    }
+    out
+}
+
+impl Engine for Int8Engine<'_> {
+    fn name(&self) -> String {
+        format!("int8 {}", self.isa.name())
+    }
+    fn latent(&self) -> usize {
+        self.model.latent
+    }
+    fn image_shape(&self) -> (usize, usize, usize) {
+        match self.model.output {
+            Shape::Image { c, h, w } => (c, h, w),
+            Shape::Flat(_) => unreachable!("parser guarantees an image output"),
+        }
+    }
+    fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError> {
+        self.generate_quantized(z, n)?;
+        Ok(dequantize_nchw(&self.model, &self.output))
+    }
+}

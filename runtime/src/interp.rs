@@ -1,0 +1,521 @@
+//! The integer interpreter: runs a validated [`Model`] inside a caller-provided arena.
+//!
+//! Arena layout, for a batch of `B` samples:
+//! `[ tensors: B * max_pair | tile: TILE_ROWS * max_kp | tile out: TILE_ROWS * max_n ]`.
+//! Each op reads its input from one end of the tensor region and writes its output at the other,
+//! so the region never needs more than the largest input-plus-output pair. Convolutions gather
+//! `TILE_ROWS` output positions' receptive fields at a time into the tile and run one GEMM over
+//! them; positions of all samples in the batch share the GEMM.
+
+use crate::format::{out_shape, ConvGeometry, Gemm, Model, Op, Shape};
+use crate::kernels::{gemm_requant, Isa, PackedWeights, Requant};
+
+/// Output positions gathered per GEMM call.
+pub const TILE_ROWS: usize = 32;
+
+/// Why a run could not start. Runs themselves cannot fail once sizes are right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("arena has {actual} bytes, the model needs {needed} for a batch of {batch}")]
+    Arena { needed: usize, actual: usize, batch: usize },
+    #[error("input has {actual} values, expected {expected} (batch x latent)")]
+    Input { expected: usize, actual: usize },
+    #[error("output buffer has {actual} values, expected {expected} (batch x c x h x w)")]
+    Output { expected: usize, actual: usize },
+    #[error("batch must be at least 1")]
+    EmptyBatch,
+}
+
+/// Where a tensor sits in the tensor region.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Low,
+    High,
+}
+
+/// Arena sizes of one model.
+impl Model<'_> {
+    /// Bytes of the tensor region for `batch` samples.
+    pub fn tensor_bytes(&self, batch: usize) -> usize {
+        self.max_pair * batch
+    }
+    /// Bytes of the GEMM tiles (independent of the batch).
+    pub fn scratch_bytes(&self) -> usize {
+        TILE_ROWS * (self.max_kp + self.max_n)
+    }
+    /// Total arena bytes for `batch` samples.
+    pub fn arena_len(&self, batch: usize) -> usize {
+        self.tensor_bytes(batch) + self.scratch_bytes()
+    }
+}
+
+fn as_i8_mut(b: &mut [u8]) -> &mut [i8] {
+    // SAFETY: i8 and u8 have the same size, alignment and validity.
+    unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut i8, b.len()) }
+}
+
+/// Runs `model` on `batch` quantized latents (`batch x latent`, see [`Model::input_quant`]) and
+/// writes `batch` quantized images in NHWC order to `output`. `observe` sees every op's output.
+pub fn run_observed(
+    model: &Model,
+    isa: Isa,
+    batch: usize,
+    input: &[i8],
+    arena: &mut [u8],
+    output: &mut [i8],
+    mut observe: impl FnMut(usize, &Op, Shape, &[i8]),
+) -> Result<(), RunError> {
+    if batch == 0 {
+        return Err(RunError::EmptyBatch);
+    }
+    let needed = model.arena_len(batch);
+    if arena.len() < needed {
+        return Err(RunError::Arena { needed, actual: arena.len(), batch });
+    }
+    if input.len() != batch * model.latent {
+        return Err(RunError::Input { expected: batch * model.latent, actual: input.len() });
+    }
+    let out_len = batch * model.output.elements();
+    if output.len() != out_len {
+        return Err(RunError::Output { expected: out_len, actual: output.len() });
+    }
+    let arena = as_i8_mut(&mut arena[..needed]);
+    let (tensors, scratch) = arena.split_at_mut(model.tensor_bytes(batch));
+    let (tile, tile_out) = scratch.split_at_mut(TILE_ROWS * model.max_kp);
+    let region = tensors.len();
+
+    let mut shape = Shape::Flat(model.latent);
+    let mut at = End::Low;
+    tensors[..input.len()].copy_from_slice(input);
+    for (index, op) in model.ops().enumerate() {
+        let in_len = batch * shape.elements();
+        let next_shape = out_shape(&op, shape);
+        let out_len = batch * next_shape.elements();
+        if let Op::Lut { table } = op {
+            let x = match at {
+                End::Low => &mut tensors[..in_len],
+                End::High => &mut tensors[region - in_len..],
+            };
+            for v in x.iter_mut() {
+                *v = table[*v as u8 as usize] as i8;
+            }
+        } else {
+            // Input at one end, output at the other; they cannot overlap (in + out <= region).
+            let (x, y) = match at {
+                End::Low => {
+                    let (lo, hi) = tensors.split_at_mut(region - out_len);
+                    (&lo[..in_len], hi)
+                }
+                End::High => {
+                    let (lo, hi) = tensors.split_at_mut(region - in_len);
+                    (&hi[..], &mut lo[..out_len])
+                }
+            };
+            execute(&op, isa, batch, x, y, tile, tile_out);
+            at = if at == End::Low { End::High } else { End::Low };
+        }
+        let y = match at {
+            End::Low => &tensors[..out_len],
+            End::High => &tensors[region - out_len..],
+        };
+        observe(index, &op, next_shape, y);
+        shape = next_shape;
+    }
+    let y = match at {
+        End::Low => &tensors[..out_len],
+        End::High => &tensors[region - out_len..],
+    };
+    output.copy_from_slice(y);
+    Ok(())
+}
+
+/// [`run_observed`] without an observer.
+pub fn run(model: &Model, isa: Isa, batch: usize, input: &[i8], arena: &mut [u8], output: &mut [i8]) -> Result<(), RunError> {
+    run_observed(model, isa, batch, input, arena, output, |_, _, _, _| {})
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute(op: &Op, isa: Isa, batch: usize, x: &[i8], y: &mut [i8], tile: &mut [i8], tile_out: &mut [i8]) {
+    match *op {
+        Op::Linear { gemm, weights } => linear(isa, batch, &gemm, weights, x, y, tile),
+        Op::Conv2d { gemm, geometry, weights } => conv2d(isa, batch, &gemm, &geometry, weights, x, y, tile),
+        Op::ConvTranspose2d { gemm, geometry, phases } => {
+            conv_transpose2d(isa, batch, &gemm, &geometry, phases, x, y, tile, tile_out)
+        }
+        Op::Reshape { c, h, w } => {
+            let n = c * h * w;
+            for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+                for (i, v) in xs.iter().enumerate() {
+                    // CHW index i -> HWC index.
+                    let (ch, hw) = (i / (h * w), i % (h * w));
+                    ys[hw * c + ch] = *v;
+                }
+            }
+        }
+        Op::Flatten { c, h, w } => {
+            let n = c * h * w;
+            for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+                for (i, v) in ys.iter_mut().enumerate() {
+                    let (ch, hw) = (i / (h * w), i % (h * w));
+                    *v = xs[hw * c + ch];
+                }
+            }
+        }
+        Op::Upsample { c, h, w, factor } => {
+            let (ho, wo) = (h * factor, w * factor);
+            for (xs, ys) in x.chunks_exact(c * h * w).zip(y.chunks_exact_mut(c * ho * wo)) {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let src = ((oy / factor) * w + ox / factor) * c;
+                        ys[(oy * wo + ox) * c..][..c].copy_from_slice(&xs[src..src + c]);
+                    }
+                }
+            }
+        }
+        Op::Lut { .. } => unreachable!("applied in place"),
+    }
+}
+
+fn linear(isa: Isa, batch: usize, gemm: &Gemm, w: PackedWeights, x: &[i8], y: &mut [i8], tile: &mut [i8]) {
+    let (k, kp, n) = (w.k(), w.kp(), w.n());
+    let mut r0 = 0;
+    while r0 < batch {
+        let rows = TILE_ROWS.min(batch - r0);
+        for r in 0..rows {
+            let dst = &mut tile[r * kp..(r + 1) * kp];
+            dst[..k].copy_from_slice(&x[(r0 + r) * k..(r0 + r + 1) * k]);
+            dst[k..].fill(0);
+        }
+        gemm_requant(isa, tile, rows, w, &gemm.requant, &mut y[r0 * n..(r0 + rows) * n]);
+        r0 += rows;
+    }
+}
+
+/// Copies the `cin` values at input pixel `(iy, ix)` of sample `x`, or the zero point outside.
+#[inline]
+fn gather_pixel(dst: &mut [i8], x: &[i8], g: &ConvGeometry, iy: isize, ix: isize, zp: i8) {
+    if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+        let src = ((iy as usize) * g.w + ix as usize) * g.cin;
+        dst.copy_from_slice(&x[src..src + g.cin]);
+    } else {
+        dst.fill(zp);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv2d(isa: Isa, batch: usize, gemm: &Gemm, g: &ConvGeometry, w: PackedWeights, x: &[i8], y: &mut [i8], tile: &mut [i8]) {
+    let (ho, wo) = g.conv_out();
+    let (kp, n) = (w.kp(), w.n());
+    let sample = g.h * g.w * g.cin;
+    let total = batch * ho * wo;
+    let mut r0 = 0;
+    while r0 < total {
+        let rows = TILE_ROWS.min(total - r0);
+        for r in 0..rows {
+            let pos = r0 + r;
+            let (b, oy, ox) = (pos / (ho * wo), (pos / wo) % ho, pos % wo);
+            let xs = &x[b * sample..(b + 1) * sample];
+            let dst = &mut tile[r * kp..(r + 1) * kp];
+            let mut k = 0;
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                    gather_pixel(&mut dst[k..k + g.cin], xs, g, iy, ix, gemm.zp_in);
+                    k += g.cin;
+                }
+            }
+            dst[k..].fill(0);
+        }
+        // Output rows are NHWC positions in order: the GEMM writes them in place.
+        gemm_requant(isa, tile, rows, w, &gemm.requant, &mut y[r0 * n..(r0 + rows) * n]);
+        r0 += rows;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose2d(
+    isa: Isa,
+    batch: usize,
+    gemm: &Gemm,
+    g: &ConvGeometry,
+    phases: &[i8],
+    x: &[i8],
+    y: &mut [i8],
+    tile: &mut [i8],
+    tile_out: &mut [i8],
+) {
+    let (ho, wo) = g.transpose_out();
+    let (s, cout) = (g.stride, g.cout);
+    let sample_in = g.h * g.w * g.cin;
+    let sample_out = ho * wo * cout;
+    for ry in 0..s {
+        for rx in 0..s {
+            let w = Op::phase_weights(g, phases, ry, rx);
+            let requant = Requant { bias: gemm.requant.bias.slice((ry * s + rx) * cout, cout), ..gemm.requant };
+            let kp = w.kp();
+            let (ty, tx) = (g.phase_taps(g.kh, ry), g.phase_taps(g.kw, rx));
+            // Outputs of this phase: o with (o + pad) % s == r, i.e. o = first + i * s.
+            let first_y = (ry + s - g.pad % s) % s;
+            let first_x = (rx + s - g.pad % s) % s;
+            let ny = if first_y < ho { (ho - first_y).div_ceil(s) } else { 0 };
+            let nx = if first_x < wo { (wo - first_x).div_ceil(s) } else { 0 };
+            let total = batch * ny * nx;
+            let mut r0 = 0;
+            while r0 < total {
+                let rows = TILE_ROWS.min(total - r0);
+                for r in 0..rows {
+                    let pos = r0 + r;
+                    let (b, iy_, ix_) = (pos / (ny * nx), (pos / nx) % ny, pos % nx);
+                    let (oy, ox) = (first_y + iy_ * s, first_x + ix_ * s);
+                    let xs = &x[b * sample_in..(b + 1) * sample_in];
+                    let dst = &mut tile[r * kp..(r + 1) * kp];
+                    let mut k = 0;
+                    for t in 0..ty {
+                        // oy = iy * s - pad + ky with ky = ry + t * s.
+                        let iy = (oy + g.pad) as isize - (ry + t * s) as isize;
+                        let iy = if iy >= 0 && iy % s as isize == 0 { iy / s as isize } else { -1 };
+                        for u in 0..tx {
+                            let ix = (ox + g.pad) as isize - (rx + u * s) as isize;
+                            let ix = if ix >= 0 && ix % s as isize == 0 { ix / s as isize } else { -1 };
+                            gather_pixel(&mut dst[k..k + g.cin], xs, g, iy, ix, gemm.zp_in);
+                            k += g.cin;
+                        }
+                    }
+                    dst[k..].fill(0);
+                }
+                gemm_requant(isa, tile, rows, w, &requant, &mut tile_out[..rows * cout]);
+                for r in 0..rows {
+                    let pos = r0 + r;
+                    let (b, iy_, ix_) = (pos / (ny * nx), (pos / nx) % ny, pos % nx);
+                    let (oy, ox) = (first_y + iy_ * s, first_x + ix_ * s);
+                    let dst = b * sample_out + (oy * wo + ox) * cout;
+                    y[dst..dst + cout].copy_from_slice(&tile_out[r * cout..(r + 1) * cout]);
+                }
+                r0 += rows;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Quant;
+    use crate::kernels::requantize;
+    use crate::write::{encode, QuantModel, QuantOp, RequantParams};
+
+    /// A small deterministic generator of test values.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+        fn i8s(&mut self, n: usize, lo: i32, hi: i32) -> Vec<i8> {
+            (0..n).map(|_| (lo + (self.next() % (hi - lo + 1) as u32) as i32) as i8).collect()
+        }
+        fn requant(&mut self, n: usize, relu: bool) -> RequantParams {
+            let zp_out = self.i8s(1, -20, 20)[0];
+            RequantParams {
+                bias: (0..n).map(|_| (self.next() % 20001) as i32 - 10000).collect(),
+                mult: (0..n).map(|_| (1 << 30) + (self.next() >> 2) as i32).collect(),
+                shift: (0..n).map(|_| 38 + (self.next() % 4) as u8).collect(),
+                zp_out,
+                min: if relu { zp_out } else { -128 },
+                max: 127,
+            }
+        }
+    }
+
+    fn rq(p: &RequantParams, acc: i64, n: usize) -> i8 {
+        requantize(acc as i32, 0, p.mult[n], p.shift[n], p.zp_out, p.min, p.max)
+    }
+
+    /// Reference semantics on NCHW tensors, straight from the ONNX definitions (a transposed
+    /// convolution scatters each input pixel; padding contributes nothing).
+    fn reference(model: &QuantModel, batch: usize, input: &[i8]) -> Vec<i8> {
+        let mut x: Vec<i8> = input.to_vec();
+        let mut chw = (model.latent, 1, 1);
+        for op in &model.ops {
+            match op {
+                QuantOp::Linear { k, n, zp_in, requant, weights } => {
+                    let mut y = vec![0; batch * n];
+                    for b in 0..batch {
+                        for j in 0..*n {
+                            let acc: i64 = (0..*k)
+                                .map(|i| (x[b * k + i] as i64 - *zp_in as i64) * weights[i * n + j] as i64)
+                                .sum::<i64>()
+                                + requant.bias[j] as i64;
+                            y[b * n + j] = rq(requant, acc, j);
+                        }
+                    }
+                    x = y;
+                    chw = (*n, 1, 1);
+                }
+                QuantOp::Reshape { c, h, w } => chw = (*c, *h, *w),
+                QuantOp::Flatten { c, h, w } => chw = (c * h * w, 1, 1),
+                QuantOp::Lut { table } => x.iter_mut().for_each(|v| *v = table[*v as u8 as usize] as i8),
+                QuantOp::Upsample { c, h, w, factor: f } => {
+                    let (ho, wo) = (h * f, w * f);
+                    let mut y = vec![0; batch * c * ho * wo];
+                    for b in 0..batch {
+                        for ch in 0..*c {
+                            for oy in 0..ho {
+                                for ox in 0..wo {
+                                    y[((b * c + ch) * ho + oy) * wo + ox] = x[((b * c + ch) * h + oy / f) * w + ox / f];
+                                }
+                            }
+                        }
+                    }
+                    x = y;
+                    chw = (*c, ho, wo);
+                }
+                QuantOp::Conv2d { geometry: g, zp_in, requant, weights } => {
+                    let (ho, wo) = g.conv_out();
+                    let mut y = vec![0; batch * g.cout * ho * wo];
+                    for b in 0..batch {
+                        for co in 0..g.cout {
+                            for oy in 0..ho {
+                                for ox in 0..wo {
+                                    let mut acc = requant.bias[co] as i64;
+                                    for ci in 0..g.cin {
+                                        for ky in 0..g.kh {
+                                            for kx in 0..g.kw {
+                                                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                                                if iy < 0 || ix < 0 || iy as usize >= g.h || ix as usize >= g.w {
+                                                    continue;
+                                                }
+                                                let v = x[((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize];
+                                                let wv = weights[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
+                                                acc += (v as i64 - *zp_in as i64) * wv as i64;
+                                            }
+                                        }
+                                    }
+                                    y[((b * g.cout + co) * ho + oy) * wo + ox] = rq(requant, acc, co);
+                                }
+                            }
+                        }
+                    }
+                    x = y;
+                    chw = (g.cout, ho, wo);
+                }
+                QuantOp::ConvTranspose2d { geometry: g, zp_in, requant, weights } => {
+                    let (ho, wo) = g.transpose_out();
+                    let mut acc = vec![0i64; batch * g.cout * ho * wo];
+                    for b in 0..batch {
+                        for co in 0..g.cout {
+                            for oy in 0..ho {
+                                for ox in 0..wo {
+                                    acc[((b * g.cout + co) * ho + oy) * wo + ox] = requant.bias[co] as i64;
+                                }
+                            }
+                            for ci in 0..g.cin {
+                                for iy in 0..g.h {
+                                    for ix in 0..g.w {
+                                        let v = x[((b * g.cin + ci) * g.h + iy) * g.w + ix] as i64 - *zp_in as i64;
+                                        for ky in 0..g.kh {
+                                            for kx in 0..g.kw {
+                                                let oy = (iy * g.stride + ky) as isize - g.pad as isize;
+                                                let ox = (ix * g.stride + kx) as isize - g.pad as isize;
+                                                if oy < 0 || ox < 0 || oy as usize >= ho || ox as usize >= wo {
+                                                    continue;
+                                                }
+                                                let wv = weights[((ci * g.cout + co) * g.kh + ky) * g.kw + kx] as i64;
+                                                acc[((b * g.cout + co) * ho + oy as usize) * wo + ox as usize] += v * wv;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    x = (0..acc.len()).map(|i| rq(requant, acc[i], (i / (ho * wo)) % g.cout)).collect();
+                    chw = (g.cout, ho, wo);
+                }
+            }
+        }
+        // NCHW -> NHWC to compare with the interpreter.
+        let (c, h, w) = chw;
+        let mut y = vec![0; x.len()];
+        for b in 0..batch {
+            for ch in 0..c {
+                for p in 0..h * w {
+                    y[(b * h * w + p) * c + ch] = x[(b * c + ch) * h * w + p];
+                }
+            }
+        }
+        y
+    }
+
+    fn geometry(cin: usize, cout: usize, hw: usize, k: usize, stride: usize, pad: usize, out_pad: usize) -> ConvGeometry {
+        ConvGeometry { cin, cout, h: hw, w: hw, kh: k, kw: k, stride, pad, out_pad }
+    }
+
+    /// Linear -> Reshape -> ConvTranspose -> Lut -> Upsample -> Conv2d -> ConvTranspose, with
+    /// kernels, strides and paddings that exercise every phase shape.
+    fn test_model(rng: &mut Lcg, (k, s, p, op): (usize, usize, usize, usize)) -> QuantModel {
+        let latent = 7;
+        let t1 = geometry(5, 6, 3, k, s, p, op);
+        let (h1, _) = t1.transpose_out();
+        let c2 = geometry(6, 4, h1 * 2, 3, 2, 1, 0);
+        let (h2, _) = c2.conv_out();
+        let t3 = geometry(4, 3, h2, 4, 2, 1, 0);
+        let (h3, _) = t3.transpose_out();
+        let mut table = [0u8; 256];
+        table.iter_mut().for_each(|v| *v = rng.next() as u8);
+        let zp = |rng: &mut Lcg| rng.i8s(1, -30, 30)[0];
+        QuantModel {
+            latent,
+            output: (3, h3, h3),
+            input_quant: Quant { scale: 0.05, zero_point: 0 },
+            output_quant: Quant { scale: 1.0 / 127.0, zero_point: 0 },
+            metadata: "{}".into(),
+            ops: vec![
+                QuantOp::Linear { k: latent, n: 45, zp_in: zp(rng), requant: rng.requant(45, true), weights: rng.i8s(latent * 45, -127, 127) },
+                QuantOp::Reshape { c: 5, h: 3, w: 3 },
+                QuantOp::ConvTranspose2d { geometry: t1, zp_in: zp(rng), requant: rng.requant(6, true), weights: rng.i8s(5 * 6 * k * k, -127, 127) },
+                QuantOp::Lut { table },
+                QuantOp::Upsample { c: 6, h: h1, w: h1, factor: 2 },
+                QuantOp::Conv2d { geometry: c2, zp_in: zp(rng), requant: rng.requant(4, false), weights: rng.i8s(6 * 4 * 9, -127, 127) },
+                QuantOp::ConvTranspose2d { geometry: t3, zp_in: zp(rng), requant: rng.requant(3, false), weights: rng.i8s(4 * 3 * 16, -127, 127) },
+            ],
+        }
+    }
+
+    #[test]
+    fn interpreter_matches_reference_semantics() {
+        let mut rng = Lcg(7);
+        for conv in [(4, 2, 1, 0), (3, 2, 0, 1), (5, 3, 2, 2), (3, 1, 1, 0), (4, 2, 0, 0)] {
+            let qm = test_model(&mut rng, conv);
+            let bytes = encode(&qm).expect("encodes");
+            let model = Model::parse(&bytes).expect("parses");
+            for batch in [1, 3] {
+                let input = rng.i8s(batch * qm.latent, -128, 127);
+                let expected = reference(&qm, batch, &input);
+                for isa in Isa::available() {
+                    let mut arena = vec![0u8; model.arena_len(batch)];
+                    let mut out = vec![0i8; expected.len()];
+                    run(&model, isa, batch, &input, &mut arena, &mut out).unwrap();
+                    assert_eq!(out, expected, "conv {conv:?} batch {batch} isa {}", isa.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn arena_is_the_largest_pair_plus_tiles() {
+        let qm = test_model(&mut Lcg(1), (4, 2, 1, 0));
+        let bytes = encode(&qm).unwrap();
+        let model = Model::parse(&bytes).unwrap();
+        let shapes: Vec<usize> = model.shapes().map(|s| s.elements()).collect();
+        let pair = shapes.windows(2).map(|w| w[0] + w[1]).max().unwrap();
+        assert_eq!(model.tensor_bytes(1), pair);
+        // A smaller arena is refused, not overrun.
+        let mut arena = vec![0u8; model.arena_len(2) - 1];
+        let mut out = vec![0i8; 2 * model.output.elements()];
+        let err = run(&model, Isa::Scalar, 2, &vec![0; 2 * qm.latent], &mut arena, &mut out).unwrap_err();
+        assert!(matches!(err, RunError::Arena { .. }));
+    }
+}

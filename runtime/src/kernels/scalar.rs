@@ -1,0 +1,27 @@
+//! The reference kernel: plain integer arithmetic that defines what every other kernel computes.
+
+use super::{PackedWeights, Requant, KR, NR};
+
+/// See [`super::gemm_requant`].
+pub fn gemm(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
+    let (kp, n) = (w.kp(), w.n());
+    let data = w.data();
+    for (block, panel) in data.chunks_exact(kp * NR).enumerate() {
+        let n0 = block * NR;
+        let cols = NR.min(n - n0);
+        for r in 0..rows {
+            let row = &a[r * kp..(r + 1) * kp];
+            let mut acc = [0i32; NR];
+            for (group, g) in row.chunks_exact(KR).zip(panel.chunks_exact(NR * KR)) {
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    for (x, wk) in group.iter().zip(&g[j * KR..(j + 1) * KR]) {
+                        *acc += *x as i32 * *wk as i32;
+                    }
+                }
+            }
+            for (j, acc) in acc.iter().take(cols).enumerate() {
+                out[r * n + n0 + j] = rq.apply(*acc, n0 + j);
+            }
+        }
+    }
+}

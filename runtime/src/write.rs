@@ -1,0 +1,206 @@
+//! Encoding a quantized model as `.pgq` bytes (the inverse of [`crate::format::Model::parse`]).
+
+use crate::format::{tag, ConvGeometry, FormatError, Model, Quant, HEADER_LEN, MAGIC, VERSION};
+use crate::kernels::{pack, packed_len, MAX_BIAS};
+
+/// Per-output-channel requantization parameters (see [`crate::kernels::Requant`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequantParams {
+    /// Quantized bias `round(b / (s_in * s_w))`; the encoder folds in `-zp_in * column_sum`.
+    pub bias: Vec<i32>,
+    pub mult: Vec<i32>,
+    pub shift: Vec<u8>,
+    pub zp_out: i8,
+    pub min: i8,
+    pub max: i8,
+}
+
+/// One quantized op, with weights in their natural (ONNX-like) layouts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuantOp {
+    /// `weights[k][n]`, row-major.
+    Linear { k: usize, n: usize, zp_in: i8, requant: RequantParams, weights: Vec<i8> },
+    /// `weights[cout][cin][kh][kw]` (ONNX Conv).
+    Conv2d { geometry: ConvGeometry, zp_in: i8, requant: RequantParams, weights: Vec<i8> },
+    /// `weights[cin][cout][kh][kw]` (ONNX ConvTranspose).
+    ConvTranspose2d { geometry: ConvGeometry, zp_in: i8, requant: RequantParams, weights: Vec<i8> },
+    Lut { table: [u8; 256] },
+    Reshape { c: usize, h: usize, w: usize },
+    Flatten { c: usize, h: usize, w: usize },
+    Upsample { c: usize, h: usize, w: usize, factor: usize },
+}
+
+/// Everything a `.pgq` file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantModel {
+    pub latent: usize,
+    pub output: (usize, usize, usize),
+    pub input_quant: Quant,
+    pub output_quant: Quant,
+    /// UTF-8 JSON object (provenance: dataset, class names, source file...).
+    pub metadata: String,
+    pub ops: Vec<QuantOp>,
+}
+
+fn put_u16(out: &mut Vec<u8>, v: usize) {
+    out.extend_from_slice(&u16::try_from(v).expect("dimension fits u16").to_le_bytes());
+}
+
+/// Writes biases folded with the zero-point correction of each packed matrix (`columns[m][n]` is
+/// matrix m's column sum), then multipliers and shifts.
+fn put_requant(out: &mut Vec<u8>, rq: &RequantParams, zp_in: i8, column_sums: &[Vec<i64>]) -> Result<(), EncodeError> {
+    for sums in column_sums {
+        for (n, (b, sum)) in rq.bias.iter().zip(sums).enumerate() {
+            let folded = *b as i64 - zp_in as i64 * sum;
+            if folded.abs() > MAX_BIAS as i64 {
+                return Err(EncodeError::BiasRange { channel: n, value: folded });
+            }
+            out.extend_from_slice(&(folded as i32).to_le_bytes());
+        }
+    }
+    rq.mult.iter().for_each(|m| out.extend_from_slice(&m.to_le_bytes()));
+    out.extend_from_slice(&rq.shift);
+    pad4(out);
+    Ok(())
+}
+
+/// Column sums of a `[k x n]` matrix given by `w(k, n)`.
+fn column_sums(k: usize, n: usize, w: &impl Fn(usize, usize) -> i8) -> Vec<i64> {
+    (0..n).map(|nn| (0..k).map(|kk| w(kk, nn) as i64).sum()).collect()
+}
+
+fn put_packed(out: &mut Vec<u8>, k: usize, n: usize, w: impl Fn(usize, usize) -> i8) {
+    let mut packed = vec![0i8; packed_len(k, n)];
+    pack(k, n, w, &mut packed);
+    out.extend(packed.iter().map(|&v| v as u8));
+}
+
+fn put_geometry(out: &mut Vec<u8>, g: &ConvGeometry, zp_in: i8, rq: &RequantParams) {
+    // Requantization follows, written by the caller with the matrices' column sums.
+    for d in [g.cin, g.cout, g.h, g.w] {
+        put_u16(out, d);
+    }
+    for d in [g.kh, g.kw, g.stride, g.pad, g.out_pad] {
+        out.push(u8::try_from(d).expect("kernel parameter fits u8"));
+    }
+    out.extend_from_slice(&[0; 3]);
+    out.extend_from_slice(&[zp_in as u8, rq.zp_out as u8, rq.min as u8, rq.max as u8]);
+}
+
+fn pad4(out: &mut Vec<u8>) {
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+}
+
+fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
+    let mut b = Vec::new();
+    let t = match op {
+        QuantOp::Linear { k, n, zp_in, requant, weights } => {
+            b.extend_from_slice(&(*k as u32).to_le_bytes());
+            b.extend_from_slice(&(*n as u32).to_le_bytes());
+            b.extend_from_slice(&[*zp_in as u8, requant.zp_out as u8, requant.min as u8, requant.max as u8]);
+            let w = |kk: usize, nn: usize| weights[kk * n + nn];
+            put_requant(&mut b, requant, *zp_in, &[column_sums(*k, *n, &w)])?;
+            put_packed(&mut b, *k, *n, w);
+            tag::LINEAR
+        }
+        QuantOp::Conv2d { geometry: g, zp_in, requant, weights } => {
+            put_geometry(&mut b, g, *zp_in, requant);
+            // Reduction index k = (ky * kw + kx) * cin + ci.
+            let w = |k: usize, co: usize| {
+                let (tap, ci) = (k / g.cin, k % g.cin);
+                let (ky, kx) = (tap / g.kw, tap % g.kw);
+                weights[((co * g.cin + ci) * g.kh + ky) * g.kw + kx]
+            };
+            let k = g.kh * g.kw * g.cin;
+            put_requant(&mut b, requant, *zp_in, &[column_sums(k, g.cout, &w)])?;
+            put_packed(&mut b, k, g.cout, w);
+            tag::CONV2D
+        }
+        QuantOp::ConvTranspose2d { geometry: g, zp_in, requant, weights } => {
+            put_geometry(&mut b, g, *zp_in, requant);
+            // Phase (ry, rx), reduction index k = (t * tx + u) * cin + ci <-> kernel tap
+            // (ry + t * stride, rx + u * stride).
+            let phase = |ry: usize, rx: usize| {
+                let tx = g.phase_taps(g.kw, rx);
+                move |k: usize, co: usize| {
+                    let (tap, ci) = (k / g.cin, k % g.cin);
+                    let (ky, kx) = (ry + (tap / tx) * g.stride, rx + (tap % tx) * g.stride);
+                    weights[((ci * g.cout + co) * g.kh + ky) * g.kw + kx]
+                }
+            };
+            let phases: Vec<(usize, usize)> =
+                (0..g.stride).flat_map(|ry| (0..g.stride).map(move |rx| (ry, rx))).collect();
+            let sums: Vec<Vec<i64>> =
+                phases.iter().map(|&(ry, rx)| column_sums(g.phase_k(ry, rx), g.cout, &phase(ry, rx))).collect();
+            put_requant(&mut b, requant, *zp_in, &sums)?;
+            for &(ry, rx) in &phases {
+                put_packed(&mut b, g.phase_k(ry, rx), g.cout, phase(ry, rx));
+            }
+            tag::CONV_TRANSPOSE2D
+        }
+        QuantOp::Lut { table } => {
+            b.extend_from_slice(table);
+            tag::LUT
+        }
+        QuantOp::Reshape { c, h, w } | QuantOp::Flatten { c, h, w } | QuantOp::Upsample { c, h, w, .. } => {
+            for d in [*c, *h, *w] {
+                put_u16(&mut b, d);
+            }
+            let factor = if let QuantOp::Upsample { factor, .. } = op { *factor } else { 0 };
+            put_u16(&mut b, factor);
+            match op {
+                QuantOp::Reshape { .. } => tag::RESHAPE,
+                QuantOp::Flatten { .. } => tag::FLATTEN,
+                _ => tag::UPSAMPLE,
+            }
+        }
+    };
+    Ok((t, b))
+}
+
+/// Why a quantized model cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("channel {channel}: folded bias {value} exceeds the format's range; the layer's scales are too small")]
+    BiasRange { channel: usize, value: i64 },
+    #[error("the encoded model does not validate: {0}")]
+    Invalid(#[from] FormatError),
+}
+
+/// Serializes `model` and checks that the bytes parse back.
+pub fn encode(model: &QuantModel) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]); // length and checksum, filled in below
+    out.extend_from_slice(&(model.latent as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let (c, h, w) = model.output;
+    for d in [c, h, w, 0] {
+        put_u16(&mut out, d);
+    }
+    for q in [model.input_quant, model.output_quant] {
+        out.extend_from_slice(&q.scale.to_le_bytes());
+        out.extend_from_slice(&[q.zero_point as u8, 0, 0, 0]);
+    }
+    out.extend_from_slice(&(model.ops.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(model.metadata.len() as u32).to_le_bytes());
+    debug_assert_eq!(out.len(), HEADER_LEN);
+    out.extend_from_slice(model.metadata.as_bytes());
+    pad4(&mut out);
+    for op in &model.ops {
+        let (t, body) = encode_op(op)?;
+        out.extend_from_slice(&[t, 0, 0, 0]);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    let len = out.len() as u32;
+    out[8..12].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&out[16..]);
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
+    Model::parse(&out)?;
+    Ok(out)
+}
