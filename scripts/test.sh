@@ -4,14 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Python's `onnx` package is used only by the test that runs onnx.checker on our export.
+# Python's `onnx` (and numpy) build test ONNX files and run onnx.checker on our export.
 python3 -c "import onnx" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check onnx
+# onnxruntime's wheel carries the libonnxruntime.so that the `ort` engine loads at run time.
+python3 -c "import onnxruntime" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check onnxruntime
 rustup target list --installed | grep -qx thumbv7em-none-eabihf || rustup target add thumbv7em-none-eabihf
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --release --workspace --exclude pocketgan-firmware 2>&1 | tee "$log"
 cargo build --release -p pocketgan-firmware --target thumbv7em-none-eabihf
+# The onnxruntime engine (cargo feature `ort`): only the runtime crate rebuilds.
+cargo test --release -p pocketgan-runtime --features ort --test ort_engine 2>&1 | tee -a "$log"
 # The int8 kernels for the Raspberry Pi, under qemu-aarch64 once per dispatch path (Pi 4, Pi 5, max).
 scripts/test-aarch64.sh 2>&1 | tee -a "$log"
 

@@ -46,15 +46,18 @@ fn check_latents(z: &[f32], n: usize, latent: usize) -> Result<(), EngineError> 
 pub struct TractEngine {
     bytes: Vec<u8>,
     latent: usize,
+    input_rank: usize,
     image: (usize, usize, usize),
     outputs: Vec<String>,
     plans: HashMap<usize, std::sync::Arc<TypedRunnableModel>>,
 }
 
 impl TractEngine {
-    /// Loads an ONNX generator whose input is `[N, latent]` and output `[N, C, H, W]`.
+    /// Loads an ONNX generator whose input is `[N, latent]` (or `[N, latent, 1, 1]`) and output
+    /// `[N, C, H, W]`.
     pub fn new(onnx: &[u8], latent: usize, image: (usize, usize, usize)) -> TractEngine {
-        TractEngine { bytes: onnx.to_vec(), latent, image, outputs: Vec::new(), plans: HashMap::new() }
+        let input_rank = input_rank(onnx).unwrap_or(2);
+        TractEngine { bytes: onnx.to_vec(), latent, input_rank, image, outputs: Vec::new(), plans: HashMap::new() }
     }
 
     /// Also returns these ONNX tensors from [`TractEngine::run_outputs`] (for calibration).
@@ -63,12 +66,20 @@ impl TractEngine {
         self
     }
 
+    fn input_fact(&self, n: usize) -> InferenceFact {
+        if self.input_rank == 4 {
+            f32::fact([n, self.latent, 1, 1]).into()
+        } else {
+            f32::fact([n, self.latent]).into()
+        }
+    }
+
     fn plan(&mut self, n: usize) -> Result<&std::sync::Arc<TypedRunnableModel>, EngineError> {
         if !self.plans.contains_key(&n) {
             let mut model = tract_onnx::onnx()
                 .model_for_read(&mut std::io::Cursor::new(&self.bytes))
                 .map_err(tract_err)?
-                .with_input_fact(0, f32::fact([n, self.latent]).into())
+                .with_input_fact(0, self.input_fact(n).into())
                 .map_err(tract_err)?;
             if !self.outputs.is_empty() {
                 model.select_outputs_by_name(&self.outputs).map_err(tract_err)?;
@@ -83,8 +94,12 @@ impl TractEngine {
     pub fn run_outputs(&mut self, z: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EngineError> {
         check_latents(z, n, self.latent)?;
         let latent = self.latent;
-        let plan = self.plan(n)?;
-        let input: Tensor = tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec()).map_err(tract_err)?.into();
+        let plan = self.plan(n)?.clone();
+        let input: Tensor = if self.input_rank == 4 {
+            tract_ndarray::Array4::from_shape_vec((n, latent, 1, 1), z.to_vec()).map_err(tract_err)?.into()
+        } else {
+            tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec()).map_err(tract_err)?.into()
+        };
         let outputs = plan.run(tvec!(input.into())).map_err(tract_err)?;
         outputs
             .iter()
@@ -106,6 +121,16 @@ impl Engine for TractEngine {
     fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError> {
         let mut out = self.run_outputs(z, n)?;
         Ok(out.swap_remove(0))
+    }
+}
+
+/// Rank of the first graph input that is not an initializer.
+fn input_rank(onnx: &[u8]) -> Option<usize> {
+    let proto = tract_onnx::onnx().proto_model_for_read(&mut std::io::Cursor::new(onnx)).ok()?;
+    let graph = proto.graph?;
+    let input = graph.input.iter().find(|i| !graph.initializer.iter().any(|t| t.name == i.name))?;
+    match input.r#type.as_ref()?.value.as_ref()? {
+        tract_onnx::pb::type_proto::Value::TensorType(t) => Some(t.shape.as_ref()?.dim.len()),
     }
 }
 

@@ -74,6 +74,15 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// Equal, or a vector and a 1x1 image of as many channels (the same bytes in NHWC).
+    pub fn same_layout(self, other: Shape) -> bool {
+        let flat = |s: Shape| match s {
+            Shape::Image { c, h: 1, w: 1 } => Shape::Flat(c),
+            s => s,
+        };
+        flat(self) == flat(other)
+    }
+
     pub fn elements(self) -> usize {
         match self {
             Shape::Flat(n) => n,
@@ -386,7 +395,7 @@ impl<'a> Model<'a> {
         if ops_reader.pos != ops.len() {
             return Err(FormatError::Header("bytes after the last op"));
         }
-        if shape != model.output {
+        if !shape.same_layout(model.output) {
             return Err(FormatError::Output { declared: model.output, actual: shape });
         }
         model.max_pair = max_pair;
@@ -592,7 +601,7 @@ fn check_op(op: &Op, input: Shape, index: usize) -> Result<Shape, FormatError> {
         Op::Reshape { c, h, w } => Shape::Flat(c * h * w),
         Op::Flatten { c, h, w } | Op::Upsample { c, h, w, .. } => Shape::Image { c, h, w },
     };
-    if expected != input {
+    if !expected.same_layout(input) {
         return Err(FormatError::Shape { index, expected, actual: input });
     }
     let out = out_shape(op, input);

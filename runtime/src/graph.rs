@@ -105,6 +105,8 @@ pub struct Layer {
 pub struct Graph {
     pub input: String,
     pub latent: usize,
+    /// 2 for `[N, latent]`, 4 for `[N, latent, 1, 1]` (pytorch/examples' DCGAN).
+    pub input_rank: usize,
     pub layers: Vec<Layer>,
     pub metadata: Vec<(String, String)>,
 }
@@ -195,7 +197,7 @@ impl Graph {
         let [input] = inputs.as_slice() else {
             return Err(ImportError::Input(format!("found {} inputs", inputs.len())));
         };
-        let latent = latent_size(input)?;
+        let (latent, input_rank) = latent_size(input)?;
         // Report every unsupported operator at once.
         let supported = [
             "Gemm", "MatMul", "Add", "Reshape", "Flatten", "BatchNormalization", "Relu", "LeakyRelu", "Tanh",
@@ -217,11 +219,12 @@ impl Graph {
         let mut g = Graph {
             input: input.name.clone(),
             latent,
+            input_rank,
             layers: Vec::new(),
             metadata: proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
         };
         let mut current = input.name.clone();
-        let mut shape = Shape::Flat(latent);
+        let mut shape = if input_rank == 4 { Shape::Image { c: latent, h: 1, w: 1 } } else { Shape::Flat(latent) };
         for node in &graph.node {
             let fail = |reason: String| ImportError::Node { node: node.name.clone(), op: node.op_type.clone(), reason };
             if node.op_type == "Constant" {
@@ -557,7 +560,8 @@ fn fold_batchnorm(op: &mut FloatOp, scale: &[f32], shift: &[f32], per_column: us
     }
 }
 
-fn latent_size(input: &pb::ValueInfoProto) -> Result<usize, ImportError> {
+/// Latent size and rank of the input: `[N, latent]` or `[N, latent, 1, 1]`.
+fn latent_size(input: &pb::ValueInfoProto) -> Result<(usize, usize), ImportError> {
     use pb::tensor_shape_proto::dimension::Value;
     use pb::type_proto::Value as TypeValue;
     let Some(TypeValue::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
@@ -568,7 +572,8 @@ fn latent_size(input: &pb::ValueInfoProto) -> Result<usize, ImportError> {
     }
     let dims: Vec<Option<&Value>> = t.shape.as_ref().map_or(Vec::new(), |s| s.dim.iter().map(|d| d.value.as_ref()).collect());
     match dims.as_slice() {
-        [_, Some(Value::DimValue(n))] if *n > 0 => Ok(*n as usize),
+        [_, Some(Value::DimValue(n))] if *n > 0 => Ok((*n as usize, 2)),
+        [_, Some(Value::DimValue(n)), Some(Value::DimValue(1)), Some(Value::DimValue(1))] if *n > 0 => Ok((*n as usize, 4)),
         _ => Err(ImportError::Input(format!("{} has shape {dims:?}", input.name))),
     }
 }

@@ -1,0 +1,95 @@
+//! The onnxruntime engine against tract, and its handling of a missing library.
+//!
+//! Needs onnxruntime: `ORT_DYLIB_PATH=/path/to/libonnxruntime.so`, or `pip install onnxruntime`.
+#![cfg(feature = "ort")]
+
+use pocketgan_runtime::engine::ort::{resolve_library, OrtEngine, DYLIB_ENV};
+use pocketgan_runtime::engine::{Engine, EngineError, TractEngine};
+use pocketgan_runtime::graph::Graph;
+use pocketgan_runtime::quantize::latents;
+use std::path::PathBuf;
+use std::process::Command;
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/generator_tiny.onnx")
+}
+
+#[test]
+fn ort_matches_tract() -> Result {
+    let bytes = std::fs::read(fixture())?;
+    let mut graph = Graph::from_onnx_bytes(&bytes)?;
+    graph.simplify()?;
+    let (latent, image) = (graph.latent, graph.output_shape());
+    let mut ort = OrtEngine::new(&bytes, latent, image, 1)?;
+    let mut tract = TractEngine::new(&bytes, latent, image);
+    assert_eq!(ort.name(), "onnxruntime f32");
+    assert_eq!((ort.latent(), ort.image_shape()), (latent, image));
+    let (c, h, w) = image;
+    // Batch 3 twice: the session must be reusable across runs and batch sizes.
+    for (seed, n) in [(1, 1), (2, 3), (3, 3)] {
+        let z = latents(seed, n, latent);
+        let a = ort.generate(&z, n)?;
+        let b = tract.generate(&z, n)?;
+        assert_eq!(a.len(), n * c * h * w);
+        assert_eq!(a.len(), b.len());
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "batch {n}: max |ort - tract| = {diff}");
+        assert!(a.iter().all(|v| v.is_finite()));
+    }
+    // Wrong latent count is an error, not a panic.
+    assert!(matches!(ort.generate(&[0.0; 3], 1), Err(EngineError::Latents { .. })));
+    Ok(())
+}
+
+#[test]
+fn missing_library_is_a_clear_error() {
+    let err = resolve_library(Some("/nonexistent/libonnxruntime.so")).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, EngineError::Ort(_)));
+    assert!(message.contains(DYLIB_ENV) && message.contains("/nonexistent/libonnxruntime.so"), "{message}");
+    assert!(message.contains("pip install onnxruntime"), "{message}");
+}
+
+#[test]
+fn library_found_in_a_directory() -> Result {
+    let dir = std::env::temp_dir().join(format!("pocketgan-ort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for name in ["libonnxruntime_providers_shared.so", "libonnxruntime.so.1.32.0", "onnxruntime_pybind11_state.so"] {
+        std::fs::write(dir.join(name), b"")?;
+    }
+    let found = resolve_library(dir.to_str());
+    let empty = std::env::temp_dir().join(format!("pocketgan-ort-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty)?;
+    let none = resolve_library(empty.to_str());
+    std::fs::remove_dir_all(&dir)?;
+    std::fs::remove_dir_all(&empty)?;
+    assert_eq!(found?, dir.join("libonnxruntime.so.1.32.0"));
+    assert!(none.unwrap_err().to_string().contains(DYLIB_ENV));
+    Ok(())
+}
+
+/// End to end, in a child process (the library is loaded once per process): a missing or broken
+/// library makes `OrtEngine::new` fail with a message naming `ORT_DYLIB_PATH`, without a panic.
+#[test]
+fn cli_reports_bad_library() -> Result {
+    let out_png = std::env::temp_dir().join(format!("pocketgan-ort-{}.png", std::process::id()));
+    let fixture = fixture();
+    // A path that does not exist, and a file that is not a shared library.
+    for library in [PathBuf::from("/nonexistent/libonnxruntime.so"), fixture.clone()] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pocketgan"))
+            .arg("generate")
+            .arg(&fixture)
+            .args(["--engine", "ort", "--n", "1", "--out"])
+            .arg(&out_png)
+            .env(DYLIB_ENV, &library)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{} worked with {}", env!("CARGO_BIN_EXE_pocketgan"), library.display());
+        assert!(stderr.contains(DYLIB_ENV), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out_png.exists());
+    }
+    Ok(())
+}
