@@ -10,8 +10,13 @@
 use crate::format::{out_shape, ConvGeometry, Gemm, Model, Op, Shape};
 use crate::kernels::{gemm_requant, Isa, PackedWeights, Requant};
 
-/// Output positions gathered per GEMM call.
-pub const TILE_ROWS: usize = 32;
+/// Bytes of input plus output a transposed convolution processes per block of samples.
+const SAMPLE_BLOCK_BYTES: usize = 128 * 1024;
+
+/// Output positions gathered per GEMM call. On x86-64 a multiple of the AVX2 micro-tile's 6 rows,
+/// and large enough that a 7x7 layer of one sample (49 positions) is one call; microcontrollers
+/// keep the smaller tile to save RAM.
+pub const TILE_ROWS: usize = if cfg!(target_arch = "x86_64") { 60 } else { 32 };
 
 /// Why a run could not start. Runs themselves cannot fail once sizes are right.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,19 +150,31 @@ fn execute(op: &Op, isa: Isa, batch: usize, x: &[i8], y: &mut [i8], tile: &mut [
         Op::Reshape { c, h, w } => {
             let n = c * h * w;
             for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-                for (i, v) in xs.iter().enumerate() {
-                    // CHW index i -> HWC index.
-                    let (ch, hw) = (i / (h * w), i % (h * w));
-                    ys[hw * c + ch] = *v;
+                // CHW -> HWC: channel `ch` of pixel `p` moves from `ch * h * w + p`. Eight
+                // channels at a time, so that each pixel gets one 8-byte store.
+                let hw = h * w;
+                let c8 = c - c % 8;
+                for ch in (0..c8).step_by(8) {
+                    for (p, dst) in ys.chunks_exact_mut(c).enumerate() {
+                        let v: [i8; 8] = core::array::from_fn(|j| xs[(ch + j) * hw + p]);
+                        dst[ch..ch + 8].copy_from_slice(&v);
+                    }
+                }
+                for (ch, plane) in xs.chunks_exact(hw).enumerate().skip(c8) {
+                    for (v, dst) in plane.iter().zip(ys[ch..].iter_mut().step_by(c)) {
+                        *dst = *v;
+                    }
                 }
             }
         }
         Op::Flatten { c, h, w } => {
             let n = c * h * w;
             for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-                for (i, v) in ys.iter_mut().enumerate() {
-                    let (ch, hw) = (i / (h * w), i % (h * w));
-                    *v = xs[hw * c + ch];
+                // HWC -> CHW.
+                for (ch, plane) in ys.chunks_exact_mut(h * w).enumerate() {
+                    for (dst, v) in plane.iter_mut().zip(xs[ch..].iter().step_by(c)) {
+                        *dst = *v;
+                    }
                 }
             }
         }
@@ -191,14 +208,57 @@ fn linear(isa: Isa, batch: usize, gemm: &Gemm, w: PackedWeights, x: &[i8], y: &m
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short runs the gathers and scatters move (one pixel's
+/// channels): inline 16-byte moves or a byte loop rather than a `memcpy` call per pixel.
+#[inline]
+fn copy_run(dst: &mut [i8], src: &[i8]) {
+    assert_eq!(dst.len(), src.len(), "copy_run lengths");
+    if dst.len() % 16 == 0 {
+        for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+            d.copy_from_slice(s);
+        }
+    } else if dst.len() < 16 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// Copies the `cin` values at input pixel `(iy, ix)` of sample `x`, or the zero point outside.
 #[inline]
 fn gather_pixel(dst: &mut [i8], x: &[i8], g: &ConvGeometry, iy: isize, ix: isize, zp: i8) {
     if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
         let src = ((iy as usize) * g.w + ix as usize) * g.cin;
-        dst.copy_from_slice(&x[src..src + g.cin]);
+        copy_run(dst, &x[src..src + g.cin]);
     } else {
         dst.fill(zp);
+    }
+}
+
+/// An output position (sample, row, column), stepped in row-major order: the gathers and
+/// scatters run per output row, where divisions by runtime sizes would cost as much as a GEMM's
+/// worth of multiply-adds on small layers.
+#[derive(Clone, Copy, Default)]
+struct Pos {
+    b: usize,
+    y: usize,
+    x: usize,
+}
+
+impl Pos {
+    #[inline]
+    fn advance(&mut self, h: usize, w: usize) {
+        self.x += 1;
+        if self.x == w {
+            self.x = 0;
+            self.y += 1;
+            if self.y == h {
+                self.y = 0;
+                self.b += 1;
+            }
+        }
     }
 }
 
@@ -208,24 +268,30 @@ fn conv2d(isa: Isa, batch: usize, gemm: &Gemm, g: &ConvGeometry, w: PackedWeight
     let (kp, n) = (w.kp(), w.n());
     let sample = g.h * g.w * g.cin;
     let total = batch * ho * wo;
+    let mut pos = Pos::default();
     let mut r0 = 0;
     while r0 < total {
         let rows = TILE_ROWS.min(total - r0);
-        for r in 0..rows {
-            let pos = r0 + r;
-            let (b, oy, ox) = (pos / (ho * wo), (pos / wo) % ho, pos % wo);
-            let xs = &x[b * sample..(b + 1) * sample];
-            let dst = &mut tile[r * kp..(r + 1) * kp];
-            let mut k = 0;
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                    gather_pixel(&mut dst[k..k + g.cin], xs, g, iy, ix, gemm.zp_in);
-                    k += g.cin;
+        for dst in tile.chunks_exact_mut(kp).take(rows) {
+            let xs = &x[pos.b * sample..(pos.b + 1) * sample];
+            // Taps of one kernel row that fall inside the input are adjacent pixels: one copy.
+            let x0 = (pos.x * g.stride) as isize - g.pad as isize;
+            let kx_lo = (-x0).clamp(0, g.kw as isize) as usize;
+            let kx_hi = (g.w as isize - x0).clamp(kx_lo as isize, g.kw as isize) as usize;
+            let (row, rest) = dst.split_at_mut(g.kh * g.kw * g.cin);
+            for (ky, taps) in row.chunks_exact_mut(g.kw * g.cin).enumerate() {
+                let iy = (pos.y * g.stride + ky) as isize - g.pad as isize;
+                if iy < 0 || iy as usize >= g.h || kx_lo == kx_hi {
+                    taps.fill(gemm.zp_in);
+                    continue;
                 }
+                let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.cin;
+                taps[..kx_lo * g.cin].fill(gemm.zp_in);
+                taps[kx_lo * g.cin..kx_hi * g.cin].copy_from_slice(&xs[src..src + (kx_hi - kx_lo) * g.cin]);
+                taps[kx_hi * g.cin..].fill(gemm.zp_in);
             }
-            dst[k..].fill(0);
+            rest.fill(0);
+            pos.advance(ho, wo);
         }
         // Output rows are NHWC positions in order: the GEMM writes them in place.
         gemm_requant(isa, tile, rows, w, &gemm.requant, &mut y[r0 * n..(r0 + rows) * n]);
@@ -249,52 +315,81 @@ fn conv_transpose2d(
     let (s, cout) = (g.stride, g.cout);
     let sample_in = g.h * g.w * g.cin;
     let sample_out = ho * wo * cout;
-    for ry in 0..s {
-        for rx in 0..s {
-            let w = Op::phase_weights(g, phases, ry, rx);
-            let requant = Requant { bias: gemm.requant.bias.slice((ry * s + rx) * cout, cout), ..gemm.requant };
-            let kp = w.kp();
-            let (ty, tx) = (g.phase_taps(g.kh, ry), g.phase_taps(g.kw, rx));
-            // Outputs of this phase: o with (o + pad) % s == r, i.e. o = first + i * s.
-            let first_y = (ry + s - g.pad % s) % s;
-            let first_x = (rx + s - g.pad % s) % s;
-            let ny = if first_y < ho { (ho - first_y).div_ceil(s) } else { 0 };
-            let nx = if first_x < wo { (wo - first_x).div_ceil(s) } else { 0 };
-            let total = batch * ny * nx;
-            let mut r0 = 0;
-            while r0 < total {
-                let rows = TILE_ROWS.min(total - r0);
-                for r in 0..rows {
-                    let pos = r0 + r;
-                    let (b, iy_, ix_) = (pos / (ny * nx), (pos / nx) % ny, pos % nx);
-                    let (oy, ox) = (first_y + iy_ * s, first_x + ix_ * s);
-                    let xs = &x[b * sample_in..(b + 1) * sample_in];
-                    let dst = &mut tile[r * kp..(r + 1) * kp];
-                    let mut k = 0;
-                    for t in 0..ty {
-                        // oy = iy * s - pad + ky with ky = ry + t * s.
-                        let iy = (oy + g.pad) as isize - (ry + t * s) as isize;
-                        let iy = if iy >= 0 && iy % s as isize == 0 { iy / s as isize } else { -1 };
-                        for u in 0..tx {
-                            let ix = (ox + g.pad) as isize - (rx + u * s) as isize;
-                            let ix = if ix >= 0 && ix % s as isize == 0 { ix / s as isize } else { -1 };
-                            gather_pixel(&mut dst[k..k + g.cin], xs, g, iy, ix, gemm.zp_in);
-                            k += g.cin;
-                        }
-                    }
-                    dst[k..].fill(0);
-                }
-                gemm_requant(isa, tile, rows, w, &requant, &mut tile_out[..rows * cout]);
-                for r in 0..rows {
-                    let pos = r0 + r;
-                    let (b, iy_, ix_) = (pos / (ny * nx), (pos / nx) % ny, pos % nx);
-                    let (oy, ox) = (first_y + iy_ * s, first_x + ix_ * s);
-                    let dst = b * sample_out + (oy * wo + ox) * cout;
-                    y[dst..dst + cout].copy_from_slice(&tile_out[r * cout..(r + 1) * cout]);
-                }
-                r0 += rows;
+    // Each phase sweeps its samples' whole input: in blocks of samples that stay in L2 across
+    // the phases, instead of the whole batch (megabytes at batch 64) once per phase.
+    let block = (SAMPLE_BLOCK_BYTES / (sample_in + sample_out)).clamp(1, batch);
+    for b0 in (0..batch).step_by(block) {
+        let nb = block.min(batch - b0);
+        let x = &x[b0 * sample_in..(b0 + nb) * sample_in];
+        let y = &mut y[b0 * sample_out..(b0 + nb) * sample_out];
+        for ry in 0..s {
+            for rx in 0..s {
+                conv_transpose_phase(isa, nb, gemm, g, phases, (ry, rx), x, y, tile, tile_out);
             }
         }
+    }
+}
+
+/// The outputs of phase `(ry, rx)` of a transposed convolution over `batch` samples.
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose_phase(
+    isa: Isa,
+    batch: usize,
+    gemm: &Gemm,
+    g: &ConvGeometry,
+    phases: &[i8],
+    (ry, rx): (usize, usize),
+    x: &[i8],
+    y: &mut [i8],
+    tile: &mut [i8],
+    tile_out: &mut [i8],
+) {
+    let (ho, wo) = g.transpose_out();
+    let (s, cout) = (g.stride, g.cout);
+    let sample_in = g.h * g.w * g.cin;
+    let sample_out = ho * wo * cout;
+    let w = Op::phase_weights(g, phases, ry, rx);
+    let requant = Requant { bias: gemm.requant.bias.slice((ry * s + rx) * cout, cout), ..gemm.requant };
+    let kp = w.kp();
+    let (ty, tx) = (g.phase_taps(g.kh, ry), g.phase_taps(g.kw, rx));
+    // Outputs of this phase: o with (o + pad) % s == r, i.e. o = first + i * s.
+    let first_y = (ry + s - g.pad % s) % s;
+    let first_x = (rx + s - g.pad % s) % s;
+    let ny = if first_y < ho { (ho - first_y).div_ceil(s) } else { 0 };
+    let nx = if first_x < wo { (wo - first_x).div_ceil(s) } else { 0 };
+    // Output o = first + i * s takes tap t (kernel index r + t * s) from input
+    // (o + pad - r) / s - t = base + i - t: `first + pad - r` is a non-negative multiple
+    // of s by the choice of `first`.
+    let (base_y, base_x) = ((first_y + g.pad - ry) / s, (first_x + g.pad - rx) / s);
+    let total = batch * ny * nx;
+    let mut pos = Pos::default();
+    let mut r0 = 0;
+    while r0 < total {
+        let rows = TILE_ROWS.min(total - r0);
+        let tile_start = pos;
+        for dst in tile.chunks_exact_mut(kp).take(rows) {
+            let xs = &x[pos.b * sample_in..(pos.b + 1) * sample_in];
+            let mut k = 0;
+            for t in 0..ty {
+                let iy = (base_y + pos.y) as isize - t as isize;
+                for u in 0..tx {
+                    let ix = (base_x + pos.x) as isize - u as isize;
+                    gather_pixel(&mut dst[k..k + g.cin], xs, g, iy, ix, gemm.zp_in);
+                    k += g.cin;
+                }
+            }
+            dst[k..].fill(0);
+            pos.advance(ny, nx);
+        }
+        gemm_requant(isa, tile, rows, w, &requant, &mut tile_out[..rows * cout]);
+        let mut at = tile_start;
+        for src in tile_out.chunks_exact(cout).take(rows) {
+            let (oy, ox) = (first_y + at.y * s, first_x + at.x * s);
+            let dst = at.b * sample_out + (oy * wo + ox) * cout;
+            copy_run(&mut y[dst..dst + cout], src);
+            at.advance(ny, nx);
+        }
+        r0 += rows;
     }
 }
 
@@ -501,6 +596,32 @@ mod tests {
                     assert_eq!(out, expected, "conv {conv:?} batch {batch} isa {}", isa.name());
                 }
             }
+        }
+    }
+
+    /// A batch large enough that transposed convolutions run in several sample blocks, the last
+    /// one partial.
+    #[test]
+    fn sample_blocks_match_reference_semantics() {
+        let mut rng = Lcg(11);
+        let qm = test_model(&mut rng, (4, 2, 1, 0));
+        let bytes = encode(&qm).expect("encodes");
+        let model = Model::parse(&bytes).expect("parses");
+        let batch = 700;
+        for op in model.ops() {
+            if let Op::ConvTranspose2d { geometry: g, .. } = op {
+                let (ho, wo) = g.transpose_out();
+                let pair = g.h * g.w * g.cin + ho * wo * g.cout;
+                assert!(SAMPLE_BLOCK_BYTES / pair < batch && batch % (SAMPLE_BLOCK_BYTES / pair) != 0);
+            }
+        }
+        let input = rng.i8s(batch * qm.latent, -128, 127);
+        let expected = reference(&qm, batch, &input);
+        for isa in Isa::available() {
+            let mut arena = vec![0u8; model.arena_len(batch)];
+            let mut out = vec![0i8; expected.len()];
+            run(&model, isa, batch, &input, &mut arena, &mut out).unwrap();
+            assert_eq!(out, expected, "isa {}", isa.name());
         }
     }
 

@@ -1,0 +1,211 @@
+//! Micro benchmark of the int8 GEMM kernels (no criterion): the CPU's measured clock and AVX2
+//! `vpmaddwd` peak, `gemm_requant` on the shapes of the reference generator, and (given a .pgq)
+//! the time of every op of a model at batch 1 and 64.
+//!     cargo run --release -p pocketgan-runtime --example gemm_bench [-- model.pgq [--ops-only]]
+use pocketgan_runtime::kernels::{gemm_requant, pack, packed_len, I32s, Isa, PackedWeights, Requant};
+use pocketgan_runtime::{run_observed, Model};
+use std::time::Instant;
+
+/// Median seconds of `f` over `reps` runs after two warm-ups.
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::asm;
+
+    /// Clock in GHz: a chain of dependent 1-cycle `add`s, 8 per iteration.
+    pub fn clock_ghz() -> f64 {
+        let iters: u64 = 200_000_000;
+        let secs = super::median_secs(5, || unsafe {
+            let mut x: u64 = 0;
+            let n = iters;
+            asm!(
+                "2:",
+                "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+                "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+                "dec {n}",
+                "jnz 2b",
+                x = inout(reg) x, n = inout(reg) n => _,
+                options(nostack, nomem),
+            );
+            std::hint::black_box(x);
+        });
+        (iters * 8) as f64 / secs / 1e9
+    }
+
+    /// `vpmaddwd` per second with 12 independent destinations (no accumulation).
+    pub fn madd_per_sec() -> f64 {
+        let iters: u64 = 50_000_000;
+        let secs = super::median_secs(5, || unsafe {
+            let n = iters;
+            asm!(
+                "vpxor ymm14, ymm14, ymm14",
+                "vpxor ymm15, ymm15, ymm15",
+                "2:",
+                "vpmaddwd ymm0, ymm14, ymm15", "vpmaddwd ymm1, ymm14, ymm15",
+                "vpmaddwd ymm2, ymm14, ymm15", "vpmaddwd ymm3, ymm14, ymm15",
+                "vpmaddwd ymm4, ymm14, ymm15", "vpmaddwd ymm5, ymm14, ymm15",
+                "vpmaddwd ymm6, ymm14, ymm15", "vpmaddwd ymm7, ymm14, ymm15",
+                "vpmaddwd ymm8, ymm14, ymm15", "vpmaddwd ymm9, ymm14, ymm15",
+                "vpmaddwd ymm10, ymm14, ymm15", "vpmaddwd ymm11, ymm14, ymm15",
+                "dec {n}",
+                "jnz 2b",
+                "vzeroupper",
+                n = inout(reg) n => _,
+                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
+                out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+                out("ymm14") _, out("ymm15") _,
+                options(nostack, nomem),
+            );
+        });
+        (iters * 12) as f64 / secs
+    }
+
+    /// `vpmaddwd` + `vpaddd` pairs per second into 12 accumulators: the GEMM inner loop's
+    /// arithmetic without loads.
+    pub fn madd_add_per_sec() -> f64 {
+        let iters: u64 = 50_000_000;
+        let secs = super::median_secs(5, || unsafe {
+            let n = iters;
+            asm!(
+                "vpxor ymm12, ymm12, ymm12",
+                "vpxor ymm13, ymm13, ymm13",
+                "2:",
+                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm0, ymm0, ymm14",
+                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm1, ymm1, ymm15",
+                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm2, ymm2, ymm14",
+                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm3, ymm3, ymm15",
+                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm4, ymm4, ymm14",
+                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm5, ymm5, ymm15",
+                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm6, ymm6, ymm14",
+                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm7, ymm7, ymm15",
+                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm8, ymm8, ymm14",
+                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm9, ymm9, ymm15",
+                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm10, ymm10, ymm14",
+                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm11, ymm11, ymm15",
+                "dec {n}",
+                "jnz 2b",
+                "vzeroupper",
+                n = inout(reg) n => _,
+                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
+                out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, nomem),
+            );
+        });
+        (iters * 12) as f64 / secs
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+fn bytes(seed: u64, n: usize, lo: i32, hi: i32) -> Vec<i8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (lo + (s % (hi - lo + 1) as u64) as i32) as i8
+        })
+        .collect()
+}
+
+/// GMAC/s of `gemm_requant(isa)` on a `rows x k` by `k x n` problem.
+fn gemm_gmacs(isa: Isa, rows: usize, k: usize, n: usize) -> f64 {
+    let kp = pocketgan_runtime::kernels::padded_k(k);
+    let a = bytes(1, rows * kp, -128, 127);
+    let wv = bytes(2, k * n, -127, 127);
+    let mut packed = vec![0i8; packed_len(k, n)];
+    pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
+    let w = PackedWeights::new(&packed, k, n).unwrap();
+    let bias: Vec<u8> = (0..n).flat_map(|i| (i as i32 * 37 - 500).to_le_bytes()).collect();
+    let mult: Vec<u8> = (0..n).flat_map(|i| ((1i32 << 30) + i as i32 * 12345).to_le_bytes()).collect();
+    let shift = vec![38u8; n];
+    let rq = Requant { bias: I32s::new(&bias).unwrap(), mult: I32s::new(&mult).unwrap(), shift: &shift, zp_out: -3, min: -3, max: 127 };
+    let mut out = vec![0i8; rows * n];
+    // About 50 ms of work per sample.
+    let calls = (2e8 / (rows * k * n) as f64).ceil() as usize;
+    let secs = median_secs(7, || {
+        for _ in 0..calls {
+            gemm_requant(isa, std::hint::black_box(&a), rows, w, &rq, &mut out);
+        }
+    });
+    (rows * k * n * calls) as f64 / secs / 1e9
+}
+
+fn model_ops(path: &str) {
+    let bytes = std::fs::read(path).expect("read model");
+    let model = Model::parse(&bytes).expect("parse model");
+    let isa = Isa::detect();
+    for batch in [1usize, 64] {
+        let input = bytes_for(batch * model.latent);
+        let mut arena = vec![0u8; model.arena_len(batch)];
+        let mut out = vec![0i8; batch * model.output.elements()];
+        let ops: Vec<_> = model.ops().collect();
+        let reps = if batch == 1 { 201 } else { 21 };
+        let mut times = vec![Vec::new(); ops.len()];
+        let mut totals = Vec::new();
+        for _ in 0..reps {
+            let start = Instant::now();
+            let mut last = start;
+            run_observed(&model, isa, batch, &input, &mut arena, &mut out, |i, _, _, _| {
+                let now = Instant::now();
+                times[i].push((now - last).as_secs_f64());
+                last = now;
+            })
+            .unwrap();
+            totals.push(start.elapsed().as_secs_f64());
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!("batch {batch}: total {:.1} us/sample ({})", med(&mut totals) * 1e6 / batch as f64, isa.name());
+        for (i, (op, t)) in ops.iter().zip(times.iter_mut()).enumerate() {
+            let t = med(t);
+            let gmacs = if op.macs() > 0 { format!("{:6.1} GMAC/s", (op.macs() * batch) as f64 / t / 1e9) } else { String::new() };
+            println!("  op {i:2} {:<16} {:9.1} us/sample {gmacs}", op.name(), t * 1e6 / batch as f64);
+        }
+    }
+}
+
+fn bytes_for(n: usize) -> Vec<i8> {
+    bytes(3, n, -100, 100)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ops_only = args.iter().any(|a| a == "--ops-only");
+    if let (true, Some(path)) = (ops_only, args.iter().find(|a| !a.starts_with("--"))) {
+        return model_ops(path);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ghz = peak::clock_ghz();
+        let madd = peak::madd_per_sec();
+        let pair = peak::madd_add_per_sec();
+        println!("clock {ghz:.2} GHz (dependent adds)");
+        println!("vpmaddwd alone:   {:.2}/cycle = {:.1} GMAC/s (16 MACs each)", madd / ghz / 1e9, madd * 16.0 / 1e9);
+        println!("vpmaddwd+vpaddd:  {:.2}/cycle = {:.1} GMAC/s", pair / ghz / 1e9, pair * 16.0 / 1e9);
+    }
+    let isa = Isa::detect();
+    for (rows, k, n) in [(32, 512, 64), (49, 512, 64), (64, 512, 64), (196, 512, 64), (3136, 512, 64), (1, 100, 6272), (64, 100, 6272), (196, 256, 1), (32, 256, 1)] {
+        let s = if rows * k * n < 1 << 22 { gemm_gmacs(Isa::Scalar, rows, k, n) } else { f64::NAN };
+        println!("gemm rows {rows:5} k {k:4} n {n:5}: {:6.1} GMAC/s {} (scalar {s:5.1})", gemm_gmacs(isa, rows, k, n), isa.name());
+    }
+    if let Some(path) = args.iter().find(|a| !a.starts_with("--")) {
+        model_ops(path);
+    }
+}
