@@ -2,7 +2,9 @@
 //! `vpmaddwd` peak, `gemm_requant` on the shapes of the reference generator, and (given a .pgq)
 //! the time of every op of a model at batch 1 and 64.
 //!     cargo run --release -p pocketgan-runtime --example gemm_bench [-- model.pgq [--ops-only]]
-use pocketgan_runtime::kernels::{gemm_requant, pack, packed_len, I32s, Isa, PackedWeights, Requant};
+use pocketgan_runtime::kernels::{
+    gemm_requant, pack, packed_len, I32s, Isa, PackedWeights, Requant,
+};
 use pocketgan_runtime::{run_observed, Model};
 use std::time::Instant;
 
@@ -130,10 +132,21 @@ fn gemm_gmacs(isa: Isa, rows: usize, k: usize, n: usize) -> f64 {
     let mut packed = vec![0i8; packed_len(k, n)];
     pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
     let w = PackedWeights::new(&packed, k, n).unwrap();
-    let bias: Vec<u8> = (0..n).flat_map(|i| (i as i32 * 37 - 500).to_le_bytes()).collect();
-    let mult: Vec<u8> = (0..n).flat_map(|i| ((1i32 << 30) + i as i32 * 12345).to_le_bytes()).collect();
+    let bias: Vec<u8> = (0..n)
+        .flat_map(|i| (i as i32 * 37 - 500).to_le_bytes())
+        .collect();
+    let mult: Vec<u8> = (0..n)
+        .flat_map(|i| ((1i32 << 30) + i as i32 * 12345).to_le_bytes())
+        .collect();
     let shift = vec![38u8; n];
-    let rq = Requant { bias: I32s::new(&bias).unwrap(), mult: I32s::new(&mult).unwrap(), shift: &shift, zp_out: -3, min: -3, max: 127 };
+    let rq = Requant {
+        bias: I32s::new(&bias).unwrap(),
+        mult: I32s::new(&mult).unwrap(),
+        shift: &shift,
+        zp_out: -3,
+        min: -3,
+        max: 127,
+    };
     let mut out = vec![0i8; rows * n];
     // About 50 ms of work per sample.
     let calls = (2e8 / (rows * k * n) as f64).ceil() as usize;
@@ -160,11 +173,19 @@ fn model_ops(path: &str) {
         for _ in 0..reps {
             let start = Instant::now();
             let mut last = start;
-            run_observed(&model, isa, batch, &input, &mut arena, &mut out, |i, _, _, _| {
-                let now = Instant::now();
-                times[i].push((now - last).as_secs_f64());
-                last = now;
-            })
+            run_observed(
+                &model,
+                isa,
+                batch,
+                &input,
+                &mut arena,
+                &mut out,
+                |i, _, _, _| {
+                    let now = Instant::now();
+                    times[i].push((now - last).as_secs_f64());
+                    last = now;
+                },
+            )
             .unwrap();
             totals.push(start.elapsed().as_secs_f64());
         }
@@ -172,11 +193,23 @@ fn model_ops(path: &str) {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        println!("batch {batch}: total {:.1} us/sample ({})", med(&mut totals) * 1e6 / batch as f64, isa.name());
+        println!(
+            "batch {batch}: total {:.1} us/sample ({})",
+            med(&mut totals) * 1e6 / batch as f64,
+            isa.name()
+        );
         for (i, (op, t)) in ops.iter().zip(times.iter_mut()).enumerate() {
             let t = med(t);
-            let gmacs = if op.macs() > 0 { format!("{:6.1} GMAC/s", (op.macs() * batch) as f64 / t / 1e9) } else { String::new() };
-            println!("  op {i:2} {:<16} {:9.1} us/sample {gmacs}", op.name(), t * 1e6 / batch as f64);
+            let gmacs = if op.macs() > 0 {
+                format!("{:6.1} GMAC/s", (op.macs() * batch) as f64 / t / 1e9)
+            } else {
+                String::new()
+            };
+            println!(
+                "  op {i:2} {:<16} {:9.1} us/sample {gmacs}",
+                op.name(),
+                t * 1e6 / batch as f64
+            );
         }
     }
 }
@@ -197,13 +230,39 @@ fn main() {
         let madd = peak::madd_per_sec();
         let pair = peak::madd_add_per_sec();
         println!("clock {ghz:.2} GHz (dependent adds)");
-        println!("vpmaddwd alone:   {:.2}/cycle = {:.1} GMAC/s (16 MACs each)", madd / ghz / 1e9, madd * 16.0 / 1e9);
-        println!("vpmaddwd+vpaddd:  {:.2}/cycle = {:.1} GMAC/s", pair / ghz / 1e9, pair * 16.0 / 1e9);
+        println!(
+            "vpmaddwd alone:   {:.2}/cycle = {:.1} GMAC/s (16 MACs each)",
+            madd / ghz / 1e9,
+            madd * 16.0 / 1e9
+        );
+        println!(
+            "vpmaddwd+vpaddd:  {:.2}/cycle = {:.1} GMAC/s",
+            pair / ghz / 1e9,
+            pair * 16.0 / 1e9
+        );
     }
     let isa = Isa::detect();
-    for (rows, k, n) in [(32, 512, 64), (49, 512, 64), (64, 512, 64), (196, 512, 64), (3136, 512, 64), (1, 100, 6272), (64, 100, 6272), (196, 256, 1), (32, 256, 1)] {
-        let s = if rows * k * n < 1 << 22 { gemm_gmacs(Isa::Scalar, rows, k, n) } else { f64::NAN };
-        println!("gemm rows {rows:5} k {k:4} n {n:5}: {:6.1} GMAC/s {} (scalar {s:5.1})", gemm_gmacs(isa, rows, k, n), isa.name());
+    for (rows, k, n) in [
+        (32, 512, 64),
+        (49, 512, 64),
+        (64, 512, 64),
+        (196, 512, 64),
+        (3136, 512, 64),
+        (1, 100, 6272),
+        (64, 100, 6272),
+        (196, 256, 1),
+        (32, 256, 1),
+    ] {
+        let s = if rows * k * n < 1 << 22 {
+            gemm_gmacs(Isa::Scalar, rows, k, n)
+        } else {
+            f64::NAN
+        };
+        println!(
+            "gemm rows {rows:5} k {k:4} n {n:5}: {:6.1} GMAC/s {} (scalar {s:5.1})",
+            gemm_gmacs(isa, rows, k, n),
+            isa.name()
+        );
     }
     if let Some(path) = args.iter().find(|a| !a.starts_with("--")) {
         model_ops(path);

@@ -57,7 +57,11 @@ fn time<E>(reps: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<f64, E> 
 pub const BATCH: usize = 64;
 
 /// Measures every engine on the same seeded latents.
-pub fn run(engines: &mut [Box<dyn Engine + '_>], model: &Model, reps: usize) -> Result<Table, EngineError> {
+pub fn run(
+    engines: &mut [Box<dyn Engine + '_>],
+    model: &Model,
+    reps: usize,
+) -> Result<Table, EngineError> {
     let mut rows = Vec::new();
     for e in engines.iter_mut() {
         let latent = e.latent();
@@ -65,29 +69,51 @@ pub fn run(engines: &mut [Box<dyn Engine + '_>], model: &Model, reps: usize) -> 
         let z64 = latents(2, BATCH, latent);
         let batch1 = time(reps, || e.generate(&z1, 1).map(|_| ()))?;
         let batch64 = time(reps.div_ceil(4), || e.generate(&z64, BATCH).map(|_| ()))?;
-        rows.push(Row { engine: e.name(), batch1_us: batch1 * 1e6, batch64_us: batch64 * 1e6 / BATCH as f64 });
+        rows.push(Row {
+            engine: e.name(),
+            batch1_us: batch1 * 1e6,
+            batch64_us: batch64 * 1e6 / BATCH as f64,
+        });
     }
     let macs_per_sample = model.ops().map(|op| op.macs()).sum();
-    Ok(Table { rows, macs_per_sample, largest_layer: largest_layer(model, reps)?, reps })
+    Ok(Table {
+        rows,
+        macs_per_sample,
+        largest_layer: largest_layer(model, reps)?,
+        reps,
+    })
 }
 
 /// Times each op of the int8 model at batch 64 through the interpreter's observer.
 fn largest_layer(model: &Model, reps: usize) -> Result<Option<LayerFigure>, EngineError> {
-    let Some((index, op)) = model.ops().enumerate().max_by_key(|(_, op)| op.macs()) else { return Ok(None) };
-    let input: Vec<i8> = latents(3, BATCH, model.latent).iter().map(|&v| model.input_quant.quantize(v)).collect();
+    let Some((index, op)) = model.ops().enumerate().max_by_key(|(_, op)| op.macs()) else {
+        return Ok(None);
+    };
+    let input: Vec<i8> = latents(3, BATCH, model.latent)
+        .iter()
+        .map(|&v| model.input_quant.quantize(v))
+        .collect();
     let mut arena = vec![0u8; model.arena_len(BATCH)];
     let mut out = vec![0i8; BATCH * model.output.elements()];
     let mut samples = Vec::new();
     for _ in 0..reps.div_ceil(4).max(3) {
         let mut last = Instant::now();
         let mut took = 0.0;
-        run_observed(model, Isa::detect(), BATCH, &input, &mut arena, &mut out, |i, _, _, _| {
-            let now = Instant::now();
-            if i == index {
-                took = (now - last).as_secs_f64();
-            }
-            last = Instant::now();
-        })?;
+        run_observed(
+            model,
+            Isa::detect(),
+            BATCH,
+            &input,
+            &mut arena,
+            &mut out,
+            |i, _, _, _| {
+                let now = Instant::now();
+                if i == index {
+                    took = (now - last).as_secs_f64();
+                }
+                last = Instant::now();
+            },
+        )?;
         samples.push(took);
     }
     let t = median(samples);
@@ -108,12 +134,28 @@ impl Table {
     pub fn text(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "{:<22} {:>14} {:>10} {:>20} {:>10}", "engine", "batch 1 (us)", "x tract", "batch 64 (us/sample)", "x tract");
+        let _ = writeln!(
+            s,
+            "{:<22} {:>14} {:>10} {:>20} {:>10}",
+            "engine", "batch 1 (us)", "x tract", "batch 64 (us/sample)", "x tract"
+        );
         for r in &self.rows {
-            let (r1, r64) = self.reference().map_or((f64::NAN, f64::NAN), |t| (t.batch1_us / r.batch1_us, t.batch64_us / r.batch64_us));
-            let _ = writeln!(s, "{:<22} {:>14.1} {:>9.2}x {:>20.1} {:>9.2}x", r.engine, r.batch1_us, r1, r.batch64_us, r64);
+            let (r1, r64) = self.reference().map_or((f64::NAN, f64::NAN), |t| {
+                (t.batch1_us / r.batch1_us, t.batch64_us / r.batch64_us)
+            });
+            let _ = writeln!(
+                s,
+                "{:<22} {:>14.1} {:>9.2}x {:>20.1} {:>9.2}x",
+                r.engine, r.batch1_us, r1, r.batch64_us, r64
+            );
         }
-        let _ = writeln!(s, "model: {} int8 multiply-adds per sample; medians of {} runs (batch 64: {})", self.macs_per_sample, self.reps, self.reps.div_ceil(4));
+        let _ = writeln!(
+            s,
+            "model: {} int8 multiply-adds per sample; medians of {} runs (batch 64: {})",
+            self.macs_per_sample,
+            self.reps,
+            self.reps.div_ceil(4)
+        );
         if let Some(l) = &self.largest_layer {
             let _ = writeln!(
                 s,

@@ -19,7 +19,11 @@ pub enum EngineError {
     #[error(transparent)]
     Run(#[from] crate::interp::RunError),
     #[error("expected {expected} latent values (n x {latent}), got {actual}")]
-    Latents { expected: usize, actual: usize, latent: usize },
+    Latents {
+        expected: usize,
+        actual: usize,
+        latent: usize,
+    },
 }
 
 fn tract_err(e: impl std::fmt::Display) -> EngineError {
@@ -37,7 +41,11 @@ pub trait Engine {
 
 fn check_latents(z: &[f32], n: usize, latent: usize) -> Result<(), EngineError> {
     if z.len() != n * latent || n == 0 {
-        return Err(EngineError::Latents { expected: n * latent, actual: z.len(), latent });
+        return Err(EngineError::Latents {
+            expected: n * latent,
+            actual: z.len(),
+            latent,
+        });
     }
     Ok(())
 }
@@ -57,7 +65,14 @@ impl TractEngine {
     /// `[N, C, H, W]`.
     pub fn new(onnx: &[u8], latent: usize, image: (usize, usize, usize)) -> TractEngine {
         let input_rank = input_rank(onnx).unwrap_or(2);
-        TractEngine { bytes: onnx.to_vec(), latent, input_rank, image, outputs: Vec::new(), plans: HashMap::new() }
+        TractEngine {
+            bytes: onnx.to_vec(),
+            latent,
+            input_rank,
+            image,
+            outputs: Vec::new(),
+            plans: HashMap::new(),
+        }
     }
 
     /// Also returns these ONNX tensors from [`TractEngine::run_outputs`] (for calibration).
@@ -82,9 +97,15 @@ impl TractEngine {
                 .with_input_fact(0, self.input_fact(n).into())
                 .map_err(tract_err)?;
             if !self.outputs.is_empty() {
-                model.select_outputs_by_name(&self.outputs).map_err(tract_err)?;
+                model
+                    .select_outputs_by_name(&self.outputs)
+                    .map_err(tract_err)?;
             }
-            let plan = model.into_optimized().map_err(tract_err)?.into_runnable().map_err(tract_err)?;
+            let plan = model
+                .into_optimized()
+                .map_err(tract_err)?
+                .into_runnable()
+                .map_err(tract_err)?;
             self.plans.insert(n, plan);
         }
         Ok(&self.plans[&n])
@@ -96,14 +117,24 @@ impl TractEngine {
         let latent = self.latent;
         let plan = self.plan(n)?.clone();
         let input: Tensor = if self.input_rank == 4 {
-            tract_ndarray::Array4::from_shape_vec((n, latent, 1, 1), z.to_vec()).map_err(tract_err)?.into()
+            tract_ndarray::Array4::from_shape_vec((n, latent, 1, 1), z.to_vec())
+                .map_err(tract_err)?
+                .into()
         } else {
-            tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec()).map_err(tract_err)?.into()
+            tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec())
+                .map_err(tract_err)?
+                .into()
         };
         let outputs = plan.run(tvec!(input.into())).map_err(tract_err)?;
         outputs
             .iter()
-            .map(|t| Ok(t.to_plain_array_view::<f32>().map_err(tract_err)?.iter().copied().collect()))
+            .map(|t| {
+                Ok(t.to_plain_array_view::<f32>()
+                    .map_err(tract_err)?
+                    .iter()
+                    .copied()
+                    .collect())
+            })
             .collect()
     }
 }
@@ -126,9 +157,14 @@ impl Engine for TractEngine {
 
 /// Rank of the first graph input that is not an initializer.
 fn input_rank(onnx: &[u8]) -> Option<usize> {
-    let proto = tract_onnx::onnx().proto_model_for_read(&mut std::io::Cursor::new(onnx)).ok()?;
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut std::io::Cursor::new(onnx))
+        .ok()?;
     let graph = proto.graph?;
-    let input = graph.input.iter().find(|i| !graph.initializer.iter().any(|t| t.name == i.name))?;
+    let input = graph
+        .input
+        .iter()
+        .find(|i| !graph.initializer.iter().any(|t| t.name == i.name))?;
     match input.r#type.as_ref()?.value.as_ref()? {
         tract_onnx::pb::type_proto::Value::TensorType(t) => Some(t.shape.as_ref()?.dim.len()),
     }
@@ -145,7 +181,13 @@ pub struct Int8Engine<'a> {
 
 impl<'a> Int8Engine<'a> {
     pub fn new(model: Model<'a>, isa: Isa) -> Int8Engine<'a> {
-        Int8Engine { model, isa, arena: Vec::new(), input: Vec::new(), output: Vec::new() }
+        Int8Engine {
+            model,
+            isa,
+            arena: Vec::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+        }
     }
 
     pub fn model(&self) -> &Model<'a> {
@@ -160,17 +202,29 @@ impl<'a> Int8Engine<'a> {
         self.input.extend(z.iter().map(|&v| q.quantize(v)));
         self.arena.resize(self.model.arena_len(n), 0);
         self.output.resize(n * self.model.output.elements(), 0);
-        run(&self.model, self.isa, n, &self.input, &mut self.arena, &mut self.output)?;
+        run(
+            &self.model,
+            self.isa,
+            n,
+            &self.input,
+            &mut self.arena,
+            &mut self.output,
+        )?;
         Ok(&self.output)
     }
 }
 
 /// Dequantizes NHWC int8 images into NCHW floats.
 pub fn dequantize_nchw(model: &Model, q: &[i8]) -> Vec<f32> {
-    let Shape::Image { c, h, w } = model.output else { unreachable!("parser guarantees an image output") };
+    let Shape::Image { c, h, w } = model.output else {
+        unreachable!("parser guarantees an image output")
+    };
     let mut out = vec![0.0; q.len()];
     let oq = model.output_quant;
-    for (src, dst) in q.chunks_exact(c * h * w).zip(out.chunks_exact_mut(c * h * w)) {
+    for (src, dst) in q
+        .chunks_exact(c * h * w)
+        .zip(out.chunks_exact_mut(c * h * w))
+    {
         for p in 0..h * w {
             for ch in 0..c {
                 dst[ch * h * w + p] = oq.dequantize(src[p * c + ch]);

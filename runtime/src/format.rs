@@ -15,7 +15,9 @@
 //! ([`crate::kernels::packed_index`]); see [`Op`] for each body. [`Model::parse`] checks every
 //! field, every shape transition and every requantization bound before anything runs.
 
-use crate::kernels::{packed_len, padded_k, padded_n, I32s, PackedWeights, Requant, MAX_BIAS, MAX_K, MAX_SHIFT};
+use crate::kernels::{
+    packed_len, padded_k, padded_n, I32s, PackedWeights, Requant, MAX_BIAS, MAX_K, MAX_SHIFT,
+};
 
 pub const MAGIC: [u8; 4] = *b"PGQ\x1a";
 pub const VERSION: u16 = 1;
@@ -47,7 +49,11 @@ pub enum FormatError {
     #[error("unsupported .pgq version {0} (this build reads {VERSION})")]
     UnsupportedVersion(u16),
     #[error("file is truncated: {what} needs {needed} bytes, {available} available")]
-    Truncated { what: &'static str, needed: usize, available: usize },
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        available: usize,
+    },
     #[error("header says {declared} bytes but the file has {actual}")]
     LengthMismatch { declared: usize, actual: usize },
     #[error("checksum mismatch: header {expected:#010x}, contents {actual:#010x}")]
@@ -59,7 +65,11 @@ pub enum FormatError {
     #[error("op {index}: {reason}")]
     Op { index: usize, reason: &'static str },
     #[error("op {index}: expects input {expected:?}, gets {actual:?}")]
-    Shape { index: usize, expected: Shape, actual: Shape },
+    Shape {
+        index: usize,
+        expected: Shape,
+        actual: Shape,
+    },
     #[error("model output is {actual:?}, header declares {declared:?}")]
     Output { declared: Shape, actual: Shape },
 }
@@ -107,7 +117,11 @@ impl Quant {
         }
         // `as` truncates toward zero, so adding +-0.5 first rounds half away from zero (no_std
         // has no `f32::round`).
-        let r = if v >= 0.0 { (v + 0.5) as i32 } else { (v - 0.5) as i32 };
+        let r = if v >= 0.0 {
+            (v + 0.5) as i32
+        } else {
+            (v - 0.5) as i32
+        };
         (r + self.zero_point as i32).clamp(-128, 127) as i8
     }
     pub fn dequantize(self, q: i8) -> f32 {
@@ -140,7 +154,10 @@ pub struct ConvGeometry {
 impl ConvGeometry {
     /// Output height and width of a convolution.
     pub fn conv_out(&self) -> (usize, usize) {
-        ((self.h + 2 * self.pad - self.kh) / self.stride + 1, (self.w + 2 * self.pad - self.kw) / self.stride + 1)
+        (
+            (self.h + 2 * self.pad - self.kh) / self.stride + 1,
+            (self.w + 2 * self.pad - self.kw) / self.stride + 1,
+        )
     }
     /// Output height and width of a transposed convolution.
     pub fn transpose_out(&self) -> (usize, usize) {
@@ -162,13 +179,24 @@ impl ConvGeometry {
 #[derive(Clone, Copy, Debug)]
 pub enum Op<'a> {
     /// `Flat(in) -> Flat(out)`; weights `[in x out]`.
-    Linear { gemm: Gemm<'a>, weights: PackedWeights<'a> },
+    Linear {
+        gemm: Gemm<'a>,
+        weights: PackedWeights<'a>,
+    },
     /// Convolution (cross-correlation); weights `[(ky, kx, cin) x cout]`.
-    Conv2d { gemm: Gemm<'a>, geometry: ConvGeometry, weights: PackedWeights<'a> },
+    Conv2d {
+        gemm: Gemm<'a>,
+        geometry: ConvGeometry,
+        weights: PackedWeights<'a>,
+    },
     /// Transposed convolution as `stride^2` phase convolutions; `phases` holds each phase's
     /// packed `[(ty, tx, cin) x cout]` matrix in row-major phase order, tap `t` of phase `r`
     /// being kernel index `r + t * stride`. `requant.bias` holds `cout` biases per phase.
-    ConvTranspose2d { gemm: Gemm<'a>, geometry: ConvGeometry, phases: &'a [i8] },
+    ConvTranspose2d {
+        gemm: Gemm<'a>,
+        geometry: ConvGeometry,
+        phases: &'a [i8],
+    },
     /// Elementwise `y = table[x as u8]` (LeakyReLU, Tanh, Sigmoid, requantization).
     Lut { table: &'a [u8; 256] },
     /// `Flat(c*h*w)` in CHW order (as ONNX reshapes it) to an NHWC image.
@@ -176,7 +204,12 @@ pub enum Op<'a> {
     /// An NHWC image to `Flat(c*h*w)` in CHW order.
     Flatten { c: usize, h: usize, w: usize },
     /// Nearest-neighbour upsampling by an integer factor.
-    Upsample { c: usize, h: usize, w: usize, factor: usize },
+    Upsample {
+        c: usize,
+        h: usize,
+        w: usize,
+        factor: usize,
+    },
 }
 
 impl<'a> Op<'a> {
@@ -193,15 +226,24 @@ impl<'a> Op<'a> {
     }
 
     /// Packed weights of a transposed convolution's phase `(ry, rx)`.
-    pub fn phase_weights(geometry: &ConvGeometry, phases: &'a [i8], ry: usize, rx: usize) -> PackedWeights<'a> {
+    pub fn phase_weights(
+        geometry: &ConvGeometry,
+        phases: &'a [i8],
+        ry: usize,
+        rx: usize,
+    ) -> PackedWeights<'a> {
         let mut offset = 0;
         for py in 0..geometry.stride {
             for px in 0..geometry.stride {
                 let len = packed_len(geometry.phase_k(py, px), geometry.cout);
                 if (py, px) == (ry, rx) {
                     // Lengths were checked by the parser.
-                    return PackedWeights::new(&phases[offset..offset + len], geometry.phase_k(py, px), geometry.cout)
-                        .expect("validated phase");
+                    return PackedWeights::new(
+                        &phases[offset..offset + len],
+                        geometry.phase_k(py, px),
+                        geometry.cout,
+                    )
+                    .expect("validated phase");
                 }
                 offset += len;
             }
@@ -254,7 +296,11 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FormatError> {
         let available = self.buf.len() - self.pos;
         if n > available {
-            return Err(FormatError::Truncated { what, needed: n, available });
+            return Err(FormatError::Truncated {
+                what,
+                needed: n,
+                available,
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -285,7 +331,9 @@ impl<'a> Reader<'a> {
 
 /// Whether the product of `dims` is at most [`MAX_ELEMENTS`] (checked, for 32-bit targets).
 fn fits(dims: &[usize]) -> bool {
-    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= MAX_ELEMENTS)
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .is_some_and(|n| n <= MAX_ELEMENTS)
 }
 
 fn as_i8(b: &[u8]) -> &[i8] {
@@ -295,15 +343,24 @@ fn as_i8(b: &[u8]) -> &[i8] {
 
 fn checked_quant(scale: f32, zp: i8) -> Result<Quant, FormatError> {
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(FormatError::Header("boundary scale must be finite and positive"));
+        return Err(FormatError::Header(
+            "boundary scale must be finite and positive",
+        ));
     }
-    Ok(Quant { scale, zero_point: zp })
+    Ok(Quant {
+        scale,
+        zero_point: zp,
+    })
 }
 
 impl<'a> Model<'a> {
     /// Validates `bytes` completely; nothing in a model that passes can make inference panic.
     pub fn parse(bytes: &'a [u8]) -> Result<Model<'a>, FormatError> {
-        let mut r = Reader { buf: bytes, pos: 0, validate: true };
+        let mut r = Reader {
+            buf: bytes,
+            pos: 0,
+            validate: true,
+        };
         if r.take(4, "magic")? != MAGIC {
             return Err(FormatError::BadMagic);
         }
@@ -318,12 +375,23 @@ impl<'a> Model<'a> {
         let expected = r.u32("checksum")?;
         if declared != bytes.len() {
             if declared > bytes.len() {
-                return Err(FormatError::Truncated { what: "file", needed: declared, available: bytes.len() });
+                return Err(FormatError::Truncated {
+                    what: "file",
+                    needed: declared,
+                    available: bytes.len(),
+                });
             }
-            return Err(FormatError::LengthMismatch { declared, actual: bytes.len() });
+            return Err(FormatError::LengthMismatch {
+                declared,
+                actual: bytes.len(),
+            });
         }
         if declared < HEADER_LEN {
-            return Err(FormatError::Truncated { what: "header", needed: HEADER_LEN, available: declared });
+            return Err(FormatError::Truncated {
+                what: "header",
+                needed: HEADER_LEN,
+                available: declared,
+            });
         }
         let actual = crc32fast::hash(&bytes[16..]);
         if actual != expected {
@@ -331,7 +399,11 @@ impl<'a> Model<'a> {
         }
         let latent = r.u32("latent")? as usize;
         let classes = r.u32("classes")? as usize;
-        let (c, h, w) = (r.u16("out c")? as usize, r.u16("out h")? as usize, r.u16("out w")? as usize);
+        let (c, h, w) = (
+            r.u16("out c")? as usize,
+            r.u16("out h")? as usize,
+            r.u16("out w")? as usize,
+        );
         r.u16("reserved")?;
         let input_quant = checked_quant(r.f32("input scale")?, r.i8("input zero point")?)?;
         r.take(3, "reserved")?;
@@ -369,7 +441,11 @@ impl<'a> Model<'a> {
         // Walk the ops once, checking each against the running shape.
         let mut shape = Shape::Flat(latent);
         let mut max_pair = 0;
-        let mut ops_reader = Reader { buf: ops, pos: 0, validate: true };
+        let mut ops_reader = Reader {
+            buf: ops,
+            pos: 0,
+            validate: true,
+        };
         for index in 0..op_count {
             let op = read_op(&mut ops_reader, index)?;
             let next = check_op(&op, shape, index)?;
@@ -396,7 +472,10 @@ impl<'a> Model<'a> {
             return Err(FormatError::Header("bytes after the last op"));
         }
         if !shape.same_layout(model.output) {
-            return Err(FormatError::Output { declared: model.output, actual: shape });
+            return Err(FormatError::Output {
+                declared: model.output,
+                actual: shape,
+            });
         }
         model.max_pair = max_pair;
         Ok(model)
@@ -404,7 +483,11 @@ impl<'a> Model<'a> {
 
     /// The ops in order. Infallible: [`Model::parse`] already read them once.
     pub fn ops(&self) -> impl Iterator<Item = Op<'a>> + 'a {
-        let mut reader = Reader { buf: self.ops, pos: 0, validate: false };
+        let mut reader = Reader {
+            buf: self.ops,
+            pos: 0,
+            validate: false,
+        };
         (0..self.op_count).map_while(move |i| read_op(&mut reader, i).ok())
     }
 
@@ -436,7 +519,14 @@ fn read_requant<'a>(
     r.pad4("shift padding")?;
     let bad = |reason| Err(FormatError::Op { index, reason });
     if !r.validate {
-        return Ok(Requant { bias, mult, shift, zp_out, min, max });
+        return Ok(Requant {
+            bias,
+            mult,
+            shift,
+            zp_out,
+            min,
+            max,
+        });
     }
     if bias.iter().any(|b| !(-MAX_BIAS..=MAX_BIAS).contains(&b)) {
         return bad("bias out of range");
@@ -450,18 +540,42 @@ fn read_requant<'a>(
     if min > max {
         return bad("clamp minimum above maximum");
     }
-    Ok(Requant { bias, mult, shift, zp_out, min, max })
+    Ok(Requant {
+        bias,
+        mult,
+        shift,
+        zp_out,
+        min,
+        max,
+    })
 }
 
-fn read_weights<'a>(r: &mut Reader<'a>, k: usize, n: usize, index: usize) -> Result<PackedWeights<'a>, FormatError> {
+fn read_weights<'a>(
+    r: &mut Reader<'a>,
+    k: usize,
+    n: usize,
+    index: usize,
+) -> Result<PackedWeights<'a>, FormatError> {
     let bytes = padded_k(k).checked_mul(padded_n(n));
-    if k == 0 || k > MAX_K || n == 0 || n > MAX_ELEMENTS || bytes.is_none_or(|b| b > MAX_WEIGHT_BYTES) {
-        return Err(FormatError::Op { index, reason: "matrix size out of range" });
+    if k == 0
+        || k > MAX_K
+        || n == 0
+        || n > MAX_ELEMENTS
+        || bytes.is_none_or(|b| b > MAX_WEIGHT_BYTES)
+    {
+        return Err(FormatError::Op {
+            index,
+            reason: "matrix size out of range",
+        });
     }
-    let w = PackedWeights::new(as_i8(r.take(packed_len(k, n), "weights")?), k, n).expect("exact length");
+    let w = PackedWeights::new(as_i8(r.take(packed_len(k, n), "weights")?), k, n)
+        .expect("exact length");
     // -128 is excluded so that two products always fit i16 (NEON pairs products in i16).
     if r.validate && (w.data().contains(&i8::MIN) || !w.padding_is_zero()) {
-        return Err(FormatError::Op { index, reason: "weights must be in -127..=127 with zero padding" });
+        return Err(FormatError::Op {
+            index,
+            reason: "weights must be in -127..=127 with zero padding",
+        });
     }
     Ok(w)
 }
@@ -479,15 +593,31 @@ fn read_geometry(r: &mut Reader, index: usize) -> Result<ConvGeometry, FormatErr
         out_pad: r.u8("output padding")? as usize,
     };
     r.take(3, "reserved")?;
-    let dims_ok = [g.cin, g.cout, g.h, g.w].iter().all(|&d| d > 0 && d <= MAX_DIM);
-    if !dims_ok || g.kh == 0 || g.kw == 0 || g.stride == 0 || g.stride > 8 || !fits(&[g.h, g.w, g.cin]) {
-        return Err(FormatError::Op { index, reason: "convolution geometry out of range" });
+    let dims_ok = [g.cin, g.cout, g.h, g.w]
+        .iter()
+        .all(|&d| d > 0 && d <= MAX_DIM);
+    if !dims_ok
+        || g.kh == 0
+        || g.kw == 0
+        || g.stride == 0
+        || g.stride > 8
+        || !fits(&[g.h, g.w, g.cin])
+    {
+        return Err(FormatError::Op {
+            index,
+            reason: "convolution geometry out of range",
+        });
     }
     Ok(g)
 }
 
 fn read_gemm_header(r: &mut Reader) -> Result<(i8, i8, i8, i8), FormatError> {
-    Ok((r.i8("input zero point")?, r.i8("output zero point")?, r.i8("clamp min")?, r.i8("clamp max")?))
+    Ok((
+        r.i8("input zero point")?,
+        r.i8("output zero point")?,
+        r.i8("clamp min")?,
+        r.i8("clamp max")?,
+    ))
 }
 
 fn read_op<'a>(r: &mut Reader<'a>, index: usize) -> Result<Op<'a>, FormatError> {
@@ -495,7 +625,11 @@ fn read_op<'a>(r: &mut Reader<'a>, index: usize) -> Result<Op<'a>, FormatError> 
     r.take(3, "op reserved")?;
     let body_len = r.u32("op length")? as usize;
     let body = r.take(body_len, "op body")?;
-    let mut b = Reader { buf: body, pos: 0, validate: r.validate };
+    let mut b = Reader {
+        buf: body,
+        pos: 0,
+        validate: r.validate,
+    };
     let bad = |reason| FormatError::Op { index, reason };
     let op = match t {
         tag::LINEAR => {
@@ -507,25 +641,38 @@ fn read_op<'a>(r: &mut Reader<'a>, index: usize) -> Result<Op<'a>, FormatError> 
             }
             let requant = read_requant(&mut b, n, n, (zp_out, min, max), index)?;
             let weights = read_weights(&mut b, k, n, index)?;
-            Op::Linear { gemm: Gemm { zp_in, requant }, weights }
+            Op::Linear {
+                gemm: Gemm { zp_in, requant },
+                weights,
+            }
         }
         tag::CONV2D | tag::CONV_TRANSPOSE2D => {
             let g = read_geometry(&mut b, index)?;
             let (zp_in, zp_out, min, max) = read_gemm_header(&mut b)?;
             // A transposed convolution's phases have different column sums, so each phase has
             // its own folded biases.
-            let biases = if t == tag::CONV2D { g.cout } else { g.stride * g.stride * g.cout };
+            let biases = if t == tag::CONV2D {
+                g.cout
+            } else {
+                g.stride * g.stride * g.cout
+            };
             let requant = read_requant(&mut b, biases, g.cout, (zp_out, min, max), index)?;
             if t == tag::CONV2D {
                 if g.kh > g.h + 2 * g.pad || g.kw > g.w + 2 * g.pad || g.out_pad != 0 {
                     return Err(bad("kernel larger than the padded input"));
                 }
                 let weights = read_weights(&mut b, g.kh * g.kw * g.cin, g.cout, index)?;
-                Op::Conv2d { gemm: Gemm { zp_in, requant }, geometry: g, weights }
+                Op::Conv2d {
+                    gemm: Gemm { zp_in, requant },
+                    geometry: g,
+                    weights,
+                }
             } else {
                 // Every phase needs at least one tap, and the output must be non-empty.
                 if g.kh < g.stride || g.kw < g.stride || g.out_pad >= g.stride {
-                    return Err(bad("transposed convolution needs kernel >= stride > output padding"));
+                    return Err(bad(
+                        "transposed convolution needs kernel >= stride > output padding",
+                    ));
                 }
                 if 2 * g.pad >= (g.h - 1) * g.stride + g.kh + g.out_pad
                     || 2 * g.pad >= (g.w - 1) * g.stride + g.kw + g.out_pad
@@ -538,7 +685,11 @@ fn read_op<'a>(r: &mut Reader<'a>, index: usize) -> Result<Op<'a>, FormatError> 
                         read_weights(&mut b, g.phase_k(ry, rx), g.cout, index)?;
                     }
                 }
-                Op::ConvTranspose2d { gemm: Gemm { zp_in, requant }, geometry: g, phases: as_i8(&body[start..b.pos]) }
+                Op::ConvTranspose2d {
+                    gemm: Gemm { zp_in, requant },
+                    geometry: g,
+                    phases: as_i8(&body[start..b.pos]),
+                }
             }
         }
         tag::LUT => {
@@ -546,13 +697,19 @@ fn read_op<'a>(r: &mut Reader<'a>, index: usize) -> Result<Op<'a>, FormatError> 
             Op::Lut { table }
         }
         tag::RESHAPE | tag::FLATTEN | tag::UPSAMPLE => {
-            let (c, h, w) = (b.u16("c")? as usize, b.u16("h")? as usize, b.u16("w")? as usize);
+            let (c, h, w) = (
+                b.u16("c")? as usize,
+                b.u16("h")? as usize,
+                b.u16("w")? as usize,
+            );
             let factor = b.u16("factor")? as usize;
             if [c, h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&[c, h, w]) {
                 return Err(bad("shape out of range"));
             }
             match t {
-                tag::RESHAPE | tag::FLATTEN if factor != 0 => return Err(bad("reshape has a factor")),
+                tag::RESHAPE | tag::FLATTEN if factor != 0 => {
+                    return Err(bad("reshape has a factor"))
+                }
                 tag::RESHAPE => Op::Reshape { c, h, w },
                 tag::FLATTEN => Op::Flatten { c, h, w },
                 _ => {
@@ -586,7 +743,11 @@ pub(crate) fn out_shape(op: &Op, input: Shape) -> Shape {
         Op::Lut { .. } => input,
         Op::Reshape { c, h, w } => Shape::Image { c, h, w },
         Op::Flatten { c, h, w } => Shape::Flat(c * h * w),
-        Op::Upsample { c, h, w, factor } => Shape::Image { c, h: h * factor, w: w * factor },
+        Op::Upsample { c, h, w, factor } => Shape::Image {
+            c,
+            h: h * factor,
+            w: w * factor,
+        },
     }
 }
 
@@ -594,19 +755,28 @@ pub(crate) fn out_shape(op: &Op, input: Shape) -> Shape {
 fn check_op(op: &Op, input: Shape, index: usize) -> Result<Shape, FormatError> {
     let expected = match *op {
         Op::Linear { weights, .. } => Shape::Flat(weights.k()),
-        Op::Conv2d { geometry: g, .. } | Op::ConvTranspose2d { geometry: g, .. } => {
-            Shape::Image { c: g.cin, h: g.h, w: g.w }
-        }
+        Op::Conv2d { geometry: g, .. } | Op::ConvTranspose2d { geometry: g, .. } => Shape::Image {
+            c: g.cin,
+            h: g.h,
+            w: g.w,
+        },
         Op::Lut { .. } => input,
         Op::Reshape { c, h, w } => Shape::Flat(c * h * w),
         Op::Flatten { c, h, w } | Op::Upsample { c, h, w, .. } => Shape::Image { c, h, w },
     };
     if !expected.same_layout(input) {
-        return Err(FormatError::Shape { index, expected, actual: input });
+        return Err(FormatError::Shape {
+            index,
+            expected,
+            actual: input,
+        });
     }
     let out = out_shape(op, input);
     if out.elements() == 0 || out.elements() > MAX_ELEMENTS {
-        return Err(FormatError::Op { index, reason: "output size out of range" });
+        return Err(FormatError::Op {
+            index,
+            reason: "output size out of range",
+        });
     }
     Ok(out)
 }

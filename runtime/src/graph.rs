@@ -19,7 +19,11 @@ pub enum ImportError {
     #[error("unsupported operators: {}", .0.join(", "))]
     Unsupported(Vec<String>),
     #[error("node {node} ({op}): {reason}")]
-    Node { node: String, op: String, reason: String },
+    Node {
+        node: String,
+        op: String,
+        reason: String,
+    },
     #[error("the model must have one input [N, latent] (float); {0}")]
     Input(String),
     #[error("the graph is not a single chain from input to output: {0}")]
@@ -37,20 +41,54 @@ pub enum Fused {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FloatOp {
     /// `weights[k][n]`.
-    Linear { k: usize, n: usize, weights: Vec<f32>, bias: Vec<f32>, act: Fused },
+    Linear {
+        k: usize,
+        n: usize,
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        act: Fused,
+    },
     /// `weights[cout][cin][kh][kw]`.
-    Conv2d { geometry: ConvGeometry, weights: Vec<f32>, bias: Vec<f32>, act: Fused },
+    Conv2d {
+        geometry: ConvGeometry,
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        act: Fused,
+    },
     /// `weights[cin][cout][kh][kw]`.
-    ConvTranspose2d { geometry: ConvGeometry, weights: Vec<f32>, bias: Vec<f32>, act: Fused },
+    ConvTranspose2d {
+        geometry: ConvGeometry,
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        act: Fused,
+    },
     /// `y = x * scale[c] + shift[c]` (folded away by [`Graph::simplify`] when possible).
-    BatchNorm { scale: Vec<f32>, shift: Vec<f32> },
+    BatchNorm {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
     Relu,
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     Tanh,
     Sigmoid,
-    Reshape { c: usize, h: usize, w: usize },
-    Flatten { c: usize, h: usize, w: usize },
-    Upsample { c: usize, h: usize, w: usize, factor: usize },
+    Reshape {
+        c: usize,
+        h: usize,
+        w: usize,
+    },
+    Flatten {
+        c: usize,
+        h: usize,
+        w: usize,
+    },
+    Upsample {
+        c: usize,
+        h: usize,
+        w: usize,
+        factor: usize,
+    },
 }
 
 impl FloatOp {
@@ -120,10 +158,17 @@ struct Constant {
 }
 
 fn constant(t: &pb::TensorProto) -> Result<Constant, String> {
-    let dims: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| format!("negative dim in {}", t.name))).collect::<Result<_, _>>()?;
+    let dims: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dim in {}", t.name)))
+        .collect::<Result<_, _>>()?;
     let count: usize = dims.iter().product();
     if !t.external_data.is_empty() {
-        return Err(format!("tensor {} uses external data, which is not supported", t.name));
+        return Err(format!(
+            "tensor {} uses external data, which is not supported",
+            t.name
+        ));
     }
     let (mut floats, mut ints) = (Vec::new(), Vec::new());
     match t.data_type {
@@ -131,27 +176,45 @@ fn constant(t: &pb::TensorProto) -> Result<Constant, String> {
             floats = if t.raw_data.is_empty() {
                 t.float_data.clone()
             } else {
-                t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                t.raw_data
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
             }
         }
         7 => {
             ints = if t.raw_data.is_empty() {
                 t.int64_data.clone()
             } else {
-                t.raw_data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+                t.raw_data
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .collect()
             }
         }
         6 => {
             ints = if t.raw_data.is_empty() {
                 t.int32_data.iter().map(|&v| v as i64).collect()
             } else {
-                t.raw_data.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect()
+                t.raw_data
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                    .collect()
             }
         }
-        other => return Err(format!("tensor {} has unsupported data type {other}", t.name)),
+        other => {
+            return Err(format!(
+                "tensor {} has unsupported data type {other}",
+                t.name
+            ))
+        }
     }
     if floats.len() + ints.len() != count {
-        return Err(format!("tensor {} holds {} values for shape {dims:?}", t.name, floats.len() + ints.len()));
+        return Err(format!(
+            "tensor {} holds {} values for shape {dims:?}",
+            t.name,
+            floats.len() + ints.len()
+        ));
     }
     if floats.iter().any(|v| !v.is_finite()) {
         return Err(format!("tensor {} holds NaN or infinite values", t.name));
@@ -190,18 +253,41 @@ impl Graph {
         let graph = proto.graph.as_ref().ok_or(ImportError::NoGraph)?;
         let mut consts: HashMap<String, Constant> = HashMap::new();
         for t in &graph.initializer {
-            let c = constant(t).map_err(|reason| ImportError::Node { node: t.name.clone(), op: "initializer".into(), reason })?;
+            let c = constant(t).map_err(|reason| ImportError::Node {
+                node: t.name.clone(),
+                op: "initializer".into(),
+                reason,
+            })?;
             consts.insert(t.name.clone(), c);
         }
-        let inputs: Vec<&pb::ValueInfoProto> = graph.input.iter().filter(|i| !consts.contains_key(&i.name)).collect();
+        let inputs: Vec<&pb::ValueInfoProto> = graph
+            .input
+            .iter()
+            .filter(|i| !consts.contains_key(&i.name))
+            .collect();
         let [input] = inputs.as_slice() else {
             return Err(ImportError::Input(format!("found {} inputs", inputs.len())));
         };
         let (latent, input_rank) = latent_size(input)?;
         // Report every unsupported operator at once.
         let supported = [
-            "Gemm", "MatMul", "Add", "Reshape", "Flatten", "BatchNormalization", "Relu", "LeakyRelu", "Tanh",
-            "Sigmoid", "ConvTranspose", "Conv", "Upsample", "Resize", "Constant", "Identity", "Dropout",
+            "Gemm",
+            "MatMul",
+            "Add",
+            "Reshape",
+            "Flatten",
+            "BatchNormalization",
+            "Relu",
+            "LeakyRelu",
+            "Tanh",
+            "Sigmoid",
+            "ConvTranspose",
+            "Conv",
+            "Upsample",
+            "Resize",
+            "Constant",
+            "Identity",
+            "Dropout",
         ];
         let mut unsupported: Vec<String> = graph
             .node
@@ -221,15 +307,36 @@ impl Graph {
             latent,
             input_rank,
             layers: Vec::new(),
-            metadata: proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
+            metadata: proto
+                .metadata_props
+                .iter()
+                .map(|p| (p.key.clone(), p.value.clone()))
+                .collect(),
         };
         let mut current = input.name.clone();
-        let mut shape = if input_rank == 4 { Shape::Image { c: latent, h: 1, w: 1 } } else { Shape::Flat(latent) };
+        let mut shape = if input_rank == 4 {
+            Shape::Image {
+                c: latent,
+                h: 1,
+                w: 1,
+            }
+        } else {
+            Shape::Flat(latent)
+        };
         for node in &graph.node {
-            let fail = |reason: String| ImportError::Node { node: node.name.clone(), op: node.op_type.clone(), reason };
+            let fail = |reason: String| ImportError::Node {
+                node: node.name.clone(),
+                op: node.op_type.clone(),
+                reason,
+            };
             if node.op_type == "Constant" {
-                let t = attr(node, "value").and_then(|a| a.t.as_ref()).ok_or_else(|| fail("Constant without a tensor value".into()))?;
-                let out = node.output.first().ok_or_else(|| fail("no output".into()))?;
+                let t = attr(node, "value")
+                    .and_then(|a| a.t.as_ref())
+                    .ok_or_else(|| fail("Constant without a tensor value".into()))?;
+                let out = node
+                    .output
+                    .first()
+                    .ok_or_else(|| fail("no output".into()))?;
                 consts.insert(out.clone(), constant(t).map_err(fail)?);
                 continue;
             }
@@ -241,14 +348,26 @@ impl Graph {
                 )));
             }
             let get = |i: usize| -> Result<&Constant, ImportError> {
-                let name = node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| fail(format!("missing input {i}")))?;
-                consts.get(name).ok_or_else(|| fail(format!("input {name} must be a constant")))
+                let name = node
+                    .input
+                    .get(i)
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| fail(format!("missing input {i}")))?;
+                consts
+                    .get(name)
+                    .ok_or_else(|| fail(format!("input {name} must be a constant")))
             };
-            let out_name = node.output.first().ok_or_else(|| fail("no output".into()))?.clone();
+            let out_name = node
+                .output
+                .first()
+                .ok_or_else(|| fail("no output".into()))?
+                .clone();
             let op = match node.op_type.as_str() {
                 "Identity" | "Dropout" => None,
                 "Gemm" | "MatMul" => {
-                    let Shape::Flat(k) = shape else { return Err(fail("expects a [N, features] input".into())) };
+                    let Shape::Flat(k) = shape else {
+                        return Err(fail("expects a [N, features] input".into()));
+                    };
                     let b = get(1)?;
                     let trans_b = node.op_type == "Gemm" && attr_i(node, "transB", 0) != 0;
                     if node.op_type == "Gemm" && attr_i(node, "transA", 0) != 0 {
@@ -266,7 +385,12 @@ impl Graph {
                     let weights: Vec<f32> = (0..k * n)
                         .map(|i| {
                             let (kk, nn) = (i / n, i % n);
-                            alpha * if trans_b { b.floats[nn * k + kk] } else { b.floats[kk * n + nn] }
+                            alpha
+                                * if trans_b {
+                                    b.floats[nn * k + kk]
+                                } else {
+                                    b.floats[kk * n + nn]
+                                }
                         })
                         .collect();
                     let mut bias = vec![0.0; n];
@@ -275,12 +399,26 @@ impl Graph {
                         let beta = attr_f(node, "beta", 1.0);
                         match c.floats.len() {
                             1 => bias.iter_mut().for_each(|v| *v = beta * c.floats[0]),
-                            len if len == n => bias.iter_mut().zip(&c.floats).for_each(|(v, c)| *v = beta * c),
-                            _ => return Err(fail(format!("bias shape {:?} does not broadcast to [{n}]", c.dims))),
+                            len if len == n => bias
+                                .iter_mut()
+                                .zip(&c.floats)
+                                .for_each(|(v, c)| *v = beta * c),
+                            _ => {
+                                return Err(fail(format!(
+                                    "bias shape {:?} does not broadcast to [{n}]",
+                                    c.dims
+                                )))
+                            }
                         }
                     }
                     shape = Shape::Flat(n);
-                    Some(FloatOp::Linear { k, n, weights, bias, act: Fused::None })
+                    Some(FloatOp::Linear {
+                        k,
+                        n,
+                        weights,
+                        bias,
+                        act: Fused::None,
+                    })
                 }
                 "Add" => {
                     // A bias after MatMul or Conv: fold it into the previous layer.
@@ -294,10 +432,17 @@ impl Graph {
                         Some(FloatOp::Linear { bias, .. })
                         | Some(FloatOp::Conv2d { bias, .. })
                         | Some(FloatOp::ConvTranspose2d { bias, .. }) => bias,
-                        _ => return Err(fail("Add is supported only as the bias of a Gemm/MatMul/Conv".into())),
+                        _ => {
+                            return Err(fail(
+                                "Add is supported only as the bias of a Gemm/MatMul/Conv".into(),
+                            ))
+                        }
                     };
                     if c.floats.len() != channels {
-                        return Err(fail(format!("addend of shape {:?} is not a per-channel bias", c.dims)));
+                        return Err(fail(format!(
+                            "addend of shape {:?} is not a per-channel bias",
+                            c.dims
+                        )));
                     }
                     bias.iter_mut().zip(&c.floats).for_each(|(b, c)| *b += c);
                     let last = g.layers.last_mut().expect("checked above");
@@ -316,16 +461,30 @@ impl Graph {
                         get(1)?.ints.clone()
                     };
                     match (shape, target.as_slice()) {
-                        (Shape::Flat(n), [_, c, h, w]) if *c > 0 && *h > 0 && *w > 0 && (c * h * w) as usize == n => {
-                            shape = Shape::Image { c: *c as usize, h: *h as usize, w: *w as usize };
-                            Some(FloatOp::Reshape { c: *c as usize, h: *h as usize, w: *w as usize })
+                        (Shape::Flat(n), [_, c, h, w])
+                            if *c > 0 && *h > 0 && *w > 0 && (c * h * w) as usize == n =>
+                        {
+                            shape = Shape::Image {
+                                c: *c as usize,
+                                h: *h as usize,
+                                w: *w as usize,
+                            };
+                            Some(FloatOp::Reshape {
+                                c: *c as usize,
+                                h: *h as usize,
+                                w: *w as usize,
+                            })
                         }
                         (Shape::Image { c, h, w }, [_, n]) if *n == -1 || *n as usize == total => {
                             shape = Shape::Flat(total);
                             Some(FloatOp::Flatten { c, h, w })
                         }
                         (Shape::Flat(n), [_, m]) if *m == -1 || *m as usize == n => None,
-                        _ => return Err(fail(format!("reshape of {shape:?} to {target:?} is not supported"))),
+                        _ => {
+                            return Err(fail(format!(
+                                "reshape of {shape:?} to {target:?} is not supported"
+                            )))
+                        }
                     }
                 }
                 "BatchNormalization" => {
@@ -335,19 +494,30 @@ impl Graph {
                         Shape::Image { c, .. } => c,
                         Shape::Flat(n) => n,
                     };
-                    if [gamma, beta, mean, var].iter().any(|t| t.floats.len() != channels) {
+                    if [gamma, beta, mean, var]
+                        .iter()
+                        .any(|t| t.floats.len() != channels)
+                    {
                         return Err(fail(format!("parameters do not have {channels} channels")));
                     }
-                    let scale: Vec<f32> = (0..channels).map(|c| gamma.floats[c] / (var.floats[c] + eps).sqrt()).collect();
-                    let shift = (0..channels).map(|c| beta.floats[c] - mean.floats[c] * scale[c]).collect();
+                    let scale: Vec<f32> = (0..channels)
+                        .map(|c| gamma.floats[c] / (var.floats[c] + eps).sqrt())
+                        .collect();
+                    let shift = (0..channels)
+                        .map(|c| beta.floats[c] - mean.floats[c] * scale[c])
+                        .collect();
                     Some(FloatOp::BatchNorm { scale, shift })
                 }
                 "Relu" => Some(FloatOp::Relu),
-                "LeakyRelu" => Some(FloatOp::LeakyRelu { alpha: attr_f(node, "alpha", 0.01) }),
+                "LeakyRelu" => Some(FloatOp::LeakyRelu {
+                    alpha: attr_f(node, "alpha", 0.01),
+                }),
                 "Tanh" => Some(FloatOp::Tanh),
                 "Sigmoid" => Some(FloatOp::Sigmoid),
                 "Conv" | "ConvTranspose" => {
-                    let Shape::Image { c: cin, h, w } = shape else { return Err(fail("expects an image input".into())) };
+                    let Shape::Image { c: cin, h, w } = shape else {
+                        return Err(fail("expects an image input".into()));
+                    };
                     let wt = get(1)?;
                     let [d0, d1, kh, kw] = wt.dims.as_slice() else {
                         return Err(fail(format!("weight shape {:?} is not 4-D", wt.dims)));
@@ -358,26 +528,48 @@ impl Graph {
                         return Err(fail("grouped convolutions are not supported".into()));
                     }
                     if wcin != cin {
-                        return Err(fail(format!("weight expects {wcin} input channels, gets {cin}")));
+                        return Err(fail(format!(
+                            "weight expects {wcin} input channels, gets {cin}"
+                        )));
                     }
                     let strides = attr_ints(node, "strides");
                     let pads = attr_ints(node, "pads");
                     let dil = attr_ints(node, "dilations");
                     let out_pad = attr_ints(node, "output_padding");
-                    let auto_pad = attr(node, "auto_pad").map(|a| String::from_utf8_lossy(&a.s).to_string());
-                    if auto_pad.as_deref().is_some_and(|p| p != "NOTSET") || attr(node, "output_shape").is_some() {
-                        return Err(fail("auto_pad and output_shape are not supported; use explicit pads".into()));
+                    let auto_pad =
+                        attr(node, "auto_pad").map(|a| String::from_utf8_lossy(&a.s).to_string());
+                    if auto_pad.as_deref().is_some_and(|p| p != "NOTSET")
+                        || attr(node, "output_shape").is_some()
+                    {
+                        return Err(fail(
+                            "auto_pad and output_shape are not supported; use explicit pads".into(),
+                        ));
                     }
                     let same = |v: &[i64], default: i64| -> Option<usize> {
                         let first = v.first().copied().unwrap_or(default);
                         (v.iter().all(|&x| x == first) && first >= 0).then_some(first as usize)
                     };
-                    let (Some(stride), Some(pad), Some(1), Some(out_pad)) =
-                        (same(&strides, 1), same(&pads, 0), same(&dil, 1), same(&out_pad, 0))
-                    else {
-                        return Err(fail("only equal strides and symmetric equal pads without dilation".into()));
+                    let (Some(stride), Some(pad), Some(1), Some(out_pad)) = (
+                        same(&strides, 1),
+                        same(&pads, 0),
+                        same(&dil, 1),
+                        same(&out_pad, 0),
+                    ) else {
+                        return Err(fail(
+                            "only equal strides and symmetric equal pads without dilation".into(),
+                        ));
                     };
-                    let geometry = ConvGeometry { cin, cout, h, w, kh: *kh, kw: *kw, stride, pad, out_pad };
+                    let geometry = ConvGeometry {
+                        cin,
+                        cout,
+                        h,
+                        w,
+                        kh: *kh,
+                        kw: *kw,
+                        stride,
+                        pad,
+                        out_pad,
+                    };
                     let mut bias = vec![0.0; cout];
                     if node.input.len() > 2 && !node.input[2].is_empty() {
                         let b = get(2)?;
@@ -388,24 +580,53 @@ impl Graph {
                     }
                     let weights = wt.floats.clone();
                     if transpose {
-                        if *kh < stride || *kw < stride || out_pad >= stride || (h - 1) * stride + kh + out_pad <= 2 * pad {
-                            return Err(fail("needs kernel >= stride > output_padding and a non-empty output".into()));
+                        if *kh < stride
+                            || *kw < stride
+                            || out_pad >= stride
+                            || (h - 1) * stride + kh + out_pad <= 2 * pad
+                        {
+                            return Err(fail(
+                                "needs kernel >= stride > output_padding and a non-empty output"
+                                    .into(),
+                            ));
                         }
                         let (ho, wo) = geometry.transpose_out();
-                        shape = Shape::Image { c: cout, h: ho, w: wo };
-                        Some(FloatOp::ConvTranspose2d { geometry, weights, bias, act: Fused::None })
+                        shape = Shape::Image {
+                            c: cout,
+                            h: ho,
+                            w: wo,
+                        };
+                        Some(FloatOp::ConvTranspose2d {
+                            geometry,
+                            weights,
+                            bias,
+                            act: Fused::None,
+                        })
                     } else {
                         if *kh > h + 2 * pad || *kw > w + 2 * pad || stride == 0 {
                             return Err(fail("kernel larger than the padded input".into()));
                         }
                         let (ho, wo) = geometry.conv_out();
-                        shape = Shape::Image { c: cout, h: ho, w: wo };
-                        Some(FloatOp::Conv2d { geometry, weights, bias, act: Fused::None })
+                        shape = Shape::Image {
+                            c: cout,
+                            h: ho,
+                            w: wo,
+                        };
+                        Some(FloatOp::Conv2d {
+                            geometry,
+                            weights,
+                            bias,
+                            act: Fused::None,
+                        })
                     }
                 }
                 "Upsample" | "Resize" => {
-                    let Shape::Image { c, h, w } = shape else { return Err(fail("expects an image input".into())) };
-                    let mode = attr(node, "mode").map(|a| String::from_utf8_lossy(&a.s).to_string()).unwrap_or("nearest".into());
+                    let Shape::Image { c, h, w } = shape else {
+                        return Err(fail("expects an image input".into()));
+                    };
+                    let mode = attr(node, "mode")
+                        .map(|a| String::from_utf8_lossy(&a.s).to_string())
+                        .unwrap_or("nearest".into());
                     if mode != "nearest" {
                         return Err(fail(format!("mode {mode} is not supported (nearest only)")));
                     }
@@ -414,32 +635,61 @@ impl Graph {
                     let factor = if node.input.get(scale_input).is_some_and(|s| !s.is_empty()) {
                         let s = &get(scale_input)?.floats;
                         match s.as_slice() {
-                            [1.0, 1.0, a, b] if a == b && a.fract() == 0.0 && *a >= 2.0 => *a as usize,
-                            _ => return Err(fail(format!("scales {s:?} are not an integer spatial factor"))),
+                            [1.0, 1.0, a, b] if a == b && a.fract() == 0.0 && *a >= 2.0 => {
+                                *a as usize
+                            }
+                            _ => {
+                                return Err(fail(format!(
+                                    "scales {s:?} are not an integer spatial factor"
+                                )))
+                            }
                         }
                     } else {
                         let sizes = &get(3)?.ints;
                         match sizes.as_slice() {
-                            [_, cc, hh, ww] if *cc as usize == c && *hh as usize % h == 0 && (*hh as usize / h) == (*ww as usize / w) && *ww as usize % w == 0 => *hh as usize / h,
-                            _ => return Err(fail(format!("sizes {sizes:?} are not an integer spatial factor"))),
+                            [_, cc, hh, ww]
+                                if *cc as usize == c
+                                    && *hh as usize % h == 0
+                                    && (*hh as usize / h) == (*ww as usize / w)
+                                    && *ww as usize % w == 0 =>
+                            {
+                                *hh as usize / h
+                            }
+                            _ => {
+                                return Err(fail(format!(
+                                    "sizes {sizes:?} are not an integer spatial factor"
+                                )))
+                            }
                         }
                     };
-                    shape = Shape::Image { c, h: h * factor, w: w * factor };
+                    shape = Shape::Image {
+                        c,
+                        h: h * factor,
+                        w: w * factor,
+                    };
                     Some(FloatOp::Upsample { c, h, w, factor })
                 }
                 other => unreachable!("{other} was checked as supported"),
             };
             if let Some(op) = op {
-                g.layers.push(Layer { op, tensor: out_name.clone(), output: shape });
+                g.layers.push(Layer {
+                    op,
+                    tensor: out_name.clone(),
+                    output: shape,
+                });
             }
             current = out_name;
         }
         let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
         if outputs != [current.as_str()] {
-            return Err(ImportError::NotAChain(format!("graph outputs {outputs:?}, the chain ends at {current}")));
+            return Err(ImportError::NotAChain(format!(
+                "graph outputs {outputs:?}, the chain ends at {current}"
+            )));
         }
         if !matches!(shape, Shape::Image { .. }) {
-            return Err(ImportError::NotAChain(format!("the output is {shape:?}, not an image [N, C, H, W]")));
+            return Err(ImportError::NotAChain(format!(
+                "the output is {shape:?}, not an image [N, C, H, W]"
+            )));
         }
         if g.layers.is_empty() {
             return Err(ImportError::NotAChain("no layers".into()));
@@ -462,8 +712,13 @@ impl Graph {
         let mut i = 0;
         while i < self.layers.len() {
             if let FloatOp::BatchNorm { scale, shift } = self.layers[i].op.clone() {
-                let through_reshape = i >= 2 && matches!(self.layers[i - 1].op, FloatOp::Reshape { .. });
-                let target = if through_reshape { i - 2 } else { i.wrapping_sub(1) };
+                let through_reshape =
+                    i >= 2 && matches!(self.layers[i - 1].op, FloatOp::Reshape { .. });
+                let target = if through_reshape {
+                    i - 2
+                } else {
+                    i.wrapping_sub(1)
+                };
                 let per_column = match (target < i, through_reshape) {
                     (true, true) => match self.layers[i - 1].op {
                         FloatOp::Reshape { h, w, .. } => h * w,
@@ -471,7 +726,9 @@ impl Graph {
                     },
                     _ => 1,
                 };
-                if target < i && fold_batchnorm(&mut self.layers[target].op, &scale, &shift, per_column) {
+                if target < i
+                    && fold_batchnorm(&mut self.layers[target].op, &scale, &shift, per_column)
+                {
                     // The BatchNorm's output tensor now holds the folded layer's values (and the
                     // reshaped ones, in the same CHW order).
                     let tensor = self.layers.remove(i).tensor;
@@ -490,12 +747,19 @@ impl Graph {
         while moved {
             moved = false;
             for i in 1..self.layers.len() {
-                let is_reshape = matches!(self.layers[i - 1].op, FloatOp::Reshape { .. } | FloatOp::Flatten { .. });
+                let is_reshape = matches!(
+                    self.layers[i - 1].op,
+                    FloatOp::Reshape { .. } | FloatOp::Flatten { .. }
+                );
                 if is_reshape && self.layers[i].op.is_elementwise() {
                     // The activation now acts on the pre-reshape value. Its ONNX tensor holds the
                     // same values in the same (CHW) order, so it still calibrates it, and the
                     // reshape now produces that tensor.
-                    let before = if i >= 2 { self.layers[i - 2].output } else { Shape::Flat(self.latent) };
+                    let before = if i >= 2 {
+                        self.layers[i - 2].output
+                    } else {
+                        Shape::Flat(self.latent)
+                    };
                     let tensor = self.layers[i].tensor.clone();
                     self.layers.swap(i - 1, i);
                     self.layers[i - 1].output = before;
@@ -508,8 +772,9 @@ impl Graph {
         let mut i = 1;
         while i < self.layers.len() {
             if self.layers[i].op == FloatOp::Relu {
-                if let FloatOp::Linear { act, .. } | FloatOp::Conv2d { act, .. } | FloatOp::ConvTranspose2d { act, .. } =
-                    &mut self.layers[i - 1].op
+                if let FloatOp::Linear { act, .. }
+                | FloatOp::Conv2d { act, .. }
+                | FloatOp::ConvTranspose2d { act, .. } = &mut self.layers[i - 1].op
                 {
                     if *act == Fused::None {
                         *act = Fused::Relu;
@@ -528,7 +793,13 @@ impl Graph {
 /// Scales output column `j` of a matrix layer by `scale[j / per_column]` and adds the shift.
 fn fold_batchnorm(op: &mut FloatOp, scale: &[f32], shift: &[f32], per_column: usize) -> bool {
     match op {
-        FloatOp::Linear { n, weights, bias, act: Fused::None, .. } => {
+        FloatOp::Linear {
+            n,
+            weights,
+            bias,
+            act: Fused::None,
+            ..
+        } => {
             if *n != scale.len() * per_column {
                 return false;
             }
@@ -540,20 +811,34 @@ fn fold_batchnorm(op: &mut FloatOp, scale: &[f32], shift: &[f32], per_column: us
             }
             true
         }
-        FloatOp::Conv2d { geometry: g, weights, bias, act: Fused::None } if per_column == 1 && scale.len() == g.cout => {
+        FloatOp::Conv2d {
+            geometry: g,
+            weights,
+            bias,
+            act: Fused::None,
+        } if per_column == 1 && scale.len() == g.cout => {
             let per_out = g.cin * g.kh * g.kw;
             for (i, w) in weights.iter_mut().enumerate() {
                 *w *= scale[i / per_out];
             }
-            bias.iter_mut().enumerate().for_each(|(c, b)| *b = *b * scale[c] + shift[c]);
+            bias.iter_mut()
+                .enumerate()
+                .for_each(|(c, b)| *b = *b * scale[c] + shift[c]);
             true
         }
-        FloatOp::ConvTranspose2d { geometry: g, weights, bias, act: Fused::None } if per_column == 1 && scale.len() == g.cout => {
+        FloatOp::ConvTranspose2d {
+            geometry: g,
+            weights,
+            bias,
+            act: Fused::None,
+        } if per_column == 1 && scale.len() == g.cout => {
             let taps = g.kh * g.kw;
             for (i, w) in weights.iter_mut().enumerate() {
                 *w *= scale[(i / taps) % g.cout];
             }
-            bias.iter_mut().enumerate().for_each(|(c, b)| *b = *b * scale[c] + shift[c]);
+            bias.iter_mut()
+                .enumerate()
+                .for_each(|(c, b)| *b = *b * scale[c] + shift[c]);
             true
         }
         _ => false,
@@ -564,16 +849,32 @@ fn fold_batchnorm(op: &mut FloatOp, scale: &[f32], shift: &[f32], per_column: us
 fn latent_size(input: &pb::ValueInfoProto) -> Result<(usize, usize), ImportError> {
     use pb::tensor_shape_proto::dimension::Value;
     use pb::type_proto::Value as TypeValue;
-    let Some(TypeValue::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-        return Err(ImportError::Input(format!("{} is not a tensor", input.name)));
+    let Some(TypeValue::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Err(ImportError::Input(format!(
+            "{} is not a tensor",
+            input.name
+        )));
     };
     if t.elem_type != 1 {
-        return Err(ImportError::Input(format!("{} has element type {}, not float", input.name, t.elem_type)));
+        return Err(ImportError::Input(format!(
+            "{} has element type {}, not float",
+            input.name, t.elem_type
+        )));
     }
-    let dims: Vec<Option<&Value>> = t.shape.as_ref().map_or(Vec::new(), |s| s.dim.iter().map(|d| d.value.as_ref()).collect());
+    let dims: Vec<Option<&Value>> = t.shape.as_ref().map_or(Vec::new(), |s| {
+        s.dim.iter().map(|d| d.value.as_ref()).collect()
+    });
     match dims.as_slice() {
         [_, Some(Value::DimValue(n))] if *n > 0 => Ok((*n as usize, 2)),
-        [_, Some(Value::DimValue(n)), Some(Value::DimValue(1)), Some(Value::DimValue(1))] if *n > 0 => Ok((*n as usize, 4)),
-        _ => Err(ImportError::Input(format!("{} has shape {dims:?}", input.name))),
+        [_, Some(Value::DimValue(n)), Some(Value::DimValue(1)), Some(Value::DimValue(1))]
+            if *n > 0 =>
+        {
+            Ok((*n as usize, 4))
+        }
+        _ => Err(ImportError::Input(format!(
+            "{} has shape {dims:?}",
+            input.name
+        ))),
     }
 }

@@ -22,7 +22,11 @@ pub const TILE_ROWS: usize = if cfg!(target_arch = "x86_64") { 60 } else { 32 };
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RunError {
     #[error("arena has {actual} bytes, the model needs {needed} for a batch of {batch}")]
-    Arena { needed: usize, actual: usize, batch: usize },
+    Arena {
+        needed: usize,
+        actual: usize,
+        batch: usize,
+    },
     #[error("input has {actual} values, expected {expected} (batch x latent)")]
     Input { expected: usize, actual: usize },
     #[error("output buffer has {actual} values, expected {expected} (batch x c x h x w)")]
@@ -75,14 +79,24 @@ pub fn run_observed(
     }
     let needed = model.arena_len(batch);
     if arena.len() < needed {
-        return Err(RunError::Arena { needed, actual: arena.len(), batch });
+        return Err(RunError::Arena {
+            needed,
+            actual: arena.len(),
+            batch,
+        });
     }
     if input.len() != batch * model.latent {
-        return Err(RunError::Input { expected: batch * model.latent, actual: input.len() });
+        return Err(RunError::Input {
+            expected: batch * model.latent,
+            actual: input.len(),
+        });
     }
     let out_len = batch * model.output.elements();
     if output.len() != out_len {
-        return Err(RunError::Output { expected: out_len, actual: output.len() });
+        return Err(RunError::Output {
+            expected: out_len,
+            actual: output.len(),
+        });
     }
     let arena = as_i8_mut(&mut arena[..needed]);
     let (tensors, scratch) = arena.split_at_mut(model.tensor_bytes(batch));
@@ -135,18 +149,39 @@ pub fn run_observed(
 }
 
 /// [`run_observed`] without an observer.
-pub fn run(model: &Model, isa: Isa, batch: usize, input: &[i8], arena: &mut [u8], output: &mut [i8]) -> Result<(), RunError> {
+pub fn run(
+    model: &Model,
+    isa: Isa,
+    batch: usize,
+    input: &[i8],
+    arena: &mut [u8],
+    output: &mut [i8],
+) -> Result<(), RunError> {
     run_observed(model, isa, batch, input, arena, output, |_, _, _, _| {})
 }
 
 #[allow(clippy::too_many_arguments)]
-fn execute(op: &Op, isa: Isa, batch: usize, x: &[i8], y: &mut [i8], tile: &mut [i8], tile_out: &mut [i8]) {
+fn execute(
+    op: &Op,
+    isa: Isa,
+    batch: usize,
+    x: &[i8],
+    y: &mut [i8],
+    tile: &mut [i8],
+    tile_out: &mut [i8],
+) {
     match *op {
         Op::Linear { gemm, weights } => linear(isa, batch, &gemm, weights, x, y, tile),
-        Op::Conv2d { gemm, geometry, weights } => conv2d(isa, batch, &gemm, &geometry, weights, x, y, tile),
-        Op::ConvTranspose2d { gemm, geometry, phases } => {
-            conv_transpose2d(isa, batch, &gemm, &geometry, phases, x, y, tile, tile_out)
-        }
+        Op::Conv2d {
+            gemm,
+            geometry,
+            weights,
+        } => conv2d(isa, batch, &gemm, &geometry, weights, x, y, tile),
+        Op::ConvTranspose2d {
+            gemm,
+            geometry,
+            phases,
+        } => conv_transpose2d(isa, batch, &gemm, &geometry, phases, x, y, tile, tile_out),
         Op::Reshape { c, h, w } => {
             let n = c * h * w;
             for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
@@ -180,7 +215,10 @@ fn execute(op: &Op, isa: Isa, batch: usize, x: &[i8], y: &mut [i8], tile: &mut [
         }
         Op::Upsample { c, h, w, factor } => {
             let (ho, wo) = (h * factor, w * factor);
-            for (xs, ys) in x.chunks_exact(c * h * w).zip(y.chunks_exact_mut(c * ho * wo)) {
+            for (xs, ys) in x
+                .chunks_exact(c * h * w)
+                .zip(y.chunks_exact_mut(c * ho * wo))
+            {
                 for oy in 0..ho {
                     for ox in 0..wo {
                         let src = ((oy / factor) * w + ox / factor) * c;
@@ -193,7 +231,15 @@ fn execute(op: &Op, isa: Isa, batch: usize, x: &[i8], y: &mut [i8], tile: &mut [
     }
 }
 
-fn linear(isa: Isa, batch: usize, gemm: &Gemm, w: PackedWeights, x: &[i8], y: &mut [i8], tile: &mut [i8]) {
+fn linear(
+    isa: Isa,
+    batch: usize,
+    gemm: &Gemm,
+    w: PackedWeights,
+    x: &[i8],
+    y: &mut [i8],
+    tile: &mut [i8],
+) {
     let (k, kp, n) = (w.k(), w.kp(), w.n());
     let mut r0 = 0;
     while r0 < batch {
@@ -203,7 +249,14 @@ fn linear(isa: Isa, batch: usize, gemm: &Gemm, w: PackedWeights, x: &[i8], y: &m
             dst[..k].copy_from_slice(&x[(r0 + r) * k..(r0 + r + 1) * k]);
             dst[k..].fill(0);
         }
-        gemm_requant(isa, tile, rows, w, &gemm.requant, &mut y[r0 * n..(r0 + rows) * n]);
+        gemm_requant(
+            isa,
+            tile,
+            rows,
+            w,
+            &gemm.requant,
+            &mut y[r0 * n..(r0 + rows) * n],
+        );
         r0 += rows;
     }
 }
@@ -263,7 +316,16 @@ impl Pos {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn conv2d(isa: Isa, batch: usize, gemm: &Gemm, g: &ConvGeometry, w: PackedWeights, x: &[i8], y: &mut [i8], tile: &mut [i8]) {
+fn conv2d(
+    isa: Isa,
+    batch: usize,
+    gemm: &Gemm,
+    g: &ConvGeometry,
+    w: PackedWeights,
+    x: &[i8],
+    y: &mut [i8],
+    tile: &mut [i8],
+) {
     let (ho, wo) = g.conv_out();
     let (kp, n) = (w.kp(), w.n());
     let sample = g.h * g.w * g.cin;
@@ -287,14 +349,22 @@ fn conv2d(isa: Isa, batch: usize, gemm: &Gemm, g: &ConvGeometry, w: PackedWeight
                 }
                 let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.cin;
                 taps[..kx_lo * g.cin].fill(gemm.zp_in);
-                taps[kx_lo * g.cin..kx_hi * g.cin].copy_from_slice(&xs[src..src + (kx_hi - kx_lo) * g.cin]);
+                taps[kx_lo * g.cin..kx_hi * g.cin]
+                    .copy_from_slice(&xs[src..src + (kx_hi - kx_lo) * g.cin]);
                 taps[kx_hi * g.cin..].fill(gemm.zp_in);
             }
             rest.fill(0);
             pos.advance(ho, wo);
         }
         // Output rows are NHWC positions in order: the GEMM writes them in place.
-        gemm_requant(isa, tile, rows, w, &gemm.requant, &mut y[r0 * n..(r0 + rows) * n]);
+        gemm_requant(
+            isa,
+            tile,
+            rows,
+            w,
+            &gemm.requant,
+            &mut y[r0 * n..(r0 + rows) * n],
+        );
         r0 += rows;
     }
 }
@@ -349,14 +419,25 @@ fn conv_transpose_phase(
     let sample_in = g.h * g.w * g.cin;
     let sample_out = ho * wo * cout;
     let w = Op::phase_weights(g, phases, ry, rx);
-    let requant = Requant { bias: gemm.requant.bias.slice((ry * s + rx) * cout, cout), ..gemm.requant };
+    let requant = Requant {
+        bias: gemm.requant.bias.slice((ry * s + rx) * cout, cout),
+        ..gemm.requant
+    };
     let kp = w.kp();
     let (ty, tx) = (g.phase_taps(g.kh, ry), g.phase_taps(g.kw, rx));
     // Outputs of this phase: o with (o + pad) % s == r, i.e. o = first + i * s.
     let first_y = (ry + s - g.pad % s) % s;
     let first_x = (rx + s - g.pad % s) % s;
-    let ny = if first_y < ho { (ho - first_y).div_ceil(s) } else { 0 };
-    let nx = if first_x < wo { (wo - first_x).div_ceil(s) } else { 0 };
+    let ny = if first_y < ho {
+        (ho - first_y).div_ceil(s)
+    } else {
+        0
+    };
+    let nx = if first_x < wo {
+        (wo - first_x).div_ceil(s)
+    } else {
+        0
+    };
     // Output o = first + i * s takes tap t (kernel index r + t * s) from input
     // (o + pad - r) / s - t = base + i - t: `first + pad - r` is a non-negative multiple
     // of s by the choice of `first`.
@@ -404,17 +485,26 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u32 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (self.0 >> 33) as u32
         }
         fn i8s(&mut self, n: usize, lo: i32, hi: i32) -> Vec<i8> {
-            (0..n).map(|_| (lo + (self.next() % (hi - lo + 1) as u32) as i32) as i8).collect()
+            (0..n)
+                .map(|_| (lo + (self.next() % (hi - lo + 1) as u32) as i32) as i8)
+                .collect()
         }
         fn requant(&mut self, n: usize, relu: bool) -> RequantParams {
             let zp_out = self.i8s(1, -20, 20)[0];
             RequantParams {
-                bias: (0..n).map(|_| (self.next() % 20001) as i32 - 10000).collect(),
-                mult: (0..n).map(|_| (1 << 30) + (self.next() >> 2) as i32).collect(),
+                bias: (0..n)
+                    .map(|_| (self.next() % 20001) as i32 - 10000)
+                    .collect(),
+                mult: (0..n)
+                    .map(|_| (1 << 30) + (self.next() >> 2) as i32)
+                    .collect(),
                 shift: (0..n).map(|_| 38 + (self.next() % 4) as u8).collect(),
                 zp_out,
                 min: if relu { zp_out } else { -128 },
@@ -434,12 +524,21 @@ mod tests {
         let mut chw = (model.latent, 1, 1);
         for op in &model.ops {
             match op {
-                QuantOp::Linear { k, n, zp_in, requant, weights } => {
+                QuantOp::Linear {
+                    k,
+                    n,
+                    zp_in,
+                    requant,
+                    weights,
+                } => {
                     let mut y = vec![0; batch * n];
                     for b in 0..batch {
                         for j in 0..*n {
                             let acc: i64 = (0..*k)
-                                .map(|i| (x[b * k + i] as i64 - *zp_in as i64) * weights[i * n + j] as i64)
+                                .map(|i| {
+                                    (x[b * k + i] as i64 - *zp_in as i64)
+                                        * weights[i * n + j] as i64
+                                })
                                 .sum::<i64>()
                                 + requant.bias[j] as i64;
                             y[b * n + j] = rq(requant, acc, j);
@@ -450,7 +549,9 @@ mod tests {
                 }
                 QuantOp::Reshape { c, h, w } => chw = (*c, *h, *w),
                 QuantOp::Flatten { c, h, w } => chw = (c * h * w, 1, 1),
-                QuantOp::Lut { table } => x.iter_mut().for_each(|v| *v = table[*v as u8 as usize] as i8),
+                QuantOp::Lut { table } => x
+                    .iter_mut()
+                    .for_each(|v| *v = table[*v as u8 as usize] as i8),
                 QuantOp::Upsample { c, h, w, factor: f } => {
                     let (ho, wo) = (h * f, w * f);
                     let mut y = vec![0; batch * c * ho * wo];
@@ -458,7 +559,8 @@ mod tests {
                         for ch in 0..*c {
                             for oy in 0..ho {
                                 for ox in 0..wo {
-                                    y[((b * c + ch) * ho + oy) * wo + ox] = x[((b * c + ch) * h + oy / f) * w + ox / f];
+                                    y[((b * c + ch) * ho + oy) * wo + ox] =
+                                        x[((b * c + ch) * h + oy / f) * w + ox / f];
                                 }
                             }
                         }
@@ -466,7 +568,12 @@ mod tests {
                     x = y;
                     chw = (*c, ho, wo);
                 }
-                QuantOp::Conv2d { geometry: g, zp_in, requant, weights } => {
+                QuantOp::Conv2d {
+                    geometry: g,
+                    zp_in,
+                    requant,
+                    weights,
+                } => {
                     let (ho, wo) = g.conv_out();
                     let mut y = vec![0; batch * g.cout * ho * wo];
                     for b in 0..batch {
@@ -477,18 +584,28 @@ mod tests {
                                     for ci in 0..g.cin {
                                         for ky in 0..g.kh {
                                             for kx in 0..g.kw {
-                                                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                                                if iy < 0 || ix < 0 || iy as usize >= g.h || ix as usize >= g.w {
+                                                let iy =
+                                                    (oy * g.stride + ky) as isize - g.pad as isize;
+                                                let ix =
+                                                    (ox * g.stride + kx) as isize - g.pad as isize;
+                                                if iy < 0
+                                                    || ix < 0
+                                                    || iy as usize >= g.h
+                                                    || ix as usize >= g.w
+                                                {
                                                     continue;
                                                 }
-                                                let v = x[((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize];
-                                                let wv = weights[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
+                                                let v = x[((b * g.cin + ci) * g.h + iy as usize)
+                                                    * g.w
+                                                    + ix as usize];
+                                                let wv = weights
+                                                    [((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
                                                 acc += (v as i64 - *zp_in as i64) * wv as i64;
                                             }
                                         }
                                     }
-                                    y[((b * g.cout + co) * ho + oy) * wo + ox] = rq(requant, acc, co);
+                                    y[((b * g.cout + co) * ho + oy) * wo + ox] =
+                                        rq(requant, acc, co);
                                 }
                             }
                         }
@@ -496,29 +613,45 @@ mod tests {
                     x = y;
                     chw = (g.cout, ho, wo);
                 }
-                QuantOp::ConvTranspose2d { geometry: g, zp_in, requant, weights } => {
+                QuantOp::ConvTranspose2d {
+                    geometry: g,
+                    zp_in,
+                    requant,
+                    weights,
+                } => {
                     let (ho, wo) = g.transpose_out();
                     let mut acc = vec![0i64; batch * g.cout * ho * wo];
                     for b in 0..batch {
                         for co in 0..g.cout {
                             for oy in 0..ho {
                                 for ox in 0..wo {
-                                    acc[((b * g.cout + co) * ho + oy) * wo + ox] = requant.bias[co] as i64;
+                                    acc[((b * g.cout + co) * ho + oy) * wo + ox] =
+                                        requant.bias[co] as i64;
                                 }
                             }
                             for ci in 0..g.cin {
                                 for iy in 0..g.h {
                                     for ix in 0..g.w {
-                                        let v = x[((b * g.cin + ci) * g.h + iy) * g.w + ix] as i64 - *zp_in as i64;
+                                        let v = x[((b * g.cin + ci) * g.h + iy) * g.w + ix] as i64
+                                            - *zp_in as i64;
                                         for ky in 0..g.kh {
                                             for kx in 0..g.kw {
-                                                let oy = (iy * g.stride + ky) as isize - g.pad as isize;
-                                                let ox = (ix * g.stride + kx) as isize - g.pad as isize;
-                                                if oy < 0 || ox < 0 || oy as usize >= ho || ox as usize >= wo {
+                                                let oy =
+                                                    (iy * g.stride + ky) as isize - g.pad as isize;
+                                                let ox =
+                                                    (ix * g.stride + kx) as isize - g.pad as isize;
+                                                if oy < 0
+                                                    || ox < 0
+                                                    || oy as usize >= ho
+                                                    || ox as usize >= wo
+                                                {
                                                     continue;
                                                 }
-                                                let wv = weights[((ci * g.cout + co) * g.kh + ky) * g.kw + kx] as i64;
-                                                acc[((b * g.cout + co) * ho + oy as usize) * wo + ox as usize] += v * wv;
+                                                let wv = weights
+                                                    [((ci * g.cout + co) * g.kh + ky) * g.kw + kx]
+                                                    as i64;
+                                                acc[((b * g.cout + co) * ho + oy as usize) * wo
+                                                    + ox as usize] += v * wv;
                                             }
                                         }
                                     }
@@ -526,7 +659,9 @@ mod tests {
                             }
                         }
                     }
-                    x = (0..acc.len()).map(|i| rq(requant, acc[i], (i / (ho * wo)) % g.cout)).collect();
+                    x = (0..acc.len())
+                        .map(|i| rq(requant, acc[i], (i / (ho * wo)) % g.cout))
+                        .collect();
                     chw = (g.cout, ho, wo);
                 }
             }
@@ -544,8 +679,26 @@ mod tests {
         y
     }
 
-    fn geometry(cin: usize, cout: usize, hw: usize, k: usize, stride: usize, pad: usize, out_pad: usize) -> ConvGeometry {
-        ConvGeometry { cin, cout, h: hw, w: hw, kh: k, kw: k, stride, pad, out_pad }
+    fn geometry(
+        cin: usize,
+        cout: usize,
+        hw: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        out_pad: usize,
+    ) -> ConvGeometry {
+        ConvGeometry {
+            cin,
+            cout,
+            h: hw,
+            w: hw,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+            out_pad,
+        }
     }
 
     /// Linear -> Reshape -> ConvTranspose -> Lut -> Upsample -> Conv2d -> ConvTranspose, with
@@ -564,17 +717,49 @@ mod tests {
         QuantModel {
             latent,
             output: (3, h3, h3),
-            input_quant: Quant { scale: 0.05, zero_point: 0 },
-            output_quant: Quant { scale: 1.0 / 127.0, zero_point: 0 },
+            input_quant: Quant {
+                scale: 0.05,
+                zero_point: 0,
+            },
+            output_quant: Quant {
+                scale: 1.0 / 127.0,
+                zero_point: 0,
+            },
             metadata: "{}".into(),
             ops: vec![
-                QuantOp::Linear { k: latent, n: 45, zp_in: zp(rng), requant: rng.requant(45, true), weights: rng.i8s(latent * 45, -127, 127) },
+                QuantOp::Linear {
+                    k: latent,
+                    n: 45,
+                    zp_in: zp(rng),
+                    requant: rng.requant(45, true),
+                    weights: rng.i8s(latent * 45, -127, 127),
+                },
                 QuantOp::Reshape { c: 5, h: 3, w: 3 },
-                QuantOp::ConvTranspose2d { geometry: t1, zp_in: zp(rng), requant: rng.requant(6, true), weights: rng.i8s(5 * 6 * k * k, -127, 127) },
+                QuantOp::ConvTranspose2d {
+                    geometry: t1,
+                    zp_in: zp(rng),
+                    requant: rng.requant(6, true),
+                    weights: rng.i8s(5 * 6 * k * k, -127, 127),
+                },
                 QuantOp::Lut { table },
-                QuantOp::Upsample { c: 6, h: h1, w: h1, factor: 2 },
-                QuantOp::Conv2d { geometry: c2, zp_in: zp(rng), requant: rng.requant(4, false), weights: rng.i8s(6 * 4 * 9, -127, 127) },
-                QuantOp::ConvTranspose2d { geometry: t3, zp_in: zp(rng), requant: rng.requant(3, false), weights: rng.i8s(4 * 3 * 16, -127, 127) },
+                QuantOp::Upsample {
+                    c: 6,
+                    h: h1,
+                    w: h1,
+                    factor: 2,
+                },
+                QuantOp::Conv2d {
+                    geometry: c2,
+                    zp_in: zp(rng),
+                    requant: rng.requant(4, false),
+                    weights: rng.i8s(6 * 4 * 9, -127, 127),
+                },
+                QuantOp::ConvTranspose2d {
+                    geometry: t3,
+                    zp_in: zp(rng),
+                    requant: rng.requant(3, false),
+                    weights: rng.i8s(4 * 3 * 16, -127, 127),
+                },
             ],
         }
     }
@@ -582,7 +767,13 @@ mod tests {
     #[test]
     fn interpreter_matches_reference_semantics() {
         let mut rng = Lcg(7);
-        for conv in [(4, 2, 1, 0), (3, 2, 0, 1), (5, 3, 2, 2), (3, 1, 1, 0), (4, 2, 0, 0)] {
+        for conv in [
+            (4, 2, 1, 0),
+            (3, 2, 0, 1),
+            (5, 3, 2, 2),
+            (3, 1, 1, 0),
+            (4, 2, 0, 0),
+        ] {
             let qm = test_model(&mut rng, conv);
             let bytes = encode(&qm).expect("encodes");
             let model = Model::parse(&bytes).expect("parses");
@@ -593,7 +784,12 @@ mod tests {
                     let mut arena = vec![0u8; model.arena_len(batch)];
                     let mut out = vec![0i8; expected.len()];
                     run(&model, isa, batch, &input, &mut arena, &mut out).unwrap();
-                    assert_eq!(out, expected, "conv {conv:?} batch {batch} isa {}", isa.name());
+                    assert_eq!(
+                        out,
+                        expected,
+                        "conv {conv:?} batch {batch} isa {}",
+                        isa.name()
+                    );
                 }
             }
         }
@@ -612,7 +808,9 @@ mod tests {
             if let Op::ConvTranspose2d { geometry: g, .. } = op {
                 let (ho, wo) = g.transpose_out();
                 let pair = g.h * g.w * g.cin + ho * wo * g.cout;
-                assert!(SAMPLE_BLOCK_BYTES / pair < batch && batch % (SAMPLE_BLOCK_BYTES / pair) != 0);
+                assert!(
+                    SAMPLE_BLOCK_BYTES / pair < batch && batch % (SAMPLE_BLOCK_BYTES / pair) != 0
+                );
             }
         }
         let input = rng.i8s(batch * qm.latent, -128, 127);
@@ -636,7 +834,15 @@ mod tests {
         // A smaller arena is refused, not overrun.
         let mut arena = vec![0u8; model.arena_len(2) - 1];
         let mut out = vec![0i8; 2 * model.output.elements()];
-        let err = run(&model, Isa::Scalar, 2, &vec![0; 2 * qm.latent], &mut arena, &mut out).unwrap_err();
+        let err = run(
+            &model,
+            Isa::Scalar,
+            2,
+            &vec![0; 2 * qm.latent],
+            &mut arena,
+            &mut out,
+        )
+        .unwrap_err();
         assert!(matches!(err, RunError::Arena { .. }));
     }
 }

@@ -5,23 +5,23 @@
 //! provides. Feature `std` adds the ONNX importer, the quantizer, the engines and the CLI.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
-pub mod format;
-pub mod interp;
-pub mod kernels;
-#[cfg(any(feature = "std", test))]
-pub mod write;
 #[cfg(feature = "std")]
 pub mod bench;
 #[cfg(feature = "std")]
 pub mod engine;
+pub mod format;
 #[cfg(feature = "std")]
 pub mod graph;
+pub mod interp;
+pub mod kernels;
 #[cfg(feature = "std")]
 pub mod npy;
 #[cfg(feature = "std")]
 pub mod picture;
 #[cfg(feature = "std")]
 pub mod quantize;
+#[cfg(any(feature = "std", test))]
+pub mod write;
 
 pub use format::{FormatError, Model, Op, Quant, Shape};
 pub use interp::{run, run_observed, RunError};

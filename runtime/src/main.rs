@@ -10,7 +10,11 @@ use pocketgan_runtime::{bench, npy, picture};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "pocketgan", version, about = "Quantize GAN generators to int8 and run them")]
+#[command(
+    name = "pocketgan",
+    version,
+    about = "Quantize GAN generators to int8 and run them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +108,13 @@ fn parse_isa(name: Option<&str>) -> Result<Isa> {
         Some(n) => {
             let isa = Isa::from_name(n).with_context(|| format!("unknown kernel family {n}"))?;
             if !isa.is_available() {
-                bail!("this CPU cannot run the {n} kernels (available: {})", Isa::available().map(|i| i.name()).collect::<Vec<_>>().join(", "));
+                bail!(
+                    "this CPU cannot run the {n} kernels (available: {})",
+                    Isa::available()
+                        .map(|i| i.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
             Ok(isa)
         }
@@ -118,8 +128,15 @@ fn onnx_shape(onnx: &[u8]) -> Result<(usize, (usize, usize, usize))> {
 }
 
 #[cfg(feature = "ort")]
-fn ort_engine(onnx: &[u8], latent: usize, image: (usize, usize, usize), threads: usize) -> Result<Box<dyn Engine>> {
-    Ok(Box::new(pocketgan_runtime::engine::ort::OrtEngine::new(onnx, latent, image, threads)?))
+fn ort_engine(
+    onnx: &[u8],
+    latent: usize,
+    image: (usize, usize, usize),
+    threads: usize,
+) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(pocketgan_runtime::engine::ort::OrtEngine::new(
+        onnx, latent, image, threads,
+    )?))
 }
 
 #[cfg(not(feature = "ort"))]
@@ -129,34 +146,85 @@ fn ort_engine(_: &[u8], _: usize, _: (usize, usize, usize), _: usize) -> Result<
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Quantize { model, calib, seed, percentile, out } => {
+        Command::Quantize {
+            model,
+            calib,
+            seed,
+            percentile,
+            out,
+        } => {
             let onnx = read(&model)?;
             let calibration = percentile.map_or(Calibration::MinMax, Calibration::Percentile);
-            let options = QuantizeOptions { calib, seed, calibration, ..Default::default() };
-            let (bytes, report) = quantize(&onnx, &options).with_context(|| format!("cannot quantize {}", model.display()))?;
+            let options = QuantizeOptions {
+                calib,
+                seed,
+                calibration,
+                ..Default::default()
+            };
+            let (bytes, report) = quantize(&onnx, &options)
+                .with_context(|| format!("cannot quantize {}", model.display()))?;
             let out = out.unwrap_or_else(|| model.with_extension("pgq"));
-            std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("{:<4} {:<16} {:<22} {:>9}", "op", "kind", "shape", "SQNR dB");
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "{:<4} {:<16} {:<22} {:>9}",
+                "op", "kind", "shape", "SQNR dB"
+            );
             for (i, l) in report.layers.iter().enumerate() {
-                println!("{i:<4} {:<16} {:<22} {:>9.1}", l.op, format!("{:?}", l.shape).replace("Image ", ""), l.sqnr_db);
+                println!(
+                    "{i:<4} {:<16} {:<22} {:>9.1}",
+                    l.op,
+                    format!("{:?}", l.shape).replace("Image ", ""),
+                    l.sqnr_db
+                );
             }
-            println!("output PSNR vs float: {:.1} dB over {} samples", report.psnr_db, report.eval_samples);
+            println!(
+                "output PSNR vs float: {:.1} dB over {} samples",
+                report.psnr_db, report.eval_samples
+            );
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
         }
-        Command::Generate { model, engine, n, seed, class, out, interpolate, latents: latents_file, save_npy, isa } => {
+        Command::Generate {
+            model,
+            engine,
+            n,
+            seed,
+            class,
+            out,
+            interpolate,
+            latents: latents_file,
+            save_npy,
+            isa,
+        } => {
             let bytes = read(&model)?;
             if class.is_some() {
-                bail!("{} is unconditional: --class needs a conditional generator", model.display());
+                bail!(
+                    "{} is unconditional: --class needs a conditional generator",
+                    model.display()
+                );
             }
             let quantized;
             let mut gen: Box<dyn Engine> = match (engine, is_pgq(&model)) {
-                (EngineKind::Int8, true) => Box::new(Int8Engine::new(Model::parse(&bytes).with_context(|| format!("invalid model {}", model.display()))?, parse_isa(isa.as_deref())?)),
+                (EngineKind::Int8, true) => Box::new(Int8Engine::new(
+                    Model::parse(&bytes)
+                        .with_context(|| format!("invalid model {}", model.display()))?,
+                    parse_isa(isa.as_deref())?,
+                )),
                 (EngineKind::Int8, false) => {
-                    eprintln!("quantizing {} in memory (use `pocketgan quantize` to keep the .pgq)", model.display());
+                    eprintln!(
+                        "quantizing {} in memory (use `pocketgan quantize` to keep the .pgq)",
+                        model.display()
+                    );
                     quantized = quantize(&bytes, &QuantizeOptions::default())?.0;
-                    Box::new(Int8Engine::new(Model::parse(&quantized)?, parse_isa(isa.as_deref())?))
+                    Box::new(Int8Engine::new(
+                        Model::parse(&quantized)?,
+                        parse_isa(isa.as_deref())?,
+                    ))
                 }
-                (_, true) => bail!("{} is an int8 model; the tract and ort engines run the ONNX file", model.display()),
+                (_, true) => bail!(
+                    "{} is an int8 model; the tract and ort engines run the ONNX file",
+                    model.display()
+                ),
                 (EngineKind::Tract, false) => {
                     let (latent, image) = onnx_shape(&bytes)?;
                     Box::new(TractEngine::new(&bytes, latent, image))
@@ -169,10 +237,14 @@ fn main() -> Result<()> {
             let latent = gen.latent();
             let (z, n) = match (&latents_file, interpolate) {
                 (Some(f), _) => {
-                    let a = npy::parse(&read(f)?).with_context(|| format!("cannot read latents {}", f.display()))?;
+                    let a = npy::parse(&read(f)?)
+                        .with_context(|| format!("cannot read latents {}", f.display()))?;
                     match a.shape.as_slice() {
                         [rows, cols] if *cols == latent && *rows > 0 => (a.data, *rows),
-                        s => bail!("{} has shape {s:?}; the model needs [N, {latent}]", f.display()),
+                        s => bail!(
+                            "{} has shape {s:?}; the model needs [N, {latent}]",
+                            f.display()
+                        ),
                     }
                 }
                 (None, Some(steps)) => {
@@ -190,24 +262,38 @@ fn main() -> Result<()> {
             let images = gen.generate(&z, n)?;
             let shape = gen.image_shape();
             if let Some(path) = &save_npy {
-                std::fs::write(path, npy::encode(&[n, shape.0, shape.1, shape.2], &images)).with_context(|| format!("cannot write {}", path.display()))?;
+                std::fs::write(path, npy::encode(&[n, shape.0, shape.1, shape.2], &images))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
             if interpolate.is_some() {
                 picture::write_walk(&images, shape, &out)?;
             } else {
-                picture::image_grid(&images, shape).save(&out).with_context(|| format!("cannot write {}", out.display()))?;
+                picture::image_grid(&images, shape)
+                    .save(&out)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
             }
             println!("{}: {n} samples -> {}", gen.name(), out.display());
         }
         Command::Inspect { model } => {
             let bytes = read(&model)?;
             if !is_pgq(&model) {
-                bail!("inspect reads .pgq files; quantize {} first", model.display());
+                bail!(
+                    "inspect reads .pgq files; quantize {} first",
+                    model.display()
+                );
             }
-            let m = Model::parse(&bytes).with_context(|| format!("invalid model {}", model.display()))?;
+            let m = Model::parse(&bytes)
+                .with_context(|| format!("invalid model {}", model.display()))?;
             print!("{}", inspect(&m));
         }
-        Command::Bench { model, pgq, engines, threads, reps, json } => {
+        Command::Bench {
+            model,
+            pgq,
+            engines,
+            threads,
+            reps,
+            json,
+        } => {
             let onnx = read(&model)?;
             let pgq = match pgq {
                 Some(p) => read(&p)?,
@@ -225,7 +311,9 @@ fn main() -> Result<()> {
             kinds.dedup();
             for kind in kinds {
                 match kind {
-                    EngineKind::Tract => list.push(Box::new(TractEngine::new(&onnx, latent, image))),
+                    EngineKind::Tract => {
+                        list.push(Box::new(TractEngine::new(&onnx, latent, image)))
+                    }
                     EngineKind::Int8 => {
                         for isa in Isa::available() {
                             list.push(Box::new(Int8Engine::new(m, isa)));
@@ -249,15 +337,28 @@ fn main() -> Result<()> {
 fn inspect(m: &Model) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "pocketgan int8 model: latent {} -> {:?}, {} ops, {} bytes", m.latent, m.output, m.op_count(), m.file_len);
+    let _ = writeln!(
+        s,
+        "pocketgan int8 model: latent {} -> {:?}, {} ops, {} bytes",
+        m.latent,
+        m.output,
+        m.op_count(),
+        m.file_len
+    );
     if !m.metadata.is_empty() && m.metadata != "{}" {
         let _ = writeln!(s, "metadata: {}", m.metadata);
     }
-    let _ = writeln!(s, "{:<3} {:<16} {:<26} {:>10} {:>12}", "#", "op", "output", "params", "MACs/sample");
+    let _ = writeln!(
+        s,
+        "{:<3} {:<16} {:<26} {:>10} {:>12}",
+        "#", "op", "output", "params", "MACs/sample"
+    );
     let (mut params, mut macs) = (0, 0);
     for (i, (op, shape)) in m.ops().zip(m.shapes().skip(1)).enumerate() {
         let p = match op {
-            Op::Linear { weights, .. } | Op::Conv2d { weights, .. } => weights.k() * weights.n() + weights.n(),
+            Op::Linear { weights, .. } | Op::Conv2d { weights, .. } => {
+                weights.k() * weights.n() + weights.n()
+            }
             Op::ConvTranspose2d { geometry: g, .. } => g.cin * g.cout * g.kh * g.kw + g.cout,
             Op::Lut { .. } => 256,
             _ => 0,
@@ -268,9 +369,17 @@ fn inspect(m: &Model) -> String {
             Shape::Flat(n) => format!("[{n}]"),
             Shape::Image { c, h, w } => format!("[{c}, {h}, {w}]"),
         };
-        let _ = writeln!(s, "{i:<3} {:<16} {shape:<26} {p:>10} {:>12}", op.name(), op.macs());
+        let _ = writeln!(
+            s,
+            "{i:<3} {:<16} {shape:<26} {p:>10} {:>12}",
+            op.name(),
+            op.macs()
+        );
     }
-    let _ = writeln!(s, "total: {params} parameters, {macs} multiply-adds per sample");
+    let _ = writeln!(
+        s,
+        "total: {params} parameters, {macs} multiply-adds per sample"
+    );
     let _ = writeln!(
         s,
         "arena: {} bytes for one sample = {} tensor bytes (largest input+output pair) + {} GEMM tile bytes; {} bytes more per extra sample",
@@ -279,6 +388,9 @@ fn inspect(m: &Model) -> String {
         m.scratch_bytes(),
         m.max_pair
     );
-    let _ = writeln!(s, "weights are read in place from the file (packed at quantization time)");
+    let _ = writeln!(
+        s,
+        "weights are read in place from the file (packed at quantization time)"
+    );
     s
 }

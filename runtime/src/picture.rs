@@ -10,10 +10,17 @@ pub fn image_grid(samples: &[f32], (channels, height, width): (usize, usize, usi
     let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
     let rows = n.div_ceil(cols).max(1);
     let gap = 2;
-    let mut img = RgbImage::from_pixel((cols * (width + gap) + gap) as u32, (rows * (height + gap) + gap) as u32, Rgb([40, 40, 40]));
+    let mut img = RgbImage::from_pixel(
+        (cols * (width + gap) + gap) as u32,
+        (rows * (height + gap) + gap) as u32,
+        Rgb([40, 40, 40]),
+    );
     let to_u8 = |v: f32| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
     for (i, s) in samples.chunks_exact(per).enumerate() {
-        let (x0, y0) = (gap + (i % cols) * (width + gap), gap + (i / cols) * (height + gap));
+        let (x0, y0) = (
+            gap + (i % cols) * (width + gap),
+            gap + (i / cols) * (height + gap),
+        );
         let plane = height * width;
         for y in 0..height {
             for x in 0..width {
@@ -33,12 +40,21 @@ pub fn image_grid(samples: &[f32], (channels, height, width): (usize, usize, usi
 
 /// Writes a latent walk: an animated GIF when `out` ends in `.gif`, else numbered PNG frames
 /// (`walk.png` -> `walk_000.png`, `walk_001.png`, ...).
-pub fn write_walk(frames: &[f32], shape: (usize, usize, usize), out: &std::path::Path) -> image::ImageResult<()> {
+pub fn write_walk(
+    frames: &[f32],
+    shape: (usize, usize, usize),
+    out: &std::path::Path,
+) -> image::ImageResult<()> {
     let per = shape.0 * shape.1 * shape.2;
     let scale = (128 / shape.1.max(shape.2)).max(1) as u32;
     let big = |f: &[f32]| {
         let img = image_grid(f, shape);
-        image::imageops::resize(&img, img.width() * scale, img.height() * scale, image::imageops::FilterType::Nearest)
+        image::imageops::resize(
+            &img,
+            img.width() * scale,
+            img.height() * scale,
+            image::imageops::FilterType::Nearest,
+        )
     };
     if out.extension().is_some_and(|e| e == "gif") {
         let file = std::fs::File::create(out)?;
@@ -46,11 +62,19 @@ pub fn write_walk(frames: &[f32], shape: (usize, usize, usize), out: &std::path:
         gif.set_repeat(image::codecs::gif::Repeat::Infinite)?;
         for f in frames.chunks_exact(per) {
             let rgba = image::DynamicImage::ImageRgb8(big(f)).to_rgba8();
-            gif.encode_frame(image::Frame::from_parts(rgba, 0, 0, image::Delay::from_numer_denom_ms(80, 1)))?;
+            gif.encode_frame(image::Frame::from_parts(
+                rgba,
+                0,
+                0,
+                image::Delay::from_numer_denom_ms(80, 1),
+            ))?;
         }
         Ok(())
     } else {
-        let stem = out.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or("frame".into());
+        let stem = out
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or("frame".into());
         for (i, f) in frames.chunks_exact(per).enumerate() {
             big(f).save(out.with_file_name(format!("{stem}_{i:03}.png")))?;
         }

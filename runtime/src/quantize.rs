@@ -34,7 +34,12 @@ pub struct QuantizeOptions {
 
 impl Default for QuantizeOptions {
     fn default() -> Self {
-        QuantizeOptions { calib: 256, seed: 0, calibration: Calibration::MinMax, eval: 64 }
+        QuantizeOptions {
+            calib: 256,
+            seed: 0,
+            calibration: Calibration::MinMax,
+            eval: 64,
+        }
     }
 }
 
@@ -51,7 +56,11 @@ pub enum QuantizeError {
     #[error("calibration: {0}")]
     Calibration(String),
     #[error("layer {layer} ({op}): {reason}")]
-    Layer { layer: usize, op: &'static str, reason: String },
+    Layer {
+        layer: usize,
+        op: &'static str,
+        reason: String,
+    },
 }
 
 /// Per-layer quantization error.
@@ -75,7 +84,9 @@ pub struct QuantizeReport {
 /// Seeded standard-normal latents `[n, latent]`.
 pub fn latents(seed: u64, n: usize, latent: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..n * latent).map(|_| StandardNormal.sample(&mut rng)).collect()
+    (0..n * latent)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect()
 }
 
 /// Asymmetric int8 quantization covering `[lo, hi]` (widened to include 0).
@@ -88,7 +99,9 @@ pub fn quant_for_range(lo: f32, hi: f32) -> Quant {
 
 fn range(values: &mut [f32], calibration: Calibration) -> (f32, f32) {
     match calibration {
-        Calibration::MinMax => values.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v))),
+        Calibration::MinMax => values
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v))),
         Calibration::Percentile(p) => {
             values.sort_unstable_by(f32::total_cmp);
             let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
@@ -131,13 +144,24 @@ pub fn multiplier(m: f64) -> Option<(i32, u8)> {
 
 /// Per-output-channel symmetric weights: `w_q[c] = round(w / s[c])`, `s[c] = max|w_c| / 127`.
 /// `channel(i)` gives the output channel of flat weight index `i`.
-fn quantize_weights(w: &[f32], channels: usize, channel: impl Fn(usize) -> usize) -> (Vec<i8>, Vec<f32>) {
+fn quantize_weights(
+    w: &[f32],
+    channels: usize,
+    channel: impl Fn(usize) -> usize,
+) -> (Vec<i8>, Vec<f32>) {
     let mut max = vec![0f32; channels];
     for (i, v) in w.iter().enumerate() {
         max[channel(i)] = max[channel(i)].max(v.abs());
     }
-    let scales: Vec<f32> = max.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
-    let q = w.iter().enumerate().map(|(i, v)| (v / scales[channel(i)]).round().clamp(-127.0, 127.0) as i8).collect();
+    let scales: Vec<f32> = max
+        .iter()
+        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
+        .collect();
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v / scales[channel(i)]).round().clamp(-127.0, 127.0) as i8)
+        .collect();
     (q, scales)
 }
 
@@ -156,18 +180,28 @@ fn requant_params(
         mult: Vec::new(),
         shift: Vec::new(),
         zp_out: output.zero_point,
-        min: if act == Fused::Relu { output.zero_point } else { -128 },
+        min: if act == Fused::Relu {
+            output.zero_point
+        } else {
+            -128
+        },
         max: 127,
     };
     for (b, sw) in bias.iter().zip(w_scales) {
         let acc_scale = input.scale as f64 * *sw as f64;
         let bq = (*b as f64 / acc_scale).round();
         if bq.abs() > (1u64 << 29) as f64 {
-            return Err(fail(format!("bias {b} is too large for its scale {acc_scale:e}")));
+            return Err(fail(format!(
+                "bias {b} is too large for its scale {acc_scale:e}"
+            )));
         }
         p.bias.push(bq as i32);
-        let (m, s) = multiplier(acc_scale / output.scale as f64)
-            .ok_or_else(|| fail(format!("requantization scale {} is out of range", acc_scale / output.scale as f64)))?;
+        let (m, s) = multiplier(acc_scale / output.scale as f64).ok_or_else(|| {
+            fail(format!(
+                "requantization scale {} is out of range",
+                acc_scale / output.scale as f64
+            ))
+        })?;
         p.mult.push(m);
         p.shift.push(s);
     }
@@ -178,14 +212,19 @@ fn requant_params(
 fn lut(op: &FloatOp, input: Quant, output: Quant) -> [u8; 256] {
     let mut table = [0u8; 256];
     for q in -128i32..=127 {
-        let y = op.activate(input.dequantize(q as i8)).expect("elementwise op");
+        let y = op
+            .activate(input.dequantize(q as i8))
+            .expect("elementwise op");
         table[q as u8 as usize] = output.quantize(y) as u8;
     }
     table
 }
 
 /// Quantizes an ONNX generator; returns the `.pgq` bytes and the accuracy report.
-pub fn quantize(onnx: &[u8], options: &QuantizeOptions) -> Result<(Vec<u8>, QuantizeReport), QuantizeError> {
+pub fn quantize(
+    onnx: &[u8],
+    options: &QuantizeOptions,
+) -> Result<(Vec<u8>, QuantizeReport), QuantizeError> {
     let mut graph = Graph::from_onnx_bytes(onnx)?;
     graph.simplify()?;
     let latent = graph.latent;
@@ -195,7 +234,9 @@ pub fn quantize(onnx: &[u8], options: &QuantizeOptions) -> Result<(Vec<u8>, Quan
 
     // Calibrate: collect every layer's float outputs over the calibration latents.
     if options.calib == 0 {
-        return Err(QuantizeError::Calibration("needs at least one calibration latent".into()));
+        return Err(QuantizeError::Calibration(
+            "needs at least one calibration latent".into(),
+        ));
     }
     let z = latents(options.seed, options.calib, latent);
     let mut values: Vec<Vec<f32>> = vec![Vec::new(); tensors.len()];
@@ -204,7 +245,9 @@ pub fn quantize(onnx: &[u8], options: &QuantizeOptions) -> Result<(Vec<u8>, Quan
         let outs = tract.run_outputs(chunk, chunk.len() / latent)?;
         for (v, o) in values.iter_mut().zip(outs) {
             if o.iter().any(|x| !x.is_finite()) {
-                return Err(QuantizeError::Calibration("the float model produced NaN or infinity".into()));
+                return Err(QuantizeError::Calibration(
+                    "the float model produced NaN or infinity".into(),
+                ));
             }
             v.extend(o);
         }
@@ -222,42 +265,101 @@ pub fn quantize(onnx: &[u8], options: &QuantizeOptions) -> Result<(Vec<u8>, Quan
         let (lo, hi) = range(vals, options.calibration);
         let out_q = quant_for_range(lo, hi);
         let op = match &layer.op {
-            FloatOp::Linear { k, n, weights, bias, act } => {
+            FloatOp::Linear {
+                k,
+                n,
+                weights,
+                bias,
+                act,
+            } => {
                 let (weights, ws) = quantize_weights(weights, *n, |j| j % n);
                 let requant = requant_params(i, name, bias, &ws, q, out_q, *act)?;
                 q = out_q;
-                QuantOp::Linear { k: *k, n: *n, zp_in, requant, weights }
+                QuantOp::Linear {
+                    k: *k,
+                    n: *n,
+                    zp_in,
+                    requant,
+                    weights,
+                }
             }
-            FloatOp::Conv2d { geometry, weights, bias, act } => {
+            FloatOp::Conv2d {
+                geometry,
+                weights,
+                bias,
+                act,
+            } => {
                 let per_out = geometry.cin * geometry.kh * geometry.kw;
                 let (weights, ws) = quantize_weights(weights, geometry.cout, |j| j / per_out);
                 let requant = requant_params(i, name, bias, &ws, q, out_q, *act)?;
                 q = out_q;
-                QuantOp::Conv2d { geometry: *geometry, zp_in, requant, weights }
+                QuantOp::Conv2d {
+                    geometry: *geometry,
+                    zp_in,
+                    requant,
+                    weights,
+                }
             }
-            FloatOp::ConvTranspose2d { geometry, weights, bias, act } => {
+            FloatOp::ConvTranspose2d {
+                geometry,
+                weights,
+                bias,
+                act,
+            } => {
                 let taps = geometry.kh * geometry.kw;
-                let (weights, ws) = quantize_weights(weights, geometry.cout, |j| (j / taps) % geometry.cout);
+                let (weights, ws) =
+                    quantize_weights(weights, geometry.cout, |j| (j / taps) % geometry.cout);
                 let requant = requant_params(i, name, bias, &ws, q, out_q, *act)?;
                 q = out_q;
-                QuantOp::ConvTranspose2d { geometry: *geometry, zp_in, requant, weights }
+                QuantOp::ConvTranspose2d {
+                    geometry: *geometry,
+                    zp_in,
+                    requant,
+                    weights,
+                }
             }
             FloatOp::Relu | FloatOp::LeakyRelu { .. } | FloatOp::Tanh | FloatOp::Sigmoid => {
                 let table = lut(&layer.op, q, out_q);
                 q = out_q;
                 QuantOp::Lut { table }
             }
-            FloatOp::Reshape { c, h, w } => QuantOp::Reshape { c: *c, h: *h, w: *w },
-            FloatOp::Flatten { c, h, w } => QuantOp::Flatten { c: *c, h: *h, w: *w },
-            FloatOp::Upsample { c, h, w, factor } => QuantOp::Upsample { c: *c, h: *h, w: *w, factor: *factor },
+            FloatOp::Reshape { c, h, w } => QuantOp::Reshape {
+                c: *c,
+                h: *h,
+                w: *w,
+            },
+            FloatOp::Flatten { c, h, w } => QuantOp::Flatten {
+                c: *c,
+                h: *h,
+                w: *w,
+            },
+            FloatOp::Upsample { c, h, w, factor } => QuantOp::Upsample {
+                c: *c,
+                h: *h,
+                w: *w,
+                factor: *factor,
+            },
             FloatOp::BatchNorm { .. } => unreachable!("simplify folds or rejects every BatchNorm"),
         };
         ops.push(op);
         quants.push(q);
     }
-    let metadata = serde_json::to_string(&graph.metadata.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
-        .expect("string map serializes");
-    let qmodel = QuantModel { latent, output: image, input_quant, output_quant: q, metadata, ops };
+    let metadata = serde_json::to_string(
+        &graph
+            .metadata
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .expect("string map serializes");
+    let qmodel = QuantModel {
+        latent,
+        output: image,
+        input_quant,
+        output_quant: q,
+        metadata,
+        ops,
+    };
     let bytes = encode(&qmodel)?;
     let report = evaluate(&bytes, &graph, &quants, &mut tract, options)?;
     Ok((bytes, report))
@@ -265,7 +367,11 @@ pub fn quantize(onnx: &[u8], options: &QuantizeOptions) -> Result<(Vec<u8>, Quan
 
 fn sqnr_db(reference: &[f32], test: &[f32]) -> f64 {
     let signal: f64 = reference.iter().map(|&v| (v as f64).powi(2)).sum();
-    let noise: f64 = reference.iter().zip(test).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum();
     if noise == 0.0 {
         f64::INFINITY
     } else {
@@ -275,7 +381,12 @@ fn sqnr_db(reference: &[f32], test: &[f32]) -> f64 {
 
 /// PSNR of images in `[-1, 1]` (peak-to-peak 2).
 pub fn psnr_db(reference: &[f32], test: &[f32]) -> f64 {
-    let mse: f64 = reference.iter().zip(test).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>() / reference.len() as f64;
+    let mse: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum::<f64>()
+        / reference.len() as f64;
     if mse == 0.0 {
         f64::INFINITY
     } else {
@@ -289,7 +400,10 @@ fn to_chw(shape: Shape, q: &[i8], quant: impl Fn(i8) -> f32) -> Vec<f32> {
         Shape::Flat(_) => q.iter().map(|&v| quant(v)).collect(),
         Shape::Image { c, h, w } => {
             let mut out = vec![0.0; q.len()];
-            for (src, dst) in q.chunks_exact(c * h * w).zip(out.chunks_exact_mut(c * h * w)) {
+            for (src, dst) in q
+                .chunks_exact(c * h * w)
+                .zip(out.chunks_exact_mut(c * h * w))
+            {
                 for p in 0..h * w {
                     for ch in 0..c {
                         dst[ch * h * w + p] = quant(src[p * c + ch]);
@@ -317,12 +431,29 @@ fn evaluate(
     let mut arena = vec![0u8; model.arena_len(n)];
     let mut out = vec![0i8; n * model.output.elements()];
     let mut layers = Vec::new();
-    run_observed(&model, Isa::detect(), n, &input, &mut arena, &mut out, |i, op, shape, y| {
-        let got = to_chw(shape, y, |v| quants[i].dequantize(v));
-        layers.push(LayerReport { op: op.name(), tensor: graph.layers[i].tensor.clone(), shape, sqnr_db: sqnr_db(&reference[i], &got) });
-    })
+    run_observed(
+        &model,
+        Isa::detect(),
+        n,
+        &input,
+        &mut arena,
+        &mut out,
+        |i, op, shape, y| {
+            let got = to_chw(shape, y, |v| quants[i].dequantize(v));
+            layers.push(LayerReport {
+                op: op.name(),
+                tensor: graph.layers[i].tensor.clone(),
+                shape,
+                sqnr_db: sqnr_db(&reference[i], &got),
+            });
+        },
+    )
     .map_err(EngineError::from)?;
     let images = dequantize_nchw(&model, &out);
     let float_images = reference.last().expect("at least one layer");
-    Ok(QuantizeReport { layers, psnr_db: psnr_db(float_images, &images), eval_samples: n })
+    Ok(QuantizeReport {
+        layers,
+        psnr_db: psnr_db(float_images, &images),
+        eval_samples: n,
+    })
 }

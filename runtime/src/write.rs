@@ -19,15 +19,46 @@ pub struct RequantParams {
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuantOp {
     /// `weights[k][n]`, row-major.
-    Linear { k: usize, n: usize, zp_in: i8, requant: RequantParams, weights: Vec<i8> },
+    Linear {
+        k: usize,
+        n: usize,
+        zp_in: i8,
+        requant: RequantParams,
+        weights: Vec<i8>,
+    },
     /// `weights[cout][cin][kh][kw]` (ONNX Conv).
-    Conv2d { geometry: ConvGeometry, zp_in: i8, requant: RequantParams, weights: Vec<i8> },
+    Conv2d {
+        geometry: ConvGeometry,
+        zp_in: i8,
+        requant: RequantParams,
+        weights: Vec<i8>,
+    },
     /// `weights[cin][cout][kh][kw]` (ONNX ConvTranspose).
-    ConvTranspose2d { geometry: ConvGeometry, zp_in: i8, requant: RequantParams, weights: Vec<i8> },
-    Lut { table: [u8; 256] },
-    Reshape { c: usize, h: usize, w: usize },
-    Flatten { c: usize, h: usize, w: usize },
-    Upsample { c: usize, h: usize, w: usize, factor: usize },
+    ConvTranspose2d {
+        geometry: ConvGeometry,
+        zp_in: i8,
+        requant: RequantParams,
+        weights: Vec<i8>,
+    },
+    Lut {
+        table: [u8; 256],
+    },
+    Reshape {
+        c: usize,
+        h: usize,
+        w: usize,
+    },
+    Flatten {
+        c: usize,
+        h: usize,
+        w: usize,
+    },
+    Upsample {
+        c: usize,
+        h: usize,
+        w: usize,
+        factor: usize,
+    },
 }
 
 /// Everything a `.pgq` file holds.
@@ -48,17 +79,27 @@ fn put_u16(out: &mut Vec<u8>, v: usize) {
 
 /// Writes biases folded with the zero-point correction of each packed matrix (`columns[m][n]` is
 /// matrix m's column sum), then multipliers and shifts.
-fn put_requant(out: &mut Vec<u8>, rq: &RequantParams, zp_in: i8, column_sums: &[Vec<i64>]) -> Result<(), EncodeError> {
+fn put_requant(
+    out: &mut Vec<u8>,
+    rq: &RequantParams,
+    zp_in: i8,
+    column_sums: &[Vec<i64>],
+) -> Result<(), EncodeError> {
     for sums in column_sums {
         for (n, (b, sum)) in rq.bias.iter().zip(sums).enumerate() {
             let folded = *b as i64 - zp_in as i64 * sum;
             if folded.abs() > MAX_BIAS as i64 {
-                return Err(EncodeError::BiasRange { channel: n, value: folded });
+                return Err(EncodeError::BiasRange {
+                    channel: n,
+                    value: folded,
+                });
             }
             out.extend_from_slice(&(folded as i32).to_le_bytes());
         }
     }
-    rq.mult.iter().for_each(|m| out.extend_from_slice(&m.to_le_bytes()));
+    rq.mult
+        .iter()
+        .for_each(|m| out.extend_from_slice(&m.to_le_bytes()));
     out.extend_from_slice(&rq.shift);
     pad4(out);
     Ok(())
@@ -66,7 +107,9 @@ fn put_requant(out: &mut Vec<u8>, rq: &RequantParams, zp_in: i8, column_sums: &[
 
 /// Column sums of a `[k x n]` matrix given by `w(k, n)`.
 fn column_sums(k: usize, n: usize, w: &impl Fn(usize, usize) -> i8) -> Vec<i64> {
-    (0..n).map(|nn| (0..k).map(|kk| w(kk, nn) as i64).sum()).collect()
+    (0..n)
+        .map(|nn| (0..k).map(|kk| w(kk, nn) as i64).sum())
+        .collect()
 }
 
 fn put_packed(out: &mut Vec<u8>, k: usize, n: usize, w: impl Fn(usize, usize) -> i8) {
@@ -96,16 +139,32 @@ fn pad4(out: &mut Vec<u8>) {
 fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
     let mut b = Vec::new();
     let t = match op {
-        QuantOp::Linear { k, n, zp_in, requant, weights } => {
+        QuantOp::Linear {
+            k,
+            n,
+            zp_in,
+            requant,
+            weights,
+        } => {
             b.extend_from_slice(&(*k as u32).to_le_bytes());
             b.extend_from_slice(&(*n as u32).to_le_bytes());
-            b.extend_from_slice(&[*zp_in as u8, requant.zp_out as u8, requant.min as u8, requant.max as u8]);
+            b.extend_from_slice(&[
+                *zp_in as u8,
+                requant.zp_out as u8,
+                requant.min as u8,
+                requant.max as u8,
+            ]);
             let w = |kk: usize, nn: usize| weights[kk * n + nn];
             put_requant(&mut b, requant, *zp_in, &[column_sums(*k, *n, &w)])?;
             put_packed(&mut b, *k, *n, w);
             tag::LINEAR
         }
-        QuantOp::Conv2d { geometry: g, zp_in, requant, weights } => {
+        QuantOp::Conv2d {
+            geometry: g,
+            zp_in,
+            requant,
+            weights,
+        } => {
             put_geometry(&mut b, g, *zp_in, requant);
             // Reduction index k = (ky * kw + kx) * cin + ci.
             let w = |k: usize, co: usize| {
@@ -118,7 +177,12 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             put_packed(&mut b, k, g.cout, w);
             tag::CONV2D
         }
-        QuantOp::ConvTranspose2d { geometry: g, zp_in, requant, weights } => {
+        QuantOp::ConvTranspose2d {
+            geometry: g,
+            zp_in,
+            requant,
+            weights,
+        } => {
             put_geometry(&mut b, g, *zp_in, requant);
             // Phase (ry, rx), reduction index k = (t * tx + u) * cin + ci <-> kernel tap
             // (ry + t * stride, rx + u * stride).
@@ -130,10 +194,13 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
                     weights[((ci * g.cout + co) * g.kh + ky) * g.kw + kx]
                 }
             };
-            let phases: Vec<(usize, usize)> =
-                (0..g.stride).flat_map(|ry| (0..g.stride).map(move |rx| (ry, rx))).collect();
-            let sums: Vec<Vec<i64>> =
-                phases.iter().map(|&(ry, rx)| column_sums(g.phase_k(ry, rx), g.cout, &phase(ry, rx))).collect();
+            let phases: Vec<(usize, usize)> = (0..g.stride)
+                .flat_map(|ry| (0..g.stride).map(move |rx| (ry, rx)))
+                .collect();
+            let sums: Vec<Vec<i64>> = phases
+                .iter()
+                .map(|&(ry, rx)| column_sums(g.phase_k(ry, rx), g.cout, &phase(ry, rx)))
+                .collect();
             put_requant(&mut b, requant, *zp_in, &sums)?;
             for &(ry, rx) in &phases {
                 put_packed(&mut b, g.phase_k(ry, rx), g.cout, phase(ry, rx));
@@ -144,11 +211,17 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             b.extend_from_slice(table);
             tag::LUT
         }
-        QuantOp::Reshape { c, h, w } | QuantOp::Flatten { c, h, w } | QuantOp::Upsample { c, h, w, .. } => {
+        QuantOp::Reshape { c, h, w }
+        | QuantOp::Flatten { c, h, w }
+        | QuantOp::Upsample { c, h, w, .. } => {
             for d in [*c, *h, *w] {
                 put_u16(&mut b, d);
             }
-            let factor = if let QuantOp::Upsample { factor, .. } = op { *factor } else { 0 };
+            let factor = if let QuantOp::Upsample { factor, .. } = op {
+                *factor
+            } else {
+                0
+            };
             put_u16(&mut b, factor);
             match op {
                 QuantOp::Reshape { .. } => tag::RESHAPE,

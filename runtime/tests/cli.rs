@@ -7,12 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn pocketgan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pocketgan")).args(args).output().expect("pocketgan runs")
+    Command::new(env!("CARGO_BIN_EXE_pocketgan"))
+        .args(args)
+        .output()
+        .expect("pocketgan runs")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = pocketgan(args);
-    assert!(out.status.success(), "pocketgan {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pocketgan {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -26,7 +33,11 @@ fn workdir(test: &str) -> (PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("pocketgan-cli-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let onnx = dir.join("g.onnx");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/generator_tiny.onnx"), &onnx).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/generator_tiny.onnx"),
+        &onnx,
+    )
+    .unwrap();
     (dir, onnx.to_string_lossy().into_owned())
 }
 
@@ -37,13 +48,36 @@ fn quantize_inspect_generate() {
     let report = ok(&["quantize", &onnx, "--calib", "32", "--out", &p("g.pgq")]);
     assert!(report.contains("output PSNR vs float"), "{report}");
     let inspect = ok(&["inspect", &p("g.pgq")]);
-    assert!(inspect.contains("ConvTranspose2d") && inspect.contains("arena:"), "{inspect}");
+    assert!(
+        inspect.contains("ConvTranspose2d") && inspect.contains("arena:"),
+        "{inspect}"
+    );
 
     // The same latents through both engines, raw outputs compared.
     let z = pocketgan_runtime::quantize::latents(5, 6, 16);
     std::fs::write(p("z.npy"), npy::encode(&[6, 16], &z)).unwrap();
-    ok(&["generate", &p("g.pgq"), "--latents", &p("z.npy"), "--save-npy", &p("int8.npy"), "--out", &p("int8.png")]);
-    ok(&["generate", &onnx, "--engine", "tract", "--latents", &p("z.npy"), "--save-npy", &p("f32.npy"), "--out", &p("f32.png")]);
+    ok(&[
+        "generate",
+        &p("g.pgq"),
+        "--latents",
+        &p("z.npy"),
+        "--save-npy",
+        &p("int8.npy"),
+        "--out",
+        &p("int8.png"),
+    ]);
+    ok(&[
+        "generate",
+        &onnx,
+        "--engine",
+        "tract",
+        "--latents",
+        &p("z.npy"),
+        "--save-npy",
+        &p("f32.npy"),
+        "--out",
+        &p("f32.png"),
+    ]);
     let a = npy::parse(&std::fs::read(p("int8.npy")).unwrap()).unwrap();
     let b = npy::parse(&std::fs::read(p("f32.npy")).unwrap()).unwrap();
     assert_eq!(a.shape, [6, 1, 28, 28]);
@@ -52,10 +86,26 @@ fn quantize_inspect_generate() {
     let grid = image::open(p("int8.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (3 * 30 + 2, 2 * 30 + 2));
 
-    ok(&["generate", &p("g.pgq"), "--interpolate", "5", "--out", &p("walk.gif")]);
+    ok(&[
+        "generate",
+        &p("g.pgq"),
+        "--interpolate",
+        "5",
+        "--out",
+        &p("walk.gif"),
+    ]);
     let gif = std::fs::read(p("walk.gif")).unwrap();
     assert!(gif.starts_with(b"GIF89a"));
-    ok(&["generate", &p("g.pgq"), "--n", "4", "--isa", "scalar", "--out", &p("scalar.png")]);
+    ok(&[
+        "generate",
+        &p("g.pgq"),
+        "--n",
+        "4",
+        "--isa",
+        "scalar",
+        "--out",
+        &p("scalar.png"),
+    ]);
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -68,7 +118,9 @@ fn bad_input_gives_clear_errors() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x10;
     std::fs::write(p("flipped.pgq"), &bytes).unwrap();
-    assert!(fail(&["generate", &p("flipped.pgq"), "--out", &p("x.png")]).contains("checksum mismatch"));
+    assert!(
+        fail(&["generate", &p("flipped.pgq"), "--out", &p("x.png")]).contains("checksum mismatch")
+    );
     std::fs::write(p("cut.pgq"), &bytes[..100]).unwrap();
     assert!(fail(&["inspect", &p("cut.pgq")]).contains("truncated"));
     std::fs::write(p("cut.onnx"), &std::fs::read(&onnx).unwrap()[..1000]).unwrap();

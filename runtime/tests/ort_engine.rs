@@ -34,12 +34,19 @@ fn ort_matches_tract() -> Result {
         let b = tract.generate(&z, n)?;
         assert_eq!(a.len(), n * c * h * w);
         assert_eq!(a.len(), b.len());
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         assert!(diff < 1e-4, "batch {n}: max |ort - tract| = {diff}");
         assert!(a.iter().all(|v| v.is_finite()));
     }
     // Wrong latent count is an error, not a panic.
-    assert!(matches!(ort.generate(&[0.0; 3], 1), Err(EngineError::Latents { .. })));
+    assert!(matches!(
+        ort.generate(&[0.0; 3], 1),
+        Err(EngineError::Latents { .. })
+    ));
     Ok(())
 }
 
@@ -48,7 +55,10 @@ fn missing_library_is_a_clear_error() {
     let err = resolve_library(Some("/nonexistent/libonnxruntime.so")).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, EngineError::Ort(_)));
-    assert!(message.contains(DYLIB_ENV) && message.contains("/nonexistent/libonnxruntime.so"), "{message}");
+    assert!(
+        message.contains(DYLIB_ENV) && message.contains("/nonexistent/libonnxruntime.so"),
+        "{message}"
+    );
     assert!(message.contains("pip install onnxruntime"), "{message}");
 }
 
@@ -56,7 +66,11 @@ fn missing_library_is_a_clear_error() {
 fn library_found_in_a_directory() -> Result {
     let dir = std::env::temp_dir().join(format!("pocketgan-ort-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    for name in ["libonnxruntime_providers_shared.so", "libonnxruntime.so.1.32.0", "onnxruntime_pybind11_state.so"] {
+    for name in [
+        "libonnxruntime_providers_shared.so",
+        "libonnxruntime.so.1.32.0",
+        "onnxruntime_pybind11_state.so",
+    ] {
         std::fs::write(dir.join(name), b"")?;
     }
     let found = resolve_library(dir.to_str());
@@ -77,7 +91,10 @@ fn cli_reports_bad_library() -> Result {
     let out_png = std::env::temp_dir().join(format!("pocketgan-ort-{}.png", std::process::id()));
     let fixture = fixture();
     // A path that does not exist, and a file that is not a shared library.
-    for library in [PathBuf::from("/nonexistent/libonnxruntime.so"), fixture.clone()] {
+    for library in [
+        PathBuf::from("/nonexistent/libonnxruntime.so"),
+        fixture.clone(),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_pocketgan"))
             .arg("generate")
             .arg(&fixture)
@@ -86,7 +103,12 @@ fn cli_reports_bad_library() -> Result {
             .env(DYLIB_ENV, &library)
             .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{} worked with {}", env!("CARGO_BIN_EXE_pocketgan"), library.display());
+        assert!(
+            !out.status.success(),
+            "{} worked with {}",
+            env!("CARGO_BIN_EXE_pocketgan"),
+            library.display()
+        );
         assert!(stderr.contains(DYLIB_ENV), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!out_png.exists());

@@ -9,17 +9,26 @@ use pocketgan_runtime::quantize::{latents, psnr_db, quantize, QuantizeOptions};
 use std::path::{Path, PathBuf};
 
 fn fixture() -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/generator_tiny.onnx")).unwrap()
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/generator_tiny.onnx"))
+        .unwrap()
 }
 
 fn options() -> QuantizeOptions {
-    QuantizeOptions { calib: 64, eval: 16, ..Default::default() }
+    QuantizeOptions {
+        calib: 64,
+        eval: 16,
+        ..Default::default()
+    }
 }
 
 /// Int8 vs tract PSNR at several batch sizes, and every kernel family byte-identical.
 fn check_quantized(onnx: &[u8], min_psnr: f64) -> Vec<u8> {
     let (pgq, report) = quantize(onnx, &options()).unwrap();
-    assert!(report.psnr_db >= min_psnr, "quantizer's own PSNR {:.1} dB", report.psnr_db);
+    assert!(
+        report.psnr_db >= min_psnr,
+        "quantizer's own PSNR {:.1} dB",
+        report.psnr_db
+    );
     let model = Model::parse(&pgq).unwrap();
     let mut g = Graph::from_onnx_bytes(onnx).unwrap();
     g.simplify().unwrap();
@@ -33,10 +42,20 @@ fn check_quantized(onnx: &[u8], min_psnr: f64) -> Vec<u8> {
             outputs.push((isa, e.generate_quantized(&z, n).unwrap().to_vec()));
             let images = e.generate(&z, n).unwrap();
             let psnr = psnr_db(&float, &images);
-            assert!(psnr >= min_psnr, "batch {n} {}: PSNR {psnr:.1} dB", isa.name());
+            assert!(
+                psnr >= min_psnr,
+                "batch {n} {}: PSNR {psnr:.1} dB",
+                isa.name()
+            );
         }
         for (isa, out) in &outputs[1..] {
-            assert_eq!(out, &outputs[0].1, "{} differs from {}", isa.name(), outputs[0].0.name());
+            assert_eq!(
+                out,
+                &outputs[0].1,
+                "{} differs from {}",
+                isa.name(),
+                outputs[0].0.name()
+            );
         }
     }
     pgq
@@ -51,8 +70,15 @@ fn python_generators() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pocketgan-torch-style-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_style_generators.py");
-    let status = std::process::Command::new("python3").arg(script).arg(&dir).status().expect("python3 runs");
-    assert!(status.success(), "torch_style_generators.py failed (needs python3 with onnx and numpy)");
+    let status = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&dir)
+        .status()
+        .expect("python3 runs");
+    assert!(
+        status.success(),
+        "torch_style_generators.py failed (needs python3 with onnx and numpy)"
+    );
     dir
 }
 
@@ -64,7 +90,10 @@ fn pytorch_style_generators_quantize_and_run() {
     for name in ["dcgan_4d.onnx", "gemm_first.onnx"] {
         let onnx = std::fs::read(dir.join(name)).unwrap();
         let g = Graph::from_onnx_bytes(&onnx).unwrap();
-        assert!(g.layers.iter().any(|l| l.op.name() == "BatchNorm"), "{name} has BatchNorm to fold");
+        assert!(
+            g.layers.iter().any(|l| l.op.name() == "BatchNorm"),
+            "{name} has BatchNorm to fold"
+        );
         check_quantized(&onnx, 30.0);
     }
     std::fs::remove_dir_all(dir).ok();
@@ -75,7 +104,9 @@ fn unsupported_operators_are_listed() {
     // Swap the Tanh node's op type for two operators the importer does not know.
     use tract_onnx::pb;
     use tract_onnx::prelude::Framework;
-    let mut proto: pb::ModelProto = tract_onnx::onnx().proto_model_for_read(&mut std::io::Cursor::new(fixture())).unwrap();
+    let mut proto: pb::ModelProto = tract_onnx::onnx()
+        .proto_model_for_read(&mut std::io::Cursor::new(fixture()))
+        .unwrap();
     let graph = proto.graph.as_mut().unwrap();
     let n = graph.node.len();
     graph.node[n - 1].op_type = "Softplus".into();
@@ -92,7 +123,10 @@ fn unsupported_operators_are_listed() {
 fn corrupt_pgq_files_give_errors_not_panics() {
     let (pgq, _) = quantize(&fixture(), &options()).unwrap();
     for cut in (0..pgq.len()).step_by(7).chain([pgq.len() - 1]) {
-        assert!(Model::parse(&pgq[..cut]).is_err(), "truncated to {cut} bytes");
+        assert!(
+            Model::parse(&pgq[..cut]).is_err(),
+            "truncated to {cut} bytes"
+        );
     }
     let mut rng = 0x9e3779b97f4a7c15u64;
     let mut parsed_after_fix = 0;
@@ -101,7 +135,11 @@ fn corrupt_pgq_files_give_errors_not_panics() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         // The header and op headers are dense in the first bytes: test them all, then sample.
-        let at = if i < 512 { i } else { (rng as usize) % pgq.len() };
+        let at = if i < 512 {
+            i
+        } else {
+            (rng as usize) % pgq.len()
+        };
         let mut bad = pgq.clone();
         bad[at] ^= 1 << (rng % 8);
         assert!(Model::parse(&bad).is_err(), "bit flip at {at} not detected");
@@ -118,18 +156,30 @@ fn corrupt_pgq_files_give_errors_not_panics() {
     }
     // Most weight-byte flips are legal models; bounds checks refuse the rest.
     assert!(parsed_after_fix > 0);
-    assert!(matches!(Model::parse(b"PGQ\x1a"), Err(FormatError::Truncated { .. })));
-    assert!(matches!(Model::parse(b"\x89PNG\r\n\x1a\n"), Err(FormatError::BadMagic)));
+    assert!(matches!(
+        Model::parse(b"PGQ\x1a"),
+        Err(FormatError::Truncated { .. })
+    ));
+    assert!(matches!(
+        Model::parse(b"\x89PNG\r\n\x1a\n"),
+        Err(FormatError::BadMagic)
+    ));
     let mut longer = pgq.clone();
     longer.push(0);
-    assert!(matches!(Model::parse(&longer), Err(FormatError::LengthMismatch { .. })));
+    assert!(matches!(
+        Model::parse(&longer),
+        Err(FormatError::LengthMismatch { .. })
+    ));
 }
 
 #[test]
 fn corrupt_onnx_files_give_errors_not_panics() {
     let onnx = fixture();
     for cut in (0..onnx.len()).step_by(97) {
-        assert!(quantize(&onnx[..cut], &options()).is_err(), "truncated to {cut} bytes");
+        assert!(
+            quantize(&onnx[..cut], &options()).is_err(),
+            "truncated to {cut} bytes"
+        );
     }
     let mut rng = 12345u64;
     for _ in 0..60 {

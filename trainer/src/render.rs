@@ -9,9 +9,11 @@ use crate::data::SampleKind;
 /// Lay out `samples` (`[N, C, H, W]` in `[-1, 1]`) as a grid (toy points as a scatter plot).
 pub fn sample_grid(samples: &[f32], kind: SampleKind) -> RgbImage {
     match kind {
-        SampleKind::Image { channels, height, width } => {
-            pocketgan_runtime::picture::image_grid(samples, (channels, height, width))
-        }
+        SampleKind::Image {
+            channels,
+            height,
+            width,
+        } => pocketgan_runtime::picture::image_grid(samples, (channels, height, width)),
         SampleKind::Points { .. } => scatter(samples, &[]),
     }
 }

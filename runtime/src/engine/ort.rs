@@ -31,15 +31,26 @@ fn how_to_fix() -> String {
 /// Is `name` the main onnxruntime library (`libonnxruntime.so`, `libonnxruntime.so.1.32.0`,
 /// `libonnxruntime.1.32.0.dylib`, `onnxruntime.dll`), not one of its provider libraries?
 fn is_onnxruntime_library(name: &str) -> bool {
-    let plain = format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let plain = format!(
+        "{}onnxruntime{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
     if name == plain {
         return true;
     }
-    let version = |s: &str| !s.is_empty() && s.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let version = |s: &str| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
     if let Some(rest) = name.strip_prefix("libonnxruntime.so.") {
         return version(rest);
     }
-    if let Some(rest) = name.strip_prefix("libonnxruntime.").and_then(|r| r.strip_suffix(".dylib")) {
+    if let Some(rest) = name
+        .strip_prefix("libonnxruntime.")
+        .and_then(|r| r.strip_suffix(".dylib"))
+    {
         return version(rest);
     }
     false
@@ -51,7 +62,12 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
         .ok()?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(is_onnxruntime_library))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_onnxruntime_library)
+        })
         .collect();
     found.sort_by_key(|p| p.file_name().map_or(0, |n| n.len()));
     found.into_iter().next()
@@ -64,7 +80,11 @@ fn python_onnxruntime_dir() -> Option<PathBuf> {
                           s = u.find_spec('onnxruntime')\n\
                           print(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')";
     for python in ["python3", "python"] {
-        let Ok(out) = std::process::Command::new(python).args(["-c", SCRIPT]).stderr(std::process::Stdio::null()).output() else {
+        let Ok(out) = std::process::Command::new(python)
+            .args(["-c", SCRIPT])
+            .stderr(std::process::Stdio::null())
+            .output()
+        else {
             continue;
         };
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -87,30 +107,47 @@ pub fn resolve_library(env: Option<&str>) -> Result<PathBuf, EngineError> {
         }
         if path.is_dir() {
             return library_in(&path).ok_or_else(|| {
-                EngineError::Ort(format!("{DYLIB_ENV}={value} is a directory without an onnxruntime library; {}", how_to_fix()))
+                EngineError::Ort(format!(
+                    "{DYLIB_ENV}={value} is a directory without an onnxruntime library; {}",
+                    how_to_fix()
+                ))
             });
         }
-        return Err(EngineError::Ort(format!("{DYLIB_ENV}={value}: no such file; {}", how_to_fix())));
+        return Err(EngineError::Ort(format!(
+            "{DYLIB_ENV}={value}: no such file; {}",
+            how_to_fix()
+        )));
     }
     if let Some(dir) = python_onnxruntime_dir() {
         if let Some(lib) = library_in(&dir.join("capi")).or_else(|| library_in(&dir)) {
             return Ok(lib);
         }
     }
-    Err(EngineError::Ort(format!("cannot find the onnxruntime shared library; {}", how_to_fix())))
+    Err(EngineError::Ort(format!(
+        "cannot find the onnxruntime shared library; {}",
+        how_to_fix()
+    )))
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// The loader's message, with the system's reason when `dlopen` failed (libloading keeps it in `source()`).
 fn load_error(e: &::ort::LoadDynamicError) -> String {
     match e {
         ::ort::LoadDynamicError::Dlopen { error, path } => {
-            let reason = std::error::Error::source(error).map_or_else(|| error.to_string(), |s| s.to_string());
+            let reason = std::error::Error::source(error)
+                .map_or_else(|| error.to_string(), |s| s.to_string());
             let shown = path.display().to_string();
-            if reason.starts_with(&shown) { format!("cannot load {reason}") } else { format!("cannot load {shown}: {reason}") }
+            if reason.starts_with(&shown) {
+                format!("cannot load {reason}")
+            } else {
+                format!("cannot load {shown}: {reason}")
+            }
         }
         e => e.to_string(),
     }
@@ -127,14 +164,26 @@ fn environment() -> Result<&'static Environment, EngineError> {
         })?;
         let shown = path.display().to_string();
         let build = || -> Result<Environment, String> {
-            let builder = ::ort::init_from(&path).map_err(|e| format!("{}; {}", load_error(&e), how_to_fix()))?;
-            builder.with_name("pocketgan").with_telemetry(false).build().map_err(|e| format!("cannot start onnxruntime from {shown}: {e}"))
+            let builder = ::ort::init_from(&path)
+                .map_err(|e| format!("{}; {}", load_error(&e), how_to_fix()))?;
+            builder
+                .with_name("pocketgan")
+                .with_telemetry(false)
+                .build()
+                .map_err(|e| format!("cannot start onnxruntime from {shown}: {e}"))
         };
         // The loader panics on some broken libraries (a null API table, for example).
-        catch_unwind(AssertUnwindSafe(build))
-            .unwrap_or_else(|p| Err(format!("loading {shown} failed: {}; {}", panic_message(&*p), how_to_fix())))
+        catch_unwind(AssertUnwindSafe(build)).unwrap_or_else(|p| {
+            Err(format!(
+                "loading {shown} failed: {}; {}",
+                panic_message(&*p),
+                how_to_fix()
+            ))
+        })
     };
-    ENV.get_or_init(init).as_ref().map_err(|m| EngineError::Ort(m.clone()))
+    ENV.get_or_init(init)
+        .as_ref()
+        .map_err(|m| EngineError::Ort(m.clone()))
 }
 
 /// Float inference through onnxruntime's CPU provider.
@@ -149,16 +198,45 @@ pub struct OrtEngine {
 impl OrtEngine {
     /// Loads an ONNX generator whose first input is `[N, latent]` and first output `[N, C, H, W]`,
     /// running each operator on `threads` threads (0: onnxruntime's default).
-    pub fn new(onnx: &[u8], latent: usize, image: (usize, usize, usize), threads: usize) -> Result<OrtEngine, EngineError> {
+    pub fn new(
+        onnx: &[u8],
+        latent: usize,
+        image: (usize, usize, usize),
+        threads: usize,
+    ) -> Result<OrtEngine, EngineError> {
         let env = environment()?;
         let session = catch_unwind(AssertUnwindSafe(|| -> Result<Session, EngineError> {
-            let mut builder = Session::builder(env).map_err(ort_err)?.with_intra_threads(threads).map_err(ort_err)?;
+            let mut builder = Session::builder(env)
+                .map_err(ort_err)?
+                .with_intra_threads(threads)
+                .map_err(ort_err)?;
             builder.commit_from_memory(onnx).map_err(ort_err)
         }))
-        .unwrap_or_else(|p| Err(EngineError::Ort(format!("creating the session panicked: {}", panic_message(&*p)))))?;
-        let input = session.inputs().first().ok_or_else(|| EngineError::Ort("the model has no input".into()))?.name().to_string();
-        let output = session.outputs().first().ok_or_else(|| EngineError::Ort("the model has no output".into()))?.name().to_string();
-        Ok(OrtEngine { session, input, output, latent, image })
+        .unwrap_or_else(|p| {
+            Err(EngineError::Ort(format!(
+                "creating the session panicked: {}",
+                panic_message(&*p)
+            )))
+        })?;
+        let input = session
+            .inputs()
+            .first()
+            .ok_or_else(|| EngineError::Ort("the model has no input".into()))?
+            .name()
+            .to_string();
+        let output = session
+            .outputs()
+            .first()
+            .ok_or_else(|| EngineError::Ort("the model has no output".into()))?
+            .name()
+            .to_string();
+        Ok(OrtEngine {
+            session,
+            input,
+            output,
+            latent,
+            image,
+        })
     }
 }
 
@@ -175,12 +253,20 @@ impl Engine for OrtEngine {
     fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError> {
         check_latents(z, n, self.latent)?;
         let tensor = TensorRef::from_array_view(([n, self.latent], z)).map_err(ort_err)?;
-        let outputs = self.session.run(::ort::inputs![self.input.as_str() => tensor]).map_err(ort_err)?;
-        let value = outputs.get(&self.output).ok_or_else(|| EngineError::Ort(format!("no output {:?}", self.output)))?;
+        let outputs = self
+            .session
+            .run(::ort::inputs![self.input.as_str() => tensor])
+            .map_err(ort_err)?;
+        let value = outputs
+            .get(&self.output)
+            .ok_or_else(|| EngineError::Ort(format!("no output {:?}", self.output)))?;
         let (shape, data) = value.try_extract_tensor::<f32>().map_err(ort_err)?;
         let (c, h, w) = self.image;
         if data.len() != n * c * h * w {
-            return Err(EngineError::Ort(format!("output {:?} has shape {:?}; expected [{n}, {c}, {h}, {w}]", self.output, shape)));
+            return Err(EngineError::Ort(format!(
+                "output {:?} has shape {:?}; expected [{n}, {c}, {h}, {w}]",
+                self.output, shape
+            )));
         }
         Ok(data.to_vec())
     }

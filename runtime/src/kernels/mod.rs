@@ -118,7 +118,9 @@ impl<'a> I32s<'a> {
         I32s(&self.0[4 * start..4 * (start + len)])
     }
     pub fn iter(&self) -> impl Iterator<Item = i32> + 'a {
-        self.0.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.0
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -148,7 +150,15 @@ pub struct Requant<'a> {
 impl Requant<'_> {
     #[inline]
     pub fn apply(&self, acc: i32, n: usize) -> i8 {
-        requantize(acc, self.bias.get(n), self.mult.get(n), self.shift[n], self.zp_out, self.min, self.max)
+        requantize(
+            acc,
+            self.bias.get(n),
+            self.mult.get(n),
+            self.shift[n],
+            self.zp_out,
+            self.min,
+            self.max,
+        )
     }
 }
 
@@ -208,7 +218,12 @@ impl Isa {
 
     /// The fastest available kernel.
     pub fn detect() -> Isa {
-        ALL_ISAS.iter().rev().copied().find(|i| i.is_available()).unwrap_or(Isa::Scalar)
+        ALL_ISAS
+            .iter()
+            .rev()
+            .copied()
+            .find(|i| i.is_available())
+            .unwrap_or(Isa::Scalar)
     }
 
     /// Every kernel this CPU can run, slowest first.
@@ -228,8 +243,18 @@ pub const ALL_ISAS: [Isa; 5] = [
 
 /// `out[r][n] = requant(sum_k a[r][k] * w[k][n])` for `rows` rows of `a` (row stride `w.kp()`),
 /// `out` row stride `w.n()`. An unavailable `isa` falls back to the scalar kernel.
-pub fn gemm_requant(isa: Isa, a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
-    assert!(a.len() >= rows * w.kp() && out.len() >= rows * w.n(), "gemm tile sizes");
+pub fn gemm_requant(
+    isa: Isa,
+    a: &[i8],
+    rows: usize,
+    w: PackedWeights,
+    rq: &Requant,
+    out: &mut [i8],
+) {
+    assert!(
+        a.len() >= rows * w.kp() && out.len() >= rows * w.n(),
+        "gemm tile sizes"
+    );
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() => unsafe { x86::gemm_avx2(a, rows, w, rq, out) },
@@ -349,11 +374,23 @@ mod tests {
             max: 127,
         };
         let mut out = vec![0i8; 2 * n];
-        scalar::gemm(&a, 2, PackedWeights::new(&packed, k, n).unwrap(), &rq, &mut out);
+        scalar::gemm(
+            &a,
+            2,
+            PackedWeights::new(&packed, k, n).unwrap(),
+            &rq,
+            &mut out,
+        );
         for r in 0..2 {
             for c in 0..n {
-                let acc: i32 = (0..k).map(|kk| a[r * padded_k(k) + kk] as i32 * w[kk * n + c] as i32).sum();
-                assert_eq!(out[r * n + c] as i32, acc.clamp(-128, 127), "row {r} col {c}");
+                let acc: i32 = (0..k)
+                    .map(|kk| a[r * padded_k(k) + kk] as i32 * w[kk * n + c] as i32)
+                    .sum();
+                assert_eq!(
+                    out[r * n + c] as i32,
+                    acc.clamp(-128, 127),
+                    "row {r} col {c}"
+                );
             }
         }
     }
@@ -365,6 +402,9 @@ mod tests {
         assert_eq!(requantize(-3, 0, half, 31, 0, -128, 127), -1); // -1.5 -> -1
         assert_eq!(requantize(1000, 0, half, 31, 10, -128, 127), 127);
         assert_eq!(requantize(-1000, 0, half, 31, 0, -20, 127), -20);
-        assert_eq!(requantize(i32::MAX - MAX_BIAS, MAX_BIAS, i32::MAX, 1, 0, -128, 127), 127);
+        assert_eq!(
+            requantize(i32::MAX - MAX_BIAS, MAX_BIAS, i32::MAX, 1, 0, -128, 127),
+            127
+        );
     }
 }

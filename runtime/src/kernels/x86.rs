@@ -32,7 +32,9 @@ const NARROW: usize = 4;
 #[target_feature(enable = "avx2")]
 pub unsafe fn gemm_avx2(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
     let (kp, n) = (w.kp(), w.n());
-    assert!(a.len() >= rows * kp && out.len() >= rows * n && w.data().len() >= kp * n.div_ceil(NR) * NR);
+    assert!(
+        a.len() >= rows * kp && out.len() >= rows * n && w.data().len() >= kp * n.div_ceil(NR) * NR
+    );
     if n <= NARROW && kp <= KC {
         return gemm_narrow(a, rows, w, rq, out);
     }
@@ -49,7 +51,10 @@ pub unsafe fn gemm_avx2(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, o
         }
         for half in 0..n.div_ceil(NC) {
             // Byte offset of this half's first group inside the packed data.
-            let panel = w.data().as_ptr().add((half / 2) * kp * NR + (half % 2) * NC * KR);
+            let panel = w
+                .data()
+                .as_ptr()
+                .add((half / 2) * kp * NR + (half % 2) * NC * KR);
             let mut acc = [[0i32; NC]; MR];
             // SAFETY (all arms): `m` rows of `kp` bytes from `ar` are inside `a`, the panel holds
             // `kp / KR` groups (asserted above), `buf` holds `MR * KC` values.
@@ -70,7 +75,11 @@ pub unsafe fn gemm_avx2(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, o
                 if cols == NC {
                     (dst as *mut u64).write_unaligned(y);
                 } else {
-                    core::ptr::copy_nonoverlapping(y.to_le_bytes().as_ptr() as *const i8, dst, cols);
+                    core::ptr::copy_nonoverlapping(
+                        y.to_le_bytes().as_ptr() as *const i8,
+                        dst,
+                        cols,
+                    );
                 }
             }
         }
@@ -182,7 +191,8 @@ impl RequantX8 {
         let (mut bias, mut mult) = ([0i32; NC], [0i32; NC]);
         let mut shift = [1u8; NC];
         for j in 0..cols {
-            (bias[j], mult[j], shift[j]) = (rq.bias.get(n0 + j), rq.mult.get(n0 + j), rq.shift[n0 + j]);
+            (bias[j], mult[j], shift[j]) =
+                (rq.bias.get(n0 + j), rq.mult.get(n0 + j), rq.shift[n0 + j]);
         }
         let v8 = |x: &[i32; NC]| _mm256_loadu_si256(x.as_ptr() as *const __m256i);
         Self::from_vectors(rq, v8(&bias), v8(&mult), shift)
@@ -192,7 +202,10 @@ impl RequantX8 {
     /// (little-endian i32, as x86 is), which matters when a GEMM has one row (batch-1 Linear).
     #[target_feature(enable = "avx2")]
     unsafe fn full(rq: &Requant, n0: usize) -> Self {
-        let (b, m) = (&rq.bias.0[4 * n0..4 * (n0 + NC)], &rq.mult.0[4 * n0..4 * (n0 + NC)]);
+        let (b, m) = (
+            &rq.bias.0[4 * n0..4 * (n0 + NC)],
+            &rq.mult.0[4 * n0..4 * (n0 + NC)],
+        );
         let shift: [u8; NC] = rq.shift[n0..n0 + NC].try_into().expect("8 shifts");
         let load = |x: &[u8]| _mm256_loadu_si256(x.as_ptr() as *const __m256i);
         Self::from_vectors(rq, load(b), load(m), shift)
@@ -316,26 +329,45 @@ mod tests {
             s = s.wrapping_mul(1664525).wrapping_add(1013904223);
             (s >> 8) as i32
         };
-        for (rows, k, n) in [(7, 2 * KC + 36, 19), (3, KC + 4, 3), (13, KC, 2), (8, 4 * KC + 12, 1)] {
+        for (rows, k, n) in [
+            (7, 2 * KC + 36, 19),
+            (3, KC + 4, 3),
+            (13, KC, 2),
+            (8, 4 * KC + 12, 1),
+        ] {
             let kp = super::super::padded_k(k);
             let a: Vec<i8> = (0..rows * kp).map(|_| next() as i8).collect();
-            let wv: Vec<i8> = (0..k * n).map(|_| (next().rem_euclid(255) - 127) as i8).collect();
+            let wv: Vec<i8> = (0..k * n)
+                .map(|_| (next().rem_euclid(255) - 127) as i8)
+                .collect();
             let mut packed = vec![0i8; packed_len(k, n)];
             pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
             let w = PackedWeights::new(&packed, k, n).unwrap();
             let bias: Vec<u8> = (0..n).flat_map(|_| (next() % 4096).to_le_bytes()).collect();
-            let mult: Vec<u8> = (0..n).flat_map(|_| ((1 << 30) + next() % (1 << 29)).to_le_bytes()).collect();
+            let mult: Vec<u8> = (0..n)
+                .flat_map(|_| ((1 << 30) + next() % (1 << 29)).to_le_bytes())
+                .collect();
             // Scales the accumulators (deviation about 5300 * sqrt(k)) into the int8 range.
             let fit = 31 + (5300.0 * (k as f64).sqrt() / 64.0).log2().ceil() as u8;
             let shift: Vec<u8> = (0..n).map(|_| fit - 1 + (next() % 3) as u8).collect();
-            let rq = Requant { bias: I32s::new(&bias).unwrap(), mult: I32s::new(&mult).unwrap(), shift: &shift, zp_out: 5, min: -128, max: 127 };
+            let rq = Requant {
+                bias: I32s::new(&bias).unwrap(),
+                mult: I32s::new(&mult).unwrap(),
+                shift: &shift,
+                zp_out: 5,
+                min: -128,
+                max: 127,
+            };
             let mut want = vec![0i8; rows * n];
             scalar::gemm(&a, rows, w, &rq, &mut want);
             let mut got = vec![0i8; rows * n];
             gemm_requant(Isa::Avx2, &a, rows, w, &rq, &mut got);
             assert_eq!(got, want, "rows {rows} k {k} n {n}");
             // Saturating outputs are in range too.
-            assert!(want.iter().any(|&v| v != 127 && v != -128), "test scale keeps outputs in range");
+            assert!(
+                want.iter().any(|&v| v != 127 && v != -128),
+                "test scale keeps outputs in range"
+            );
         }
     }
 
@@ -345,25 +377,77 @@ mod tests {
         if !Isa::Avx2.is_available() {
             return;
         }
-        let accs = [0, 1, -1, 2, -2, 12345, -12345, i32::MAX - super::super::MAX_BIAS, -(1 << 30) - 1, 1 << 29];
-        let biases = [0, super::super::MAX_BIAS, -super::super::MAX_BIAS, 77, -77, 1, -1, 3];
-        let mults = [1, 2, i32::MAX, 1 << 30, (1 << 30) + 12345, 3, 1 << 20, 999_999_999];
+        let accs = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            12345,
+            -12345,
+            i32::MAX - super::super::MAX_BIAS,
+            -(1 << 30) - 1,
+            1 << 29,
+        ];
+        let biases = [
+            0,
+            super::super::MAX_BIAS,
+            -super::super::MAX_BIAS,
+            77,
+            -77,
+            1,
+            -1,
+            3,
+        ];
+        let mults = [
+            1,
+            2,
+            i32::MAX,
+            1 << 30,
+            (1 << 30) + 12345,
+            3,
+            1 << 20,
+            999_999_999,
+        ];
         let shifts = [1u8, 2, 31, 32, 33, 40, 61, super::super::MAX_SHIFT];
-        for (zp, min, max) in [(0i8, -128i8, 127i8), (-7, -7, 127), (100, -128, 120), (-128, -128, -128), (127, 0, 127)] {
+        for (zp, min, max) in [
+            (0i8, -128i8, 127i8),
+            (-7, -7, 127),
+            (100, -128, 120),
+            (-128, -128, -128),
+            (127, 0, 127),
+        ] {
             for rot in 0..8 {
                 let idx = |j: usize| (j + rot) % 8;
                 let bias: Vec<u8> = (0..8).flat_map(|j| biases[idx(j)].to_le_bytes()).collect();
-                let mult: Vec<u8> = (0..8).flat_map(|j| mults[(idx(j) * 3) % 8].to_le_bytes()).collect();
+                let mult: Vec<u8> = (0..8)
+                    .flat_map(|j| mults[(idx(j) * 3) % 8].to_le_bytes())
+                    .collect();
                 let shift: Vec<u8> = (0..8).map(|j| shifts[(idx(j) * 5) % 8]).collect();
-                let rq = Requant { bias: I32s::new(&bias).unwrap(), mult: I32s::new(&mult).unwrap(), shift: &shift, zp_out: zp, min, max };
+                let rq = Requant {
+                    bias: I32s::new(&bias).unwrap(),
+                    mult: I32s::new(&mult).unwrap(),
+                    shift: &shift,
+                    zp_out: zp,
+                    min,
+                    max,
+                };
                 for acc in accs {
-                    let lanes: [i32; 8] = core::array::from_fn(|j| acc.wrapping_add(j as i32 * 7919 * rot as i32) / 2);
+                    let lanes: [i32; 8] = core::array::from_fn(|j| {
+                        acc.wrapping_add(j as i32 * 7919 * rot as i32) / 2
+                    });
                     let got = unsafe {
                         let q = RequantX8::new(&rq, 0, 8);
-                        q.apply(_mm256_loadu_si256(lanes.as_ptr() as *const __m256i)).to_le_bytes()
+                        q.apply(_mm256_loadu_si256(lanes.as_ptr() as *const __m256i))
+                            .to_le_bytes()
                     };
                     for j in 0..8 {
-                        assert_eq!(got[j] as i8, rq.apply(lanes[j], j), "acc {} channel {j}", lanes[j]);
+                        assert_eq!(
+                            got[j] as i8,
+                            rq.apply(lanes[j], j),
+                            "acc {} channel {j}",
+                            lanes[j]
+                        );
                     }
                 }
             }
