@@ -381,6 +381,9 @@ impl Graph {
                     if bk != k {
                         return Err(fail(format!("weight has {bk} inputs, the layer gets {k}")));
                     }
+                    if b.floats.len() != k * n {
+                        return Err(fail("weight is not a float tensor".into()));
+                    }
                     let alpha = attr_f(node, "alpha", 1.0);
                     let weights: Vec<f32> = (0..k * n)
                         .map(|i| {
@@ -577,6 +580,9 @@ impl Graph {
                             return Err(fail("bias length differs from output channels".into()));
                         }
                         bias.copy_from_slice(&b.floats);
+                    }
+                    if wt.floats.len() != cin * cout * kh * kw {
+                        return Err(fail("weight is not a float tensor".into()));
                     }
                     let weights = wt.floats.clone();
                     if transpose {

@@ -73,8 +73,18 @@ pub struct QuantModel {
     pub ops: Vec<QuantOp>,
 }
 
-fn put_u16(out: &mut Vec<u8>, v: usize) {
-    out.extend_from_slice(&u16::try_from(v).expect("dimension fits u16").to_le_bytes());
+/// Appends `v` as a little-endian integer of `width` bytes, or says which field does not fit.
+fn put_uint(
+    out: &mut Vec<u8>,
+    v: usize,
+    width: usize,
+    what: &'static str,
+) -> Result<(), EncodeError> {
+    if width < 8 && (v as u64) >> (8 * width) != 0 {
+        return Err(EncodeError::Range { what, value: v });
+    }
+    out.extend_from_slice(&(v as u64).to_le_bytes()[..width]);
+    Ok(())
 }
 
 /// Writes biases folded with the zero-point correction of each packed matrix (`columns[m][n]` is
@@ -118,16 +128,22 @@ fn put_packed(out: &mut Vec<u8>, k: usize, n: usize, w: impl Fn(usize, usize) ->
     out.extend(packed.iter().map(|&v| v as u8));
 }
 
-fn put_geometry(out: &mut Vec<u8>, g: &ConvGeometry, zp_in: i8, rq: &RequantParams) {
+fn put_geometry(
+    out: &mut Vec<u8>,
+    g: &ConvGeometry,
+    zp_in: i8,
+    rq: &RequantParams,
+) -> Result<(), EncodeError> {
     // Requantization follows, written by the caller with the matrices' column sums.
     for d in [g.cin, g.cout, g.h, g.w] {
-        put_u16(out, d);
+        put_uint(out, d, 2, "convolution dimension")?;
     }
     for d in [g.kh, g.kw, g.stride, g.pad, g.out_pad] {
-        out.push(u8::try_from(d).expect("kernel parameter fits u8"));
+        put_uint(out, d, 1, "kernel size, stride or padding")?;
     }
     out.extend_from_slice(&[0; 3]);
     out.extend_from_slice(&[zp_in as u8, rq.zp_out as u8, rq.min as u8, rq.max as u8]);
+    Ok(())
 }
 
 fn pad4(out: &mut Vec<u8>) {
@@ -146,8 +162,8 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             requant,
             weights,
         } => {
-            b.extend_from_slice(&(*k as u32).to_le_bytes());
-            b.extend_from_slice(&(*n as u32).to_le_bytes());
+            put_uint(&mut b, *k, 4, "input features")?;
+            put_uint(&mut b, *n, 4, "output features")?;
             b.extend_from_slice(&[
                 *zp_in as u8,
                 requant.zp_out as u8,
@@ -165,7 +181,7 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             requant,
             weights,
         } => {
-            put_geometry(&mut b, g, *zp_in, requant);
+            put_geometry(&mut b, g, *zp_in, requant)?;
             // Reduction index k = (ky * kw + kx) * cin + ci.
             let w = |k: usize, co: usize| {
                 let (tap, ci) = (k / g.cin, k % g.cin);
@@ -183,7 +199,7 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             requant,
             weights,
         } => {
-            put_geometry(&mut b, g, *zp_in, requant);
+            put_geometry(&mut b, g, *zp_in, requant)?;
             // Phase (ry, rx), reduction index k = (t * tx + u) * cin + ci <-> kernel tap
             // (ry + t * stride, rx + u * stride).
             let phase = |ry: usize, rx: usize| {
@@ -215,14 +231,14 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
         | QuantOp::Flatten { c, h, w }
         | QuantOp::Upsample { c, h, w, .. } => {
             for d in [*c, *h, *w] {
-                put_u16(&mut b, d);
+                put_uint(&mut b, d, 2, "dimension")?;
             }
             let factor = if let QuantOp::Upsample { factor, .. } = op {
                 *factor
             } else {
                 0
             };
-            put_u16(&mut b, factor);
+            put_uint(&mut b, factor, 2, "upsampling factor")?;
             match op {
                 QuantOp::Reshape { .. } => tag::RESHAPE,
                 QuantOp::Flatten { .. } => tag::FLATTEN,
@@ -240,6 +256,8 @@ pub enum EncodeError {
     BiasRange { channel: usize, value: i64 },
     #[error("the encoded model does not validate: {0}")]
     Invalid(#[from] FormatError),
+    #[error("{what} {value} does not fit the format")]
+    Range { what: &'static str, value: usize },
 }
 
 /// Serializes `model` and checks that the bytes parse back.
@@ -249,29 +267,30 @@ pub fn encode(model: &QuantModel) -> Result<Vec<u8>, EncodeError> {
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // length and checksum, filled in below
-    out.extend_from_slice(&(model.latent as u32).to_le_bytes());
+    put_uint(&mut out, model.latent, 4, "latent size")?;
     out.extend_from_slice(&0u32.to_le_bytes());
     let (c, h, w) = model.output;
     for d in [c, h, w, 0] {
-        put_u16(&mut out, d);
+        put_uint(&mut out, d, 2, "output dimension")?;
     }
     for q in [model.input_quant, model.output_quant] {
         out.extend_from_slice(&q.scale.to_le_bytes());
         out.extend_from_slice(&[q.zero_point as u8, 0, 0, 0]);
     }
-    out.extend_from_slice(&(model.ops.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(model.metadata.len() as u32).to_le_bytes());
+    put_uint(&mut out, model.ops.len(), 4, "op count")?;
+    put_uint(&mut out, model.metadata.len(), 4, "metadata length")?;
     debug_assert_eq!(out.len(), HEADER_LEN);
     out.extend_from_slice(model.metadata.as_bytes());
     pad4(&mut out);
     for op in &model.ops {
         let (t, body) = encode_op(op)?;
         out.extend_from_slice(&[t, 0, 0, 0]);
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        put_uint(&mut out, body.len(), 4, "op length")?;
         out.extend_from_slice(&body);
     }
-    let len = out.len() as u32;
-    out[8..12].copy_from_slice(&len.to_le_bytes());
+    let mut len = Vec::new();
+    put_uint(&mut len, out.len(), 4, "file length")?;
+    out[8..12].copy_from_slice(&len);
     let crc = crc32fast::hash(&out[16..]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     Model::parse(&out)?;

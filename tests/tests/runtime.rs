@@ -191,3 +191,33 @@ fn corrupt_onnx_files_give_errors_not_panics() {
         let _ = quantize(&bad, &options());
     }
 }
+
+#[test]
+fn integer_weights_are_an_error_not_a_panic() {
+    use tract_onnx::pb;
+    use tract_onnx::prelude::Framework;
+    let mut proto: pb::ModelProto = tract_onnx::onnx()
+        .proto_model_for_read(&mut std::io::Cursor::new(fixture()))
+        .unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    let gemm_weight = graph
+        .node
+        .iter()
+        .find(|n| n.op_type == "Gemm")
+        .unwrap()
+        .input[1]
+        .clone();
+    let init = graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == gemm_weight)
+        .unwrap();
+    let count: i64 = init.dims.iter().product();
+    init.data_type = 7; // int64
+    init.raw_data = vec![0; 8 * count as usize];
+    init.float_data.clear();
+    assert!(matches!(
+        Graph::from_proto(&proto),
+        Err(ImportError::Node { .. })
+    ));
+}
