@@ -50,7 +50,12 @@ impl Model<'_> {
     }
     /// Bytes of the GEMM tiles (independent of the batch).
     pub fn scratch_bytes(&self) -> usize {
-        TILE_ROWS * (self.max_kp + self.max_n)
+        self.scratch_bytes_for(TILE_ROWS)
+    }
+    /// Bytes of the GEMM tiles on a machine whose tiles are `tile_rows` tall (see [`TILE_ROWS`]):
+    /// lets a host check a microcontroller's arena.
+    pub fn scratch_bytes_for(&self, tile_rows: usize) -> usize {
+        tile_rows * (self.max_kp + self.max_n)
     }
     /// Total arena bytes for `batch` samples.
     pub fn arena_len(&self, batch: usize) -> usize {
@@ -268,7 +273,15 @@ fn copy_run(dst: &mut [i8], src: &[i8]) {
     assert_eq!(dst.len(), src.len(), "copy_run lengths");
     if dst.len() % 16 == 0 {
         for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
-            d.copy_from_slice(s);
+            // Four word moves: a 16-byte `copy_from_slice` of unknown alignment becomes a
+            // `memcpy` call on Cortex-M, which costs more than the copy.
+            for i in 0..4 {
+                // SAFETY: both chunks hold 16 bytes; unaligned reads and writes of u32.
+                unsafe {
+                    let v = (s.as_ptr().add(4 * i) as *const u32).read_unaligned();
+                    (d.as_mut_ptr().add(4 * i) as *mut u32).write_unaligned(v);
+                }
+            }
         }
     } else if dst.len() < 16 {
         for (d, s) in dst.iter_mut().zip(src) {

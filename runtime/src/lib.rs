@@ -14,6 +14,7 @@ pub mod format;
 pub mod graph;
 pub mod interp;
 pub mod kernels;
+pub mod latent;
 #[cfg(feature = "std")]
 pub mod npy;
 #[cfg(feature = "std")]

@@ -251,9 +251,12 @@ fn main() -> Result<()> {
                     let steps = steps.max(2);
                     let ends = latents(seed, 2, latent);
                     let mut z = Vec::with_capacity(steps * latent);
+                    let mut frame = vec![0.0; latent];
                     for i in 0..steps {
                         let t = i as f32 / (steps - 1) as f32;
-                        z.extend((0..latent).map(|j| (1.0 - t) * ends[j] + t * ends[latent + j]));
+                        let (a, b) = ends.split_at(latent);
+                        pocketgan_runtime::latent::lerp(a, b, t, &mut frame);
+                        z.extend_from_slice(&frame);
                     }
                     (z, steps)
                 }

@@ -11,8 +11,6 @@ use crate::graph::{FloatOp, Fused, Graph, ImportError};
 use crate::interp::run_observed;
 use crate::kernels::{Isa, MAX_SHIFT};
 use crate::write::{encode, EncodeError, QuantModel, QuantOp, RequantParams};
-use rand::{rngs::StdRng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
 
 /// How activation ranges are taken from calibration values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,12 +79,12 @@ pub struct QuantizeReport {
     pub eval_samples: usize,
 }
 
-/// Seeded standard-normal latents `[n, latent]`.
+/// Seeded standard-normal latents `[n, latent]`, the same draws as the firmware's
+/// (see [`crate::latent`]).
 pub fn latents(seed: u64, n: usize, latent: usize) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n * latent)
-        .map(|_| StandardNormal.sample(&mut rng))
-        .collect()
+    let mut z = vec![0.0; n * latent];
+    crate::latent::fill_normal(seed, &mut z);
+    z
 }
 
 /// Asymmetric int8 quantization covering `[lo, hi]` (widened to include 0).

@@ -10,6 +10,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
+pub mod cortex_m;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
@@ -148,7 +150,7 @@ pub struct Requant<'a> {
 }
 
 impl Requant<'_> {
-    #[inline]
+    #[inline(always)]
     pub fn apply(&self, acc: i32, n: usize) -> i8 {
         requantize(
             acc,
@@ -162,10 +164,23 @@ impl Requant<'_> {
     }
 }
 
-/// The one definition of requantization (see [`Requant`]).
+/// The one definition of requantization (see [`Requant`]):
+/// `clamp(zp + ((x * mult + 2^(shift-1)) >> shift), min, max)` with `x = acc + bias` (wrapping),
+/// the product and the arithmetic shift exact in i64.
 #[inline]
 pub fn requantize(acc: i32, bias: i32, mult: i32, shift: u8, zp: i8, min: i8, max: i8) -> i8 {
     let x = acc.wrapping_add(bias) as i64 * mult as i64;
+    if shift > 32 {
+        // The same value from the product's high word alone, so 32-bit cores skip a 64-bit
+        // variable shift: with x = hi * 2^32 + lo (0 <= lo < 2^32) and t = shift - 32,
+        // floor((x + 2^(shift-1)) / 2^shift) = floor((hi + 2^(t-1) + lo / 2^32) / 2^t)
+        // = (hi + 2^(t-1)) >> t, since lo / 2^32 < 1 cannot carry into the next multiple of 2^t.
+        // |x| < 2^62 so |hi| <= 2^30, and 2^(t-1) <= 2^29: no i32 overflow.
+        let hi = (x >> 32) as i32;
+        let t = shift - 32;
+        let rounded = (hi + (1 << (t - 1))) >> t;
+        return (rounded + zp as i32).clamp(min as i32, max as i32) as i8;
+    }
     let rounded = (x + (1i64 << (shift - 1))) >> shift;
     (rounded + zp as i64).clamp(min as i64, max as i64) as i8
 }
@@ -182,6 +197,9 @@ pub enum Isa {
     NeonI8mm,
     /// x86-64 AVX2: sign-extend to i16, `vpmaddwd`.
     Avx2,
+    /// Cortex-M4/M7/M33 DSP extension: `sxtb16` + `smlad` (cargo feature `cortex-m-dsp`, since the
+    /// extension is invisible to `cfg`).
+    CortexMDsp,
 }
 
 impl Isa {
@@ -192,6 +210,7 @@ impl Isa {
             Isa::NeonDot => "neon-dotprod",
             Isa::NeonI8mm => "neon-i8mm",
             Isa::Avx2 => "avx2",
+            Isa::CortexMDsp => "cortex-m-dsp",
         }
     }
 
@@ -211,6 +230,8 @@ impl Isa {
             Isa::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
             #[cfg(all(target_arch = "aarch64", any(feature = "std", test)))]
             Isa::NeonI8mm => std::arch::is_aarch64_feature_detected!("i8mm"),
+            #[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
+            Isa::CortexMDsp => true,
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -233,8 +254,9 @@ impl Isa {
 }
 
 /// All kernel families, in order of preference (last is best).
-pub const ALL_ISAS: [Isa; 5] = [
+pub const ALL_ISAS: [Isa; 6] = [
     Isa::Scalar,
+    Isa::CortexMDsp,
     Isa::Neon,
     Isa::NeonDot,
     Isa::NeonI8mm,
@@ -268,6 +290,8 @@ pub fn gemm_requant(
         Isa::NeonI8mm if isa.is_available() => unsafe {
             aarch64::gemm_neon_i8mm(a, rows, w, rq, out)
         },
+        #[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
+        Isa::CortexMDsp => cortex_m::gemm_dsp(a, rows, w, rq, out),
         _ => scalar::gemm(a, rows, w, rq, out),
     }
 }
@@ -392,6 +416,27 @@ mod tests {
                     "row {r} col {c}"
                 );
             }
+        }
+    }
+
+    proptest! {
+        /// The high-word shortcut for shifts above 32 equals the plain i64 formula.
+        #[test]
+        fn requantize_shortcut_matches_the_i64_formula(
+            acc in any::<i32>(),
+            bias in -MAX_BIAS..=MAX_BIAS,
+            mult in 1i32..=i32::MAX,
+            shift in 1u8..=MAX_SHIFT,
+            zp in any::<i8>(),
+        ) {
+            let x = acc.wrapping_add(bias) as i64 * mult as i64;
+            let plain = (((x + (1i64 << (shift - 1))) >> shift) + zp as i64).clamp(-128, 127) as i8;
+            prop_assert_eq!(requantize(acc, bias, mult, shift, zp, -128, 127), plain);
+            // Near the rounding boundary too: values whose low bits are exactly a half.
+            let acc = ((1i64 << (shift.min(40) - 1)) / mult as i64) as i32;
+            let x = acc.wrapping_add(bias) as i64 * mult as i64;
+            let plain = (((x + (1i64 << (shift - 1))) >> shift) + zp as i64).clamp(-128, 127) as i8;
+            prop_assert_eq!(requantize(acc, bias, mult, shift, zp, -128, 127), plain);
         }
     }
 

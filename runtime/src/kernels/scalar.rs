@@ -13,7 +13,8 @@ pub fn gemm(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8
             let row = &a[r * kp..(r + 1) * kp];
             let mut acc = [0i32; NR];
             for (group, g) in row.chunks_exact(KR).zip(panel.chunks_exact(NR * KR)) {
-                for (j, acc) in acc.iter_mut().enumerate() {
+                // Only the block's real columns: a one-channel output layer has 1 of NR.
+                for (j, acc) in acc.iter_mut().enumerate().take(cols) {
                     for (x, wk) in group.iter().zip(&g[j * KR..(j + 1) * KR]) {
                         *acc += *x as i32 * *wk as i32;
                     }

@@ -1,0 +1,279 @@
+//! The demo on QEMU's Cortex-M boards, for CI: it draws into in-memory framebuffers, prints the
+//! images and frame hashes over semihosting and exits non-zero if anything fails.
+//!
+//! Boards (chosen by target, see build.rs): MPS2-AN386 (Cortex-M4F, DSP kernel), MPS2-AN505
+//! (Cortex-M33, DSP kernel), micro:bit (Cortex-M0, scalar kernel, tiny model).
+//! Run with `-icount shift=0`: QEMU then executes one instruction per virtual nanosecond, so
+//! SysTick (at the board's CPU clock) counts instructions, repeatably.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU32, Ordering};
+use cortex_m::peripheral::{syst::SystClkSource, SYST};
+use cortex_m_rt::{entry, exception, ExceptionFrame};
+use cortex_m_semihosting::{debug, hprint, hprintln};
+use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
+use pocketgan_firmware::framebuffer::{fnv1a, Ssd1306Framebuffer};
+use pocketgan_firmware::render::{self, Caption};
+use pocketgan_firmware::{isa, models};
+
+#[cfg(board = "mps2-an386")]
+const BOARD: (&str, u64) = ("mps2-an386", 25_000_000);
+#[cfg(board = "mps2-an505")]
+const BOARD: (&str, u64) = ("mps2-an505", 20_000_000);
+#[cfg(board = "microbit")]
+const BOARD: (&str, u64) = ("microbit", 16_000_000);
+
+/// Random samples printed for the host to compare, then walk frames.
+const SAMPLES: u64 = 2;
+const WALK_FRAMES: u16 = 2;
+const FIRST_SEED: u64 = 1;
+
+static mut WORKSPACE: Workspace<{ models::ARENA_BYTES }> = Workspace::new();
+static mut OLED: Ssd1306Framebuffer = Ssd1306Framebuffer::new();
+#[cfg(not(board = "microbit"))]
+static mut TFT: pocketgan_firmware::framebuffer::St7789Framebuffer =
+    pocketgan_firmware::framebuffer::St7789Framebuffer::new();
+#[cfg(not(board = "microbit"))]
+static mut SELFTEST: pocketgan_firmware::selftest::Buffers =
+    pocketgan_firmware::selftest::Buffers::new();
+
+/// SysTick wraps counted by its interrupt; with the current value they make a 64-bit clock.
+static WRAPS: AtomicU32 = AtomicU32::new(0);
+const RELOAD: u32 = 0x00ff_ffff;
+
+#[exception]
+fn SysTick() {
+    // Load and store, not fetch_add: the Cortex-M0 has no atomic read-modify-write, and this
+    // handler is the only writer.
+    WRAPS.store(WRAPS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+fn ticks() -> u64 {
+    loop {
+        let w = WRAPS.load(Ordering::Relaxed);
+        let v = SYST::get_current();
+        if WRAPS.load(Ordering::Relaxed) == w {
+            return w as u64 * (RELOAD as u64 + 1) + (RELOAD - v) as u64;
+        }
+    }
+}
+
+/// Instructions executed in `ticks` SysTick ticks under `-icount shift=0` (1 ns each).
+fn instructions(ticks: u64) -> u64 {
+    ticks * 1_000_000_000 / BOARD.1
+}
+
+fn fail(what: &dyn core::fmt::Display) -> ! {
+    hprintln!("FAIL {}", what);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {}
+}
+
+fn print_hex(bytes: impl Iterator<Item = u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut line = [0u8; 128];
+    let mut len = 0;
+    for b in bytes {
+        line[len] = HEX[(b >> 4) as usize];
+        line[len + 1] = HEX[(b & 15) as usize];
+        len += 2;
+        if len == line.len() {
+            hprint!("{}", core::str::from_utf8(&line).unwrap_or(""));
+            len = 0;
+        }
+    }
+    hprintln!("{}", core::str::from_utf8(&line[..len]).unwrap_or(""));
+}
+
+extern "C" {
+    /// End of .bss/.uninit (cortex-m-rt): the stack may grow down to here.
+    static mut __sheap: u8;
+    /// Top of RAM, where the stack starts.
+    static _stack_start: u8;
+}
+
+const STACK_PAINT: u8 = 0xa5;
+
+/// Fills the free RAM below the stack with a pattern, so [`stack_peak`] can see how deep it got.
+fn paint_stack() {
+    let sp = cortex_m::register::msp::read() as usize;
+    let bottom = core::ptr::addr_of_mut!(__sheap);
+    let mut p = bottom;
+    while (p as usize) + 64 < sp {
+        // SAFETY: between the end of the statics and 64 bytes below the live stack: unused RAM.
+        unsafe {
+            p.write_volatile(STACK_PAINT);
+            p = p.add(1);
+        }
+    }
+}
+
+/// Bytes between the end of the statics and the top of RAM.
+fn stack_room() -> usize {
+    core::ptr::addr_of!(_stack_start) as usize - core::ptr::addr_of_mut!(__sheap) as usize
+}
+
+/// Deepest stack use since [`paint_stack`], in bytes.
+fn stack_peak() -> usize {
+    let bottom = core::ptr::addr_of_mut!(__sheap);
+    let top = core::ptr::addr_of!(_stack_start) as usize;
+    let mut p = bottom;
+    // SAFETY: reads RAM between the statics and the stack top.
+    while (p as usize) < top && unsafe { p.read_volatile() } == STACK_PAINT {
+        p = unsafe { p.add(1) };
+    }
+    top - p as usize
+}
+
+#[entry]
+fn main() -> ! {
+    paint_stack();
+    let mut cp = cortex_m::Peripherals::take().unwrap_or_else(|| fail(&"peripherals taken"));
+    cp.SYST.set_clock_source(SystClkSource::Core);
+    cp.SYST.set_reload(RELOAD);
+    cp.SYST.clear_current();
+    cp.SYST.enable_interrupt();
+    cp.SYST.enable_counter();
+
+    // SAFETY: main runs once and these statics are touched nowhere else.
+    let (workspace, oled) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(WORKSPACE),
+            &mut *core::ptr::addr_of_mut!(OLED),
+        )
+    };
+    let isa = isa();
+
+    #[cfg(not(board = "microbit"))]
+    {
+        // SAFETY: as above.
+        let buffers = unsafe { &mut *core::ptr::addr_of_mut!(SELFTEST) };
+        match pocketgan_firmware::selftest::check_gemm(isa, 300, 7, buffers) {
+            Ok(n) => hprintln!(
+                "selftest {} {} gemm cases match the scalar kernel",
+                isa.name(),
+                n
+            ),
+            Err(m) => fail(&format_args!(
+                "selftest {} differs from scalar: {:?}",
+                isa.name(),
+                m
+            )),
+        }
+    }
+
+    let mut generator = Generator::new(models::MODEL, isa, workspace).unwrap_or_else(|e| fail(&e));
+    let model = generator.model();
+    let macs: usize = model.ops().map(|op| op.macs()).sum();
+    let (largest, largest_macs) = model
+        .ops()
+        .enumerate()
+        .map(|(i, op)| (i, op.macs()))
+        .max_by_key(|&(_, m)| m)
+        .unwrap_or((0, 0));
+    hprintln!(
+        "board {} isa {} model {} bytes {} latent {} arena {} of {} macs {}",
+        BOARD.0,
+        isa.name(),
+        models::NAME,
+        models::MODEL.len(),
+        model.latent,
+        model.arena_len(1),
+        models::ARENA_BYTES,
+        macs
+    );
+    let latent = model.latent;
+    let mut z = [0.0f32; MAX_LATENT];
+
+    let modes = [
+        (Mode::Random, SAMPLES as u16),
+        (Mode::Walk { steps: 4 }, WALK_FRAMES),
+    ];
+    for (mode, frames) in modes {
+        let mut demo = Demo::new(mode, FIRST_SEED, latent);
+        for _ in 0..frames {
+            let frame = demo.next(&mut z);
+            let mut op_ticks = [0u64; 32];
+            let start = ticks();
+            let mut last = start;
+            generator
+                .generate_observed(&z[..latent], |i, _| {
+                    let now = ticks();
+                    if let Some(t) = op_ticks.get_mut(i) {
+                        *t = now - last;
+                    }
+                    last = now;
+                })
+                .unwrap_or_else(|e| fail(&e));
+            let spent = ticks() - start;
+            let insns = instructions(spent);
+            let micros = (spent * 1_000_000 / BOARD.1) as u32;
+            hprint!(
+                "image seed {} step {} instructions {} micros {} output ",
+                frame.seed,
+                frame.step.map_or(-1, |s| s as i32),
+                insns,
+                micros
+            );
+            print_hex(generator.output().iter().map(|&v| v as u8));
+            if frame.seed == FIRST_SEED && frame.step.is_none() {
+                for (i, op) in generator.model().ops().enumerate() {
+                    let n = instructions(op_ticks.get(i).copied().unwrap_or(0));
+                    hprintln!(
+                        "op {} {} macs {} instructions {}",
+                        i,
+                        op.name(),
+                        op.macs(),
+                        n
+                    );
+                }
+                let per = macs as u64 * 1000 / insns.max(1);
+                hprintln!(
+                    "cost {} instructions per image, {}.{:03} macs per instruction, largest op {}",
+                    insns,
+                    per / 1000,
+                    per % 1000,
+                    largest
+                );
+                let _ = largest_macs;
+            }
+            let caption = Caption {
+                seed: frame.seed,
+                step: frame.step,
+                micros,
+            };
+            let _ = render::ssd1306_screen(oled, generator.image(), &caption);
+            hprintln!("screen ssd1306 {:016x}", fnv1a(&oled.bytes));
+            #[cfg(not(board = "microbit"))]
+            {
+                // SAFETY: as above.
+                let tft = unsafe { &mut *core::ptr::addr_of_mut!(TFT) };
+                let _ = render::st7789_screen(tft, generator.image(), &caption);
+                hprintln!("screen st7789 {:016x}", fnv1a(&tft.bytes));
+            }
+        }
+    }
+    let (stack, room) = (stack_peak(), stack_room());
+    hprintln!("stack {} bytes of {}", stack, room);
+    if stack + 64 >= room {
+        fail(&"the stack reached the statics");
+    }
+    hprintln!("done");
+    debug::exit(debug::EXIT_SUCCESS);
+    loop {}
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    hprintln!("PANIC {}", info);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {}
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    hprintln!("HARDFAULT {:?}", frame);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {}
+}

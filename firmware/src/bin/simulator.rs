@@ -1,0 +1,60 @@
+//! Host simulator: renders the demo's screens as PNG files with embedded-graphics-simulator (no
+//! SDL), from the same library code and model the boards run, so README can show what the displays
+//! show.
+//!
+//! `cargo run -p pocketgan-firmware --features simulator --bin simulator -- [OUT_DIR] [SEED]`
+
+use embedded_graphics::{
+    pixelcolor::{BinaryColor, Rgb565},
+    prelude::*,
+};
+use embedded_graphics_simulator::{BinaryColorTheme, OutputSettingsBuilder, SimulatorDisplay};
+use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
+use pocketgan_firmware::render::{self, Caption};
+use pocketgan_firmware::{isa, models};
+use std::{path::PathBuf, time::Instant};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let out = PathBuf::from(args.next().unwrap_or_else(|| "firmware/screens".into()));
+    let seed: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
+    std::fs::create_dir_all(&out)?;
+
+    let mut workspace = Box::new(Workspace::<{ models::ARENA_BYTES }>::new());
+    let mut generator =
+        Generator::new(models::MODEL, isa(), &mut workspace).map_err(|e| e.to_string())?;
+    let latent = generator.model().latent;
+    let mut z = [0.0f32; MAX_LATENT];
+    let mono = OutputSettingsBuilder::new()
+        .scale(3)
+        .pixel_spacing(0)
+        .theme(BinaryColorTheme::OledBlue)
+        .build();
+    let color = OutputSettingsBuilder::new().scale(1).build();
+
+    for (name, mode) in [("random", Mode::Random), ("walk", Mode::Walk { steps: 4 })] {
+        let mut demo = Demo::new(mode, seed, latent);
+        for i in 0..4 {
+            let frame = demo.next(&mut z);
+            let start = Instant::now();
+            generator
+                .generate(&z[..latent])
+                .map_err(|e| e.to_string())?;
+            let caption = Caption {
+                seed: frame.seed,
+                step: frame.step,
+                micros: start.elapsed().as_micros() as u32,
+            };
+            let mut oled = SimulatorDisplay::<BinaryColor>::new(render::SSD1306_SIZE);
+            render::ssd1306_screen(&mut oled, generator.image(), &caption)?;
+            let path = out.join(format!("ssd1306-{name}-{i}.png"));
+            oled.to_rgb_output_image(&mono).save_png(&path)?;
+            let mut tft = SimulatorDisplay::<Rgb565>::new(render::ST7789_SIZE);
+            render::st7789_screen(&mut tft, generator.image(), &caption)?;
+            tft.to_rgb_output_image(&color)
+                .save_png(out.join(format!("st7789-{name}-{i}.png")))?;
+            println!("{} (seed {}, {:?})", path.display(), frame.seed, frame.step);
+        }
+    }
+    Ok(())
+}

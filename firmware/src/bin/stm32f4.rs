@@ -1,0 +1,124 @@
+//! STM32F411 "Black Pill" (Cortex-M4F at 100 MHz, DSP kernel) with an SSD1306 128x64 OLED on I2C1
+//! (PB8 SCL, PB9 SDA) and/or an ST7789 240x240 TFT on SPI1 (PA5 SCK, PA7 MOSI, PA4 CS, PB0 DC,
+//! PB1 RST). A display that does not answer at start-up is skipped. Flash with
+//! `scripts/firmware.sh run stm32f4` (probe-rs).
+//!
+//! It alternates ten random samples with a ten-frame latent walk, forever.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+
+use embedded_hal_bus::spi::ExclusiveDevice;
+use mipidsi::{
+    interface::SpiInterface,
+    models::ST7789,
+    options::{ColorInversion, Orientation},
+    Builder,
+};
+use panic_halt as _;
+use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
+use pocketgan_firmware::render::{self, Caption};
+use pocketgan_firmware::{isa, models};
+use ssd1306::{prelude::*, I2CDisplayInterface, Ssd1306};
+use stm32f4xx_hal::{
+    i2c::I2c,
+    pac,
+    prelude::*,
+    rcc::Config,
+    spi::{Mode as SpiMode, Phase, Polarity, Spi},
+};
+
+const SYSCLK_HZ: u32 = 100_000_000;
+
+static mut WORKSPACE: Workspace<{ models::ARENA_BYTES }> = Workspace::new();
+
+#[entry]
+fn main() -> ! {
+    let (Some(dp), Some(mut cp)) = (pac::Peripherals::take(), cortex_m::Peripherals::take()) else {
+        halt()
+    };
+    // 25 MHz crystal (Black Pill); use Config::hsi() on boards without one.
+    let mut rcc = dp.RCC.freeze(Config::hse(25.MHz()).sysclk(SYSCLK_HZ.Hz()));
+    // The cycle counter times each image.
+    cp.DCB.enable_trace();
+    cp.DWT.enable_cycle_counter();
+    let mut delay = dp.TIM5.delay_us(&mut rcc);
+    let gpioa = dp.GPIOA.split(&mut rcc);
+    let gpiob = dp.GPIOB.split(&mut rcc);
+
+    let i2c = I2c::new(dp.I2C1, (gpiob.pb8, gpiob.pb9), 400.kHz(), &mut rcc);
+    let mut oled = Ssd1306::new(
+        I2CDisplayInterface::new(i2c),
+        DisplaySize128x64,
+        DisplayRotation::Rotate0,
+    )
+    .into_buffered_graphics_mode();
+    let oled_ok = oled.init().is_ok();
+
+    let spi = Spi::new(
+        dp.SPI1,
+        (Some(gpioa.pa5), pac::SPI1::NoMiso, Some(gpioa.pa7)),
+        SpiMode {
+            polarity: Polarity::IdleHigh,
+            phase: Phase::CaptureOnSecondTransition,
+        },
+        24.MHz(),
+        &mut rcc,
+    );
+    let mut spi_buffer = [0u8; 512];
+    let mut tft = ExclusiveDevice::new_no_delay(spi, gpioa.pa4.into_push_pull_output())
+        .ok()
+        .and_then(|device| {
+            let di = SpiInterface::new(device, gpiob.pb0.into_push_pull_output(), &mut spi_buffer);
+            Builder::new(ST7789, di)
+                .display_size(240, 240)
+                .invert_colors(ColorInversion::Inverted)
+                .orientation(Orientation::new())
+                .reset_pin(gpiob.pb1.into_push_pull_output())
+                .init(&mut delay)
+                .ok()
+        });
+
+    // SAFETY: the only reference to WORKSPACE, taken once.
+    let workspace = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
+    let Ok(mut generator) = Generator::new(models::MODEL, isa(), workspace) else {
+        halt()
+    };
+    let latent = generator.model().latent;
+    let mut z = [0.0f32; MAX_LATENT];
+    let mut seed = 1;
+    loop {
+        for mode in [Mode::Random, Mode::Walk { steps: 10 }] {
+            let mut demo = Demo::new(mode, seed, latent);
+            for _ in 0..10 {
+                let frame = demo.next(&mut z);
+                let start = cortex_m::peripheral::DWT::cycle_count();
+                if generator.generate(&z[..latent]).is_err() {
+                    halt()
+                }
+                let cycles = cortex_m::peripheral::DWT::cycle_count().wrapping_sub(start);
+                let caption = Caption {
+                    seed: frame.seed,
+                    step: frame.step,
+                    micros: cycles / (SYSCLK_HZ / 1_000_000),
+                };
+                if oled_ok {
+                    oled.clear_buffer();
+                    let _ = render::ssd1306_screen(&mut oled, generator.image(), &caption);
+                    let _ = oled.flush();
+                }
+                if let Some(tft) = tft.as_mut() {
+                    let _ = render::st7789_screen(tft, generator.image(), &caption);
+                }
+            }
+            seed += 10;
+        }
+    }
+}
+
+fn halt() -> ! {
+    loop {
+        cortex_m::asm::wfi();
+    }
+}

@@ -1,0 +1,308 @@
+//! The demo: seeded latents in, grayscale digits out, on the runtime's no_std core.
+
+use crate::render::Gray;
+use heapless::Vec;
+use pocketgan_runtime::{latent, run_observed, FormatError, Isa, Model, Op, RunError, Shape};
+
+/// Largest latent vector a demo model may take.
+pub const MAX_LATENT: usize = 64;
+/// Largest image a demo model may make: one channel, 28x28 (both demo models; RAM is scarce).
+pub const MAX_PIXELS: usize = 28 * 28;
+
+/// Why a model cannot run in this demo. Checked once at start-up, so generating never fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoError {
+    Format(FormatError),
+    /// The model needs a bigger arena than the board reserved (see [`Workspace`]).
+    Arena {
+        needed: usize,
+        have: usize,
+    },
+    /// The latent is longer than [`MAX_LATENT`].
+    Latent(usize),
+    /// The demo draws one-channel images of at most [`MAX_PIXELS`] pixels.
+    Image {
+        c: usize,
+        h: usize,
+        w: usize,
+    },
+    Run(RunError),
+}
+
+impl core::fmt::Display for DemoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            DemoError::Format(e) => write!(f, "invalid model: {e}"),
+            DemoError::Arena { needed, have } => {
+                write!(f, "model needs a {needed}-byte arena, the board has {have}")
+            }
+            DemoError::Latent(n) => write!(f, "latent of {n} values; at most {MAX_LATENT}"),
+            DemoError::Image { c, h, w } => write!(
+                f,
+                "image {c}x{h}x{w}; the demo draws one channel of at most {MAX_PIXELS} pixels"
+            ),
+            DemoError::Run(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Every large buffer a [`Generator`] uses, in one value the board places in a `static` (a
+/// microcontroller's stack is a few KB): the interpreter's arena of `ARENA` bytes and the image
+/// as int8 codes and as gray levels.
+pub struct Workspace<const ARENA: usize> {
+    arena: [u8; ARENA],
+    output: [i8; MAX_PIXELS],
+    gray: [u8; MAX_PIXELS],
+}
+
+impl<const ARENA: usize> Workspace<ARENA> {
+    pub const fn new() -> Self {
+        Workspace {
+            arena: [0; ARENA],
+            output: [0; MAX_PIXELS],
+            gray: [0; MAX_PIXELS],
+        }
+    }
+}
+
+impl<const ARENA: usize> Default for Workspace<ARENA> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A model ready to run in a [`Workspace`].
+pub struct Generator<'m, 'a> {
+    model: Model<'m>,
+    isa: Isa,
+    arena: &'a mut [u8],
+    input: Vec<i8, MAX_LATENT>,
+    output: &'a mut [i8],
+    gray: &'a mut [u8],
+    /// Output code -> gray level, computed once so that generating is integer-only.
+    to_gray: [u8; 256],
+}
+
+impl<'m, 'a> Generator<'m, 'a> {
+    pub fn new<const ARENA: usize>(
+        bytes: &'m [u8],
+        isa: Isa,
+        workspace: &'a mut Workspace<ARENA>,
+    ) -> Result<Self, DemoError> {
+        let model = Model::parse(bytes).map_err(DemoError::Format)?;
+        let needed = model.arena_len(1);
+        if needed > ARENA {
+            return Err(DemoError::Arena {
+                needed,
+                have: ARENA,
+            });
+        }
+        if model.latent > MAX_LATENT {
+            return Err(DemoError::Latent(model.latent));
+        }
+        let (c, h, w) = match model.output {
+            Shape::Image { c, h, w } => (c, h, w),
+            Shape::Flat(n) => (n, 1, 1),
+        };
+        if c != 1 || h * w > MAX_PIXELS {
+            return Err(DemoError::Image { c, h, w });
+        }
+        let q = model.output_quant;
+        let to_gray = core::array::from_fn(|code| {
+            // The host's picture mapping: [-1, 1] -> [0, 255], rounded.
+            let v = q.dequantize(code as u8 as i8).clamp(-1.0, 1.0);
+            ((v + 1.0) * 127.5 + 0.5) as u8
+        });
+        let mut input = Vec::new();
+        // The capacity was checked above, so this cannot fail.
+        let _ = input.resize(model.latent, 0);
+        Ok(Generator {
+            model,
+            isa,
+            arena: &mut workspace.arena[..needed],
+            input,
+            output: &mut workspace.output[..h * w],
+            gray: &mut workspace.gray[..h * w],
+            to_gray,
+        })
+    }
+
+    pub fn model(&self) -> &Model<'m> {
+        &self.model
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Generates one image from the float latent `z` (quantized with the model's input scale).
+    pub fn generate(&mut self, z: &[f32]) -> Result<(), DemoError> {
+        self.generate_observed(z, |_, _| {})
+    }
+
+    /// [`Self::generate`], calling `after_op(index, op)` as each op finishes (for per-layer timing).
+    pub fn generate_observed(
+        &mut self,
+        z: &[f32],
+        mut after_op: impl FnMut(usize, &Op),
+    ) -> Result<(), DemoError> {
+        let q = self.model.input_quant;
+        for (dst, &v) in self.input.iter_mut().zip(z) {
+            *dst = q.quantize(v);
+        }
+        run_observed(
+            &self.model,
+            self.isa,
+            1,
+            &self.input,
+            self.arena,
+            self.output,
+            |i, op, _, _| after_op(i, op),
+        )
+        .map_err(DemoError::Run)?;
+        for (g, &o) in self.gray.iter_mut().zip(self.output.iter()) {
+            *g = self.to_gray[o as u8 as usize];
+        }
+        Ok(())
+    }
+
+    /// The last image's int8 output, exactly as the host runtime's int8 engine makes it.
+    pub fn output(&self) -> &[i8] {
+        &self.output
+    }
+
+    /// The last image in gray levels.
+    pub fn image(&self) -> Gray<'_> {
+        let (h, w) = match self.model.output {
+            Shape::Image { h, w, .. } => (h, w),
+            Shape::Flat(_) => (1, 1),
+        };
+        Gray {
+            pixels: self.gray,
+            width: w as u32,
+            height: h as u32,
+        }
+    }
+}
+
+/// What the demo shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A new random sample per frame: seeds `seed, seed + 1, ...`.
+    Random,
+    /// A slow walk: `steps` frames from seed `s`'s latent to seed `s + 1`'s, then on to `s + 2`.
+    Walk { steps: u16 },
+}
+
+/// The latent of each frame. Class cycling waits for conditional models (the runtime's model
+/// format has no class input yet).
+pub struct Demo {
+    pub mode: Mode,
+    seed: u64,
+    step: u16,
+    latent: usize,
+    from: [f32; MAX_LATENT],
+    to: [f32; MAX_LATENT],
+}
+
+/// Which latent a frame shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub seed: u64,
+    /// The walk step (walks only).
+    pub step: Option<u16>,
+}
+
+impl Demo {
+    pub fn new(mode: Mode, seed: u64, latent: usize) -> Demo {
+        let latent = latent.min(MAX_LATENT);
+        let mut demo = Demo {
+            mode,
+            seed,
+            step: 0,
+            latent,
+            from: [0.0; MAX_LATENT],
+            to: [0.0; MAX_LATENT],
+        };
+        if let Mode::Walk { .. } = mode {
+            latent::fill_normal(seed, &mut demo.from[..latent]);
+            latent::fill_normal(seed + 1, &mut demo.to[..latent]);
+        }
+        demo
+    }
+
+    /// Writes the next frame's latent into `z` and says which frame it is.
+    pub fn next(&mut self, z: &mut [f32]) -> Frame {
+        let n = self.latent.min(z.len());
+        let z = &mut z[..n];
+        match self.mode {
+            Mode::Random => {
+                let frame = Frame {
+                    seed: self.seed,
+                    step: None,
+                };
+                latent::fill_normal(self.seed, z);
+                self.seed = self.seed.wrapping_add(1);
+                frame
+            }
+            Mode::Walk { steps } => {
+                let steps = steps.max(1);
+                let frame = Frame {
+                    seed: self.seed,
+                    step: Some(self.step),
+                };
+                let t = self.step as f32 / steps as f32;
+                latent::lerp(&self.from, &self.to, t, z);
+                self.step += 1;
+                if self.step == steps {
+                    self.step = 0;
+                    self.seed = self.seed.wrapping_add(1);
+                    self.from = self.to;
+                    latent::fill_normal(self.seed.wrapping_add(1), &mut self.to[..self.latent]);
+                }
+                frame
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_mode_draws_one_seed_per_frame() {
+        let mut demo = Demo::new(Mode::Random, 10, 8);
+        let mut z = [0.0f32; 8];
+        assert_eq!(demo.next(&mut z).seed, 10);
+        let mut expected = [0.0f32; 8];
+        latent::fill_normal(10, &mut expected);
+        assert_eq!(z, expected);
+        assert_eq!(demo.next(&mut z).seed, 11);
+        latent::fill_normal(11, &mut expected);
+        assert_eq!(z, expected);
+    }
+
+    #[test]
+    fn walk_moves_from_one_seed_to_the_next_and_continues() {
+        let mut demo = Demo::new(Mode::Walk { steps: 4 }, 5, 6);
+        let (mut a, mut b, mut c) = ([0.0f32; 6], [0.0f32; 6], [0.0f32; 6]);
+        latent::fill_normal(5, &mut a);
+        latent::fill_normal(6, &mut b);
+        latent::fill_normal(7, &mut c);
+        let mut z = [0.0f32; 6];
+        let first = demo.next(&mut z);
+        assert_eq!((first.seed, first.step, z), (5, Some(0), a));
+        for _ in 1..4 {
+            demo.next(&mut z);
+        }
+        let next = demo.next(&mut z);
+        assert_eq!((next.seed, next.step, z), (6, Some(0), b));
+        demo.next(&mut z);
+        // Halfway between 6 and 7 after two steps of four.
+        demo.next(&mut z);
+        for ((z, b), c) in z.iter().zip(b).zip(c) {
+            assert!((z - (b + c) / 2.0).abs() < 1e-6);
+        }
+    }
+}

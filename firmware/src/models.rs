@@ -1,0 +1,55 @@
+//! The embedded demo model, a `.pgq` made by our own tools (`firmware/models/regenerate.sh`) and
+//! read in place from flash.
+//!
+//! `digits.pgq` is a DCGAN of width 32 for the STM32F411, the RP2040 and the MPS2 boards;
+//! `digits-tiny.pgq` (feature `tiny-model`) a width-16 DCGAN that fits the micro:bit's 16 KB RAM.
+//! [`ARENA_BYTES`] is the arena each board reserves; a unit test holds it to the model's needs, and
+//! [`crate::demo::Generator::new`] checks it again at start-up.
+
+#[cfg(not(feature = "tiny-model"))]
+mod chosen {
+    pub const NAME: &str = "digits.pgq";
+    pub static MODEL: &[u8] = include_bytes!("../models/digits.pgq");
+    pub const MCU_ARENA_BYTES: usize = 19 * 1024;
+}
+
+#[cfg(feature = "tiny-model")]
+mod chosen {
+    pub const NAME: &str = "digits-tiny.pgq";
+    pub static MODEL: &[u8] = include_bytes!("../models/digits-tiny.pgq");
+    pub const MCU_ARENA_BYTES: usize = 9 * 1024 + 256;
+}
+
+pub use chosen::{MCU_ARENA_BYTES, MODEL, NAME};
+
+/// Tile rows of the interpreter on microcontrollers (`pocketgan_runtime::interp::TILE_ROWS`).
+pub const MCU_TILE_ROWS: usize = 32;
+
+/// The arena this build reserves: [`MCU_ARENA_BYTES`] on a microcontroller; hosts (simulator,
+/// tests) use taller GEMM tiles and get room for them.
+pub const ARENA_BYTES: usize = if pocketgan_runtime::interp::TILE_ROWS == MCU_TILE_ROWS {
+    MCU_ARENA_BYTES
+} else {
+    MCU_ARENA_BYTES + 32 * 1024
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pocketgan_runtime::Model;
+
+    #[test]
+    fn arena_fits_the_embedded_model_without_waste() {
+        let model = Model::parse(MODEL).expect("embedded model parses");
+        let needed = model.tensor_bytes(1) + model.scratch_bytes_for(MCU_TILE_ROWS);
+        assert!(
+            needed <= MCU_ARENA_BYTES,
+            "{NAME} needs {needed} arena bytes"
+        );
+        assert!(
+            MCU_ARENA_BYTES - needed < 1024,
+            "{NAME} needs {needed} arena bytes; shrink MCU_ARENA_BYTES from {MCU_ARENA_BYTES}"
+        );
+        assert!(model.arena_len(1) <= ARENA_BYTES, "this host's arena");
+    }
+}

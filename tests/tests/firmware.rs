@@ -1,0 +1,183 @@
+//! Firmware parity: every QEMU board draws exactly what the host runtime computes.
+//!
+//! Each board binary runs under `qemu-system-arm` (through `scripts/firmware.sh qemu`, which builds
+//! it) and prints each image's int8 output and the hashes of the frames it drew. The host redoes the
+//! same latents, the same int8 inference (its own fastest kernel) and the same rendering with the
+//! firmware library, and must agree byte for byte.
+
+use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
+use pocketgan_firmware::framebuffer::{fnv1a, Ssd1306Framebuffer, St7789Framebuffer};
+use pocketgan_firmware::render::{self, Caption};
+use pocketgan_runtime::Isa;
+use std::{path::Path, process::Command};
+
+/// One image as a board reported it.
+#[derive(Debug, Default)]
+struct Image {
+    seed: u64,
+    step: Option<u16>,
+    micros: u32,
+    output: Vec<u8>,
+    screens: Vec<(String, u64)>,
+}
+
+struct Report {
+    header: String,
+    images: Vec<Image>,
+    lines: Vec<String>,
+}
+
+fn run_board(board: &str) -> Report {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/firmware.sh"))
+        .args(["qemu", board])
+        .output()
+        .expect("run scripts/firmware.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{board} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    let header = lines
+        .iter()
+        .find(|l| l.starts_with("board "))
+        .cloned()
+        .unwrap_or_else(|| panic!("{board}: no header in\n{stdout}"));
+    let mut images: Vec<Image> = Vec::new();
+    for line in &lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["image", "seed", seed, "step", step, "instructions", _, "micros", micros, "output", hex] =>
+            {
+                let step: i32 = step.parse().unwrap();
+                images.push(Image {
+                    seed: seed.parse().unwrap(),
+                    step: (step >= 0).then_some(step as u16),
+                    micros: micros.parse().unwrap(),
+                    output: (0..hex.len() / 2)
+                        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                        .collect(),
+                    screens: Vec::new(),
+                });
+            }
+            ["screen", name, hash] => images
+                .last_mut()
+                .expect("screen after image")
+                .screens
+                .push((name.to_string(), u64::from_str_radix(hash, 16).unwrap())),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("done"),
+        "{board}:\n{stdout}"
+    );
+    Report {
+        header,
+        images,
+        lines,
+    }
+}
+
+/// Replays a board's frames on the host and compares outputs and frame hashes.
+fn check_parity(board: &str, model_file: &str, expect_isa: &str) {
+    let report = run_board(board);
+    assert!(
+        report.header.contains(&format!("isa {expect_isa} ")),
+        "{}",
+        report.header
+    );
+    assert!(report.header.contains(&format!("model {model_file} ")));
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../firmware/models")
+            .join(model_file),
+    )
+    .unwrap();
+    let mut workspace = Box::new(Workspace::<{ 64 * 1024 }>::new());
+    let mut generator = Generator::new(&bytes, Isa::detect(), &mut workspace).unwrap();
+    let latent = generator.model().latent;
+    let mut z = [0.0f32; MAX_LATENT];
+    assert!(
+        report.images.len() >= 3,
+        "{board} printed {} images",
+        report.images.len()
+    );
+    // The board's sequence: random samples from seed 1, then a 4-step walk from seed 1.
+    let random = report.images.iter().filter(|i| i.step.is_none()).count();
+    let mut demo = Demo::new(Mode::Random, 1, latent);
+    let mut differing = Vec::new();
+    for (i, image) in report.images.iter().enumerate() {
+        if i == random {
+            demo = Demo::new(Mode::Walk { steps: 4 }, 1, latent);
+        }
+        let frame = demo.next(&mut z);
+        assert_eq!((image.seed, image.step), (frame.seed, frame.step));
+        generator.generate(&z[..latent]).unwrap();
+        let host: Vec<u8> = generator.output().iter().map(|&v| v as u8).collect();
+        assert_eq!(image.output.len(), host.len());
+        if image.output != host {
+            differing.push((frame.seed, frame.step));
+        }
+        if i == 0 {
+            // The images are digits, not blank frames: a trained generator uses many codes.
+            let distinct = host.iter().collect::<std::collections::BTreeSet<_>>().len();
+            assert!(
+                distinct > 20,
+                "{board}: only {distinct} distinct output values"
+            );
+        }
+        // The frames the board drew, caption included (its time is the board's own).
+        let caption = Caption {
+            seed: frame.seed,
+            step: frame.step,
+            micros: image.micros,
+        };
+        let mut oled = Box::new(Ssd1306Framebuffer::new());
+        render::ssd1306_screen(oled.as_mut(), generator.image(), &caption).unwrap();
+        let mut tft = Box::new(St7789Framebuffer::new());
+        render::st7789_screen(tft.as_mut(), generator.image(), &caption).unwrap();
+        assert!(!image.screens.is_empty(), "{board} drew nothing");
+        for (name, hash) in &image.screens {
+            let host = match name.as_str() {
+                "ssd1306" => fnv1a(&oled.bytes),
+                "st7789" => fnv1a(&tft.bytes),
+                other => panic!("unknown screen {other}"),
+            };
+            assert_eq!(
+                *hash, host,
+                "{board} seed {} {name} frame differs",
+                frame.seed
+            );
+        }
+    }
+    assert!(
+        differing.is_empty(),
+        "{board}: images {differing:?} differ from the host's"
+    );
+    assert!(report.lines.iter().any(|l| l.starts_with("stack ")));
+    if expect_isa != "scalar" {
+        let selftest = format!("selftest {expect_isa} 300 gemm cases match the scalar kernel");
+        assert!(report.lines.contains(&selftest), "{board}: no '{selftest}'");
+    }
+}
+
+#[test]
+fn mps2_an386_cortex_m4_dsp_matches_host() {
+    check_parity("an386", "digits.pgq", "cortex-m-dsp");
+}
+
+#[test]
+fn mps2_an505_cortex_m33_dsp_matches_host() {
+    check_parity("an505", "digits.pgq", "cortex-m-dsp");
+}
+
+#[test]
+fn microbit_cortex_m0_scalar_matches_host() {
+    check_parity("microbit", "digits-tiny.pgq", "scalar");
+}
