@@ -51,18 +51,20 @@ case "${1:-}" in
   budget)
     size=$(command -v arm-none-eabi-size || true)
     [ -n "$size" ] || { echo "arm-none-eabi-size is missing: apt-get install binutils-arm-none-eabi" >&2; exit 1; }
-    printf '%-9s %-26s %10s %10s %12s %14s %9s\n' board target "flash B" "RAM B" "flash limit" "insns/image" "MAC/insn"
+    # RAM B: statics (.data + .bss); stack B: deepest stack under QEMU (painted and scanned).
+    printf '%-9s %-26s %9s %9s %9s %11s %12s %9s\n' board target "flash B" "RAM B" "stack B" "flash/RAM" "insns/image" "MAC/insn"
     for b in "${ORDER[@]}"; do
       read -r target _ _ <<<"${BOARDS[$b]}"
       elf=$(build_one "$b")
       # flash = .text + .rodata + .data (its initial values), RAM = .data + .bss + stack reserve
       read -r text data bss <<<"$($size -A "$elf" | awk '$1==".vector_table"||$1==".text"||$1==".rodata"{t+=$2} $1==".data"{d+=$2} $1==".bss"||$1==".uninit"{b+=$2} END{print t+0, d+0, b+0}')"
-      insns=- mpi=-
+      insns=- mpi=- stack=-
       if [ -n "${MACHINE[$b]:-}" ]; then
-        line=$(qemu_run "$b" | grep '^cost ' || true)
-        insns=$(awk '{print $2}' <<<"$line"); mpi=$(awk '{print $6}' <<<"$line")
+        out=$(qemu_run "$b")
+        insns=$(awk '/^cost /{print $2}' <<<"$out"); mpi=$(awk '/^cost /{print $6}' <<<"$out")
+        stack=$(awk '/^stack /{print $2}' <<<"$out")
       fi
-      printf '%-9s %-26s %10d %10d %12s %14s %9s\n' "$b" "$target" $((text + data)) $((data + bss)) "${LIMITS[$b]}" "$insns" "$mpi"
+      printf '%-9s %-26s %9d %9d %9s %11s %12s %9s\n' "$b" "$target" $((text + data)) $((data + bss)) "$stack" "${LIMITS[$b]}" "$insns" "$mpi"
     done ;;
   run)
     [ -n "${2:-}" ] && [ -n "${CHIP[$2]:-}" ] || { echo "usage: $0 run rp2040|stm32f4" >&2; exit 2; }

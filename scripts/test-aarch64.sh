@@ -13,16 +13,9 @@ target=aarch64-unknown-linux-gnu
 sysroot=/usr/aarch64-linux-gnu
 
 # Cross linker + C runtime, and qemu-user; apt-get only for what is missing.
-missing=()
-command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
-[ -e "$sysroot/lib/crt1.o" ] || missing+=(libc6-dev-arm64-cross)
-command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source scripts/apt-need.sh
+apt_need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu "$sysroot/lib/crt1.o" libc6-dev-arm64-cross \
+  qemu-aarch64 qemu-user
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER:-aarch64-linux-gnu-gcc}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: every crate's unit tests and the end-to-end tests, built once in release
-# (training is too slow unoptimised), then the firmware crate built for a Cortex-M target (no_std).
+# (training is too slow unoptimised), the firmware for every board (run under QEMU by tests/), the
+# onnxruntime engine, and the aarch64 kernels under qemu-user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,12 +9,19 @@ cd "$(dirname "$0")/.."
 python3 -c "import onnx" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check onnx
 # onnxruntime's wheel carries the libonnxruntime.so that the `ort` engine loads at run time.
 python3 -c "import onnxruntime" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check onnxruntime
-rustup target list --installed | grep -qx thumbv7em-none-eabihf || rustup target add thumbv7em-none-eabihf
+# The firmware: QEMU for its boards, binutils for its size budget, the three Cortex-M targets.
+source scripts/apt-need.sh
+apt_need qemu-system-arm qemu-system-arm arm-none-eabi-size binutils-arm-none-eabi
+for t in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
+  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --release --workspace --exclude pocketgan-firmware 2>&1 | tee "$log"
-cargo build --release -p pocketgan-firmware --target thumbv7em-none-eabihf
+# Every firmware binary (three QEMU boards, RP2040, STM32F411) before the tests that run them.
+scripts/firmware.sh build
+cargo test --release --workspace 2>&1 | tee "$log"
+scripts/firmware.sh budget
 # The onnxruntime engine (cargo feature `ort`): only the runtime crate rebuilds.
 cargo test --release -p pocketgan-runtime --features ort --test ort_engine 2>&1 | tee -a "$log"
 # The int8 kernels for the Raspberry Pi, under qemu-aarch64 once per dispatch path (Pi 4, Pi 5, max).

@@ -266,9 +266,66 @@ impl Demo {
     }
 }
 
+/// The real boards' endless programme: `frames` random samples, then a `frames`-step walk, then
+/// random samples from where the walk ended, and so on.
+pub struct Show {
+    demo: Demo,
+    frames: u16,
+    left: u16,
+}
+
+impl Show {
+    pub fn new(seed: u64, latent: usize, frames: u16) -> Show {
+        let frames = frames.max(1);
+        Show {
+            demo: Demo::new(Mode::Random, seed, latent),
+            frames,
+            left: frames,
+        }
+    }
+
+    /// Writes the next frame's latent into `z`.
+    pub fn next(&mut self, z: &mut [f32]) -> Frame {
+        if self.left == 0 {
+            let mode = match self.demo.mode {
+                Mode::Random => Mode::Walk { steps: self.frames },
+                Mode::Walk { .. } => Mode::Random,
+            };
+            self.demo = Demo::new(mode, self.demo.seed, self.demo.latent);
+            self.left = self.frames;
+        }
+        self.left -= 1;
+        self.demo.next(z)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_alternates_random_samples_and_walks() {
+        let mut show = Show::new(1, 4, 3);
+        let mut z = [0.0f32; 4];
+        let seeds: std::vec::Vec<(u64, Option<u16>)> = (0..9)
+            .map(|_| show.next(&mut z))
+            .map(|f| (f.seed, f.step))
+            .collect();
+        assert_eq!(
+            seeds,
+            [
+                (1, None),
+                (2, None),
+                (3, None),
+                (4, Some(0)),
+                (4, Some(1)),
+                (4, Some(2)),
+                (5, None),
+                (6, None),
+                (7, None)
+            ]
+        );
+    }
 
     #[test]
     fn random_mode_draws_one_seed_per_frame() {

@@ -6,6 +6,13 @@ use embedded_graphics::{
     prelude::*,
 };
 
+/// `p` as indices into a `width x height` frame, or `None` off-screen (dropped, as the driver
+/// crates do).
+fn on_screen(p: Point, width: usize, height: usize) -> Option<(usize, usize)> {
+    let (x, y) = (usize::try_from(p.x).ok()?, usize::try_from(p.y).ok()?);
+    (x < width && y < height).then_some((x, y))
+}
+
 /// SSD1306 128x64 RAM: 8 pages of 8 rows, one byte per column and page, bit `y % 8` = row.
 pub struct Ssd1306Framebuffer {
     pub bytes: [u8; Self::BYTES],
@@ -48,13 +55,9 @@ impl DrawTarget for Ssd1306Framebuffer {
         pixels: I,
     ) -> Result<(), Self::Error> {
         for Pixel(p, color) in pixels {
-            // Off-screen pixels are dropped, as the driver crate does.
-            let (Ok(x), Ok(y)) = (usize::try_from(p.x), usize::try_from(p.y)) else {
+            let Some((x, y)) = on_screen(p, Self::WIDTH, Self::HEIGHT) else {
                 continue;
             };
-            if x >= Self::WIDTH || y >= Self::HEIGHT {
-                continue;
-            }
             let (byte, bit) = ((y / 8) * Self::WIDTH + x, 1u8 << (y % 8));
             if color.is_on() {
                 self.bytes[byte] |= bit;
@@ -110,12 +113,9 @@ impl DrawTarget for St7789Framebuffer {
         pixels: I,
     ) -> Result<(), Self::Error> {
         for Pixel(p, color) in pixels {
-            let (Ok(x), Ok(y)) = (usize::try_from(p.x), usize::try_from(p.y)) else {
+            let Some((x, y)) = on_screen(p, Self::WIDTH, Self::HEIGHT) else {
                 continue;
             };
-            if x >= Self::WIDTH || y >= Self::HEIGHT {
-                continue;
-            }
             let i = 2 * (y * Self::WIDTH + x);
             let raw = RawU16::from(color).into_inner().to_be_bytes();
             self.bytes[i..i + 2].copy_from_slice(&raw);

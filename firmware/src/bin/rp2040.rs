@@ -1,12 +1,12 @@
 //! Raspberry Pi Pico (RP2040, Cortex-M0+ at 125 MHz, scalar kernel) with an SSD1306 128x64 OLED
 //! on I2C0 (GPIO4 SDA, GPIO5 SCL). Flash with `scripts/firmware.sh run rp2040` (probe-rs).
 //!
-//! It alternates ten random samples with a ten-frame latent walk, forever.
+//! It alternates ten random samples with a ten-frame latent walk, forever (`demo::Show`).
 #![no_std]
 #![no_main]
 
 use panic_halt as _;
-use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
+use pocketgan_firmware::demo::{Generator, Show, Workspace, MAX_LATENT};
 use pocketgan_firmware::render::{self, Caption};
 use pocketgan_firmware::{isa, models};
 use rp2040_hal::{
@@ -80,28 +80,21 @@ fn main() -> ! {
     };
     let latent = generator.model().latent;
     let mut z = [0.0f32; MAX_LATENT];
-    let mut seed = 1;
+    let mut show = Show::new(1, latent, 10);
     loop {
-        for mode in [Mode::Random, Mode::Walk { steps: 10 }] {
-            let mut demo = Demo::new(mode, seed, latent);
-            for _ in 0..10 {
-                let frame = demo.next(&mut z);
-                let start = timer.get_counter().ticks();
-                if generator.generate(&z[..latent]).is_err() {
-                    halt()
-                }
-                let micros = (timer.get_counter().ticks() - start) as u32;
-                display.clear_buffer();
-                let caption = Caption {
-                    seed: frame.seed,
-                    step: frame.step,
-                    micros,
-                };
-                let _ = render::ssd1306_screen(&mut display, generator.image(), &caption);
-                let _ = display.flush();
-            }
-            seed += 10;
+        let frame = show.next(&mut z);
+        let start = timer.get_counter().ticks();
+        if generator.generate(&z[..latent]).is_err() {
+            halt()
         }
+        let caption = Caption {
+            seed: frame.seed,
+            step: frame.step,
+            micros: (timer.get_counter().ticks() - start) as u32,
+        };
+        display.clear_buffer();
+        let _ = render::ssd1306_screen(&mut display, generator.image(), &caption);
+        let _ = display.flush();
     }
 }
 

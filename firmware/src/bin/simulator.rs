@@ -4,10 +4,7 @@
 //!
 //! `cargo run -p pocketgan-firmware --features simulator --bin simulator -- [OUT_DIR] [SEED]`
 
-use embedded_graphics::{
-    pixelcolor::{BinaryColor, Rgb565},
-    prelude::*,
-};
+use embedded_graphics::pixelcolor::{BinaryColor, Rgb565};
 use embedded_graphics_simulator::{BinaryColorTheme, OutputSettingsBuilder, SimulatorDisplay};
 use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
 use pocketgan_firmware::render::{self, Caption};

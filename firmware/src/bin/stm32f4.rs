@@ -3,7 +3,7 @@
 //! PB1 RST). A display that does not answer at start-up is skipped. Flash with
 //! `scripts/firmware.sh run stm32f4` (probe-rs).
 //!
-//! It alternates ten random samples with a ten-frame latent walk, forever.
+//! It alternates ten random samples with a ten-frame latent walk, forever (`demo::Show`).
 #![no_std]
 #![no_main]
 
@@ -17,7 +17,7 @@ use mipidsi::{
     Builder,
 };
 use panic_halt as _;
-use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
+use pocketgan_firmware::demo::{Generator, Show, Workspace, MAX_LATENT};
 use pocketgan_firmware::render::{self, Caption};
 use pocketgan_firmware::{isa, models};
 use ssd1306::{prelude::*, I2CDisplayInterface, Ssd1306};
@@ -87,32 +87,26 @@ fn main() -> ! {
     };
     let latent = generator.model().latent;
     let mut z = [0.0f32; MAX_LATENT];
-    let mut seed = 1;
+    let mut show = Show::new(1, latent, 10);
     loop {
-        for mode in [Mode::Random, Mode::Walk { steps: 10 }] {
-            let mut demo = Demo::new(mode, seed, latent);
-            for _ in 0..10 {
-                let frame = demo.next(&mut z);
-                let start = cortex_m::peripheral::DWT::cycle_count();
-                if generator.generate(&z[..latent]).is_err() {
-                    halt()
-                }
-                let cycles = cortex_m::peripheral::DWT::cycle_count().wrapping_sub(start);
-                let caption = Caption {
-                    seed: frame.seed,
-                    step: frame.step,
-                    micros: cycles / (SYSCLK_HZ / 1_000_000),
-                };
-                if oled_ok {
-                    oled.clear_buffer();
-                    let _ = render::ssd1306_screen(&mut oled, generator.image(), &caption);
-                    let _ = oled.flush();
-                }
-                if let Some(tft) = tft.as_mut() {
-                    let _ = render::st7789_screen(tft, generator.image(), &caption);
-                }
-            }
-            seed += 10;
+        let frame = show.next(&mut z);
+        let start = cortex_m::peripheral::DWT::cycle_count();
+        if generator.generate(&z[..latent]).is_err() {
+            halt()
+        }
+        let cycles = cortex_m::peripheral::DWT::cycle_count().wrapping_sub(start);
+        let caption = Caption {
+            seed: frame.seed,
+            step: frame.step,
+            micros: cycles / (SYSCLK_HZ / 1_000_000),
+        };
+        if oled_ok {
+            oled.clear_buffer();
+            let _ = render::ssd1306_screen(&mut oled, generator.image(), &caption);
+            let _ = oled.flush();
+        }
+        if let Some(tft) = tft.as_mut() {
+            let _ = render::st7789_screen(tft, generator.image(), &caption);
         }
     }
 }
