@@ -13,6 +13,7 @@ pub const RING8_LR: f64 = 1e-3;
 /// Train `config` into `run` without a progress bar and return the newest checkpoint's state.
 pub fn train_quietly(config: &TrainConfig, run: &Path) -> State {
     let opts = RunOptions {
+        watch: false,
         quiet: true,
         ..Default::default()
     };

@@ -30,6 +30,7 @@ fn tiny_digits_config(steps: u64) -> TrainConfig {
 
 fn quiet() -> RunOptions<'static> {
     RunOptions {
+        watch: false,
         quiet: true,
         ..Default::default()
     }
@@ -79,6 +80,7 @@ fn digits_run_writes_its_outputs_and_resumes_exactly() {
     // Interrupted at step 3 (the Ctrl-C path writes a checkpoint), then resumed to 6.
     let split = dir.path().join("split");
     let stop = RunOptions {
+        watch: false,
         stop_at: Some(3),
         ..quiet()
     };
@@ -99,6 +101,7 @@ fn digits_run_writes_its_outputs_and_resumes_exactly() {
         Err(TrainError::RunExists(_))
     ));
     let resume = RunOptions {
+        watch: false,
         resume: true,
         ..quiet()
     };
@@ -121,6 +124,7 @@ fn corrupt_checkpoints_and_missing_runs_are_errors() {
         &config,
         &run,
         &RunOptions {
+            watch: false,
             stop_at: Some(1),
             ..quiet()
         },
@@ -129,6 +133,7 @@ fn corrupt_checkpoints_and_missing_runs_are_errors() {
     let (_, ckpt) = checkpoint::list(&run.join("checkpoints")).pop().unwrap();
     let bytes = std::fs::read(&ckpt).unwrap();
     let resume = RunOptions {
+        watch: false,
         resume: true,
         ..quiet()
     };

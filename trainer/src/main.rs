@@ -33,6 +33,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Quality metrics of a generator: a run folder (Burn), an ONNX file (tract) or a .pgq (int8).
+    /// Toy data: modes covered and high-quality samples. Images: classifier FID, class coverage,
+    /// KL to uniform classes, precision and recall, beside the same for held-out real images.
+    Eval {
+        generator: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        /// Data an ONNX or .pgq generator was trained on (a run knows its own).
+        #[arg(long, default_value = "digits")]
+        data: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where the per-dataset classifiers are kept (trained on first use).
+        #[arg(long, default_value = "runs/classifiers")]
+        classifiers: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Time one reference DCGAN training iteration (batch 64) on each compiled-in backend.
     Bench {
         #[arg(long, default_value_t = 3)]
@@ -154,6 +172,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
     })
     .context("installing the Ctrl-C handler")?;
     let opts = RunOptions {
+        watch: true,
         resume: a.resume,
         quiet: a.quiet,
         stop: Some(&stop),
@@ -203,6 +222,70 @@ fn main() -> anyhow::Result<()> {
         Command::Export { run, out } => {
             let file = pocketgan_trainer::export::export_run(&run, out.as_deref())?;
             println!("wrote {}", file.display());
+            Ok(())
+        }
+        Command::Eval {
+            generator,
+            n,
+            data,
+            seed,
+            classifiers,
+            json,
+        } => {
+            use pocketgan_trainer::metrics::{evaluate, Generator, Report};
+            let data: pocketgan_trainer::data::DataSource = data.parse()?;
+            let report = evaluate(
+                &Generator::from_path(&generator),
+                n,
+                seed,
+                &data,
+                &classifiers,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            match report {
+                Report::Toy {
+                    mixture,
+                    samples,
+                    modes_covered,
+                    modes,
+                    high_quality,
+                } => println!(
+                    "{mixture}: {modes_covered}/{modes} modes covered, {:.1}% high-quality samples ({samples} samples)",
+                    100.0 * high_quality
+                ),
+                Report::Images {
+                    data,
+                    classifier_test_accuracy,
+                    generated,
+                    held_out_real,
+                } => {
+                    println!(
+                        "{data}: classifier test accuracy {:.2}%",
+                        100.0 * classifier_test_accuracy
+                    );
+                    println!(
+                        "{:<16} {:>8} {:>10} {:>9} {:>10} {:>10} {:>8}",
+                        "", "samples", "FID", "classes", "KL(p||U)", "precision", "recall"
+                    );
+                    for (name, m) in [("generated", &generated), ("held-out real", &held_out_real)] {
+                        println!(
+                            "{:<16} {:>8} {:>10.3} {:>6}/{:<2} {:>10.4} {:>10.3} {:>8.3}",
+                            name,
+                            m.samples,
+                            m.fid,
+                            m.classes_covered,
+                            m.classes,
+                            m.kl_uniform,
+                            m.precision,
+                            m.recall
+                        );
+                    }
+                    println!("class counts: {:?}", generated.class_counts);
+                }
+            }
             Ok(())
         }
         Command::Bench {

@@ -227,6 +227,9 @@ pub struct RunOptions<'a> {
     pub stop: Option<&'a AtomicBool>,
     /// Stop as if interrupted once this many iterations are done.
     pub stop_at: Option<u64>,
+    /// Judge samples while training (labelled image data): `quality.csv` and warnings of mode
+    /// collapse, collapsing diversity and a discriminator that wins outright.
+    pub watch: bool,
 }
 
 /// The run folder's layout.
@@ -280,10 +283,10 @@ fn adam(config: &TrainConfig) -> ModuleOptimizer {
 /// Burn's parameter RNG is global per backend and parameters draw from it lazily, on first use.
 /// Seeding and drawing every parameter under one lock keeps initialisation a function of the seed
 /// even when several runs share a process (tests run in parallel).
-static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Draws every lazily initialised parameter now.
-struct Materialize;
+pub(crate) struct Materialize;
 
 impl ModuleMapper for Materialize {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -742,6 +745,14 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
     );
     bar.set_position(state.step);
     bar.reset_eta();
+    // Quality signals for labelled image data (judge kept beside the run, in ../classifiers).
+    let classifiers = out.parent().unwrap_or(Path::new(".")).join("classifiers");
+    let mut watch = opts
+        .watch
+        .then(|| {
+            crate::metrics::watch::Watch::new(&ds, &classifiers, &run.0.join("quality.csv"), 0)
+        })
+        .flatten();
     let started = Instant::now();
     let mut last_checkpoint = state.step;
     while state.step < config.steps {
@@ -782,6 +793,23 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
         ));
         if state.step % config.sample_every == 0 || state.step == config.steps {
             save_samples(&state, &config, &run, &device)?;
+            if let Some(w) = watch.as_mut() {
+                let samples = generate(
+                    &state.generator,
+                    &config,
+                    crate::metrics::watch::SAMPLES,
+                    config.seed ^ 0x77a7c4,
+                    &device,
+                );
+                let (s, warnings) = w.check(state.step, &samples, m.d_fake);
+                for warning in warnings {
+                    bar.println(format!("warning: {warning}"));
+                }
+                bar.println(format!(
+                    "step {}: {}/{} classes covered, KL(p||U) {:.3}, diversity {:.2}",
+                    s.step, s.classes_covered, s.classes, s.kl_uniform, s.diversity
+                ));
+            }
         }
         if state.step % config.checkpoint_every == 0 || state.step == config.steps {
             save_checkpoint(&state, &config, &run)?;

@@ -1,0 +1,81 @@
+//! Quality metrics that can fail: a collapsed generator, real data against itself, and a generator
+//! trained by our own tools (the firmware's committed int8 digits model, run on the int8 engine).
+
+use pocketgan_trainer::data::{self, DataSource, LoadOptions};
+use pocketgan_trainer::metrics::{evaluate, Generator, Reference, Report};
+use std::path::Path;
+use std::sync::OnceLock;
+
+fn classifiers() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn reference() -> &'static (data::Dataset, Reference) {
+    static REF: OnceLock<(data::Dataset, Reference)> = OnceLock::new();
+    REF.get_or_init(|| {
+        let ds = data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();
+        let r = Reference::new(&ds, classifiers(), 0).unwrap();
+        (ds, r)
+    })
+}
+
+#[test]
+fn classifier_is_a_competent_judge_and_real_data_is_the_floor() {
+    let (_, r) = reference();
+    assert!(
+        r.judge.test_accuracy > 0.9,
+        "accuracy {}",
+        r.judge.test_accuracy
+    );
+    let floor = &r.held_out;
+    assert_eq!(floor.classes_covered, 10);
+    assert!(floor.kl_uniform < 0.05, "{floor:?}");
+    assert!(floor.precision > 0.6 && floor.recall > 0.6, "{floor:?}");
+    // Held-out real images against the training images: near 0 next to a collapsed generator.
+    let (ds, _) = reference();
+    let one = ds.sample(0).repeat(1000);
+    let collapsed = r.measure(&one);
+    assert!(
+        floor.fid * 20.0 < collapsed.fid,
+        "real {} vs collapsed {}",
+        floor.fid,
+        collapsed.fid
+    );
+}
+
+#[test]
+fn a_collapsed_generator_covers_one_class() {
+    let (ds, r) = reference();
+    let one = ds.sample(3).repeat(1000);
+    let m = r.measure(&one);
+    assert_eq!(m.classes_covered, 1, "{m:?}");
+    assert!((m.kl_uniform - 10f64.ln()).abs() < 1e-6, "{m:?}");
+    assert!(m.recall < 0.05, "{m:?}");
+}
+
+#[test]
+fn our_trained_int8_digits_model_beats_a_collapsed_one() {
+    let (ds, r) = reference();
+    let pgq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/models/digits.pgq");
+    let report = evaluate(
+        &Generator::Pgq(pgq),
+        2000,
+        1,
+        &DataSource::Digits,
+        classifiers(),
+    )
+    .unwrap();
+    let Report::Images { generated, .. } = report else {
+        panic!("digits are images")
+    };
+    let collapsed = r.measure(&ds.sample(0).repeat(1000));
+    assert_eq!(generated.classes_covered, 10, "{generated:?}");
+    assert!(
+        generated.fid * 3.0 < collapsed.fid,
+        "trained {} vs collapsed {}",
+        generated.fid,
+        collapsed.fid
+    );
+    assert!(generated.recall > collapsed.recall * 5.0, "{generated:?}");
+}

@@ -1,0 +1,292 @@
+//! How good is a generator: the numbers of `pocketgan-train eval`.
+//!
+//! - Toy mixtures: modes covered and the share of high-quality samples (within 3 std of a mode), as
+//!   the Unrolled GAN, VEEGAN and PacGAN papers report them.
+//! - Images, in the feature space of a small classifier trained on the dataset ([`classifier`]):
+//!   the Fréchet distance to the training images ("classifier FID", [`frechet`]), class coverage
+//!   and KL(p(y) || uniform) of the predicted classes, and precision / recall ([`manifold`]). The
+//!   same numbers for held-out real images are the floor a perfect generator would reach.
+//!
+//! A generator is a training run (Burn), an ONNX file (tract) or a `.pgq` (the int8 engine), so
+//! the quality cost of quantization is one command each.
+
+pub mod classifier;
+pub mod frechet;
+pub mod manifold;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+
+use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
+
+use crate::data::{self, DataSource, Dataset, LoadOptions, MixtureCoverage};
+use crate::train::{self, RunDir};
+use classifier::{Judge, FEATURES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Classifier(#[from] classifier::ClassifierError),
+    #[error(transparent)]
+    Train(#[from] train::TrainError),
+    #[error("{file}: {reason}")]
+    Model { file: PathBuf, reason: String },
+    #[error("the generator makes {made:?} samples but {data} has {wanted:?}")]
+    Mismatch {
+        made: Vec<usize>,
+        wanted: Vec<usize>,
+        data: String,
+    },
+}
+
+/// Metrics of one set of image samples.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageMetrics {
+    pub samples: usize,
+    /// Fréchet distance to the training split in classifier feature space.
+    pub fid: f64,
+    /// Classes that receive at least a tenth of their uniform share of samples (1% of them for
+    /// 10 classes): a class the generator draws, not one a few misclassified samples fall into.
+    pub classes_covered: usize,
+    pub classes: usize,
+    /// KL(p(predicted class) || uniform), in nats: 0 for a perfectly balanced generator,
+    /// ln(classes) for one that draws a single class.
+    pub kl_uniform: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub class_counts: Vec<usize>,
+}
+
+/// Everything a dataset's image metrics compare against.
+pub struct Reference {
+    pub judge: Judge,
+    train_features: Vec<[f32; FEATURES]>,
+    /// The held-out real images' metrics: the floor.
+    pub held_out: ImageMetrics,
+}
+
+/// Samples used for precision and recall (quadratic in this number).
+pub const MANIFOLD_SAMPLES: usize = 2000;
+
+impl Reference {
+    /// The dataset's judge (kept in `classifiers/`, trained on first use) and the floor.
+    pub fn new(ds: &Dataset, classifiers: &Path, seed: u64) -> Result<Reference, EvalError> {
+        let file = classifiers.join(format!("{}.ckpt", ds.name.replace(['/', ':'], "_")));
+        let judge = Judge::load_or_train(&file, ds, seed)?;
+        let (train, test) = classifier::split(ds.len(), seed);
+        let (train_features, _) = judge.judge(&classifier::images(ds, &train));
+        let mut reference = Reference {
+            judge,
+            train_features,
+            held_out: empty(),
+        };
+        reference.held_out = reference.measure(&classifier::images(ds, &test));
+        Ok(reference)
+    }
+
+    /// Metrics of `samples` (`[N, C, H, W]` flattened, in `[-1, 1]`).
+    pub fn measure(&self, samples: &[f32]) -> ImageMetrics {
+        let (features, classes) = self.judge.judge(samples);
+        let k = self.judge.shape[2];
+        let (counts, covered, kl) = class_stats(&classes, k);
+        let m = MANIFOLD_SAMPLES;
+        let (precision, recall) = manifold::precision_recall(
+            &self.train_features[..self.train_features.len().min(m)],
+            &features[..features.len().min(m)],
+        );
+        ImageMetrics {
+            samples: classes.len(),
+            fid: frechet::distance(&self.train_features, &features),
+            classes_covered: covered,
+            classes: k,
+            kl_uniform: kl,
+            precision,
+            recall,
+            class_counts: counts,
+        }
+    }
+}
+
+/// Per-class counts of predicted `classes` (of `k`), classes covered (see
+/// [`ImageMetrics::classes_covered`]) and KL(p || uniform) in nats.
+pub fn class_stats(classes: &[usize], k: usize) -> (Vec<usize>, usize, f64) {
+    let mut counts = vec![0usize; k];
+    for &c in classes {
+        counts[c.min(k - 1)] += 1;
+    }
+    let n = classes.len().max(1) as f64;
+    let kl = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            p * (p * k as f64).ln()
+        })
+        .sum();
+    let covered = counts
+        .iter()
+        .filter(|&&c| c as f64 * 10.0 * k as f64 >= n)
+        .count();
+    (counts, covered, kl)
+}
+
+fn empty() -> ImageMetrics {
+    ImageMetrics {
+        samples: 0,
+        fid: 0.0,
+        classes_covered: 0,
+        classes: 0,
+        kl_uniform: 0.0,
+        precision: 0.0,
+        recall: 0.0,
+        class_counts: Vec::new(),
+    }
+}
+
+/// What `eval` reads.
+#[derive(Debug, Clone)]
+pub enum Generator {
+    /// A training run folder: its newest checkpoint, in Burn.
+    Run(PathBuf),
+    /// An ONNX generator, in tract.
+    Onnx(PathBuf),
+    /// An int8 model, on the runtime's own kernels.
+    Pgq(PathBuf),
+}
+
+impl Generator {
+    pub fn from_path(path: &Path) -> Generator {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("onnx") => Generator::Onnx(path.into()),
+            Some("pgq") => Generator::Pgq(path.into()),
+            _ => Generator::Run(path.into()),
+        }
+    }
+
+    /// `n` samples from latents drawn from `seed`, and the data the generator was made for
+    /// (a run knows its own; model files take `data`).
+    pub fn samples(
+        &self,
+        n: usize,
+        seed: u64,
+        data: &DataSource,
+    ) -> Result<(Vec<f32>, Vec<usize>, DataSource), EvalError> {
+        let model_err = |file: &Path, reason: String| EvalError::Model {
+            file: file.into(),
+            reason,
+        };
+        match self {
+            Generator::Run(dir) => {
+                let run = RunDir(dir.clone());
+                let config = run.read_config()?;
+                let device = config
+                    .device
+                    .device()
+                    .map_err(|e| model_err(dir, e.to_string()))?;
+                let state = train::load_latest(&run, &config, &device.clone().autodiff())?;
+                let samples = train::generate(&state.generator, &config, n, seed, &device);
+                Ok((samples, config.model.sample.dims(), config.source()?))
+            }
+            Generator::Onnx(file) | Generator::Pgq(file) => {
+                let bytes = std::fs::read(file).map_err(|e| model_err(file, e.to_string()))?;
+                let z_for = |latent| pocketgan_runtime::quantize::latents(seed, n, latent);
+                let (samples, (c, h, w)) = if let Generator::Pgq(_) = self {
+                    let model = pocketgan_runtime::Model::parse(&bytes)
+                        .map_err(|e| model_err(file, e.to_string()))?;
+                    let mut engine = Int8Engine::new(model, pocketgan_runtime::Isa::detect());
+                    let z = z_for(engine.latent());
+                    let s = engine
+                        .generate(&z, n)
+                        .map_err(|e| model_err(file, e.to_string()))?;
+                    (s, engine.image_shape())
+                } else {
+                    let mut g = pocketgan_runtime::graph::Graph::from_onnx_bytes(&bytes)
+                        .map_err(|e| model_err(file, e.to_string()))?;
+                    g.simplify().map_err(|e| model_err(file, e.to_string()))?;
+                    let mut engine = TractEngine::new(&bytes, g.latent, g.output_shape());
+                    let z = z_for(g.latent);
+                    // Batches of 500 keep tract's plan and memory small.
+                    let mut s = Vec::new();
+                    for (i, zc) in z.chunks(500 * g.latent).enumerate() {
+                        let m = zc.len() / g.latent;
+                        let out = engine
+                            .generate(zc, m)
+                            .map_err(|e| model_err(file, format!("batch {i}: {e}")))?;
+                        s.extend(out);
+                    }
+                    (s, engine.image_shape())
+                };
+                Ok((samples, vec![c, h, w], data.clone()))
+            }
+        }
+    }
+}
+
+/// The result of `eval`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Report {
+    Toy {
+        mixture: String,
+        samples: usize,
+        modes_covered: usize,
+        modes: usize,
+        high_quality: f64,
+    },
+    Images {
+        data: String,
+        classifier_test_accuracy: f32,
+        generated: ImageMetrics,
+        held_out_real: ImageMetrics,
+    },
+}
+
+/// Evaluates `generator` on `n` samples; image metrics use the judges kept in `classifiers`.
+pub fn evaluate(
+    generator: &Generator,
+    n: usize,
+    seed: u64,
+    data: &DataSource,
+    classifiers: &Path,
+) -> Result<Report, EvalError> {
+    let (samples, dims, source) = generator.samples(n, seed, data)?;
+    if let Some(mixture) = source.mixture() {
+        let MixtureCoverage {
+            modes_covered,
+            modes,
+            high_quality,
+            ..
+        } = mixture.coverage(&samples);
+        return Ok(Report::Toy {
+            mixture: mixture.name.to_string(),
+            samples: samples.len() / 2,
+            modes_covered,
+            modes,
+            high_quality: high_quality as f64,
+        });
+    }
+    let ds = data::load(
+        &source,
+        &LoadOptions {
+            size: dims.get(1).copied(),
+            channels: dims.first().copied(),
+            ..LoadOptions::default()
+        },
+    )?;
+    if ds.kind.dims() != dims {
+        return Err(EvalError::Mismatch {
+            made: dims,
+            wanted: ds.kind.dims(),
+            data: ds.name.clone(),
+        });
+    }
+    let reference = Reference::new(&ds, classifiers, 0)?;
+    Ok(Report::Images {
+        data: ds.name.clone(),
+        classifier_test_accuracy: reference.judge.test_accuracy,
+        generated: reference.measure(&samples),
+        held_out_real: reference.held_out.clone(),
+    })
+}

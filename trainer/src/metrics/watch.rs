@@ -1,0 +1,123 @@
+//! Quality signals during training: every sampling interval the run's judge classifies a batch
+//! of generated samples, `quality.csv` records class coverage, KL to uniform classes and sample
+//! diversity, and warnings name the known failure modes as they appear.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::classifier::{self, Judge, FEATURES};
+use crate::data::Dataset;
+
+/// Samples judged per check.
+pub const SAMPLES: usize = 500;
+
+/// One check's numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Signals {
+    pub step: u64,
+    pub classes_covered: usize,
+    pub classes: usize,
+    pub kl_uniform: f64,
+    /// Mean feature distance between generated samples over the same for real ones: near 1 for a
+    /// healthy generator, near 0 when the samples collapse onto a few.
+    pub diversity: f64,
+    /// The step's D(G(z)).
+    pub d_fake: f32,
+}
+
+pub struct Watch {
+    judge: Judge,
+    real_spread: f64,
+    best_coverage: usize,
+    csv: std::fs::File,
+}
+
+pub const HEADER: &str = "step,classes_covered,classes,kl_uniform,diversity,d_fake";
+
+/// Mean distance between consecutive feature vectors (pairs of independent samples).
+fn spread(features: &[[f32; FEATURES]]) -> f64 {
+    let pairs = features.len() / 2;
+    let total: f64 = features
+        .chunks_exact(2)
+        .map(|p| {
+            p[0].iter()
+                .zip(&p[1])
+                .map(|(a, b)| ((a - b) * (a - b)) as f64)
+                .sum::<f64>()
+                .sqrt()
+        })
+        .sum();
+    total / pairs.max(1) as f64
+}
+
+impl Watch {
+    /// A watch for labelled image data, or `None` (toy data, unlabelled or small images). The
+    /// judge is kept in `classifiers` like `eval`'s.
+    pub fn new(ds: &Dataset, classifiers: &Path, csv: &Path, seed: u64) -> Option<Watch> {
+        classifier::shape_for(ds).ok()?;
+        let file = classifiers.join(format!("{}.ckpt", ds.name.replace(['/', ':'], "_")));
+        let judge = Judge::load_or_train(&file, ds, seed).ok()?;
+        let idx: Vec<usize> = (0..ds.len().min(SAMPLES)).collect();
+        let real_spread = spread(&judge.judge(&classifier::images(ds, &idx)).0);
+        let exists = csv.exists();
+        let mut csv = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(csv)
+            .ok()?;
+        if !exists {
+            writeln!(csv, "{HEADER}").ok()?;
+        }
+        Some(Watch {
+            judge,
+            real_spread,
+            best_coverage: 0,
+            csv,
+        })
+    }
+
+    /// Judges `samples`, records the signals and returns them with warnings for the log.
+    pub fn check(&mut self, step: u64, samples: &[f32], d_fake: f32) -> (Signals, Vec<String>) {
+        let (features, classes) = self.judge.judge(samples);
+        let k = self.judge.shape[2];
+        let (_, classes_covered, kl_uniform) = super::class_stats(&classes, k);
+        let s = Signals {
+            step,
+            classes_covered,
+            classes: k,
+            kl_uniform,
+            diversity: spread(&features) / self.real_spread.max(1e-9),
+            d_fake,
+        };
+        let _ = writeln!(
+            self.csv,
+            "{},{},{},{:.5},{:.4},{:.5}",
+            s.step, s.classes_covered, s.classes, s.kl_uniform, s.diversity, s.d_fake
+        );
+        (s, self.warnings(&s))
+    }
+
+    fn warnings(&mut self, s: &Signals) -> Vec<String> {
+        let mut w = Vec::new();
+        if s.classes_covered + 2 <= self.best_coverage {
+            w.push(format!(
+                "step {}: mode collapse? classes covered fell from {} to {}/{}",
+                s.step, self.best_coverage, s.classes_covered, s.classes
+            ));
+        }
+        self.best_coverage = self.best_coverage.max(s.classes_covered);
+        if s.diversity < 0.5 {
+            w.push(format!(
+                "step {}: sample diversity is collapsing ({:.2} of real data's)",
+                s.step, s.diversity
+            ));
+        }
+        if s.d_fake < 0.02 {
+            w.push(format!(
+                "step {}: the discriminator wins outright (D(G(z)) = {:.4}); G's gradients vanish",
+                s.step, s.d_fake
+            ));
+        }
+        w
+    }
+}
