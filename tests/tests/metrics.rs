@@ -79,3 +79,50 @@ fn our_trained_int8_digits_model_beats_a_collapsed_one() {
     );
     assert!(generated.recall > collapsed.recall * 5.0, "{generated:?}");
 }
+
+#[test]
+fn training_with_watch_records_quality_signals_and_keeps_its_judge() {
+    use pocketgan_trainer::loss::GanLoss;
+    use pocketgan_trainer::model::Architecture;
+    use pocketgan_trainer::train::{self, RunOptions, TrainConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut config = TrainConfig::new(
+        &DataSource::Digits,
+        Architecture::Dcgan,
+        GanLoss::Nonsaturating,
+    );
+    config.model.width = 8;
+    config.steps = 20;
+    config.sample_every = 10;
+    config.checkpoint_every = 20;
+    let opts = RunOptions {
+        watch: true,
+        quiet: true,
+        ..Default::default()
+    };
+    train::train(&config, &out, &opts).unwrap();
+    let csv = std::fs::read_to_string(out.join("quality.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(pocketgan_trainer::metrics::watch::HEADER)
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(
+        rows.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        [10.0, 20.0],
+        "{csv}"
+    );
+    for r in &rows {
+        let (covered, classes, kl, diversity) = (r[1], r[2], r[3], r[4]);
+        assert_eq!(classes, 10.0);
+        assert!((1.0..=10.0).contains(&covered), "{csv}");
+        assert!((0.0..=10f64.ln() + 1e-4).contains(&kl), "{csv}");
+        assert!(diversity > 0.0, "{csv}");
+    }
+    // The judge is kept beside the run for the next run and for eval.
+    assert!(tmp.path().join("classifiers/digits.ckpt").exists());
+}

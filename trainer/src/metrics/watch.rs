@@ -8,6 +8,9 @@ use std::path::Path;
 use super::classifier::{self, Judge, FEATURES};
 use crate::data::Dataset;
 
+/// Steps before the first warning.
+pub const WARMUP_STEPS: u64 = 200;
+
 /// Samples judged per check.
 pub const SAMPLES: usize = 500;
 
@@ -94,30 +97,67 @@ impl Watch {
             "{},{},{},{:.5},{:.4},{:.5}",
             s.step, s.classes_covered, s.classes, s.kl_uniform, s.diversity, s.d_fake
         );
-        (s, self.warnings(&s))
+        (s, warnings(&mut self.best_coverage, &s))
+    }
+}
+
+/// The failure modes `s` shows; `best_coverage` is the best coverage seen so far.
+fn warnings(best_coverage: &mut usize, s: &Signals) -> Vec<String> {
+    let mut w = Vec::new();
+    // A GAN's first few hundred steps are noise or a blur: nothing to warn about yet.
+    if s.step < WARMUP_STEPS {
+        return w;
+    }
+    if s.classes_covered + 2 <= *best_coverage {
+        w.push(format!(
+            "step {}: mode collapse? classes covered fell from {} to {}/{}",
+            s.step, best_coverage, s.classes_covered, s.classes
+        ));
+    }
+    *best_coverage = (*best_coverage).max(s.classes_covered);
+    if s.diversity < 0.5 {
+        w.push(format!(
+            "step {}: sample diversity is collapsing ({:.2} of real data's)",
+            s.step, s.diversity
+        ));
+    }
+    if s.d_fake < 0.02 {
+        w.push(format!(
+            "step {}: the discriminator wins outright (D(G(z)) = {:.4}); G's gradients vanish",
+            s.step, s.d_fake
+        ));
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signals(step: u64, covered: usize, diversity: f64, d_fake: f32) -> Signals {
+        Signals {
+            step,
+            classes_covered: covered,
+            classes: 10,
+            kl_uniform: 0.0,
+            diversity,
+            d_fake,
+        }
     }
 
-    fn warnings(&mut self, s: &Signals) -> Vec<String> {
-        let mut w = Vec::new();
-        if s.classes_covered + 2 <= self.best_coverage {
-            w.push(format!(
-                "step {}: mode collapse? classes covered fell from {} to {}/{}",
-                s.step, self.best_coverage, s.classes_covered, s.classes
-            ));
-        }
-        self.best_coverage = self.best_coverage.max(s.classes_covered);
-        if s.diversity < 0.5 {
-            w.push(format!(
-                "step {}: sample diversity is collapsing ({:.2} of real data's)",
-                s.step, s.diversity
-            ));
-        }
-        if s.d_fake < 0.02 {
-            w.push(format!(
-                "step {}: the discriminator wins outright (D(G(z)) = {:.4}); G's gradients vanish",
-                s.step, s.d_fake
-            ));
-        }
-        w
+    #[test]
+    fn warnings_name_collapse_lost_diversity_and_a_winning_discriminator() {
+        let mut best = 0;
+        assert!(
+            warnings(&mut best, &signals(100, 1, 0.01, 0.0)).is_empty(),
+            "warm-up"
+        );
+        assert!(warnings(&mut best, &signals(300, 10, 0.9, 0.3)).is_empty());
+        let w = warnings(&mut best, &signals(400, 7, 0.9, 0.3));
+        assert!(w.len() == 1 && w[0].contains("from 10 to 7/10"), "{w:?}");
+        let w = warnings(&mut best, &signals(500, 10, 0.3, 0.3));
+        assert!(w.len() == 1 && w[0].contains("diversity"), "{w:?}");
+        let w = warnings(&mut best, &signals(600, 10, 0.9, 0.001));
+        assert!(w.len() == 1 && w[0].contains("wins outright"), "{w:?}");
     }
 }
