@@ -11,17 +11,16 @@ pub fn gemm(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8
         let cols = NR.min(n - n0);
         for r in 0..rows {
             let row = &a[r * kp..(r + 1) * kp];
-            let mut acc = [0i32; NR];
-            for (group, g) in row.chunks_exact(KR).zip(panel.chunks_exact(NR * KR)) {
-                // Only the block's real columns: a one-channel output layer has 1 of NR.
-                for (j, acc) in acc.iter_mut().enumerate().take(cols) {
+            // One column at a time, so the sum stays in a register (a Cortex-M0 has eight), and
+            // only the block's real columns: a one-channel output layer has 1 of NR.
+            for j in 0..cols {
+                let mut acc = 0i32;
+                for (group, g) in row.chunks_exact(KR).zip(panel.chunks_exact(NR * KR)) {
                     for (x, wk) in group.iter().zip(&g[j * KR..(j + 1) * KR]) {
-                        *acc += *x as i32 * *wk as i32;
+                        acc += *x as i32 * *wk as i32;
                     }
                 }
-            }
-            for (j, acc) in acc.iter().take(cols).enumerate() {
-                out[r * n + n0 + j] = rq.apply(*acc, n0 + j);
+                out[r * n + n0 + j] = rq.apply(acc, n0 + j);
             }
         }
     }

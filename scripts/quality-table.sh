@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Trains one DCGAN per loss family on a dataset and prints the eval table for the docs:
+#   scripts/quality-table.sh [DATA] [STEPS] [LOSSES...]     (default: digits 1200 nonsaturating lsgan wgan hinge)
+# Runs go to runs/quality-DATA-LOSS (kept: rerunning skips finished runs). toy:ring8 / toy:grid25
+# train the MLP GAN instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-digits}; steps=${2:-1200}; shift $(( $# > 2 ? 2 : $# ))
+losses=("$@"); [ ${#losses[@]} -gt 0 ] || losses=(nonsaturating lsgan wgan hinge)
+model=dcgan; [[ $data == toy:* ]] && model=mlp
+cargo build --release -q -p pocketgan-trainer
+bin=${CARGO_TARGET_DIR:-target}/release/pocketgan-train
+for loss in "${losses[@]}"; do
+  run="runs/quality-${data//:/-}-$loss"
+  [ -f "$run/generator.onnx" ] || "$bin" train --data "$data" --model "$model" --loss "$loss" \
+    --steps "$steps" --seed 0 --out "$run" --quiet >/dev/null
+  echo "== $loss ($run)"
+  "$bin" eval "$run" --n 10000
+done
