@@ -55,6 +55,12 @@ impl GanLoss {
         }
     }
 
+    /// Whether [`Self::opinion`] is a probability, so that D(G(z)) near 0 means D wins and G's
+    /// gradients vanish (the BCE losses). Other losses' scores have no such fixed scale.
+    pub fn opinion_is_probability(self) -> bool {
+        matches!(self, GanLoss::Minimax | GanLoss::Nonsaturating)
+    }
+
     /// D steps per G step.
     pub fn default_critic_steps(self) -> usize {
         if self == GanLoss::Wgan {

@@ -801,7 +801,8 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
                     config.seed ^ 0x77a7c4,
                     &device,
                 );
-                let (s, warnings) = w.check(state.step, &samples, m.d_fake);
+                let d_fake = config.loss.opinion_is_probability().then_some(m.d_fake);
+                let (s, warnings) = w.check(state.step, &samples, d_fake);
                 for warning in warnings {
                     bar.println(format!("warning: {warning}"));
                 }

@@ -24,8 +24,8 @@ pub struct Signals {
     /// Mean feature distance between generated samples over the same for real ones: near 1 for a
     /// healthy generator, near 0 when the samples collapse onto a few.
     pub diversity: f64,
-    /// The step's D(G(z)).
-    pub d_fake: f32,
+    /// The step's D(G(z)), for losses where it is a probability.
+    pub d_fake: Option<f32>,
 }
 
 pub struct Watch {
@@ -80,7 +80,12 @@ impl Watch {
     }
 
     /// Judges `samples`, records the signals and returns them with warnings for the log.
-    pub fn check(&mut self, step: u64, samples: &[f32], d_fake: f32) -> (Signals, Vec<String>) {
+    pub fn check(
+        &mut self,
+        step: u64,
+        samples: &[f32],
+        d_fake: Option<f32>,
+    ) -> (Signals, Vec<String>) {
         let (features, classes) = self.judge.judge(samples);
         let k = self.judge.shape[2];
         let (_, classes_covered, kl_uniform) = super::class_stats(&classes, k);
@@ -94,8 +99,13 @@ impl Watch {
         };
         let _ = writeln!(
             self.csv,
-            "{},{},{},{:.5},{:.4},{:.5}",
-            s.step, s.classes_covered, s.classes, s.kl_uniform, s.diversity, s.d_fake
+            "{},{},{},{:.5},{:.4},{}",
+            s.step,
+            s.classes_covered,
+            s.classes,
+            s.kl_uniform,
+            s.diversity,
+            s.d_fake.map(|d| format!("{d:.5}")).unwrap_or_default()
         );
         (s, warnings(&mut self.best_coverage, &s))
     }
@@ -121,10 +131,10 @@ fn warnings(best_coverage: &mut usize, s: &Signals) -> Vec<String> {
             s.step, s.diversity
         ));
     }
-    if s.d_fake < 0.02 {
+    if let Some(d) = s.d_fake.filter(|&d| d < 0.02) {
         w.push(format!(
-            "step {}: the discriminator wins outright (D(G(z)) = {:.4}); G's gradients vanish",
-            s.step, s.d_fake
+            "step {}: the discriminator wins outright (D(G(z)) = {d:.4}); G's gradients vanish",
+            s.step
         ));
     }
     w
@@ -135,6 +145,7 @@ mod tests {
     use super::*;
 
     fn signals(step: u64, covered: usize, diversity: f64, d_fake: f32) -> Signals {
+        let d_fake = Some(d_fake);
         Signals {
             step,
             classes_covered: covered,
@@ -159,5 +170,9 @@ mod tests {
         assert!(w.len() == 1 && w[0].contains("diversity"), "{w:?}");
         let w = warnings(&mut best, &signals(600, 10, 0.9, 0.001));
         assert!(w.len() == 1 && w[0].contains("wins outright"), "{w:?}");
+        // Scores without a probability scale (LSGAN, WGAN, hinge) never trigger it.
+        let mut s = signals(700, 10, 0.9, 0.0);
+        s.d_fake = None;
+        assert!(warnings(&mut best, &s).is_empty());
     }
 }
