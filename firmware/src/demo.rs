@@ -1,6 +1,6 @@
 //! The demo: seeded latents in, grayscale digits out, on the runtime's no_std core.
 
-use crate::render::Gray;
+use crate::render::{Caption, Gray};
 use heapless::Vec;
 use pocketgan_runtime::{latent, run_observed, FormatError, Isa, Model, Op, RunError, Shape};
 
@@ -284,6 +284,26 @@ impl Show {
         }
     }
 
+    /// Generates the next frame with `generator` and returns its caption, timed with `clock`, a
+    /// free-running `u32` counter of `ticks_per_us` ticks per microsecond (its wrap-around is
+    /// harmless).
+    pub fn generate(
+        &mut self,
+        generator: &mut Generator,
+        mut clock: impl FnMut() -> u32,
+        ticks_per_us: u32,
+    ) -> Result<Caption, DemoError> {
+        let mut z = [0.0f32; MAX_LATENT];
+        let frame = self.next(&mut z);
+        let start = clock();
+        generator.generate(&z[..self.demo.latent])?;
+        Ok(Caption {
+            seed: frame.seed,
+            step: frame.step,
+            micros: clock().wrapping_sub(start) / ticks_per_us.max(1),
+        })
+    }
+
     /// Writes the next frame's latent into `z`.
     pub fn next(&mut self, z: &mut [f32]) -> Frame {
         if self.left == 0 {
@@ -325,6 +345,27 @@ mod tests {
                 (7, None)
             ]
         );
+    }
+
+    #[test]
+    fn show_generates_and_times_a_frame() {
+        let mut ws = Box::new(Workspace::<{ crate::models::ARENA_BYTES }>::new());
+        let mut g = Generator::new(crate::models::MODEL, Isa::Scalar, &mut ws).unwrap();
+        let latent = g.model().latent;
+        let mut show = Show::new(7, latent, 3);
+        // A clock at 5 ticks per microsecond that advances 250 ticks per reading and wraps.
+        let mut t = u32::MAX - 100;
+        let clock = || {
+            t = t.wrapping_add(250);
+            t
+        };
+        let caption = show.generate(&mut g, clock, 5).unwrap();
+        assert_eq!((caption.seed, caption.step, caption.micros), (7, None, 50));
+        let shown = g.output().to_vec();
+        let mut z = [0.0f32; MAX_LATENT];
+        latent::fill_normal(7, &mut z[..latent]);
+        g.generate(&z[..latent]).unwrap();
+        assert_eq!(shown, g.output());
     }
 
     #[test]

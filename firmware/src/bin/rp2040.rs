@@ -6,8 +6,8 @@
 #![no_main]
 
 use panic_halt as _;
-use pocketgan_firmware::demo::{Generator, Show, Workspace, MAX_LATENT};
-use pocketgan_firmware::render::{self, Caption};
+use pocketgan_firmware::demo::{Generator, Show, Workspace};
+use pocketgan_firmware::render;
 use pocketgan_firmware::{isa, models};
 use rp2040_hal::{
     self as hal,
@@ -78,19 +78,12 @@ fn main() -> ! {
     let Ok(mut generator) = Generator::new(models::MODEL, isa(), workspace) else {
         halt()
     };
-    let latent = generator.model().latent;
-    let mut z = [0.0f32; MAX_LATENT];
-    let mut show = Show::new(1, latent, 10);
+    let mut show = Show::new(1, generator.model().latent, 10);
     loop {
-        let frame = show.next(&mut z);
-        let start = timer.get_counter().ticks();
-        if generator.generate(&z[..latent]).is_err() {
+        // The timer counts microseconds.
+        let clock = || timer.get_counter().ticks() as u32;
+        let Ok(caption) = show.generate(&mut generator, clock, 1) else {
             halt()
-        }
-        let caption = Caption {
-            seed: frame.seed,
-            step: frame.step,
-            micros: (timer.get_counter().ticks() - start) as u32,
         };
         display.clear_buffer();
         let _ = render::ssd1306_screen(&mut display, generator.image(), &caption);

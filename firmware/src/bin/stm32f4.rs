@@ -17,8 +17,8 @@ use mipidsi::{
     Builder,
 };
 use panic_halt as _;
-use pocketgan_firmware::demo::{Generator, Show, Workspace, MAX_LATENT};
-use pocketgan_firmware::render::{self, Caption};
+use pocketgan_firmware::demo::{Generator, Show, Workspace};
+use pocketgan_firmware::render;
 use pocketgan_firmware::{isa, models};
 use ssd1306::{prelude::*, I2CDisplayInterface, Ssd1306};
 use stm32f4xx_hal::{
@@ -85,20 +85,11 @@ fn main() -> ! {
     let Ok(mut generator) = Generator::new(models::MODEL, isa(), workspace) else {
         halt()
     };
-    let latent = generator.model().latent;
-    let mut z = [0.0f32; MAX_LATENT];
-    let mut show = Show::new(1, latent, 10);
+    let mut show = Show::new(1, generator.model().latent, 10);
     loop {
-        let frame = show.next(&mut z);
-        let start = cortex_m::peripheral::DWT::cycle_count();
-        if generator.generate(&z[..latent]).is_err() {
+        let clock = cortex_m::peripheral::DWT::cycle_count;
+        let Ok(caption) = show.generate(&mut generator, clock, SYSCLK_HZ / 1_000_000) else {
             halt()
-        }
-        let cycles = cortex_m::peripheral::DWT::cycle_count().wrapping_sub(start);
-        let caption = Caption {
-            seed: frame.seed,
-            step: frame.step,
-            micros: cycles / (SYSCLK_HZ / 1_000_000),
         };
         if oled_ok {
             oled.clear_buffer();
