@@ -23,9 +23,10 @@ pub fn train_quietly(config: &TrainConfig, run: &Path) -> State {
     train::load_latest(&dir, &saved, &Device::flex().autodiff()).unwrap()
 }
 
-/// The generator's output for `z` in inference mode, flattened.
-pub fn burn_generate(state: &State, z: Tensor<2>) -> Vec<f32> {
-    train::generate_from(&state.generator, z)
+/// The generator's output for `z` (and classes, for a conditional generator) in inference mode,
+/// flattened.
+pub fn burn_generate(state: &State, z: Tensor<2>, classes: Option<&[i64]>) -> Vec<f32> {
+    train::generate_from(&state.generator, z, classes)
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -34,4 +35,37 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// Run an ONNX generator in tract on latents `z` `[n, latent]` (and, for a conditional generator,
+/// its `class` input), at a fixed batch size so tract plans for it.
+pub fn run_tract(
+    file: &Path,
+    z: &[f32],
+    n: usize,
+    latent: usize,
+    classes: Option<&[i64]>,
+) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let mut model = tract_onnx::onnx()
+        .model_for_path(file)
+        .unwrap()
+        .with_input_fact(0, f32::fact([n, latent]).into())
+        .unwrap();
+    let mut inputs: TVec<TValue> = tvec!(Tensor::from(
+        tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec()).unwrap()
+    )
+    .into());
+    if let Some(c) = classes {
+        model = model.with_input_fact(1, i64::fact([n]).into()).unwrap();
+        inputs.push(Tensor::from(tract_ndarray::Array1::from_vec(c.to_vec())).into());
+    }
+    let model = model.into_optimized().unwrap().into_runnable().unwrap();
+    let out = model.run(inputs).unwrap();
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }

@@ -36,7 +36,7 @@ fn burn_onnx_reimport_matches_the_burn_generator() {
     let model = imported::Model::from_embedded(&device);
     for n in [1, 4] {
         let z = train::latents(5, n as u64, n, config.model.latent, &device);
-        let want = burn_generate(&state, z.clone());
+        let want = burn_generate(&state, z.clone(), None);
         let got: Vec<f32> = model.forward(z).into_data().try_into_vec().unwrap();
         let d = max_abs_diff(&want, &got);
         assert!(

@@ -177,30 +177,6 @@ fn a_diverging_run_stops_with_a_clear_error() {
     assert!(e.to_string().contains("diverged"), "{e}");
 }
 
-/// Run an ONNX generator in tract on latents `[n, latent]`.
-fn run_tract(file: &Path, z: &[f32], n: usize, latent: usize) -> Vec<f32> {
-    use tract_onnx::prelude::*;
-    let model = tract_onnx::onnx()
-        .model_for_path(file)
-        .unwrap()
-        .with_input_fact(0, f32::fact([n, latent]).into())
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let input: Tensor = tract_ndarray::Array2::from_shape_vec((n, latent), z.to_vec())
-        .unwrap()
-        .into();
-    let out = model.run(tvec!(input.into())).unwrap();
-    out[0]
-        .to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect()
-}
-
 /// The exported file computes what the Burn module computes, at two batch sizes (dynamic N).
 #[test]
 fn exported_generators_match_burn_in_tract() {
@@ -252,12 +228,13 @@ fn exported_generators_match_burn_in_tract() {
         .unwrap();
         for n in [1, 5] {
             let z = train::latents(3, n as u64, n, config.model.latent, &Device::flex());
-            let want = pocketgan_tests::burn_generate(&state, z.clone());
-            let got = run_tract(
+            let want = pocketgan_tests::burn_generate(&state, z.clone(), None);
+            let got = pocketgan_tests::run_tract(
                 &file,
                 &z.into_data().try_into_vec::<f32>().unwrap(),
                 n,
                 config.model.latent,
+                None,
             );
             let d = pocketgan_tests::max_abs_diff(&want, &got);
             assert!(d <= 1e-4, "case {i} batch {n}: max abs diff {d}");

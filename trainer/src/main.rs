@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::device::{set_threads, DeviceKind};
 use pocketgan_trainer::loss::GanLoss;
-use pocketgan_trainer::model::Architecture;
+use pocketgan_trainer::model::{Architecture, Conditioning};
 use pocketgan_trainer::train::{self, Outcome, RunOptions, TrainConfig};
 
 #[derive(Parser)]
@@ -78,6 +78,16 @@ struct TrainArgs {
     model: Architecture,
     #[arg(long, value_enum, default_value = "nonsaturating")]
     loss: GanLoss,
+    /// Use the labels: cgan (G and D take the class), acgan (G takes it, D predicts it),
+    /// sgan (semi-supervised D with K class logits, trained on --labelled samples per class).
+    #[arg(long, value_enum, default_value = "none")]
+    cond: Conditioning,
+    /// Size of G's class embedding (cgan, acgan).
+    #[arg(long)]
+    embed: Option<usize>,
+    /// SGAN: labelled samples per class.
+    #[arg(long)]
+    labelled: Option<usize>,
     /// Training iterations (each: D step(s) then one G step).
     #[arg(long)]
     steps: Option<u64>,
@@ -156,6 +166,9 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
     config.keep_checkpoints = a.keep;
     config.model.latent = a.latent.unwrap_or(config.model.latent);
     config.model.width = a.width.unwrap_or(config.model.width);
+    config.model.conditioning = a.cond;
+    config.model.embed = a.embed.unwrap_or(config.model.embed);
+    config.labelled_per_class = a.labelled.unwrap_or(config.labelled_per_class);
     config.lr = a.lr.unwrap_or(config.lr);
     config.lr_decay = a.lr_decay;
     config.critic_steps = a.critic_steps.unwrap_or(config.critic_steps);
@@ -261,6 +274,8 @@ fn main() -> anyhow::Result<()> {
                     classifier_test_accuracy,
                     generated,
                     held_out_real,
+                    class_accuracy,
+                    semi_supervised,
                 } => {
                     println!(
                         "{data}: classifier test accuracy {:.2}%",
@@ -284,6 +299,22 @@ fn main() -> anyhow::Result<()> {
                         );
                     }
                     println!("class counts: {:?}", generated.class_counts);
+                    if let Some(a) = class_accuracy {
+                        println!(
+                            "conditional: {:.1}% of samples judged the class they were asked for",
+                            100.0 * a
+                        );
+                    }
+                    if let Some(s) = semi_supervised {
+                        println!(
+                            "sgan classifier: {:.2}% on {} held-out images, {} labelled; the same \
+                             network trained on the labelled images alone: {:.2}%",
+                            100.0 * s.sgan_accuracy,
+                            s.held_out,
+                            s.labelled,
+                            100.0 * s.supervised_only_accuracy
+                        );
+                    }
                 }
             }
             Ok(())

@@ -20,7 +20,9 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::data::{self, BatchOrder, DataSource, Dataset, LoadOptions, SampleKind};
 use crate::device::DeviceKind;
 use crate::loss::GanLoss;
-use crate::model::{batch_dims, Discriminator, Generator, ModelConfig};
+use crate::model::{
+    batch_dims, default_class, Conditioning, Discriminator, Generator, ModelConfig,
+};
 use crate::render;
 
 /// Everything that defines a run; saved as `config.json` in the run folder.
@@ -50,6 +52,13 @@ pub struct TrainConfig {
     /// The dataset's class names, recorded for the exported model's metadata.
     #[serde(default)]
     pub class_names: Vec<String>,
+    /// SGAN: labelled samples per class (the rest of the data is used without labels).
+    #[serde(default = "default_labelled")]
+    pub labelled_per_class: usize,
+}
+
+fn default_labelled() -> usize {
+    10
 }
 
 impl TrainConfig {
@@ -90,6 +99,7 @@ impl TrainConfig {
             sample_every: 100,
             device: DeviceKind::Cpu,
             class_names: Vec::new(),
+            labelled_per_class: default_labelled(),
         }
     }
 
@@ -381,6 +391,36 @@ pub fn latents(seed: u64, stream: u64, n: usize, latent: usize, device: &Device)
     Tensor::from_data(TensorData::new(v, [n, latent]), device)
 }
 
+/// Uniform classes in `0..k` for the fake batch of `stream`: a pure function of the seed.
+pub fn fake_classes(seed: u64, stream: u64, n: usize, k: usize, device: &Device) -> Tensor<1, Int> {
+    use rand::Rng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream ^ 0xC1A5_5E5C,
+    );
+    let v: Vec<i64> = (0..n)
+        .map(|_| rng.random_range(0..k.max(1)) as i64)
+        .collect();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+fn class_batch(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = idx.iter().map(|&i| ds.labels[i] as i64).collect();
+    Tensor::from_data(TensorData::new(v, [idx.len()]), device)
+}
+
+/// The sample grid's size and classes: one row per class for a conditional generator with few
+/// classes (`K x K` samples), else 64 samples.
+pub fn grid_classes(generator: &Generator) -> (usize, Option<Vec<i64>>) {
+    match generator.classes() {
+        k @ 2..=16 => (k * k, Some((0..k * k).map(|i| (i / k) as i64).collect())),
+        0 => (64, None),
+        k => (
+            64,
+            Some((0..64).map(|i| default_class(i, k) as i64).collect()),
+        ),
+    }
+}
+
 /// The fixed latent batch that every sample grid uses.
 pub fn sample_latents(config: &TrainConfig, n: usize, device: &Device) -> Tensor<2> {
     latents(config.seed, u64::MAX, n, config.model.latent, device)
@@ -446,24 +486,53 @@ pub fn train_step(
 ) -> (State, StepMetrics) {
     let step = state.step;
     let n = config.batch;
+    let cond = config.model.conditioning;
+    let k_classes = config.model.classes;
     let mut fake = None;
     let mut scalars_d = None;
     let critic_steps = config.critic_steps.max(1);
     for k in 0..critic_steps {
         let stream = step * critic_steps as u64 + k as u64;
-        let real = real_batch(ds, order.indices(stream), device);
+        let idx = order.indices(stream).to_vec();
+        let real = real_batch(ds, &idx, device);
         let z = latents(config.seed, stream, n, config.model.latent, device);
-        let f = state.generator.forward(z);
-        let d_real = state.discriminator.forward(real);
-        let d_fake = state.discriminator.forward(f.clone().detach());
+        let y_fake = cond
+            .conditions_generator()
+            .then(|| fake_classes(config.seed, stream, n, k_classes, device));
+        let f = state.generator.forward(z, y_fake.clone());
+        // Only cGAN's D reads the class; ACGAN's D predicts it.
+        let (d_class_real, d_class_fake) = match cond {
+            Conditioning::Cgan => (Some(class_batch(ds, &idx, device)), y_fake.clone()),
+            _ => (None, None),
+        };
+        let v_real = state.discriminator.judge(real, d_class_real);
+        let v_fake = state.discriminator.judge(f.clone().detach(), d_class_fake);
         let opinions = Tensor::cat(
             vec![
-                config.loss.opinion(d_real.clone()),
-                config.loss.opinion(d_fake.clone()),
+                config.loss.opinion(v_real.score.clone()),
+                config.loss.opinion(v_fake.score.clone()),
             ],
             0,
         );
-        let loss_d = config.loss.discriminator(d_real, d_fake);
+        let mut loss_d = config.loss.discriminator(v_real.score, v_fake.score);
+        match (cond, v_real.class_logits, v_fake.class_logits, &y_fake) {
+            (Conditioning::Acgan, Some(real_logits), Some(fake_logits), Some(y_fake)) => {
+                loss_d = loss_d
+                    + class_loss(real_logits, class_batch(ds, &idx, device))
+                    + class_loss(fake_logits, y_fake.clone());
+            }
+            (Conditioning::Sgan, ..) => {
+                let labelled = labelled_batch(ds, config, stream);
+                let logits = state
+                    .discriminator
+                    .judge(real_batch(ds, &labelled, device), None)
+                    .class_logits;
+                if let Some(logits) = logits {
+                    loss_d = loss_d + class_loss(logits, class_batch(ds, &labelled, device));
+                }
+            }
+            _ => {}
+        }
         let grads = loss_d.backward();
         let norm = grad_squares(&state.discriminator, &grads, device);
         let grads = GradientsParams::from_grads(grads, &state.discriminator);
@@ -475,13 +544,19 @@ pub fn train_step(
         }
         state.discriminator = d;
         scalars_d = Some((loss_d.detach().inner(), opinions.detach().inner(), norm));
-        fake = Some(f);
+        fake = Some((f, y_fake));
     }
     // G step: D frozen (no parameter of the copy requires a gradient), G's graph from the last fake.
     let frozen_d = state.discriminator.clone().no_grad();
-    let loss_g = config
-        .loss
-        .generator(frozen_d.forward(fake.expect("the critic loop runs at least once")));
+    let (fake, y_fake) = fake.expect("the critic loop runs at least once");
+    let d_class = (cond == Conditioning::Cgan)
+        .then(|| y_fake.clone())
+        .flatten();
+    let verdict = frozen_d.judge(fake, d_class);
+    let mut loss_g = config.loss.generator(verdict.score);
+    if let (Conditioning::Acgan, Some(logits), Some(y)) = (cond, verdict.class_logits, y_fake) {
+        loss_g = loss_g + class_loss(logits, y);
+    }
     let grads = loss_g.backward();
     let norm_g = grad_squares(&state.generator, &grads, device);
     let grads = GradientsParams::from_grads(grads, &state.generator);
@@ -516,28 +591,99 @@ pub fn train_step(
     (state, metrics)
 }
 
-/// Run the generator in inference mode (BatchNorm running statistics) on latents `z`.
-pub fn generate_from(generator: &Generator, z: Tensor<2>) -> Vec<f32> {
+/// Cross-entropy of class logits `[N, K]` against classes `[N]`.
+fn class_loss(logits: Tensor<2>, classes: Tensor<1, Int>) -> Tensor<1> {
+    burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits, classes)
+}
+
+/// SGAN's labelled batch for `stream`: drawn with replacement from the labelled subset.
+fn labelled_batch(ds: &Dataset, config: &TrainConfig, stream: u64) -> Vec<usize> {
+    use rand::Rng;
+    let subset = labelled_subset(ds, config.labelled_per_class, config.seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed ^ stream ^ 0x5EED_1ABE);
+    (0..config.batch.min(subset.len().max(1)))
+        .filter_map(|_| {
+            subset
+                .get(rng.random_range(0..subset.len().max(1)))
+                .copied()
+        })
+        .collect()
+}
+
+/// The first `per_class` samples of each class in a seeded order: the only labels SGAN sees.
+pub fn labelled_subset(ds: &Dataset, per_class: usize, seed: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut order: Vec<usize> = (0..ds.len()).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x1ABE_15));
+    let mut taken = vec![0usize; ds.class_names.len().max(256)];
+    order
+        .into_iter()
+        .filter(|&i| {
+            let t = &mut taken[ds.labels[i] as usize];
+            *t += 1;
+            *t <= per_class
+        })
+        .collect()
+}
+
+/// SGAN's baseline: D's network initialised from the same seed and trained by cross-entropy on
+/// the labelled subset alone, for `updates` Adam steps (as many as SGAN's D took).
+pub fn train_supervised_only(
+    config: &TrainConfig,
+    ds: &Dataset,
+    updates: u64,
+    device: &Device,
+) -> Discriminator {
+    let state = State::new(config, device);
+    let (mut d, mut opt) = (state.discriminator, state.opt_d);
+    for stream in 0..updates {
+        let labelled = labelled_batch(ds, config, stream);
+        if let Some(logits) = d
+            .judge(real_batch(ds, &labelled, device), None)
+            .class_logits
+        {
+            let loss = class_loss(logits, class_batch(ds, &labelled, device));
+            let grads = GradientsParams::from_grads(loss.backward(), &d);
+            d = opt.step(
+                config.lr_at(stream / config.critic_steps.max(1) as u64),
+                d,
+                grads,
+            );
+        }
+    }
+    d
+}
+
+/// SGAN trains on the judge's training split only, so the held-out split measures its classifier.
+pub fn sgan_split(ds: &Dataset) -> (Vec<usize>, Vec<usize>) {
+    crate::metrics::classifier::split(ds.len(), 0)
+}
+
+/// Run the generator in inference mode (BatchNorm running statistics) on latents `z` (and, for a
+/// conditional generator, `classes`; without them sample `i` is of class `i mod K`).
+pub fn generate_from(generator: &Generator, z: Tensor<2>, classes: Option<&[i64]>) -> Vec<f32> {
     let device = z.device().without_autodiff();
     let z = z.to_device(&device);
+    let classes =
+        classes.map(|c| Tensor::from_data(TensorData::new(c.to_vec(), [c.len()]), &device));
     generator
         .valid()
-        .forward(z)
+        .forward(z, classes)
         .into_data()
         .try_to_vec::<f32>()
         .unwrap_or_default()
 }
 
-/// Generate `n` samples from the fixed latent batch.
-pub fn fixed_samples(
-    generator: &Generator,
-    config: &TrainConfig,
-    n: usize,
-    device: &Device,
-) -> Vec<f32> {
+/// The sample grid from the fixed latent batch ([`grid_classes`]: a row per class for a
+/// conditional generator).
+pub fn fixed_samples(generator: &Generator, config: &TrainConfig, device: &Device) -> Vec<f32> {
+    let (n, classes) = grid_classes(generator);
     generate_from(
         generator,
         sample_latents(config, n, &device.clone().without_autodiff()),
+        classes.as_deref(),
     )
 }
 
@@ -556,7 +702,7 @@ pub fn generate(
         config.model.latent,
         &device.clone().without_autodiff(),
     );
-    generate_from(generator, z)
+    generate_from(generator, z, None)
 }
 
 fn save_samples(
@@ -568,7 +714,7 @@ fn save_samples(
     let file = run.samples().join(format!("step_{:06}.png", state.step));
     let img = match config.model.sample {
         SampleKind::Image { .. } => render::sample_grid(
-            &fixed_samples(&state.generator, config, 64, device),
+            &fixed_samples(&state.generator, config, device),
             config.model.sample,
         ),
         SampleKind::Points { .. } => {
@@ -697,6 +843,38 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
         )));
     }
     config.class_names = ds.class_names.clone();
+    let cond = config.model.conditioning;
+    let ds = if cond == Conditioning::Sgan {
+        ds.subset(&sgan_split(&ds).0)
+    } else {
+        ds
+    };
+    if cond.uses_labels() {
+        config.model.classes = ds.class_names.len();
+        if config.model.classes < 2 {
+            return Err(TrainError::Config(format!(
+                "--cond {} needs labelled data with at least 2 classes; {} has {}",
+                format!("{cond:?}").to_lowercase(),
+                ds.name,
+                config.model.classes
+            )));
+        }
+        if let Some(&bad) = ds
+            .labels
+            .iter()
+            .find(|&&l| l as usize >= config.model.classes)
+        {
+            return Err(TrainError::Config(format!(
+                "{}: label {bad} but only {} class names",
+                ds.name, config.model.classes
+            )));
+        }
+    }
+    if config.model.conditioning == Conditioning::Sgan && config.labelled_per_class == 0 {
+        return Err(TrainError::Config(
+            "sgan needs at least one labelled sample per class".into(),
+        ));
+    }
     let mut order = BatchOrder::new(ds.len(), config.batch, config.seed)?;
     let device = config.device.device()?.autodiff();
 

@@ -444,6 +444,17 @@ impl Dataset {
         self.labels.len()
     }
 
+    /// The samples `idx` (in that order) with their labels.
+    pub fn subset(&self, idx: &[usize]) -> Dataset {
+        let mut out = Dataset::empty(self.name.clone(), self.kind);
+        out.class_names = self.class_names.clone();
+        for &i in idx {
+            out.samples.extend_from_slice(self.sample(i));
+            out.labels.push(self.labels[i]);
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }

@@ -4,7 +4,9 @@
 //! burn-onnx 0.22's exporter cannot lower `ConvTranspose2d` (nor LeakyReLU or Embedding), and its
 //! dynamic-batch tracer rejects the `[N, C*H*W] -> [N, C, H, W]` reshape every DCGAN generator
 //! starts with, so the graph is written here from the generator's layer list
-//! ([`Generator::layers`]): Gemm, Reshape, BatchNormalization, Relu, ConvTranspose, Tanh.
+//! ([`Generator::layers`]): Gemm, Reshape, BatchNormalization, Relu, ConvTranspose, Tanh, and for
+//! a conditional generator a second input `class` (int64 `[N]`) that selects a row of the class
+//! embedding (Gather) joined after z (Concat), as PyTorch exports `nn.Embedding` + `torch.cat`.
 
 use onnx_ir::{
     AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto,
@@ -36,6 +38,10 @@ impl OnnxMetadata {
             ("pocketgan.image_shape".into(), format!("{c},{h},{w}")),
             ("pocketgan.dataset".into(), config.data.clone()),
             ("pocketgan.class_names".into(), config.class_names.join(",")),
+            (
+                "pocketgan.conditioning".into(),
+                format!("{:?}", config.model.conditioning).to_lowercase(),
+            ),
             ("pocketgan.steps".into(), steps.to_string()),
             (
                 "pocketgan.architecture".into(),
@@ -46,6 +52,10 @@ impl OnnxMetadata {
                 format!("{:?}", config.loss).to_lowercase(),
             ),
         ];
+        let mut entries = entries;
+        if config.model.conditioning.conditions_generator() {
+            entries.push(("pocketgan.classes".into(), config.model.classes.to_string()));
+        }
         Self {
             entries,
             latent: config.model.latent,
@@ -80,6 +90,14 @@ fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
     a
 }
 
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INT.into();
+    a.i = v;
+    a
+}
+
 fn attr_float(name: &str, v: f32) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
@@ -88,12 +106,12 @@ fn attr_float(name: &str, v: f32) -> AttributeProto {
     a
 }
 
-/// A float tensor's value info; `None` dims are the symbolic batch axis.
-fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
+/// A tensor's value info; `None` dims are the symbolic batch axis.
+fn value_info(name: &str, elem_type: i32, dims: &[Option<usize>]) -> ValueInfoProto {
     let mut v = ValueInfoProto::new();
     v.name = name.into();
     let tt = v.type_.mut_or_insert_default().mut_tensor_type();
-    tt.elem_type = FLOAT;
+    tt.elem_type = elem_type;
     let shape = tt.shape.mut_or_insert_default();
     for d in dims {
         shape.dim.push(Default::default());
@@ -141,7 +159,33 @@ impl GraphWriter {
         self.nodes.push(n);
         self.current = out;
     }
+
+    /// Gather row `class` of `table` and join it after the current value along axis 1.
+    fn class_embedding(&mut self, table: &Weights, class_input: &str) {
+        let gathered = "class_vector".to_string();
+        let mut t = tensor(CLASS_EMBEDDING, table);
+        t.name = CLASS_EMBEDDING.into();
+        let mut gather = NodeProto::new();
+        gather.op_type = "Gather".into();
+        gather.name = "gather_class".into();
+        gather.input = vec![t.name.clone(), class_input.into()];
+        gather.output = vec![gathered.clone()];
+        gather.attribute = vec![attr_int("axis", 0)];
+        self.initializers.push(t);
+        self.nodes.push(gather);
+        let mut concat = NodeProto::new();
+        concat.op_type = "Concat".into();
+        concat.name = "concat_class".into();
+        concat.input = vec![std::mem::take(&mut self.current), gathered];
+        concat.output = vec!["conditioned".into()];
+        concat.attribute = vec![attr_int("axis", 1)];
+        self.nodes.push(concat);
+        self.current = "conditioned".into();
+    }
 }
+
+/// The initializer that holds a conditional generator's class embedding `[K, E]`.
+pub const CLASS_EMBEDDING: &str = "class_embedding";
 
 /// Build the ONNX model for a list of layers.
 pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, ExportError> {
@@ -157,9 +201,19 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
         .len()
         .checked_sub(1)
         .ok_or_else(|| ExportError::Graph("no layers".into()))?;
+    let mut classes = None;
     for (i, layer) in layers.iter().enumerate() {
         let out = (i == last).then_some(output);
         match layer {
+            Layer::ClassEmbedding { table } => {
+                if i != 0 || table.dims.len() != 2 {
+                    return Err(ExportError::Graph(
+                        "a class embedding must be the first layer, with a [K, E] table".into(),
+                    ));
+                }
+                g.class_embedding(table, pocketgan_runtime::ONNX_CLASS_INPUT);
+                classes = Some(table.dims[0]);
+            }
             Layer::Linear { weight, bias } => {
                 let mut inputs = vec![tensor("weight", weight)];
                 if let Some(b) = bias {
@@ -228,11 +282,20 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
     graph.initializer = g.initializers;
     graph
         .input
-        .push(value_info(input, &[None, Some(meta.latent)]));
+        .push(value_info(input, FLOAT, &[None, Some(meta.latent)]));
+    if classes.is_some() {
+        graph.input.push(value_info(
+            pocketgan_runtime::ONNX_CLASS_INPUT,
+            INT64,
+            &[None],
+        ));
+    }
     let [c, h, w] = meta.sample_dims;
-    graph
-        .output
-        .push(value_info(output, &[None, Some(c), Some(h), Some(w)]));
+    graph.output.push(value_info(
+        output,
+        FLOAT,
+        &[None, Some(c), Some(h), Some(w)],
+    ));
     for (k, v) in &meta.entries {
         model.metadata_props.push(Default::default());
         let e = model.metadata_props.last_mut().expect("just pushed");

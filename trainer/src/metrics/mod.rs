@@ -13,6 +13,7 @@
 pub mod classifier;
 pub mod frechet;
 pub mod manifold;
+pub mod sgan;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
 
 use crate::data::{self, DataSource, Dataset, LoadOptions, MixtureCoverage};
+use crate::model::default_class;
 use crate::train::{self, RunDir};
 use classifier::{Judge, FEATURES};
 
@@ -88,6 +90,11 @@ impl Reference {
 
     /// Metrics of `samples` (`[N, C, H, W]` flattened, in `[-1, 1]`).
     pub fn measure(&self, samples: &[f32]) -> ImageMetrics {
+        self.measure_and_classify(samples).0
+    }
+
+    /// [`Self::measure`], and the class the judge gives each sample.
+    pub fn measure_and_classify(&self, samples: &[f32]) -> (ImageMetrics, Vec<usize>) {
         let (features, classes) = self.judge.judge(samples);
         let k = self.judge.shape[2];
         let (counts, covered, kl) = class_stats(&classes, k);
@@ -96,7 +103,7 @@ impl Reference {
             &self.train_features[..self.train_features.len().min(m)],
             &features[..features.len().min(m)],
         );
-        ImageMetrics {
+        let metrics = ImageMetrics {
             samples: classes.len(),
             fid: frechet::distance(&self.train_features, &features),
             classes_covered: covered,
@@ -105,7 +112,8 @@ impl Reference {
             precision,
             recall,
             class_counts: counts,
-        }
+        };
+        (metrics, classes)
     }
 }
 
@@ -130,6 +138,12 @@ pub fn class_stats(classes: &[usize], k: usize) -> (Vec<usize>, usize, f64) {
         .filter(|&&c| c as f64 * 10.0 * k as f64 >= n)
         .count();
     (counts, covered, kl)
+}
+
+/// The share of samples whose judged class is the one asked for.
+pub fn class_accuracy(asked: &[usize], judged: &[usize]) -> f64 {
+    let hits = asked.iter().zip(judged).filter(|(a, j)| a == j).count();
+    hits as f64 / asked.len().min(judged.len()).max(1) as f64
 }
 
 fn empty() -> ImageMetrics {
@@ -167,12 +181,7 @@ impl Generator {
 
     /// `n` samples from latents drawn from `seed`, and the data the generator was made for
     /// (a run knows its own; model files take `data`).
-    pub fn samples(
-        &self,
-        n: usize,
-        seed: u64,
-        data: &DataSource,
-    ) -> Result<(Vec<f32>, Vec<usize>, DataSource), EvalError> {
+    pub fn samples(&self, n: usize, seed: u64, data: &DataSource) -> Result<Samples, EvalError> {
         let model_err = |file: &Path, reason: String| EvalError::Model {
             file: file.into(),
             reason,
@@ -187,7 +196,14 @@ impl Generator {
                     .map_err(|e| model_err(dir, e.to_string()))?;
                 let state = train::load_latest(&run, &config, &device.clone().autodiff())?;
                 let samples = train::generate(&state.generator, &config, n, seed, &device);
-                Ok((samples, config.model.sample.dims(), config.source()?))
+                let k = state.generator.classes();
+                Ok(Samples {
+                    values: samples,
+                    dims: config.model.sample.dims(),
+                    source: config.source()?,
+                    // `generate` asks a conditional generator for every class in turn.
+                    classes: (k > 0).then(|| (0..n).map(|i| default_class(i, k)).collect()),
+                })
             }
             Generator::Onnx(file) | Generator::Pgq(file) => {
                 let bytes = std::fs::read(file).map_err(|e| model_err(file, e.to_string()))?;
@@ -218,10 +234,26 @@ impl Generator {
                     }
                     (s, engine.image_shape())
                 };
-                Ok((samples, vec![c, h, w], data.clone()))
+                Ok(Samples {
+                    values: samples,
+                    dims: vec![c, h, w],
+                    source: data.clone(),
+                    classes: None,
+                })
             }
         }
     }
+}
+
+/// Generated samples and what they are.
+pub struct Samples {
+    /// `[N, C, H, W]` (toy: `[N, 1, 1, 2]`) flattened.
+    pub values: Vec<f32>,
+    /// `[C, H, W]` of one sample.
+    pub dims: Vec<usize>,
+    pub source: DataSource,
+    /// The class each sample was asked to be (conditional generators).
+    pub classes: Option<Vec<usize>>,
 }
 
 /// The result of `eval`.
@@ -240,6 +272,13 @@ pub enum Report {
         classifier_test_accuracy: f32,
         generated: ImageMetrics,
         held_out_real: ImageMetrics,
+        /// Conditional generators: the share of samples the judge puts in the class they were
+        /// asked for.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        class_accuracy: Option<f64>,
+        /// SGAN runs: the discriminator as a classifier, against supervised training alone.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        semi_supervised: Option<sgan::SganReport>,
     },
 }
 
@@ -251,7 +290,12 @@ pub fn evaluate(
     data: &DataSource,
     classifiers: &Path,
 ) -> Result<Report, EvalError> {
-    let (samples, dims, source) = generator.samples(n, seed, data)?;
+    let Samples {
+        values: samples,
+        dims,
+        source,
+        classes: asked,
+    } = generator.samples(n, seed, data)?;
     if let Some(mixture) = source.mixture() {
         let MixtureCoverage {
             modes_covered,
@@ -282,11 +326,21 @@ pub fn evaluate(
             data: ds.name.clone(),
         });
     }
+    let semi_supervised = match generator {
+        Generator::Run(dir) => {
+            let run = RunDir(dir.clone());
+            sgan::evaluate_run(&run, &run.read_config()?, &ds)?
+        }
+        _ => None,
+    };
     let reference = Reference::new(&ds, classifiers, 0)?;
+    let (generated, judged) = reference.measure_and_classify(&samples);
     Ok(Report::Images {
         data: ds.name.clone(),
         classifier_test_accuracy: reference.judge.test_accuracy,
-        generated: reference.measure(&samples),
+        generated,
         held_out_real: reference.held_out.clone(),
+        class_accuracy: asked.map(|asked| class_accuracy(&asked, &judged)),
+        semi_supervised,
     })
 }

@@ -2,6 +2,7 @@
 //! `shared/anchors/README.md`:
 //! G: z -> Linear -> [2w,7,7] -> BN -> ReLU -> ConvT(2w->w, k4 s2 p1) -> BN -> ReLU -> ConvT(w->C) -> Tanh
 //! D: Conv(C->w, k4 s2 p1) -> LeakyReLU -> Conv(w->2w) -> BN -> LeakyReLU -> Linear(2w*7*7 -> 1)
+//! (the last Linear is D's score head, built by `model`; this body ends at the flattened features).
 //! 32 and 64 px start from 4x4 and add one up/down-sampling step per doubling.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -25,7 +26,7 @@ pub fn base_size(side: usize) -> Option<usize> {
 }
 
 /// DCGAN's initialisation: N(0, 0.02) weights, BN gamma N(1, 0.02).
-const WEIGHT_INIT: Initializer = Initializer::Normal {
+pub(crate) const WEIGHT_INIT: Initializer = Initializer::Normal {
     mean: 0.0,
     std: 0.02,
 };
@@ -59,7 +60,6 @@ pub struct DcganDiscriminator {
     /// First downsampling, no batch norm (as in DCGAN).
     from_image: Conv2d,
     blocks: Vec<DownBlock>,
-    classify: Linear,
     act: LeakyRelu,
 }
 
@@ -89,7 +89,8 @@ fn down(cin: usize, cout: usize, device: &Device) -> Conv2d {
         .init(device)
 }
 
-pub fn init(config: &ModelConfig, device: &Device) -> (DcganGenerator, DcganDiscriminator) {
+/// The two bodies and the length of D's feature vector.
+pub fn init(config: &ModelConfig, device: &Device) -> (DcganGenerator, DcganDiscriminator, usize) {
     let SampleKind::Image {
         channels, height, ..
     } = config.sample
@@ -111,7 +112,7 @@ pub fn init(config: &ModelConfig, device: &Device) -> (DcganGenerator, DcganDisc
         c /= 2;
     }
     let generator = DcganGenerator {
-        project: LinearConfig::new(config.latent, top * base * base)
+        project: LinearConfig::new(config.generator_input(), top * base * base)
             .with_initializer(WEIGHT_INIT)
             .init(device),
         project_norm: batch_norm(top, device),
@@ -130,14 +131,11 @@ pub fn init(config: &ModelConfig, device: &Device) -> (DcganGenerator, DcganDisc
         c *= 2;
     }
     let discriminator = DcganDiscriminator {
-        from_image: down(channels, w, device),
+        from_image: down(config.discriminator_channels(), w, device),
         blocks,
-        classify: LinearConfig::new(top * base * base, 1)
-            .with_initializer(WEIGHT_INIT)
-            .init(device),
         act: LeakyReluConfig::new().with_negative_slope(0.2).init(),
     };
-    (generator, discriminator)
+    (generator, discriminator, top * base * base)
 }
 
 impl DcganGenerator {
@@ -172,11 +170,12 @@ impl DcganGenerator {
 }
 
 impl DcganDiscriminator {
+    /// Images `[N, C, H, W]` -> features `[N, F]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = self.act.forward(self.from_image.forward(x));
         for block in &self.blocks {
             x = self.act.forward(block.norm.forward(block.conv.forward(x)));
         }
-        self.classify.forward(x.flatten(1, 3))
+        x.flatten(1, 3)
     }
 }

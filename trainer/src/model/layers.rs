@@ -3,7 +3,7 @@
 
 use burn::module::Param;
 use burn::nn::conv::ConvTranspose2d;
-use burn::nn::{BatchNorm, Linear};
+use burn::nn::{BatchNorm, Embedding, Linear};
 use burn::prelude::*;
 
 /// A float tensor taken out of Burn: shape and row-major values.
@@ -31,6 +31,11 @@ impl Weights {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Layer {
+    /// The conditional generator's first step: row `class` of `table` `[K, E]` joined after z,
+    /// `[N, latent] -> [N, latent + E]` (ONNX: Gather + Concat).
+    ClassEmbedding {
+        table: Weights,
+    },
     /// `y = x W + b`, W `[in, out]`.
     Linear {
         weight: Weights,
@@ -61,6 +66,12 @@ pub enum Layer {
 }
 
 impl Layer {
+    pub fn class_embedding(e: &Embedding) -> Self {
+        Layer::ClassEmbedding {
+            table: Weights::param(&e.weight),
+        }
+    }
+
     pub fn linear(l: &Linear) -> Self {
         Layer::Linear {
             weight: Weights::param(&l.weight),

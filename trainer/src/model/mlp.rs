@@ -1,6 +1,7 @@
 //! The original GAN of Goodfellow et al. (2014): fully connected G and D.
 //! G: z -> Linear -> ReLU -> Linear -> ReLU -> Linear (-> tanh for images)
-//! D: x -> Linear -> LeakyReLU(0.2) -> Linear -> LeakyReLU(0.2) -> Linear -> logit
+//! D: x -> Linear -> LeakyReLU(0.2) -> Linear -> LeakyReLU(0.2) (-> Linear -> logit: the score head,
+//! built by `model`)
 
 use burn::nn::{LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -25,24 +26,22 @@ pub struct MlpDiscriminator {
 
 pub fn init(config: &ModelConfig, device: &Device) -> (MlpGenerator, MlpDiscriminator) {
     let numel = config.sample.numel();
+    let [_, c, hh, w] = batch_dims(config.sample, 1);
+    let numel_in = numel / c * config.discriminator_channels();
     let h = config.width;
     let generator = MlpGenerator {
         layers: vec![
-            LinearConfig::new(config.latent, h).init(device),
+            LinearConfig::new(config.generator_input(), h).init(device),
             LinearConfig::new(h, h).init(device),
             LinearConfig::new(h, numel).init(device),
         ],
         tanh_output: matches!(config.sample, SampleKind::Image { .. }),
-        sample: {
-            let [_, c, hh, w] = batch_dims(config.sample, 1);
-            [c, hh, w]
-        },
+        sample: [c, hh, w],
     };
     let discriminator = MlpDiscriminator {
         layers: vec![
-            LinearConfig::new(numel, h).init(device),
+            LinearConfig::new(numel_in, h).init(device),
             LinearConfig::new(h, h).init(device),
-            LinearConfig::new(h, 1).init(device),
         ],
         act: LeakyReluConfig::new().with_negative_slope(0.2).init(),
     };
@@ -83,14 +82,11 @@ impl MlpGenerator {
 }
 
 impl MlpDiscriminator {
+    /// Samples `[N, C, H, W]` -> features `[N, width]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let last = self.layers.len() - 1;
         let mut x = x.flatten(1, 3);
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
-            if i < last {
-                x = self.act.forward(x);
-            }
+        for layer in &self.layers {
+            x = self.act.forward(layer.forward(x));
         }
         x
     }

@@ -1,12 +1,63 @@
-//! GAN architectures: the original MLP GAN and DCGAN. One config describes both networks.
+//! GAN architectures: the original MLP GAN and DCGAN, optionally class-conditional (cGAN, ACGAN)
+//! or semi-supervised (SGAN). One config describes both networks.
+//!
+//! An architecture module builds the bodies: a generator from a vector to a sample, and a
+//! discriminator from a sample to a feature vector. This module adds what conditioning needs
+//! around them: the class embedding joined to z, the label plane joined to D's input, and D's
+//! heads (real/fake score, class logits).
 
 pub mod dcgan;
 pub mod layers;
 pub mod mlp;
 
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
+use burn::tensor::TensorData;
 
 use crate::data::SampleKind;
+
+/// How class labels take part in the game.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Conditioning {
+    /// An unconditional GAN.
+    #[default]
+    None,
+    /// Mirza & Osindero (2014): a class embedding joined to z in G, and a learned label plane
+    /// joined to D's input as one more channel.
+    Cgan,
+    /// Odena et al. (2017): G as in cGAN; D sees only the sample, and also predicts its class
+    /// (an auxiliary cross-entropy on real and fake samples, which G minimises too).
+    Acgan,
+    /// Odena (2016), Salimans et al. (2016): unconditional G; D has K class logits and its
+    /// real/fake score is their log-sum-exp (the K+1th "fake" logit fixed at 0). D trains on a
+    /// small labelled subset (cross-entropy) plus all images (the GAN loss).
+    Sgan,
+}
+
+impl Conditioning {
+    /// Whether G takes a class (and so the exported ONNX has a `class` input).
+    pub fn conditions_generator(self) -> bool {
+        matches!(self, Conditioning::Cgan | Conditioning::Acgan)
+    }
+    /// Whether D has class logits.
+    pub fn classifies(self) -> bool {
+        matches!(self, Conditioning::Acgan | Conditioning::Sgan)
+    }
+    pub fn uses_labels(self) -> bool {
+        self != Conditioning::None
+    }
+}
 
 /// Which architecture to build.
 #[derive(
@@ -30,6 +81,18 @@ pub struct ModelConfig {
     pub width: usize,
     /// The sample the generator makes and the discriminator reads.
     pub sample: SampleKind,
+    #[serde(default)]
+    pub conditioning: Conditioning,
+    /// Number of classes K (conditional models; 0 otherwise).
+    #[serde(default)]
+    pub classes: usize,
+    /// Size of G's class embedding, joined to z (cGAN, ACGAN).
+    #[serde(default = "default_embed")]
+    pub embed: usize,
+}
+
+fn default_embed() -> usize {
+    16
 }
 
 impl ModelConfig {
@@ -44,13 +107,36 @@ impl ModelConfig {
                 height: 28,
                 width: 28,
             },
+            conditioning: Conditioning::None,
+            classes: 0,
+            embed: default_embed(),
         }
     }
 
+    /// Length of the vector G's body reads: z, plus the class embedding when G is conditional.
+    pub fn generator_input(&self) -> usize {
+        self.latent
+            + if self.conditioning.conditions_generator() {
+                self.embed
+            } else {
+                0
+            }
+    }
+
+    /// Channels of the sample D's body reads: one more (the label plane) for cGAN.
+    pub fn discriminator_channels(&self) -> usize {
+        let [_, c, _, _] = batch_dims(self.sample, 1);
+        c + usize::from(self.conditioning == Conditioning::Cgan)
+    }
+
     /// Check the combination before building anything, so bad flags give an error, not a panic.
+    /// (The number of classes comes from the data: the training loop checks it.)
     pub fn validate(&self) -> Result<(), String> {
         if self.latent == 0 || self.width == 0 {
             return Err("latent size and width must be positive".into());
+        }
+        if self.conditioning.conditions_generator() && self.embed == 0 {
+            return Err("the class embedding size must be positive".into());
         }
         match (self.architecture, self.sample) {
             (Architecture::Dcgan, SampleKind::Points { .. }) => {
@@ -79,57 +165,192 @@ impl ModelConfig {
     }
 
     pub fn init(&self, device: &Device) -> (Generator, Discriminator) {
-        match self.architecture {
+        let (g, d, features) = match self.architecture {
             Architecture::Mlp => {
                 let (g, d) = mlp::init(self, device);
-                (Generator::Mlp(g), Discriminator::Mlp(d))
+                (GeneratorBody::Mlp(g), DiscriminatorBody::Mlp(d), self.width)
             }
             Architecture::Dcgan => {
-                let (g, d) = dcgan::init(self, device);
-                (Generator::Dcgan(g), Discriminator::Dcgan(d))
+                let (g, d, features) = dcgan::init(self, device);
+                (
+                    GeneratorBody::Dcgan(g),
+                    DiscriminatorBody::Dcgan(d),
+                    features,
+                )
             }
+        };
+        let cond = self.conditioning;
+        let [_, _, h, w] = batch_dims(self.sample, 1);
+        let generator = Generator {
+            class_embedding: cond
+                .conditions_generator()
+                .then(|| EmbeddingConfig::new(self.classes, self.embed).init(device)),
+            classes: if cond.conditions_generator() {
+                self.classes
+            } else {
+                0
+            },
+            body: g,
+        };
+        let discriminator = Discriminator {
+            label_plane: (cond == Conditioning::Cgan)
+                .then(|| EmbeddingConfig::new(self.classes, h * w).init(device)),
+            body: d,
+            score: (cond != Conditioning::Sgan).then(|| self.head(features, 1, device)),
+            class_logits: cond
+                .classifies()
+                .then(|| self.head(features, self.classes, device)),
+        };
+        (generator, discriminator)
+    }
+
+    /// One of D's output layers, initialised as the architecture's other layers.
+    fn head(&self, features: usize, out: usize, device: &Device) -> Linear {
+        let config = LinearConfig::new(features, out);
+        match self.architecture {
+            Architecture::Dcgan => config.with_initializer(dcgan::WEIGHT_INIT),
+            Architecture::Mlp => config,
         }
+        .init(device)
     }
 }
 
 #[derive(Module, Debug)]
-pub enum Generator {
+pub enum GeneratorBody {
     Mlp(mlp::MlpGenerator),
     Dcgan(dcgan::DcganGenerator),
 }
 
+#[derive(Module, Debug)]
+pub struct Generator {
+    /// `[K, E]`: row `class` is joined to z (cGAN, ACGAN).
+    class_embedding: Option<Embedding>,
+    classes: usize,
+    body: GeneratorBody,
+}
+
+/// The class of sample `i` when a conditional generator is given none: every class in turn.
+pub fn default_class(i: usize, classes: usize) -> usize {
+    i % classes.max(1)
+}
+
 impl Generator {
-    /// z `[N, latent]` -> samples `[N, C, H, W]` in `[-1, 1]` (images) or `[N, 1, 1, D]` (points).
-    pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
-        match self {
-            Generator::Mlp(g) => g.forward(z),
-            Generator::Dcgan(g) => g.forward(z),
+    /// z `[N, latent]` (and for conditional generators the classes `[N]`) -> samples `[N, C, H, W]`
+    /// in `[-1, 1]` (images) or `[N, 1, 1, D]` (points). A conditional generator given no classes
+    /// draws sample `i` of class [`default_class`]; an unconditional one ignores classes.
+    pub fn forward(&self, z: Tensor<2>, classes: Option<Tensor<1, Int>>) -> Tensor<4> {
+        let x = match &self.class_embedding {
+            Some(embedding) => {
+                let [n, _] = z.dims();
+                let classes = classes.unwrap_or_else(|| {
+                    let v: Vec<i64> = (0..n)
+                        .map(|i| default_class(i, self.classes) as i64)
+                        .collect();
+                    Tensor::from_data(TensorData::new(v, [n]), &z.device())
+                });
+                let e = embedding.forward(classes.reshape([n, 1]));
+                let [_, _, dim] = e.dims();
+                Tensor::cat(vec![z, e.reshape([n, dim])], 1)
+            }
+            None => z,
+        };
+        match &self.body {
+            GeneratorBody::Mlp(g) => g.forward(x),
+            GeneratorBody::Dcgan(g) => g.forward(x),
         }
+    }
+
+    /// Number of classes G is conditioned on (0 for an unconditional generator).
+    pub fn classes(&self) -> usize {
+        self.classes
     }
 
     /// The network in inference form (BatchNorm with running statistics), layer by layer.
     pub fn layers(&self) -> Vec<layers::Layer> {
-        match self {
-            Generator::Mlp(g) => g.layers(),
-            Generator::Dcgan(g) => g.layers(),
-        }
+        let body = match &self.body {
+            GeneratorBody::Mlp(g) => g.layers(),
+            GeneratorBody::Dcgan(g) => g.layers(),
+        };
+        self.class_embedding
+            .iter()
+            .map(layers::Layer::class_embedding)
+            .chain(body)
+            .collect()
     }
 }
 
 #[derive(Module, Debug)]
-pub enum Discriminator {
+pub enum DiscriminatorBody {
     Mlp(mlp::MlpDiscriminator),
     Dcgan(dcgan::DcganDiscriminator),
 }
 
+#[derive(Module, Debug)]
+pub struct Discriminator {
+    /// `[K, H*W]`: row `class`, as an image plane, is joined to the input as a channel (cGAN).
+    label_plane: Option<Embedding>,
+    body: DiscriminatorBody,
+    /// Features -> one real/fake score (absent for SGAN, whose score comes from the class logits).
+    score: Option<Linear>,
+    /// Features -> K class logits (ACGAN, SGAN).
+    class_logits: Option<Linear>,
+}
+
+/// What D says about a batch.
+pub struct Verdict {
+    /// `[N, 1]` raw scores (logits for the BCE losses).
+    pub score: Tensor<2>,
+    /// `[N, K]` class logits (ACGAN, SGAN).
+    pub class_logits: Option<Tensor<2>>,
+}
+
 impl Discriminator {
-    /// samples `[N, C, H, W]` -> logits `[N, 1]`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Discriminator::Mlp(d) => d.forward(x),
-            Discriminator::Dcgan(d) => d.forward(x),
+    /// samples `[N, C, H, W]` (and, for cGAN, their classes `[N]`) -> D's verdict. A cGAN
+    /// discriminator given no classes judges sample `i` as class [`default_class`].
+    pub fn judge(&self, x: Tensor<4>, classes: Option<Tensor<1, Int>>) -> Verdict {
+        let x = match &self.label_plane {
+            Some(plane) => {
+                let [n, _, h, w] = x.dims();
+                let k = plane.weight.dims()[0];
+                let classes = classes.unwrap_or_else(|| {
+                    let v: Vec<i64> = (0..n).map(|i| default_class(i, k) as i64).collect();
+                    Tensor::from_data(TensorData::new(v, [n]), &x.device())
+                });
+                let p = plane.forward(classes.reshape([n, 1])).reshape([n, 1, h, w]);
+                Tensor::cat(vec![x, p], 1)
+            }
+            None => x,
+        };
+        let features = match &self.body {
+            DiscriminatorBody::Mlp(d) => d.forward(x),
+            DiscriminatorBody::Dcgan(d) => d.forward(x),
+        };
+        let class_logits = self
+            .class_logits
+            .as_ref()
+            .map(|l| l.forward(features.clone()));
+        let score = match (&self.score, &class_logits) {
+            (Some(l), _) => l.forward(features),
+            // SGAN: D(x) = Z(x) / (Z(x) + 1) with Z = sum exp(logits), so the logit is log Z.
+            (None, Some(logits)) => logsumexp(logits.clone()),
+            (None, None) => unreachable!("every discriminator has a score or class logits"),
+        };
+        Verdict {
+            score,
+            class_logits,
         }
     }
+
+    /// samples `[N, C, H, W]` -> scores `[N, 1]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.judge(x, None).score
+    }
+}
+
+/// `log(sum(exp(x)))` over dim 1, stable: `[N, K] -> [N, 1]`.
+pub fn logsumexp(x: Tensor<2>) -> Tensor<2> {
+    let max = x.clone().max_dim(1).detach();
+    (x - max.clone()).exp().sum_dim(1).log() + max
 }
 
 /// The 4-D shape of a batch of samples; toy points travel as `[N, 1, 1, D]`.
