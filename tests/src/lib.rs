@@ -69,3 +69,20 @@ pub fn run_tract(
         .copied()
         .collect()
 }
+
+/// Run Python `script` (which reads the ONNX file in `sys.argv[1]`, e.g. to call `onnx.checker`)
+/// and fail the test with its output unless it succeeds.
+pub fn python_accepts(script: &str, file: &Path) {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(file)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the Python check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
