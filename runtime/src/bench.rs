@@ -3,9 +3,9 @@
 
 use crate::engine::{Engine, EngineError};
 use crate::format::Model;
-use crate::interp::run_observed;
+use crate::interp::run_conditional_observed;
 use crate::kernels::Isa;
-use crate::quantize::latents;
+use crate::quantize::{classes, latents};
 use std::time::Instant;
 
 /// One engine's figures.
@@ -56,7 +56,7 @@ fn time<E>(reps: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<f64, E> 
 
 pub const BATCH: usize = 64;
 
-/// Measures every engine on the same seeded latents.
+/// Measures every engine on the same seeded latents (and classes, for a conditional model).
 pub fn run(
     engines: &mut [Box<dyn Engine + '_>],
     model: &Model,
@@ -65,10 +65,12 @@ pub fn run(
     let mut rows = Vec::new();
     for e in engines.iter_mut() {
         let latent = e.latent();
-        let z1 = latents(1, 1, latent);
-        let z64 = latents(2, BATCH, latent);
-        let batch1 = time(reps, || e.generate(&z1, 1).map(|_| ()))?;
-        let batch64 = time(reps.div_ceil(4), || e.generate(&z64, BATCH).map(|_| ()))?;
+        let (z1, c1) = (latents(1, 1, latent), classes(1, 1, e.classes()));
+        let (z64, c64) = (latents(2, BATCH, latent), classes(2, BATCH, e.classes()));
+        let batch1 = time(reps, || e.generate_with(&z1, &c1, 1).map(|_| ()))?;
+        let batch64 = time(reps.div_ceil(4), || {
+            e.generate_with(&z64, &c64, BATCH).map(|_| ())
+        })?;
         rows.push(Row {
             engine: e.name(),
             batch1_us: batch1 * 1e6,
@@ -93,17 +95,19 @@ fn largest_layer(model: &Model, reps: usize) -> Result<Option<LayerFigure>, Engi
         .iter()
         .map(|&v| model.input_quant.quantize(v))
         .collect();
+    let labels = classes(3, BATCH, model.classes());
     let mut arena = vec![0u8; model.arena_len(BATCH)];
     let mut out = vec![0i8; BATCH * model.output.elements()];
     let mut samples = Vec::new();
     for _ in 0..reps.div_ceil(4).max(3) {
         let mut last = Instant::now();
         let mut took = 0.0;
-        run_observed(
+        run_conditional_observed(
             model,
             Isa::detect(),
             BATCH,
             &input,
+            &labels,
             &mut arena,
             &mut out,
             |i, _, _, _| {

@@ -1,7 +1,8 @@
 //! Engines that turn latents into images: our int8 interpreter, tract (f32) and onnxruntime.
 
 use crate::format::{Model, Shape};
-use crate::interp::run;
+use crate::graph::Graph;
+use crate::interp::{check_classes, run_conditional};
 use crate::kernels::Isa;
 use std::collections::HashMap;
 use tract_onnx::prelude::*;
@@ -30,13 +31,29 @@ fn tract_err(e: impl std::fmt::Display) -> EngineError {
     EngineError::Tract(format!("{e:#}"))
 }
 
-/// A generator: `n` latents in, `n` images out (NCHW, float, `[-1, 1]` for our generators).
+/// A generator: `n` latents (and, if conditional, `n` classes) in, `n` images out (NCHW, float,
+/// `[-1, 1]` for our generators).
 pub trait Engine {
     fn name(&self) -> String;
     fn latent(&self) -> usize;
     /// `(c, h, w)` of one image.
     fn image_shape(&self) -> (usize, usize, usize);
-    fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError>;
+    /// Class count of a conditional generator; 0 for an unconditional one.
+    fn classes(&self) -> usize {
+        0
+    }
+    /// `classes` holds one class in `0..self.classes()` per sample for a conditional generator
+    /// and is empty for an unconditional one; anything else is an [`EngineError::Run`].
+    fn generate_with(
+        &mut self,
+        z: &[f32],
+        classes: &[u32],
+        n: usize,
+    ) -> Result<Vec<f32>, EngineError>;
+    /// [`Engine::generate_with`] without classes (unconditional generators).
+    fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError> {
+        self.generate_with(z, &[], n)
+    }
 }
 
 fn check_latents(z: &[f32], n: usize, latent: usize) -> Result<(), EngineError> {
@@ -50,25 +67,76 @@ fn check_latents(z: &[f32], n: usize, latent: usize) -> Result<(), EngineError> 
     Ok(())
 }
 
+/// How an ONNX generator takes its inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxInputs {
+    pub latent: String,
+    /// 2 for `[N, latent]`, 4 for `[N, latent, 1, 1]`.
+    pub latent_rank: usize,
+    /// Position of the latent among the graph's inputs.
+    pub latent_at: usize,
+    /// A conditional generator's class input (int64 `[N]`) and its position.
+    pub class: Option<(String, usize)>,
+    /// Class count, 0 for an unconditional generator.
+    pub classes: usize,
+}
+
+impl OnnxInputs {
+    /// Reads them from the graph (the unconditional `z [N, latent]` if it does not import).
+    pub fn of(onnx: &[u8]) -> OnnxInputs {
+        Self::read(onnx).unwrap_or_else(|| OnnxInputs {
+            latent: crate::ONNX_INPUT.into(),
+            latent_rank: 2,
+            latent_at: 0,
+            class: None,
+            classes: 0,
+        })
+    }
+
+    fn read(onnx: &[u8]) -> Option<OnnxInputs> {
+        let proto = tract_onnx::onnx()
+            .proto_model_for_read(&mut std::io::Cursor::new(onnx))
+            .ok()?;
+        let graph = Graph::from_proto(&proto).ok()?;
+        let g = proto.graph.as_ref()?;
+        let inputs: Vec<&str> = g
+            .input
+            .iter()
+            .filter(|i| !g.initializer.iter().any(|t| t.name == i.name))
+            .map(|i| i.name.as_str())
+            .collect();
+        let at = |name: &str| inputs.iter().position(|i| *i == name);
+        Some(OnnxInputs {
+            latent_at: at(&graph.input)?,
+            class: match &graph.class_input {
+                Some(c) => Some((c.clone(), at(c)?)),
+                None => None,
+            },
+            latent: graph.input,
+            latent_rank: graph.input_rank,
+            classes: graph.classes,
+        })
+    }
+}
+
 /// Float inference through tract, one optimized plan per batch size.
 pub struct TractEngine {
     bytes: Vec<u8>,
     latent: usize,
-    input_rank: usize,
+    inputs: OnnxInputs,
     image: (usize, usize, usize),
     outputs: Vec<String>,
     plans: HashMap<usize, std::sync::Arc<TypedRunnableModel>>,
 }
 
 impl TractEngine {
-    /// Loads an ONNX generator whose input is `[N, latent]` (or `[N, latent, 1, 1]`) and output
-    /// `[N, C, H, W]`.
+    /// Loads an ONNX generator whose input is `[N, latent]` (or `[N, latent, 1, 1]`), plus the
+    /// classes `[N]` of a conditional one, and whose output is `[N, C, H, W]`.
     pub fn new(onnx: &[u8], latent: usize, image: (usize, usize, usize)) -> TractEngine {
-        let input_rank = input_rank(onnx).unwrap_or(2);
         TractEngine {
             bytes: onnx.to_vec(),
             latent,
-            input_rank,
+            inputs: OnnxInputs::of(onnx),
             image,
             outputs: Vec::new(),
             plans: HashMap::new(),
@@ -82,7 +150,7 @@ impl TractEngine {
     }
 
     fn input_fact(&self, n: usize) -> InferenceFact {
-        if self.input_rank == 4 {
+        if self.inputs.latent_rank == 4 {
             f32::fact([n, self.latent, 1, 1]).into()
         } else {
             f32::fact([n, self.latent]).into()
@@ -94,8 +162,13 @@ impl TractEngine {
             let mut model = tract_onnx::onnx()
                 .model_for_read(&mut std::io::Cursor::new(&self.bytes))
                 .map_err(tract_err)?
-                .with_input_fact(0, self.input_fact(n).into())
+                .with_input_fact(self.inputs.latent_at, self.input_fact(n))
                 .map_err(tract_err)?;
+            if let Some((_, at)) = self.inputs.class {
+                model = model
+                    .with_input_fact(at, i64::fact([n]).into())
+                    .map_err(tract_err)?;
+            }
             if !self.outputs.is_empty() {
                 model
                     .select_outputs_by_name(&self.outputs)
@@ -111,12 +184,18 @@ impl TractEngine {
         Ok(&self.plans[&n])
     }
 
-    /// Runs and returns every selected output, flattened.
-    pub fn run_outputs(&mut self, z: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EngineError> {
+    /// Runs and returns every selected output, flattened (`classes` as in [`Engine::generate_with`]).
+    pub fn run_outputs(
+        &mut self,
+        z: &[f32],
+        classes: &[u32],
+        n: usize,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         check_latents(z, n, self.latent)?;
+        check_classes(self.inputs.classes, n, classes)?;
         let latent = self.latent;
         let plan = self.plan(n)?.clone();
-        let input: Tensor = if self.input_rank == 4 {
+        let input: Tensor = if self.inputs.latent_rank == 4 {
             tract_ndarray::Array4::from_shape_vec((n, latent, 1, 1), z.to_vec())
                 .map_err(tract_err)?
                 .into()
@@ -125,7 +204,15 @@ impl TractEngine {
                 .map_err(tract_err)?
                 .into()
         };
-        let outputs = plan.run(tvec!(input.into())).map_err(tract_err)?;
+        let mut inputs = tvec!(input.into());
+        if let Some((_, at)) = self.inputs.class {
+            let labels: Tensor = tract_ndarray::Array1::from_vec(
+                classes.iter().map(|&c| c as i64).collect::<Vec<_>>(),
+            )
+            .into();
+            inputs.insert(at.min(inputs.len()), labels.into());
+        }
+        let outputs = plan.run(inputs).map_err(tract_err)?;
         outputs
             .iter()
             .map(|t| {
@@ -149,24 +236,17 @@ impl Engine for TractEngine {
     fn image_shape(&self) -> (usize, usize, usize) {
         self.image
     }
-    fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError> {
-        let mut out = self.run_outputs(z, n)?;
-        Ok(out.swap_remove(0))
+    fn classes(&self) -> usize {
+        self.inputs.classes
     }
-}
-
-/// Rank of the first graph input that is not an initializer.
-fn input_rank(onnx: &[u8]) -> Option<usize> {
-    let proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut std::io::Cursor::new(onnx))
-        .ok()?;
-    let graph = proto.graph?;
-    let input = graph
-        .input
-        .iter()
-        .find(|i| !graph.initializer.iter().any(|t| t.name == i.name))?;
-    match input.r#type.as_ref()?.value.as_ref()? {
-        tract_onnx::pb::type_proto::Value::TensorType(t) => Some(t.shape.as_ref()?.dim.len()),
+    fn generate_with(
+        &mut self,
+        z: &[f32],
+        classes: &[u32],
+        n: usize,
+    ) -> Result<Vec<f32>, EngineError> {
+        let mut out = self.run_outputs(z, classes, n)?;
+        Ok(out.swap_remove(0))
     }
 }
 
@@ -194,19 +274,30 @@ impl<'a> Int8Engine<'a> {
         &self.model
     }
 
-    /// Runs `n` samples and returns the quantized NHWC output.
+    /// Runs `n` samples of an unconditional model and returns the quantized NHWC output.
     pub fn generate_quantized(&mut self, z: &[f32], n: usize) -> Result<&[i8], EngineError> {
+        self.generate_quantized_with(z, &[], n)
+    }
+
+    /// [`Int8Engine::generate_quantized`] with classes, as in [`Engine::generate_with`].
+    pub fn generate_quantized_with(
+        &mut self,
+        z: &[f32],
+        classes: &[u32],
+        n: usize,
+    ) -> Result<&[i8], EngineError> {
         check_latents(z, n, self.model.latent)?;
         let q = self.model.input_quant;
         self.input.clear();
         self.input.extend(z.iter().map(|&v| q.quantize(v)));
         self.arena.resize(self.model.arena_len(n), 0);
         self.output.resize(n * self.model.output.elements(), 0);
-        run(
+        run_conditional(
             &self.model,
             self.isa,
             n,
             &self.input,
+            classes,
             &mut self.arena,
             &mut self.output,
         )?;
@@ -247,8 +338,16 @@ impl Engine for Int8Engine<'_> {
             Shape::Flat(_) => unreachable!("parser guarantees an image output"),
         }
     }
-    fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError> {
-        self.generate_quantized(z, n)?;
+    fn classes(&self) -> usize {
+        self.model.classes()
+    }
+    fn generate_with(
+        &mut self,
+        z: &[f32],
+        classes: &[u32],
+        n: usize,
+    ) -> Result<Vec<f32>, EngineError> {
+        self.generate_quantized_with(z, classes, n)?;
         Ok(dequantize_nchw(&self.model, &self.output))
     }
 }

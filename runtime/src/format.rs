@@ -11,6 +11,9 @@
 //! 48 op count u32        52 metadata length u32 (UTF-8 JSON), then metadata padded to 4
 //! ops: tag u8, 3 reserved, body length u32, body
 //! ```
+//! A class-conditional generator declares its class count in the header and starts with an
+//! [`Op::Embed`]; an unconditional one has classes 0 and no `Embed` (files written before
+//! conditional models existed parse unchanged, and older readers refuse conditional files).
 //! Activations live as int8 in NHWC order; weights in the kernels' packed layout
 //! ([`crate::kernels::packed_index`]); see [`Op`] for each body. [`Model::parse`] checks every
 //! field, every shape transition and every requantization bound before anything runs.
@@ -30,6 +33,8 @@ pub const MAX_ELEMENTS: usize = 1 << 24;
 pub const MAX_WEIGHT_BYTES: usize = 1 << 28;
 /// Largest op count.
 pub const MAX_OPS: usize = 256;
+/// Largest class count of a conditional generator.
+pub const MAX_CLASSES: usize = 65536;
 
 pub mod tag {
     pub const LINEAR: u8 = 1;
@@ -39,6 +44,7 @@ pub mod tag {
     pub const RESHAPE: u8 = 5;
     pub const FLATTEN: u8 = 6;
     pub const UPSAMPLE: u8 = 7;
+    pub const EMBED: u8 = 8;
 }
 
 /// Why a model file was rejected.
@@ -210,6 +216,14 @@ pub enum Op<'a> {
         w: usize,
         factor: usize,
     },
+    /// The class input of a conditional generator: `Flat(latent) -> Flat(latent + dim)`, each
+    /// sample's latent followed by row `class` of `table` (`[classes x dim]`, row-major). Latent
+    /// and table share the model's input quantization (the concatenation's), so this is a copy.
+    Embed {
+        classes: usize,
+        dim: usize,
+        table: &'a [i8],
+    },
 }
 
 impl<'a> Op<'a> {
@@ -222,6 +236,7 @@ impl<'a> Op<'a> {
             Op::Reshape { .. } => "Reshape",
             Op::Flatten { .. } => "Flatten",
             Op::Upsample { .. } => "Upsample",
+            Op::Embed { .. } => "Embed",
         }
     }
 
@@ -411,8 +426,10 @@ impl<'a> Model<'a> {
         r.take(3, "reserved")?;
         let op_count = r.u32("op count")? as usize;
         let meta_len = r.u32("metadata length")? as usize;
-        if latent == 0 || latent > MAX_DIM || classes != 0 {
-            return Err(FormatError::Header("latent must be 1..=4096 and classes 0"));
+        if latent == 0 || latent > MAX_DIM || classes > MAX_CLASSES {
+            return Err(FormatError::Header(
+                "latent must be 1..=4096 and classes 0..=65536",
+            ));
         }
         if [c, h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&[c, h, w]) {
             return Err(FormatError::Header("output shape out of range"));
@@ -448,6 +465,24 @@ impl<'a> Model<'a> {
         };
         for index in 0..op_count {
             let op = read_op(&mut ops_reader, index)?;
+            // The class embedding is the first op exactly when the header declares classes.
+            let embed_classes = match op {
+                Op::Embed { classes, .. } => Some(classes),
+                _ => None,
+            };
+            let expected_classes = (index == 0 && classes > 0).then_some(classes);
+            if embed_classes != expected_classes {
+                return Err(FormatError::Op {
+                    index,
+                    reason: if embed_classes.is_some() && index == 0 {
+                        "embedding's class count differs from the header's"
+                    } else if embed_classes.is_some() {
+                        "an embedding must be the first op"
+                    } else {
+                        "the header declares classes: the first op must be an embedding"
+                    },
+                });
+            }
             let next = check_op(&op, shape, index)?;
             max_pair = max_pair.max(shape.elements() + next.elements());
             match op {
@@ -493,6 +528,16 @@ impl<'a> Model<'a> {
 
     pub fn op_count(&self) -> usize {
         self.op_count
+    }
+
+    /// Class count of a conditional generator (each sample takes a class in `0..classes`); 0 for
+    /// an unconditional one.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    pub fn is_conditional(&self) -> bool {
+        self.classes > 0
     }
 
     /// Shapes of every op's input, then the model's output.
@@ -720,6 +765,21 @@ fn read_op<'a>(r: &mut Reader<'a>, index: usize) -> Result<Op<'a>, FormatError> 
                 }
             }
         }
+        tag::EMBED => {
+            let classes = b.u32("classes")? as usize;
+            let dim = b.u32("embedding size")? as usize;
+            if classes == 0 || classes > MAX_CLASSES || dim == 0 || dim > MAX_DIM {
+                return Err(bad("embedding size out of range"));
+            }
+            // Both factors are bounded, so the product cannot overflow even on 32-bit targets.
+            let table = as_i8(b.take(classes * dim, "embedding table")?);
+            b.pad4("embedding padding")?;
+            Op::Embed {
+                classes,
+                dim,
+                table,
+            }
+        }
         _ => return Err(FormatError::UnknownOp { index, tag: t }),
     };
     if b.pos != body.len() {
@@ -748,6 +808,7 @@ pub(crate) fn out_shape(op: &Op, input: Shape) -> Shape {
             h: h * factor,
             w: w * factor,
         },
+        Op::Embed { dim, .. } => Shape::Flat(input.elements() + dim),
     }
 }
 
@@ -763,6 +824,8 @@ fn check_op(op: &Op, input: Shape, index: usize) -> Result<Shape, FormatError> {
         Op::Lut { .. } => input,
         Op::Reshape { c, h, w } => Shape::Flat(c * h * w),
         Op::Flatten { c, h, w } | Op::Upsample { c, h, w, .. } => Shape::Image { c, h, w },
+        // Any vector: the parser only admits an embedding as the first op, on the latent.
+        Op::Embed { .. } => Shape::Flat(input.elements()),
     };
     if !expected.same_layout(input) {
         return Err(FormatError::Shape {

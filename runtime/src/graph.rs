@@ -4,6 +4,10 @@
 //! name. Simplification then folds BatchNorm into the preceding Linear/Conv/ConvTranspose (also
 //! through a Reshape), drops Identity/Dropout, moves elementwise activations ahead of reshapes
 //! and fuses ReLU into the layer before it.
+//!
+//! A class-conditional generator has a second input, `class` (int64 `[N]`), used exactly as
+//! PyTorch exports `torch.cat([z, nn.Embedding(K, E)(class)], 1)`: `Gather(table [K, E], class,
+//! axis=0)` then `Concat(z, gathered, axis=1)`. That pair becomes one [`FloatOp::Embed`] layer.
 
 use crate::format::{ConvGeometry, Shape};
 use std::collections::HashMap;
@@ -24,7 +28,7 @@ pub enum ImportError {
         op: String,
         reason: String,
     },
-    #[error("the model must have one input [N, latent] (float); {0}")]
+    #[error("the model must have an input [N, latent] (float) and, if conditional, an input [N] (int64 classes); {0}")]
     Input(String),
     #[error("the graph is not a single chain from input to output: {0}")]
     NotAChain(String),
@@ -89,6 +93,12 @@ pub enum FloatOp {
         w: usize,
         factor: usize,
     },
+    /// `[z, table[class]]`: the latent followed by the class's row of `table[classes][dim]`.
+    Embed {
+        classes: usize,
+        dim: usize,
+        table: Vec<f32>,
+    },
 }
 
 impl FloatOp {
@@ -105,6 +115,7 @@ impl FloatOp {
             FloatOp::Reshape { .. } => "Reshape",
             FloatOp::Flatten { .. } => "Flatten",
             FloatOp::Upsample { .. } => "Upsample",
+            FloatOp::Embed { .. } => "Embed",
         }
     }
 
@@ -145,6 +156,10 @@ pub struct Graph {
     pub latent: usize,
     /// 2 for `[N, latent]`, 4 for `[N, latent, 1, 1]` (pytorch/examples' DCGAN).
     pub input_rank: usize,
+    /// The int64 class input of a conditional generator (its first layer is then an `Embed`).
+    pub class_input: Option<String>,
+    /// Class count of a conditional generator, 0 for an unconditional one.
+    pub classes: usize,
     pub layers: Vec<Layer>,
     pub metadata: Vec<(String, String)>,
 }
@@ -265,8 +280,21 @@ impl Graph {
             .iter()
             .filter(|i| !consts.contains_key(&i.name))
             .collect();
-        let [input] = inputs.as_slice() else {
-            return Err(ImportError::Input(format!("found {} inputs", inputs.len())));
+        let (input, class_input) = match inputs.as_slice() {
+            [input] => (*input, None),
+            [a, b] if is_class_input(b) => (*a, Some(b.name.clone())),
+            [a, b] if is_class_input(a) => (*b, Some(a.name.clone())),
+            _ => {
+                return Err(ImportError::Input(format!(
+                    "found {} inputs: {}",
+                    inputs.len(),
+                    inputs
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
         };
         let (latent, input_rank) = latent_size(input)?;
         // Report every unsupported operator at once.
@@ -289,10 +317,15 @@ impl Graph {
             "Identity",
             "Dropout",
         ];
+        // Gather and Concat only as a conditional generator's class embedding.
+        let conditional = ["Gather", "Concat"];
         let mut unsupported: Vec<String> = graph
             .node
             .iter()
-            .filter(|n| !supported.contains(&n.op_type.as_str()))
+            .filter(|n| {
+                let op = n.op_type.as_str();
+                !(supported.contains(&op) || class_input.is_some() && conditional.contains(&op))
+            })
             .map(|n| n.op_type.clone())
             .collect();
         unsupported.dedup();
@@ -306,6 +339,8 @@ impl Graph {
             input: input.name.clone(),
             latent,
             input_rank,
+            class_input: class_input.clone(),
+            classes: 0,
             layers: Vec::new(),
             metadata: proto
                 .metadata_props
@@ -314,6 +349,8 @@ impl Graph {
                 .collect(),
         };
         let mut current = input.name.clone();
+        // The pending class-embedding lookup: (output, classes, size, table).
+        let mut gathered: Option<(String, usize, usize, Vec<f32>)> = None;
         let mut shape = if input_rank == 4 {
             Shape::Image {
                 c: latent,
@@ -338,6 +375,76 @@ impl Graph {
                     .first()
                     .ok_or_else(|| fail("no output".into()))?;
                 consts.insert(out.clone(), constant(t).map_err(fail)?);
+                continue;
+            }
+            if node.op_type == "Gather" {
+                // Import admits Gather only when there is a class input.
+                let class = class_input.as_deref().unwrap_or_default();
+                if node.input.len() != 2
+                    || node.input[1] != class
+                    || attr_i(node, "axis", 0) != 0
+                    || gathered.is_some()
+                    || g.classes > 0
+                {
+                    return Err(fail(format!(
+                        "Gather is supported only once, as the class embedding Gather(table, {class}, axis=0)"
+                    )));
+                }
+                let table = consts
+                    .get(&node.input[0])
+                    .ok_or_else(|| fail("the embedding table must be a constant".into()))?;
+                let [classes, dim] = table.dims[..] else {
+                    return Err(fail(format!(
+                        "the embedding table has shape {:?}, not [classes, size]",
+                        table.dims
+                    )));
+                };
+                if classes == 0 || dim == 0 || table.floats.len() != classes * dim {
+                    return Err(fail(
+                        "the embedding table must be a non-empty float tensor".into(),
+                    ));
+                }
+                let out = node
+                    .output
+                    .first()
+                    .ok_or_else(|| fail("no output".into()))?;
+                gathered = Some((out.clone(), classes, dim, table.floats.clone()));
+                continue;
+            }
+            if node.op_type == "Concat" {
+                let axis = attr_i(node, "axis", 0);
+                let Some((embedding, classes, dim, table)) = gathered.take() else {
+                    return Err(fail(
+                        "Concat is supported only to join the latent and the class embedding"
+                            .into(),
+                    ));
+                };
+                if node.input != [input.name.clone(), embedding.clone()]
+                    || current != input.name
+                    || input_rank != 2
+                    || !(axis == 1 || axis == -1)
+                {
+                    return Err(fail(format!(
+                        "expected Concat({}, {embedding}, axis=1) on a [N, latent] input, before any layer",
+                        input.name
+                    )));
+                }
+                let out = node
+                    .output
+                    .first()
+                    .ok_or_else(|| fail("no output".into()))?;
+                shape = Shape::Flat(latent + dim);
+                g.classes = classes;
+                g.layers.push(Layer {
+                    op: FloatOp::Embed {
+                        classes,
+                        dim,
+                        table,
+                    },
+                    tensor: out.clone(),
+                    output: shape,
+                });
+                current = out.clone();
                 continue;
             }
             let data = node.input.first().ok_or_else(|| fail("no input".into()))?;
@@ -700,6 +807,23 @@ impl Graph {
         if g.layers.is_empty() {
             return Err(ImportError::NotAChain("no layers".into()));
         }
+        if let Some(class) = &class_input {
+            if g.classes == 0 {
+                return Err(ImportError::NotAChain(format!(
+                    "the class input {class} must feed Gather(table, {class}) -> Concat({}, ...)",
+                    g.input
+                )));
+            }
+        }
+        // The exporter also records the class count; a different one means a broken export.
+        if let Some((_, declared)) = g.metadata.iter().find(|(k, _)| k == "pocketgan.classes") {
+            if declared.trim().parse::<usize>().ok() != Some(g.classes) {
+                return Err(ImportError::Input(format!(
+                    "metadata pocketgan.classes = {declared:?}, the embedding has {} classes",
+                    g.classes
+                )));
+            }
+        }
         Ok(g)
     }
 
@@ -848,6 +972,17 @@ fn fold_batchnorm(op: &mut FloatOp, scale: &[f32], shift: &[f32], per_column: us
             true
         }
         _ => false,
+    }
+}
+
+/// Is `input` an int64 vector (a conditional generator's classes)?
+fn is_class_input(input: &pb::ValueInfoProto) -> bool {
+    use pb::type_proto::Value as TypeValue;
+    match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(TypeValue::TensorType(t)) => {
+            t.elem_type == 7 && t.shape.as_ref().is_some_and(|s| s.dim.len() == 1)
+        }
+        None => false,
     }
 }
 

@@ -33,6 +33,47 @@ pub enum RunError {
     Output { expected: usize, actual: usize },
     #[error("batch must be at least 1")]
     EmptyBatch,
+    #[error("the model is conditional: give one class in 0..{classes} per sample")]
+    MissingClasses { classes: usize },
+    #[error("the model is unconditional: it takes no classes")]
+    UnexpectedClasses,
+    #[error("{actual} classes for a batch of {expected}: give one per sample")]
+    ClassCount { expected: usize, actual: usize },
+    #[error("sample {sample}: class {class} is out of range (the model has {classes} classes)")]
+    ClassRange {
+        sample: usize,
+        class: u32,
+        classes: usize,
+    },
+}
+
+/// Checks `classes` (one per sample, empty for an unconditional model) against a model with
+/// `model_classes` classes (0: unconditional) and a batch of `batch`.
+pub fn check_classes(model_classes: usize, batch: usize, classes: &[u32]) -> Result<(), RunError> {
+    match (model_classes, classes.len()) {
+        (0, 0) => return Ok(()),
+        (0, _) => return Err(RunError::UnexpectedClasses),
+        (k, 0) => return Err(RunError::MissingClasses { classes: k }),
+        (_, n) if n != batch => {
+            return Err(RunError::ClassCount {
+                expected: batch,
+                actual: n,
+            })
+        }
+        _ => {}
+    }
+    match classes
+        .iter()
+        .enumerate()
+        .find(|(_, &c)| c as usize >= model_classes)
+    {
+        Some((sample, &class)) => Err(RunError::ClassRange {
+            sample,
+            class,
+            classes: model_classes,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Where a tensor sits in the tensor region.
@@ -68,8 +109,9 @@ fn as_i8_mut(b: &mut [u8]) -> &mut [i8] {
     unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut i8, b.len()) }
 }
 
-/// Runs `model` on `batch` quantized latents (`batch x latent`, see [`Model::input_quant`]) and
-/// writes `batch` quantized images in NHWC order to `output`. `observe` sees every op's output.
+/// Runs an unconditional `model` on `batch` quantized latents (`batch x latent`, see
+/// [`Model::input_quant`]) and writes `batch` quantized images in NHWC order to `output`.
+/// `observe` sees every op's output.
 pub fn run_observed(
     model: &Model,
     isa: Isa,
@@ -77,11 +119,29 @@ pub fn run_observed(
     input: &[i8],
     arena: &mut [u8],
     output: &mut [i8],
+    observe: impl FnMut(usize, &Op, Shape, &[i8]),
+) -> Result<(), RunError> {
+    run_conditional_observed(model, isa, batch, input, &[], arena, output, observe)
+}
+
+/// [`run_observed`] for any model: `classes` holds one class per sample for a conditional model
+/// ([`Model::classes`] > 0) and is empty for an unconditional one. Wrong counts and classes out of
+/// range are errors, checked before anything runs.
+#[allow(clippy::too_many_arguments)]
+pub fn run_conditional_observed(
+    model: &Model,
+    isa: Isa,
+    batch: usize,
+    input: &[i8],
+    classes: &[u32],
+    arena: &mut [u8],
+    output: &mut [i8],
     mut observe: impl FnMut(usize, &Op, Shape, &[i8]),
 ) -> Result<(), RunError> {
     if batch == 0 {
         return Err(RunError::EmptyBatch);
     }
+    check_classes(model.classes(), batch, classes)?;
     let needed = model.arena_len(batch);
     if arena.len() < needed {
         return Err(RunError::Arena {
@@ -135,7 +195,7 @@ pub fn run_observed(
                     (&hi[..], &mut lo[..out_len])
                 }
             };
-            execute(&op, isa, batch, x, y, tile, tile_out);
+            execute(&op, isa, batch, classes, x, y, tile, tile_out);
             at = if at == End::Low { End::High } else { End::Low };
         }
         let y = match at {
@@ -153,7 +213,7 @@ pub fn run_observed(
     Ok(())
 }
 
-/// [`run_observed`] without an observer.
+/// [`run_observed`] without an observer (unconditional models).
 pub fn run(
     model: &Model,
     isa: Isa,
@@ -165,11 +225,35 @@ pub fn run(
     run_observed(model, isa, batch, input, arena, output, |_, _, _, _| {})
 }
 
+/// [`run_conditional_observed`] without an observer: one class per sample for a conditional
+/// model, none for an unconditional one.
+pub fn run_conditional(
+    model: &Model,
+    isa: Isa,
+    batch: usize,
+    input: &[i8],
+    classes: &[u32],
+    arena: &mut [u8],
+    output: &mut [i8],
+) -> Result<(), RunError> {
+    run_conditional_observed(
+        model,
+        isa,
+        batch,
+        input,
+        classes,
+        arena,
+        output,
+        |_, _, _, _| {},
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn execute(
     op: &Op,
     isa: Isa,
     batch: usize,
+    classes: &[u32],
     x: &[i8],
     y: &mut [i8],
     tile: &mut [i8],
@@ -230,6 +314,19 @@ fn execute(
                         ys[(oy * wo + ox) * c..][..c].copy_from_slice(&xs[src..src + c]);
                     }
                 }
+            }
+        }
+        Op::Embed { dim, table, .. } => {
+            // Classes were checked against the table by `check_classes`.
+            let latent = x.len() / batch;
+            for ((xs, ys), &class) in x
+                .chunks_exact(latent)
+                .zip(y.chunks_exact_mut(latent + dim))
+                .zip(classes)
+            {
+                let (z, e) = ys.split_at_mut(latent);
+                z.copy_from_slice(xs);
+                e.copy_from_slice(&table[class as usize * dim..][..dim]);
             }
         }
         Op::Lut { .. } => unreachable!("applied in place"),
@@ -533,10 +630,33 @@ mod tests {
     /// Reference semantics on NCHW tensors, straight from the ONNX definitions (a transposed
     /// convolution scatters each input pixel; padding contributes nothing).
     fn reference(model: &QuantModel, batch: usize, input: &[i8]) -> Vec<i8> {
+        reference_conditional(model, batch, input, &[])
+    }
+
+    fn reference_conditional(
+        model: &QuantModel,
+        batch: usize,
+        input: &[i8],
+        classes: &[u32],
+    ) -> Vec<i8> {
         let mut x: Vec<i8> = input.to_vec();
         let mut chw = (model.latent, 1, 1);
         for op in &model.ops {
             match op {
+                QuantOp::Embed { dim, table, .. } => {
+                    let k = chw.0;
+                    x = (0..batch)
+                        .flat_map(|b| {
+                            let row = classes[b] as usize * dim;
+                            x[b * k..(b + 1) * k]
+                                .iter()
+                                .chain(&table[row..row + dim])
+                                .copied()
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                    chw = (k + dim, 1, 1);
+                }
                 QuantOp::Linear {
                     k,
                     n,
@@ -834,6 +954,173 @@ mod tests {
             run(&model, isa, batch, &input, &mut arena, &mut out).unwrap();
             assert_eq!(out, expected, "isa {}", isa.name());
         }
+    }
+
+    /// [`test_model`] behind a class embedding of `classes` rows.
+    fn conditional_model(rng: &mut Lcg, classes: usize) -> QuantModel {
+        let mut qm = test_model(rng, (4, 2, 1, 0));
+        let dim = 5;
+        let QuantOp::Linear { k, weights, .. } = &mut qm.ops[0] else {
+            unreachable!("test_model starts with a Linear")
+        };
+        *k += dim;
+        *weights = rng.i8s(*k * 45, -127, 127);
+        qm.ops.insert(
+            0,
+            QuantOp::Embed {
+                classes,
+                dim,
+                table: rng.i8s(classes * dim, -128, 127),
+            },
+        );
+        qm
+    }
+
+    #[test]
+    fn embedding_matches_reference_semantics() {
+        let mut rng = Lcg(5);
+        let qm = conditional_model(&mut rng, 10);
+        let bytes = encode(&qm).expect("encodes");
+        let model = Model::parse(&bytes).expect("parses");
+        assert_eq!((model.classes(), model.latent), (10, qm.latent));
+        for batch in [1, 4, 70] {
+            let input = rng.i8s(batch * qm.latent, -128, 127);
+            let classes: Vec<u32> = (0..batch).map(|_| rng.next() % 10).collect();
+            let expected = reference_conditional(&qm, batch, &input, &classes);
+            for isa in Isa::available() {
+                let mut arena = vec![0u8; model.arena_len(batch)];
+                let mut out = vec![0i8; expected.len()];
+                run_conditional(&model, isa, batch, &input, &classes, &mut arena, &mut out)
+                    .unwrap();
+                assert_eq!(out, expected, "batch {batch} isa {}", isa.name());
+            }
+        }
+        // The class changes the image: same latent, classes 0 and 1.
+        let input = rng.i8s(qm.latent, -128, 127);
+        let image = |class: u32| reference_conditional(&qm, 1, &input, &[class]);
+        assert_ne!(image(0), image(1));
+    }
+
+    #[test]
+    fn classes_are_checked_before_running() {
+        let mut rng = Lcg(6);
+        let qm = conditional_model(&mut rng, 3);
+        let bytes = encode(&qm).unwrap();
+        let model = Model::parse(&bytes).unwrap();
+        let mut arena = vec![0u8; model.arena_len(2)];
+        let mut out = vec![0i8; 2 * model.output.elements()];
+        let input = vec![0i8; 2 * qm.latent];
+        let mut go = |classes: &[u32]| {
+            run_conditional(
+                &model,
+                Isa::Scalar,
+                2,
+                &input,
+                classes,
+                &mut arena,
+                &mut out,
+            )
+        };
+        assert_eq!(
+            go(&[0, 3]),
+            Err(RunError::ClassRange {
+                sample: 1,
+                class: 3,
+                classes: 3
+            })
+        );
+        assert_eq!(
+            go(&[u32::MAX, 0]),
+            Err(RunError::ClassRange {
+                sample: 0,
+                class: u32::MAX,
+                classes: 3
+            })
+        );
+        assert_eq!(
+            go(&[1]),
+            Err(RunError::ClassCount {
+                expected: 2,
+                actual: 1
+            })
+        );
+        assert_eq!(go(&[]), Err(RunError::MissingClasses { classes: 3 }));
+        assert_eq!(go(&[2, 0]), Ok(()));
+        // The unconditional entry points refuse a conditional model, and the other way round.
+        let mut arena = vec![0u8; model.arena_len(2)];
+        assert_eq!(
+            run(&model, Isa::Scalar, 2, &input, &mut arena, &mut out),
+            Err(RunError::MissingClasses { classes: 3 })
+        );
+        let plain = test_model(&mut rng, (4, 2, 1, 0));
+        let bytes = encode(&plain).unwrap();
+        let plain = Model::parse(&bytes).unwrap();
+        let mut arena = vec![0u8; plain.arena_len(2)];
+        let mut out = vec![0i8; 2 * plain.output.elements()];
+        assert_eq!(
+            run_conditional(
+                &plain,
+                Isa::Scalar,
+                2,
+                &vec![0; 2 * plain.latent],
+                &[0, 0],
+                &mut arena,
+                &mut out
+            ),
+            Err(RunError::UnexpectedClasses)
+        );
+    }
+
+    /// Header and embedding must agree, and the embedding comes first or not at all.
+    #[test]
+    fn embedding_placement_is_validated() {
+        use crate::format::FormatError;
+        let mut rng = Lcg(8);
+        let qm = conditional_model(&mut rng, 4);
+        let bytes = encode(&qm).unwrap();
+        let reseal = |mut b: Vec<u8>| {
+            let crc = crc32fast::hash(&b[16..]);
+            b[12..16].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
+        // Header class count (bytes 20..24) changed, or cleared.
+        for classes in [0u32, 3, 5] {
+            let mut b = bytes.clone();
+            b[20..24].copy_from_slice(&classes.to_le_bytes());
+            assert!(
+                matches!(
+                    Model::parse(&reseal(b)),
+                    Err(FormatError::Op { index: 0, .. })
+                ),
+                "header classes {classes}"
+            );
+        }
+        // An unconditional header on a model whose first op is not an embedding, but declaring
+        // classes.
+        let plain = encode(&test_model(&mut rng, (4, 2, 1, 0))).unwrap();
+        let mut b = plain.clone();
+        b[20..24].copy_from_slice(&2u32.to_le_bytes());
+        assert!(matches!(
+            Model::parse(&reseal(b)),
+            Err(FormatError::Op { index: 0, .. })
+        ));
+        // An embedding after the first op.
+        let mut late = qm.clone();
+        late.ops.insert(0, QuantOp::Lut { table: [0; 256] });
+        assert!(matches!(
+            encode(&late),
+            Err(crate::write::EncodeError::Invalid(FormatError::Op {
+                index: 1,
+                reason: "an embedding must be the first op"
+            }))
+        ));
+        // Too many classes for the format.
+        let mut b = bytes.clone();
+        b[20..24].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        assert!(matches!(
+            Model::parse(&reseal(b)),
+            Err(FormatError::Header(_))
+        ));
     }
 
     #[test]

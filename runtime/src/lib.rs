@@ -25,11 +25,13 @@ pub mod quantize;
 pub mod write;
 
 pub use format::{FormatError, Model, Op, Quant, Shape};
-pub use interp::{run, run_observed, RunError};
+pub use interp::{run, run_conditional, run_conditional_observed, run_observed, RunError};
 pub use kernels::Isa;
 
 /// Name of the generator's ONNX input: latent vectors `[N, latent]`.
 pub const ONNX_INPUT: &str = "z";
+/// Name of a conditional generator's class input: int64 `[N]`, each in `0..classes`.
+pub const ONNX_CLASS_INPUT: &str = "class";
 /// Name of the generator's ONNX output: images `[N, C, H, W]` in `[-1, 1]`.
 pub const ONNX_OUTPUT: &str = "image";
 /// Name of a conditional generator's second ONNX input: classes, int64 `[N]`.

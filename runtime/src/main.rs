@@ -50,11 +50,14 @@ enum Command {
         model: PathBuf,
         #[arg(long, value_enum, default_value_t = EngineKind::Int8)]
         engine: EngineKind,
-        #[arg(long, default_value_t = 64)]
-        n: usize,
+        /// Samples (default 64; for a conditional model without --class, a row of up to 10
+        /// per class).
+        #[arg(long)]
+        n: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Class to draw (conditional models only).
+        /// Class to draw (conditional models only; without it, a conditional model's grid has
+        /// one row per class).
         #[arg(long)]
         class: Option<usize>,
         #[arg(long, default_value = "grid.png")]
@@ -197,12 +200,6 @@ fn main() -> Result<()> {
             isa,
         } => {
             let bytes = read(&model)?;
-            if class.is_some() {
-                bail!(
-                    "{} is unconditional: --class needs a conditional generator",
-                    model.display()
-                );
-            }
             let quantized;
             let mut gen: Box<dyn Engine> = match (engine, is_pgq(&model)) {
                 (EngineKind::Int8, true) => Box::new(Int8Engine::new(
@@ -235,6 +232,27 @@ fn main() -> Result<()> {
                 }
             };
             let latent = gen.latent();
+            let k = gen.classes();
+            match class {
+                Some(_) if k == 0 => bail!(
+                    "{} is unconditional: --class needs a conditional generator",
+                    model.display()
+                ),
+                Some(c) if c >= k => bail!(
+                    "class {c} is out of range: {} has {k} classes (0..={})",
+                    model.display(),
+                    k - 1
+                ),
+                _ => {}
+            }
+            let n = n.unwrap_or(if k > 0 && class.is_none() {
+                k * k.min(10)
+            } else {
+                64
+            });
+            if n == 0 {
+                bail!("--n must be at least 1");
+            }
             let (z, n) = match (&latents_file, interpolate) {
                 (Some(f), _) => {
                     let a = npy::parse(&read(f)?)
@@ -262,7 +280,19 @@ fn main() -> Result<()> {
                 }
                 (None, None) => (latents(seed, n, latent), n),
             };
-            let images = gen.generate(&z, n)?;
+            // A conditional grid: row r shows class r (a walk keeps one class).
+            let cols = if k > 0 && class.is_none() && interpolate.is_none() {
+                n.div_ceil(k)
+            } else {
+                (n as f64).sqrt().ceil() as usize
+            };
+            let labels: Vec<u32> = match (k, class) {
+                (0, _) => Vec::new(),
+                (_, Some(c)) => vec![c as u32; n],
+                _ if interpolate.is_some() => vec![0; n],
+                _ => (0..n).map(|i| ((i / cols) % k) as u32).collect(),
+            };
+            let images = gen.generate_with(&z, &labels, n)?;
             let shape = gen.image_shape();
             if let Some(path) = &save_npy {
                 std::fs::write(path, npy::encode(&[n, shape.0, shape.1, shape.2], &images))
@@ -271,7 +301,7 @@ fn main() -> Result<()> {
             if interpolate.is_some() {
                 picture::write_walk(&images, shape, &out)?;
             } else {
-                picture::image_grid(&images, shape)
+                picture::image_grid_columns(&images, shape, cols)
                     .save(&out)
                     .with_context(|| format!("cannot write {}", out.display()))?;
             }
@@ -348,6 +378,14 @@ fn inspect(m: &Model) -> String {
         m.op_count(),
         m.file_len
     );
+    if m.is_conditional() {
+        let _ = writeln!(
+            s,
+            "conditional: {} classes (generate --class 0..={})",
+            m.classes(),
+            m.classes() - 1
+        );
+    }
     if !m.metadata.is_empty() && m.metadata != "{}" {
         let _ = writeln!(s, "metadata: {}", m.metadata);
     }
@@ -364,6 +402,7 @@ fn inspect(m: &Model) -> String {
             }
             Op::ConvTranspose2d { geometry: g, .. } => g.cin * g.cout * g.kh * g.kw + g.cout,
             Op::Lut { .. } => 256,
+            Op::Embed { classes, dim, .. } => classes * dim,
             _ => 0,
         };
         params += p;

@@ -4,10 +4,20 @@ use image::{Rgb, RgbImage};
 
 /// Lays out `samples` (`[N, C, H, W]` in `[-1, 1]`, C = 1 or 3) as a square-ish grid with 2 px
 /// gutters.
-pub fn image_grid(samples: &[f32], (channels, height, width): (usize, usize, usize)) -> RgbImage {
+pub fn image_grid(samples: &[f32], shape: (usize, usize, usize)) -> RgbImage {
+    let n = samples.len() / (shape.0 * shape.1 * shape.2).max(1);
+    image_grid_columns(samples, shape, (n as f64).sqrt().ceil() as usize)
+}
+
+/// [`image_grid`] with `cols` samples per row (a conditional generator's grid: a row per class).
+pub fn image_grid_columns(
+    samples: &[f32],
+    (channels, height, width): (usize, usize, usize),
+    cols: usize,
+) -> RgbImage {
     let per = channels * height * width;
     let n = samples.len() / per;
-    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
+    let cols = cols.max(1);
     let rows = n.div_ceil(cols).max(1);
     let gap = 2;
     let mut img = RgbImage::from_pixel(

@@ -3,12 +3,14 @@
 //! Activations get per-tensor asymmetric int8 ranges measured by running the float model in
 //! tract on seeded latents; weights get per-output-channel symmetric int8 scales; BatchNorm is
 //! folded first ([`Graph::simplify`]). The report compares the int8 interpreter with tract on
-//! fresh latents: SQNR of every layer's output and PSNR of the images.
+//! fresh latents: SQNR of every layer's output and PSNR of the images. A conditional generator
+//! is calibrated and evaluated on classes drawn from the same seeds; its latent and class
+//! embedding share one quantization, the range of their concatenation.
 
 use crate::engine::{dequantize_nchw, EngineError, TractEngine};
 use crate::format::{FormatError, Model, Quant, Shape};
 use crate::graph::{FloatOp, Fused, Graph, ImportError};
-use crate::interp::run_observed;
+use crate::interp::run_conditional_observed;
 use crate::kernels::{Isa, MAX_SHIFT};
 use crate::write::{encode, EncodeError, QuantModel, QuantOp, RequantParams};
 
@@ -85,6 +87,18 @@ pub fn latents(seed: u64, n: usize, latent: usize) -> Vec<f32> {
     let mut z = vec![0.0; n * latent];
     crate::latent::fill_normal(seed, &mut z);
     z
+}
+
+/// Seeded classes in `0..classes`, one per sample (none for an unconditional model), drawn
+/// apart from [`latents`] of the same seed.
+pub fn classes(seed: u64, n: usize, classes: usize) -> Vec<u32> {
+    if classes == 0 {
+        return Vec::new();
+    }
+    let mut rng = crate::latent::Rng::new(seed ^ 0x636c_6173_7365_7321);
+    (0..n)
+        .map(|_| (rng.next_u64() % classes as u64) as u32)
+        .collect()
 }
 
 /// Asymmetric int8 quantization covering `[lo, hi]` (widened to include 0).
@@ -237,10 +251,13 @@ pub fn quantize(
         ));
     }
     let z = latents(options.seed, options.calib, latent);
+    let labels = classes(options.seed, options.calib, graph.classes);
     let mut values: Vec<Vec<f32>> = vec![Vec::new(); tensors.len()];
     const CHUNK: usize = 64;
-    for chunk in z.chunks(CHUNK * latent) {
-        let outs = tract.run_outputs(chunk, chunk.len() / latent)?;
+    for (i, chunk) in z.chunks(CHUNK * latent).enumerate() {
+        let n = chunk.len() / latent;
+        let labels = labels.get(i * CHUNK..i * CHUNK + n).unwrap_or_default();
+        let outs = tract.run_outputs(chunk, labels, n)?;
         for (v, o) in values.iter_mut().zip(outs) {
             if o.iter().any(|x| !x.is_finite()) {
                 return Err(QuantizeError::Calibration(
@@ -250,8 +267,11 @@ pub fn quantize(
             v.extend(o);
         }
     }
-    let mut zs = z.clone();
-    let (lo, hi) = range(&mut zs, options.calibration);
+    // A class embedding is copied next to the latent: both take the concatenation's range.
+    let (lo, hi) = match graph.layers.first().map(|l| &l.op) {
+        Some(FloatOp::Embed { .. }) => range(&mut values[0].clone(), options.calibration),
+        _ => range(&mut z.clone(), options.calibration),
+    };
     let input_quant = quant_for_range(lo, hi);
 
     let mut ops = Vec::new();
@@ -336,6 +356,15 @@ pub fn quantize(
                 h: *h,
                 w: *w,
                 factor: *factor,
+            },
+            FloatOp::Embed {
+                classes,
+                dim,
+                table,
+            } => QuantOp::Embed {
+                classes: *classes,
+                dim: *dim,
+                table: table.iter().map(|&v| q.quantize(v)).collect(),
             },
             FloatOp::BatchNorm { .. } => unreachable!("simplify folds or rejects every BatchNorm"),
         };
@@ -424,16 +453,18 @@ fn evaluate(
     let model = Model::parse(bytes)?;
     let n = options.eval.max(1);
     let z = latents(options.seed.wrapping_add(1), n, graph.latent);
-    let reference = tract.run_outputs(&z, n)?;
+    let labels = classes(options.seed.wrapping_add(1), n, graph.classes);
+    let reference = tract.run_outputs(&z, &labels, n)?;
     let input: Vec<i8> = z.iter().map(|&v| model.input_quant.quantize(v)).collect();
     let mut arena = vec![0u8; model.arena_len(n)];
     let mut out = vec![0i8; n * model.output.elements()];
     let mut layers = Vec::new();
-    run_observed(
+    run_conditional_observed(
         &model,
         Isa::detect(),
         n,
         &input,
+        &labels,
         &mut arena,
         &mut out,
         |i, op, shape, y| {

@@ -59,6 +59,13 @@ pub enum QuantOp {
         w: usize,
         factor: usize,
     },
+    /// A class embedding, `table[classes][dim]` row-major, quantized like the model's input
+    /// (first op only; the header's class count comes from it).
+    Embed {
+        classes: usize,
+        dim: usize,
+        table: Vec<i8>,
+    },
 }
 
 /// Everything a `.pgq` file holds.
@@ -245,6 +252,23 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
                 _ => tag::UPSAMPLE,
             }
         }
+        QuantOp::Embed {
+            classes,
+            dim,
+            table,
+        } => {
+            put_uint(&mut b, *classes, 4, "class count")?;
+            put_uint(&mut b, *dim, 4, "embedding size")?;
+            if table.len() != classes * dim {
+                return Err(EncodeError::Range {
+                    what: "embedding table length",
+                    value: table.len(),
+                });
+            }
+            b.extend(table.iter().map(|&v| v as u8));
+            pad4(&mut b);
+            tag::EMBED
+        }
     };
     Ok((t, b))
 }
@@ -268,7 +292,11 @@ pub fn encode(model: &QuantModel) -> Result<Vec<u8>, EncodeError> {
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // length and checksum, filled in below
     put_uint(&mut out, model.latent, 4, "latent size")?;
-    out.extend_from_slice(&0u32.to_le_bytes());
+    let classes = match model.ops.first() {
+        Some(QuantOp::Embed { classes, .. }) => *classes,
+        _ => 0,
+    };
+    put_uint(&mut out, classes, 4, "class count")?;
     let (c, h, w) = model.output;
     for d in [c, h, w, 0] {
         put_uint(&mut out, d, 2, "output dimension")?;

@@ -132,3 +132,103 @@ fn bad_input_gives_clear_errors() {
     assert!(fail(&["generate", &p("g.pgq"), "--class", "3"]).contains("unconditional"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A conditional generator from `tests/scripts/torch_style_generators.py` (Python's `onnx`).
+fn conditional_workdir(test: &str) -> (PathBuf, String) {
+    let (dir, _) = workdir(test);
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/torch_style_generators.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(&dir)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "needs python3 with onnx and numpy");
+    let onnx = dir.join("cgan.onnx").to_string_lossy().into_owned();
+    (dir, onnx)
+}
+
+#[test]
+fn conditional_generate_with_class() {
+    let (dir, onnx) = conditional_workdir("conditional");
+    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    ok(&["quantize", &onnx, "--calib", "64", "--out", &p("c.pgq")]);
+    let inspect = ok(&["inspect", &p("c.pgq")]);
+    assert!(
+        inspect.contains("10 classes") && inspect.contains("Embed"),
+        "{inspect}"
+    );
+
+    // --class K on both engines, same latents: the class reaches both, and they agree.
+    let z = pocketgan_runtime::quantize::latents(5, 6, 16);
+    std::fs::write(p("z.npy"), npy::encode(&[6, 16], &z)).unwrap();
+    let run = |model: &str, engine: &str, class: &str, out: &str| {
+        ok(&[
+            "generate",
+            model,
+            "--engine",
+            engine,
+            "--class",
+            class,
+            "--latents",
+            &p("z.npy"),
+            "--save-npy",
+            &p(out),
+            "--out",
+            &p("grid.png"),
+        ]);
+        npy::parse(&std::fs::read(p(out)).unwrap()).unwrap()
+    };
+    let int8_3 = run(&p("c.pgq"), "int8", "3", "int8_3.npy");
+    let f32_3 = run(&onnx, "tract", "3", "f32_3.npy");
+    let f32_4 = run(&onnx, "tract", "4", "f32_4.npy");
+    assert_eq!(int8_3.shape, [6, 1, 28, 28]);
+    assert!(psnr_db(&f32_3.data, &int8_3.data) > 30.0);
+    assert!(
+        psnr_db(&f32_3.data, &f32_4.data) < 25.0,
+        "classes 3 and 4 look alike"
+    );
+
+    // Without --class: one row per class, ten samples a row.
+    ok(&["generate", &p("c.pgq"), "--out", &p("rows.png")]);
+    let grid = image::open(p("rows.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (10 * 30 + 2, 10 * 30 + 2));
+    ok(&[
+        "generate",
+        &p("c.pgq"),
+        "--n",
+        "20",
+        "--save-npy",
+        &p("rows.npy"),
+        "--out",
+        &p("rows.png"),
+    ]);
+    let rows = npy::parse(&std::fs::read(p("rows.npy")).unwrap()).unwrap();
+    let grid = image::open(p("rows.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (2 * 30 + 2, 10 * 30 + 2));
+    // Sample 2k+1 is class k: the same as drawing that class alone with that sample's latent.
+    let z20 = pocketgan_runtime::quantize::latents(0, 20, 16);
+    std::fs::write(p("z7.npy"), npy::encode(&[1, 16], &z20[7 * 16..8 * 16])).unwrap();
+    ok(&[
+        "generate",
+        &p("c.pgq"),
+        "--class",
+        "3",
+        "--latents",
+        &p("z7.npy"),
+        "--save-npy",
+        &p("s7.npy"),
+        "--out",
+        &p("s7.png"),
+    ]);
+    let s7 = npy::parse(&std::fs::read(p("s7.npy")).unwrap()).unwrap();
+    assert_eq!(&rows.data[7 * 784..8 * 784], &s7.data[..]);
+
+    assert!(fail(&["generate", &p("c.pgq"), "--class", "10"]).contains("out of range"));
+    assert!(
+        fail(&["generate", &onnx, "--engine", "tract", "--class", "10"]).contains("out of range")
+    );
+    let bench = ok(&["bench", &onnx, "--pgq", &p("c.pgq"), "--reps", "2"]);
+    assert!(bench.contains("int8") && bench.contains("tract"), "{bench}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -6,6 +6,7 @@
 use pocketgan_runtime::engine::ort::{resolve_library, OrtEngine, DYLIB_ENV};
 use pocketgan_runtime::engine::{Engine, EngineError, TractEngine};
 use pocketgan_runtime::graph::Graph;
+use pocketgan_runtime::npy;
 use pocketgan_runtime::quantize::latents;
 use std::path::PathBuf;
 use std::process::Command;
@@ -113,5 +114,79 @@ fn cli_reports_bad_library() -> Result {
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!out_png.exists());
     }
+    Ok(())
+}
+
+/// A conditional generator (z and class inputs) through onnxruntime and tract, class by class.
+#[test]
+fn ort_matches_tract_with_classes() -> Result {
+    let dir = std::env::temp_dir().join(format!("pocketgan-ort-cgan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/scripts/torch_style_generators.py");
+    let status = Command::new("python3").arg(script).arg(&dir).status()?;
+    assert!(status.success(), "needs python3 with onnx and numpy");
+    let onnx = dir.join("cgan.onnx");
+    let bytes = std::fs::read(&onnx)?;
+    let mut graph = Graph::from_onnx_bytes(&bytes)?;
+    graph.simplify()?;
+    let (latent, image) = (graph.latent, graph.output_shape());
+    let mut ort = OrtEngine::new(&bytes, latent, image, 1)?;
+    let mut tract = TractEngine::new(&bytes, latent, image);
+    assert_eq!((ort.classes(), tract.classes()), (10, 10));
+    let n = 3;
+    let z = latents(4, n, latent);
+    let mut previous: Option<Vec<f32>> = None;
+    for classes in [[0, 0, 0], [9, 9, 9], [2, 5, 7]] {
+        let a = ort.generate_with(&z, &classes, n)?;
+        let b = tract.generate_with(&z, &classes, n)?;
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff < 1e-4,
+            "classes {classes:?}: max |ort - tract| = {diff}"
+        );
+        assert_ne!(previous.as_ref(), Some(&a), "the classes change nothing");
+        previous = Some(a);
+    }
+    assert!(matches!(
+        ort.generate_with(&z, &[0, 10, 0], n),
+        Err(EngineError::Run(_))
+    ));
+    assert!(matches!(ort.generate(&z, n), Err(EngineError::Run(_))));
+
+    // `pocketgan generate --class` on the ort engine, against tract with that class.
+    let z_file = dir.join("z.npy");
+    std::fs::write(&z_file, npy::encode(&[n, latent], &z))?;
+    let out = dir.join("ort.npy");
+    let run = Command::new(env!("CARGO_BIN_EXE_pocketgan"))
+        .arg("generate")
+        .arg(&onnx)
+        .args(["--engine", "ort", "--class", "6", "--latents"])
+        .arg(&z_file)
+        .arg("--save-npy")
+        .arg(&out)
+        .arg("--out")
+        .arg(dir.join("ort.png"))
+        .output()?;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let cli = npy::parse(&std::fs::read(&out)?)?;
+    let expected = tract.generate_with(&z, &[6; 3], n)?;
+    let diff = cli
+        .data
+        .iter()
+        .zip(&expected)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert_eq!(cli.data.len(), expected.len());
+    assert!(diff < 1e-4, "CLI ort --class 6: max |ort - tract| = {diff}");
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

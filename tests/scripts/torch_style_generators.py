@@ -7,6 +7,11 @@ weights, for the runtime's import tests (no torch needed: onnx.helper writes the
   gemm_first.onnx  z [N, 32] -> Gemm (transB=1, like nn.Linear) -> Reshape (Constant shape)
                  -> BatchNormalization -> LeakyRelu -> Resize (nearest x2) -> Conv (k3 p1)
                  -> BatchNormalization -> Relu -> Conv (k3 p1) -> Sigmoid, 14x14 grey
+  cgan.onnx      a conditional generator as the trainer exports it (and torch.cat of z with
+                 nn.Embedding(class)): z [N, 16] and class int64 [N] -> Gather(class_embedding
+                 [10, 8], class) -> Concat(z, ., axis=1) -> Gemm -> Reshape -> BatchNormalization
+                 -> Relu -> ConvTranspose (k4 s2 p1) -> BatchNormalization -> Relu -> ConvTranspose
+                 (k4 s2 p1) -> Tanh, 28x28 grey; metadata pocketgan.classes = 10
 
 Usage: python3 torch_style_generators.py OUT_DIR
 """
@@ -36,10 +41,12 @@ def batchnorm(prefix, channels, x, y, inits, nodes):
                                   prefix + ".running_mean", prefix + ".running_var"], [y], epsilon=1e-5))
 
 
-def save(nodes, inits, inp, out, path):
-    graph = helper.make_graph(nodes, "generator", [inp], [out], inits)
+def save(nodes, inits, inp, out, path, metadata=None):
+    inputs = inp if isinstance(inp, list) else [inp]
+    graph = helper.make_graph(nodes, "generator", inputs, [out], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch")
     model.ir_version = 8
+    helper.set_model_props(model, metadata or {})
     onnx.checker.check_model(model)
     onnx.save(model, path)
 
@@ -91,7 +98,37 @@ def gemm_first(path, nz=32, c=8):
     save(nodes, inits, inp, out, path)
 
 
+def cgan(path, nz=16, classes=10, embed=8, c=16):
+    nodes, inits = [], []
+    # nn.Embedding's weights are standard normal, like the latent they are joined to.
+    inits.append(init("class_embedding", [classes, embed], 1.0))
+    nodes.append(helper.make_node("Gather", ["class_embedding", "class"], ["embedded"], axis=0))
+    nodes.append(helper.make_node("Concat", ["z", "embedded"], ["joined"], axis=1))
+    inits += [init("fc.weight", [c * 7 * 7, nz + embed]), init("fc.bias", [c * 7 * 7], 0.1)]
+    nodes.append(helper.make_node("Gemm", ["joined", "fc.weight", "fc.bias"], ["g"], transB=1))
+    inits.append(numpy_helper.from_array(np.array([-1, c, 7, 7], dtype=np.int64), "shape"))
+    nodes.append(helper.make_node("Reshape", ["g", "shape"], ["x0"]))
+    batchnorm("bn0", c, "x0", "b0", inits, nodes)
+    nodes.append(helper.make_node("Relu", ["b0"], ["r0"]))
+    inits.append(init("up1.weight", [c, c // 2, 4, 4]))
+    nodes.append(helper.make_node("ConvTranspose", ["r0", "up1.weight"], ["t1"], kernel_shape=[4, 4],
+                                  strides=[2, 2], pads=[1, 1, 1, 1]))
+    batchnorm("bn1", c // 2, "t1", "b1", inits, nodes)
+    nodes.append(helper.make_node("Relu", ["b1"], ["r1"]))
+    inits += [init("up2.weight", [c // 2, 1, 4, 4]), init("up2.bias", [1], 0.1)]
+    nodes.append(helper.make_node("ConvTranspose", ["r1", "up2.weight", "up2.bias"], ["t2"],
+                                  kernel_shape=[4, 4], strides=[2, 2], pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("Tanh", ["t2"], ["image"]))
+    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", nz]),
+              helper.make_tensor_value_info("class", TensorProto.INT64, ["N"])]
+    out = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 28, 28])
+    names = ",".join(str(i) for i in range(classes))
+    save(nodes, inits, inputs, out, path,
+         {"pocketgan.classes": str(classes), "pocketgan.class_names": names})
+
+
 if __name__ == "__main__":
     out_dir = sys.argv[1]
     dcgan_4d(f"{out_dir}/dcgan_4d.onnx")
     gemm_first(f"{out_dir}/gemm_first.onnx")
+    cgan(f"{out_dir}/cgan.onnx")

@@ -1,11 +1,12 @@
 //! End to end through the runtime: ONNX files from our trainer and in PyTorch's shapes are
 //! quantized, run on every int8 kernel and compared with tract; corrupt files give errors.
 
-use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
+use pocketgan_runtime::engine::{Engine, EngineError, Int8Engine, TractEngine};
 use pocketgan_runtime::format::{FormatError, Model};
-use pocketgan_runtime::graph::{Graph, ImportError};
+use pocketgan_runtime::graph::{FloatOp, Graph, ImportError};
 use pocketgan_runtime::kernels::Isa;
 use pocketgan_runtime::quantize::{latents, psnr_db, quantize, QuantizeOptions};
+use pocketgan_runtime::RunError;
 use std::path::{Path, PathBuf};
 
 fn fixture() -> Vec<u8> {
@@ -66,8 +67,12 @@ fn trainer_generator_quantizes_within_30_db() {
     check_quantized(&fixture(), 30.0);
 }
 
-fn python_generators() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pocketgan-torch-style-{}", std::process::id()));
+/// Writes the script's generators into a directory of this test's own (tests run in parallel).
+fn python_generators(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pocketgan-torch-style-{test}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_style_generators.py");
     let status = std::process::Command::new("python3")
@@ -86,7 +91,7 @@ fn python_generators() -> PathBuf {
 /// reshape + Resize + Conv, both with BatchNormalization nodes and a dynamic batch.
 #[test]
 fn pytorch_style_generators_quantize_and_run() {
-    let dir = python_generators();
+    let dir = python_generators("pytorch");
     for name in ["dcgan_4d.onnx", "gemm_first.onnx"] {
         let onnx = std::fs::read(dir.join(name)).unwrap();
         let g = Graph::from_onnx_bytes(&onnx).unwrap();
@@ -122,6 +127,11 @@ fn unsupported_operators_are_listed() {
 #[test]
 fn corrupt_pgq_files_give_errors_not_panics() {
     let (pgq, _) = quantize(&fixture(), &options()).unwrap();
+    check_corruption(&pgq);
+}
+
+fn check_corruption(pgq: &[u8]) {
+    let pgq = pgq.to_vec();
     for cut in (0..pgq.len()).step_by(7).chain([pgq.len() - 1]) {
         assert!(
             Model::parse(&pgq[..cut]).is_err(),
@@ -150,7 +160,15 @@ fn corrupt_pgq_files_give_errors_not_panics() {
             if let Ok(m) = Model::parse(&bad) {
                 parsed_after_fix += 1;
                 let z = latents(1, 2, m.latent);
-                Int8Engine::new(m, Isa::detect()).generate(&z, 2).unwrap();
+                let classes: Vec<u32> = (0..2).map(|i| i % m.classes().max(1) as u32).collect();
+                let classes = if m.is_conditional() {
+                    &classes[..]
+                } else {
+                    &[]
+                };
+                Int8Engine::new(m, Isa::detect())
+                    .generate_with(&z, classes, 2)
+                    .unwrap();
             }
         }
     }
@@ -220,4 +238,165 @@ fn integer_weights_are_an_error_not_a_panic() {
         Graph::from_proto(&proto),
         Err(ImportError::Node { .. })
     ));
+}
+
+/// A conditional generator exported as the trainer does (Gather + Concat of a class embedding):
+/// imported as one embedding, quantized within 30 dB of tract for every class, byte-identical on
+/// every kernel family, and each class drawing different images.
+#[test]
+fn conditional_generator_quantizes_for_every_class() {
+    let dir = python_generators("cgan");
+    let onnx = std::fs::read(dir.join("cgan.onnx")).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+    let mut g = Graph::from_onnx_bytes(&onnx).unwrap();
+    g.simplify().unwrap();
+    assert_eq!((g.latent, g.classes), (16, 10));
+    assert_eq!(g.class_input.as_deref(), Some("class"));
+    assert!(matches!(
+        g.layers[0].op,
+        FloatOp::Embed {
+            classes: 10,
+            dim: 8,
+            ..
+        }
+    ));
+    let (pgq, report) = quantize(&onnx, &options()).unwrap();
+    assert!(report.psnr_db >= 30.0, "PSNR {:.1} dB", report.psnr_db);
+    assert_eq!(report.layers[0].op, "Embed");
+    let model = Model::parse(&pgq).unwrap();
+    assert_eq!((model.classes(), model.latent), (10, 16));
+
+    let mut tract = TractEngine::new(&onnx, g.latent, g.output_shape());
+    assert_eq!(tract.classes(), 10);
+    let n = 4;
+    let z = latents(99, n, g.latent);
+    let mut per_class = Vec::new();
+    for class in 0..10u32 {
+        let labels = vec![class; n];
+        let float = tract.generate_with(&z, &labels, n).unwrap();
+        let mut outputs = Vec::new();
+        for isa in Isa::available() {
+            let mut e = Int8Engine::new(model, isa);
+            assert_eq!(e.classes(), 10);
+            let images = e.generate_with(&z, &labels, n).unwrap();
+            let psnr = psnr_db(&float, &images);
+            assert!(
+                psnr >= 30.0,
+                "class {class} {}: PSNR {psnr:.1} dB",
+                isa.name()
+            );
+            outputs.push(e.generate_quantized_with(&z, &labels, n).unwrap().to_vec());
+        }
+        assert!(
+            outputs.iter().all(|o| *o == outputs[0]),
+            "class {class}: kernel families differ"
+        );
+        per_class.push(float);
+    }
+    // The same latents under different classes are different images (mean |difference| well
+    // above the int8 step of 2/255).
+    for a in 0..10 {
+        for b in a + 1..10 {
+            let diff: f32 = per_class[a]
+                .iter()
+                .zip(&per_class[b])
+                .map(|(x, y)| (x - y).abs())
+                .sum::<f32>()
+                / per_class[a].len() as f32;
+            assert!(diff > 0.02, "classes {a} and {b} differ by {diff}");
+        }
+    }
+    // A mixed batch is each sample's own class.
+    let mixed: Vec<u32> = vec![3, 7, 0, 9];
+    let mut e = Int8Engine::new(model, Isa::detect());
+    let mixed_images = e.generate_with(&z, &mixed, n).unwrap();
+    let per = mixed_images.len() / n;
+    for (i, &c) in mixed.iter().enumerate() {
+        let alone = e.generate_with(&z[i * 16..(i + 1) * 16], &[c], 1).unwrap();
+        assert_eq!(&mixed_images[i * per..(i + 1) * per], &alone[..]);
+    }
+
+    // Bad classes are errors on both engines.
+    for engine in [&mut e as &mut dyn Engine, &mut tract] {
+        assert!(matches!(
+            engine.generate_with(&z, &[0, 1, 10, 2], n),
+            Err(EngineError::Run(RunError::ClassRange {
+                sample: 2,
+                class: 10,
+                classes: 10
+            }))
+        ));
+        assert!(matches!(
+            engine.generate(&z, n),
+            Err(EngineError::Run(RunError::MissingClasses { classes: 10 }))
+        ));
+        assert!(matches!(
+            engine.generate_with(&z, &[1], n),
+            Err(EngineError::Run(RunError::ClassCount { .. }))
+        ));
+    }
+    let mut plain = TractEngine::new(&fixture(), 16, (1, 28, 28));
+    assert!(matches!(
+        plain.generate_with(&latents(1, 1, 16), &[0], 1),
+        Err(EngineError::Run(RunError::UnexpectedClasses))
+    ));
+
+    check_corruption(&pgq);
+}
+
+/// Gather and Concat outside the class-embedding pattern are refused: listed as unsupported in
+/// an unconditional graph, explained in a conditional one.
+#[test]
+fn other_uses_of_gather_and_concat_are_refused() {
+    use tract_onnx::pb;
+    use tract_onnx::prelude::Framework;
+    let read = |bytes: &[u8]| -> pb::ModelProto {
+        tract_onnx::onnx()
+            .proto_model_for_read(&mut std::io::Cursor::new(bytes))
+            .unwrap()
+    };
+    let mut proto = read(&fixture());
+    let graph = proto.graph.as_mut().unwrap();
+    let n = graph.node.len();
+    graph.node[n - 1].op_type = "Gather".into();
+    graph.node[0].op_type = "Concat".into();
+    match Graph::from_proto(&proto) {
+        Err(ImportError::Unsupported(ops)) => assert_eq!(ops, ["Concat", "Gather"]),
+        other => panic!("expected the unsupported list, got {other:?}"),
+    }
+
+    let dir = python_generators("gather");
+    let onnx = std::fs::read(dir.join("cgan.onnx")).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+    let node = |proto: &mut pb::ModelProto, op: &str| -> usize {
+        let nodes = &proto.graph.as_ref().unwrap().node;
+        nodes.iter().position(|n| n.op_type == op).unwrap()
+    };
+    let expect_node_error = |proto: &pb::ModelProto, what: &str| match Graph::from_proto(proto) {
+        Err(ImportError::Node { op, .. }) => assert!(op == "Gather" || op == "Concat", "{what}"),
+        other => panic!("{what}: expected a node error, got {other:?}"),
+    };
+    // Concatenated along the batch axis.
+    let mut p = read(&onnx);
+    let i = node(&mut p, "Concat");
+    p.graph.as_mut().unwrap().node[i].attribute[0].i = 0;
+    expect_node_error(&p, "axis 0");
+    // Embedding first, latent second.
+    let mut p = read(&onnx);
+    let i = node(&mut p, "Concat");
+    p.graph.as_mut().unwrap().node[i].input.swap(0, 1);
+    expect_node_error(&p, "swapped inputs");
+    // Gather on another axis.
+    let mut p = read(&onnx);
+    let i = node(&mut p, "Gather");
+    p.graph.as_mut().unwrap().node[i].attribute[0].i = 1;
+    expect_node_error(&p, "axis 1");
+    // Metadata that disagrees with the table.
+    let mut p = read(&onnx);
+    for prop in &mut p.metadata_props {
+        if prop.key == "pocketgan.classes" {
+            prop.value = "12".into();
+        }
+    }
+    assert!(matches!(Graph::from_proto(&p), Err(ImportError::Input(_))));
 }

@@ -5,7 +5,8 @@
 //! (`site-packages/onnxruntime/capi/`). It is loaded once per process; a missing or unusable library
 //! is an [`EngineError::Ort`], never a panic.
 
-use super::{check_latents, Engine, EngineError};
+use super::{check_latents, Engine, EngineError, OnnxInputs};
+use crate::interp::check_classes;
 use ::ort::environment::Environment;
 use ::ort::session::Session;
 use ::ort::value::TensorRef;
@@ -189,15 +190,16 @@ fn environment() -> Result<&'static Environment, EngineError> {
 /// Float inference through onnxruntime's CPU provider.
 pub struct OrtEngine {
     session: Session,
-    input: String,
+    inputs: OnnxInputs,
     output: String,
     latent: usize,
     image: (usize, usize, usize),
 }
 
 impl OrtEngine {
-    /// Loads an ONNX generator whose first input is `[N, latent]` and first output `[N, C, H, W]`,
-    /// running each operator on `threads` threads (0: onnxruntime's default).
+    /// Loads an ONNX generator whose input is `[N, latent]` (plus the classes `[N]` of a
+    /// conditional one) and first output `[N, C, H, W]`, running each operator on `threads`
+    /// threads (0: onnxruntime's default).
     pub fn new(
         onnx: &[u8],
         latent: usize,
@@ -218,12 +220,25 @@ impl OrtEngine {
                 panic_message(&*p)
             )))
         })?;
-        let input = session
-            .inputs()
-            .first()
-            .ok_or_else(|| EngineError::Ort("the model has no input".into()))?
-            .name()
-            .to_string();
+        let mut inputs = OnnxInputs::of(onnx);
+        let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+        match &inputs.class {
+            // An unconditional generator's one input is its latent, whatever its name.
+            None => {
+                inputs.latent = names
+                    .first()
+                    .ok_or_else(|| EngineError::Ort("the model has no input".into()))?
+                    .to_string()
+            }
+            Some((class, _)) => {
+                if names.len() != 2 || !names.contains(&class.as_str()) {
+                    return Err(EngineError::Ort(format!(
+                        "the session's inputs are {names:?}; expected {} and {class}",
+                        inputs.latent
+                    )));
+                }
+            }
+        }
         let output = session
             .outputs()
             .first()
@@ -232,7 +247,7 @@ impl OrtEngine {
             .to_string();
         Ok(OrtEngine {
             session,
-            input,
+            inputs,
             output,
             latent,
             image,
@@ -250,13 +265,29 @@ impl Engine for OrtEngine {
     fn image_shape(&self) -> (usize, usize, usize) {
         self.image
     }
-    fn generate(&mut self, z: &[f32], n: usize) -> Result<Vec<f32>, EngineError> {
+    fn classes(&self) -> usize {
+        self.inputs.classes
+    }
+    fn generate_with(
+        &mut self,
+        z: &[f32],
+        classes: &[u32],
+        n: usize,
+    ) -> Result<Vec<f32>, EngineError> {
         check_latents(z, n, self.latent)?;
+        check_classes(self.inputs.classes, n, classes)?;
         let tensor = TensorRef::from_array_view(([n, self.latent], z)).map_err(ort_err)?;
-        let outputs = self
-            .session
-            .run(::ort::inputs![self.input.as_str() => tensor])
-            .map_err(ort_err)?;
+        let latent = self.inputs.latent.as_str();
+        let outputs = match &self.inputs.class {
+            None => self.session.run(::ort::inputs![latent => tensor]),
+            Some((class, _)) => {
+                let labels: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+                let labels = TensorRef::from_array_view(([n], &labels[..])).map_err(ort_err)?;
+                self.session
+                    .run(::ort::inputs![latent => tensor, class.as_str() => labels])
+            }
+        }
+        .map_err(ort_err)?;
         let value = outputs
             .get(&self.output)
             .ok_or_else(|| EngineError::Ort(format!("no output {:?}", self.output)))?;
