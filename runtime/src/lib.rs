@@ -34,5 +34,3 @@ pub const ONNX_INPUT: &str = "z";
 pub const ONNX_CLASS_INPUT: &str = "class";
 /// Name of the generator's ONNX output: images `[N, C, H, W]` in `[-1, 1]`.
 pub const ONNX_OUTPUT: &str = "image";
-/// Name of a conditional generator's second ONNX input: classes, int64 `[N]`.
-pub const ONNX_CLASS_INPUT: &str = "class";

@@ -175,26 +175,53 @@ fn a_short_cgan_run_draws_the_class_it_is_asked_for() {
     config.checkpoint_every = CGAN_STEPS;
     config.sample_every = CGAN_STEPS;
     pocketgan_tests::train_quietly(&config, &run);
-    let report = evaluate(
-        &Generator::Run(run.clone()),
-        2000,
-        1,
-        &DataSource::Digits,
-        &dir.path().join("classifiers"),
+    // The whole path: Burn, its ONNX export in tract, and that file quantized to int8.
+    let onnx = run.join("generator.onnx");
+    let (pgq, _) = pocketgan_runtime::quantize::quantize(
+        &std::fs::read(&onnx).unwrap(),
+        &pocketgan_runtime::quantize::QuantizeOptions::default(),
     )
     .unwrap();
-    let Report::Images {
-        class_accuracy,
-        generated,
-        ..
-    } = report
-    else {
-        panic!("digits give an image report");
-    };
-    let accuracy = class_accuracy.expect("a conditional generator reports class accuracy");
-    eprintln!("cgan class accuracy {accuracy}, {generated:?}");
-    assert!(accuracy >= 0.8, "class accuracy {accuracy}, {generated:?}");
-    assert_eq!(generated.classes_covered, 10, "{generated:?}");
+    let pgq_file = run.join("generator.pgq");
+    std::fs::write(&pgq_file, pgq).unwrap();
+    let mut fids = Vec::new();
+    for generator in [
+        Generator::Run(run.clone()),
+        Generator::Onnx(onnx),
+        Generator::Pgq(pgq_file),
+    ] {
+        let report = evaluate(
+            &generator,
+            2000,
+            1,
+            &DataSource::Digits,
+            &dir.path().join("classifiers"),
+        )
+        .unwrap();
+        let Report::Images {
+            class_accuracy,
+            generated,
+            ..
+        } = report
+        else {
+            panic!("digits give an image report");
+        };
+        let accuracy = class_accuracy.expect("a conditional generator reports class accuracy");
+        eprintln!("{generator:?}: class accuracy {accuracy}, {generated:?}");
+        assert!(accuracy >= 0.8, "{generator:?}: class accuracy {accuracy}");
+        assert_eq!(
+            generated.classes_covered, 10,
+            "{generator:?}: {generated:?}"
+        );
+        fids.push(generated.fid);
+    }
+    // tract and int8 see the same latents and classes: quantization costs little.
+    assert!(
+        (fids[2] - fids[1]).abs() <= 0.05 * fids[1],
+        "f32 FID {} vs int8 {}",
+        fids[1],
+        fids[2]
+    );
 }
 
 const CGAN_WIDTH: usize = 32;

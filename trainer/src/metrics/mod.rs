@@ -207,38 +207,46 @@ impl Generator {
             }
             Generator::Onnx(file) | Generator::Pgq(file) => {
                 let bytes = std::fs::read(file).map_err(|e| model_err(file, e.to_string()))?;
-                let z_for = |latent| pocketgan_runtime::quantize::latents(seed, n, latent);
-                let (samples, (c, h, w)) = if let Generator::Pgq(_) = self {
-                    let model = pocketgan_runtime::Model::parse(&bytes)
-                        .map_err(|e| model_err(file, e.to_string()))?;
-                    let mut engine = Int8Engine::new(model, pocketgan_runtime::Isa::detect());
-                    let z = z_for(engine.latent());
-                    let s = engine
-                        .generate(&z, n)
-                        .map_err(|e| model_err(file, e.to_string()))?;
-                    (s, engine.image_shape())
+                let failed = |e: &dyn std::fmt::Display| model_err(file, e.to_string());
+                let mut engine: Box<dyn Engine + '_> = if let Generator::Pgq(_) = self {
+                    let model = pocketgan_runtime::Model::parse(&bytes).map_err(|e| failed(&e))?;
+                    Box::new(Int8Engine::new(model, pocketgan_runtime::Isa::detect()))
                 } else {
                     let mut g = pocketgan_runtime::graph::Graph::from_onnx_bytes(&bytes)
-                        .map_err(|e| model_err(file, e.to_string()))?;
-                    g.simplify().map_err(|e| model_err(file, e.to_string()))?;
-                    let mut engine = TractEngine::new(&bytes, g.latent, g.output_shape());
-                    let z = z_for(g.latent);
-                    // Batches of 500 keep tract's plan and memory small.
-                    let mut s = Vec::new();
-                    for (i, zc) in z.chunks(500 * g.latent).enumerate() {
-                        let m = zc.len() / g.latent;
-                        let out = engine
-                            .generate(zc, m)
-                            .map_err(|e| model_err(file, format!("batch {i}: {e}")))?;
-                        s.extend(out);
-                    }
-                    (s, engine.image_shape())
+                        .map_err(|e| failed(&e))?;
+                    g.simplify().map_err(|e| failed(&e))?;
+                    Box::new(TractEngine::new(&bytes, g.latent, g.output_shape()))
                 };
+                let latent = engine.latent();
+                let z = pocketgan_runtime::quantize::latents(seed, n, latent);
+                // A conditional generator is asked for every class in turn.
+                let k = engine.classes();
+                let classes: Vec<usize> = if k > 0 {
+                    (0..n).map(|i| default_class(i, k)).collect()
+                } else {
+                    Vec::new()
+                };
+                // Batches of 500 keep tract's plans and memory small.
+                let mut values = Vec::new();
+                for (i, zc) in z.chunks(500 * latent).enumerate() {
+                    let m = zc.len() / latent;
+                    let cc: Vec<u32> = classes
+                        .iter()
+                        .skip(i * 500)
+                        .take(if k > 0 { m } else { 0 })
+                        .map(|&c| c as u32)
+                        .collect();
+                    let out = engine
+                        .generate_with(zc, &cc, m)
+                        .map_err(|e| model_err(file, format!("batch {i}: {e}")))?;
+                    values.extend(out);
+                }
+                let (c, h, w) = engine.image_shape();
                 Ok(Samples {
-                    values: samples,
+                    values,
                     dims: vec![c, h, w],
                     source: data.clone(),
-                    classes: None,
+                    classes: (k > 0).then_some(classes),
                 })
             }
         }
