@@ -2,7 +2,9 @@
 
 use crate::render::{Caption, Gray};
 use heapless::Vec;
-use pocketgan_runtime::{latent, run_observed, FormatError, Isa, Model, Op, RunError, Shape};
+use pocketgan_runtime::{
+    latent, run_conditional_observed, FormatError, Isa, Model, Op, RunError, Shape,
+};
 
 /// Largest latent vector a demo model may take.
 pub const MAX_LATENT: usize = 64;
@@ -135,26 +137,36 @@ impl<'m, 'a> Generator<'m, 'a> {
         self.isa
     }
 
-    /// Generates one image from the float latent `z` (quantized with the model's input scale).
-    pub fn generate(&mut self, z: &[f32]) -> Result<(), DemoError> {
-        self.generate_observed(z, |_, _| {})
+    /// Classes of a conditional model (0 for an unconditional one).
+    pub fn classes(&self) -> usize {
+        self.model.classes()
+    }
+
+    /// Generates one image from the float latent `z` (quantized with the model's input scale),
+    /// of `class` for a conditional model (which must be given one; an unconditional model must
+    /// not).
+    pub fn generate(&mut self, z: &[f32], class: Option<u8>) -> Result<(), DemoError> {
+        self.generate_observed(z, class, |_, _| {})
     }
 
     /// [`Self::generate`], calling `after_op(index, op)` as each op finishes (for per-layer timing).
     pub fn generate_observed(
         &mut self,
         z: &[f32],
+        class: Option<u8>,
         mut after_op: impl FnMut(usize, &Op),
     ) -> Result<(), DemoError> {
         let q = self.model.input_quant;
         for (dst, &v) in self.input.iter_mut().zip(z) {
             *dst = q.quantize(v);
         }
-        run_observed(
+        let class = class.map(u32::from);
+        run_conditional_observed(
             &self.model,
             self.isa,
             1,
             &self.input,
+            class.as_slice(),
             self.arena,
             self.output,
             |i, op, _, _| after_op(i, op),
@@ -192,15 +204,29 @@ pub enum Mode {
     Random,
     /// A slow walk: `steps` frames from seed `s`'s latent to seed `s + 1`'s, then on to `s + 2`.
     Walk { steps: u16 },
+    /// A conditional model's classes in turn (0, 1, ..., K-1) on seed `s`'s latent, then on
+    /// `s + 1`'s. For an unconditional model, the same as [`Mode::Random`].
+    Classes,
 }
 
-/// The latent of each frame. Class cycling waits for conditional models (the runtime's model
-/// format has no class input yet).
+/// What the QEMU boards generate, and the host replays to check them: per mode, the frames drawn
+/// from seed [`QEMU_SEED`]. Classes 0 and 1 on one latent come last (an unconditional model
+/// draws random samples there instead).
+pub const QEMU_PROGRAMME: [(Mode, u16); 3] = [
+    (Mode::Random, 2),
+    (Mode::Walk { steps: 4 }, 2),
+    (Mode::Classes, 2),
+];
+pub const QEMU_SEED: u64 = 1;
+
+/// The latent (and class) of each frame.
 pub struct Demo {
     pub mode: Mode,
     seed: u64,
     step: u16,
     latent: usize,
+    /// Classes of a conditional model, 0 for an unconditional one.
+    classes: u8,
     from: [f32; MAX_LATENT],
     to: [f32; MAX_LATENT],
 }
@@ -211,16 +237,21 @@ pub struct Frame {
     pub seed: u64,
     /// The walk step (walks only).
     pub step: Option<u16>,
+    /// The class drawn (conditional models): in turn in [`Mode::Classes`], else `seed mod K`.
+    pub class: Option<u8>,
 }
 
 impl Demo {
-    pub fn new(mode: Mode, seed: u64, latent: usize) -> Demo {
+    /// A demo of a model with latents of `latent` values and `classes` classes (0 if it is
+    /// unconditional; at most 256).
+    pub fn new(mode: Mode, seed: u64, latent: usize, classes: usize) -> Demo {
         let latent = latent.min(MAX_LATENT);
         let mut demo = Demo {
             mode,
             seed,
             step: 0,
             latent,
+            classes: classes.min(u8::MAX as usize) as u8,
             from: [0.0; MAX_LATENT],
             to: [0.0; MAX_LATENT],
         };
@@ -235,11 +266,28 @@ impl Demo {
     pub fn next(&mut self, z: &mut [f32]) -> Frame {
         let n = self.latent.min(z.len());
         let z = &mut z[..n];
+        let k = self.classes;
+        let class_of_seed = |seed: u64| (k > 0).then(|| (seed % k as u64) as u8);
         match self.mode {
-            Mode::Random => {
+            Mode::Classes if k > 0 => {
                 let frame = Frame {
                     seed: self.seed,
                     step: None,
+                    class: Some(self.step as u8),
+                };
+                latent::fill_normal(self.seed, z);
+                self.step += 1;
+                if self.step == k as u16 {
+                    self.step = 0;
+                    self.seed = self.seed.wrapping_add(1);
+                }
+                frame
+            }
+            Mode::Random | Mode::Classes => {
+                let frame = Frame {
+                    seed: self.seed,
+                    step: None,
+                    class: class_of_seed(self.seed),
                 };
                 latent::fill_normal(self.seed, z);
                 self.seed = self.seed.wrapping_add(1);
@@ -250,6 +298,7 @@ impl Demo {
                 let frame = Frame {
                     seed: self.seed,
                     step: Some(self.step),
+                    class: class_of_seed(self.seed),
                 };
                 let t = self.step as f32 / steps as f32;
                 latent::lerp(&self.from, &self.to, t, z);
@@ -267,7 +316,8 @@ impl Demo {
 }
 
 /// The real boards' endless programme: `frames` random samples, then a `frames`-step walk, then
-/// random samples from where the walk ended, and so on.
+/// (conditional models) every class on one latent, then random samples from where that ended, and
+/// so on.
 pub struct Show {
     demo: Demo,
     frames: u16,
@@ -275,10 +325,10 @@ pub struct Show {
 }
 
 impl Show {
-    pub fn new(seed: u64, latent: usize, frames: u16) -> Show {
+    pub fn new(seed: u64, latent: usize, classes: usize, frames: u16) -> Show {
         let frames = frames.max(1);
         Show {
-            demo: Demo::new(Mode::Random, seed, latent),
+            demo: Demo::new(Mode::Random, seed, latent, classes),
             frames,
             left: frames,
         }
@@ -296,23 +346,24 @@ impl Show {
         let mut z = [0.0f32; MAX_LATENT];
         let frame = self.next(&mut z);
         let start = clock();
-        generator.generate(&z[..self.demo.latent])?;
-        Ok(Caption {
-            seed: frame.seed,
-            step: frame.step,
-            micros: clock().wrapping_sub(start) / ticks_per_us.max(1),
-        })
+        generator.generate(&z[..self.demo.latent], frame.class)?;
+        Ok(Caption::of(
+            &frame,
+            clock().wrapping_sub(start) / ticks_per_us.max(1),
+        ))
     }
 
     /// Writes the next frame's latent into `z`.
     pub fn next(&mut self, z: &mut [f32]) -> Frame {
         if self.left == 0 {
-            let mode = match self.demo.mode {
-                Mode::Random => Mode::Walk { steps: self.frames },
-                Mode::Walk { .. } => Mode::Random,
+            let classes = self.demo.classes;
+            let (mode, left) = match self.demo.mode {
+                Mode::Random => (Mode::Walk { steps: self.frames }, self.frames),
+                Mode::Walk { .. } if classes > 0 => (Mode::Classes, classes as u16),
+                Mode::Walk { .. } | Mode::Classes => (Mode::Random, self.frames),
             };
-            self.demo = Demo::new(mode, self.demo.seed, self.demo.latent);
-            self.left = self.frames;
+            self.demo = Demo::new(mode, self.demo.seed, self.demo.latent, classes as usize);
+            self.left = left;
         }
         self.left -= 1;
         self.demo.next(z)
@@ -325,7 +376,7 @@ mod tests {
 
     #[test]
     fn show_alternates_random_samples_and_walks() {
-        let mut show = Show::new(1, 4, 3);
+        let mut show = Show::new(1, 4, 0, 3);
         let mut z = [0.0f32; 4];
         let seeds: std::vec::Vec<(u64, Option<u16>)> = (0..9)
             .map(|_| show.next(&mut z))
@@ -352,7 +403,8 @@ mod tests {
         let mut ws = Box::new(Workspace::<{ crate::models::ARENA_BYTES }>::new());
         let mut g = Generator::new(crate::models::MODEL, Isa::Scalar, &mut ws).unwrap();
         let latent = g.model().latent;
-        let mut show = Show::new(7, latent, 3);
+        let classes = g.classes();
+        let mut show = Show::new(7, latent, classes, 3);
         // A clock at 5 ticks per microsecond that advances 250 ticks per reading and wraps.
         let mut t = u32::MAX - 100;
         let clock = || {
@@ -361,16 +413,18 @@ mod tests {
         };
         let caption = show.generate(&mut g, clock, 5).unwrap();
         assert_eq!((caption.seed, caption.step, caption.micros), (7, None, 50));
+        let class = (classes > 0).then(|| (7 % classes) as u8);
+        assert_eq!(caption.class, class);
         let shown = g.output().to_vec();
         let mut z = [0.0f32; MAX_LATENT];
         latent::fill_normal(7, &mut z[..latent]);
-        g.generate(&z[..latent]).unwrap();
+        g.generate(&z[..latent], class).unwrap();
         assert_eq!(shown, g.output());
     }
 
     #[test]
     fn random_mode_draws_one_seed_per_frame() {
-        let mut demo = Demo::new(Mode::Random, 10, 8);
+        let mut demo = Demo::new(Mode::Random, 10, 8, 0);
         let mut z = [0.0f32; 8];
         assert_eq!(demo.next(&mut z).seed, 10);
         let mut expected = [0.0f32; 8];
@@ -383,7 +437,7 @@ mod tests {
 
     #[test]
     fn walk_moves_from_one_seed_to_the_next_and_continues() {
-        let mut demo = Demo::new(Mode::Walk { steps: 4 }, 5, 6);
+        let mut demo = Demo::new(Mode::Walk { steps: 4 }, 5, 6, 0);
         let (mut a, mut b, mut c) = ([0.0f32; 6], [0.0f32; 6], [0.0f32; 6]);
         latent::fill_normal(5, &mut a);
         latent::fill_normal(6, &mut b);
@@ -401,6 +455,59 @@ mod tests {
         demo.next(&mut z);
         for ((z, b), c) in z.iter().zip(b).zip(c) {
             assert!((z - (b + c) / 2.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn a_conditional_show_cycles_every_class_on_one_latent_after_the_walk() {
+        let mut show = Show::new(1, 4, 3, 2);
+        let mut z = [0.0f32; 4];
+        let mut frames = std::vec::Vec::new();
+        for _ in 0..9 {
+            let f = show.next(&mut z);
+            frames.push((f.seed, f.step, f.class, z));
+        }
+        let got: std::vec::Vec<_> = frames.iter().map(|f| (f.0, f.1, f.2)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, None, Some(1)),
+                (2, None, Some(2)),
+                (3, Some(0), Some(0)),
+                (3, Some(1), Some(0)),
+                (4, None, Some(0)),
+                (4, None, Some(1)),
+                (4, None, Some(2)),
+                (5, None, Some(2)),
+                (6, None, Some(0)),
+            ]
+        );
+        // The walk ended on seed 4's latent; the class frames share it.
+        assert!(frames[4].3 == frames[5].3 && frames[5].3 == frames[6].3);
+    }
+
+    #[test]
+    fn an_unconditional_model_refuses_a_class_and_a_conditional_one_needs_one() {
+        let mut ws = Box::new(Workspace::<{ crate::models::ARENA_BYTES }>::new());
+        let mut g = Generator::new(crate::models::MODEL, Isa::Scalar, &mut ws).unwrap();
+        let z = [0.0f32; MAX_LATENT];
+        let latent = g.model().latent;
+        let (good, bad) = if g.classes() > 0 {
+            (Some(0), None)
+        } else {
+            (None, Some(0))
+        };
+        assert!(g.generate(&z[..latent], good).is_ok());
+        assert!(matches!(
+            g.generate(&z[..latent], bad),
+            Err(DemoError::Run(_))
+        ));
+        if g.classes() > 0 {
+            let k = g.classes() as u8;
+            assert!(matches!(
+                g.generate(&z[..latent], Some(k)),
+                Err(DemoError::Run(_))
+            ));
         }
     }
 }

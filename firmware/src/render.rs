@@ -95,6 +95,8 @@ pub struct Caption {
     pub seed: u64,
     /// Walk frames show their step; random samples show `None`.
     pub step: Option<u16>,
+    /// The class drawn, for a conditional model.
+    pub class: Option<u8>,
     /// Time to generate the image, in microseconds.
     pub micros: u32,
 }
@@ -103,16 +105,30 @@ pub struct Caption {
 pub type Line = heapless::String<32>;
 
 impl Caption {
-    /// The caption's lines: seed, walk step (walks only), generation time.
-    pub fn lines(&self) -> heapless::Vec<Line, 3> {
+    /// The caption of a demo frame that took `micros` to generate.
+    pub fn of(frame: &crate::demo::Frame, micros: u32) -> Caption {
+        Caption {
+            seed: frame.seed,
+            step: frame.step,
+            class: frame.class,
+            micros,
+        }
+    }
+
+    /// The caption's lines: seed, class (conditional models), walk step (walks only), generation
+    /// time.
+    pub fn lines(&self) -> heapless::Vec<Line, 4> {
         let mut lines = heapless::Vec::new();
         let mut line = |args: core::fmt::Arguments| {
             let mut l = Line::new();
-            // Every line fits in 32 characters and there are at most 3: neither can fail.
+            // Every line fits in 32 characters and there are at most 4: neither can fail.
             let _ = l.write_fmt(args);
             let _ = lines.push(l);
         };
         line(format_args!("seed {}", self.seed));
+        if let Some(class) = self.class {
+            line(format_args!("class {class}"));
+        }
         if let Some(step) = self.step {
             line(format_args!("step {step}"));
         }
@@ -255,14 +271,23 @@ mod tests {
         let c = Caption {
             seed: 42,
             step: Some(3),
+            class: None,
             micros: 12_345,
         };
         let lines = c.lines();
         let lines: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
         assert_eq!(lines, ["seed 42", "step 3", "12.3 ms"]);
         let c = Caption {
+            class: Some(7),
+            ..c
+        };
+        let lines = c.lines();
+        let lines: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
+        assert_eq!(lines, ["seed 42", "class 7", "step 3", "12.3 ms"]);
+        let c = Caption {
             seed: u64::MAX,
             step: None,
+            class: None,
             micros: 999,
         };
         let lines = c.lines();
@@ -275,6 +300,7 @@ mod tests {
         let c = Caption {
             seed: 7,
             step: None,
+            class: None,
             micros: 1500,
         };
         let mut ours = MockDisplay::<BinaryColor>::new();
@@ -296,6 +322,7 @@ mod tests {
         let c = Caption {
             seed: 123_456_789,
             step: None,
+            class: None,
             micros: 1500,
         };
         let mut display = MockDisplay::<BinaryColor>::new();
@@ -353,6 +380,7 @@ mod tests {
         let caption = Caption {
             seed: 4_000_000_000,
             step: Some(59),
+            class: None,
             micros: 123_456,
         };
         let mut oled = Screen::<BinaryColor, 128, 64>::new();

@@ -5,7 +5,7 @@
 //! same latents, the same int8 inference (its own fastest kernel) and the same rendering with the
 //! firmware library, and must agree byte for byte.
 
-use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
+use pocketgan_firmware::demo::{Demo, Generator, Workspace, MAX_LATENT, QEMU_PROGRAMME, QEMU_SEED};
 use pocketgan_firmware::framebuffer::{fnv1a, Ssd1306Framebuffer, St7789Framebuffer};
 use pocketgan_firmware::render::{self, Caption};
 use pocketgan_runtime::Isa;
@@ -16,6 +16,7 @@ use std::{path::Path, process::Command};
 struct Image {
     seed: u64,
     step: Option<u16>,
+    class: Option<u8>,
     micros: u32,
     output: Vec<u8>,
     screens: Vec<(String, u64)>,
@@ -51,12 +52,14 @@ fn run_board(board: &str) -> Report {
     for line in &lines {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["image", "seed", seed, "step", step, "instructions", _, "micros", micros, "output", hex] =>
+            ["image", "seed", seed, "step", step, "class", class, "instructions", _, "micros", micros, "output", hex] =>
             {
                 let step: i32 = step.parse().unwrap();
+                let class: i32 = class.parse().unwrap();
                 images.push(Image {
                     seed: seed.parse().unwrap(),
                     step: (step >= 0).then_some(step as u16),
+                    class: (class >= 0).then_some(class as u8),
                     micros: micros.parse().unwrap(),
                     output: (0..hex.len() / 2)
                         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
@@ -103,22 +106,33 @@ fn check_parity(board: &str, model_file: &str, expect_isa: &str) {
     let mut generator = Generator::new(&bytes, Isa::detect(), &mut workspace).unwrap();
     let latent = generator.model().latent;
     let mut z = [0.0f32; MAX_LATENT];
-    assert!(
-        report.images.len() >= 3,
+    // The board's programme, replayed.
+    let classes = generator.classes();
+    let frames: Vec<_> = QEMU_PROGRAMME
+        .iter()
+        .flat_map(|&(mode, n)| {
+            let mut demo = Demo::new(mode, QEMU_SEED, latent, classes);
+            (0..n)
+                .map(|_| {
+                    let frame = demo.next(&mut z);
+                    (frame, z)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        report.images.len(),
+        frames.len(),
         "{board} printed {} images",
         report.images.len()
     );
-    // The board's sequence: random samples from seed 1, then a 4-step walk from seed 1.
-    let random = report.images.iter().filter(|i| i.step.is_none()).count();
-    let mut demo = Demo::new(Mode::Random, 1, latent);
     let mut differing = Vec::new();
-    for (i, image) in report.images.iter().enumerate() {
-        if i == random {
-            demo = Demo::new(Mode::Walk { steps: 4 }, 1, latent);
-        }
-        let frame = demo.next(&mut z);
-        assert_eq!((image.seed, image.step), (frame.seed, frame.step));
-        generator.generate(&z[..latent]).unwrap();
+    for (i, (image, (frame, z))) in report.images.iter().zip(&frames).enumerate() {
+        assert_eq!(
+            (image.seed, image.step, image.class),
+            (frame.seed, frame.step, frame.class)
+        );
+        generator.generate(&z[..latent], frame.class).unwrap();
         let host: Vec<u8> = generator.output().iter().map(|&v| v as u8).collect();
         assert_eq!(image.output.len(), host.len());
         if image.output != host {
@@ -133,11 +147,7 @@ fn check_parity(board: &str, model_file: &str, expect_isa: &str) {
             );
         }
         // The frames the board drew, caption included (its time is the board's own).
-        let caption = Caption {
-            seed: frame.seed,
-            step: frame.step,
-            micros: image.micros,
-        };
+        let caption = Caption::of(frame, image.micros);
         let mut oled = Box::new(Ssd1306Framebuffer::new());
         render::ssd1306_screen(oled.as_mut(), generator.image(), &caption).unwrap();
         let mut tft = Box::new(St7789Framebuffer::new());

@@ -12,7 +12,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprint, hprintln};
-use pocketgan_firmware::demo::{Demo, Generator, Mode, Workspace, MAX_LATENT};
+use pocketgan_firmware::demo::{
+    Demo, Generator, Mode, Workspace, MAX_LATENT, QEMU_PROGRAMME, QEMU_SEED,
+};
 use pocketgan_firmware::framebuffer::{fnv1a, Ssd1306Framebuffer};
 use pocketgan_firmware::render::{self, Caption};
 use pocketgan_firmware::{isa, models};
@@ -25,9 +27,7 @@ const BOARD: (&str, u64) = ("mps2-an505", 20_000_000);
 const BOARD: (&str, u64) = ("microbit", 16_000_000);
 
 /// Random samples printed for the host to compare, then walk frames.
-const SAMPLES: u64 = 2;
-const WALK_FRAMES: u16 = 2;
-const FIRST_SEED: u64 = 1;
+const FIRST_SEED: u64 = QEMU_SEED;
 
 static mut WORKSPACE: Workspace<{ models::ARENA_BYTES }> = Workspace::new();
 static mut OLED: Ssd1306Framebuffer = Ssd1306Framebuffer::new();
@@ -186,19 +186,15 @@ fn main() -> ! {
     let latent = model.latent;
     let mut z = [0.0f32; MAX_LATENT];
 
-    let modes = [
-        (Mode::Random, SAMPLES as u16),
-        (Mode::Walk { steps: 4 }, WALK_FRAMES),
-    ];
-    for (mode, frames) in modes {
-        let mut demo = Demo::new(mode, FIRST_SEED, latent);
+    for (mode, frames) in QEMU_PROGRAMME {
+        let mut demo = Demo::new(mode, FIRST_SEED, latent, generator.classes());
         for _ in 0..frames {
             let frame = demo.next(&mut z);
             let mut op_ticks = [0u64; 32];
             let start = ticks();
             let mut last = start;
             generator
-                .generate_observed(&z[..latent], |i, _| {
+                .generate_observed(&z[..latent], frame.class, |i, _| {
                     let now = ticks();
                     if let Some(t) = op_ticks.get_mut(i) {
                         *t = now - last;
@@ -210,14 +206,15 @@ fn main() -> ! {
             let insns = instructions(spent);
             let micros = (spent * 1_000_000 / BOARD.1) as u32;
             hprint!(
-                "image seed {} step {} instructions {} micros {} output ",
+                "image seed {} step {} class {} instructions {} micros {} output ",
                 frame.seed,
                 frame.step.map_or(-1, |s| s as i32),
+                frame.class.map_or(-1, |c| c as i32),
                 insns,
                 micros
             );
             print_hex(generator.output().iter().map(|&v| v as u8));
-            if frame.seed == FIRST_SEED && frame.step.is_none() {
+            if frame.seed == FIRST_SEED && frame.step.is_none() && mode == Mode::Random {
                 for (i, op) in generator.model().ops().enumerate() {
                     let n = instructions(op_ticks.get(i).copied().unwrap_or(0));
                     hprintln!(
@@ -238,11 +235,7 @@ fn main() -> ! {
                 );
                 let _ = largest_macs;
             }
-            let caption = Caption {
-                seed: frame.seed,
-                step: frame.step,
-                micros,
-            };
+            let caption = Caption::of(&frame, micros);
             let _ = render::ssd1306_screen(oled, generator.image(), &caption);
             hprintln!("screen ssd1306 {:016x}", fnv1a(&oled.bytes));
             #[cfg(not(board = "microbit"))]

@@ -78,7 +78,7 @@ fn main() -> ! {
     let Ok(mut generator) = Generator::new(models::MODEL, isa(), workspace) else {
         halt()
     };
-    let mut show = Show::new(1, generator.model().latent, 10);
+    let mut show = Show::new(1, generator.model().latent, generator.classes(), 10);
     loop {
         // The timer counts microseconds.
         let clock = || timer.get_counter().ticks() as u32;

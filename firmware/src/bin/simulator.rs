@@ -29,19 +29,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build();
     let color = OutputSettingsBuilder::new().scale(1).build();
 
-    for (name, mode) in [("random", Mode::Random), ("walk", Mode::Walk { steps: 4 })] {
-        let mut demo = Demo::new(mode, seed, latent);
+    for (name, mode) in [
+        ("random", Mode::Random),
+        ("walk", Mode::Walk { steps: 4 }),
+        ("classes", Mode::Classes),
+    ] {
+        let mut demo = Demo::new(mode, seed, latent, generator.classes());
         for i in 0..4 {
             let frame = demo.next(&mut z);
             let start = Instant::now();
             generator
-                .generate(&z[..latent])
+                .generate(&z[..latent], frame.class)
                 .map_err(|e| e.to_string())?;
-            let caption = Caption {
-                seed: frame.seed,
-                step: frame.step,
-                micros: start.elapsed().as_micros() as u32,
-            };
+            let caption = Caption::of(&frame, start.elapsed().as_micros() as u32);
             let mut oled = SimulatorDisplay::<BinaryColor>::new(render::SSD1306_SIZE);
             render::ssd1306_screen(&mut oled, generator.image(), &caption)?;
             let path = out.join(format!("ssd1306-{name}-{i}.png"));
@@ -50,7 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             render::st7789_screen(&mut tft, generator.image(), &caption)?;
             tft.to_rgb_output_image(&color)
                 .save_png(out.join(format!("st7789-{name}-{i}.png")))?;
-            println!("{} (seed {}, {:?})", path.display(), frame.seed, frame.step);
+            println!(
+                "{} (seed {}, step {:?}, class {:?})",
+                path.display(),
+                frame.seed,
+                frame.step,
+                frame.class
+            );
         }
     }
     Ok(())

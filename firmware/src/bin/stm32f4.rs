@@ -85,7 +85,7 @@ fn main() -> ! {
     let Ok(mut generator) = Generator::new(models::MODEL, isa(), workspace) else {
         halt()
     };
-    let mut show = Show::new(1, generator.model().latent, 10);
+    let mut show = Show::new(1, generator.model().latent, generator.classes(), 10);
     loop {
         let clock = cortex_m::peripheral::DWT::cycle_count;
         let Ok(caption) = show.generate(&mut generator, clock, SYSCLK_HZ / 1_000_000) else {
