@@ -57,7 +57,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Class to draw (conditional models only; without it, a conditional model's grid has
-        /// one row per class).
+        /// one row per class and a latent walk draws class 0).
         #[arg(long)]
         class: Option<usize>,
         #[arg(long, default_value = "grid.png")]
