@@ -8,7 +8,7 @@
 //! GEMM's, term by term, so the outputs are bit-identical: a tap outside the input contributes
 //! `zp_in * sum_c w[c][ky][kx][co]`, as the zero-point padding of the gathered tile does.
 
-use super::{gemm_i32, packed_index, packed_len, padded_k, requantize, Isa, Requant};
+use super::{gemm_i32, packed_index, packed_len, padded_k, requantize, Isa, Requant, KR};
 use crate::format::{ConvGeometry, Op};
 use core::mem::MaybeUninit;
 
@@ -18,6 +18,8 @@ const MAX_COLS: usize = 64;
 const WT_MAX: usize = 16 * 1024;
 /// Largest partial sums of one sample (`h * w * cols`), on the stack.
 const P_MAX: usize = 16 * 1024;
+/// Largest output accumulators of one sample (`ho * wo * cout`), on the stack.
+const ACC_MAX: usize = 16 * 1024;
 
 /// Whether [`conv_transpose`] runs a layer of geometry `g` with kernel family `isa`: only where
 /// the GEMM has a fast exact-sum kernel (see [`gemm_i32`]) and the buffers fit.
@@ -28,6 +30,7 @@ pub fn suits(isa: Isa, g: &ConvGeometry) -> bool {
         && cols <= MAX_COLS
         && packed_len(g.cin, cols) <= WT_MAX
         && g.h * g.w * cols <= P_MAX
+        && g.transpose_out().0 * g.transpose_out().1 * g.cout <= ACC_MAX
 }
 
 /// The transposed convolution of `batch` NHWC samples `x` into `y`, with the model's per-phase
@@ -62,14 +65,22 @@ pub fn conv_transpose(
                 continue;
             }
             let pw = Op::phase_weights(g, phases, ry, rx);
+            let (src, kps) = (pw.data(), pw.kp());
+            // With whole groups of four channels per tap, four depths move as one word.
+            let step = if g.cin % KR == 0 { KR } else { 1 };
             for t in 0..ty {
                 for u in 0..tx {
                     let col0 = ((ry + t * s) * kw + rx + u * s) * cout;
-                    for c in 0..g.cin {
+                    let k0 = (t * tx + u) * g.cin;
+                    for c in (0..g.cin).step_by(step) {
                         for co in 0..cout {
-                            let v = pw.at((t * tx + u) * g.cin + c, co);
-                            wt[packed_index(kp, c, col0 + co)] = v;
-                            wsum[col0 + co] += v as i32;
+                            let from = packed_index(kps, k0 + c, co);
+                            let to = packed_index(kp, c, col0 + co);
+                            for (d, v) in wt[to..to + step].iter_mut().zip(&src[from..from + step])
+                            {
+                                *d = *v;
+                                wsum[col0 + co] += *v as i32;
+                            }
                         }
                     }
                 }
@@ -77,9 +88,23 @@ pub fn conv_transpose(
         }
     }
     let wt = super::PackedWeights::new(wt, g.cin, cols).expect("sized above");
+    // A tap outside the input adds `zp * wsum[col]` to the sub-pixel GEMM's sum. So each output
+    // starts from `zp` times the column sums of all its phase's taps, and each tap inside the
+    // input adds `P = sum_c (x - zp) * w`: no test of which taps fall outside.
+    // Indexed by phase * cout + co; s * s * cout <= kh * kw * cout, as kernel >= stride.
+    let mut base = [0i32; MAX_COLS];
+    for ky in 0..g.kh {
+        for kx in 0..kw {
+            for co in 0..cout {
+                let b = &mut base[((ky % s) * s + kx % s) * cout + co];
+                *b = b.wrapping_add((zp_in as i32).wrapping_mul(wsum[(ky * kw + kx) * cout + co]));
+            }
+        }
+    }
     let mut p = MaybeUninit::<[i32; P_MAX]>::uninit();
     let p = zeroed_prefix(&mut p, pixels * cols);
-    let zp = zp_in as i32;
+    let mut acc = MaybeUninit::<[i32; ACC_MAX]>::uninit();
+    let acc = zeroed_prefix(&mut acc, ho * wo * cout);
     let sample_in = pixels * g.cin;
     let sample_out = ho * wo * cout;
     for (xs, ys) in x
@@ -87,32 +112,55 @@ pub fn conv_transpose(
         .zip(y.chunks_exact_mut(sample_out))
         .take(batch)
     {
-        gemm_i32(isa, xs, g.cin, pixels, wt, p);
-        for oy in 0..ho {
-            let ry = (oy + g.pad) % s;
-            for ox in 0..wo {
-                let rx = (ox + g.pad) % s;
-                let phase = ry * s + rx;
-                let out = &mut ys[(oy * wo + ox) * cout..][..cout];
-                for (co, out) in out.iter_mut().enumerate() {
-                    let mut acc = 0i32;
-                    // Taps ky = ry + t * s reach input row (oy + pad - ky) / s.
-                    for ky in (ry..g.kh).step_by(s) {
-                        let iy = (oy + g.pad).wrapping_sub(ky) / s;
-                        let row_ok = oy + g.pad >= ky && iy < g.h;
-                        for kx in (rx..kw).step_by(s) {
-                            let ix = (ox + g.pad).wrapping_sub(kx) / s;
-                            let col = (ky * kw + kx) * cout + co;
-                            acc = acc.wrapping_add(if row_ok && ox + g.pad >= kx && ix < g.w {
-                                p[(iy * g.w + ix) * cols + col]
-                            } else {
-                                zp.wrapping_mul(wsum[col])
-                            });
+        gemm_i32(isa, xs, g.cin, pixels, zp_in, wt, p);
+        acc.fill(0);
+        // Scatter: input pixel (iy, ix) meets output (iy * s + ky - pad, ix * s + kx - pad).
+        for (iy, prow) in p.chunks_exact(g.w * cols).enumerate() {
+            for ky in 0..g.kh {
+                let Some(oy) = (iy * s + ky).checked_sub(g.pad).filter(|&o| o < ho) else {
+                    continue;
+                };
+                let arow = &mut acc[oy * wo * cout..(oy + 1) * wo * cout];
+                for kx in 0..kw {
+                    // Inputs ix whose output column ix * s + kx - pad is in 0..wo.
+                    let lo = g.pad.saturating_sub(kx).div_ceil(s);
+                    let hi = (wo + g.pad).saturating_sub(kx).div_ceil(s).min(g.w);
+                    let col = (ky * kw + kx) * cout;
+                    if lo >= hi {
+                        continue;
+                    }
+                    let n = hi - lo;
+                    let dst = &mut arow[(lo * s + kx - g.pad) * cout..];
+                    let src = &prow[lo * cols + col..];
+                    // Checked once here: the loop below is the hot one of small layers.
+                    assert!(
+                        dst.len() >= ((n - 1) * s + 1) * cout && src.len() >= (n - 1) * cols + cout
+                    );
+                    for i in 0..n {
+                        for co in 0..cout {
+                            // SAFETY: i < n and co < cout, within the lengths asserted above.
+                            unsafe {
+                                let d = dst.get_unchecked_mut(i * s * cout + co);
+                                *d = d.wrapping_add(*src.get_unchecked(i * cols + co));
+                            }
                         }
                     }
-                    *out = requantize(
-                        acc,
-                        rq.bias.get(phase * cout + co),
+                }
+            }
+        }
+        // Output o is in phase (o + pad) % s, stepped without divisions.
+        let mut ry = g.pad % s;
+        for (yrow, arow) in ys
+            .chunks_exact_mut(wo * cout)
+            .zip(acc.chunks_exact(wo * cout))
+        {
+            let mut rx = g.pad % s;
+            for (yp, ap) in yrow.chunks_exact_mut(cout).zip(arow.chunks_exact(cout)) {
+                let phase = (ry * s + rx) * cout;
+                for (co, (y, a)) in yp.iter_mut().zip(ap).enumerate() {
+                    *y = requantize(
+                        a.wrapping_add(base[phase + co]),
+                        rq.bias.get(phase + co),
                         rq.mult.get(co),
                         rq.shift[co],
                         rq.zp_out,
@@ -120,7 +168,9 @@ pub fn conv_transpose(
                         rq.max,
                     );
                 }
+                rx = if rx + 1 == s { 0 } else { rx + 1 };
             }
+            ry = if ry + 1 == s { 0 } else { ry + 1 };
         }
     }
 }

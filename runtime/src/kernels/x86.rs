@@ -406,8 +406,8 @@ unsafe fn staged_chunks(
 enum Sink<'r, 'a> {
     /// Requantized, into int8 rows of `n` values.
     Int8(&'r Requant<'a>, *mut i8),
-    /// Exact sums, into i32 rows of `n` values.
-    Raw(*mut i32),
+    /// Exact sums of `(a - zp) * w`, into i32 rows of `n` values.
+    Raw(i8, *mut i32),
 }
 
 impl Sink<'_, '_> {
@@ -415,7 +415,7 @@ impl Sink<'_, '_> {
     unsafe fn from_row(self, r: usize, n: usize) -> Self {
         match self {
             Sink::Int8(rq, y) => Sink::Int8(rq, y.add(r * n)),
-            Sink::Raw(y) => Sink::Raw(y.add(r * n)),
+            Sink::Raw(zp, y) => Sink::Raw(zp, y.add(r * n)),
         }
     }
 }
@@ -456,8 +456,8 @@ unsafe fn staged_avx512(
     })
 }
 
-/// `out[r][n] = sum_k a[r][k] * w[k][n]` exactly (see [`super::gemm_i32`]); `a` has row
-/// stride `stride <= w.kp()`.
+/// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` (see [`super::gemm_i32`]); `a` has row
+/// stride `stride`, `w.k() <= stride <= w.kp()`.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI.
@@ -466,13 +466,15 @@ pub unsafe fn gemm_i32_avx512_vnni(
     a: &[i8],
     stride: usize,
     rows: usize,
+    zp: i8,
     w: PackedWeights,
     out: &mut [i32],
 ) {
-    assert!(stride <= w.kp() && a.len() >= rows * stride && out.len() >= rows * w.n());
-    let sink = Sink::Raw(out.as_mut_ptr());
+    assert!(w.k() <= stride && stride <= w.kp());
+    assert!(a.len() >= rows * stride && out.len() >= rows * w.n());
+    let sink = Sink::Raw(zp, out.as_mut_ptr());
     if rows > 0 && staged_avx512(a.as_ptr(), stride, rows, w, sink).is_none() {
-        super::scalar::gemm_i32(a, stride, rows, w, out);
+        super::scalar::gemm_i32(a, stride, rows, zp, w, out);
     }
 }
 
@@ -519,7 +521,7 @@ unsafe fn panel512<const NB: usize>(
     let cols = |b: usize| NR.min(n - (b0 + b) * NR);
     // SAFETY: all-zero bits are valid vectors; the first tile overwrites them before use.
     let mut q: [RequantX16; NB] = core::mem::zeroed();
-    // 128 times the column sums, for the raw sink.
+    // `(128 + zp)` times the column sums, for the raw sink.
     let mut shifted = [_mm512_setzero_si512(); NB];
     let mut acc = [[_mm512_setzero_si512(); NB]; MR512];
     for (start, rows) in balanced_tiles(m, MR512) {
@@ -540,7 +542,10 @@ unsafe fn panel512<const NB: usize>(
                     Sink::Int8(rq, _) => {
                         q[b] = RequantX16::new(rq, (b0 + b) * NR, cols(b), acc[0][b])
                     }
-                    Sink::Raw(_) => shifted[b] = _mm512_slli_epi32(acc[0][b], 7),
+                    Sink::Raw(zp, _) => {
+                        let f = _mm512_set1_epi32(128 + zp as i32);
+                        shifted[b] = _mm512_mullo_epi32(acc[0][b], f);
+                    }
                 }
             }
         }
@@ -553,7 +558,7 @@ unsafe fn panel512<const NB: usize>(
                     Sink::Int8(_, y) => {
                         _mm_mask_storeu_epi8(y.add(at + b * NR), mask, q[b].apply(acc[b]))
                     }
-                    Sink::Raw(y) => _mm512_mask_storeu_epi32(
+                    Sink::Raw(_, y) => _mm512_mask_storeu_epi32(
                         y.add(at + b * NR),
                         mask,
                         _mm512_sub_epi32(acc[b], shifted[b]),
