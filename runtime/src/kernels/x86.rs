@@ -519,44 +519,51 @@ unsafe fn panel512<const NB: usize>(
     let (kp, n) = (w.kp(), w.n());
     let panel = w.data().as_ptr().add(b0 * kp * NR);
     let cols = |b: usize| NR.min(n - (b0 + b) * NR);
-    // SAFETY: all-zero bits are valid vectors; the first tile overwrites them before use.
-    let mut q: [RequantX16; NB] = core::mem::zeroed();
+    // Not zeroed: a one-row GEMM (batch-1 Linear) runs a panel per 128 outputs, and clearing
+    // these costs as much as its multiply-adds. The first tile (start 0) writes `q` before any
+    // row reads it; each tile writes the accumulators of its rows before they are read.
+    let mut q = MaybeUninit::<[RequantX16; NB]>::uninit();
+    let q = q.as_mut_ptr() as *mut RequantX16;
     // `(128 + zp)` times the column sums, for the raw sink.
     let mut shifted = [_mm512_setzero_si512(); NB];
-    let mut acc = [[_mm512_setzero_si512(); NB]; MR512];
+    let mut acc = MaybeUninit::<[[__m512i; NB]; MR512]>::uninit();
+    let acc = acc.as_mut_ptr() as *mut [__m512i; NB];
     for (start, rows) in balanced_tiles(m, MR512) {
         let xs = x.add(start * kp);
         match rows {
-            _ if NB > NB512 => tile512::<2, NB>(xs, kp, panel, &mut acc),
-            6 => tile512::<6, NB>(xs, kp, panel, &mut acc),
-            5 => tile512::<5, NB>(xs, kp, panel, &mut acc),
-            4 => tile512::<4, NB>(xs, kp, panel, &mut acc),
-            3 => tile512::<3, NB>(xs, kp, panel, &mut acc),
-            2 => tile512::<2, NB>(xs, kp, panel, &mut acc),
-            _ => tile512::<1, NB>(xs, kp, panel, &mut acc),
+            _ if NB > NB512 => tile512::<2, NB>(xs, kp, panel, acc),
+            6 => tile512::<6, NB>(xs, kp, panel, acc),
+            5 => tile512::<5, NB>(xs, kp, panel, acc),
+            4 => tile512::<4, NB>(xs, kp, panel, acc),
+            3 => tile512::<3, NB>(xs, kp, panel, acc),
+            2 => tile512::<2, NB>(xs, kp, panel, acc),
+            _ => tile512::<1, NB>(xs, kp, panel, acc),
         }
         let skip = usize::from(start == 0);
         if start == 0 {
+            let sums = &*acc;
             for b in 0..NB {
                 match sink {
                     Sink::Int8(rq, _) => {
-                        q[b] = RequantX16::new(rq, (b0 + b) * NR, cols(b), acc[0][b])
+                        q.add(b)
+                            .write(RequantX16::new(rq, (b0 + b) * NR, cols(b), sums[b]))
                     }
                     Sink::Raw(zp, _) => {
                         let f = _mm512_set1_epi32(128 + zp as i32);
-                        shifted[b] = _mm512_mullo_epi32(acc[0][b], f);
+                        shifted[b] = _mm512_mullo_epi32(sums[b], f);
                     }
                 }
             }
         }
-        for (i, acc) in acc.iter().enumerate().take(rows).skip(skip) {
+        for i in skip..rows {
+            let acc = &*acc.add(i);
             let at = (start + i - 1) * n + b0 * NR;
             for b in 0..NB {
                 let c = cols(b);
                 let mask = if c == NR { !0 } else { (1u16 << c) - 1 };
                 match sink {
                     Sink::Int8(_, y) => {
-                        _mm_mask_storeu_epi8(y.add(at + b * NR), mask, q[b].apply(acc[b]))
+                        _mm_mask_storeu_epi8(y.add(at + b * NR), mask, (*q.add(b)).apply(acc[b]))
                     }
                     Sink::Raw(_, y) => _mm512_mask_storeu_epi32(
                         y.add(at + b * NR),
@@ -572,14 +579,15 @@ unsafe fn panel512<const NB: usize>(
 /// `acc[i][b] = sum_k x[i][k] * w[k][16 b..16 b + 16]` for `M` staged rows and `NB` blocks.
 ///
 /// # Safety
-/// `x`: `M` rows of `kp` bytes; `panel`: the first of `NB` consecutive blocks of depth `kp`.
+/// `x`: `M` rows of `kp` bytes; `panel`: the first of `NB` consecutive blocks of depth `kp`;
+/// `acc`: room for `M` rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 unsafe fn tile512<const M: usize, const NB: usize>(
     x: *const u8,
     kp: usize,
     panel: *const i8,
-    acc: &mut [[__m512i; NB]; MR512],
+    acc: *mut [__m512i; NB],
 ) {
     let mut c = [[_mm512_setzero_si512(); NB]; M];
     let (mut xp, mut wp) = (x, panel);
@@ -598,7 +606,9 @@ unsafe fn tile512<const M: usize, const NB: usize>(
         xp = xp.add(KR);
         wp = wp.add(NR * KR);
     }
-    acc[..M].copy_from_slice(&c);
+    for (i, c) in c.iter().enumerate() {
+        acc.add(i).write(*c);
+    }
 }
 
 /// [`Requant`] of 16 consecutive channels, with the unsigned-shift correction in the bias.
