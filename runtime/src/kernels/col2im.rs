@@ -136,9 +136,18 @@ pub fn conv_transpose(
                     assert!(
                         dst.len() >= ((n - 1) * s + 1) * cout && src.len() >= (n - 1) * cols + cout
                     );
+                    // SAFETY (both loops): i < n and co < cout, within the asserted lengths.
+                    if cout == 1 {
+                        for i in 0..n {
+                            unsafe {
+                                let d = dst.get_unchecked_mut(i * s);
+                                *d = d.wrapping_add(*src.get_unchecked(i * cols));
+                            }
+                        }
+                        continue;
+                    }
                     for i in 0..n {
                         for co in 0..cout {
-                            // SAFETY: i < n and co < cout, within the lengths asserted above.
                             unsafe {
                                 let d = dst.get_unchecked_mut(i * s * cout + co);
                                 *d = d.wrapping_add(*src.get_unchecked(i * cols + co));
