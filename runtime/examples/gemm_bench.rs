@@ -1,6 +1,6 @@
-//! Micro benchmark of the int8 GEMM kernels (no criterion): the CPU's measured clock and AVX2
-//! `vpmaddwd` peak, `gemm_requant` on the shapes of the reference generator, and (given a .pgq)
-//! the time of every op of a model at batch 1 and 64.
+//! Micro benchmark of the int8 GEMM kernels (no criterion): the CPU's measured clock and the
+//! `vpmaddwd` and `vpdpbusd` peaks, `gemm_requant` of every kernel family on the shapes of the
+//! reference generator, and (given a .pgq) the time of every op of a model at batch 1 and 64.
 //!     cargo run --release -p pocketgan-runtime --example gemm_bench [-- model.pgq [--ops-only]]
 use pocketgan_runtime::kernels::{
     gemm_requant, pack, packed_len, I32s, Isa, PackedWeights, Requant,
@@ -27,16 +27,18 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 mod peak {
     use std::arch::asm;
 
-    /// Clock in GHz: a chain of dependent 1-cycle `add`s, 8 per iteration.
+    /// Clock in GHz: a chain of dependent `imul`s (3 cycles each), 8 per iteration. (A chain
+    /// of `add reg, 1` runs faster than one per cycle on Golden Cove cores, which fold the
+    /// immediates at rename.)
     pub fn clock_ghz() -> f64 {
-        let iters: u64 = 200_000_000;
+        let iters: u64 = 50_000_000;
         let secs = super::median_secs(5, || unsafe {
-            let mut x: u64 = 0;
+            let mut x: u64 = 1;
             let n = iters;
             asm!(
                 "2:",
-                "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-                "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+                "imul {x}, {x}", "imul {x}, {x}", "imul {x}, {x}", "imul {x}, {x}",
+                "imul {x}, {x}", "imul {x}, {x}", "imul {x}, {x}", "imul {x}, {x}",
                 "dec {n}",
                 "jnz 2b",
                 x = inout(reg) x, n = inout(reg) n => _,
@@ -44,70 +46,136 @@ mod peak {
             );
             std::hint::black_box(x);
         });
-        (iters * 8) as f64 / secs / 1e9
+        (iters * 8 * 3) as f64 / secs / 1e9
+    }
+
+    /// Instructions per second of an `asm!` loop (`"2:"` marks its start) that issues
+    /// `$per_iter` of them per iteration, 50 M iterations; every vector register is clobbered.
+    macro_rules! per_sec {
+        ($per_iter:expr, $($line:literal),+ $(,)?) => {{
+            let iters: u64 = 50_000_000;
+            let secs = super::median_secs(5, || unsafe {
+                let n = iters;
+                asm!(
+                    $($line,)+
+                    "dec rcx",
+                    "jnz 2b",
+                    "vzeroupper",
+                    inout("rcx") n => _,
+                    clobber_abi("C"),
+                    options(nostack, nomem),
+                );
+            });
+            (iters * $per_iter) as f64 / secs
+        }};
     }
 
     /// `vpmaddwd` per second with 12 independent destinations (no accumulation).
     pub fn madd_per_sec() -> f64 {
-        let iters: u64 = 50_000_000;
-        let secs = super::median_secs(5, || unsafe {
-            let n = iters;
-            asm!(
-                "vpxor ymm14, ymm14, ymm14",
-                "vpxor ymm15, ymm15, ymm15",
-                "2:",
-                "vpmaddwd ymm0, ymm14, ymm15", "vpmaddwd ymm1, ymm14, ymm15",
-                "vpmaddwd ymm2, ymm14, ymm15", "vpmaddwd ymm3, ymm14, ymm15",
-                "vpmaddwd ymm4, ymm14, ymm15", "vpmaddwd ymm5, ymm14, ymm15",
-                "vpmaddwd ymm6, ymm14, ymm15", "vpmaddwd ymm7, ymm14, ymm15",
-                "vpmaddwd ymm8, ymm14, ymm15", "vpmaddwd ymm9, ymm14, ymm15",
-                "vpmaddwd ymm10, ymm14, ymm15", "vpmaddwd ymm11, ymm14, ymm15",
-                "dec {n}",
-                "jnz 2b",
-                "vzeroupper",
-                n = inout(reg) n => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
-                out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-                out("ymm14") _, out("ymm15") _,
-                options(nostack, nomem),
-            );
-        });
-        (iters * 12) as f64 / secs
+        per_sec!(
+            12,
+            "vpxor ymm14, ymm14, ymm14",
+            "vpxor ymm15, ymm15, ymm15",
+            "2:",
+            "vpmaddwd ymm0, ymm14, ymm15",
+            "vpmaddwd ymm1, ymm14, ymm15",
+            "vpmaddwd ymm2, ymm14, ymm15",
+            "vpmaddwd ymm3, ymm14, ymm15",
+            "vpmaddwd ymm4, ymm14, ymm15",
+            "vpmaddwd ymm5, ymm14, ymm15",
+            "vpmaddwd ymm6, ymm14, ymm15",
+            "vpmaddwd ymm7, ymm14, ymm15",
+            "vpmaddwd ymm8, ymm14, ymm15",
+            "vpmaddwd ymm9, ymm14, ymm15",
+            "vpmaddwd ymm10, ymm14, ymm15",
+            "vpmaddwd ymm11, ymm14, ymm15",
+        )
     }
 
-    /// `vpmaddwd` + `vpaddd` pairs per second into 12 accumulators: the GEMM inner loop's
+    /// `vpmaddwd` + `vpaddd` pairs per second into 12 accumulators: the AVX2 GEMM inner loop's
     /// arithmetic without loads.
     pub fn madd_add_per_sec() -> f64 {
-        let iters: u64 = 50_000_000;
-        let secs = super::median_secs(5, || unsafe {
-            let n = iters;
-            asm!(
-                "vpxor ymm12, ymm12, ymm12",
-                "vpxor ymm13, ymm13, ymm13",
-                "2:",
-                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm0, ymm0, ymm14",
-                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm1, ymm1, ymm15",
-                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm2, ymm2, ymm14",
-                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm3, ymm3, ymm15",
-                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm4, ymm4, ymm14",
-                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm5, ymm5, ymm15",
-                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm6, ymm6, ymm14",
-                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm7, ymm7, ymm15",
-                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm8, ymm8, ymm14",
-                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm9, ymm9, ymm15",
-                "vpmaddwd ymm14, ymm12, ymm13", "vpaddd ymm10, ymm10, ymm14",
-                "vpmaddwd ymm15, ymm12, ymm13", "vpaddd ymm11, ymm11, ymm15",
-                "dec {n}",
-                "jnz 2b",
-                "vzeroupper",
-                n = inout(reg) n => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
-                out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-                options(nostack, nomem),
-            );
-        });
-        (iters * 12) as f64 / secs
+        per_sec!(
+            12,
+            "vpxor ymm12, ymm12, ymm12",
+            "vpxor ymm13, ymm13, ymm13",
+            "2:",
+            "vpmaddwd ymm14, ymm12, ymm13",
+            "vpaddd ymm0, ymm0, ymm14",
+            "vpmaddwd ymm15, ymm12, ymm13",
+            "vpaddd ymm1, ymm1, ymm15",
+            "vpmaddwd ymm14, ymm12, ymm13",
+            "vpaddd ymm2, ymm2, ymm14",
+            "vpmaddwd ymm15, ymm12, ymm13",
+            "vpaddd ymm3, ymm3, ymm15",
+            "vpmaddwd ymm14, ymm12, ymm13",
+            "vpaddd ymm4, ymm4, ymm14",
+            "vpmaddwd ymm15, ymm12, ymm13",
+            "vpaddd ymm5, ymm5, ymm15",
+            "vpmaddwd ymm14, ymm12, ymm13",
+            "vpaddd ymm6, ymm6, ymm14",
+            "vpmaddwd ymm15, ymm12, ymm13",
+            "vpaddd ymm7, ymm7, ymm15",
+            "vpmaddwd ymm14, ymm12, ymm13",
+            "vpaddd ymm8, ymm8, ymm14",
+            "vpmaddwd ymm15, ymm12, ymm13",
+            "vpaddd ymm9, ymm9, ymm15",
+            "vpmaddwd ymm14, ymm12, ymm13",
+            "vpaddd ymm10, ymm10, ymm14",
+            "vpmaddwd ymm15, ymm12, ymm13",
+            "vpaddd ymm11, ymm11, ymm15",
+        )
+    }
+
+    /// AVX-512 `vpdpbusd zmm` per second into 16 accumulators (latency 5 cycles, so 16 chains
+    /// cover up to three per cycle).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub unsafe fn dpbusd_zmm_per_sec() -> f64 {
+        per_sec!(
+            16,
+            "vpxord zmm16, zmm16, zmm16",
+            "vpxord zmm17, zmm17, zmm17",
+            "2:",
+            "vpdpbusd zmm0, zmm16, zmm17",
+            "vpdpbusd zmm1, zmm16, zmm17",
+            "vpdpbusd zmm2, zmm16, zmm17",
+            "vpdpbusd zmm3, zmm16, zmm17",
+            "vpdpbusd zmm4, zmm16, zmm17",
+            "vpdpbusd zmm5, zmm16, zmm17",
+            "vpdpbusd zmm6, zmm16, zmm17",
+            "vpdpbusd zmm7, zmm16, zmm17",
+            "vpdpbusd zmm8, zmm16, zmm17",
+            "vpdpbusd zmm9, zmm16, zmm17",
+            "vpdpbusd zmm10, zmm16, zmm17",
+            "vpdpbusd zmm11, zmm16, zmm17",
+            "vpdpbusd zmm12, zmm16, zmm17",
+            "vpdpbusd zmm13, zmm16, zmm17",
+            "vpdpbusd zmm14, zmm16, zmm17",
+            "vpdpbusd zmm15, zmm16, zmm17",
+        )
+    }
+
+    /// AVX-VNNI `{vex} vpdpbusd ymm` per second into 12 accumulators.
+    #[target_feature(enable = "avxvnni")]
+    pub unsafe fn dpbusd_ymm_per_sec() -> f64 {
+        per_sec!(
+            12,
+            "vpxor ymm12, ymm12, ymm12",
+            "vpxor ymm13, ymm13, ymm13",
+            "2:",
+            "{{vex}} vpdpbusd ymm0, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm1, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm2, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm3, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm4, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm5, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm6, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm7, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm8, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm9, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm10, ymm12, ymm13",
+            "{{vex}} vpdpbusd ymm11, ymm12, ymm13",
+        )
     }
 }
 
@@ -229,7 +297,7 @@ fn main() {
         let ghz = peak::clock_ghz();
         let madd = peak::madd_per_sec();
         let pair = peak::madd_add_per_sec();
-        println!("clock {ghz:.2} GHz (dependent adds)");
+        println!("clock {ghz:.2} GHz (dependent imuls)");
         println!(
             "vpmaddwd alone:   {:.2}/cycle = {:.1} GMAC/s (16 MACs each)",
             madd / ghz / 1e9,
@@ -240,8 +308,23 @@ fn main() {
             pair / ghz / 1e9,
             pair * 16.0 / 1e9
         );
+        if Isa::AvxVnni.is_available() {
+            let d = unsafe { peak::dpbusd_ymm_per_sec() };
+            println!(
+                "vpdpbusd ymm:     {:.2}/cycle = {:.1} GMAC/s (32 MACs each)",
+                d / ghz / 1e9,
+                d * 32.0 / 1e9
+            );
+        }
+        if Isa::Avx512Vnni.is_available() {
+            let d = unsafe { peak::dpbusd_zmm_per_sec() };
+            println!(
+                "vpdpbusd zmm:     {:.2}/cycle = {:.1} GMAC/s (64 MACs each)",
+                d / ghz / 1e9,
+                d * 64.0 / 1e9
+            );
+        }
     }
-    let isa = Isa::detect();
     for (rows, k, n) in [
         (32, 512, 64),
         (49, 512, 64),
@@ -258,11 +341,11 @@ fn main() {
         } else {
             f64::NAN
         };
-        println!(
-            "gemm rows {rows:5} k {k:4} n {n:5}: {:6.1} GMAC/s {} (scalar {s:5.1})",
-            gemm_gmacs(isa, rows, k, n),
-            isa.name()
-        );
+        print!("gemm rows {rows:5} k {k:4} n {n:5}: GMAC/s scalar {s:5.1}");
+        for isa in Isa::available().filter(|&i| i != Isa::Scalar) {
+            print!(", {} {:6.1}", isa.name(), gemm_gmacs(isa, rows, k, n));
+        }
+        println!();
     }
     if let Some(path) = args.iter().find(|a| !a.starts_with("--")) {
         model_ops(path);

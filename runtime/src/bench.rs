@@ -132,26 +132,54 @@ fn largest_layer(model: &Model, reps: usize) -> Result<Option<LayerFigure>, Engi
 
 impl Table {
     fn reference(&self) -> Option<&Row> {
-        self.rows.iter().find(|r| r.engine.starts_with("tract"))
+        self.find("tract")
+    }
+
+    fn find(&self, engine: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.engine.starts_with(engine))
+    }
+
+    /// Speed-ups of `r` at batch 1 and 64 against the engine named `engine` (NaN without it).
+    fn ratios(&self, r: &Row, engine: &str) -> (f64, f64) {
+        self.find(engine).map_or((f64::NAN, f64::NAN), |t| {
+            (t.batch1_us / r.batch1_us, t.batch64_us / r.batch64_us)
+        })
     }
 
     pub fn text(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
+        let ort = self.find("onnxruntime").is_some();
+        let _ = write!(
+            s,
+            "{:<22} {:>14} {:>10}",
+            "engine", "batch 1 (us)", "x tract"
+        );
+        if ort {
+            let _ = write!(s, " {:>8}", "x ort");
+        }
+        let _ = write!(s, " {:>20} {:>10}", "batch 64 (us/sample)", "x tract");
         let _ = writeln!(
             s,
-            "{:<22} {:>14} {:>10} {:>20} {:>10}",
-            "engine", "batch 1 (us)", "x tract", "batch 64 (us/sample)", "x tract"
+            "{}",
+            if ort {
+                format!(" {:>8}", "x ort")
+            } else {
+                String::new()
+            }
         );
         for r in &self.rows {
-            let (r1, r64) = self.reference().map_or((f64::NAN, f64::NAN), |t| {
-                (t.batch1_us / r.batch1_us, t.batch64_us / r.batch64_us)
-            });
-            let _ = writeln!(
-                s,
-                "{:<22} {:>14.1} {:>9.2}x {:>20.1} {:>9.2}x",
-                r.engine, r.batch1_us, r1, r.batch64_us, r64
-            );
+            let (t1, t64) = self.ratios(r, "tract");
+            let (o1, o64) = self.ratios(r, "onnxruntime");
+            let _ = write!(s, "{:<22} {:>14.1} {:>9.2}x", r.engine, r.batch1_us, t1);
+            if ort {
+                let _ = write!(s, " {o1:>7.2}x");
+            }
+            let _ = write!(s, " {:>20.1} {:>9.2}x", r.batch64_us, t64);
+            if ort {
+                let _ = write!(s, " {o64:>7.2}x");
+            }
+            let _ = writeln!(s);
         }
         let _ = writeln!(
             s,
@@ -181,7 +209,9 @@ impl Table {
             .iter()
             .map(|r| serde_json::json!({"engine": r.engine, "batch1_us": r.batch1_us, "batch64_us_per_sample": r.batch64_us,
                 "speedup_batch1_vs_tract": self.reference().map(|t| t.batch1_us / r.batch1_us),
-                "speedup_batch64_vs_tract": self.reference().map(|t| t.batch64_us / r.batch64_us)}))
+                "speedup_batch64_vs_tract": self.reference().map(|t| t.batch64_us / r.batch64_us),
+                "speedup_batch1_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch1_us / r.batch1_us),
+                "speedup_batch64_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch64_us / r.batch64_us)}))
             .collect();
         let layer = self.largest_layer.as_ref().map(|l| {
             serde_json::json!({"index": l.index, "op": l.op, "macs_per_sample": l.macs_per_sample, "batch64_us": l.batch64_us, "gmacs": l.gmacs, "isa": Isa::detect().name()})

@@ -491,6 +491,11 @@ fn conv_transpose2d(
     tile: &mut [i8],
     tile_out: &mut [i8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::col2im::suits(isa, g) {
+        let rq = &gemm.requant;
+        return crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y);
+    }
     let (ho, wo) = g.transpose_out();
     let (s, cout) = (g.stride, g.cout);
     let sample_in = g.h * g.w * g.cin;

@@ -10,6 +10,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(target_arch = "x86_64")]
+pub mod col2im;
 #[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
 pub mod cortex_m;
 pub mod scalar;
@@ -197,6 +199,11 @@ pub enum Isa {
     NeonI8mm,
     /// x86-64 AVX2: sign-extend to i16, `vpmaddwd`.
     Avx2,
+    /// x86-64 AVX-VNNI (Alder Lake and later): `vpdpbusd` on 256-bit vectors.
+    AvxVnni,
+    /// x86-64 AVX-512 VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later): `vpdpbusd` on 512-bit
+    /// vectors, one packed group per instruction.
+    Avx512Vnni,
     /// Cortex-M4/M7/M33 DSP extension: `sxtb16` + `smlad` (cargo feature `cortex-m-dsp`, since the
     /// extension is invisible to `cfg`).
     CortexMDsp,
@@ -210,6 +217,8 @@ impl Isa {
             Isa::NeonDot => "neon-dotprod",
             Isa::NeonI8mm => "neon-i8mm",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::CortexMDsp => "cortex-m-dsp",
         }
     }
@@ -224,6 +233,19 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
             Isa::Avx2 => std::is_x86_feature_detected!("avx2"),
+            // The VNNI kernels fall back to the AVX2 one for shapes they do not stage.
+            #[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
+            Isa::AvxVnni => {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("avxvnni")
+            }
+            #[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
+            Isa::Avx512Vnni => {
+                std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => cfg!(target_feature = "neon"),
             #[cfg(all(target_arch = "aarch64", any(feature = "std", test)))]
@@ -254,13 +276,15 @@ impl Isa {
 }
 
 /// All kernel families, in order of preference (last is best).
-pub const ALL_ISAS: [Isa; 6] = [
+pub const ALL_ISAS: [Isa; 8] = [
     Isa::Scalar,
     Isa::CortexMDsp,
     Isa::Neon,
     Isa::NeonDot,
     Isa::NeonI8mm,
     Isa::Avx2,
+    Isa::AvxVnni,
+    Isa::Avx512Vnni,
 ];
 
 /// `out[r][n] = requant(sum_k a[r][k] * w[k][n])` for `rows` rows of `a` (row stride `w.kp()`),
@@ -280,6 +304,12 @@ pub fn gemm_requant(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() => unsafe { x86::gemm_avx2(a, rows, w, rq, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni if isa.is_available() => unsafe { x86::gemm_avx_vnni(a, rows, w, rq, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni if isa.is_available() => unsafe {
+            x86::gemm_avx512_vnni(a, rows, w, rq, out)
+        },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => unsafe { aarch64::gemm_neon(a, rows, w, rq, out) },
         #[cfg(target_arch = "aarch64")]
@@ -293,6 +323,35 @@ pub fn gemm_requant(
         #[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
         Isa::CortexMDsp => cortex_m::gemm_dsp(a, rows, w, rq, out),
         _ => scalar::gemm(a, rows, w, rq, out),
+    }
+}
+
+/// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` exactly (wrapping) in i32, `out` row stride
+/// `w.n()`, for `rows` rows of `a` with row stride `stride`, `w.k() <= stride <= w.kp()`: the
+/// partial sums of a transposed convolution done as GEMM plus col2im. Only AVX-512 VNNI has a
+/// fast kernel for it; other families run the scalar one.
+pub fn gemm_i32(
+    isa: Isa,
+    a: &[i8],
+    stride: usize,
+    rows: usize,
+    zp: i8,
+    w: PackedWeights,
+    out: &mut [i32],
+) {
+    assert!(
+        w.k() <= stride
+            && stride <= w.kp()
+            && a.len() >= rows * stride
+            && out.len() >= rows * w.n(),
+        "gemm tile sizes"
+    );
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni if isa.is_available() => unsafe {
+            x86::gemm_i32_avx512_vnni(a, stride, rows, zp, w, out)
+        },
+        _ => scalar::gemm_i32(a, stride, rows, zp, w, out),
     }
 }
 
@@ -372,6 +431,31 @@ mod tests {
             let reference = run(Isa::Scalar, &p);
             for isa in Isa::available() {
                 prop_assert_eq!(&run(isa, &p), &reference, "{}", isa.name());
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+        /// `gemm_i32` of every kernel family is the exact sum.
+        #[test]
+        fn gemm_i32_is_the_exact_sum(p in problem(), cut in 0usize..4) {
+            let stride = padded_k(p.k).saturating_sub(cut).max(p.k);
+            let mut packed = vec![0i8; packed_len(p.k, p.n)];
+            pack(p.k, p.n, |k, n| p.w[k * p.n + n], &mut packed);
+            let w = PackedWeights::new(&packed, p.k, p.n).unwrap();
+            let want: Vec<i32> = (0..p.rows * p.n)
+                .map(|i| {
+                    let (r, j) = (i / p.n, i % p.n);
+                    (0..p.k)
+                        .map(|k| (p.a[r * stride + k] as i32 - p.zp as i32) * p.w[k * p.n + j] as i32)
+                        .sum()
+                })
+                .collect();
+            for isa in Isa::available() {
+                let mut got = vec![0i32; p.rows * p.n];
+                gemm_i32(isa, &p.a, stride, p.rows, p.zp, w, &mut got);
+                prop_assert_eq!(&got, &want, "{}", isa.name());
             }
         }
     }

@@ -25,3 +25,16 @@ pub fn gemm(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8
         }
     }
 }
+
+/// See [`super::gemm_i32`].
+pub fn gemm_i32(a: &[i8], stride: usize, rows: usize, zp: i8, w: PackedWeights, out: &mut [i32]) {
+    let n = w.n();
+    for r in 0..rows {
+        let row = &a[r * stride..r * stride + w.k()];
+        for (j, y) in out[r * n..(r + 1) * n].iter_mut().enumerate() {
+            *y = row.iter().enumerate().fold(0i32, |s, (k, x)| {
+                s.wrapping_add((*x as i32 - zp as i32) * w.at(k, j) as i32)
+            });
+        }
+    }
+}

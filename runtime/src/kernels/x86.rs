@@ -71,19 +71,23 @@ pub unsafe fn gemm_avx2(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, o
             let q = RequantX8::new(rq, n0, cols);
             for (i, acc) in acc.iter().take(m).enumerate() {
                 let y = q.apply(_mm256_loadu_si256(acc.as_ptr() as *const __m256i));
-                let dst = out.as_mut_ptr().add((r + i) * n + n0);
-                if cols == NC {
-                    (dst as *mut u64).write_unaligned(y);
-                } else {
-                    core::ptr::copy_nonoverlapping(
-                        y.to_le_bytes().as_ptr() as *const i8,
-                        dst,
-                        cols,
-                    );
-                }
+                store8(out.as_mut_ptr().add((r + i) * n + n0), y, cols);
             }
         }
         r += m;
+    }
+}
+
+/// Stores the first `cols` (at most 8) of the little-endian bytes of `y` at `dst`.
+///
+/// # Safety
+/// `dst`: `cols` writable bytes.
+#[inline(always)]
+unsafe fn store8(dst: *mut i8, y: u64, cols: usize) {
+    if cols == NC {
+        (dst as *mut u64).write_unaligned(y);
+    } else {
+        core::ptr::copy_nonoverlapping(y.to_le_bytes().as_ptr() as *const i8, dst, cols);
     }
 }
 
@@ -312,18 +316,472 @@ unsafe fn gemm_narrow(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out
     }
 }
 
+// ---- VNNI kernels -------------------------------------------------------------------------------
+//
+// `vpdpbusd` multiplies unsigned by signed bytes and adds each lane's four products to an i32,
+// without the i16 saturation of `vpmaddubsw`: u8 * i8 products of four bytes always fit. The
+// activations are signed, so they are staged with their sign bit flipped (`a ^ 0x80 = a + 128`
+// as u8), which adds `128 * sum_k w[k][n]` to every accumulator of column `n`. The column sums
+// come from the same instruction: the staged tile starts with a row of ones, whose accumulators
+// are the sums, so they cost one row of the first micro-tile instead of a table in the model or
+// a pass over the weights. The packed groups (`[NR][KR]` bytes) are exactly one zmm operand, or
+// two ymm ones.
+
+/// Bytes of staged unsigned activations (a row of ones, then rows of the tile).
+const STAGE: usize = 32 * 1024;
+/// Rows per AVX-512 micro-tile: 6 rows x 4 blocks = 24 zmm accumulators + 4 weights + broadcast.
+const MR512: usize = 6;
+/// Packed blocks (16 columns each) per AVX-512 micro-tile.
+const NB512: usize = 4;
+/// Rows per AVX-VNNI micro-tile: 6 rows x 2 halves = 12 ymm accumulators + 2 weights + broadcast.
+const MR256: usize = 6;
+
+/// Splits `rows` into `ceil(rows / mr)` tiles whose sizes differ by at most one, as
+/// `(first row, rows)`: a last tile of one row would leave the multiply-add pipes idle while
+/// each accumulator waits for its previous `vpdpbusd` (5 cycles).
+fn balanced_tiles(rows: usize, mr: usize) -> impl Iterator<Item = (usize, usize)> {
+    let tiles = rows.div_ceil(mr);
+    let (base, extra) = (rows / tiles.max(1), rows % tiles.max(1));
+    (0..tiles).scan(0, move |start, t| {
+        let m = base + usize::from(t < extra);
+        let first = *start;
+        *start += m;
+        Some((first, m))
+    })
+}
+
+/// Writes a row of `kp` ones and then `rows` rows of `a` (row stride `stride <= kp`) as
+/// `a + 128` to `buf` (row stride `kp`; the bytes past `stride` meet zero weights).
+///
+/// # Safety
+/// `a`: `rows` rows of `stride` readable bytes; `buf`: `(rows + 1) * kp` writable bytes.
+#[inline(always)]
+unsafe fn stage_unsigned(a: *const i8, stride: usize, rows: usize, kp: usize, buf: *mut u8) {
+    let ones = core::slice::from_raw_parts_mut(buf, kp);
+    ones.fill(1);
+    let dst = core::slice::from_raw_parts_mut(buf.add(kp), rows * kp);
+    if stride == kp {
+        let src = core::slice::from_raw_parts(a as *const u8, rows * kp);
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s ^ 0x80;
+        }
+        return;
+    }
+    let src = core::slice::from_raw_parts(a as *const u8, rows * stride);
+    for (d, s) in dst.chunks_exact_mut(kp).zip(src.chunks_exact(stride)) {
+        for (d, s) in d.iter_mut().zip(s) {
+            *d = *s ^ 0x80;
+        }
+        d[stride..].fill(0x80);
+    }
+}
+
+/// Stages chunks of `rows` rows of `a` (row stride `stride`) for weights of depth `kp` and calls
+/// `panel(staged, rows in the chunk + 1, first row)` for each. `None` when not even one row fits
+/// the stage.
+///
+/// # Safety
+/// `a`: `rows` rows of `stride <= kp` readable bytes.
+#[inline(always)]
+unsafe fn staged_chunks(
+    a: *const i8,
+    stride: usize,
+    rows: usize,
+    kp: usize,
+    mut panel: impl FnMut(*const u8, usize, usize),
+) -> Option<()> {
+    let chunk = (STAGE / kp).checked_sub(1).filter(|&c| c > 0)?;
+    let mut buf = MaybeUninit::<[u8; STAGE]>::uninit();
+    let buf = buf.as_mut_ptr() as *mut u8;
+    for r0 in (0..rows).step_by(chunk) {
+        let m = chunk.min(rows - r0);
+        stage_unsigned(a.add(r0 * stride), stride, m, kp, buf);
+        panel(buf, m + 1, r0);
+    }
+    Some(())
+}
+
+/// Where the AVX-512 VNNI panels put their results.
+#[derive(Clone, Copy)]
+enum Sink<'r, 'a> {
+    /// Requantized, into int8 rows of `n` values.
+    Int8(&'r Requant<'a>, *mut i8),
+    /// Exact sums of `(a - zp) * w`, into i32 rows of `n` values.
+    Raw(i8, *mut i32),
+}
+
+impl Sink<'_, '_> {
+    /// The same sink from output row `r` of width `n` on.
+    unsafe fn from_row(self, r: usize, n: usize) -> Self {
+        match self {
+            Sink::Int8(rq, y) => Sink::Int8(rq, y.add(r * n)),
+            Sink::Raw(zp, y) => Sink::Raw(zp, y.add(r * n)),
+        }
+    }
+}
+
+/// Runs the AVX-512 VNNI panels over `rows` rows of `a` (row stride `stride <= w.kp()`).
+/// `None` when a row is too deep to stage.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI; `a`: `rows` rows of `stride` bytes; the sink: `rows` rows of `w.n()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn staged_avx512(
+    a: *const i8,
+    stride: usize,
+    rows: usize,
+    w: PackedWeights,
+    sink: Sink,
+) -> Option<()> {
+    let (kp, n) = (w.kp(), w.n());
+    let blocks = n.div_ceil(NR);
+    staged_chunks(a, stride, rows, kp, |x, m, r0| {
+        let sink = sink.from_row(r0, n);
+        // One row (and the ones): twice the blocks, so that 16 accumulators hide the latency
+        // of `vpdpbusd` as a 6-row tile's 24 do.
+        let nb = if m == 2 { 2 * NB512 } else { NB512 };
+        for b0 in (0..blocks).step_by(nb) {
+            // SAFETY: `x` holds `m` staged rows, the sink has room for their `m - 1` outputs.
+            match nb.min(blocks - b0) {
+                8 => panel512::<8>(x, m, w, b0, sink),
+                7 => panel512::<7>(x, m, w, b0, sink),
+                6 => panel512::<6>(x, m, w, b0, sink),
+                5 => panel512::<5>(x, m, w, b0, sink),
+                4 => panel512::<4>(x, m, w, b0, sink),
+                3 => panel512::<3>(x, m, w, b0, sink),
+                2 => panel512::<2>(x, m, w, b0, sink),
+                _ => panel512::<1>(x, m, w, b0, sink),
+            }
+        }
+    })
+}
+
+/// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` (see [`super::gemm_i32`]); `a` has row
+/// stride `stride`, `w.k() <= stride <= w.kp()`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_i32_avx512_vnni(
+    a: &[i8],
+    stride: usize,
+    rows: usize,
+    zp: i8,
+    w: PackedWeights,
+    out: &mut [i32],
+) {
+    assert!(w.k() <= stride && stride <= w.kp());
+    assert!(a.len() >= rows * stride && out.len() >= rows * w.n());
+    let sink = Sink::Raw(zp, out.as_mut_ptr());
+    if rows > 0 && staged_avx512(a.as_ptr(), stride, rows, w, sink).is_none() {
+        super::scalar::gemm_i32(a, stride, rows, zp, w, out);
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2; sizes as in [`super::gemm_requant`].
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_avx512_vnni(
+    a: &[i8],
+    rows: usize,
+    w: PackedWeights,
+    rq: &Requant,
+    out: &mut [i8],
+) {
+    let (kp, n) = (w.kp(), w.n());
+    assert!(
+        a.len() >= rows * kp && out.len() >= rows * n && w.data().len() >= kp * n.div_ceil(NR) * NR
+    );
+    if rows == 0 {
+        return;
+    }
+    let sink = Sink::Int8(rq, out.as_mut_ptr());
+    if n <= NARROW || staged_avx512(a.as_ptr(), kp, rows, w, sink).is_none() {
+        // One or a few output columns (a dot product along `k` suits them better than 16-column
+        // blocks), or rows too deep to stage: the AVX2 kernel, exact too.
+        gemm_avx2(a, rows, w, rq, out);
+    }
+}
+
+/// Blocks `b0..b0 + NB` of `m` staged rows (the first one ones) into the sink's rows.
+///
+/// # Safety
+/// `x`: `m * kp` staged bytes; the sink: `m - 1` rows of `w.n()` values; blocks in range;
+/// `m == 2` when `NB > NB512`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn panel512<const NB: usize>(
+    x: *const u8,
+    m: usize,
+    w: PackedWeights,
+    b0: usize,
+    sink: Sink,
+) {
+    let (kp, n) = (w.kp(), w.n());
+    let panel = w.data().as_ptr().add(b0 * kp * NR);
+    let cols = |b: usize| NR.min(n - (b0 + b) * NR);
+    // Not zeroed: a one-row GEMM (batch-1 Linear) runs a panel per 128 outputs, and clearing
+    // these costs as much as its multiply-adds. The first tile (start 0) writes `q` before any
+    // row reads it; each tile writes the accumulators of its rows before they are read.
+    let mut q = MaybeUninit::<[RequantX16; NB]>::uninit();
+    let q = q.as_mut_ptr() as *mut RequantX16;
+    // `(128 + zp)` times the column sums, for the raw sink.
+    let mut shifted = [_mm512_setzero_si512(); NB];
+    let mut acc = MaybeUninit::<[[__m512i; NB]; MR512]>::uninit();
+    let acc = acc.as_mut_ptr() as *mut [__m512i; NB];
+    for (start, rows) in balanced_tiles(m, MR512) {
+        let xs = x.add(start * kp);
+        match rows {
+            _ if NB > NB512 => tile512::<2, NB>(xs, kp, panel, acc),
+            6 => tile512::<6, NB>(xs, kp, panel, acc),
+            5 => tile512::<5, NB>(xs, kp, panel, acc),
+            4 => tile512::<4, NB>(xs, kp, panel, acc),
+            3 => tile512::<3, NB>(xs, kp, panel, acc),
+            2 => tile512::<2, NB>(xs, kp, panel, acc),
+            _ => tile512::<1, NB>(xs, kp, panel, acc),
+        }
+        let skip = usize::from(start == 0);
+        if start == 0 {
+            let sums = &*acc;
+            for b in 0..NB {
+                match sink {
+                    Sink::Int8(rq, _) => {
+                        q.add(b)
+                            .write(RequantX16::new(rq, (b0 + b) * NR, cols(b), sums[b]))
+                    }
+                    Sink::Raw(zp, _) => {
+                        let f = _mm512_set1_epi32(128 + zp as i32);
+                        shifted[b] = _mm512_mullo_epi32(sums[b], f);
+                    }
+                }
+            }
+        }
+        for i in skip..rows {
+            let acc = &*acc.add(i);
+            let at = (start + i - 1) * n + b0 * NR;
+            for b in 0..NB {
+                let c = cols(b);
+                let mask = if c == NR { !0 } else { (1u16 << c) - 1 };
+                match sink {
+                    Sink::Int8(_, y) => {
+                        _mm_mask_storeu_epi8(y.add(at + b * NR), mask, (*q.add(b)).apply(acc[b]))
+                    }
+                    Sink::Raw(_, y) => _mm512_mask_storeu_epi32(
+                        y.add(at + b * NR),
+                        mask,
+                        _mm512_sub_epi32(acc[b], shifted[b]),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// `acc[i][b] = sum_k x[i][k] * w[k][16 b..16 b + 16]` for `M` staged rows and `NB` blocks.
+///
+/// # Safety
+/// `x`: `M` rows of `kp` bytes; `panel`: the first of `NB` consecutive blocks of depth `kp`;
+/// `acc`: room for `M` rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn tile512<const M: usize, const NB: usize>(
+    x: *const u8,
+    kp: usize,
+    panel: *const i8,
+    acc: *mut [__m512i; NB],
+) {
+    let mut c = [[_mm512_setzero_si512(); NB]; M];
+    let (mut xp, mut wp) = (x, panel);
+    for _ in 0..kp / KR {
+        let mut wv = [_mm512_setzero_si512(); NB];
+        for (b, wv) in wv.iter_mut().enumerate() {
+            *wv = _mm512_loadu_si512(wp.add(b * kp * NR) as *const _);
+        }
+        for (i, c) in c.iter_mut().enumerate() {
+            // Four bytes of row i in every lane: each lane is one column's four depths.
+            let xv = _mm512_set1_epi32((xp.add(i * kp) as *const i32).read_unaligned());
+            for (c, wv) in c.iter_mut().zip(&wv) {
+                *c = _mm512_dpbusd_epi32(*c, xv, *wv);
+            }
+        }
+        xp = xp.add(KR);
+        wp = wp.add(NR * KR);
+    }
+    for (i, c) in c.iter().enumerate() {
+        acc.add(i).write(*c);
+    }
+}
+
+/// [`Requant`] of 16 consecutive channels, with the unsigned-shift correction in the bias.
+///
+/// AVX-512 has what the AVX2 version emulates: an arithmetic 64-bit variable shift and 64-bit
+/// min/max, so this is `requantize` lane by lane: `(v * mult + 2^(s-1)) >> s` in i64, clamped to
+/// `[min - zp, max - zp]`, plus `zp`.
+struct RequantX16 {
+    /// `bias - 128 * column sum`, mod 2^32.
+    bias: __m512i,
+    /// Even channels' values in the low halves of the 64-bit lanes, then odd ones'.
+    mult: [__m512i; 2],
+    round: [__m512i; 2],
+    shift: [__m512i; 2],
+    lo: __m512i,
+    hi: __m512i,
+    zp: __m512i,
+}
+
+impl RequantX16 {
+    /// Channels `n0..n0 + cols` (`cols <= 16`); `sums` holds their column sums.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn new(rq: &Requant, n0: usize, cols: usize, sums: __m512i) -> Self {
+        let mask: u16 = if cols >= NR { !0 } else { (1 << cols) - 1 };
+        // Masked loads read only the channels that exist (the slices end at `n`).
+        let load = |b: &[u8]| _mm512_maskz_loadu_epi32(mask, b.as_ptr().add(4 * n0) as *const i32);
+        let bias = _mm512_sub_epi32(load(rq.bias.0), _mm512_slli_epi32(sums, 7));
+        let mult = load(rq.mult.0);
+        // Shifts as i32 lanes; absent channels get 1, a valid shift.
+        let s = _mm_maskz_loadu_epi8(mask, rq.shift.as_ptr().add(n0) as *const i8);
+        let s = _mm512_max_epi32(_mm512_cvtepu8_epi32(s), _mm512_set1_epi32(1));
+        let one = _mm512_set1_epi64(1);
+        let low = _mm512_set1_epi64(0xFFFF_FFFF);
+        let shift = [_mm512_and_si512(s, low), _mm512_srli_epi64(s, 32)];
+        let round = shift.map(|s| _mm512_sllv_epi64(one, _mm512_sub_epi64(s, one)));
+        let (zp, min, max) = (rq.zp_out as i64, rq.min as i64, rq.max as i64);
+        RequantX16 {
+            bias,
+            mult: [mult, _mm512_srli_epi64(mult, 32)],
+            round,
+            shift,
+            lo: _mm512_set1_epi64(min - zp),
+            hi: _mm512_set1_epi64(max - zp),
+            zp: _mm512_set1_epi32(zp as i32),
+        }
+    }
+
+    /// The 16 requantized channels of one row's raw (unsigned-shifted) accumulators.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    unsafe fn apply(&self, acc: __m512i) -> __m128i {
+        let v = _mm512_add_epi32(acc, self.bias);
+        let mut r = [v, _mm512_srli_epi64(v, 32)];
+        for (p, r) in r.iter_mut().enumerate() {
+            let x = _mm512_add_epi64(_mm512_mul_epi32(*r, self.mult[p]), self.round[p]);
+            let x = _mm512_srav_epi64(x, self.shift[p]);
+            *r = _mm512_min_epi64(_mm512_max_epi64(x, self.lo), self.hi);
+        }
+        let y = _mm512_mask_mov_epi32(r[0], 0xAAAA, _mm512_slli_epi64(r[1], 32));
+        // In [min, max] after adding zp: the truncating narrow is exact.
+        _mm512_cvtepi32_epi8(_mm512_add_epi32(y, self.zp))
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX-VNNI and AVX2; sizes as in [`super::gemm_requant`].
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn gemm_avx_vnni(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
+    let (kp, n) = (w.kp(), w.n());
+    assert!(
+        a.len() >= rows * kp && out.len() >= rows * n && w.data().len() >= kp * n.div_ceil(NR) * NR
+    );
+    if rows == 0 {
+        return;
+    }
+    let staged = n > NARROW
+        && staged_chunks(a.as_ptr(), kp, rows, kp, |x, m, r0| {
+            for b in 0..n.div_ceil(NR) {
+                // SAFETY: `x` holds `m` staged rows, `out` their `m - 1` output rows from `r0`.
+                panel256(x, m, w, rq, b, out.as_mut_ptr().add(r0 * n));
+            }
+        })
+        .is_some();
+    if !staged {
+        gemm_avx2(a, rows, w, rq, out);
+    }
+}
+
+/// Block `b` of `m` staged rows (the first one ones) into output rows from `y`.
+///
+/// # Safety
+/// As [`panel512`], for one block.
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn panel256(x: *const u8, m: usize, w: PackedWeights, rq: &Requant, b: usize, y: *mut i8) {
+    let (kp, n) = (w.kp(), w.n());
+    let panel = w.data().as_ptr().add(b * kp * NR);
+    let n0 = b * NR;
+    let cols = [NC.min(n - n0), (n - n0).saturating_sub(NC).min(NC)];
+    // SAFETY: all-zero bits are valid vectors; the first tile overwrites them before use.
+    let mut q: [RequantX8; 2] = core::mem::zeroed();
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR256];
+    for (start, rows) in balanced_tiles(m, MR256) {
+        let xs = x.add(start * kp);
+        match rows {
+            6 => tile256::<6>(xs, kp, panel, &mut acc),
+            5 => tile256::<5>(xs, kp, panel, &mut acc),
+            4 => tile256::<4>(xs, kp, panel, &mut acc),
+            3 => tile256::<3>(xs, kp, panel, &mut acc),
+            2 => tile256::<2>(xs, kp, panel, &mut acc),
+            _ => tile256::<1>(xs, kp, panel, &mut acc),
+        }
+        let skip = usize::from(start == 0);
+        if start == 0 {
+            for (h, q) in q.iter_mut().enumerate().filter(|(h, _)| cols[*h] > 0) {
+                *q = RequantX8::new(rq, n0 + h * NC, cols[h]);
+                q.bias = _mm256_sub_epi32(q.bias, _mm256_slli_epi32(acc[0][h], 7));
+            }
+        }
+        for (i, acc) in acc.iter().enumerate().take(rows).skip(skip) {
+            let dst = y.add((start + i - 1) * n + n0);
+            for h in (0..2).filter(|&h| cols[h] > 0) {
+                store8(dst.add(h * NC), q[h].apply(acc[h]), cols[h]);
+            }
+        }
+    }
+}
+
+/// `acc[i][h] = sum_k x[i][k] * w[k][8 h..8 h + 8]` for `M` staged rows and one block.
+///
+/// # Safety
+/// `x`: `M` rows of `kp` bytes; `panel`: a block of depth `kp`.
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+unsafe fn tile256<const M: usize>(
+    x: *const u8,
+    kp: usize,
+    panel: *const i8,
+    acc: &mut [[__m256i; 2]; MR256],
+) {
+    let mut c = [[_mm256_setzero_si256(); 2]; M];
+    let (mut xp, mut wp) = (x, panel);
+    for _ in 0..kp / KR {
+        // Columns 0-7 and 8-15 of the group, four depths each.
+        let wv = [
+            _mm256_loadu_si256(wp as *const __m256i),
+            _mm256_loadu_si256(wp.add(NC * KR) as *const __m256i),
+        ];
+        for (i, c) in c.iter_mut().enumerate() {
+            let xv = _mm256_set1_epi32((xp.add(i * kp) as *const i32).read_unaligned());
+            c[0] = _mm256_dpbusd_avx_epi32(c[0], xv, wv[0]);
+            c[1] = _mm256_dpbusd_avx_epi32(c[1], xv, wv[1]);
+        }
+        xp = xp.add(KR);
+        wp = wp.add(NR * KR);
+    }
+    acc[..M].copy_from_slice(&c);
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{gemm_requant, pack, packed_len, scalar, I32s, Isa};
     use super::*;
 
-    /// The paths the shared property test cannot reach (it stays below `k = 300`): depths beyond
-    /// one widened chunk, for wide and narrow outputs, against the scalar reference.
+    /// The x86 kernels this CPU can run.
+    fn x86_isas() -> impl Iterator<Item = Isa> {
+        Isa::available().filter(|i| matches!(i, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni))
+    }
+
+    /// The paths the shared property test cannot reach (it stays below `k = 300` and 40 rows):
+    /// depths beyond one widened chunk, for wide and narrow outputs, tiles staged in several row
+    /// chunks, and rows too deep to stage, against the scalar reference.
     #[test]
     fn deep_gemms_match_scalar() {
-        if !Isa::Avx2.is_available() {
-            return;
-        }
         let mut s = 12345u32;
         let mut next = move || {
             s = s.wrapping_mul(1664525).wrapping_add(1013904223);
@@ -334,6 +792,8 @@ mod tests {
             (3, KC + 4, 3),
             (13, KC, 2),
             (8, 4 * KC + 12, 1),
+            (70, 1000, 40),
+            (3, STAGE / 2 + 4, 20),
         ] {
             let kp = super::super::padded_k(k);
             let a: Vec<i8> = (0..rows * kp).map(|_| next() as i8).collect();
@@ -360,9 +820,11 @@ mod tests {
             };
             let mut want = vec![0i8; rows * n];
             scalar::gemm(&a, rows, w, &rq, &mut want);
-            let mut got = vec![0i8; rows * n];
-            gemm_requant(Isa::Avx2, &a, rows, w, &rq, &mut got);
-            assert_eq!(got, want, "rows {rows} k {k} n {n}");
+            for isa in x86_isas() {
+                let mut got = vec![0i8; rows * n];
+                gemm_requant(isa, &a, rows, w, &rq, &mut got);
+                assert_eq!(got, want, "{} rows {rows} k {k} n {n}", isa.name());
+            }
             // Saturating outputs are in range too.
             assert!(
                 want.iter().any(|&v| v != 127 && v != -128),
@@ -371,12 +833,9 @@ mod tests {
         }
     }
 
-    /// Vector requantization equals `requantize` at the extremes of every parameter.
-    #[test]
-    fn requant_x8_matches_requantize() {
-        if !Isa::Avx2.is_available() {
-            return;
-        }
+    /// Calls `check(rq, accs)` on requantization parameters at the extremes of every range, for
+    /// `lanes` channels, with accumulators near the extremes too.
+    fn requant_extremes(lanes: usize, mut check: impl FnMut(&Requant, &[i32])) {
         let accs = [
             0,
             1,
@@ -419,11 +878,13 @@ mod tests {
         ] {
             for rot in 0..8 {
                 let idx = |j: usize| (j + rot) % 8;
-                let bias: Vec<u8> = (0..8).flat_map(|j| biases[idx(j)].to_le_bytes()).collect();
-                let mult: Vec<u8> = (0..8)
-                    .flat_map(|j| mults[(idx(j) * 3) % 8].to_le_bytes())
+                let bias: Vec<u8> = (0..lanes)
+                    .flat_map(|j| biases[idx(j)].to_le_bytes())
                     .collect();
-                let shift: Vec<u8> = (0..8).map(|j| shifts[(idx(j) * 5) % 8]).collect();
+                let mult: Vec<u8> = (0..lanes)
+                    .flat_map(|j| mults[(idx(j) * 3 + j / 8) % 8].to_le_bytes())
+                    .collect();
+                let shift: Vec<u8> = (0..lanes).map(|j| shifts[(idx(j) * 5) % 8]).collect();
                 let rq = Requant {
                     bias: I32s::new(&bias).unwrap(),
                     mult: I32s::new(&mult).unwrap(),
@@ -433,24 +894,58 @@ mod tests {
                     max,
                 };
                 for acc in accs {
-                    let lanes: [i32; 8] = core::array::from_fn(|j| {
-                        acc.wrapping_add(j as i32 * 7919 * rot as i32) / 2
-                    });
-                    let got = unsafe {
-                        let q = RequantX8::new(&rq, 0, 8);
-                        q.apply(_mm256_loadu_si256(lanes.as_ptr() as *const __m256i))
-                            .to_le_bytes()
-                    };
-                    for j in 0..8 {
-                        assert_eq!(
-                            got[j] as i8,
-                            rq.apply(lanes[j], j),
-                            "acc {} channel {j}",
-                            lanes[j]
-                        );
-                    }
+                    let values: Vec<i32> = (0..lanes)
+                        .map(|j| acc.wrapping_add(j as i32 * 7919 * rot as i32) / 2)
+                        .collect();
+                    check(&rq, &values);
                 }
             }
         }
+    }
+
+    /// Vector requantization equals `requantize` at the extremes of every parameter.
+    #[test]
+    fn requant_x8_matches_requantize() {
+        if !Isa::Avx2.is_available() {
+            return;
+        }
+        requant_extremes(NC, |rq, lanes| {
+            let got = unsafe {
+                let q = RequantX8::new(rq, 0, NC);
+                q.apply(_mm256_loadu_si256(lanes.as_ptr() as *const __m256i))
+                    .to_le_bytes()
+            };
+            for (j, (&g, &acc)) in got.iter().zip(lanes).enumerate() {
+                assert_eq!(g as i8, rq.apply(acc, j), "acc {acc} channel {j}");
+            }
+        });
+    }
+
+    /// The same for 16 channels, with the unsigned-shift correction: column sums `sums` and
+    /// accumulators raised by `128 * sums` give the outputs of the plain accumulators.
+    #[test]
+    fn requant_x16_matches_requantize() {
+        if !Isa::Avx512Vnni.is_available() {
+            return;
+        }
+        requant_extremes(NR, |rq, lanes| {
+            let sums: Vec<i32> = (0..NR as i32).map(|j| (j - 8) * 4001).collect();
+            let raised: Vec<i32> = lanes
+                .iter()
+                .zip(&sums)
+                .map(|(a, s)| a.wrapping_add(s.wrapping_mul(128)))
+                .collect();
+            for cols in [NR, 5] {
+                let mut got = [0i8; NR];
+                unsafe {
+                    let q = RequantX16::new(rq, 0, cols, _mm512_loadu_si512(sums.as_ptr() as _));
+                    let y = q.apply(_mm512_loadu_si512(raised.as_ptr() as _));
+                    _mm_storeu_si128(got.as_mut_ptr() as *mut __m128i, y);
+                }
+                for (j, (&g, &acc)) in got.iter().zip(lanes).enumerate().take(cols) {
+                    assert_eq!(g, rq.apply(acc, j), "acc {acc} channel {j} of {cols}");
+                }
+            }
+        });
     }
 }
