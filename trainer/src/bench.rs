@@ -16,6 +16,25 @@ pub struct BenchRow {
     pub min_ms: f64,
 }
 
+/// Every compiled-in backend; on `cpu` (flex) also with Burn's own convolutions instead of the
+/// GEMM ones of [`crate::ops::conv`], the figure before that speed-up.
+pub fn all(warmup: usize, iters: usize) -> Result<Vec<BenchRow>, TrainError> {
+    let mut rows = Vec::new();
+    for kind in DeviceKind::available() {
+        rows.push(training_iteration(kind, warmup, iters)?);
+        if kind == DeviceKind::Cpu {
+            crate::ops::conv::set_enabled(false);
+            let row = training_iteration(kind, warmup, iters);
+            crate::ops::conv::set_enabled(true);
+            rows.push(BenchRow {
+                backend: "cpu, burn conv".into(),
+                ..row?
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// Time `iters` iterations after `warmup` on `device` with the reference DCGAN on the built-in digits.
 pub fn training_iteration(
     kind: DeviceKind,

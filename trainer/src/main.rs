@@ -297,12 +297,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             set_threads(threads);
             let threads = threads.unwrap_or_else(rayon::current_num_threads);
-            let mut rows = Vec::new();
-            for kind in DeviceKind::available() {
-                rows.push(pocketgan_trainer::bench::training_iteration(
-                    kind, warmup, iters,
-                )?);
-            }
+            let rows = pocketgan_trainer::bench::all(warmup, iters)?;
             if json {
                 let v =
                     serde_json::json!({ "threads": threads, "torch_ms": torch_ms, "rows": rows });
@@ -310,16 +305,16 @@ fn main() -> anyhow::Result<()> {
             } else {
                 println!("reference DCGAN training iteration, batch 64, {threads} threads");
                 println!(
-                    "{:<10} {:>12} {:>10} {:>14}",
+                    "{:<16} {:>12} {:>10} {:>14}",
                     "backend", "median ms", "min ms", "x PyTorch"
                 );
                 println!(
-                    "{:<10} {:>12.2} {:>10} {:>14}",
+                    "{:<16} {:>12.2} {:>10} {:>14}",
                     "pytorch", torch_ms, "-", "1.00"
                 );
                 for r in rows {
                     println!(
-                        "{:<10} {:>12.2} {:>10.2} {:>14.2}",
+                        "{:<16} {:>12.2} {:>10.2} {:>14.2}",
                         r.backend,
                         r.median_ms,
                         r.min_ms,
