@@ -5,7 +5,8 @@
 use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
-use pocketgan_trainer::ops::conv::{conv2d, conv_transpose2d, set_enabled};
+use pocketgan_trainer::ops::conv::{conv2d, conv_transpose2d};
+use pocketgan_trainer::ops::set_enabled;
 use std::time::Instant;
 
 /// Median of 15 runs after 3 warm-ups.

@@ -16,18 +16,18 @@ pub struct BenchRow {
     pub min_ms: f64,
 }
 
-/// Every compiled-in backend; on `cpu` (flex) also with Burn's own convolutions instead of the
-/// GEMM ones of [`crate::ops::conv`], the figure before that speed-up.
+/// Every compiled-in backend; on `cpu` (flex) also with Burn's own operators instead of those of
+/// [`crate::ops`], the figure before that speed-up.
 pub fn all(warmup: usize, iters: usize) -> Result<Vec<BenchRow>, TrainError> {
     let mut rows = Vec::new();
     for kind in DeviceKind::available() {
         rows.push(training_iteration(kind, warmup, iters)?);
         if kind == DeviceKind::Cpu {
-            crate::ops::conv::set_enabled(false);
+            crate::ops::set_enabled(false);
             let row = training_iteration(kind, warmup, iters);
-            crate::ops::conv::set_enabled(true);
+            crate::ops::set_enabled(true);
             rows.push(BenchRow {
-                backend: "cpu, burn conv".into(),
+                backend: "cpu, burn ops".into(),
                 ..row?
             });
         }

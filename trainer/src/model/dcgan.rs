@@ -14,6 +14,7 @@ use burn::prelude::*;
 use super::layers::Layer;
 use super::ModelConfig;
 use crate::data::SampleKind;
+use crate::ops::activation::leaky_relu;
 use crate::ops::conv::{conv2d, conv_transpose2d};
 
 /// The smallest feature map for an image side, when the side is supported.
@@ -176,9 +177,9 @@ impl DcganGenerator {
 
 impl DcganDiscriminator {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = self.act.forward(conv2d(&self.from_image, x));
+        let mut x = leaky_relu(&self.act, conv2d(&self.from_image, x));
         for block in &self.blocks {
-            x = self.act.forward(block.norm.forward(conv2d(&block.conv, x)));
+            x = leaky_relu(&self.act, block.norm.forward(conv2d(&block.conv, x)));
         }
         self.classify.forward(x.flatten(1, 3))
     }

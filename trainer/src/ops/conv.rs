@@ -25,8 +25,6 @@ use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::{Bytes, Shape};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use super::kernels::{self, Geometry};
 
 /// The convolutions' forward passes and the gradients their backward passes call. The gradients'
@@ -425,18 +423,9 @@ impl<B: GemmConvBackend, C: CheckpointStrategy> GemmConvBackend for Autodiff<B, 
     }
 }
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns the GEMM path on or off for the whole process (off: Burn's own convolutions), so that
-/// `bench` can time both in one run.
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
 /// Whether the GEMM ops run on this tensor's device (flex, with or without autodiff).
 fn on_flex(t: &Tensor<4>) -> bool {
-    ENABLED.load(Ordering::Relaxed)
-        && matches!(t.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+    super::enabled() && matches!(t.device().inner().as_dispatch(), DispatchDevice::Flex(_))
 }
 
 /// `conv.forward(x)`, through the GEMM path on flex.

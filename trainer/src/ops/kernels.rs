@@ -11,7 +11,55 @@
 //! small GEMM per channel pair). A transposed convolution is the same geometry read backwards:
 //! its forward is the input gradient of the convolution whose input is its output.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+
 use rayon::prelude::*;
+
+/// Temporaries (column matrices, channel-major copies) come from this pool rather than fresh
+/// allocations: a fresh multi-megabyte buffer costs a page fault and a zeroing per 4 KiB page on
+/// every call, which was a tenth of the training iteration. Contents are stale: users overwrite.
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// Buffers kept for reuse; an iteration needs at most three at a time.
+const POOL_SIZE: usize = 6;
+
+struct Scratch(Vec<f32>);
+
+impl Scratch {
+    fn new(len: usize) -> Self {
+        let reused = POOL.lock().ok().and_then(|mut pool| {
+            let best = (0..pool.len()).max_by_key(|&i| pool[i].capacity())?;
+            Some(pool.swap_remove(best))
+        });
+        let mut v = reused.unwrap_or_default();
+        v.resize(len, 0.0);
+        Scratch(v)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(mut pool) = POOL.lock() {
+            if pool.len() < POOL_SIZE {
+                pool.push(std::mem::take(&mut self.0));
+            }
+        }
+    }
+}
+
+impl Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
 
 /// A convolution's shapes: input `[n, c_in, h, w]` -> output `[n, c_out, oh, ow]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,10 +175,10 @@ fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
 
 /// Column matrix `[K, n*L]` of `x`: row `(c, i, j)` holds, for every output pixel, the input
 /// it sees through kernel tap `(i, j)` of channel `c` (0 in the padding).
-pub fn im2col(g: &Geometry, x: &[f32]) -> Vec<f32> {
+fn im2col(g: &Geometry, x: &[f32]) -> Scratch {
     assert_eq!(x.len(), g.x_len());
     let (l, hw) = (g.l(), g.h * g.w);
-    let mut cols = vec![0.0f32; g.k() * g.n * l];
+    let mut cols = Scratch::new(g.k() * g.n * l);
     if cols.is_empty() {
         return cols;
     }
@@ -144,20 +192,26 @@ pub fn im2col(g: &Geometry, x: &[f32]) -> Vec<f32> {
             let (y_lo, y_hi) = Geometry::valid(g.oh, g.h, sh, ti, g.pad[0]);
             let (x_lo, x_hi) = Geometry::valid(g.ow, g.w, sw, tj, g.pad[1]);
             if x_lo == x_hi {
-                return; // this tap only ever sees padding: the row stays 0
+                out.fill(0.0); // this tap only ever sees padding
+                return;
             }
+            let x0 = x_lo * sw + tj - g.pad[1];
             for b in 0..g.n {
                 let plane = &x[(b * g.c_in + c) * hw..][..hw];
                 let out = &mut out[b * l..][..l];
+                out[..y_lo * g.ow].fill(0.0);
+                out[y_hi * g.ow..].fill(0.0);
                 for oy in y_lo..y_hi {
                     let src = &plane[(oy * sh + ti - g.pad[0]) * g.w..][..g.w];
                     let dst = &mut out[oy * g.ow..][..g.ow];
-                    let x0 = x_lo * sw + tj - g.pad[1];
+                    dst[..x_lo].fill(0.0);
+                    dst[x_hi..].fill(0.0);
                     if sw == 1 {
                         dst[x_lo..x_hi].copy_from_slice(&src[x0..x0 + (x_hi - x_lo)]);
                     } else {
-                        for (k, d) in dst[x_lo..x_hi].iter_mut().enumerate() {
-                            *d = src[x0 + k * sw];
+                        let taps = src[x0..].iter().step_by(sw);
+                        for (d, s) in dst[x_lo..x_hi].iter_mut().zip(taps) {
+                            *d = *s;
                         }
                     }
                 }
@@ -196,8 +250,9 @@ pub fn col2im(g: &Geometry, cols: &[f32]) -> Vec<f32> {
                     for oy in y_lo..y_hi {
                         let dst = &mut plane[(oy * sh + ti - g.pad[0]) * g.w..][..g.w];
                         let src = &src[oy * g.ow..][..g.ow];
-                        for (k, s) in src[x_lo..x_hi].iter().enumerate() {
-                            dst[x0 + k * sw] += s;
+                        let taps = dst[x0..].iter_mut().step_by(sw);
+                        for (d, s) in taps.zip(&src[x_lo..x_hi]) {
+                            *d += s;
                         }
                     }
                 }
@@ -207,9 +262,9 @@ pub fn col2im(g: &Geometry, cols: &[f32]) -> Vec<f32> {
 }
 
 /// `[n, c, L]` -> `[c, n, L]`.
-fn to_channel_major(t: &[f32], n: usize, c: usize, l: usize) -> Vec<f32> {
+fn to_channel_major(t: &[f32], n: usize, c: usize, l: usize) -> Scratch {
     assert_eq!(t.len(), n * c * l);
-    let mut out = vec![0.0f32; t.len()];
+    let mut out = Scratch::new(t.len());
     if out.is_empty() {
         return out;
     }
@@ -261,7 +316,7 @@ pub fn conv_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]
     assert_eq!(weight.len(), g.w_len());
     let (k, nl) = (g.k(), g.n * g.l());
     let cols = im2col(g, x);
-    let mut y = vec![0.0f32; g.c_out * nl];
+    let mut y = Scratch::new(g.c_out * nl);
     gemm(
         g.c_out,
         nl,
@@ -287,7 +342,7 @@ pub fn conv_input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(dy.len(), g.y_len());
     let (k, nl) = (g.k(), g.n * g.l());
     let dy = to_channel_major(dy, g.n, g.c_out, g.l());
-    let mut dcols = vec![0.0f32; k * nl];
+    let mut dcols = Scratch::new(k * nl);
     gemm(
         k,
         nl,
