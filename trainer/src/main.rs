@@ -305,20 +305,22 @@ fn main() -> anyhow::Result<()> {
             } else {
                 println!("reference DCGAN training iteration, batch 64, {threads} threads");
                 println!(
-                    "{:<16} {:>12} {:>10} {:>14}",
-                    "backend", "median ms", "min ms", "x PyTorch"
+                    "{:<16} {:>12} {:>10} {:>14} {:>12}",
+                    "backend", "median ms", "min ms", "x PyTorch", "cpu ms/iter"
                 );
                 println!(
                     "{:<16} {:>12.2} {:>10} {:>14}",
                     "pytorch", torch_ms, "-", "1.00"
                 );
                 for r in rows {
+                    let cpu = r.cpu_ms.map_or("-".into(), |c| format!("{c:.1}"));
                     println!(
-                        "{:<16} {:>12.2} {:>10.2} {:>14.2}",
+                        "{:<16} {:>12.2} {:>10.2} {:>14.2} {:>12}",
                         r.backend,
                         r.median_ms,
                         r.min_ms,
-                        r.median_ms / torch_ms
+                        r.median_ms / torch_ms,
+                        cpu
                     );
                 }
             }
