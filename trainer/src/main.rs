@@ -217,6 +217,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    pocketgan_trainer::ops::keep_freed_memory();
     match Cli::parse().command {
         Command::Train(a) => train_cmd(a),
         Command::Export { run, out } => {

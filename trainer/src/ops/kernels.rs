@@ -24,17 +24,20 @@ static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 /// Buffers kept for reuse; an iteration needs at most three at a time.
 const POOL_SIZE: usize = 6;
 
-struct Scratch(Vec<f32>);
+/// A pooled buffer and the length in use; the buffer only grows, so reuse never re-zeroes it.
+struct Scratch(Vec<f32>, usize);
 
 impl Scratch {
     fn new(len: usize) -> Self {
         let reused = POOL.lock().ok().and_then(|mut pool| {
-            let best = (0..pool.len()).max_by_key(|&i| pool[i].capacity())?;
+            let best = (0..pool.len()).max_by_key(|&i| pool[i].len())?;
             Some(pool.swap_remove(best))
         });
         let mut v = reused.unwrap_or_default();
-        v.resize(len, 0.0);
-        Scratch(v)
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        Scratch(v, len)
     }
 }
 
@@ -51,13 +54,13 @@ impl Drop for Scratch {
 impl Deref for Scratch {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        &self.0
+        &self.0[..self.1]
     }
 }
 
 impl DerefMut for Scratch {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.0
+        &mut self.0[..self.1]
     }
 }
 
