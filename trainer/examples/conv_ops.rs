@@ -1,9 +1,12 @@
-//! Times the reference DCGAN's convolution layers one by one on Burn's flex backend, beside a GEMM
-//! with the same multiply-adds: where the training iteration's time goes.
+//! Times the reference DCGAN's convolution layers one by one on Burn's flex backend, with Burn's
+//! convolutions and with the GEMM ones of `pocketgan_trainer::ops::conv`, beside a GEMM with the
+//! same multiply-adds: where the training iteration's time goes.
 //!     RAYON_NUM_THREADS=2 cargo run --release -p pocketgan-trainer --example conv_ops
 use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
+use pocketgan_trainer::ops::conv::{conv2d, conv_transpose2d};
+use pocketgan_trainer::ops::set_enabled;
 use std::time::Instant;
 
 /// Median of 15 runs after 3 warm-ups.
@@ -18,7 +21,7 @@ fn time<F: FnMut()>(name: &str, mut f: F) {
         ts.push(t.elapsed().as_secs_f64() * 1e3);
     }
     ts.sort_by(f64::total_cmp);
-    println!("{name:<40} {:8.2} ms", ts[ts.len() / 2]);
+    println!("{name:<46} {:8.2} ms", ts[ts.len() / 2]);
 }
 
 fn main() {
@@ -57,42 +60,39 @@ fn main() {
     );
     let conv_p = conv.valid();
     let convt_p = convt.valid();
-    time("D conv2 fwd (plain)", || {
-        let _ = conv_p.forward(x14.clone()).into_data();
-    });
-    time("D conv2 fwd+bwd (x needs grad)", || {
-        let x = x14.clone().autodiff().require_grad();
-        let y = conv.forward(x);
-        let _ = y.sum().backward();
-    });
-    time("D conv2 fwd+bwd (weights only)", || {
-        let x = x14.clone().autodiff();
-        let y = conv.forward(x);
-        let _ = y.sum().backward();
-    });
-    time("D conv1 fwd+bwd (weights only)", || {
-        let x = x28.clone().autodiff();
-        let y = conv1.forward(x);
-        let _ = y.sum().backward();
-    });
-    time("G convT1 fwd (plain)", || {
-        let _ = convt_p.forward(x7.clone()).into_data();
-    });
-    time("G convT1 fwd+bwd (weights only)", || {
-        let x = x7.clone().autodiff();
-        let y = convt.forward(x);
-        let _ = y.sum().backward();
-    });
     let x14b = Tensor::<4>::random(
         [64, 64, 14, 14],
         burn::tensor::Distribution::Normal(0., 1.),
         &plain,
     );
-    time("G convT2 fwd+bwd (x needs grad)", || {
-        let x = x14b.clone().autodiff().require_grad();
-        let y = convt2.forward(x);
-        let _ = y.sum().backward();
-    });
+    for (label, on) in [("burn", false), ("gemm", true)] {
+        set_enabled(on);
+        time(&format!("{label}: D conv2 fwd (plain)"), || {
+            let _ = conv2d(&conv_p, x14.clone()).into_data();
+        });
+        time(&format!("{label}: D conv2 fwd+bwd (x needs grad)"), || {
+            let x = x14.clone().autodiff().require_grad();
+            let _ = conv2d(&conv, x).sum().backward();
+        });
+        time(&format!("{label}: D conv2 fwd+bwd (weights only)"), || {
+            let _ = conv2d(&conv, x14.clone().autodiff()).sum().backward();
+        });
+        time(&format!("{label}: D conv1 fwd+bwd (weights only)"), || {
+            let _ = conv2d(&conv1, x28.clone().autodiff()).sum().backward();
+        });
+        time(&format!("{label}: G convT1 fwd (plain)"), || {
+            let _ = conv_transpose2d(&convt_p, x7.clone()).into_data();
+        });
+        time(&format!("{label}: G convT1 fwd+bwd (weights only)"), || {
+            let _ = conv_transpose2d(&convt, x7.clone().autodiff())
+                .sum()
+                .backward();
+        });
+        time(&format!("{label}: G convT2 fwd+bwd (x needs grad)"), || {
+            let x = x14b.clone().autodiff().require_grad();
+            let _ = conv_transpose2d(&convt2, x).sum().backward();
+        });
+    }
     let a = Tensor::<2>::random(
         [3136, 1024],
         burn::tensor::Distribution::Normal(0., 1.),

@@ -14,6 +14,40 @@ pub struct BenchRow {
     pub backend: String,
     pub median_ms: f64,
     pub min_ms: f64,
+    /// Process CPU time (all threads) per timed iteration, where the OS reports it (Linux):
+    /// unlike wall time it barely moves when other jobs share the cores.
+    pub cpu_ms: Option<f64>,
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat` (Linux; `None` elsewhere).
+fn process_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // In clock ticks of USER_HZ, which Linux fixes at 100 per second for user space.
+    Some((utime + stime) * 10.0)
+}
+
+/// Every compiled-in backend; on `cpu` (flex) also with Burn's own operators instead of those of
+/// [`crate::ops`], the figure before that speed-up.
+pub fn all(warmup: usize, iters: usize) -> Result<Vec<BenchRow>, TrainError> {
+    let mut rows = Vec::new();
+    for kind in DeviceKind::available() {
+        rows.push(training_iteration(kind, warmup, iters)?);
+        if kind == DeviceKind::Cpu {
+            crate::ops::set_enabled(false);
+            let row = training_iteration(kind, warmup, iters);
+            crate::ops::set_enabled(true);
+            rows.push(BenchRow {
+                backend: "cpu, burn ops".into(),
+                ..row?
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// Time `iters` iterations after `warmup` on `device` with the reference DCGAN on the built-in digits.
@@ -32,7 +66,11 @@ pub fn training_iteration(
     let device = kind.device()?.autodiff();
     let mut state = State::new(&config, &device);
     let mut times = Vec::with_capacity(iters);
+    let mut cpu_start = None;
     for i in 0..warmup + iters {
+        if i == warmup {
+            cpu_start = process_cpu_ms();
+        }
         let t = Instant::now();
         let (next, m) = train_step(state, &config, &ds, &mut order, &device);
         state = next;
@@ -41,10 +79,14 @@ pub fn training_iteration(
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let cpu_ms = cpu_start
+        .zip(process_cpu_ms())
+        .map(|(a, b)| (b - a) / iters.max(1) as f64);
     times.sort_by(f64::total_cmp);
     Ok(BenchRow {
         backend: kind.name().into(),
         median_ms: times[times.len() / 2],
         min_ms: times[0],
+        cpu_ms,
     })
 }

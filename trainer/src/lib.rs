@@ -13,5 +13,6 @@ pub mod export;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod ops;
 pub mod render;
 pub mod train;

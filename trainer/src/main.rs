@@ -230,6 +230,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    pocketgan_trainer::ops::keep_freed_memory();
     match Cli::parse().command {
         Command::Train(a) => train_cmd(a),
         Command::Export { run, out } => {
@@ -328,12 +329,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             set_threads(threads);
             let threads = threads.unwrap_or_else(rayon::current_num_threads);
-            let mut rows = Vec::new();
-            for kind in DeviceKind::available() {
-                rows.push(pocketgan_trainer::bench::training_iteration(
-                    kind, warmup, iters,
-                )?);
-            }
+            let rows = pocketgan_trainer::bench::all(warmup, iters)?;
             if json {
                 let v =
                     serde_json::json!({ "threads": threads, "torch_ms": torch_ms, "rows": rows });
@@ -341,20 +337,22 @@ fn main() -> anyhow::Result<()> {
             } else {
                 println!("reference DCGAN training iteration, batch 64, {threads} threads");
                 println!(
-                    "{:<10} {:>12} {:>10} {:>14}",
-                    "backend", "median ms", "min ms", "x PyTorch"
+                    "{:<16} {:>12} {:>10} {:>14} {:>12}",
+                    "backend", "median ms", "min ms", "x PyTorch", "cpu ms/iter"
                 );
                 println!(
-                    "{:<10} {:>12.2} {:>10} {:>14}",
+                    "{:<16} {:>12.2} {:>10} {:>14}",
                     "pytorch", torch_ms, "-", "1.00"
                 );
                 for r in rows {
+                    let cpu = r.cpu_ms.map_or("-".into(), |c| format!("{c:.1}"));
                     println!(
-                        "{:<10} {:>12.2} {:>10.2} {:>14.2}",
+                        "{:<16} {:>12.2} {:>10.2} {:>14.2} {:>12}",
                         r.backend,
                         r.median_ms,
                         r.min_ms,
-                        r.median_ms / torch_ms
+                        r.median_ms / torch_ms,
+                        cpu
                     );
                 }
             }

@@ -15,6 +15,8 @@ use burn::prelude::*;
 use super::layers::Layer;
 use super::ModelConfig;
 use crate::data::SampleKind;
+use crate::ops::activation::leaky_relu;
+use crate::ops::conv::{conv2d, conv_transpose2d};
 
 /// The smallest feature map for an image side, when the side is supported.
 pub fn base_size(side: usize) -> Option<usize> {
@@ -145,9 +147,11 @@ impl DcganGenerator {
         let x = self.project.forward(z).reshape([n, c, h, w]);
         let mut x = burn::tensor::activation::relu(self.project_norm.forward(x));
         for block in &self.blocks {
-            x = burn::tensor::activation::relu(block.norm.forward(block.conv.forward(x)));
+            x = burn::tensor::activation::relu(
+                block.norm.forward(conv_transpose2d(&block.conv, x)),
+            );
         }
-        burn::tensor::activation::tanh(self.to_image.forward(x))
+        burn::tensor::activation::tanh(conv_transpose2d(&self.to_image, x))
     }
 
     pub fn layers(&self) -> Vec<Layer> {
@@ -172,9 +176,9 @@ impl DcganGenerator {
 impl DcganDiscriminator {
     /// Images `[N, C, H, W]` -> features `[N, F]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = self.act.forward(self.from_image.forward(x));
+        let mut x = leaky_relu(&self.act, conv2d(&self.from_image, x));
         for block in &self.blocks {
-            x = self.act.forward(block.norm.forward(block.conv.forward(x)));
+            x = leaky_relu(&self.act, block.norm.forward(conv2d(&block.conv, x)));
         }
         x.flatten(1, 3)
     }

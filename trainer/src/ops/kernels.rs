@@ -1,0 +1,548 @@
+//! f32 convolution kernels on plain slices: im2col / col2im around one batched GEMM per pass.
+//!
+//! A convolution maps `x [n, c_in, h, w]` to `y [n, c_out, oh, ow]` with `weight [c_out, c_in, kh, kw]`.
+//! The three passes of training are each one GEMM over the whole batch:
+//! - forward:         `y'  [c_out, n*L] = W [c_out, K] · cols [K, n*L]`
+//! - input gradient:  `dcols [K, n*L]  = Wᵀ · dy'`, then col2im adds the columns back into `dx`
+//! - weight gradient: `dW [c_out, K]    = dy' · colsᵀ`
+//!
+//! where `K = c_in*kh*kw`, `L = oh*ow`, and `y'`/`dy'` are channel-major (`[c, n, L]`).
+//! One GEMM over the batch keeps its dimensions large (Burn's default weight gradient runs one
+//! small GEMM per channel pair). A transposed convolution is the same geometry read backwards:
+//! its forward is the input gradient of the convolution whose input is its output.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+/// Temporaries (column matrices, channel-major copies) come from this pool rather than fresh
+/// allocations: a fresh multi-megabyte buffer costs a page fault and a zeroing per 4 KiB page on
+/// every call, which was a tenth of the training iteration. Contents are stale: users overwrite.
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// Buffers kept for reuse; an iteration needs at most three at a time.
+const POOL_SIZE: usize = 6;
+
+/// A pooled buffer and the length in use; the buffer only grows, so reuse never re-zeroes it.
+struct Scratch(Vec<f32>, usize);
+
+impl Scratch {
+    fn new(len: usize) -> Self {
+        let reused = POOL.lock().ok().and_then(|mut pool| {
+            let best = (0..pool.len()).max_by_key(|&i| pool[i].len())?;
+            Some(pool.swap_remove(best))
+        });
+        let mut v = reused.unwrap_or_default();
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        Scratch(v, len)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(mut pool) = POOL.lock() {
+            if pool.len() < POOL_SIZE {
+                pool.push(std::mem::take(&mut self.0));
+            }
+        }
+    }
+}
+
+impl Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0[..self.1]
+    }
+}
+
+impl DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0[..self.1]
+    }
+}
+
+/// A convolution's shapes: input `[n, c_in, h, w]` -> output `[n, c_out, oh, ow]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Padding before the first row and column (any end padding is implied by `oh`, `ow`).
+    pub pad: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Geometry {
+    /// Rows of the column matrix: one per (input channel, kernel row, kernel column).
+    pub fn k(&self) -> usize {
+        self.c_in * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Output pixels per sample.
+    pub fn l(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    pub fn x_len(&self) -> usize {
+        self.n * self.c_in * self.h * self.w
+    }
+
+    pub fn y_len(&self) -> usize {
+        self.n * self.c_out * self.l()
+    }
+
+    pub fn w_len(&self) -> usize {
+        self.c_out * self.k()
+    }
+
+    /// Output positions `o` in `0..out` whose input `o*stride + tap - pad` lies in `0..size`.
+    fn valid(out: usize, size: usize, stride: usize, tap: usize, pad: usize) -> (usize, usize) {
+        // o*stride + tap >= pad  and  o*stride + tap < pad + size
+        let lo = pad.saturating_sub(tap).div_ceil(stride);
+        let hi = (pad + size).saturating_sub(tap).div_ceil(stride).min(out);
+        (lo.min(hi), hi)
+    }
+}
+
+/// A read-only matrix view: element (r, c) at `data[r*rs + c*cs]`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl Mat<'_> {
+    fn check(&self, rows: usize, cols: usize) {
+        if rows > 0 && cols > 0 {
+            assert!((rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len());
+        }
+    }
+}
+
+/// Below this many multiply-adds a GEMM runs on the calling thread (as Burn's flex does).
+const PARALLEL_MACS: usize = 1 << 21;
+
+/// `dst [m, n] (row-major) = a [m, k] · b [k, n]`, with the `gemm` crate that Burn's flex uses.
+fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
+    assert_eq!(dst.len(), m * n);
+    a.check(m, k);
+    b.check(k, n);
+    if m * n == 0 {
+        return;
+    }
+    if k == 0 {
+        dst.fill(0.0);
+        return;
+    }
+    let parallelism = if m * n * k >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the views were bounds-checked above for every (row, column) the GEMM touches,
+    // and `dst` is an exclusive m*n row-major buffer.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Column matrix `[K, n*L]` of `x`: row `(c, i, j)` holds, for every output pixel, the input
+/// it sees through kernel tap `(i, j)` of channel `c` (0 in the padding).
+fn im2col(g: &Geometry, x: &[f32]) -> Scratch {
+    assert_eq!(x.len(), g.x_len());
+    let (l, hw) = (g.l(), g.h * g.w);
+    let mut cols = Scratch::new(g.k() * g.n * l);
+    if cols.is_empty() {
+        return cols;
+    }
+    let [kh, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    cols.par_chunks_mut(g.n * l)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
+            let (ti, tj) = (i * g.dilation[0], j * g.dilation[1]);
+            let (y_lo, y_hi) = Geometry::valid(g.oh, g.h, sh, ti, g.pad[0]);
+            let (x_lo, x_hi) = Geometry::valid(g.ow, g.w, sw, tj, g.pad[1]);
+            if x_lo == x_hi {
+                out.fill(0.0); // this tap only ever sees padding
+                return;
+            }
+            let x0 = x_lo * sw + tj - g.pad[1];
+            for b in 0..g.n {
+                let plane = &x[(b * g.c_in + c) * hw..][..hw];
+                let out = &mut out[b * l..][..l];
+                out[..y_lo * g.ow].fill(0.0);
+                out[y_hi * g.ow..].fill(0.0);
+                for oy in y_lo..y_hi {
+                    let src = &plane[(oy * sh + ti - g.pad[0]) * g.w..][..g.w];
+                    let dst = &mut out[oy * g.ow..][..g.ow];
+                    dst[..x_lo].fill(0.0);
+                    dst[x_hi..].fill(0.0);
+                    if sw == 1 {
+                        dst[x_lo..x_hi].copy_from_slice(&src[x0..x0 + (x_hi - x_lo)]);
+                    } else {
+                        let taps = src[x0..].iter().step_by(sw);
+                        for (d, s) in dst[x_lo..x_hi].iter_mut().zip(taps) {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        });
+    cols
+}
+
+/// Adds the columns `[K, n*L]` back into an image `[n, c_in, h, w]`: the adjoint of [`im2col`].
+pub fn col2im(g: &Geometry, cols: &[f32]) -> Vec<f32> {
+    let (l, hw) = (g.l(), g.h * g.w);
+    assert_eq!(cols.len(), g.k() * g.n * l);
+    let mut x = vec![0.0f32; g.x_len()];
+    if x.is_empty() {
+        return x;
+    }
+    let [kh, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    let row_len = g.n * l;
+    x.par_chunks_mut(hw)
+        .enumerate()
+        .for_each(|(plane_idx, plane)| {
+            let (b, c) = (plane_idx / g.c_in, plane_idx % g.c_in);
+            for i in 0..kh {
+                let ti = i * g.dilation[0];
+                let (y_lo, y_hi) = Geometry::valid(g.oh, g.h, sh, ti, g.pad[0]);
+                for j in 0..kw {
+                    let tj = j * g.dilation[1];
+                    let (x_lo, x_hi) = Geometry::valid(g.ow, g.w, sw, tj, g.pad[1]);
+                    if x_lo == x_hi {
+                        continue;
+                    }
+                    let row = (c * kh + i) * kw + j;
+                    let src = &cols[row * row_len + b * l..][..l];
+                    let x0 = x_lo * sw + tj - g.pad[1];
+                    for oy in y_lo..y_hi {
+                        let dst = &mut plane[(oy * sh + ti - g.pad[0]) * g.w..][..g.w];
+                        let src = &src[oy * g.ow..][..g.ow];
+                        let taps = dst[x0..].iter_mut().step_by(sw);
+                        for (d, s) in taps.zip(&src[x_lo..x_hi]) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        });
+    x
+}
+
+/// `[n, c, L]` -> `[c, n, L]`.
+fn to_channel_major(t: &[f32], n: usize, c: usize, l: usize) -> Scratch {
+    assert_eq!(t.len(), n * c * l);
+    let mut out = Scratch::new(t.len());
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(n * l).enumerate().for_each(|(ch, dst)| {
+        for b in 0..n {
+            dst[b * l..][..l].copy_from_slice(&t[(b * c + ch) * l..][..l]);
+        }
+    });
+    out
+}
+
+/// `[c, n, L]` -> `[n, c, L]`, adding `bias[c]` when given.
+fn to_batch_major(t: &[f32], n: usize, c: usize, l: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(t.len(), n * c * l);
+    let mut out = vec![0.0f32; t.len()];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(c * l).enumerate().for_each(|(b, dst)| {
+        for ch in 0..c {
+            let src = &t[(ch * n + b) * l..][..l];
+            let dst = &mut dst[ch * l..][..l];
+            match bias {
+                Some(bias) => {
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = s + bias[ch];
+                    }
+                }
+                None => dst.copy_from_slice(src),
+            }
+        }
+    });
+    out
+}
+
+/// Adds `bias[ch]` to every pixel of channel `ch` of `y [n, c, plane]`.
+pub fn add_channel_bias(mut y: Vec<f32>, plane: usize, bias: &[f32]) -> Vec<f32> {
+    let c = bias.len();
+    assert!(plane > 0 && c > 0 && y.len() % (c * plane) == 0);
+    y.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
+        let b = bias[i % c];
+        p.iter_mut().for_each(|v| *v += b);
+    });
+    y
+}
+
+/// Convolution forward: `y [n, c_out, oh, ow]`.
+pub fn conv_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(weight.len(), g.w_len());
+    let (k, nl) = (g.k(), g.n * g.l());
+    let cols = im2col(g, x);
+    let mut y = Scratch::new(g.c_out * nl);
+    gemm(
+        g.c_out,
+        nl,
+        k,
+        &mut y,
+        Mat {
+            data: weight,
+            rs: k,
+            cs: 1,
+        },
+        Mat {
+            data: &cols,
+            rs: nl,
+            cs: 1,
+        },
+    );
+    to_batch_major(&y, g.n, g.c_out, g.l(), bias)
+}
+
+/// Gradient of the convolution's input, `dx [n, c_in, h, w]`, from `dy [n, c_out, oh, ow]`.
+pub fn conv_input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(weight.len(), g.w_len());
+    assert_eq!(dy.len(), g.y_len());
+    let (k, nl) = (g.k(), g.n * g.l());
+    let dy = to_channel_major(dy, g.n, g.c_out, g.l());
+    let mut dcols = Scratch::new(k * nl);
+    gemm(
+        k,
+        nl,
+        g.c_out,
+        &mut dcols,
+        Mat {
+            data: weight,
+            rs: 1,
+            cs: k,
+        },
+        Mat {
+            data: &dy,
+            rs: nl,
+            cs: 1,
+        },
+    );
+    col2im(g, &dcols)
+}
+
+/// Gradient of the convolution's weight, `dW [c_out, c_in, kh, kw]`.
+pub fn conv_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(dy.len(), g.y_len());
+    let (k, nl) = (g.k(), g.n * g.l());
+    let cols = im2col(g, x);
+    let dy = to_channel_major(dy, g.n, g.c_out, g.l());
+    let mut dw = vec![0.0f32; g.w_len()];
+    gemm(
+        g.c_out,
+        k,
+        nl,
+        &mut dw,
+        Mat {
+            data: &dy,
+            rs: nl,
+            cs: 1,
+        },
+        Mat {
+            data: &cols,
+            rs: 1,
+            cs: nl,
+        },
+    );
+    dw
+}
+
+/// Gradient of a per-channel bias: `dy [n, c, L]` summed over `n` and `L`.
+pub fn bias_grad(dy: &[f32], n: usize, c: usize, l: usize) -> Vec<f32> {
+    assert_eq!(dy.len(), n * c * l);
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            (0..n)
+                .map(|b| dy[(b * c + ch) * l..][..l].iter().sum::<f32>())
+                .sum()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct 7-loop convolution, the definition the GEMM path must match.
+    fn naive(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let mut y = vec![0.0; g.y_len()];
+        for b in 0..g.n {
+            for co in 0..g.c_out {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut s = 0.0;
+                        for ci in 0..g.c_in {
+                            for i in 0..g.kernel[0] {
+                                for j in 0..g.kernel[1] {
+                                    let iy = (oy * g.stride[0] + i * g.dilation[0]) as isize
+                                        - g.pad[0] as isize;
+                                    let ix = (ox * g.stride[1] + j * g.dilation[1]) as isize
+                                        - g.pad[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi =
+                                        ((b * g.c_in + ci) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi =
+                                        ((co * g.c_in + ci) * g.kernel[0] + i) * g.kernel[1] + j;
+                                    s += x[xi] * w[wi];
+                                }
+                            }
+                        }
+                        y[((b * g.c_out + co) * g.oh + oy) * g.ow + ox] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64) * (*y as f64))
+            .sum()
+    }
+
+    #[test]
+    fn gemm_path_matches_direct_convolution_and_its_adjoints() {
+        // (c_in, h, w, c_out, kernel, stride, pad, dilation, end padding)
+        let cases = [
+            (3, 9, 7, 5, [4, 4], [2, 2], [1, 1], [1, 1], [1, 1]),
+            (2, 8, 8, 3, [3, 2], [1, 2], [0, 1], [2, 1], [0, 0]),
+            (1, 28, 28, 4, [4, 4], [2, 2], [1, 1], [1, 1], [1, 1]),
+            (4, 5, 6, 2, [1, 1], [1, 1], [0, 0], [1, 1], [0, 0]),
+            (2, 6, 5, 3, [3, 3], [3, 2], [2, 1], [1, 1], [0, 1]),
+        ];
+        for (seed, &(c_in, h, w, c_out, kernel, stride, pad, dilation, end)) in
+            cases.iter().enumerate()
+        {
+            let size = |len: usize, k: usize, s: usize, p: usize, e: usize, d: usize| {
+                (len + p + e - d * (k - 1) - 1) / s + 1
+            };
+            let g = Geometry {
+                n: 3,
+                c_in,
+                h,
+                w,
+                c_out,
+                oh: size(h, kernel[0], stride[0], pad[0], end[0], dilation[0]),
+                ow: size(w, kernel[1], stride[1], pad[1], end[1], dilation[1]),
+                kernel,
+                stride,
+                pad,
+                dilation,
+            };
+            let seed = seed as u32 * 3;
+            let (x, wt, dy) = (
+                values(g.x_len(), seed),
+                values(g.w_len(), seed + 1),
+                values(g.y_len(), seed + 2),
+            );
+            let y = conv_forward(&g, &x, &wt, None);
+            let want = naive(&g, &x, &wt);
+            let diff = y.iter().zip(&want).map(|(a, b)| (a - b).abs());
+            assert!(diff.fold(0.0, f32::max) < 1e-5, "{g:?}");
+            // Adjoint identities: <dy, conv(x, W)> = <conv_input_grad(dy), x> = <dW, W>.
+            let lhs = dot(&dy, &want);
+            let dx = conv_input_grad(&g, &wt, &dy);
+            let dw = conv_weight_grad(&g, &x, &dy);
+            assert!(
+                (dot(&dx, &x) - lhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+                "{g:?}"
+            );
+            assert!(
+                (dot(&dw, &wt) - lhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+                "{g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bias_is_added_per_channel_and_its_gradient_sums_over_batch_and_pixels() {
+        let g = Geometry {
+            n: 2,
+            c_in: 1,
+            h: 3,
+            w: 3,
+            c_out: 2,
+            oh: 3,
+            ow: 3,
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad: [0, 0],
+            dilation: [1, 1],
+        };
+        let x = values(g.x_len(), 7);
+        let y = conv_forward(&g, &x, &[1.0, 2.0], Some(&[0.5, -1.0]));
+        assert_eq!(y[0], x[0] + 0.5);
+        assert_eq!(y[9], 2.0 * x[0] - 1.0);
+        let dy: Vec<f32> = (0..g.y_len()).map(|i| i as f32).collect();
+        let db = bias_grad(&dy, 2, 2, 9);
+        assert_eq!(
+            db,
+            vec![
+                (0..9).chain(18..27).sum::<i32>() as f32,
+                (9..18).chain(27..36).sum::<i32>() as f32
+            ]
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! Fast CPU operators plugged into Burn's flex backend, each concept in its own file. They take
+//! Burn's own modules, so models, checkpoints and export do not change.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub mod activation;
+pub mod conv;
+pub mod kernels;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns these operators on or off for the whole process (off: Burn's own), so that `bench` can
+/// time both in one run.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Asks glibc's allocator to keep freed multi-megabyte blocks for reuse instead of unmapping them.
+/// Training frees and re-allocates the same activation-sized tensors every iteration; by default
+/// each comes back as fresh pages from the OS, faulted in and zeroed one 4 KiB page at a time,
+/// which cost several percent of the iteration. Process-wide; call once at start-up.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only sets allocator tunables (documented as safe to call at any time);
+        // a failure (0) leaves the defaults, which are correct, only slower.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 256 << 20);
+            mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        }
+    }
+}
