@@ -180,7 +180,7 @@ impl<'m, 'a> Generator<'m, 'a> {
 
     /// The last image's int8 output, exactly as the host runtime's int8 engine makes it.
     pub fn output(&self) -> &[i8] {
-        &self.output
+        self.output
     }
 
     /// The last image in gray levels.

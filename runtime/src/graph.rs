@@ -762,9 +762,9 @@ impl Graph {
                         match sizes.as_slice() {
                             [_, cc, hh, ww]
                                 if *cc as usize == c
-                                    && *hh as usize % h == 0
+                                    && (*hh as usize).is_multiple_of(h)
                                     && (*hh as usize / h) == (*ww as usize / w)
-                                    && *ww as usize % w == 0 =>
+                                    && (*ww as usize).is_multiple_of(w) =>
                             {
                                 *hh as usize / h
                             }

@@ -368,7 +368,7 @@ fn linear(
 #[inline]
 fn copy_run(dst: &mut [i8], src: &[i8]) {
     assert_eq!(dst.len(), src.len(), "copy_run lengths");
-    if dst.len() % 16 == 0 {
+    if dst.len().is_multiple_of(16) {
         for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
             // Four word moves: a 16-byte `copy_from_slice` of unknown alignment becomes a
             // `memcpy` call on Cortex-M, which costs more than the copy.

@@ -1,7 +1,5 @@
 //! End to end: train -> checkpoint -> resume -> export -> run the ONNX file in tract.
 
-use std::path::Path;
-
 use burn::prelude::*;
 use pocketgan_trainer::checkpoint;
 use pocketgan_trainer::data::DataSource;

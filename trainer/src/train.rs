@@ -616,7 +616,7 @@ fn labelled_batch(ds: &Dataset, config: &TrainConfig, stream: u64) -> Vec<usize>
 pub fn labelled_subset(ds: &Dataset, per_class: usize, seed: u64) -> Vec<usize> {
     use rand::seq::SliceRandom;
     let mut order: Vec<usize> = (0..ds.len()).collect();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x1ABE_15));
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x001A_BE15));
     let mut taken = vec![0usize; ds.class_names.len().max(256)];
     order
         .into_iter()

@@ -67,7 +67,7 @@ pub fn conv_transpose(
             let pw = Op::phase_weights(g, phases, ry, rx);
             let (src, kps) = (pw.data(), pw.kp());
             // With whole groups of four channels per tap, four depths move as one word.
-            let step = if g.cin % KR == 0 { KR } else { 1 };
+            let step = if g.cin.is_multiple_of(KR) { KR } else { 1 };
             for t in 0..ty {
                 for u in 0..tx {
                     let col0 = ((ry + t * s) * kw + rx + u * s) * cout;

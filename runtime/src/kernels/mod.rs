@@ -104,7 +104,7 @@ pub struct I32s<'a>(&'a [u8]);
 
 impl<'a> I32s<'a> {
     pub fn new(bytes: &'a [u8]) -> Option<Self> {
-        (bytes.len() % 4 == 0).then_some(Self(bytes))
+        bytes.len().is_multiple_of(4).then_some(Self(bytes))
     }
     pub fn len(&self) -> usize {
         self.0.len() / 4

@@ -412,7 +412,7 @@ enum Sink<'r, 'a> {
 
 impl Sink<'_, '_> {
     /// The same sink from output row `r` of width `n` on.
-    unsafe fn from_row(self, r: usize, n: usize) -> Self {
+    unsafe fn at_row(self, r: usize, n: usize) -> Self {
         match self {
             Sink::Int8(rq, y) => Sink::Int8(rq, y.add(r * n)),
             Sink::Raw(zp, y) => Sink::Raw(zp, y.add(r * n)),
@@ -436,7 +436,7 @@ unsafe fn staged_avx512(
     let (kp, n) = (w.kp(), w.n());
     let blocks = n.div_ceil(NR);
     staged_chunks(a, stride, rows, kp, |x, m, r0| {
-        let sink = sink.from_row(r0, n);
+        let sink = sink.at_row(r0, n);
         // One row (and the ones): twice the blocks, so that 16 accumulators hide the latency
         // of `vpdpbusd` as a 6-row tile's 24 do.
         let nb = if m == 2 { 2 * NB512 } else { NB512 };

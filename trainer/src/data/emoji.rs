@@ -54,7 +54,7 @@ pub fn load(
         }
         ds.class_names.push(category.clone());
     }
-    if ds.len() == 0 {
+    if ds.is_empty() {
         return Err(DataError::Empty {
             file: dir.join("png"),
         });

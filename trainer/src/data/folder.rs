@@ -50,7 +50,7 @@ pub fn load(dir: &Path, size: usize, channels: usize) -> Result<Dataset, DataErr
                 .unwrap_or_default(),
         );
     }
-    if ds.len() == 0 {
+    if ds.is_empty() {
         return Err(DataError::Empty {
             file: dir.to_path_buf(),
         });

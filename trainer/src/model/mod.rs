@@ -215,6 +215,8 @@ impl ModelConfig {
     }
 }
 
+// One body lives for the whole run; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum GeneratorBody {
     Mlp(mlp::MlpGenerator),
@@ -279,6 +281,8 @@ impl Generator {
     }
 }
 
+// One body lives for the whole run; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum DiscriminatorBody {
     Mlp(mlp::MlpDiscriminator),

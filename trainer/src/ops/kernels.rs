@@ -306,7 +306,7 @@ fn to_batch_major(t: &[f32], n: usize, c: usize, l: usize, bias: Option<&[f32]>)
 /// Adds `bias[ch]` to every pixel of channel `ch` of `y [n, c, plane]`.
 pub fn add_channel_bias(mut y: Vec<f32>, plane: usize, bias: &[f32]) -> Vec<f32> {
     let c = bias.len();
-    assert!(plane > 0 && c > 0 && y.len() % (c * plane) == 0);
+    assert!(plane > 0 && c > 0 && y.len().is_multiple_of(c * plane));
     y.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
         let b = bias[i % c];
         p.iter_mut().for_each(|v| *v += b);
