@@ -110,7 +110,7 @@ fn sgan_trains_its_class_logits_on_the_labelled_subset() {
     let mut config = config(Architecture::Dcgan, Conditioning::Sgan);
     config.labelled_per_class = 3;
     let ds = data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();
-    let subset = train::labelled_subset(&ds, 3, config.seed);
+    let subset = ds.labelled_subset(3, config.seed);
     assert_eq!(subset.len(), 30);
     for k in 0..10u8 {
         assert_eq!(subset.iter().filter(|&&i| ds.labels[i] == k).count(), 3);
@@ -158,23 +158,33 @@ fn conditioning_on_a_single_class_is_a_clear_error() {
     }
 }
 
-/// The bar: after a short run, samples asked for class K are judged K at least 80% of
-/// the time by the dataset's classifier.
-#[test]
-fn a_short_cgan_run_draws_the_class_it_is_asked_for() {
+/// A DCGAN run on digits with the default loss, trained into a temporary folder.
+fn short_digits_run(
+    cond: Conditioning,
+    width: usize,
+    steps: u64,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("cgan");
+    let run = dir.path().join(format!("{cond:?}"));
     let mut config = TrainConfig::new(
         &DataSource::Digits,
         Architecture::Dcgan,
         GanLoss::Nonsaturating,
     );
-    config.model.conditioning = Conditioning::Cgan;
-    config.model.width = CGAN_WIDTH;
-    config.steps = CGAN_STEPS;
-    config.checkpoint_every = CGAN_STEPS;
-    config.sample_every = CGAN_STEPS;
+    config.model.conditioning = cond;
+    config.model.width = width;
+    config.steps = steps;
+    config.checkpoint_every = steps;
+    config.sample_every = steps;
     pocketgan_tests::train_quietly(&config, &run);
+    (dir, run)
+}
+
+/// The bar: after a short run, samples asked for class K are judged K at least 80% of
+/// the time by the dataset's classifier.
+#[test]
+fn a_short_cgan_run_draws_the_class_it_is_asked_for() {
+    let (dir, run) = short_digits_run(Conditioning::Cgan, CGAN_WIDTH, CGAN_STEPS);
     // The whole path: Burn, its ONNX export in tract, and that file quantized to int8.
     let onnx = run.join("generator.onnx");
     let (pgq, _) = pocketgan_runtime::quantize::quantize(
@@ -231,19 +241,7 @@ const CGAN_STEPS: u64 = 700;
 /// than the same network trained on its 100 labelled images alone.
 #[test]
 fn a_short_sgan_run_beats_supervised_training_on_its_labels() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("sgan");
-    let mut config = TrainConfig::new(
-        &DataSource::Digits,
-        Architecture::Dcgan,
-        GanLoss::Nonsaturating,
-    );
-    config.model.conditioning = Conditioning::Sgan;
-    config.model.width = SGAN_WIDTH;
-    config.steps = SGAN_STEPS;
-    config.checkpoint_every = SGAN_STEPS;
-    config.sample_every = SGAN_STEPS;
-    pocketgan_tests::train_quietly(&config, &run);
+    let (_dir, run) = short_digits_run(Conditioning::Sgan, SGAN_WIDTH, SGAN_STEPS);
     let run = train::RunDir(run);
     let saved = run.read_config().unwrap();
     let ds = data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();

@@ -20,8 +20,9 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::data::{self, BatchOrder, DataSource, Dataset, LoadOptions, SampleKind};
 use crate::device::DeviceKind;
 use crate::loss::GanLoss;
+use crate::metrics::classifier::labels;
 use crate::model::{
-    batch_dims, default_class, Conditioning, Discriminator, Generator, ModelConfig,
+    batch_dims, class_tensor, default_class, Conditioning, Discriminator, Generator, ModelConfig,
 };
 use crate::render;
 
@@ -397,15 +398,12 @@ pub fn fake_classes(seed: u64, stream: u64, n: usize, k: usize, device: &Device)
     let mut rng = rand::rngs::StdRng::seed_from_u64(
         seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream ^ 0xC1A5_5E5C,
     );
-    let v: Vec<i64> = (0..n)
-        .map(|_| rng.random_range(0..k.max(1)) as i64)
-        .collect();
-    Tensor::from_data(TensorData::new(v, [n]), device)
-}
-
-fn class_batch(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = idx.iter().map(|&i| ds.labels[i] as i64).collect();
-    Tensor::from_data(TensorData::new(v, [idx.len()]), device)
+    class_tensor(
+        (0..n)
+            .map(|_| rng.random_range(0..k.max(1)) as i64)
+            .collect(),
+        device,
+    )
 }
 
 /// The sample grid's size and classes: one row per class for a conditional generator with few
@@ -502,7 +500,7 @@ pub fn train_step(
         let f = state.generator.forward(z, y_fake.clone());
         // Only cGAN's D reads the class; ACGAN's D predicts it.
         let (d_class_real, d_class_fake) = match cond {
-            Conditioning::Cgan => (Some(class_batch(ds, &idx, device)), y_fake.clone()),
+            Conditioning::Cgan => (Some(labels(ds, &idx, device)), y_fake.clone()),
             _ => (None, None),
         };
         let v_real = state.discriminator.judge(real, d_class_real);
@@ -518,17 +516,22 @@ pub fn train_step(
         match (cond, v_real.class_logits, v_fake.class_logits, &y_fake) {
             (Conditioning::Acgan, Some(real_logits), Some(fake_logits), Some(y_fake)) => {
                 loss_d = loss_d
-                    + class_loss(real_logits, class_batch(ds, &idx, device))
+                    + class_loss(real_logits, labels(ds, &idx, device))
                     + class_loss(fake_logits, y_fake.clone());
             }
             (Conditioning::Sgan, ..) => {
-                let labelled = labelled_batch(ds, config, stream);
-                let logits = state
-                    .discriminator
-                    .judge(real_batch(ds, &labelled, device), None)
-                    .class_logits;
+                let subset = order.labelled(ds, config.labelled_per_class, config.seed);
+                let labelled = labelled_batch(subset, n, config.seed, stream);
+                let logits = if labelled.is_empty() {
+                    None
+                } else {
+                    state
+                        .discriminator
+                        .judge(real_batch(ds, &labelled, device), None)
+                        .class_logits
+                };
                 if let Some(logits) = logits {
-                    loss_d = loss_d + class_loss(logits, class_batch(ds, &labelled, device));
+                    loss_d = loss_d + class_loss(logits, labels(ds, &labelled, device));
                 }
             }
             _ => {}
@@ -599,32 +602,14 @@ fn class_loss(logits: Tensor<2>, classes: Tensor<1, Int>) -> Tensor<1> {
 }
 
 /// SGAN's labelled batch for `stream`: drawn with replacement from the labelled subset.
-fn labelled_batch(ds: &Dataset, config: &TrainConfig, stream: u64) -> Vec<usize> {
+fn labelled_batch(subset: &[usize], batch: usize, seed: u64, stream: u64) -> Vec<usize> {
     use rand::Rng;
-    let subset = labelled_subset(ds, config.labelled_per_class, config.seed);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed ^ stream ^ 0x5EED_1ABE);
-    (0..config.batch.min(subset.len().max(1)))
-        .filter_map(|_| {
-            subset
-                .get(rng.random_range(0..subset.len().max(1)))
-                .copied()
-        })
-        .collect()
-}
-
-/// The first `per_class` samples of each class in a seeded order: the only labels SGAN sees.
-pub fn labelled_subset(ds: &Dataset, per_class: usize, seed: u64) -> Vec<usize> {
-    use rand::seq::SliceRandom;
-    let mut order: Vec<usize> = (0..ds.len()).collect();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x001A_BE15));
-    let mut taken = vec![0usize; ds.class_names.len().max(256)];
-    order
-        .into_iter()
-        .filter(|&i| {
-            let t = &mut taken[ds.labels[i] as usize];
-            *t += 1;
-            *t <= per_class
-        })
+    if subset.is_empty() {
+        return Vec::new();
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ stream ^ 0x5EED_1ABE);
+    (0..batch.min(subset.len()))
+        .map(|_| subset[rng.random_range(0..subset.len())])
         .collect()
 }
 
@@ -638,13 +623,17 @@ pub fn train_supervised_only(
 ) -> Discriminator {
     let state = State::new(config, device);
     let (mut d, mut opt) = (state.discriminator, state.opt_d);
+    let subset = ds.labelled_subset(config.labelled_per_class, config.seed);
     for stream in 0..updates {
-        let labelled = labelled_batch(ds, config, stream);
+        let labelled = labelled_batch(&subset, config.batch, config.seed, stream);
+        if labelled.is_empty() {
+            break;
+        }
         if let Some(logits) = d
             .judge(real_batch(ds, &labelled, device), None)
             .class_logits
         {
-            let loss = class_loss(logits, class_batch(ds, &labelled, device));
+            let loss = class_loss(logits, labels(ds, &labelled, device));
             let grads = GradientsParams::from_grads(loss.backward(), &d);
             d = opt.step(
                 config.lr_at(stream / config.critic_steps.max(1) as u64),
@@ -666,8 +655,7 @@ pub fn sgan_split(ds: &Dataset) -> (Vec<usize>, Vec<usize>) {
 pub fn generate_from(generator: &Generator, z: Tensor<2>, classes: Option<&[i64]>) -> Vec<f32> {
     let device = z.device().without_autodiff();
     let z = z.to_device(&device);
-    let classes =
-        classes.map(|c| Tensor::from_data(TensorData::new(c.to_vec(), [c.len()]), &device));
+    let classes = classes.map(|c| class_tensor(c.to_vec(), &device));
     generator
         .valid()
         .forward(z, classes)

@@ -444,6 +444,21 @@ impl Dataset {
         self.labels.len()
     }
 
+    /// The first `per_class` samples of each class in a seeded order: the only labels SGAN sees.
+    pub fn labelled_subset(&self, per_class: usize, seed: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x001A_BE15));
+        let mut taken = [0usize; 256];
+        order
+            .into_iter()
+            .filter(|&i| {
+                let t = &mut taken[self.labels[i] as usize];
+                *t += 1;
+                *t <= per_class
+            })
+            .collect()
+    }
+
     /// The samples `idx` (in that order) with their labels.
     pub fn subset(&self, idx: &[usize]) -> Dataset {
         let mut out = Dataset::empty(self.name.clone(), self.kind);
@@ -574,6 +589,8 @@ pub struct BatchOrder {
     batch: usize,
     seed: u64,
     cached: Option<(usize, Vec<usize>)>,
+    /// SGAN's labelled subset and the `(per_class, seed)` it was drawn with.
+    labelled: Option<((usize, u64), Vec<usize>)>,
 }
 
 impl BatchOrder {
@@ -588,7 +605,20 @@ impl BatchOrder {
             batch,
             seed,
             cached: None,
+            labelled: None,
         })
+    }
+
+    /// [`Dataset::labelled_subset`] of `ds`, drawn once and kept (every SGAN step needs it).
+    pub fn labelled(&mut self, ds: &Dataset, per_class: usize, seed: u64) -> &[usize] {
+        if self
+            .labelled
+            .as_ref()
+            .is_none_or(|(key, _)| *key != (per_class, seed))
+        {
+            self.labelled = Some(((per_class, seed), ds.labelled_subset(per_class, seed)));
+        }
+        &self.labelled.as_ref().expect("just filled").1
     }
 
     /// Indices of the samples in batch `step` (0-based).

@@ -290,7 +290,8 @@ impl Judge {
     }
 }
 
-fn labels(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<1, Int> {
+/// The labels of samples `idx` of `ds`.
+pub fn labels(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<1, Int> {
     let v: Vec<i64> = idx.iter().map(|&i| ds.labels[i] as i64).collect();
     Tensor::from_data(TensorData::new(v, [idx.len()]), device)
 }

@@ -221,8 +221,8 @@ impl Generator {
                 let z = pocketgan_runtime::quantize::latents(seed, n, latent);
                 // A conditional generator is asked for every class in turn.
                 let k = engine.classes();
-                let classes: Vec<usize> = if k > 0 {
-                    (0..n).map(|i| default_class(i, k)).collect()
+                let classes: Vec<u32> = if k > 0 {
+                    (0..n).map(|i| default_class(i, k) as u32).collect()
                 } else {
                     Vec::new()
                 };
@@ -230,14 +230,9 @@ impl Generator {
                 let mut values = Vec::new();
                 for (i, zc) in z.chunks(500 * latent).enumerate() {
                     let m = zc.len() / latent;
-                    let cc: Vec<u32> = classes
-                        .iter()
-                        .skip(i * 500)
-                        .take(if k > 0 { m } else { 0 })
-                        .map(|&c| c as u32)
-                        .collect();
+                    let cc = classes.get(i * 500..i * 500 + m).unwrap_or_default();
                     let out = engine
-                        .generate_with(zc, &cc, m)
+                        .generate_with(zc, cc, m)
                         .map_err(|e| model_err(file, format!("batch {i}: {e}")))?;
                     values.extend(out);
                 }
@@ -246,7 +241,7 @@ impl Generator {
                     values,
                     dims: vec![c, h, w],
                     source: data.clone(),
-                    classes: (k > 0).then_some(classes),
+                    classes: (k > 0).then(|| classes.iter().map(|&c| c as usize).collect()),
                 })
             }
         }

@@ -68,7 +68,9 @@ pub fn evaluate_run(
     let baseline = train::train_supervised_only(config, &train_ds, updates, &device);
     let plain = device.clone().without_autodiff();
     Ok(Some(SganReport {
-        labelled: train::labelled_subset(&train_ds, config.labelled_per_class, config.seed).len(),
+        labelled: train_ds
+            .labelled_subset(config.labelled_per_class, config.seed)
+            .len(),
         held_out: held_out.len(),
         sgan_accuracy: accuracy(&state.discriminator, ds, &held_out, &plain),
         supervised_only_accuracy: accuracy(&baseline, ds, &held_out, &plain),

@@ -236,6 +236,20 @@ pub fn default_class(i: usize, classes: usize) -> usize {
     i % classes.max(1)
 }
 
+/// Classes as the `[N]` int tensor the embeddings read.
+pub fn class_tensor(classes: Vec<i64>, device: &Device) -> Tensor<1, Int> {
+    let n = classes.len();
+    Tensor::from_data(TensorData::new(classes, [n]), device)
+}
+
+/// [`default_class`] of samples `0..n`.
+fn default_classes(n: usize, classes: usize, device: &Device) -> Tensor<1, Int> {
+    class_tensor(
+        (0..n).map(|i| default_class(i, classes) as i64).collect(),
+        device,
+    )
+}
+
 impl Generator {
     /// z `[N, latent]` (and for conditional generators the classes `[N]`) -> samples `[N, C, H, W]`
     /// in `[-1, 1]` (images) or `[N, 1, 1, D]` (points). A conditional generator given no classes
@@ -244,12 +258,8 @@ impl Generator {
         let x = match &self.class_embedding {
             Some(embedding) => {
                 let [n, _] = z.dims();
-                let classes = classes.unwrap_or_else(|| {
-                    let v: Vec<i64> = (0..n)
-                        .map(|i| default_class(i, self.classes) as i64)
-                        .collect();
-                    Tensor::from_data(TensorData::new(v, [n]), &z.device())
-                });
+                let classes =
+                    classes.unwrap_or_else(|| default_classes(n, self.classes, &z.device()));
                 let e = embedding.forward(classes.reshape([n, 1]));
                 let [_, _, dim] = e.dims();
                 Tensor::cat(vec![z, e.reshape([n, dim])], 1)
@@ -316,10 +326,7 @@ impl Discriminator {
             Some(plane) => {
                 let [n, _, h, w] = x.dims();
                 let k = plane.weight.dims()[0];
-                let classes = classes.unwrap_or_else(|| {
-                    let v: Vec<i64> = (0..n).map(|i| default_class(i, k) as i64).collect();
-                    Tensor::from_data(TensorData::new(v, [n]), &x.device())
-                });
+                let classes = classes.unwrap_or_else(|| default_classes(n, k, &x.device()));
                 let p = plane.forward(classes.reshape([n, 1])).reshape([n, 1, h, w]);
                 Tensor::cat(vec![x, p], 1)
             }
