@@ -611,14 +611,14 @@ impl BatchOrder {
 
     /// [`Dataset::labelled_subset`] of `ds`, drawn once and kept (every SGAN step needs it).
     pub fn labelled(&mut self, ds: &Dataset, per_class: usize, seed: u64) -> &[usize] {
-        if self
-            .labelled
-            .as_ref()
-            .is_none_or(|(key, _)| *key != (per_class, seed))
-        {
-            self.labelled = Some(((per_class, seed), ds.labelled_subset(per_class, seed)));
+        let key = (per_class, seed);
+        if self.labelled.as_ref().is_some_and(|(k, _)| *k != key) {
+            self.labelled = None;
         }
-        &self.labelled.as_ref().expect("just filled").1
+        &self
+            .labelled
+            .get_or_insert_with(|| (key, ds.labelled_subset(per_class, seed)))
+            .1
     }
 
     /// Indices of the samples in batch `step` (0-based).
