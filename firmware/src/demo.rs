@@ -150,6 +150,10 @@ impl<'m, 'a> Generator<'m, 'a> {
     }
 
     /// [`Self::generate`], calling `after_op(index, op)` as each op finishes (for per-layer timing).
+    ///
+    /// One of the inference path's entry points that `tests/tests/no_panic.rs` proves panic-free
+    /// in every board binary: never inlined, so that it has a symbol there.
+    #[inline(never)]
     pub fn generate_observed(
         &mut self,
         z: &[f32],
@@ -243,7 +247,8 @@ pub struct Frame {
 
 impl Demo {
     /// A demo of a model with latents of `latent` values and `classes` classes (0 if it is
-    /// unconditional; at most 256).
+    /// unconditional; at most 256). An entry point of the no-panic proof, as `next`.
+    #[inline(never)]
     pub fn new(mode: Mode, seed: u64, latent: usize, classes: usize) -> Demo {
         let latent = latent.min(MAX_LATENT);
         let mut demo = Demo {
@@ -262,7 +267,9 @@ impl Demo {
         demo
     }
 
-    /// Writes the next frame's latent into `z` and says which frame it is.
+    /// Writes the next frame's latent into `z` and says which frame it is. An entry point of the
+    /// no-panic proof (see [`Generator::generate_observed`]).
+    #[inline(never)]
     pub fn next(&mut self, z: &mut [f32]) -> Frame {
         let n = self.latent.min(z.len());
         let z = &mut z[..n];
@@ -307,7 +314,9 @@ impl Demo {
                     self.step = 0;
                     self.seed = self.seed.wrapping_add(1);
                     self.from = self.to;
-                    latent::fill_normal(self.seed.wrapping_add(1), &mut self.to[..self.latent]);
+                    // `latent` is at most MAX_LATENT (see `new`); `min` lets the compiler see it.
+                    let n = self.latent.min(MAX_LATENT);
+                    latent::fill_normal(self.seed.wrapping_add(1), &mut self.to[..n]);
                 }
                 frame
             }
@@ -353,7 +362,9 @@ impl Show {
         ))
     }
 
-    /// Writes the next frame's latent into `z`.
+    /// Writes the next frame's latent into `z`. An entry point of the no-panic proof on the real
+    /// boards (see [`Generator::generate_observed`]).
+    #[inline(never)]
     pub fn next(&mut self, z: &mut [f32]) -> Frame {
         if self.left == 0 {
             let classes = self.demo.classes;

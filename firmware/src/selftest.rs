@@ -3,7 +3,7 @@
 //! the QEMU boards run this before drawing anything.
 
 use pocketgan_runtime::kernels::{
-    gemm_requant, pack, packed_len, padded_k, I32s, PackedWeights, Requant,
+    gemm_requant, pack, packed_len, padded_k, I32s, PackedWeights, Requant, TileError,
 };
 use pocketgan_runtime::{latent::Rng, Isa};
 
@@ -69,7 +69,7 @@ pub fn check_gemm(isa: Isa, cases: usize, seed: u64, b: &mut Buffers) -> Result<
 
 /// [`check_gemm`] for any kernel with `gemm_requant`'s contract.
 pub fn check_kernel(
-    kernel: impl Fn(&[i8], usize, PackedWeights, &Requant, &mut [i8]),
+    kernel: impl Fn(&[i8], usize, PackedWeights, &Requant, &mut [i8]) -> Result<(), TileError>,
     cases: usize,
     seed: u64,
     b: &mut Buffers,
@@ -117,7 +117,7 @@ pub fn check_kernel(
             min: -128,
             max: 127,
         };
-        gemm_requant(
+        let want = gemm_requant(
             Isa::Scalar,
             &b.a,
             rows,
@@ -125,8 +125,8 @@ pub fn check_kernel(
             &rq,
             &mut b.want[..rows * n],
         );
-        kernel(&b.a, rows, weights, &rq, &mut b.got[..rows * n]);
-        if b.want[..rows * n] != b.got[..rows * n] {
+        let got = kernel(&b.a, rows, weights, &rq, &mut b.got[..rows * n]);
+        if want.is_err() || got.is_err() || b.want[..rows * n] != b.got[..rows * n] {
             return Err(Mismatch { case, rows, k, n });
         }
     }

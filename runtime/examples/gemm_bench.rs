@@ -220,7 +220,7 @@ fn gemm_gmacs(isa: Isa, rows: usize, k: usize, n: usize) -> f64 {
     let calls = (2e8 / (rows * k * n) as f64).ceil() as usize;
     let secs = median_secs(7, || {
         for _ in 0..calls {
-            gemm_requant(isa, std::hint::black_box(&a), rows, w, &rq, &mut out);
+            gemm_requant(isa, std::hint::black_box(&a), rows, w, &rq, &mut out).unwrap();
         }
     });
     (rows * k * n * calls) as f64 / secs / 1e9

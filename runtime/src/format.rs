@@ -158,11 +158,15 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// The stride, at least 1: the parser refuses 0, and inference must not divide by zero.
+    fn step(&self) -> usize {
+        self.stride.max(1)
+    }
     /// Output height and width of a convolution.
     pub fn conv_out(&self) -> (usize, usize) {
         (
-            (self.h + 2 * self.pad - self.kh) / self.stride + 1,
-            (self.w + 2 * self.pad - self.kw) / self.stride + 1,
+            (self.h + 2 * self.pad - self.kh) / self.step() + 1,
+            (self.w + 2 * self.pad - self.kw) / self.step() + 1,
         )
     }
     /// Output height and width of a transposed convolution.
@@ -173,7 +177,7 @@ impl ConvGeometry {
     /// Kernel taps of a transposed convolution's phase `r` along a kernel side of `k`: those
     /// with `tap % stride == r`. Output `o` belongs to phase `(o + pad) % stride`.
     pub fn phase_taps(&self, k: usize, r: usize) -> usize {
-        (k + self.stride - 1 - r) / self.stride
+        (k + self.stride - 1 - r) / self.step()
     }
     /// Reduction depth of phase `(ry, rx)`: taps times input channels.
     pub fn phase_k(&self, ry: usize, rx: usize) -> usize {
@@ -240,30 +244,26 @@ impl<'a> Op<'a> {
         }
     }
 
-    /// Packed weights of a transposed convolution's phase `(ry, rx)`.
+    /// Packed weights of a transposed convolution's phase `(ry, rx)`; `None` if there is no such
+    /// phase (the parser checked that every phase of a model's op is there).
     pub fn phase_weights(
         geometry: &ConvGeometry,
         phases: &'a [i8],
         ry: usize,
         rx: usize,
-    ) -> PackedWeights<'a> {
+    ) -> Option<PackedWeights<'a>> {
         let mut offset = 0;
         for py in 0..geometry.stride {
             for px in 0..geometry.stride {
                 let len = packed_len(geometry.phase_k(py, px), geometry.cout);
                 if (py, px) == (ry, rx) {
-                    // Lengths were checked by the parser.
-                    return PackedWeights::new(
-                        &phases[offset..offset + len],
-                        geometry.phase_k(py, px),
-                        geometry.cout,
-                    )
-                    .expect("validated phase");
+                    let data = phases.get(offset..offset + len)?;
+                    return PackedWeights::new(data, geometry.phase_k(py, px), geometry.cout);
                 }
                 offset += len;
             }
         }
-        unreachable!("phase out of range")
+        None
     }
 
     /// Integer multiply-adds per sample (padding taps included).
@@ -309,31 +309,36 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FormatError> {
-        let available = self.buf.len() - self.pos;
-        if n > available {
-            return Err(FormatError::Truncated {
-                what,
-                needed: n,
-                available,
-            });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let s = rest.get(..n).ok_or(FormatError::Truncated {
+            what,
+            needed: n,
+            available: rest.len(),
+        })?;
         self.pos += n;
         Ok(s)
     }
+    /// The next `N` bytes.
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<&'a [u8; N], FormatError> {
+        let b = self.take(N, what)?;
+        // `take` returned exactly N bytes; the error is never built.
+        b.try_into().map_err(|_| FormatError::Truncated {
+            what,
+            needed: N,
+            available: b.len(),
+        })
+    }
     fn u8(&mut self, what: &'static str) -> Result<u8, FormatError> {
-        Ok(self.take(1, what)?[0])
+        Ok(self.array::<1>(what)?[0])
     }
     fn i8(&mut self, what: &'static str) -> Result<i8, FormatError> {
         Ok(self.u8(what)? as i8)
     }
     fn u16(&mut self, what: &'static str) -> Result<u16, FormatError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
+        Ok(u16::from_le_bytes(*self.array(what)?))
     }
     fn u32(&mut self, what: &'static str) -> Result<u32, FormatError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(*self.array(what)?))
     }
     fn f32(&mut self, what: &'static str) -> Result<f32, FormatError> {
         Ok(f32::from_bits(self.u32(what)?))
@@ -343,6 +348,36 @@ impl<'a> Reader<'a> {
         self.take(n, what).map(|_| ())
     }
 }
+
+/// CRC-32 (IEEE 802.3, as zlib computes it), a table lookup per byte. The parser's own rather
+/// than a dependency's so that the no-panic proof of validation (`tests/tests/no_panic.rs`) sees
+/// only `u8` indices into a 256-entry table.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    !bytes
+        .iter()
+        .fold(!0u32, |c, &b| CRC_TABLE[(c as u8 ^ b) as usize] ^ (c >> 8))
+}
+
+/// `CRC_TABLE[i]`: the CRC of byte `i` (reflected polynomial 0xedb88320).
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            bit += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
 
 /// Whether the product of `dims` is at most [`MAX_ELEMENTS`] (checked, for 32-bit targets).
 fn fits(dims: &[usize]) -> bool {
@@ -408,7 +443,7 @@ impl<'a> Model<'a> {
                 available: declared,
             });
         }
-        let actual = crc32fast::hash(&bytes[16..]);
+        let actual = crc32(bytes.get(16..).unwrap_or_default());
         if actual != expected {
             return Err(FormatError::Checksum { expected, actual });
         }
@@ -440,7 +475,7 @@ impl<'a> Model<'a> {
         let metadata = core::str::from_utf8(r.take(meta_len, "metadata")?)
             .map_err(|_| FormatError::Header("metadata is not UTF-8"))?;
         r.pad4("metadata padding")?;
-        let ops = &bytes[r.pos..];
+        let ops = bytes.get(r.pos..).unwrap_or_default();
         let mut model = Model {
             latent,
             classes,
@@ -558,11 +593,16 @@ fn read_requant<'a>(
     (zp_out, min, max): (i8, i8, i8),
     index: usize,
 ) -> Result<Requant<'a>, FormatError> {
-    let bias = I32s::new(r.take(4 * biases, "bias")?).expect("multiple of 4");
-    let mult = I32s::new(r.take(4 * n, "multiplier")?).expect("multiple of 4");
+    let bad = |reason| Err(FormatError::Op { index, reason });
+    // Whole i32s, since 4 * count bytes were taken.
+    let (Some(bias), Some(mult)) = (
+        I32s::new(r.take(4 * biases, "bias")?),
+        I32s::new(r.take(4 * n, "multiplier")?),
+    ) else {
+        return bad("requantization arrays");
+    };
     let shift = r.take(n, "shift")?;
     r.pad4("shift padding")?;
-    let bad = |reason| Err(FormatError::Op { index, reason });
     if !r.validate {
         return Ok(Requant {
             bias,
@@ -613,8 +653,13 @@ fn read_weights<'a>(
             reason: "matrix size out of range",
         });
     }
-    let w = PackedWeights::new(as_i8(r.take(packed_len(k, n), "weights")?), k, n)
-        .expect("exact length");
+    // Exactly packed_len(k, n) bytes, so `new` accepts them.
+    let w = PackedWeights::new(as_i8(r.take(packed_len(k, n), "weights")?), k, n).ok_or(
+        FormatError::Op {
+            index,
+            reason: "matrix size out of range",
+        },
+    )?;
     // -128 is excluded so that two products always fit i16 (NEON pairs products in i16).
     if r.validate && (w.data().contains(&i8::MIN) || !w.padding_is_zero()) {
         return Err(FormatError::Op {
@@ -733,14 +778,13 @@ fn read_op<'a>(r: &mut Reader<'a>, index: usize) -> Result<Op<'a>, FormatError> 
                 Op::ConvTranspose2d {
                     gemm: Gemm { zp_in, requant },
                     geometry: g,
-                    phases: as_i8(&body[start..b.pos]),
+                    phases: as_i8(body.get(start..b.pos).unwrap_or_default()),
                 }
             }
         }
-        tag::LUT => {
-            let table: &[u8; 256] = b.take(256, "lookup table")?.try_into().expect("256 bytes");
-            Op::Lut { table }
-        }
+        tag::LUT => Op::Lut {
+            table: b.array("lookup table")?,
+        },
         tag::RESHAPE | tag::FLATTEN | tag::UPSAMPLE => {
             let (c, h, w) = (
                 b.u16("c")? as usize,
@@ -842,4 +886,16 @@ fn check_op(op: &Op, input: Shape, index: usize) -> Result<Shape, FormatError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crc32;
+
+    #[test]
+    fn crc32_is_the_ieee_crc() {
+        // The standard check value, and the empty input.
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
 }

@@ -45,6 +45,70 @@ pub enum RunError {
         class: u32,
         classes: usize,
     },
+    /// A slice of the arena, the input or the model does not have the size the validated model
+    /// implies. Never happens: every size follows from what [`Model::parse`] checked. It is an
+    /// error rather than a panic so that no panic is reachable in inference (see
+    /// `tests/tests/no_panic.rs`).
+    #[error("internal error: {0} does not fit (a bug: validated models cannot cause this)")]
+    Internal(&'static str),
+}
+
+impl From<crate::kernels::TileError> for RunError {
+    fn from(_: crate::kernels::TileError) -> Self {
+        RunError::Internal("a GEMM tile")
+    }
+}
+
+/// `s[range]`, or [`RunError::Internal`] naming `what`.
+fn part<'s, T>(
+    s: &'s [T],
+    range: impl core::slice::SliceIndex<[T], Output = [T]>,
+    what: &'static str,
+) -> Result<&'s [T], RunError> {
+    s.get(range).ok_or(RunError::Internal(what))
+}
+
+/// `&mut s[range]`, or [`RunError::Internal`] naming `what`.
+fn part_mut<'s, T>(
+    s: &'s mut [T],
+    range: impl core::slice::SliceIndex<[T], Output = [T]>,
+    what: &'static str,
+) -> Result<&'s mut [T], RunError> {
+    s.get_mut(range).ok_or(RunError::Internal(what))
+}
+
+/// `s.split_at_mut(mid)`, or [`RunError::Internal`] naming `what`.
+fn split_mut<'s, T>(
+    s: &'s mut [T],
+    mid: usize,
+    what: &'static str,
+) -> Result<(&'s mut [T], &'s mut [T]), RunError> {
+    s.split_at_mut_checked(mid).ok_or(RunError::Internal(what))
+}
+
+/// The last `len` values of `s`, or [`RunError::Internal`] naming `what`.
+fn tail_mut<'s, T>(
+    s: &'s mut [T],
+    len: usize,
+    what: &'static str,
+) -> Result<&'s mut [T], RunError> {
+    let start = s.len().checked_sub(len).ok_or(RunError::Internal(what))?;
+    part_mut(s, start.., what)
+}
+
+/// `dst.copy_from_slice(src)`, or [`RunError::Internal`] naming `what` if the lengths differ.
+fn copy(dst: &mut [i8], src: &[i8], what: &'static str) -> Result<(), RunError> {
+    if dst.len() != src.len() {
+        return Err(RunError::Internal(what));
+    }
+    dst.copy_from_slice(src);
+    Ok(())
+}
+
+/// A size used as a chunk length or divisor: the parser refuses empty shapes and zero strides,
+/// and `max(1)` lets the compiler see that `chunks_exact`, `step_by` and `/` cannot panic.
+fn nz(n: usize) -> usize {
+    n.max(1)
 }
 
 /// Checks `classes` (one per sample, empty for an unconditional model) against a model with
@@ -163,22 +227,26 @@ pub fn run_conditional_observed(
             actual: output.len(),
         });
     }
-    let arena = as_i8_mut(&mut arena[..needed]);
-    let (tensors, scratch) = arena.split_at_mut(model.tensor_bytes(batch));
-    let (tile, tile_out) = scratch.split_at_mut(TILE_ROWS * model.max_kp);
+    let arena = as_i8_mut(part_mut(arena, ..needed, "the arena")?);
+    let (tensors, scratch) = split_mut(arena, model.tensor_bytes(batch), "the tensor region")?;
+    let (tile, tile_out) = split_mut(scratch, TILE_ROWS * model.max_kp, "the tile")?;
     let region = tensors.len();
 
     let mut shape = Shape::Flat(model.latent);
     let mut at = End::Low;
-    tensors[..input.len()].copy_from_slice(input);
+    copy(
+        part_mut(tensors, ..input.len(), "the input")?,
+        input,
+        "the input",
+    )?;
     for (index, op) in model.ops().enumerate() {
         let in_len = batch * shape.elements();
         let next_shape = out_shape(&op, shape);
         let out_len = batch * next_shape.elements();
         if let Op::Lut { table } = op {
             let x = match at {
-                End::Low => &mut tensors[..in_len],
-                End::High => &mut tensors[region - in_len..],
+                End::Low => part_mut(tensors, ..in_len, "a tensor")?,
+                End::High => tail_mut(tensors, in_len, "a tensor")?,
             };
             for v in x.iter_mut() {
                 *v = table[*v as u8 as usize] as i8;
@@ -187,30 +255,31 @@ pub fn run_conditional_observed(
             // Input at one end, output at the other; they cannot overlap (in + out <= region).
             let (x, y) = match at {
                 End::Low => {
-                    let (lo, hi) = tensors.split_at_mut(region - out_len);
-                    (&lo[..in_len], hi)
+                    let mid = region.checked_sub(out_len).unwrap_or(usize::MAX);
+                    let (lo, hi) = split_mut(tensors, mid, "an op's output")?;
+                    (&*part_mut(lo, ..in_len, "an op's input")?, hi)
                 }
                 End::High => {
-                    let (lo, hi) = tensors.split_at_mut(region - in_len);
-                    (&hi[..], &mut lo[..out_len])
+                    let mid = region.checked_sub(in_len).unwrap_or(usize::MAX);
+                    let (lo, hi) = split_mut(tensors, mid, "an op's input")?;
+                    (&*hi, part_mut(lo, ..out_len, "an op's output")?)
                 }
             };
-            execute(&op, isa, batch, classes, x, y, tile, tile_out);
+            execute(&op, isa, batch, classes, x, y, tile, tile_out)?;
             at = if at == End::Low { End::High } else { End::Low };
         }
         let y = match at {
-            End::Low => &tensors[..out_len],
-            End::High => &tensors[region - out_len..],
+            End::Low => part_mut(tensors, ..out_len, "a tensor")?,
+            End::High => tail_mut(tensors, out_len, "a tensor")?,
         };
         observe(index, &op, next_shape, y);
         shape = next_shape;
     }
     let y = match at {
-        End::Low => &tensors[..out_len],
-        End::High => &tensors[region - out_len..],
+        End::Low => part_mut(tensors, ..output.len(), "the output")?,
+        End::High => tail_mut(tensors, output.len(), "the output")?,
     };
-    output.copy_from_slice(y);
-    Ok(())
+    copy(output, y, "the output")
 }
 
 /// [`run_observed`] without an observer (unconditional models).
@@ -258,116 +327,128 @@ fn execute(
     y: &mut [i8],
     tile: &mut [i8],
     tile_out: &mut [i8],
-) {
+) -> Result<(), RunError> {
     match *op {
-        Op::Linear { gemm, weights } => linear(isa, batch, &gemm, weights, x, y, tile),
+        Op::Linear { gemm, weights } => linear(isa, &gemm, weights, x, y, tile),
         Op::Conv2d {
             gemm,
             geometry,
             weights,
-        } => conv2d(isa, batch, &gemm, &geometry, weights, x, y, tile),
+        } => conv2d(isa, &gemm, &geometry, weights, x, y, tile),
         Op::ConvTranspose2d {
             gemm,
             geometry,
             phases,
         } => conv_transpose2d(isa, batch, &gemm, &geometry, phases, x, y, tile, tile_out),
         Op::Reshape { c, h, w } => {
-            let n = c * h * w;
+            let (c, hw) = (nz(c), nz(h * w));
+            let n = nz(c * hw);
             for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
                 // CHW -> HWC: channel `ch` of pixel `p` moves from `ch * h * w + p`. Eight
                 // channels at a time, so that each pixel gets one 8-byte store.
-                let hw = h * w;
                 let c8 = c - c % 8;
                 for ch in (0..c8).step_by(8) {
                     for (p, dst) in ys.chunks_exact_mut(c).enumerate() {
-                        let v: [i8; 8] = core::array::from_fn(|j| xs[(ch + j) * hw + p]);
-                        dst[ch..ch + 8].copy_from_slice(&v);
+                        // (ch + j) * hw + p < c * hw = xs.len(): the fallback is never taken.
+                        let v: [i8; 8] = core::array::from_fn(|j| {
+                            xs.get((ch + j) * hw + p).copied().unwrap_or(0)
+                        });
+                        part_mut(dst, ch..ch + 8, "a pixel")?.copy_from_slice(&v);
                     }
                 }
                 for (ch, plane) in xs.chunks_exact(hw).enumerate().skip(c8) {
-                    for (v, dst) in plane.iter().zip(ys[ch..].iter_mut().step_by(c)) {
+                    let dst = part_mut(ys, ch.., "a channel")?;
+                    for (v, dst) in plane.iter().zip(dst.iter_mut().step_by(c)) {
                         *dst = *v;
                     }
                 }
             }
+            Ok(())
         }
         Op::Flatten { c, h, w } => {
-            let n = c * h * w;
+            let (c, hw) = (nz(c), nz(h * w));
+            let n = nz(c * hw);
             for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
                 // HWC -> CHW.
-                for (ch, plane) in ys.chunks_exact_mut(h * w).enumerate() {
-                    for (dst, v) in plane.iter_mut().zip(xs[ch..].iter().step_by(c)) {
+                for (ch, plane) in ys.chunks_exact_mut(hw).enumerate() {
+                    let src = part(xs, ch.., "a channel")?;
+                    for (dst, v) in plane.iter_mut().zip(src.iter().step_by(c)) {
                         *dst = *v;
                     }
                 }
             }
+            Ok(())
         }
         Op::Upsample { c, h, w, factor } => {
+            let (c, factor) = (nz(c), nz(factor));
             let (ho, wo) = (h * factor, w * factor);
             for (xs, ys) in x
-                .chunks_exact(c * h * w)
-                .zip(y.chunks_exact_mut(c * ho * wo))
+                .chunks_exact(nz(c * h * w))
+                .zip(y.chunks_exact_mut(nz(c * ho * wo)))
             {
+                let mut dst = ys.chunks_exact_mut(c);
                 for oy in 0..ho {
                     for ox in 0..wo {
                         let src = ((oy / factor) * w + ox / factor) * c;
-                        ys[(oy * wo + ox) * c..][..c].copy_from_slice(&xs[src..src + c]);
+                        let d = dst.next().ok_or(RunError::Internal("a pixel"))?;
+                        copy(d, part(xs, src..src + c, "a pixel")?, "a pixel")?;
                     }
                 }
             }
+            Ok(())
         }
         Op::Embed { dim, table, .. } => {
             // Classes were checked against the table by `check_classes`.
-            let latent = x.len() / batch;
+            let latent = nz(x.len() / nz(batch));
             for ((xs, ys), &class) in x
                 .chunks_exact(latent)
-                .zip(y.chunks_exact_mut(latent + dim))
+                .zip(y.chunks_exact_mut(nz(latent + dim)))
                 .zip(classes)
             {
-                let (z, e) = ys.split_at_mut(latent);
-                z.copy_from_slice(xs);
-                e.copy_from_slice(&table[class as usize * dim..][..dim]);
+                let (z, e) = split_mut(ys, latent, "an embedding")?;
+                copy(z, xs, "a latent")?;
+                let row = part(table, class as usize * dim.., "an embedding")?;
+                copy(e, part(row, ..dim, "an embedding")?, "an embedding")?;
             }
+            Ok(())
         }
-        Op::Lut { .. } => unreachable!("applied in place"),
+        // Applied in place by the caller; nothing to do here.
+        Op::Lut { .. } => Ok(()),
     }
 }
 
 fn linear(
     isa: Isa,
-    batch: usize,
     gemm: &Gemm,
     w: PackedWeights,
     x: &[i8],
     y: &mut [i8],
     tile: &mut [i8],
-) {
-    let (k, kp, n) = (w.k(), w.kp(), w.n());
-    let mut r0 = 0;
-    while r0 < batch {
-        let rows = TILE_ROWS.min(batch - r0);
-        for r in 0..rows {
-            let dst = &mut tile[r * kp..(r + 1) * kp];
-            dst[..k].copy_from_slice(&x[(r0 + r) * k..(r0 + r + 1) * k]);
-            dst[k..].fill(0);
+) -> Result<(), RunError> {
+    let (k, kp, n) = (nz(w.k()), w.kp(), w.n());
+    // TILE_ROWS samples per GEMM: `x` holds batch rows of k, `y` batch rows of n.
+    for (xs, ys) in x
+        .chunks(nz(TILE_ROWS * k))
+        .zip(y.chunks_mut(nz(TILE_ROWS * n)))
+    {
+        let rows = xs.len() / k;
+        for (dst, src) in tile.chunks_exact_mut(kp).zip(xs.chunks_exact(k)) {
+            let (head, pad) = split_mut(dst, k, "a GEMM row")?;
+            copy(head, src, "a GEMM row")?;
+            pad.fill(0);
         }
-        gemm_requant(
-            isa,
-            tile,
-            rows,
-            w,
-            &gemm.requant,
-            &mut y[r0 * n..(r0 + rows) * n],
-        );
-        r0 += rows;
+        gemm_requant(isa, tile, rows, w, &gemm.requant, ys)?;
     }
+    Ok(())
 }
 
 /// `dst.copy_from_slice(src)` for the short runs the gathers and scatters move (one pixel's
 /// channels): inline 16-byte moves or a byte loop rather than a `memcpy` call per pixel.
 #[inline]
-fn copy_run(dst: &mut [i8], src: &[i8]) {
-    assert_eq!(dst.len(), src.len(), "copy_run lengths");
+fn copy_run(dst: &mut [i8], src: &[i8]) -> Result<(), RunError> {
+    if dst.len() != src.len() {
+        return Err(RunError::Internal("a pixel"));
+    }
     if dst.len().is_multiple_of(16) {
         for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
             // Four word moves: a 16-byte `copy_from_slice` of unknown alignment becomes a
@@ -387,16 +468,25 @@ fn copy_run(dst: &mut [i8], src: &[i8]) {
     } else {
         dst.copy_from_slice(src);
     }
+    Ok(())
 }
 
 /// Copies the `cin` values at input pixel `(iy, ix)` of sample `x`, or the zero point outside.
 #[inline]
-fn gather_pixel(dst: &mut [i8], x: &[i8], g: &ConvGeometry, iy: isize, ix: isize, zp: i8) {
+fn gather_pixel(
+    dst: &mut [i8],
+    x: &[i8],
+    g: &ConvGeometry,
+    iy: isize,
+    ix: isize,
+    zp: i8,
+) -> Result<(), RunError> {
     if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
         let src = ((iy as usize) * g.w + ix as usize) * g.cin;
-        copy_run(dst, &x[src..src + g.cin]);
+        copy_run(dst, part(x, src..src + g.cin, "a pixel")?)
     } else {
         dst.fill(zp);
+        Ok(())
     }
 }
 
@@ -428,55 +518,52 @@ impl Pos {
 #[allow(clippy::too_many_arguments)]
 fn conv2d(
     isa: Isa,
-    batch: usize,
     gemm: &Gemm,
     g: &ConvGeometry,
     w: PackedWeights,
     x: &[i8],
     y: &mut [i8],
     tile: &mut [i8],
-) {
+) -> Result<(), RunError> {
     let (ho, wo) = g.conv_out();
     let (kp, n) = (w.kp(), w.n());
     let sample = g.h * g.w * g.cin;
-    let total = batch * ho * wo;
+    let zp = gemm.zp_in;
     let mut pos = Pos::default();
-    let mut r0 = 0;
-    while r0 < total {
-        let rows = TILE_ROWS.min(total - r0);
+    // Output rows are NHWC positions in order: the GEMM writes TILE_ROWS of them in place.
+    for ys in y.chunks_mut(nz(TILE_ROWS * n)) {
+        let rows = ys.len() / n;
         for dst in tile.chunks_exact_mut(kp).take(rows) {
-            let xs = &x[pos.b * sample..(pos.b + 1) * sample];
+            let xs = part(x, pos.b * sample..(pos.b + 1) * sample, "a sample")?;
             // Taps of one kernel row that fall inside the input are adjacent pixels: one copy.
             let x0 = (pos.x * g.stride) as isize - g.pad as isize;
-            let kx_lo = (-x0).clamp(0, g.kw as isize) as usize;
-            let kx_hi = (g.w as isize - x0).clamp(kx_lo as isize, g.kw as isize) as usize;
-            let (row, rest) = dst.split_at_mut(g.kh * g.kw * g.cin);
-            for (ky, taps) in row.chunks_exact_mut(g.kw * g.cin).enumerate() {
+            // max-then-min: `clamp` would panic on bounds it cannot see are ordered.
+            let kx_lo = (-x0).max(0).min(g.kw as isize) as usize;
+            let kx_hi = (g.w as isize - x0).max(kx_lo as isize).min(g.kw as isize) as usize;
+            let (row, rest) = split_mut(dst, g.kh * g.kw * g.cin, "a GEMM row")?;
+            for (ky, taps) in row.chunks_exact_mut(nz(g.kw * g.cin)).enumerate() {
                 let iy = (pos.y * g.stride + ky) as isize - g.pad as isize;
                 if iy < 0 || iy as usize >= g.h || kx_lo == kx_hi {
-                    taps.fill(gemm.zp_in);
+                    taps.fill(zp);
                     continue;
                 }
                 let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.cin;
-                taps[..kx_lo * g.cin].fill(gemm.zp_in);
-                taps[kx_lo * g.cin..kx_hi * g.cin]
-                    .copy_from_slice(&xs[src..src + (kx_hi - kx_lo) * g.cin]);
-                taps[kx_hi * g.cin..].fill(gemm.zp_in);
+                let (before, taps) = split_mut(taps, kx_lo * g.cin, "a kernel row")?;
+                let (inside, after) = split_mut(taps, (kx_hi - kx_lo) * g.cin, "a kernel row")?;
+                before.fill(zp);
+                copy(
+                    inside,
+                    part(xs, src..src + inside.len(), "a kernel row")?,
+                    "a kernel row",
+                )?;
+                after.fill(zp);
             }
             rest.fill(0);
             pos.advance(ho, wo);
         }
-        // Output rows are NHWC positions in order: the GEMM writes them in place.
-        gemm_requant(
-            isa,
-            tile,
-            rows,
-            w,
-            &gemm.requant,
-            &mut y[r0 * n..(r0 + rows) * n],
-        );
-        r0 += rows;
+        gemm_requant(isa, tile, rows, w, &gemm.requant, ys)?;
     }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -490,29 +577,32 @@ fn conv_transpose2d(
     y: &mut [i8],
     tile: &mut [i8],
     tile_out: &mut [i8],
-) {
+) -> Result<(), RunError> {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::col2im::suits(isa, g) {
         let rq = &gemm.requant;
-        return crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y);
+        crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y);
+        return Ok(());
     }
     let (ho, wo) = g.transpose_out();
-    let (s, cout) = (g.stride, g.cout);
-    let sample_in = g.h * g.w * g.cin;
-    let sample_out = ho * wo * cout;
+    let s = nz(g.stride);
+    let sample_in = nz(g.h * g.w * g.cin);
+    let sample_out = nz(ho * wo * g.cout);
     // Each phase sweeps its samples' whole input: in blocks of samples that stay in L2 across
     // the phases, instead of the whole batch (megabytes at batch 64) once per phase.
-    let block = (SAMPLE_BLOCK_BYTES / (sample_in + sample_out)).clamp(1, batch);
-    for b0 in (0..batch).step_by(block) {
-        let nb = block.min(batch - b0);
-        let x = &x[b0 * sample_in..(b0 + nb) * sample_in];
-        let y = &mut y[b0 * sample_out..(b0 + nb) * sample_out];
+    let block = (SAMPLE_BLOCK_BYTES / nz(sample_in + sample_out)).clamp(1, nz(batch));
+    for (x, y) in x
+        .chunks(nz(block * sample_in))
+        .zip(y.chunks_mut(nz(block * sample_out)))
+    {
+        let nb = x.len() / sample_in;
         for ry in 0..s {
             for rx in 0..s {
-                conv_transpose_phase(isa, nb, gemm, g, phases, (ry, rx), x, y, tile, tile_out);
+                conv_transpose_phase(isa, nb, gemm, g, phases, (ry, rx), x, y, tile, tile_out)?;
             }
         }
     }
+    Ok(())
 }
 
 /// The outputs of phase `(ry, rx)` of a transposed convolution over `batch` samples.
@@ -528,14 +618,15 @@ fn conv_transpose_phase(
     y: &mut [i8],
     tile: &mut [i8],
     tile_out: &mut [i8],
-) {
+) -> Result<(), RunError> {
     let (ho, wo) = g.transpose_out();
-    let (s, cout) = (g.stride, g.cout);
+    let (s, cout) = (nz(g.stride), nz(g.cout));
     let sample_in = g.h * g.w * g.cin;
     let sample_out = ho * wo * cout;
-    let w = Op::phase_weights(g, phases, ry, rx);
+    let w = Op::phase_weights(g, phases, ry, rx).ok_or(RunError::Internal("a phase"))?;
     let requant = Requant {
-        bias: gemm.requant.bias.slice((ry * s + rx) * cout, cout),
+        bias: (gemm.requant.bias.slice((ry * s + rx) * cout, cout))
+            .ok_or(RunError::Internal("a phase's biases"))?,
         ..gemm.requant
     };
     let kp = w.kp();
@@ -564,29 +655,32 @@ fn conv_transpose_phase(
         let rows = TILE_ROWS.min(total - r0);
         let tile_start = pos;
         for dst in tile.chunks_exact_mut(kp).take(rows) {
-            let xs = &x[pos.b * sample_in..(pos.b + 1) * sample_in];
+            let xs = part(x, pos.b * sample_in..(pos.b + 1) * sample_in, "a sample")?;
             let mut k = 0;
             for t in 0..ty {
                 let iy = (base_y + pos.y) as isize - t as isize;
                 for u in 0..tx {
                     let ix = (base_x + pos.x) as isize - u as isize;
-                    gather_pixel(&mut dst[k..k + g.cin], xs, g, iy, ix, gemm.zp_in);
+                    let d = part_mut(dst, k..k + g.cin, "a tap")?;
+                    gather_pixel(d, xs, g, iy, ix, gemm.zp_in)?;
                     k += g.cin;
                 }
             }
-            dst[k..].fill(0);
+            part_mut(dst, k.., "a GEMM row")?.fill(0);
             pos.advance(ny, nx);
         }
-        gemm_requant(isa, tile, rows, w, &requant, &mut tile_out[..rows * cout]);
+        let out = part_mut(tile_out, ..rows * cout, "the output tile")?;
+        gemm_requant(isa, tile, rows, w, &requant, out)?;
         let mut at = tile_start;
-        for src in tile_out.chunks_exact(cout).take(rows) {
+        for src in out.chunks_exact(cout) {
             let (oy, ox) = (first_y + at.y * s, first_x + at.x * s);
             let dst = at.b * sample_out + (oy * wo + ox) * cout;
-            copy_run(&mut y[dst..dst + cout], src);
+            copy_run(part_mut(y, dst..dst + cout, "an output pixel")?, src)?;
             at.advance(ny, nx);
         }
         r0 += rows;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1084,7 +1178,7 @@ mod tests {
         let qm = conditional_model(&mut rng, 4);
         let bytes = encode(&qm).unwrap();
         let reseal = |mut b: Vec<u8>| {
-            let crc = crc32fast::hash(&b[16..]);
+            let crc = crate::format::crc32(&b[16..]);
             b[12..16].copy_from_slice(&crc.to_le_bytes());
             b
         };

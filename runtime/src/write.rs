@@ -319,7 +319,7 @@ pub fn encode(model: &QuantModel) -> Result<Vec<u8>, EncodeError> {
     let mut len = Vec::new();
     put_uint(&mut len, out.len(), 4, "file length")?;
     out[8..12].copy_from_slice(&len);
-    let crc = crc32fast::hash(&out[16..]);
+    let crc = crate::format::crc32(&out[16..]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     Model::parse(&out)?;
     Ok(out)

@@ -64,7 +64,7 @@ pub fn conv_transpose(
             if ty * tx == 0 {
                 continue;
             }
-            let pw = Op::phase_weights(g, phases, ry, rx);
+            let pw = Op::phase_weights(g, phases, ry, rx).expect("validated phase");
             let (src, kps) = (pw.data(), pw.kp());
             // With whole groups of four channels per tap, four depths move as one word.
             let step = if g.cin.is_multiple_of(KR) { KR } else { 1 };

@@ -113,25 +113,33 @@ unsafe fn dot_2x1(x: &[[u32; 4]], w: *const i8) -> [i32; 2] {
     [a0, a1]
 }
 
-/// See [`super::gemm_requant`], whose checks this relies on: `a` holds `rows` rows of `w.kp()`
-/// bytes and `out` `rows` rows of `w.n()`.
+/// See [`super::gemm_requant`]. Rows are `a`'s chunks of `w.kp()` bytes and `out`'s of `w.n()`,
+/// up to `rows` of them, and a row's outputs are chunks of its panels' columns: the only raw
+/// reads are the panel pointers below, within one panel.
 ///
 /// Pairs of rows (convolution tiles) run [`dot_2x1`] on activations extended once per pair; a
 /// single row (a batch-1 Linear layer) or a reduction deeper than [`EXTENDED_GROUPS`] runs
 /// [`dot_1x4`], which splits activations as it goes.
 pub fn gemm_dsp(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
     let (kp, n) = (w.kp(), w.n());
+    // PackedWeights has k > 0, so every row has at least one group.
     let groups = kp / KR;
-    if a.len() < rows * kp || out.len() < rows * n {
-        return;
-    }
-    let panels = w.data().chunks_exact(kp * NR);
-    let mut r = 0;
+    // `max(1)`: a chunk size the compiler sees is not 0 (kp * NR is at least 64).
+    let panels = w.data().chunks_exact((kp * NR).max(1));
+    let mut a_rows = a.chunks_exact(kp).take(rows);
+    let mut out_rows = out.chunks_exact_mut(n).take(rows);
     if groups <= EXTENDED_GROUPS {
         let mut x = [[0u32; 4]; EXTENDED_GROUPS];
         let x = &mut x[..groups];
-        while r + 2 <= rows {
-            let (row0, row1) = (&a[r * kp..(r + 1) * kp], &a[(r + 1) * kp..(r + 2) * kp]);
+        while a_rows.len() >= 2 {
+            let (Some(row0), Some(row1), Some(out0), Some(out1)) = (
+                a_rows.next(),
+                a_rows.next(),
+                out_rows.next(),
+                out_rows.next(),
+            ) else {
+                break;
+            };
             for ((x, p), q) in x
                 .iter_mut()
                 .zip(row0.chunks_exact(KR))
@@ -141,28 +149,28 @@ pub fn gemm_dsp(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut
                 let (p, q) = unsafe { (load(p.as_ptr()), load(q.as_ptr())) };
                 *x = [sxtb16(p), sxtb16_ror8(p), sxtb16(q), sxtb16_ror8(q)];
             }
-            for (block, panel) in panels.clone().enumerate() {
+            let blocks = out0.chunks_mut(NR).zip(out1.chunks_mut(NR));
+            for (block, (panel, (y0, y1))) in panels.clone().zip(blocks).enumerate() {
                 let n0 = block * NR;
-                for j in 0..NR.min(n - n0) {
+                for (j, (y0, y1)) in y0.iter_mut().zip(y1.iter_mut()).enumerate() {
                     // SAFETY: the panel holds `groups` groups of NR * KR bytes and j < NR.
-                    let [v0, v1] = unsafe { dot_2x1(x, panel[j * KR..].as_ptr()) };
-                    out[r * n + n0 + j] = rq.apply(v0, n0 + j);
-                    out[(r + 1) * n + n0 + j] = rq.apply(v1, n0 + j);
+                    let [v0, v1] = unsafe { dot_2x1(x, panel.as_ptr().add(j * KR)) };
+                    let column = rq.column(n0 + j);
+                    *y0 = column.apply(v0);
+                    *y1 = column.apply(v1);
                 }
             }
-            r += 2;
         }
     }
-    for (block, panel) in panels.enumerate() {
-        let n0 = block * NR;
-        let cols = NR.min(n - n0);
-        for r in r..rows {
-            let x = a[r * kp..].as_ptr();
-            for j in (0..cols).step_by(4) {
-                // SAFETY: row r holds kp bytes; the panel as above, with j + 3 < NR.
-                let acc = unsafe { dot_1x4(x, panel[j * KR..].as_ptr(), groups) };
-                for (i, &v) in acc.iter().enumerate().take(cols - j) {
-                    out[r * n + n0 + j + i] = rq.apply(v, n0 + j + i);
+    for (row, y) in a_rows.zip(out_rows) {
+        for (block, (panel, y)) in panels.clone().zip(y.chunks_mut(NR)).enumerate() {
+            let n0 = block * NR;
+            // A block has at most NR outputs, so j + 3 < NR.
+            for (j, y) in y.chunks_mut(4).enumerate().map(|(i, y)| (4 * i, y)) {
+                // SAFETY: the row holds kp = 4 * groups bytes; the panel as above.
+                let acc = unsafe { dot_1x4(row.as_ptr(), panel.as_ptr().add(j * KR), groups) };
+                for (i, (y, &v)) in y.iter_mut().zip(&acc).enumerate() {
+                    *y = rq.apply(v, n0 + j + i);
                 }
             }
         }

@@ -60,12 +60,14 @@ impl<'a> PackedWeights<'a> {
     pub fn k(&self) -> usize {
         self.k
     }
+    /// Columns; `max(1)` (a no-op, `new` refuses 0) tells the compiler that chunks of this size
+    /// cannot panic.
     pub fn n(&self) -> usize {
-        self.n
+        self.n.max(1)
     }
-    /// Row stride of the activation tile this matrix multiplies.
+    /// Row stride of the activation tile this matrix multiplies (at least [`KR`], as `n`).
     pub fn kp(&self) -> usize {
-        padded_k(self.k)
+        padded_k(self.k).max(KR)
     }
     pub fn data(&self) -> &'a [i8] {
         self.data
@@ -81,7 +83,13 @@ impl<'a> PackedWeights<'a> {
     pub fn padding_is_zero(&self) -> bool {
         let kp = self.kp();
         (0..padded_n(self.n)).all(|n| {
-            (0..kp).all(|k| (k < self.k && n < self.n) || self.data[packed_index(kp, k, n)] == 0)
+            (0..kp).all(|k| {
+                (k < self.k && n < self.n)
+                    || self
+                        .data
+                        .get(packed_index(kp, k, n))
+                        .is_some_and(|&v| v == 0)
+            })
         })
     }
 }
@@ -112,19 +120,22 @@ impl<'a> I32s<'a> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// Element `i`; 0 past the end (callers index within the lengths the model parser checked,
+    /// and inference must not be able to panic).
     #[inline]
     pub fn get(&self, i: usize) -> i32 {
-        let b = &self.0[4 * i..4 * i + 4];
-        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        self.0
+            .as_chunks()
+            .0
+            .get(i)
+            .map_or(0, |b| i32::from_le_bytes(*b))
     }
-    /// Elements `start..start + len`.
-    pub fn slice(&self, start: usize, len: usize) -> I32s<'a> {
-        I32s(&self.0[4 * start..4 * (start + len)])
+    /// Elements `start..start + len`, or `None` past the end.
+    pub fn slice(&self, start: usize, len: usize) -> Option<I32s<'a>> {
+        self.0.get(4 * start..4 * (start + len)).map(I32s)
     }
     pub fn iter(&self) -> impl Iterator<Item = i32> + 'a {
-        self.0
-            .chunks_exact(4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.0.as_chunks().0.iter().map(|b| i32::from_le_bytes(*b))
     }
 }
 
@@ -154,14 +165,41 @@ pub struct Requant<'a> {
 impl Requant<'_> {
     #[inline(always)]
     pub fn apply(&self, acc: i32, n: usize) -> i8 {
+        self.column(n).apply(acc)
+    }
+
+    /// Column `n`'s parameters, read once for the accumulators of several rows. Past the end
+    /// (never, for a parsed model) they read as bias and multiplier 0 and shift 1, like
+    /// [`I32s::get`], so that inference has no panic path.
+    #[inline(always)]
+    pub fn column(&self, n: usize) -> Column {
+        Column {
+            bias: self.bias.get(n),
+            mult: self.mult.get(n),
+            shift: self.shift.get(n).copied().unwrap_or(1),
+            zp: self.zp_out,
+            min: self.min,
+            max: self.max,
+        }
+    }
+}
+
+/// One output column's requantization (see [`Requant::column`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    bias: i32,
+    mult: i32,
+    shift: u8,
+    zp: i8,
+    min: i8,
+    max: i8,
+}
+
+impl Column {
+    #[inline(always)]
+    pub fn apply(&self, acc: i32) -> i8 {
         requantize(
-            acc,
-            self.bias.get(n),
-            self.mult.get(n),
-            self.shift[n],
-            self.zp_out,
-            self.min,
-            self.max,
+            acc, self.bias, self.mult, self.shift, self.zp, self.min, self.max,
         )
     }
 }
@@ -181,10 +219,11 @@ pub fn requantize(acc: i32, bias: i32, mult: i32, shift: u8, zp: i8, min: i8, ma
         let hi = (x >> 32) as i32;
         let t = shift - 32;
         let rounded = (hi + (1 << (t - 1))) >> t;
-        return (rounded + zp as i32).clamp(min as i32, max as i32) as i8;
+        return (rounded + zp as i32).max(min as i32).min(max as i32) as i8;
     }
     let rounded = (x + (1i64 << (shift - 1))) >> shift;
-    (rounded + zp as i64).clamp(min as i64, max as i64) as i8
+    // max-then-min rather than `clamp`, which panics if min > max (the parser refuses that).
+    (rounded + zp as i64).max(min as i64).min(max as i64) as i8
 }
 
 /// The kernel family to run; [`Isa::detect`] picks the fastest the CPU has.
@@ -287,8 +326,18 @@ pub const ALL_ISAS: [Isa; 8] = [
     Isa::Avx512Vnni,
 ];
 
+/// The tiles given to a GEMM are smaller than its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("GEMM tiles too small for {rows} rows of depth {kp} and {n} columns")]
+pub struct TileError {
+    pub rows: usize,
+    pub kp: usize,
+    pub n: usize,
+}
+
 /// `out[r][n] = requant(sum_k a[r][k] * w[k][n])` for `rows` rows of `a` (row stride `w.kp()`),
-/// `out` row stride `w.n()`. An unavailable `isa` falls back to the scalar kernel.
+/// `out` row stride `w.n()`. An unavailable `isa` falls back to the scalar kernel. Tiles too
+/// small for `rows` rows are an error, checked before anything runs.
 pub fn gemm_requant(
     isa: Isa,
     a: &[i8],
@@ -296,11 +345,15 @@ pub fn gemm_requant(
     w: PackedWeights,
     rq: &Requant,
     out: &mut [i8],
-) {
-    assert!(
-        a.len() >= rows * w.kp() && out.len() >= rows * w.n(),
-        "gemm tile sizes"
-    );
+) -> Result<(), TileError> {
+    let fits = |len: usize, stride: usize| rows.checked_mul(stride).is_some_and(|l| l <= len);
+    if !fits(a.len(), w.kp()) || !fits(out.len(), w.n()) {
+        return Err(TileError {
+            rows,
+            kp: w.kp(),
+            n: w.n(),
+        });
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() => unsafe { x86::gemm_avx2(a, rows, w, rq, out) },
@@ -324,6 +377,7 @@ pub fn gemm_requant(
         Isa::CortexMDsp => cortex_m::gemm_dsp(a, rows, w, rq, out),
         _ => scalar::gemm(a, rows, w, rq, out),
     }
+    Ok(())
 }
 
 /// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` exactly (wrapping) in i32, `out` row stride
@@ -419,7 +473,7 @@ mod tests {
             max: 127,
         };
         let mut out = vec![0i8; p.rows * p.n];
-        gemm_requant(isa, &p.a, p.rows, w, &rq, &mut out);
+        gemm_requant(isa, &p.a, p.rows, w, &rq, &mut out).unwrap();
         out
     }
 

@@ -2,25 +2,29 @@
 
 use super::{PackedWeights, Requant, KR, NR};
 
-/// See [`super::gemm_requant`].
+/// See [`super::gemm_requant`]. Rows, blocks and groups are walked as chunks of the given
+/// slices, and a column's four weights are read from a fixed-size group, so nothing here can index
+/// out of bounds.
 pub fn gemm(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
     let (kp, n) = (w.kp(), w.n());
-    let data = w.data();
-    for (block, panel) in data.chunks_exact(kp * NR).enumerate() {
+    // Panels of NR columns, each a run of groups of [NR][KR] bytes.
+    let (groups, _) = w.data().as_chunks::<{ NR * KR }>();
+    for (block, panel) in groups.chunks_exact(kp / KR).enumerate() {
         let n0 = block * NR;
-        let cols = NR.min(n - n0);
-        for r in 0..rows {
-            let row = &a[r * kp..(r + 1) * kp];
+        for (row, out_row) in a.chunks_exact(kp).zip(out.chunks_exact_mut(n)).take(rows) {
+            let (row, _) = row.as_chunks::<KR>();
             // One column at a time, so the sum stays in a register (a Cortex-M0 has eight), and
             // only the block's real columns: a one-channel output layer has 1 of NR.
-            for j in 0..cols {
+            for (j, o) in out_row.iter_mut().skip(n0).take(NR).enumerate() {
+                // `% NR` is a no-op (j < NR) that bounds the reads below for the compiler.
+                let col = (j % NR) * KR;
                 let mut acc = 0i32;
-                for (group, g) in row.chunks_exact(KR).zip(panel.chunks_exact(NR * KR)) {
-                    for (x, wk) in group.iter().zip(&g[j * KR..(j + 1) * KR]) {
-                        acc += *x as i32 * *wk as i32;
+                for (x, g) in row.iter().zip(panel) {
+                    for (t, x) in x.iter().enumerate() {
+                        acc += *x as i32 * g[col + t] as i32;
                     }
                 }
-                out[r * n + n0 + j] = rq.apply(acc, n0 + j);
+                *o = rq.apply(acc, n0 + j);
             }
         }
     }
