@@ -3,6 +3,7 @@
 #   scripts/firmware.sh build              every board binary, release
 #   scripts/firmware.sh qemu BOARD         run the demo under QEMU: an386 | an505 | microbit
 #   scripts/firmware.sh budget             flash/RAM of each binary and instructions per image
+#   scripts/firmware.sh nopanic            prove per board that inference and validation cannot panic
 #   scripts/firmware.sh run rp2040|stm32f4 flash a real board with probe-rs and run
 #   scripts/firmware.sh simulate [DIR]     render the screens to PNG on the host
 set -euo pipefail
@@ -66,6 +67,10 @@ case "${1:-}" in
       fi
       printf '%-9s %-26s %9d %9d %9s %11s %12s %9s\n' "$b" "$target" $((text + data)) $((data + bss)) "$stack" "${LIMITS[$b]}" "$insns" "$mpi"
     done ;;
+  nopanic)
+    # The proof is tests/tests/no_panic.rs (it builds the boards through this script's `build`).
+    cargo test --release -q -p pocketgan-tests --test no_panic -- --nocapture --exact \
+      no_panic_is_reachable_in_inference_or_validation_on_any_board ;;
   run)
     [ -n "${2:-}" ] && [ -n "${CHIP[$2]:-}" ] || { echo "usage: $0 run rp2040|stm32f4" >&2; exit 2; }
     elf=$(build_one "$2")
@@ -73,5 +78,5 @@ case "${1:-}" in
   simulate)
     cargo run --release -q -p pocketgan-firmware --features simulator --bin simulator -- "${2:-firmware/screens}" ;;
   *)
-    sed -n '2,8p' "$0"; exit 2 ;;
+    sed -n '2,9p' "$0"; exit 2 ;;
 esac

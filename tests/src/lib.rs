@@ -86,3 +86,4 @@ pub fn python_accepts(script: &str, file: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+pub mod nopanic;
