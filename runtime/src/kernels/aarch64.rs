@@ -490,7 +490,7 @@ mod tests {
             .collect();
         for isa in Isa::available() {
             let mut out = vec![0i8; rows * n];
-            gemm_requant(isa, &a, rows, pw, &rq, &mut out);
+            gemm_requant(isa, &a, rows, pw, &rq, &mut out).unwrap();
             assert_eq!(out, expected, "{}", isa.name());
         }
     }

@@ -822,7 +822,7 @@ mod tests {
             scalar::gemm(&a, rows, w, &rq, &mut want);
             for isa in x86_isas() {
                 let mut got = vec![0i8; rows * n];
-                gemm_requant(isa, &a, rows, w, &rq, &mut got);
+                gemm_requant(isa, &a, rows, w, &rq, &mut got).unwrap();
                 assert_eq!(got, want, "{} rows {rows} k {k} n {n}", isa.name());
             }
             // Saturating outputs are in range too.
