@@ -88,6 +88,9 @@ struct TrainArgs {
     /// SGAN: labelled samples per class.
     #[arg(long)]
     labelled: Option<usize>,
+    /// ACGAN: weight of the auxiliary classifier terms in D's and G's losses.
+    #[arg(long)]
+    aux_weight: Option<f32>,
     /// Training iterations (each: D step(s) then one G step).
     #[arg(long)]
     steps: Option<u64>,
@@ -169,6 +172,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
     config.model.conditioning = a.cond;
     config.model.embed = a.embed.unwrap_or(config.model.embed);
     config.labelled_per_class = a.labelled.unwrap_or(config.labelled_per_class);
+    config.aux_weight = a.aux_weight.unwrap_or(config.aux_weight);
     config.lr = a.lr.unwrap_or(config.lr);
     config.lr_decay = a.lr_decay;
     config.critic_steps = a.critic_steps.unwrap_or(config.critic_steps);

@@ -23,6 +23,7 @@ use crate::loss::GanLoss;
 use crate::metrics::classifier::labels;
 use crate::model::{
     batch_dims, class_tensor, default_class, Conditioning, Discriminator, Generator, ModelConfig,
+    Verdict,
 };
 use crate::render;
 
@@ -56,10 +57,18 @@ pub struct TrainConfig {
     /// SGAN: labelled samples per class (the rest of the data is used without labels).
     #[serde(default = "default_labelled")]
     pub labelled_per_class: usize,
+    /// ACGAN: weight of the auxiliary classifier terms (TAC-GAN's lambda_c) in D's and G's losses.
+    #[serde(default = "default_aux_weight")]
+    pub aux_weight: f32,
 }
 
 fn default_labelled() -> usize {
     10
+}
+
+/// TAC-GAN's lambda_c. Lower trades class accuracy for variety (README, conditional models).
+fn default_aux_weight() -> f32 {
+    1.0
 }
 
 impl TrainConfig {
@@ -101,6 +110,7 @@ impl TrainConfig {
             device: DeviceKind::Cpu,
             class_names: Vec::new(),
             labelled_per_class: default_labelled(),
+            aux_weight: default_aux_weight(),
         }
     }
 
@@ -374,7 +384,20 @@ impl State {
         state.discriminator = state
             .discriminator
             .try_load_record(module_record("discriminator")?)
-            .map_err(bad)?;
+            .map_err(|e| match bad(e) {
+                TrainError::Record { file, reason }
+                    if config.model.conditioning == Conditioning::Acgan =>
+                {
+                    TrainError::Record {
+                        file,
+                        reason: format!(
+                            "{reason} (ACGAN's discriminator gained TAC-GAN's twin classifier \
+                             head on 2026-11-27; a run saved before that must be trained again)"
+                        ),
+                    }
+                }
+                other => other,
+            })?;
         state.opt_g = adam(config).load_record(opt_record("adam_g")?);
         state.opt_d = adam(config).load_record(opt_record("adam_d")?);
         state.step = ckpt.step;
@@ -512,14 +535,18 @@ pub fn train_step(
             ],
             0,
         );
-        let mut loss_d = config.loss.discriminator(v_real.score, v_fake.score);
-        match (cond, v_real.class_logits, v_fake.class_logits, &y_fake) {
-            (Conditioning::Acgan, Some(real_logits), Some(fake_logits), Some(y_fake)) => {
-                loss_d = loss_d
-                    + class_loss(real_logits, labels(ds, &idx, device))
-                    + class_loss(fake_logits, y_fake.clone());
+        let mut loss_d = config
+            .loss
+            .discriminator(v_real.score.clone(), v_fake.score.clone());
+        match (cond, &y_fake) {
+            (Conditioning::Acgan, Some(y_fake)) => {
+                if let Some(aux) =
+                    tac_discriminator_loss(v_real, v_fake, labels(ds, &idx, device), y_fake.clone())
+                {
+                    loss_d = loss_d + aux * config.aux_weight;
+                }
             }
-            (Conditioning::Sgan, ..) => {
+            (Conditioning::Sgan, _) => {
                 let subset = order.labelled(ds, config.labelled_per_class, config.seed);
                 let labelled = labelled_batch(subset, n, config.seed, stream);
                 let logits = if labelled.is_empty() {
@@ -556,9 +583,11 @@ pub fn train_step(
         .then(|| y_fake.clone())
         .flatten();
     let verdict = frozen_d.judge(fake, d_class);
-    let mut loss_g = config.loss.generator(verdict.score);
-    if let (Conditioning::Acgan, Some(logits), Some(y)) = (cond, verdict.class_logits, y_fake) {
-        loss_g = loss_g + class_loss(logits, y);
+    let mut loss_g = config.loss.generator(verdict.score.clone());
+    if let (Conditioning::Acgan, Some(y)) = (cond, y_fake) {
+        if let Some(aux) = tac_generator_loss(verdict, y) {
+            loss_g = loss_g + aux * config.aux_weight;
+        }
     }
     let grads = loss_g.backward();
     let norm_g = grad_squares(&state.generator, &grads, device);
@@ -592,6 +621,29 @@ pub fn train_step(
         seconds: 0.0,
     };
     (state, metrics)
+}
+
+/// ACGAN's auxiliary terms of D's loss, as TAC-GAN (Gong et al. 2019) has them: the classifier head
+/// learns the classes of real samples only and the twin head those of the (detached) fakes, each
+/// through D's shared features. Odena et al. also fit the classifier to fakes, which lets D learn G's
+/// labelling of its samples instead of the real one; fitting it to real samples alone instead makes G
+/// draw only what the classifier is surest of (Shu et al. 2017), which the twin corrects for G.
+/// `None` for a discriminator without the two heads.
+pub fn tac_discriminator_loss(
+    real: Verdict,
+    fake: Verdict,
+    real_classes: Tensor<1, Int>,
+    fake_classes: Tensor<1, Int>,
+) -> Option<Tensor<1>> {
+    Some(class_loss(real.class_logits?, real_classes) + class_loss(fake.twin_logits?, fake_classes))
+}
+
+/// ACGAN's auxiliary term of G's loss (TAC-GAN): the classifier's cross-entropy on G's samples
+/// minus the twin's. The first makes samples recognisable as their class; the second, subtracted,
+/// cancels its pull towards the classifier's most confident samples, so that G matches the real
+/// class-conditional distribution rather than collapsing onto it. `None` without the two heads.
+pub fn tac_generator_loss(fake: Verdict, classes: Tensor<1, Int>) -> Option<Tensor<1>> {
+    Some(class_loss(fake.class_logits?, classes.clone()) - class_loss(fake.twin_logits?, classes))
 }
 
 /// Cross-entropy of class logits `[N, K]` against classes `[N]`.
@@ -858,6 +910,12 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
             )));
         }
     }
+    if !(config.aux_weight.is_finite() && config.aux_weight >= 0.0) {
+        return Err(TrainError::Config(format!(
+            "the auxiliary weight must be a non-negative number, not {}",
+            config.aux_weight
+        )));
+    }
     if config.model.conditioning == Conditioning::Sgan && config.labelled_per_class == 0 {
         return Err(TrainError::Config(
             "sgan needs at least one labelled sample per class".into(),
@@ -1004,6 +1062,97 @@ mod tests {
             Layer::Linear { weight, .. } => weight.values.clone(),
             other => panic!("unexpected first layer {other:?}"),
         }
+    }
+
+    /// `d loss / d logits` of a test's loss, `[N * K]` (zeros for a tensor the loss never read).
+    fn grad_of(logits: &Tensor<2>, grads: &Gradients) -> Vec<f32> {
+        let n = logits.dims().iter().product();
+        logits
+            .grad(grads)
+            .map(|g| g.into_data().try_to_vec::<f32>().unwrap())
+            .unwrap_or_else(|| vec![0.0; n])
+    }
+
+    /// Cross-entropy's gradient: `(softmax(logits) - onehot(class)) / N`, row by row.
+    fn ce_grad(logits: &[[f32; 3]; 2], classes: [usize; 2]) -> Vec<f32> {
+        logits
+            .iter()
+            .zip(classes)
+            .flat_map(|(row, class)| {
+                let z: f32 = row.iter().map(|v| v.exp()).sum();
+                (0..3).map(move |k| (row[k].exp() / z - f32::from(k == class)) / 2.0)
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+    }
+
+    /// TAC-GAN's routing: D's classifier learns from real samples only and the twin from fakes
+    /// only; G's term pulls the asked-for class up in the classifier and down in the twin.
+    #[test]
+    fn tac_losses_route_each_head_to_its_data() {
+        let device = Device::flex().autodiff();
+        let values = [
+            [[0.3, -1.0, 2.0], [1.5, 0.2, -0.4]],
+            [[-0.7, 0.9, 0.1], [0.0, 1.1, -2.0]],
+            [[2.2, -0.3, 0.5], [-1.2, 0.4, 0.8]],
+            [[0.6, 0.6, -0.9], [1.0, -1.5, 0.3]],
+        ];
+        let [real_c, real_t, fake_c, fake_t] =
+            values.map(|v| Tensor::<2>::from_floats(v, &device).require_grad());
+        let (y_real, y_fake) = ([2usize, 0], [1usize, 2]);
+        let classes = |y: [usize; 2]| class_tensor(y.map(|c| c as i64).to_vec(), &device);
+        let verdict = |c: &Tensor<2>, t: &Tensor<2>| Verdict {
+            score: Tensor::zeros([2, 1], &device),
+            class_logits: Some(c.clone()),
+            twin_logits: Some(t.clone()),
+        };
+
+        let loss = tac_discriminator_loss(
+            verdict(&real_c, &real_t),
+            verdict(&fake_c, &fake_t),
+            classes(y_real),
+            classes(y_fake),
+        )
+        .unwrap();
+        let grads = loss.backward();
+        assert!(close(
+            &grad_of(&real_c, &grads),
+            &ce_grad(&values[0], y_real)
+        ));
+        assert!(close(
+            &grad_of(&fake_t, &grads),
+            &ce_grad(&values[3], y_fake)
+        ));
+        assert!(
+            close(&grad_of(&real_t, &grads), &[0.0; 6]),
+            "twin saw reals"
+        );
+        assert!(
+            close(&grad_of(&fake_c, &grads), &[0.0; 6]),
+            "classifier saw fakes"
+        );
+
+        let loss = tac_generator_loss(verdict(&fake_c, &fake_t), classes(y_fake)).unwrap();
+        let grads = loss.backward();
+        assert!(close(
+            &grad_of(&fake_c, &grads),
+            &ce_grad(&values[2], y_fake)
+        ));
+        let minus: Vec<f32> = ce_grad(&values[3], y_fake).iter().map(|g| -g).collect();
+        assert!(
+            close(&grad_of(&fake_t, &grads), &minus),
+            "G must fight the twin"
+        );
+
+        // A discriminator without the twin (SGAN's) has no TAC terms.
+        let no_twin = |c: &Tensor<2>| Verdict {
+            twin_logits: None,
+            ..verdict(c, c)
+        };
+        assert!(tac_generator_loss(no_twin(&fake_c), classes(y_fake)).is_none());
     }
 
     /// Initialisation is a function of the seed even while other threads initialise other runs.

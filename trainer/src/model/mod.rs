@@ -1,10 +1,10 @@
-//! GAN architectures: the original MLP GAN and DCGAN, optionally class-conditional (cGAN, ACGAN)
-//! or semi-supervised (SGAN). One config describes both networks.
+//! GAN architectures: the original MLP GAN and DCGAN, optionally class-conditional (cGAN, ACGAN in
+//! its TAC-GAN form) or semi-supervised (SGAN). One config describes both networks.
 //!
 //! An architecture module builds the bodies: a generator from a vector to a sample, and a
 //! discriminator from a sample to a feature vector. This module adds what conditioning needs
 //! around them: the class embedding joined to z, the label plane joined to D's input, and D's
-//! heads (real/fake score, class logits).
+//! heads (real/fake score, class logits, and for ACGAN the twin classifier's logits).
 
 pub mod dcgan;
 pub mod layers;
@@ -36,8 +36,9 @@ pub enum Conditioning {
     /// Mirza & Osindero (2014): a class embedding joined to z in G, and a learned label plane
     /// joined to D's input as one more channel.
     Cgan,
-    /// Odena et al. (2017): G as in cGAN; D sees only the sample, and also predicts its class
-    /// (an auxiliary cross-entropy on real and fake samples, which G minimises too).
+    /// Odena et al. (2017) made unbiased by TAC-GAN (Gong et al. 2019): G as in cGAN; D sees only
+    /// the sample; its classifier head learns the classes of real samples, a twin head those of
+    /// fakes, and G minimises the classifier's cross-entropy minus the twin's.
     Acgan,
     /// Odena (2016), Salimans et al. (2016): unconditional G; D has K class logits and its
     /// real/fake score is their log-sum-exp (the K+1th "fake" logit fixed at 0). D trains on a
@@ -200,6 +201,8 @@ impl ModelConfig {
             class_logits: cond
                 .classifies()
                 .then(|| self.head(features, self.classes, device)),
+            twin_logits: (cond == Conditioning::Acgan)
+                .then(|| self.head(features, self.classes, device)),
         };
         (generator, discriminator)
     }
@@ -306,8 +309,10 @@ pub struct Discriminator {
     body: DiscriminatorBody,
     /// Features -> one real/fake score (absent for SGAN, whose score comes from the class logits).
     score: Option<Linear>,
-    /// Features -> K class logits (ACGAN, SGAN).
+    /// Features -> K class logits (ACGAN, SGAN). ACGAN trains it on real samples only.
     class_logits: Option<Linear>,
+    /// Features -> K class logits of TAC-GAN's twin classifier, trained on fakes (ACGAN).
+    twin_logits: Option<Linear>,
 }
 
 /// What D says about a batch.
@@ -316,6 +321,8 @@ pub struct Verdict {
     pub score: Tensor<2>,
     /// `[N, K]` class logits (ACGAN, SGAN).
     pub class_logits: Option<Tensor<2>>,
+    /// `[N, K]` logits of the twin classifier (ACGAN).
+    pub twin_logits: Option<Tensor<2>>,
 }
 
 impl Discriminator {
@@ -340,6 +347,10 @@ impl Discriminator {
             .class_logits
             .as_ref()
             .map(|l| l.forward(features.clone()));
+        let twin_logits = self
+            .twin_logits
+            .as_ref()
+            .map(|l| l.forward(features.clone()));
         let score = match (&self.score, &class_logits) {
             (Some(l), _) => l.forward(features),
             // SGAN: D(x) = Z(x) / (Z(x) + 1) with Z = sum exp(logits), so the logit is log Z.
@@ -349,6 +360,7 @@ impl Discriminator {
         Verdict {
             score,
             class_logits,
+            twin_logits,
         }
     }
 
