@@ -31,23 +31,51 @@ fn process_cpu_ms() -> Option<f64> {
     Some((utime + stime) * 10.0)
 }
 
-/// Every compiled-in backend; on `cpu` (flex) also with Burn's own operators instead of those of
-/// [`crate::ops`], the figure before that speed-up.
-pub fn all(warmup: usize, iters: usize) -> Result<Vec<BenchRow>, TrainError> {
-    let mut rows = Vec::new();
-    for kind in DeviceKind::available() {
-        rows.push(training_iteration(kind, warmup, iters)?);
+/// A backend that [`all`] could not time, and why (not compiled in, or no such hardware).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Unavailable {
+    pub backend: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bench {
+    pub rows: Vec<BenchRow>,
+    pub unavailable: Vec<Unavailable>,
+}
+
+/// The backends in `kinds` (every compiled-in one if empty); on `cpu` (flex) also with Burn's own
+/// operators instead of those of [`crate::ops`], the figure before that speed-up.
+pub fn all(kinds: &[DeviceKind], warmup: usize, iters: usize) -> Result<Bench, TrainError> {
+    let kinds = if kinds.is_empty() {
+        DeviceKind::compiled()
+    } else {
+        kinds.to_vec()
+    };
+    let mut bench = Bench {
+        rows: Vec::new(),
+        unavailable: Vec::new(),
+    };
+    for kind in kinds {
+        if let Err(e) = kind.device() {
+            bench.unavailable.push(Unavailable {
+                backend: kind.name().into(),
+                reason: e.to_string(),
+            });
+            continue;
+        }
+        bench.rows.push(training_iteration(kind, warmup, iters)?);
         if kind == DeviceKind::Cpu {
             crate::ops::set_enabled(false);
             let row = training_iteration(kind, warmup, iters);
             crate::ops::set_enabled(true);
-            rows.push(BenchRow {
+            bench.rows.push(BenchRow {
                 backend: "cpu, burn ops".into(),
                 ..row?
             });
         }
     }
-    Ok(rows)
+    Ok(bench)
 }
 
 /// Time `iters` iterations after `warmup` on `device` with the reference DCGAN on the built-in digits.

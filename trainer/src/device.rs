@@ -18,9 +18,14 @@ pub enum DeviceKind {
     Cuda,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("device `{0}` is not compiled in: rebuild with `--features {0}`")]
-pub struct DeviceUnavailable(pub &'static str);
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeviceUnavailable {
+    #[error("device `{0}` is not compiled in: rebuild with `--features {0}`")]
+    NotCompiled(&'static str),
+    /// The backend is compiled in but the machine has no such hardware (or no driver for it).
+    #[error("device `{kind}` is compiled in but not usable here: {reason}")]
+    NoHardware { kind: &'static str, reason: String },
+}
 
 impl DeviceKind {
     pub fn name(self) -> &'static str {
@@ -32,7 +37,9 @@ impl DeviceKind {
         }
     }
 
-    /// The Burn device (without autodiff).
+    /// The Burn device (without autodiff). GPU devices are opened here, through Burn's fallible
+    /// APIs, so that missing hardware is an error now rather than a panic inside the backend at
+    /// the first tensor operation.
     pub fn device(self) -> Result<Device, DeviceUnavailable> {
         match self {
             DeviceKind::Cpu => Ok(Device::flex()),
@@ -40,16 +47,16 @@ impl DeviceKind {
             #[allow(deprecated)] // kept on purpose, to compare against
             DeviceKind::Ndarray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
-            DeviceKind::Wgpu => Ok(Device::wgpu(Default::default())),
+            DeviceKind::Wgpu => wgpu_device(),
             #[cfg(feature = "cuda")]
-            DeviceKind::Cuda => Ok(Device::cuda(0)),
+            DeviceKind::Cuda => cuda_device(),
             #[allow(unreachable_patterns)]
-            other => Err(DeviceUnavailable(other.name())),
+            other => Err(DeviceUnavailable::NotCompiled(other.name())),
         }
     }
 
-    /// Every backend compiled into this binary.
-    pub fn available() -> Vec<DeviceKind> {
+    /// Every backend compiled into this binary, whether or not its hardware is present.
+    pub fn compiled() -> Vec<DeviceKind> {
         [
             DeviceKind::Cpu,
             DeviceKind::Ndarray,
@@ -57,9 +64,45 @@ impl DeviceKind {
             DeviceKind::Cuda,
         ]
         .into_iter()
-        .filter(|k| k.device().is_ok())
+        .filter(|k| k.is_compiled())
         .collect()
     }
+
+    fn is_compiled(self) -> bool {
+        match self {
+            DeviceKind::Cpu => true,
+            DeviceKind::Ndarray => cfg!(feature = "ndarray"),
+            DeviceKind::Wgpu => cfg!(feature = "wgpu"),
+            DeviceKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+}
+
+/// The default wgpu adapter (a discrete GPU first; `CUBECL_WGPU_DEFAULT_DEVICE` overrides),
+/// initialised once per process: Burn refuses a second initialisation of the same runtime.
+#[cfg(feature = "wgpu")]
+fn wgpu_device() -> Result<Device, DeviceUnavailable> {
+    static WGPU: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+    WGPU.get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|reason| DeviceUnavailable::NoHardware {
+            kind: "wgpu",
+            reason,
+        })
+}
+
+/// The first CUDA device. `Device::cuda` itself is lazy and the CUDA runtime panics at the first
+/// operation without a driver, but enumeration checks for `libcuda` first and lists nothing.
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<Device, DeviceUnavailable> {
+    burn::tensor::Device::enumerate(burn::tensor::DeviceType::Cuda)
+        .into_vec()
+        .into_iter()
+        .next()
+        .ok_or(DeviceUnavailable::NoHardware {
+            kind: "cuda",
+            reason: "no CUDA device found (is the NVIDIA driver, libcuda.so, installed?)".into(),
+        })
 }
 
 /// Size the global thread pool that the CPU backends use; `None` keeps rayon's default (all cores).
@@ -69,5 +112,61 @@ pub fn set_threads(threads: Option<usize>) {
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global();
+    }
+}
+
+#[cfg(all(test, feature = "wgpu"))]
+mod tests {
+    use burn::module::Module;
+
+    use super::DeviceKind;
+    use crate::data::{BatchOrder, DataSource, LoadOptions};
+    use crate::loss::GanLoss;
+    use crate::model::Architecture;
+    use crate::train::{train_step, State, TrainConfig};
+
+    /// The same DCGAN, data and latents on wgpu as on flex: the first steps' losses agree. Skipped,
+    /// with a message, where the machine has no wgpu adapter.
+    #[test]
+    fn wgpu_training_steps_track_flex() {
+        let wgpu = match DeviceKind::Wgpu.device() {
+            Ok(d) => d.autodiff(),
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                return;
+            }
+        };
+        let flex = DeviceKind::Cpu.device().unwrap().autodiff();
+        let mut config = TrainConfig::new(
+            &DataSource::Digits,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        config.batch = 16;
+        let ds = crate::data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();
+        // Initial weights come from the backend's own RNG, so draw them once, on flex, and copy.
+        let on_flex = State::new(&config, &flex);
+        let mut on_wgpu = State::new(&config, &flex);
+        on_wgpu.generator = on_wgpu.generator.to_device(&wgpu);
+        on_wgpu.discriminator = on_wgpu.discriminator.to_device(&wgpu);
+        let (mut a, mut b) = (on_flex, on_wgpu);
+        let mut order_a = BatchOrder::new(ds.len(), config.batch, 0).unwrap();
+        let mut order_b = BatchOrder::new(ds.len(), config.batch, 0).unwrap();
+        for step in 0..3 {
+            let (next_a, ma) = train_step(a, &config, &ds, &mut order_a, &flex);
+            let (next_b, mb) = train_step(b, &config, &ds, &mut order_b, &wgpu);
+            (a, b) = (next_a, next_b);
+            for (name, x, y) in [
+                ("loss_d", ma.loss_d, mb.loss_d),
+                ("loss_g", ma.loss_g, mb.loss_g),
+                ("d_real", ma.d_real, mb.d_real),
+                ("d_fake", ma.d_fake, mb.d_fake),
+            ] {
+                assert!(
+                    y.is_finite() && (x - y).abs() <= 1e-2 * (1.0 + x.abs()),
+                    "step {step} {name}: flex {x}, wgpu {y}"
+                );
+            }
+        }
     }
 }

@@ -57,6 +57,9 @@ enum Command {
         warmup: usize,
         #[arg(long, default_value_t = 20)]
         iters: usize,
+        /// Backends to time, repeatable (default: every compiled-in one).
+        #[arg(long, value_enum)]
+        device: Vec<DeviceKind>,
         /// CPU threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -327,16 +330,21 @@ fn main() -> anyhow::Result<()> {
         Command::Bench {
             warmup,
             iters,
+            device,
             threads,
             torch_ms,
             json,
         } => {
             set_threads(threads);
             let threads = threads.unwrap_or_else(rayon::current_num_threads);
-            let rows = pocketgan_trainer::bench::all(warmup, iters)?;
+            let bench = pocketgan_trainer::bench::all(&device, warmup, iters)?;
             if json {
-                let v =
-                    serde_json::json!({ "threads": threads, "torch_ms": torch_ms, "rows": rows });
+                let v = serde_json::json!({
+                    "threads": threads,
+                    "torch_ms": torch_ms,
+                    "rows": bench.rows,
+                    "unavailable": bench.unavailable,
+                });
                 println!("{v}");
             } else {
                 println!("reference DCGAN training iteration, batch 64, {threads} threads");
@@ -348,7 +356,7 @@ fn main() -> anyhow::Result<()> {
                     "{:<16} {:>12.2} {:>10} {:>14}",
                     "pytorch", torch_ms, "-", "1.00"
                 );
-                for r in rows {
+                for r in bench.rows {
                     let cpu = r.cpu_ms.map_or("-".into(), |c| format!("{c:.1}"));
                     println!(
                         "{:<16} {:>12.2} {:>10.2} {:>14.2} {:>12}",
@@ -358,6 +366,9 @@ fn main() -> anyhow::Result<()> {
                         r.median_ms / torch_ms,
                         cpu
                     );
+                }
+                for u in bench.unavailable {
+                    println!("{:<16} skipped: {}", u.backend, u.reason);
                 }
             }
             Ok(())
