@@ -125,7 +125,8 @@ mod tests {
     use crate::model::Architecture;
     use crate::train::{train_step, State, TrainConfig};
 
-    /// The same DCGAN, data and latents on wgpu as on flex: the first steps' losses agree. Skipped,
+    /// The same DCGAN, data and latents on wgpu as on flex: the first steps' losses, D's opinions
+    /// and gradient norms agree within 0.1% (measured: 1e-5 on lavapipe). Skipped,
     /// with a message, where the machine has no wgpu adapter.
     #[test]
     fn wgpu_training_steps_track_flex() {
@@ -145,10 +146,12 @@ mod tests {
         config.batch = 16;
         let ds = crate::data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();
         // Initial weights come from the backend's own RNG, so draw them once, on flex, and copy.
+        // `fork`, not `to_device`: a moved autodiff parameter is no longer a leaf of the new
+        // device's graph and gets no gradient (this test failed that way: D never trained).
         let on_flex = State::new(&config, &flex);
         let mut on_wgpu = State::new(&config, &flex);
-        on_wgpu.generator = on_wgpu.generator.to_device(&wgpu);
-        on_wgpu.discriminator = on_wgpu.discriminator.to_device(&wgpu);
+        on_wgpu.generator = on_wgpu.generator.fork(&wgpu);
+        on_wgpu.discriminator = on_wgpu.discriminator.fork(&wgpu);
         let (mut a, mut b) = (on_flex, on_wgpu);
         let mut order_a = BatchOrder::new(ds.len(), config.batch, 0).unwrap();
         let mut order_b = BatchOrder::new(ds.len(), config.batch, 0).unwrap();
@@ -161,9 +164,11 @@ mod tests {
                 ("loss_g", ma.loss_g, mb.loss_g),
                 ("d_real", ma.d_real, mb.d_real),
                 ("d_fake", ma.d_fake, mb.d_fake),
+                ("grad_norm_d", ma.grad_norm_d, mb.grad_norm_d),
+                ("grad_norm_g", ma.grad_norm_g, mb.grad_norm_g),
             ] {
                 assert!(
-                    y.is_finite() && (x - y).abs() <= 1e-2 * (1.0 + x.abs()),
+                    y.is_finite() && (x - y).abs() <= 1e-3 * (1.0 + x.abs()),
                     "step {step} {name}: flex {x}, wgpu {y}"
                 );
             }
