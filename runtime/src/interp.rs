@@ -581,8 +581,8 @@ fn conv_transpose2d(
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::col2im::suits(isa, g) {
         let rq = &gemm.requant;
-        crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y);
-        return Ok(());
+        return crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y)
+            .ok_or(RunError::Internal("a col2im layer"));
     }
     let (ho, wo) = g.transpose_out();
     let s = nz(g.stride);

@@ -35,7 +35,8 @@ pub fn suits(isa: Isa, g: &ConvGeometry) -> bool {
 
 /// The transposed convolution of `batch` NHWC samples `x` into `y`, with the model's per-phase
 /// packed weights `phases` and requantization `rq` (biases per phase, as the sub-pixel path
-/// uses them). Requires [`suits`].
+/// uses them). `None`, before anything is written, if the layer does not [`suits`] this path or
+/// its weights are not the model's validated phases; from a parsed model that never happens.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_transpose(
     isa: Isa,
@@ -46,8 +47,10 @@ pub fn conv_transpose(
     phases: &[i8],
     x: &[i8],
     y: &mut [i8],
-) {
-    assert!(suits(isa, g), "col2im geometry");
+) -> Option<()> {
+    if !suits(isa, g) {
+        return None;
+    }
     let (ho, wo) = g.transpose_out();
     let (s, cout, kw) = (g.stride, g.cout, g.kw);
     let cols = g.kh * kw * cout;
@@ -64,7 +67,7 @@ pub fn conv_transpose(
             if ty * tx == 0 {
                 continue;
             }
-            let pw = Op::phase_weights(g, phases, ry, rx).expect("validated phase");
+            let pw = Op::phase_weights(g, phases, ry, rx)?;
             let (src, kps) = (pw.data(), pw.kp());
             // With whole groups of four channels per tap, four depths move as one word.
             let step = if g.cin.is_multiple_of(KR) { KR } else { 1 };
@@ -87,7 +90,7 @@ pub fn conv_transpose(
             }
         }
     }
-    let wt = super::PackedWeights::new(wt, g.cin, cols).expect("sized above");
+    let wt = super::PackedWeights::new(wt, g.cin, cols)?;
     // A tap outside the input adds `zp * wsum[col]` to the sub-pixel GEMM's sum. So each output
     // starts from `zp` times the column sums of all its phase's taps, and each tap inside the
     // input adds `P = sum_c (x - zp) * w`: no test of which taps fall outside.
@@ -182,6 +185,7 @@ pub fn conv_transpose(
             ry = if ry + 1 == s { 0 } else { ry + 1 };
         }
     }
+    Some(())
 }
 
 /// Integers whose all-zero bits are a valid value.

@@ -17,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::Bytes;
 use rayon::prelude::*;
 
-use super::enabled;
+use super::{enabled, slice};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait LeakyReluBackend: Backend {
@@ -38,10 +38,7 @@ const CHUNK: usize = 1 << 15;
 /// contiguous tensor.
 fn gated(gate: &FlexTensor, v: &FlexTensor, slope: f32) -> FlexTensor {
     let (gate, v) = (gate.to_contiguous(), v.to_contiguous());
-    let (g, s) = (
-        gate.as_slice::<f32>().expect("f32"),
-        v.as_slice::<f32>().expect("f32"),
-    );
+    let (g, s) = (slice(&gate), slice(&v));
     assert_eq!(g.len(), s.len());
     let mut out = vec![0.0f32; s.len()];
     out.par_chunks_mut(CHUNK)

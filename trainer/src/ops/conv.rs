@@ -26,6 +26,7 @@ use burn::prelude::*;
 use burn::tensor::{Bytes, Shape};
 
 use super::kernels::{self, Geometry};
+use super::slice;
 
 /// The convolutions' forward passes and the gradients their backward passes call. The gradients'
 /// default bodies are Burn's (what the autodiff backend uses, as it never differentiates them again);
@@ -153,10 +154,6 @@ fn transpose_geometry(
 
 fn f32s(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
-}
-
-fn slice(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().expect("contiguous f32 tensor")
 }
 
 fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {

@@ -19,6 +19,13 @@ fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// The values of a contiguous f32 flex tensor. Only f32 tensors reach these operators (any other
+/// dtype takes Burn's own op) and they are made contiguous first, so the `expect` states this
+/// module's invariant; no user input reaches it.
+fn slice(t: &burn::backend::flex::FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
 /// Asks glibc's allocator to keep freed multi-megabyte blocks for reuse instead of unmapping them.
 /// Training frees and re-allocates the same activation-sized tensors every iteration; by default
 /// each comes back as fresh pages from the OS, faulted in and zeroed one 4 KiB page at a time,
