@@ -17,6 +17,7 @@ use super::ModelConfig;
 use crate::data::SampleKind;
 use crate::ops::activation::leaky_relu;
 use crate::ops::conv::{conv2d, conv_transpose2d};
+use crate::ops::norm::{batch_norm_act, Activation};
 
 /// The smallest feature map for an image side, when the side is supported.
 pub fn base_size(side: usize) -> Option<usize> {
@@ -145,11 +146,10 @@ impl DcganGenerator {
         let [c, h, w] = self.base;
         let n = z.dims()[0];
         let x = self.project.forward(z).reshape([n, c, h, w]);
-        let mut x = burn::tensor::activation::relu(self.project_norm.forward(x));
+        let mut x = batch_norm_act(&self.project_norm, x, Activation::Relu);
         for block in &self.blocks {
-            x = burn::tensor::activation::relu(
-                block.norm.forward(conv_transpose2d(&block.conv, x)),
-            );
+            let y = conv_transpose2d(&block.conv, x);
+            x = batch_norm_act(&block.norm, y, Activation::Relu);
         }
         burn::tensor::activation::tanh(conv_transpose2d(&self.to_image, x))
     }
@@ -178,7 +178,8 @@ impl DcganDiscriminator {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = leaky_relu(&self.act, conv2d(&self.from_image, x));
         for block in &self.blocks {
-            x = leaky_relu(&self.act, block.norm.forward(conv2d(&block.conv, x)));
+            let y = conv2d(&block.conv, x);
+            x = batch_norm_act(&block.norm, y, Activation::LeakyRelu(&self.act));
         }
         x.flatten(1, 3)
     }

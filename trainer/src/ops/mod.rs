@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub mod activation;
 pub mod conv;
 pub mod kernels;
+pub mod norm;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
