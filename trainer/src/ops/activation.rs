@@ -15,7 +15,6 @@ use burn::backend::{backend_extension, Backend, DType, Dispatch, DispatchDevice,
 use burn::nn::LeakyRelu;
 use burn::prelude::*;
 use burn::tensor::Bytes;
-use rayon::prelude::*;
 
 use super::{enabled, slice};
 
@@ -40,19 +39,16 @@ fn gated(gate: &FlexTensor, v: &FlexTensor, slope: f32) -> FlexTensor {
     let (gate, v) = (gate.to_contiguous(), v.to_contiguous());
     let (g, s) = (slice(&gate), slice(&v));
     assert_eq!(g.len(), s.len());
-    let mut out = vec![0.0f32; s.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK).zip(s.par_chunks(CHUNK)))
-        .for_each(|(o, (g, s))| {
-            // The factor (1 or slope) is chosen with an integer mask, not a branch: activation
-            // signs are random, so a branch mispredicts half the time, and this form vectorises.
-            let (one, diff) = (1.0f32.to_bits(), 1.0f32.to_bits() ^ slope.to_bits());
-            let (g, s) = (&g[..o.len()], &s[..o.len()]);
-            for i in 0..o.len() {
-                let negative = ((g[i] < 0.0) as u32).wrapping_neg();
-                o[i] = s[i] * f32::from_bits(one ^ (negative & diff));
-            }
-        });
+    // The factor (1 or slope) is chosen with an integer mask, not a branch: activation signs are
+    // random, so a branch mispredicts half the time, and this form vectorises.
+    let (one, diff) = (1.0f32.to_bits(), 1.0f32.to_bits() ^ slope.to_bits());
+    let out = super::par_new(s.len(), CHUNK, |i, o| {
+        let (g, s) = (&g[i * CHUNK..][..o.len()], &s[i * CHUNK..][..o.len()]);
+        for ((o, g), s) in o.iter_mut().zip(g).zip(s) {
+            let negative = ((*g < 0.0) as u32).wrapping_neg();
+            *o = s * f32::from_bits(one ^ (negative & diff));
+        }
+    });
     FlexTensor::new(
         Bytes::from_elems(out),
         Layout::contiguous(v.layout().shape().clone()),

@@ -47,3 +47,28 @@ pub fn keep_freed_memory() {
         }
     }
 }
+
+/// A new vector of `len` values built `chunk` at a time in parallel by `fill(chunk_index, chunk)`,
+/// which receives the chunk zeroed. Each task zeroes its own chunk just before filling it: `vec![0.0;
+/// len]` would zero the whole buffer on the calling thread first, a serial pass over memory that
+/// cost more than the parallel work on a multi-megabyte activation.
+fn par_new(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, part)| {
+            for e in part.iter_mut() {
+                e.write(0.0);
+            }
+            // SAFETY: every element of `part` was initialised just above, and `MaybeUninit<f32>`
+            // has the layout of `f32`.
+            let part = unsafe { &mut *(part as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            fill(i, part);
+        });
+    // SAFETY: the chunks cover `0..len` and each element was initialised above (a panic in `fill`
+    // propagates before this line, leaving the length 0).
+    unsafe { v.set_len(len) };
+    v
+}

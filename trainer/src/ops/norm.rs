@@ -100,41 +100,43 @@ fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
 /// accumulator would serialise on the add latency and could not be reordered).
 const LANES: usize = 16;
 
-/// `Σ f(a[i], b[i])`, in f32 lanes then f64 (one plane is at most a few thousand values).
-fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(&x, &y)| f(x, y))
-        .sum();
-    for (ca, cb) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += f(ca[l], cb[l]);
-        }
-    }
-    acc.iter().map(|&v| v as f64).sum::<f64>() + tail as f64
-}
-
-/// A per-channel sum over `[n, c, plane]` tensors: `stat(ch, a_plane, b_plane)` over the channel's
-/// `n` planes of `a` and `b`, channels in parallel.
-fn per_channel(
+/// For every channel of the `[n, c, plane]` tensors `a` and `b` (channels in parallel), the `K`
+/// sums `Σ f(ch)(a[i], b[i])` over the channel's `n` planes. Partial sums stay in f32 lanes for the
+/// whole channel (a few thousand values, as Burn's own f32 reductions), then add up in f64.
+fn channel_sums<const K: usize, F>(
     (n, c, plane): (usize, usize, usize),
     a: &[f32],
     b: &[f32],
-    stat: impl Fn(usize, &[f32], &[f32]) -> f64 + Sync,
-) -> Vec<f64> {
+    f: impl Fn(usize) -> F + Sync,
+) -> Vec<[f64; K]>
+where
+    F: Fn(f32, f32) -> [f32; K],
+{
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            (0..n)
-                .map(|i| {
-                    let at = (i * c + ch) * plane;
-                    stat(ch, &a[at..][..plane], &b[at..][..plane])
-                })
-                .sum()
+            let f = f(ch);
+            let mut acc = [[0.0f32; LANES]; K];
+            let mut tail = [0.0f32; K];
+            for i in 0..n {
+                let at = (i * c + ch) * plane;
+                let (pa, pb) = (&a[at..][..plane], &b[at..][..plane]);
+                let (ca, cb) = (pa.chunks_exact(LANES), pb.chunks_exact(LANES));
+                for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+                    for (t, v) in tail.iter_mut().zip(f(x, y)) {
+                        *t += v;
+                    }
+                }
+                for (ca, cb) in ca.zip(cb) {
+                    for l in 0..LANES {
+                        let v = f(ca[l], cb[l]);
+                        for k in 0..K {
+                            acc[k][l] += v[k];
+                        }
+                    }
+                }
+            }
+            std::array::from_fn(|k| acc[k].iter().map(|&v| v as f64).sum::<f64>() + tail[k] as f64)
         })
         .collect()
 }
@@ -180,31 +182,28 @@ impl BatchNormActBackend for Flex {
         let (n, c, plane) = dims(&x);
         let (xs, count) = (slice(&x), (n * plane) as f64);
         let dims = (n, c, plane);
-        let mean: Vec<f32> = per_channel(dims, xs, xs, |_, p, _| lane_sum(p, p, |v, _| v))
+        let mean: Vec<f32> = channel_sums(dims, xs, xs, |_| |v, _| [v])
             .into_iter()
-            .map(|s| (s / count) as f32)
+            .map(|[s]| (s / count) as f32)
             .collect();
         // Two passes (mean, then squared deviations) rather than E[x²] - E[x]²: no cancellation.
-        let var: Vec<f32> = per_channel(dims, xs, xs, |ch, p, _| {
+        let var: Vec<f32> = channel_sums(dims, xs, xs, |ch| {
             let m = mean[ch];
-            lane_sum(p, p, |v, _| (v - m) * (v - m))
+            move |v, _| [(v - m) * (v - m)]
         })
         .into_iter()
-        .map(|s| (s / count) as f32)
+        .map(|[s]| (s / count) as f32)
         .collect();
         let coef = affine(slice(&gamma), slice(&beta), &mean, &var, epsilon);
         let slope = slope as f32;
-        let mut y = vec![0.0f32; xs.len()];
-        y.par_chunks_mut(plane.max(1))
-            .zip(xs.par_chunks(plane.max(1)))
-            .enumerate()
-            .for_each(|(i, (out, src))| {
-                let (scale, shift) = coef[i % c];
-                for (o, &v) in out.iter_mut().zip(src) {
-                    let z = v * scale + shift;
-                    *o = z * gate(z, slope);
-                }
-            });
+        let y = super::par_new(xs.len(), plane, |i, out| {
+            let (scale, shift) = coef[i % c];
+            let src = &xs[i * plane..][..out.len()];
+            for (o, &v) in out.iter_mut().zip(src) {
+                let z = v * scale + shift;
+                *o = z * gate(z, slope);
+            }
+        });
         (
             tensor(y, shape),
             tensor(mean, Shape::new([c])),
@@ -235,36 +234,33 @@ impl BatchNormActBackend for Flex {
             .collect();
         let slope = slope as f32;
         // dz = dy * act'(z); the sums of dz and dz * x̂ are beta's and gamma's gradients.
-        let dz = |(scale, shift): (f32, f32), x: f32, dy: f32| dy * gate(x * scale + shift, slope);
-        let dims = (n, c, plane);
-        let dbeta = per_channel(dims, xs, dy, |ch, x, dy| {
-            lane_sum(x, dy, |x, dy| dz(coef[ch], x, dy))
-        });
-        let dgamma = per_channel(dims, xs, dy, |ch, x, dy| {
-            let (mu, s) = (m[ch], inv_std[ch]);
-            lane_sum(x, dy, |x, dy| dz(coef[ch], x, dy) * ((x - mu) * s))
+        let sums = channel_sums((n, c, plane), xs, dy, |ch| {
+            let (mu, s, (scale, shift)) = (m[ch], inv_std[ch], coef[ch]);
+            move |x: f32, dy: f32| {
+                let dz = dy * gate(x * scale + shift, slope);
+                [dz, dz * ((x - mu) * s)]
+            }
         });
         // dx = gamma * inv_std * (dz - mean(dz) - x̂ * mean(dz * x̂)).
         let count = (n * plane) as f64;
-        let mut dx = vec![0.0f32; xs.len()];
-        let chunk = plane.max(1);
-        dx.par_chunks_mut(chunk)
-            .zip(xs.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-            .enumerate()
-            .for_each(|(i, (out, (x, dy)))| {
-                let ch = i % c;
-                let (mu, s, k) = (m[ch], inv_std[ch], g[ch] * inv_std[ch]);
-                let mean_dz = (dbeta[ch] / count) as f32;
-                let mean_dzx = (dgamma[ch] / count) as f32;
-                for ((o, &x), &dy) in out.iter_mut().zip(x).zip(dy) {
-                    *o = k * (dz(coef[ch], x, dy) - mean_dz - (x - mu) * s * mean_dzx);
-                }
-            });
-        let to_f32 = |v: Vec<f64>| v.into_iter().map(|s| s as f32).collect::<Vec<f32>>();
+        let dx = super::par_new(xs.len(), plane, |i, out| {
+            let ch = i % c;
+            let (mu, s, (scale, shift)) = (m[ch], inv_std[ch], coef[ch]);
+            let k = g[ch] * s;
+            let [sum_dz, sum_dzx] = sums[ch];
+            let (mean_dz, mean_dzx) = ((sum_dz / count) as f32, (sum_dzx / count) as f32);
+            let (x, dy) = (&xs[i * plane..][..out.len()], &dy[i * plane..][..out.len()]);
+            for ((o, &x), &dy) in out.iter_mut().zip(x).zip(dy) {
+                let dz = dy * gate(x * scale + shift, slope);
+                *o = k * (dz - mean_dz - (x - mu) * s * mean_dzx);
+            }
+        });
+        let dgamma = sums.iter().map(|[_, s]| *s as f32).collect();
+        let dbeta = sums.iter().map(|[s, _]| *s as f32).collect();
         (
             tensor(dx, shape),
-            tensor(to_f32(dgamma), Shape::new([c])),
-            tensor(to_f32(dbeta), Shape::new([c])),
+            tensor(dgamma, Shape::new([c])),
+            tensor(dbeta, Shape::new([c])),
         )
     }
 }
