@@ -106,13 +106,22 @@ fn cuda_device() -> Result<Device, DeviceUnavailable> {
 }
 
 /// Size the global thread pool that the CPU backends use; `None` keeps rayon's default (all cores).
+/// Its threads get the main thread's 8 MiB of stack, as [`on_pool`] runs whole training loops there.
 pub fn set_threads(threads: Option<usize>) {
+    let mut pool = rayon::ThreadPoolBuilder::new().stack_size(8 << 20);
     if let Some(t) = threads {
-        // Fails only if the pool already exists, in which case its size stays as it was.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build_global();
+        pool = pool.num_threads(t);
     }
+    // Fails only if the pool already exists, in which case it stays as it was.
+    let _ = pool.build_global();
+}
+
+/// Runs `f` on a thread of the global pool and waits for it. Every parallel operator then starts
+/// on a pool thread, which splits the work in place, instead of on a thread outside the pool, which
+/// must hand each operator to the pool and sleep until it is done: a wake-up and a sleep per
+/// operator, hundreds per training iteration.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 #[cfg(all(test, feature = "wgpu"))]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pocketgan_trainer::data::DataSource;
-use pocketgan_trainer::device::{set_threads, DeviceKind};
+use pocketgan_trainer::device::{on_pool, set_threads, DeviceKind};
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::{Architecture, Conditioning};
 use pocketgan_trainer::train::{self, Outcome, RunOptions, TrainConfig};
@@ -198,7 +198,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
         stop: Some(&stop),
         stop_at: None,
     };
-    match train::train(&config, &a.out, &opts)? {
+    match on_pool(|| train::train(&config, &a.out, &opts))? {
         Outcome::Finished { steps } => {
             println!("trained {steps} steps; run folder: {}", a.out.display());
             println!("  samples:    {}", a.out.join("samples").display());
@@ -337,7 +337,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             set_threads(threads);
             let threads = threads.unwrap_or_else(rayon::current_num_threads);
-            let bench = pocketgan_trainer::bench::all(&device, warmup, iters)?;
+            let bench = on_pool(|| pocketgan_trainer::bench::all(&device, warmup, iters))?;
             if json {
                 let v = serde_json::json!({
                     "threads": threads,
