@@ -134,7 +134,22 @@ const PARALLEL_MACS: usize = 1 << 21;
 
 /// `dst [m, n] (row-major) = a [m, k] · b [k, n]`, with the `gemm` crate that Burn's flex uses.
 fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
+    gemm_strided(m, n, k, dst, [n, 1], a, b)
+}
+
+/// [`gemm`] into `dst` with element (r, c) at `dst[r*rs + c*cs]` for `[rs, cs]` = `dst_strides`,
+/// `dst` holding exactly the m*n elements.
+fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    [dst_rs, dst_cs]: [usize; 2],
+    a: Mat,
+    b: Mat,
+) {
     assert_eq!(dst.len(), m * n);
+    assert!(m * n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len());
     a.check(m, k);
     b.check(k, n);
     if m * n == 0 {
@@ -157,8 +172,8 @@ fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             false,
             a.data.as_ptr(),
             a.cs as isize,
@@ -176,14 +191,28 @@ fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
     }
 }
 
-/// Column matrix `[K, n*L]` of `x`: row `(c, i, j)` holds, for every output pixel, the input
-/// it sees through kernel tap `(i, j)` of channel `c` (0 in the padding).
+/// Column matrix `[K, n*L]` of `x` in a pooled buffer, for use within one call.
 fn im2col(g: &Geometry, x: &[f32]) -> Scratch {
+    let mut cols = Scratch::new(g.k() * g.n * g.l());
+    fill_columns(g, x, &mut cols);
+    cols
+}
+
+/// Column matrix `[K, n*L]` of `x`, owned: kept from a forward pass for its backward pass.
+pub fn columns(g: &Geometry, x: &[f32]) -> Vec<f32> {
+    let mut cols = vec![0.0; g.k() * g.n * g.l()];
+    fill_columns(g, x, &mut cols);
+    cols
+}
+
+/// Writes the column matrix `[K, n*L]` of `x`: row `(c, i, j)` holds, for every output pixel, the
+/// input it sees through kernel tap `(i, j)` of channel `c` (0 in the padding).
+fn fill_columns(g: &Geometry, x: &[f32], cols: &mut [f32]) {
     assert_eq!(x.len(), g.x_len());
+    assert_eq!(cols.len(), g.k() * g.n * g.l());
     let (l, hw) = (g.l(), g.h * g.w);
-    let mut cols = Scratch::new(g.k() * g.n * l);
     if cols.is_empty() {
-        return cols;
+        return;
     }
     let [kh, kw] = g.kernel;
     let [sh, sw] = g.stride;
@@ -220,7 +249,6 @@ fn im2col(g: &Geometry, x: &[f32]) -> Scratch {
                 }
             }
         });
-    cols
 }
 
 /// Adds the columns `[K, n*L]` back into an image `[n, c_in, h, w]`: the adjoint of [`im2col`].
@@ -316,9 +344,39 @@ pub fn add_channel_bias(mut y: Vec<f32>, plane: usize, bias: &[f32]) -> Vec<f32>
 
 /// Convolution forward: `y [n, c_out, oh, ow]`.
 pub fn conv_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    assert_eq!(weight.len(), g.w_len());
-    let (k, nl) = (g.k(), g.n * g.l());
-    let cols = im2col(g, x);
+    forward_from_columns(g.gemm(), &im2col(g, x), weight, bias)
+}
+
+/// The GEMM sizes of a convolution: `c_out`, `K`, and the `n` samples of `L` output pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmDims {
+    pub c_out: usize,
+    pub k: usize,
+    pub n: usize,
+    pub l: usize,
+}
+
+impl Geometry {
+    pub fn gemm(&self) -> GemmDims {
+        GemmDims {
+            c_out: self.c_out,
+            k: self.k(),
+            n: self.n,
+            l: self.l(),
+        }
+    }
+}
+
+/// Convolution forward from the column matrix `[K, n*L]`: `y [n, c_out, L]`.
+pub fn forward_from_columns(
+    g: GemmDims,
+    cols: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (k, nl) = (g.k, g.n * g.l);
+    assert_eq!(weight.len(), g.c_out * k);
+    assert_eq!(cols.len(), k * nl);
     let mut y = Scratch::new(g.c_out * nl);
     gemm(
         g.c_out,
@@ -331,12 +389,12 @@ pub fn conv_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]
             cs: 1,
         },
         Mat {
-            data: &cols,
+            data: cols,
             rs: nl,
             cs: 1,
         },
     );
-    to_batch_major(&y, g.n, g.c_out, g.l(), bias)
+    to_batch_major(&y, g.n, g.c_out, g.l, bias)
 }
 
 /// Gradient of the convolution's input, `dx [n, c_in, h, w]`, from `dy [n, c_out, oh, ow]`.
@@ -367,27 +425,46 @@ pub fn conv_input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
 
 /// Gradient of the convolution's weight, `dW [c_out, c_in, kh, kw]`.
 pub fn conv_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert_eq!(dy.len(), g.y_len());
-    let (k, nl) = (g.k(), g.n * g.l());
-    let cols = im2col(g, x);
-    let dy = to_channel_major(dy, g.n, g.c_out, g.l());
-    let mut dw = vec![0.0f32; g.w_len()];
-    gemm(
-        g.c_out,
-        k,
-        nl,
-        &mut dw,
+    weight_grad_from_columns(g.gemm(), &im2col(g, x), dy)
+}
+
+/// Gradient of the convolution's weight `[c_out, K]` from the column matrix `[K, n*L]` of its
+/// input and `dy [n, c_out, L]`.
+pub fn weight_grad_from_columns(g: GemmDims, cols: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (k, nl) = (g.k, g.n * g.l);
+    assert_eq!(dy.len(), g.c_out * nl);
+    assert_eq!(cols.len(), k * nl);
+    let dy = to_channel_major(dy, g.n, g.c_out, g.l);
+    let (dy, cols) = (
         Mat {
             data: &dy,
             rs: nl,
             cs: 1,
         },
         Mat {
-            data: &cols,
+            data: cols,
             rs: 1,
             cs: nl,
         },
     );
+    // Both operands are contiguous along the depth nL, so gemm packs the whole of its left one
+    // first (on the calling thread, even when parallel), and its left one is `dy'` if dst is
+    // column-major, `colsᵀ` if row-major: pack the smaller.
+    let mut dw = vec![0.0f32; g.c_out * k];
+    if dw.is_empty() {
+        return dw;
+    }
+    if g.c_out <= k {
+        let mut dwt = Scratch::new(g.c_out * k);
+        gemm_strided(g.c_out, k, nl, &mut dwt, [1, g.c_out], dy, cols);
+        dw.par_chunks_mut(k).enumerate().for_each(|(co, row)| {
+            for (r, d) in row.iter_mut().enumerate() {
+                *d = dwt[r * g.c_out + co];
+            }
+        });
+    } else {
+        gemm(g.c_out, k, nl, &mut dw, dy, cols);
+    }
     dw
 }
 
