@@ -214,37 +214,31 @@ fn fill_columns(g: &Geometry, x: &[f32], cols: &mut [f32]) {
     if cols.is_empty() {
         return;
     }
-    let [kh, kw] = g.kernel;
-    let [sh, sw] = g.stride;
+    let kk = g.kernel[0] * g.kernel[1];
+    let mut by_tap: Vec<Option<Tap>> = (0..kk).map(|_| None).collect();
+    for t in g.taps() {
+        let i = t.tap;
+        by_tap[i] = Some(t);
+    }
+    let sw = g.stride[1];
     cols.par_chunks_mut(g.n * l)
         .enumerate()
         .for_each(|(row, out)| {
-            let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
-            let (ti, tj) = (i * g.dilation[0], j * g.dilation[1]);
-            let (y_lo, y_hi) = Geometry::valid(g.oh, g.h, sh, ti, g.pad[0]);
-            let (x_lo, x_hi) = Geometry::valid(g.ow, g.w, sw, tj, g.pad[1]);
-            if x_lo == x_hi {
+            let (c, tap) = (row / kk, row % kk);
+            let Some(t) = &by_tap[tap] else {
                 out.fill(0.0); // this tap only ever sees padding
                 return;
-            }
-            let x0 = x_lo * sw + tj - g.pad[1];
-            for b in 0..g.n {
+            };
+            for (b, out) in out.chunks_exact_mut(l).enumerate() {
                 let plane = &x[(b * g.c_in + c) * hw..][..hw];
-                let out = &mut out[b * l..][..l];
-                out[..y_lo * g.ow].fill(0.0);
-                out[y_hi * g.ow..].fill(0.0);
-                for oy in y_lo..y_hi {
-                    let src = &plane[(oy * sh + ti - g.pad[0]) * g.w..][..g.w];
-                    let dst = &mut out[oy * g.ow..][..g.ow];
-                    dst[..x_lo].fill(0.0);
-                    dst[x_hi..].fill(0.0);
-                    if sw == 1 {
-                        dst[x_lo..x_hi].copy_from_slice(&src[x0..x0 + (x_hi - x_lo)]);
-                    } else {
-                        let taps = src[x0..].iter().step_by(sw);
-                        for (d, s) in dst[x_lo..x_hi].iter_mut().zip(taps) {
-                            *d = *s;
-                        }
+                if t.rows * t.cols < l {
+                    out.fill(0.0); // the outputs that see padding through this tap
+                }
+                for r in 0..t.rows {
+                    let dst = &mut out[t.col0 + r * g.ow..][..t.cols];
+                    let src = &plane[t.x0 + r * t.x_step..][..t.x_span];
+                    for (k, d) in dst.iter_mut().enumerate() {
+                        *d = src[k * sw];
                     }
                 }
             }
@@ -259,37 +253,69 @@ pub fn col2im(g: &Geometry, cols: &[f32]) -> Vec<f32> {
     if x.is_empty() {
         return x;
     }
-    let [kh, kw] = g.kernel;
-    let [sh, sw] = g.stride;
-    let row_len = g.n * l;
+    let taps = g.taps();
+    let (kk, row_len, sw) = (g.kernel[0] * g.kernel[1], g.n * l, g.stride[1]);
     x.par_chunks_mut(hw)
         .enumerate()
         .for_each(|(plane_idx, plane)| {
             let (b, c) = (plane_idx / g.c_in, plane_idx % g.c_in);
-            for i in 0..kh {
-                let ti = i * g.dilation[0];
-                let (y_lo, y_hi) = Geometry::valid(g.oh, g.h, sh, ti, g.pad[0]);
-                for j in 0..kw {
-                    let tj = j * g.dilation[1];
-                    let (x_lo, x_hi) = Geometry::valid(g.ow, g.w, sw, tj, g.pad[1]);
-                    if x_lo == x_hi {
-                        continue;
-                    }
-                    let row = (c * kh + i) * kw + j;
-                    let src = &cols[row * row_len + b * l..][..l];
-                    let x0 = x_lo * sw + tj - g.pad[1];
-                    for oy in y_lo..y_hi {
-                        let dst = &mut plane[(oy * sh + ti - g.pad[0]) * g.w..][..g.w];
-                        let src = &src[oy * g.ow..][..g.ow];
-                        let taps = dst[x0..].iter_mut().step_by(sw);
-                        for (d, s) in taps.zip(&src[x_lo..x_hi]) {
-                            *d += s;
-                        }
+            for t in &taps {
+                let src = &cols[(c * kk + t.tap) * row_len + b * l..][..l];
+                for r in 0..t.rows {
+                    let dst = &mut plane[t.x0 + r * t.x_step..][..t.x_span];
+                    let src = &src[t.col0 + r * g.ow..][..t.cols];
+                    for (k, s) in src.iter().enumerate() {
+                        dst[k * sw] += s;
                     }
                 }
             }
         });
     x
+}
+
+/// A kernel tap's overlap with the image, worked out once per call rather than per plane.
+struct Tap {
+    /// `i*kw + j`.
+    tap: usize,
+    /// Output rows and columns that see the image through this tap, and the first of each.
+    rows: usize,
+    cols: usize,
+    col0: usize,
+    /// Image offset seen by the first of them, the image offset between consecutive rows, and
+    /// the image span of one row's `cols` taps.
+    x0: usize,
+    x_step: usize,
+    x_span: usize,
+}
+
+impl Geometry {
+    /// The taps that see the image at all (the others only see padding).
+    fn taps(&self) -> Vec<Tap> {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let mut taps = Vec::with_capacity(kh * kw);
+        for i in 0..kh {
+            let ti = i * self.dilation[0];
+            let (y_lo, y_hi) = Geometry::valid(self.oh, self.h, sh, ti, self.pad[0]);
+            for j in 0..kw {
+                let tj = j * self.dilation[1];
+                let (x_lo, x_hi) = Geometry::valid(self.ow, self.w, sw, tj, self.pad[1]);
+                if y_lo == y_hi || x_lo == x_hi {
+                    continue;
+                }
+                taps.push(Tap {
+                    tap: i * kw + j,
+                    rows: y_hi - y_lo,
+                    cols: x_hi - x_lo,
+                    col0: y_lo * self.ow + x_lo,
+                    x0: (y_lo * sh + ti - self.pad[0]) * self.w + x_lo * sw + tj - self.pad[1],
+                    x_step: sh * self.w,
+                    x_span: (x_hi - x_lo - 1) * sw + 1,
+                });
+            }
+        }
+        taps
+    }
 }
 
 /// `[n, c, L]` -> `[c, n, L]`.
