@@ -272,28 +272,30 @@ fn fill_columns(g: &Geometry, x: &[f32], cols: &mut [MaybeUninit<f32>]) {
 pub fn col2im(g: &Geometry, cols: &[f32]) -> Vec<f32> {
     let (l, hw) = (g.l(), g.h * g.w);
     assert_eq!(cols.len(), g.k() * g.n * l);
-    let mut x = vec![0.0f32; g.x_len()];
-    if x.is_empty() {
-        return x;
+    if g.x_len() == 0 {
+        return Vec::new();
     }
     let taps = g.taps();
-    let (kk, row_len, sw) = (g.kernel[0] * g.kernel[1], g.n * l, g.stride[1]);
-    x.par_chunks_mut(hw)
-        .enumerate()
-        .for_each(|(plane_idx, plane)| {
-            let (b, c) = (plane_idx / g.c_in, plane_idx % g.c_in);
-            for t in &taps {
-                let src = &cols[(c * kk + t.tap) * row_len + b * l..][..l];
-                for r in 0..t.rows {
-                    let dst = &mut plane[t.x0 + r * t.x_step..][..t.x_span];
-                    let src = &src[t.col0 + r * g.ow..][..t.cols];
-                    for (k, s) in src.iter().enumerate() {
-                        dst[k * sw] += s;
-                    }
+    let (kk, row_len) = (g.kernel[0] * g.kernel[1], g.n * l);
+    // Channel-major planes `[c_in, n, h, w]` first: a channel's rows of `cols` are then read front to
+    // back (sample after sample) instead of a 196-byte piece of each of 16 distant rows per plane,
+    // which left col2im waiting on memory; the transpose after is one pass over the image.
+    let mut x = Scratch::new(g.x_len());
+    x.par_chunks_mut(hw).enumerate().for_each(|(p, plane)| {
+        let (c, b) = (p / g.n, p % g.n);
+        plane.fill(0.0);
+        for t in &taps {
+            let src = &cols[(c * kk + t.tap) * row_len + b * l..][..l];
+            for r in 0..t.rows {
+                let dst = &mut plane[t.x0 + r * t.x_step..][..t.x_span];
+                let src = &src[t.col0 + r * g.ow..][..t.cols];
+                for (k, s) in src.iter().enumerate() {
+                    dst[k * g.stride[1]] += s;
                 }
             }
-        });
-    x
+        }
+    });
+    to_batch_major(&x, g.n, g.c_in, hw, None)
 }
 
 /// A kernel tap's overlap with the image, worked out once per call rather than per plane.
