@@ -137,11 +137,12 @@ const PARALLEL_MACS: usize = 1 << 21;
 
 /// `dst [m, n] (row-major) = a [m, k] · b [k, n]`, with the `gemm` crate that Burn's flex uses.
 fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
-    gemm_strided(m, n, k, dst, [n, 1], a, b)
+    gemm_strided(m, n, k, dst, [n, 1], a, b, m * n * k >= PARALLEL_MACS)
 }
 
 /// [`gemm`] into `dst` with element (r, c) at `dst[r*rs + c*cs]` for `[rs, cs]` = `dst_strides`,
-/// `dst` holding exactly the m*n elements.
+/// `dst` holding exactly the m*n elements; on rayon's threads if `parallel`.
+#[allow(clippy::too_many_arguments)]
 fn gemm_strided(
     m: usize,
     n: usize,
@@ -150,6 +151,7 @@ fn gemm_strided(
     [dst_rs, dst_cs]: [usize; 2],
     a: Mat,
     b: Mat,
+    parallel: bool,
 ) {
     assert_eq!(dst.len(), m * n);
     assert!(m * n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len());
@@ -162,7 +164,7 @@ fn gemm_strided(
         dst.fill(0.0);
         return;
     }
-    let parallelism = if m * n * k >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
+    let parallelism = if parallel && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -484,37 +486,64 @@ pub fn weight_grad_from_columns(g: GemmDims, cols: &[f32], dy: &[f32]) -> Vec<f3
     assert_eq!(dy.len(), g.c_out * nl);
     assert_eq!(cols.len(), k * nl);
     let dy = to_channel_major(dy, g.n, g.c_out, g.l);
-    let (dy, cols) = (
-        Mat {
-            data: &dy,
+    let size = g.c_out * k;
+    if size == 0 {
+        return Vec::new();
+    }
+    // Both operands are contiguous along the depth nL, so gemm packs the whole of its left one
+    // first, and its left one is `dy'` if dst is column-major, `colsᵀ` if row-major: pack the
+    // smaller. Its own threading splits dW's tiles after packing on the calling thread, which left
+    // the other thread idle; instead each thread takes a share of the depth, its own GEMM of a
+    // partial dW (packing its own share), and the partial sums are added.
+    let transposed = g.c_out <= k;
+    let parts = if size * nl >= PARALLEL_MACS {
+        rayon::current_num_threads().clamp(1, nl)
+    } else {
+        1
+    };
+    let partial = |part: usize| {
+        let (p0, p1) = (nl * part / parts, nl * (part + 1) / parts);
+        let dy = Mat {
+            data: &dy[p0..],
             rs: nl,
             cs: 1,
-        },
-        Mat {
-            data: cols,
+        };
+        let cols = Mat {
+            data: &cols[p0..],
             rs: 1,
             cs: nl,
-        },
-    );
-    // Both operands are contiguous along the depth nL, so gemm packs the whole of its left one
-    // first (on the calling thread, even when parallel), and its left one is `dy'` if dst is
-    // column-major, `colsᵀ` if row-major: pack the smaller.
-    let mut dw = vec![0.0f32; g.c_out * k];
-    if dw.is_empty() {
-        return dw;
-    }
-    if g.c_out <= k {
-        let mut dwt = Scratch::new(g.c_out * k);
-        gemm_strided(g.c_out, k, nl, &mut dwt, [1, g.c_out], dy, cols);
-        dw.par_chunks_mut(k).enumerate().for_each(|(co, row)| {
-            for (r, d) in row.iter_mut().enumerate() {
-                *d = dwt[r * g.c_out + co];
-            }
-        });
+        };
+        let mut dw = Scratch::new(size);
+        let strides = if transposed { [1, g.c_out] } else { [k, 1] };
+        gemm_strided(g.c_out, k, p1 - p0, &mut dw, strides, dy, cols, false);
+        dw
+    };
+    // One part runs here: handing it to rayon's pool would move it to another thread.
+    let dw = if parts == 1 {
+        partial(0)
     } else {
-        gemm(g.c_out, k, nl, &mut dw, dy, cols);
-    }
-    dw
+        (0..parts)
+            .into_par_iter()
+            .map(partial)
+            .reduce_with(|mut sum, part| {
+                sum.iter_mut().zip(part.iter()).for_each(|(s, p)| *s += p);
+                sum
+            })
+            .unwrap_or_else(|| Scratch::new(size))
+    };
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(k).enumerate().for_each(|(co, row)| {
+            for (r, d) in row.iter_mut().enumerate() {
+                d.write(if transposed {
+                    dw[r * g.c_out + co]
+                } else {
+                    dw[co * k + r]
+                });
+            }
+        })
+    };
+    // SAFETY: the rows of `k` cover the output and each is written in full.
+    unsafe { written(size, fill) }
 }
 
 /// Gradient of a per-channel bias: `dy [n, c, L]` summed over `n` and `L`.
