@@ -16,8 +16,8 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::{ConvOptions, ConvTransposeOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    backend_extension, Backend, DType, Dispatch, DispatchDevice, DispatchTensor, Flex,
-    TensorMetadata,
+    backend_extension, AutodiffBackend, Backend, DType, Dispatch, DispatchDevice, DispatchTensor,
+    Flex, TensorMetadata,
 };
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
@@ -28,9 +28,11 @@ use burn::tensor::{Bytes, Shape};
 use super::kernels::{self, Geometry};
 use super::slice;
 
-/// The convolutions' forward passes and the gradients their backward passes call. The gradients'
-/// default bodies are Burn's (what the autodiff backend uses, as it never differentiates them again);
-/// flex overrides them all with the GEMM kernels.
+/// The convolutions' forward passes and the parts of their backward passes. Both gradients of the
+/// weight, and a transposed convolution's input gradient, multiply a column matrix (im2col) that a
+/// backward pass computes once, or that a convolution's forward pass keeps when its weight is
+/// trained. Only the inner backend's methods are ever called by the backward passes; the autodiff
+/// backend's run them untracked.
 #[backend_extension(Flex, Autodiff)]
 pub trait GemmConvBackend: Backend {
     fn gemm_conv2d(
@@ -45,6 +47,33 @@ pub trait GemmConvBackend: Backend {
         bias: FloatTensor<Self>,
         options: ConvTransposeOptions<2>,
     ) -> FloatTensor<Self>;
+    /// The column matrix `[K, n, oh, ow]` (`K = c_in*kh*kw`) of a convolution's input `x`.
+    fn gemm_conv2d_columns(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+    /// The column matrix of a transposed convolution's output gradient `grad`: the transposed
+    /// convolution of `x` is the input gradient of a convolution of its output, whose forward pass
+    /// gives `x`'s gradient and whose weight gradient gives `weight`'s.
+    fn gemm_conv_transpose2d_columns(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self>;
+    /// The convolution `y [n, c_out, oh, ow]` from its columns `[K, n, oh, ow]`, a weight of
+    /// `c_out` rows of `K` and a bias `[c_out]`.
+    fn gemm_conv2d_from_columns(
+        cols: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// The weight gradient `[c_out, K]` from the columns `[K, n, oh, ow]` and `dy [n, c_out, oh, ow]`.
+    fn gemm_conv2d_weight_from_columns(
+        cols: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
     fn gemm_conv2d_x_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -52,30 +81,6 @@ pub trait GemmConvBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d_x_backward(x, weight, grad, options)
-    }
-    fn gemm_conv2d_weight_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv2d_weight_backward(x, weight, grad, options)
-    }
-    fn gemm_conv_transpose2d_x_backward(
-        _x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv_transpose2d_x_backward(weight, grad, options)
-    }
-    fn gemm_conv_transpose2d_weight_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        options: ConvTransposeOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv_transpose2d_weight_backward(x, weight, grad, options)
     }
     /// Bias gradient: `grad [n, c, h, w]` summed to `[c]`.
     fn gemm_bias_backward(grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -152,6 +157,29 @@ fn transpose_geometry(
     })
 }
 
+/// The column matrix `[K, n, oh, ow]` of `x` for the convolution `g`. The backward passes take
+/// the column path only for f32 ungrouped convolutions (see [`Gradient::gemm`]), whose geometry
+/// exists once their forward pass has run: the empty matrix for `None` then never occurs, and would
+/// fail the kernels' size checks rather than give wrong gradients.
+fn columns(g: Option<Geometry>, x: &FlexTensor) -> FlexTensor {
+    let Some(g) = g else {
+        return tensor(Vec::new(), vec![0, 0, 0, 0]);
+    };
+    let cols = kernels::columns(&g, slice(&f32s(x)));
+    tensor(cols, vec![g.k(), g.n, g.oh, g.ow])
+}
+
+/// The GEMM sizes of `cols [K, n, oh, ow]` times a weight of `c_out` rows.
+fn gemm_dims(cols: &FlexTensor, c_out: usize) -> kernels::GemmDims {
+    let [k, n, oh, ow] = dims4(cols);
+    kernels::GemmDims {
+        c_out,
+        k,
+        n,
+        l: oh * ow,
+    }
+}
+
 fn f32s(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
@@ -192,19 +220,6 @@ impl GemmConvBackend for Flex {
         tensor(dx, vec![g.n, g.c_in, g.h, g.w])
     }
 
-    fn gemm_conv2d_weight_backward(
-        x: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        options: ConvOptions<2>,
-    ) -> FlexTensor {
-        let Some(g) = conv_geometry(&x, &weight, &options) else {
-            return Flex::conv2d_weight_backward(x, weight, grad, options);
-        };
-        let dw = kernels::conv_weight_grad(&g, slice(&f32s(&x)), slice(&f32s(&grad)));
-        tensor(dw, vec![g.c_out, g.c_in, g.kernel[0], g.kernel[1]])
-    }
-
     fn gemm_conv_transpose2d(
         x: FlexTensor,
         weight: FlexTensor,
@@ -219,30 +234,39 @@ impl GemmConvBackend for Flex {
         tensor(y, vec![g.n, g.c_in, g.h, g.w])
     }
 
-    fn gemm_conv_transpose2d_x_backward(
+    fn gemm_conv2d_columns(
         x: FlexTensor,
         weight: FlexTensor,
-        grad: FlexTensor,
-        options: ConvTransposeOptions<2>,
+        options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(g) = transpose_geometry(&x, &weight, &options) else {
-            return Flex::conv_transpose2d_x_backward(weight, grad, options);
-        };
-        let dx = kernels::conv_forward(&g, slice(&f32s(&grad)), slice(&f32s(&weight)), None);
-        tensor(dx, vec![g.n, g.c_out, g.oh, g.ow])
+        columns(conv_geometry(&x, &weight, &options), &x)
     }
 
-    fn gemm_conv_transpose2d_weight_backward(
+    fn gemm_conv_transpose2d_columns(
         x: FlexTensor,
         weight: FlexTensor,
         grad: FlexTensor,
         options: ConvTransposeOptions<2>,
     ) -> FlexTensor {
-        let Some(g) = transpose_geometry(&x, &weight, &options) else {
-            return Flex::conv_transpose2d_weight_backward(x, weight, grad, options);
-        };
-        let dw = kernels::conv_weight_grad(&g, slice(&f32s(&grad)), slice(&f32s(&x)));
-        tensor(dw, vec![g.c_out, g.c_in, g.kernel[0], g.kernel[1]])
+        columns(transpose_geometry(&x, &weight, &options), &grad)
+    }
+
+    fn gemm_conv2d_from_columns(
+        cols: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+    ) -> FlexTensor {
+        let g = gemm_dims(&cols, weight.layout().shape()[0]);
+        let (cols, weight, bias) = (f32s(&cols), f32s(&weight), f32s(&bias));
+        let y = kernels::forward_from_columns(g, slice(&cols), slice(&weight), Some(slice(&bias)));
+        let [_, _, oh, ow] = dims4(&cols);
+        tensor(y, vec![g.n, g.c_out, oh, ow])
+    }
+
+    fn gemm_conv2d_weight_from_columns(cols: FlexTensor, dy: FlexTensor) -> FlexTensor {
+        let g = gemm_dims(&cols, dims4(&dy)[1]);
+        let dw = kernels::weight_grad_from_columns(g, slice(&f32s(&cols)), slice(&f32s(&dy)));
+        tensor(dw, vec![g.c_out, g.k])
     }
 
     fn gemm_bias_backward(grad: FlexTensor) -> FlexTensor {
@@ -262,89 +286,123 @@ struct ConvBackward;
 #[derive(Debug)]
 struct ConvTransposeBackward;
 
-type ConvState<O> = (NodeId, NodeId, O);
+/// x, weight, the forward pass's column matrix if it kept it, options.
+type ConvState<B, O> = (NodeId, NodeId, Option<FloatTensor<B>>, O);
 
-/// What both layer kinds share: their gradients from `(x, weight, grad, options)`.
+/// A backward pass's inputs: the layer's input, weight, output gradient and options.
+struct Args<B: Backend, O> {
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    g: FloatTensor<B>,
+    o: O,
+}
+
+/// What the two layer kinds differ in.
 trait Gradient<B: GemmConvBackend> {
     type Options: Clone + Send + std::fmt::Debug + 'static;
-    fn x(
-        x: FloatTensor<B>,
-        w: FloatTensor<B>,
-        g: FloatTensor<B>,
-        o: Self::Options,
-    ) -> FloatTensor<B>;
-    fn weight(
-        x: FloatTensor<B>,
-        w: FloatTensor<B>,
-        g: FloatTensor<B>,
-        o: Self::Options,
-    ) -> FloatTensor<B>;
+    /// Whether the column path applies: f32 and ungrouped (what the kernels run); otherwise
+    /// Burn's own gradients.
+    fn gemm(x: &FloatTensor<B>, o: &Self::Options) -> bool;
+    /// The column matrix both gradients of the column path multiply.
+    fn columns(a: &Args<B, Self::Options>) -> FloatTensor<B>;
+    /// Input gradient; `columns` gives the column matrix, computed at most once.
+    fn x(a: &Args<B, Self::Options>, columns: &mut dyn FnMut() -> FloatTensor<B>)
+        -> FloatTensor<B>;
+    /// The output gradient, in the convolution's terms, that the weight gradient multiplies
+    /// with the columns.
+    fn weight_dy(a: &Args<B, Self::Options>) -> FloatTensor<B>;
+    /// Burn's weight gradient, off the column path.
+    fn burn_weight(a: &Args<B, Self::Options>) -> FloatTensor<B>;
 }
 
-macro_rules! gradient_impl {
-    ($op:ty, $options:ty, $x:ident, $weight:ident) => {
-        impl<B: GemmConvBackend> Gradient<B> for $op {
-            type Options = $options;
-            fn x(
-                x: FloatTensor<B>,
-                w: FloatTensor<B>,
-                g: FloatTensor<B>,
-                o: Self::Options,
-            ) -> FloatTensor<B> {
-                B::$x(x, w, g, o)
-            }
-            fn weight(
-                x: FloatTensor<B>,
-                w: FloatTensor<B>,
-                g: FloatTensor<B>,
-                o: Self::Options,
-            ) -> FloatTensor<B> {
-                B::$weight(x, w, g, o)
-            }
-        }
-    };
+fn gemm_dtype<B: Backend>(x: &FloatTensor<B>) -> bool {
+    x.dtype() == DType::F32
 }
-gradient_impl!(
-    ConvBackward,
-    ConvOptions<2>,
-    gemm_conv2d_x_backward,
-    gemm_conv2d_weight_backward
-);
-gradient_impl!(
-    ConvTransposeBackward,
-    ConvTransposeOptions<2>,
-    gemm_conv_transpose2d_x_backward,
-    gemm_conv_transpose2d_weight_backward
-);
+
+impl<B: GemmConvBackend> Gradient<B> for ConvBackward {
+    type Options = ConvOptions<2>;
+    fn gemm(x: &FloatTensor<B>, o: &Self::Options) -> bool {
+        gemm_dtype::<B>(x) && o.groups == 1
+    }
+    fn columns(a: &Args<B, Self::Options>) -> FloatTensor<B> {
+        B::gemm_conv2d_columns(a.x.clone(), a.w.clone(), a.o.clone())
+    }
+    fn x(a: &Args<B, Self::Options>, _: &mut dyn FnMut() -> FloatTensor<B>) -> FloatTensor<B> {
+        B::gemm_conv2d_x_backward(a.x.clone(), a.w.clone(), a.g.clone(), a.o.clone())
+    }
+    fn weight_dy(a: &Args<B, Self::Options>) -> FloatTensor<B> {
+        a.g.clone()
+    }
+    fn burn_weight(a: &Args<B, Self::Options>) -> FloatTensor<B> {
+        B::conv2d_weight_backward(a.x.clone(), a.w.clone(), a.g.clone(), a.o.clone())
+    }
+}
+
+impl<B: GemmConvBackend> Gradient<B> for ConvTransposeBackward {
+    type Options = ConvTransposeOptions<2>;
+    fn gemm(x: &FloatTensor<B>, o: &Self::Options) -> bool {
+        gemm_dtype::<B>(x) && o.groups == 1 && x.shape().num_elements() > 0
+    }
+    fn columns(a: &Args<B, Self::Options>) -> FloatTensor<B> {
+        B::gemm_conv_transpose2d_columns(a.x.clone(), a.w.clone(), a.g.clone(), a.o.clone())
+    }
+    /// The forward pass, without bias, of the convolution this one transposes.
+    fn x(
+        a: &Args<B, Self::Options>,
+        columns: &mut dyn FnMut() -> FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        if !<Self as Gradient<B>>::gemm(&a.x, &a.o) {
+            return B::conv_transpose2d_x_backward(a.w.clone(), a.g.clone(), a.o.clone());
+        }
+        let channels = Shape::from(vec![a.x.shape()[1]]);
+        let zeros = B::float_zeros(channels, &a.x.device(), a.x.dtype().into());
+        B::gemm_conv2d_from_columns(columns(), a.w.clone(), zeros)
+    }
+    fn weight_dy(a: &Args<B, Self::Options>) -> FloatTensor<B> {
+        a.x.clone()
+    }
+    fn burn_weight(a: &Args<B, Self::Options>) -> FloatTensor<B> {
+        B::conv_transpose2d_weight_backward(a.x.clone(), a.w.clone(), a.g.clone(), a.o.clone())
+    }
+}
 
 /// The gradients of x, weight and bias, registered for the tracked parents.
 fn backward<B: GemmConvBackend, G: Gradient<B>>(
-    ops: Ops<ConvState<G::Options>, 3>,
+    ops: Ops<ConvState<B, G::Options>, 3>,
     grads: &mut Gradients,
     checkpointer: &mut Checkpointer,
 ) {
-    let grad = grads.consume::<B>(&ops.node);
-    let (x_state, w_state, options) = ops.state;
-    let x: FloatTensor<B> = checkpointer.retrieve_node_output(x_state);
-    let weight: FloatTensor<B> = checkpointer.retrieve_node_output(w_state);
+    let (x_state, w_state, kept, o) = ops.state;
+    let a = Args::<B, G::Options> {
+        g: grads.consume::<B>(&ops.node),
+        x: checkpointer.retrieve_node_output(x_state),
+        w: checkpointer.retrieve_node_output(w_state),
+        o,
+    };
     let parents = ops.parents;
+    let mut cols = kept;
+    let mut columns = || cols.get_or_insert_with(|| G::columns(&a)).clone();
     if let Some(node) = &parents[0] {
-        let dx = G::x(x.clone(), weight.clone(), grad.clone(), options.clone());
-        grads.register::<B>(node.id, dx);
+        grads.register::<B>(node.id, G::x(&a, &mut columns));
     }
     if let Some(node) = &parents[1] {
-        let dw = G::weight(x, weight, grad.clone(), options);
+        let dw = if G::gemm(&a.x, &a.o) {
+            let dw = B::gemm_conv2d_weight_from_columns(columns(), G::weight_dy(&a));
+            B::float_reshape(dw, a.w.shape())
+        } else {
+            G::burn_weight(&a)
+        };
         grads.register::<B>(node.id, dw);
     }
     if let Some(node) = &parents[2] {
-        grads.register::<B>(node.id, B::gemm_bias_backward(grad));
+        grads.register::<B>(node.id, B::gemm_bias_backward(a.g));
     }
 }
 
 macro_rules! backward_impl {
     ($op:ty) => {
         impl<B: GemmConvBackend> Backward<B, 3> for $op {
-            type State = ConvState<<$op as Gradient<B>>::Options>;
+            type State = ConvState<B, <$op as Gradient<B>>::Options>;
             fn backward(
                 self,
                 ops: Ops<Self::State, 3>,
@@ -359,9 +417,10 @@ macro_rules! backward_impl {
 backward_impl!(ConvBackward);
 backward_impl!(ConvTransposeBackward);
 
-/// Records `forward(x, weight, bias)` on the tape with `op`'s backward pass.
+/// Records `forward(x, weight, bias)` on the tape with `op`'s backward pass; `keep(x, weight,
+/// bias, options)` returns the output and, if worth keeping for the backward pass, the columns.
 macro_rules! record {
-    ($op:ident, $C:ty, $x:expr, $weight:expr, $bias:expr, $options:expr, $forward:path) => {{
+    ($op:ident, $C:ty, $x:expr, $weight:expr, $bias:expr, $options:expr, $forward:path, $keep:expr) => {{
         let (x, weight, bias, options) = ($x, $weight, $bias, $options);
         match $op
             .prepare::<$C>([x.node(), weight.node(), bias.node()])
@@ -369,18 +428,16 @@ macro_rules! record {
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
-                let state = (
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&weight),
-                    options.clone(),
-                );
-                let out = $forward(
+                let (x_id, w_id) = (prep.checkpoint(&x), prep.checkpoint(&weight));
+                let keep = weight.is_tracked();
+                let (out, cols) = $keep(
+                    keep,
                     x.into_primitive(),
                     weight.into_primitive(),
                     bias.into_primitive(),
-                    options,
+                    options.clone(),
                 );
-                prep.finish(state, out)
+                prep.finish((x_id, w_id, cols, options), out)
             }
             OpsKind::UnTracked(prep) => prep.finish($forward(
                 x.into_primitive(),
@@ -392,6 +449,44 @@ macro_rules! record {
     }};
 }
 
+/// A convolution's forward pass, keeping its column matrix when `keep` (its weight is trained, so
+/// the backward pass would compute the same matrix again).
+fn conv2d_keeping<B: GemmConvBackend>(
+    keep: bool,
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    if !keep || !<ConvBackward as Gradient<B>>::gemm(&x, &options) {
+        return (B::gemm_conv2d(x, weight, bias, options), None);
+    }
+    let cols = B::gemm_conv2d_columns(x, weight.clone(), options);
+    (
+        B::gemm_conv2d_from_columns(cols.clone(), weight, bias),
+        Some(cols),
+    )
+}
+
+/// A transposed convolution's forward pass keeps nothing: its columns are of the output gradient.
+fn conv_transpose2d_keeping<B: GemmConvBackend>(
+    _: bool,
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: ConvTransposeOptions<2>,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    (B::gemm_conv_transpose2d(x, weight, bias, options), None)
+}
+
+/// The column-path methods on the autodiff backend run on the inner backend, untracked: only
+/// backward passes call them, and those are never differentiated again.
+macro_rules! untracked {
+    ($method:ident($($t:ident),*; $($arg:expr),*)) => {
+        Self::from_inner(B::$method($(Self::inner($t),)* $($arg),*))
+    };
+}
+
 impl<B: GemmConvBackend, C: CheckpointStrategy> GemmConvBackend for Autodiff<B, C> {
     fn gemm_conv2d(
         x: FloatTensor<Self>,
@@ -399,7 +494,16 @@ impl<B: GemmConvBackend, C: CheckpointStrategy> GemmConvBackend for Autodiff<B, 
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        record!(ConvBackward, C, x, weight, bias, options, B::gemm_conv2d)
+        record!(
+            ConvBackward,
+            C,
+            x,
+            weight,
+            bias,
+            options,
+            B::gemm_conv2d,
+            conv2d_keeping::<B>
+        )
     }
 
     fn gemm_conv_transpose2d(
@@ -415,8 +519,41 @@ impl<B: GemmConvBackend, C: CheckpointStrategy> GemmConvBackend for Autodiff<B, 
             weight,
             bias,
             options,
-            B::gemm_conv_transpose2d
+            B::gemm_conv_transpose2d,
+            conv_transpose2d_keeping::<B>
         )
+    }
+
+    fn gemm_conv2d_columns(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        untracked!(gemm_conv2d_columns(x, weight; options))
+    }
+
+    fn gemm_conv_transpose2d_columns(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self> {
+        untracked!(gemm_conv_transpose2d_columns(x, weight, grad; options))
+    }
+
+    fn gemm_conv2d_from_columns(
+        cols: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        untracked!(gemm_conv2d_from_columns(cols, weight, bias;))
+    }
+
+    fn gemm_conv2d_weight_from_columns(
+        cols: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        untracked!(gemm_conv2d_weight_from_columns(cols, dy;))
     }
 }
 
@@ -615,6 +752,84 @@ mod tests {
                 reference,
                 &format!("convT {n}x{c_in}x{side} -> {c_out} k{k} s{s} p{p} op{op} d{d}"),
             );
+        }
+    }
+
+    /// `(dx, dweight)` of `sum(f(x) * r)`, each only where requested: with a frozen weight (a
+    /// discriminator in the generator's step) the forward keeps no columns, and with one
+    /// gradient wanted a transposed convolution computes its columns for that one alone.
+    fn partial(
+        x: &Tensor<4>,
+        r: &Tensor<4>,
+        want_x: bool,
+        weight: &Param<Tensor<4>>,
+        f: impl Fn(Tensor<4>) -> Tensor<4>,
+    ) -> (Option<Tensor<4>>, Option<Tensor<4>>) {
+        let x = if want_x {
+            x.clone().require_grad()
+        } else {
+            x.clone()
+        };
+        let grads = (f(x.clone()) * r.clone()).sum().backward();
+        (x.grad(&grads), weight.val().grad(&grads))
+    }
+
+    #[test]
+    fn gradients_of_only_x_or_only_the_weight_match_burn() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let device = Device::flex().autodiff();
+        let conv = Conv2dConfig::new([3, 5], [4, 4])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let convt = ConvTranspose2dConfig::new([5, 3], [4, 4])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .init(&device);
+        let x = random([4, 3, 10, 10], &mut rng);
+        let xt = random([4, 5, 5, 5], &mut rng);
+        let (r, rt) = (
+            random([4, 5, 5, 5], &mut rng),
+            random([4, 3, 10, 10], &mut rng),
+        );
+        // Frozen last: `no_grad` on a clone freezes the parameter it shares with the original.
+        for (want_x, frozen) in [(false, false), (true, false), (true, true)] {
+            let what = format!("want dx {want_x}, frozen weight {frozen}");
+            let (conv, convt) = if frozen {
+                (conv.clone().no_grad(), convt.clone().no_grad())
+            } else {
+                (conv.clone(), convt.clone())
+            };
+            let cases: [(
+                &Tensor<4>,
+                &Tensor<4>,
+                &Param<Tensor<4>>,
+                &dyn Fn(Tensor<4>) -> Tensor<4>,
+                &dyn Fn(Tensor<4>) -> Tensor<4>,
+            ); 2] = [
+                (&x, &r, &conv.weight, &|x| conv2d(&conv, x), &|x| {
+                    conv.forward(x)
+                }),
+                (
+                    &xt,
+                    &rt,
+                    &convt.weight,
+                    &|x| conv_transpose2d(&convt, x),
+                    &|x| convt.forward(x),
+                ),
+            ];
+            for (x, r, weight, ours, burn) in cases {
+                let (dx, dw) = partial(x, r, want_x, weight, ours);
+                let (want_dx, want_dw) = partial(x, r, want_x, weight, burn);
+                assert_eq!(dx.is_some(), want_x, "{what}");
+                assert_eq!(dw.is_some(), !frozen, "{what}");
+                for (ours, reference) in [(dx, want_dx), (dw, want_dw)] {
+                    if let (Some(ours), Some(reference)) = (ours, reference) {
+                        let d = rel_diff(ours, reference);
+                        assert!(d <= 1e-4, "{what}: differs by {d:e}");
+                    }
+                }
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 //! small GEMM per channel pair). A transposed convolution is the same geometry read backwards:
 //! its forward is the input gradient of the convolution whose input is its output.
 
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
@@ -23,6 +24,8 @@ static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
 /// Buffers kept for reuse; an iteration needs at most three at a time.
 const POOL_SIZE: usize = 6;
+
+const ZERO: MaybeUninit<f32> = MaybeUninit::new(0.0);
 
 /// A pooled buffer and the length in use; the buffer only grows, so reuse never re-zeroes it.
 struct Scratch(Vec<f32>, usize);
@@ -134,7 +137,24 @@ const PARALLEL_MACS: usize = 1 << 21;
 
 /// `dst [m, n] (row-major) = a [m, k] · b [k, n]`, with the `gemm` crate that Burn's flex uses.
 fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
+    gemm_strided(m, n, k, dst, [n, 1], a, b, m * n * k >= PARALLEL_MACS)
+}
+
+/// [`gemm`] into `dst` with element (r, c) at `dst[r*rs + c*cs]` for `[rs, cs]` = `dst_strides`,
+/// `dst` holding exactly the m*n elements; on rayon's threads if `parallel`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    [dst_rs, dst_cs]: [usize; 2],
+    a: Mat,
+    b: Mat,
+    parallel: bool,
+) {
     assert_eq!(dst.len(), m * n);
+    assert!(m * n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len());
     a.check(m, k);
     b.check(k, n);
     if m * n == 0 {
@@ -144,7 +164,7 @@ fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
         dst.fill(0.0);
         return;
     }
-    let parallelism = if m * n * k >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
+    let parallelism = if parallel && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -157,8 +177,8 @@ fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             false,
             a.data.as_ptr(),
             a.cs as isize,
@@ -176,92 +196,153 @@ fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
     }
 }
 
-/// Column matrix `[K, n*L]` of `x`: row `(c, i, j)` holds, for every output pixel, the input
-/// it sees through kernel tap `(i, j)` of channel `c` (0 in the padding).
+/// Column matrix `[K, n*L]` of `x` in a pooled buffer, for use within one call.
 fn im2col(g: &Geometry, x: &[f32]) -> Scratch {
+    let mut cols = Scratch::new(g.k() * g.n * g.l());
+    fill_columns(g, x, slots(&mut cols));
+    cols
+}
+
+/// Column matrix `[K, n*L]` of `x`, owned: kept from a forward pass for its backward pass.
+pub fn columns(g: &Geometry, x: &[f32]) -> Vec<f32> {
+    // SAFETY: `fill_columns` writes every element.
+    unsafe { written(g.k() * g.n * g.l(), |cols| fill_columns(g, x, cols)) }
+}
+
+/// A vector of `len` values that `fill` writes, without first zeroing them: a fresh output the
+/// size of a column matrix costs a memset of several megabytes, a sixth of the time to fill it.
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given.
+unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: capacity >= len, and the caller guarantees `fill` initialised the first len.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// `s` as slots to write: same layout. Only ever given to code that stores initialised values, so
+/// `s` stays initialised.
+fn slots(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`; see above for why no uninitialised
+    // value can be stored through it.
+    unsafe { &mut *(s as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// Writes the column matrix `[K, n*L]` of `x`: row `(c, i, j)` holds, for every output pixel, the
+/// input it sees through kernel tap `(i, j)` of channel `c` (0 in the padding).
+fn fill_columns(g: &Geometry, x: &[f32], cols: &mut [MaybeUninit<f32>]) {
     assert_eq!(x.len(), g.x_len());
+    assert_eq!(cols.len(), g.k() * g.n * g.l());
     let (l, hw) = (g.l(), g.h * g.w);
-    let mut cols = Scratch::new(g.k() * g.n * l);
     if cols.is_empty() {
-        return cols;
+        return;
     }
-    let [kh, kw] = g.kernel;
-    let [sh, sw] = g.stride;
+    let kk = g.kernel[0] * g.kernel[1];
+    let mut by_tap: Vec<Option<Tap>> = (0..kk).map(|_| None).collect();
+    for t in g.taps() {
+        let i = t.tap;
+        by_tap[i] = Some(t);
+    }
+    let sw = g.stride[1];
     cols.par_chunks_mut(g.n * l)
         .enumerate()
         .for_each(|(row, out)| {
-            let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
-            let (ti, tj) = (i * g.dilation[0], j * g.dilation[1]);
-            let (y_lo, y_hi) = Geometry::valid(g.oh, g.h, sh, ti, g.pad[0]);
-            let (x_lo, x_hi) = Geometry::valid(g.ow, g.w, sw, tj, g.pad[1]);
-            if x_lo == x_hi {
-                out.fill(0.0); // this tap only ever sees padding
+            let (c, tap) = (row / kk, row % kk);
+            let Some(t) = &by_tap[tap] else {
+                out.fill(ZERO); // this tap only ever sees padding
                 return;
-            }
-            let x0 = x_lo * sw + tj - g.pad[1];
-            for b in 0..g.n {
+            };
+            for (b, out) in out.chunks_exact_mut(l).enumerate() {
                 let plane = &x[(b * g.c_in + c) * hw..][..hw];
-                let out = &mut out[b * l..][..l];
-                out[..y_lo * g.ow].fill(0.0);
-                out[y_hi * g.ow..].fill(0.0);
-                for oy in y_lo..y_hi {
-                    let src = &plane[(oy * sh + ti - g.pad[0]) * g.w..][..g.w];
-                    let dst = &mut out[oy * g.ow..][..g.ow];
-                    dst[..x_lo].fill(0.0);
-                    dst[x_hi..].fill(0.0);
-                    if sw == 1 {
-                        dst[x_lo..x_hi].copy_from_slice(&src[x0..x0 + (x_hi - x_lo)]);
-                    } else {
-                        let taps = src[x0..].iter().step_by(sw);
-                        for (d, s) in dst[x_lo..x_hi].iter_mut().zip(taps) {
-                            *d = *s;
-                        }
+                if t.rows * t.cols < l {
+                    out.fill(ZERO); // the outputs that see padding through this tap
+                }
+                for r in 0..t.rows {
+                    let dst = &mut out[t.col0 + r * g.ow..][..t.cols];
+                    let src = &plane[t.x0 + r * t.x_step..][..t.x_span];
+                    for (k, d) in dst.iter_mut().enumerate() {
+                        d.write(src[k * sw]);
                     }
                 }
             }
         });
-    cols
 }
 
 /// Adds the columns `[K, n*L]` back into an image `[n, c_in, h, w]`: the adjoint of [`im2col`].
 pub fn col2im(g: &Geometry, cols: &[f32]) -> Vec<f32> {
     let (l, hw) = (g.l(), g.h * g.w);
     assert_eq!(cols.len(), g.k() * g.n * l);
-    let mut x = vec![0.0f32; g.x_len()];
-    if x.is_empty() {
-        return x;
+    if g.x_len() == 0 {
+        return Vec::new();
     }
-    let [kh, kw] = g.kernel;
-    let [sh, sw] = g.stride;
-    let row_len = g.n * l;
-    x.par_chunks_mut(hw)
-        .enumerate()
-        .for_each(|(plane_idx, plane)| {
-            let (b, c) = (plane_idx / g.c_in, plane_idx % g.c_in);
-            for i in 0..kh {
-                let ti = i * g.dilation[0];
-                let (y_lo, y_hi) = Geometry::valid(g.oh, g.h, sh, ti, g.pad[0]);
-                for j in 0..kw {
-                    let tj = j * g.dilation[1];
-                    let (x_lo, x_hi) = Geometry::valid(g.ow, g.w, sw, tj, g.pad[1]);
-                    if x_lo == x_hi {
-                        continue;
-                    }
-                    let row = (c * kh + i) * kw + j;
-                    let src = &cols[row * row_len + b * l..][..l];
-                    let x0 = x_lo * sw + tj - g.pad[1];
-                    for oy in y_lo..y_hi {
-                        let dst = &mut plane[(oy * sh + ti - g.pad[0]) * g.w..][..g.w];
-                        let src = &src[oy * g.ow..][..g.ow];
-                        let taps = dst[x0..].iter_mut().step_by(sw);
-                        for (d, s) in taps.zip(&src[x_lo..x_hi]) {
-                            *d += s;
-                        }
-                    }
+    let taps = g.taps();
+    let (kk, row_len) = (g.kernel[0] * g.kernel[1], g.n * l);
+    // Channel-major planes `[c_in, n, h, w]` first: a channel's rows of `cols` are then read front to
+    // back (sample after sample) instead of a 196-byte piece of each of 16 distant rows per plane,
+    // which left col2im waiting on memory; the transpose after is one pass over the image.
+    let mut x = Scratch::new(g.x_len());
+    x.par_chunks_mut(hw).enumerate().for_each(|(p, plane)| {
+        let (c, b) = (p / g.n, p % g.n);
+        plane.fill(0.0);
+        for t in &taps {
+            let src = &cols[(c * kk + t.tap) * row_len + b * l..][..l];
+            for r in 0..t.rows {
+                let dst = &mut plane[t.x0 + r * t.x_step..][..t.x_span];
+                let src = &src[t.col0 + r * g.ow..][..t.cols];
+                for (k, s) in src.iter().enumerate() {
+                    dst[k * g.stride[1]] += s;
                 }
             }
-        });
-    x
+        }
+    });
+    to_batch_major(&x, g.n, g.c_in, hw, None)
+}
+
+/// A kernel tap's overlap with the image, worked out once per call rather than per plane.
+struct Tap {
+    /// `i*kw + j`.
+    tap: usize,
+    /// Output rows and columns that see the image through this tap, and the first of each.
+    rows: usize,
+    cols: usize,
+    col0: usize,
+    /// Image offset seen by the first of them, the image offset between consecutive rows, and
+    /// the image span of one row's `cols` taps.
+    x0: usize,
+    x_step: usize,
+    x_span: usize,
+}
+
+impl Geometry {
+    /// The taps that see the image at all (the others only see padding).
+    fn taps(&self) -> Vec<Tap> {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let mut taps = Vec::with_capacity(kh * kw);
+        for i in 0..kh {
+            let ti = i * self.dilation[0];
+            let (y_lo, y_hi) = Geometry::valid(self.oh, self.h, sh, ti, self.pad[0]);
+            for j in 0..kw {
+                let tj = j * self.dilation[1];
+                let (x_lo, x_hi) = Geometry::valid(self.ow, self.w, sw, tj, self.pad[1]);
+                if y_lo == y_hi || x_lo == x_hi {
+                    continue;
+                }
+                taps.push(Tap {
+                    tap: i * kw + j,
+                    rows: y_hi - y_lo,
+                    cols: x_hi - x_lo,
+                    col0: y_lo * self.ow + x_lo,
+                    x0: (y_lo * sh + ti - self.pad[0]) * self.w + x_lo * sw + tj - self.pad[1],
+                    x_step: sh * self.w,
+                    x_span: (x_hi - x_lo - 1) * sw + 1,
+                });
+            }
+        }
+        taps
+    }
 }
 
 /// `[n, c, L]` -> `[c, n, L]`.
@@ -282,25 +363,23 @@ fn to_channel_major(t: &[f32], n: usize, c: usize, l: usize) -> Scratch {
 /// `[c, n, L]` -> `[n, c, L]`, adding `bias[c]` when given.
 fn to_batch_major(t: &[f32], n: usize, c: usize, l: usize, bias: Option<&[f32]>) -> Vec<f32> {
     assert_eq!(t.len(), n * c * l);
-    let mut out = vec![0.0f32; t.len()];
-    if out.is_empty() {
-        return out;
+    if t.is_empty() {
+        return Vec::new();
     }
-    out.par_chunks_mut(c * l).enumerate().for_each(|(b, dst)| {
-        for ch in 0..c {
-            let src = &t[(ch * n + b) * l..][..l];
-            let dst = &mut dst[ch * l..][..l];
-            match bias {
-                Some(bias) => {
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d = s + bias[ch];
-                    }
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(c * l).enumerate().for_each(|(b, dst)| {
+            for ch in 0..c {
+                let src = &t[(ch * n + b) * l..][..l];
+                let dst = &mut dst[ch * l..][..l];
+                let bias = bias.map_or(0.0, |bias| bias[ch]);
+                for (d, s) in dst.iter_mut().zip(src) {
+                    d.write(s + bias);
                 }
-                None => dst.copy_from_slice(src),
             }
-        }
-    });
-    out
+        })
+    };
+    // SAFETY: the chunks of `c*l` cover the output, and each channel's `l` values are written.
+    unsafe { written(t.len(), fill) }
 }
 
 /// Adds `bias[ch]` to every pixel of channel `ch` of `y [n, c, plane]`.
@@ -316,9 +395,39 @@ pub fn add_channel_bias(mut y: Vec<f32>, plane: usize, bias: &[f32]) -> Vec<f32>
 
 /// Convolution forward: `y [n, c_out, oh, ow]`.
 pub fn conv_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    assert_eq!(weight.len(), g.w_len());
-    let (k, nl) = (g.k(), g.n * g.l());
-    let cols = im2col(g, x);
+    forward_from_columns(g.gemm(), &im2col(g, x), weight, bias)
+}
+
+/// The GEMM sizes of a convolution: `c_out`, `K`, and the `n` samples of `L` output pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmDims {
+    pub c_out: usize,
+    pub k: usize,
+    pub n: usize,
+    pub l: usize,
+}
+
+impl Geometry {
+    pub fn gemm(&self) -> GemmDims {
+        GemmDims {
+            c_out: self.c_out,
+            k: self.k(),
+            n: self.n,
+            l: self.l(),
+        }
+    }
+}
+
+/// Convolution forward from the column matrix `[K, n*L]`: `y [n, c_out, L]`.
+pub fn forward_from_columns(
+    g: GemmDims,
+    cols: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (k, nl) = (g.k, g.n * g.l);
+    assert_eq!(weight.len(), g.c_out * k);
+    assert_eq!(cols.len(), k * nl);
     let mut y = Scratch::new(g.c_out * nl);
     gemm(
         g.c_out,
@@ -331,12 +440,12 @@ pub fn conv_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]
             cs: 1,
         },
         Mat {
-            data: &cols,
+            data: cols,
             rs: nl,
             cs: 1,
         },
     );
-    to_batch_major(&y, g.n, g.c_out, g.l(), bias)
+    to_batch_major(&y, g.n, g.c_out, g.l, bias)
 }
 
 /// Gradient of the convolution's input, `dx [n, c_in, h, w]`, from `dy [n, c_out, oh, ow]`.
@@ -367,28 +476,74 @@ pub fn conv_input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
 
 /// Gradient of the convolution's weight, `dW [c_out, c_in, kh, kw]`.
 pub fn conv_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert_eq!(dy.len(), g.y_len());
-    let (k, nl) = (g.k(), g.n * g.l());
-    let cols = im2col(g, x);
-    let dy = to_channel_major(dy, g.n, g.c_out, g.l());
-    let mut dw = vec![0.0f32; g.w_len()];
-    gemm(
-        g.c_out,
-        k,
-        nl,
-        &mut dw,
-        Mat {
-            data: &dy,
+    weight_grad_from_columns(g.gemm(), &im2col(g, x), dy)
+}
+
+/// Gradient of the convolution's weight `[c_out, K]` from the column matrix `[K, n*L]` of its
+/// input and `dy [n, c_out, L]`.
+pub fn weight_grad_from_columns(g: GemmDims, cols: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (k, nl) = (g.k, g.n * g.l);
+    assert_eq!(dy.len(), g.c_out * nl);
+    assert_eq!(cols.len(), k * nl);
+    let dy = to_channel_major(dy, g.n, g.c_out, g.l);
+    let size = g.c_out * k;
+    if size == 0 {
+        return Vec::new();
+    }
+    // Both operands are contiguous along the depth nL, so gemm packs the whole of its left one
+    // first, and its left one is `dy'` if dst is column-major, `colsᵀ` if row-major: pack the
+    // smaller. Its own threading splits dW's tiles after packing on the calling thread, which left
+    // the other thread idle; instead each thread takes a share of the depth, its own GEMM of a
+    // partial dW (packing its own share), and the partial sums are added.
+    let transposed = g.c_out <= k;
+    let parts = if size * nl >= PARALLEL_MACS {
+        rayon::current_num_threads().clamp(1, nl)
+    } else {
+        1
+    };
+    let partial = |part: usize| {
+        let (p0, p1) = (nl * part / parts, nl * (part + 1) / parts);
+        let dy = Mat {
+            data: &dy[p0..],
             rs: nl,
             cs: 1,
-        },
-        Mat {
-            data: &cols,
+        };
+        let cols = Mat {
+            data: &cols[p0..],
             rs: 1,
             cs: nl,
-        },
-    );
-    dw
+        };
+        let mut dw = Scratch::new(size);
+        let strides = if transposed { [1, g.c_out] } else { [k, 1] };
+        gemm_strided(g.c_out, k, p1 - p0, &mut dw, strides, dy, cols, false);
+        dw
+    };
+    // One part runs here: handing it to rayon's pool would move it to another thread.
+    let dw = if parts == 1 {
+        partial(0)
+    } else {
+        (0..parts)
+            .into_par_iter()
+            .map(partial)
+            .reduce_with(|mut sum, part| {
+                sum.iter_mut().zip(part.iter()).for_each(|(s, p)| *s += p);
+                sum
+            })
+            .unwrap_or_else(|| Scratch::new(size))
+    };
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(k).enumerate().for_each(|(co, row)| {
+            for (r, d) in row.iter_mut().enumerate() {
+                d.write(if transposed {
+                    dw[r * g.c_out + co]
+                } else {
+                    dw[co * k + r]
+                });
+            }
+        })
+    };
+    // SAFETY: the rows of `k` cover the output and each is written in full.
+    unsafe { written(size, fill) }
 }
 
 /// Gradient of a per-channel bias: `dy [n, c, L]` summed over `n` and `L`.
