@@ -17,6 +17,8 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use super::written;
+
 /// Temporaries (column matrices, channel-major copies) come from this pool rather than fresh
 /// allocations: a fresh multi-megabyte buffer costs a page fault and a zeroing per 4 KiB page on
 /// every call, which was a tenth of the training iteration. Contents are stale: users overwrite.
@@ -207,19 +209,6 @@ fn im2col(g: &Geometry, x: &[f32]) -> Scratch {
 pub fn columns(g: &Geometry, x: &[f32]) -> Vec<f32> {
     // SAFETY: `fill_columns` writes every element.
     unsafe { written(g.k() * g.n * g.l(), |cols| fill_columns(g, x, cols)) }
-}
-
-/// A vector of `len` values that `fill` writes, without first zeroing them: a fresh output the
-/// size of a column matrix costs a memset of several megabytes, a sixth of the time to fill it.
-///
-/// # Safety
-/// `fill` must write every element of the slice it is given.
-unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    fill(&mut v.spare_capacity_mut()[..len]);
-    // SAFETY: capacity >= len, and the caller guarantees `fill` initialised the first len.
-    unsafe { v.set_len(len) };
-    v
 }
 
 /// `s` as slots to write: same layout. Only ever given to code that stores initialised values, so
