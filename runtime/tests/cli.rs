@@ -2,8 +2,10 @@
 //! files, raw output, latent walk) and clear errors for bad input.
 #![cfg(feature = "std")]
 
+mod common;
+
 use pocketgan_runtime::{npy, quantize::psnr_db};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn pocketgan(args: &[&str]) -> Output {
@@ -34,7 +36,7 @@ fn workdir(test: &str) -> (PathBuf, String) {
     std::fs::create_dir_all(&dir).unwrap();
     let onnx = dir.join("g.onnx");
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/generator_tiny.onnx"),
+        common::repo_root().join("tests/fixtures/generator_tiny.onnx"),
         &onnx,
     )
     .unwrap();
@@ -136,8 +138,7 @@ fn bad_input_gives_clear_errors() {
 /// A conditional generator from `tests/scripts/torch_style_generators.py` (Python's `onnx`).
 fn conditional_workdir(test: &str) -> (PathBuf, String) {
     let (dir, _) = workdir(test);
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/torch_style_generators.py");
+    let script = common::repo_root().join("tests/scripts/torch_style_generators.py");
     let status = Command::new("python3")
         .arg(script)
         .arg(&dir)

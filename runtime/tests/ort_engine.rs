@@ -3,6 +3,8 @@
 //! Needs onnxruntime: `ORT_DYLIB_PATH=/path/to/libonnxruntime.so`, or `pip install onnxruntime`.
 #![cfg(feature = "ort")]
 
+mod common;
+
 use pocketgan_runtime::engine::ort::{resolve_library, OrtEngine, DYLIB_ENV};
 use pocketgan_runtime::engine::{Engine, EngineError, TractEngine};
 use pocketgan_runtime::graph::Graph;
@@ -14,7 +16,7 @@ use std::process::Command;
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/generator_tiny.onnx")
+    common::repo_root().join("tests/fixtures/generator_tiny.onnx")
 }
 
 #[test]
@@ -122,8 +124,7 @@ fn cli_reports_bad_library() -> Result {
 fn ort_matches_tract_with_classes() -> Result {
     let dir = std::env::temp_dir().join(format!("pocketgan-ort-cgan-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/scripts/torch_style_generators.py");
+    let script = common::repo_root().join("tests/scripts/torch_style_generators.py");
     let status = Command::new("python3").arg(script).arg(&dir).status()?;
     assert!(status.success(), "needs python3 with onnx and numpy");
     let onnx = dir.join("cgan.onnx");

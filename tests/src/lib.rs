@@ -1,9 +1,19 @@
 //! Helpers shared by the end-to-end tests in `tests/`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use pocketgan_trainer::train::{self, RunDir, RunOptions, State, TrainConfig};
+
+/// The repository's root, from the package directory cargo gives the running test. The path baked
+/// in at compile time (`env!`) is only the fallback: a build cache shared by two checkouts can
+/// reuse a test binary compiled in the other one, whose directory may be gone.
+pub fn repo_root() -> PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package.join("..")
+}
 
 /// The short toy run: small enough for CI, long enough to cover the ring.
 pub const RING8_STEPS: u64 = 6000;

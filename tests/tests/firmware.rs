@@ -9,7 +9,8 @@ use pocketgan_firmware::demo::{Demo, Generator, Workspace, MAX_LATENT, QEMU_PROG
 use pocketgan_firmware::framebuffer::{fnv1a, Ssd1306Framebuffer, St7789Framebuffer};
 use pocketgan_firmware::render::{self, Caption};
 use pocketgan_runtime::Isa;
-use std::{path::Path, process::Command};
+use pocketgan_tests::repo_root;
+use std::process::Command;
 
 /// One image as a board reported it.
 #[derive(Debug, Default)]
@@ -29,7 +30,7 @@ struct Report {
 }
 
 fn run_board(board: &str) -> Report {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo_root();
     let out = Command::new("bash")
         .arg(root.join("scripts/firmware.sh"))
         .args(["qemu", board])
@@ -96,12 +97,7 @@ fn check_parity(board: &str, model_file: &str, expect_isa: &str) {
         report.header
     );
     assert!(report.header.contains(&format!("model {model_file} ")));
-    let bytes = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../firmware/models")
-            .join(model_file),
-    )
-    .unwrap();
+    let bytes = std::fs::read(repo_root().join("firmware/models").join(model_file)).unwrap();
     let mut workspace = Box::new(Workspace::<{ 64 * 1024 }>::new());
     let mut generator = Generator::new(&bytes, Isa::detect(), &mut workspace).unwrap();
     let latent = generator.model().latent;

@@ -1,6 +1,7 @@
 //! Quality metrics that can fail: a collapsed generator, real data against itself, and a generator
 //! trained by our own tools (the firmware's committed int8 digits model, run on the int8 engine).
 
+use pocketgan_tests::repo_root;
 use pocketgan_trainer::data::{self, DataSource, LoadOptions};
 use pocketgan_trainer::metrics::{evaluate, Generator, Reference, Report};
 use std::path::Path;
@@ -57,7 +58,7 @@ fn a_collapsed_generator_covers_one_class() {
 #[test]
 fn our_trained_int8_digits_model_beats_a_collapsed_one() {
     let (ds, r) = reference();
-    let pgq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/models/digits.pgq");
+    let pgq = repo_root().join("firmware/models/digits.pgq");
     let report = evaluate(
         &Generator::Pgq(pgq),
         2000,

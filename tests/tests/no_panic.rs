@@ -8,7 +8,8 @@
 //! board's `main`, which formats text and can panic.
 
 use pocketgan_tests::nopanic::{Disassembly, Problem, Report};
-use std::path::{Path, PathBuf};
+use pocketgan_tests::repo_root;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// What every image runs from an already validated model: the frame's latent (`Demo`, and `Show`
@@ -27,7 +28,7 @@ const VALIDATION: [&str; 1] = ["pocketgan_firmware::demo::Generator::new"];
 
 /// Every board binary, built (or found up to date) by `scripts/firmware.sh build`.
 fn board_elfs() -> Vec<(String, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo_root();
     let out = Command::new("bash")
         .arg(root.join("scripts/firmware.sh"))
         .arg("build")

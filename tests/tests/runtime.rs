@@ -7,11 +7,11 @@ use pocketgan_runtime::graph::{FloatOp, Graph, ImportError};
 use pocketgan_runtime::kernels::Isa;
 use pocketgan_runtime::quantize::{latents, psnr_db, quantize, QuantizeOptions};
 use pocketgan_runtime::RunError;
-use std::path::{Path, PathBuf};
+use pocketgan_tests::repo_root;
+use std::path::PathBuf;
 
 fn fixture() -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/generator_tiny.onnx"))
-        .unwrap()
+    std::fs::read(repo_root().join("tests/fixtures/generator_tiny.onnx")).unwrap()
 }
 
 fn options() -> QuantizeOptions {
@@ -74,7 +74,7 @@ fn python_generators(test: &str) -> PathBuf {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_style_generators.py");
+    let script = repo_root().join("tests/scripts/torch_style_generators.py");
     let status = std::process::Command::new("python3")
         .arg(script)
         .arg(&dir)
