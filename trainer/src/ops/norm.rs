@@ -151,16 +151,25 @@ fn gate(z: f32, slope: f32) -> f32 {
     }
 }
 
-/// Per-channel `(scale, shift)` with `z = x * scale + shift` the normalised, affine pre-activation.
-fn affine(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f64) -> Vec<(f32, f32)> {
+/// One channel's normalisation: `x̂ = (x - mean) * inv_std`, and the affine pre-activation
+/// `z = gamma * x̂ + beta = x * scale + shift`.
+#[derive(Clone, Copy)]
+struct Channel {
+    inv_std: f32,
+    scale: f32,
+    shift: f32,
+}
+
+fn channels(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f64) -> Vec<Channel> {
     (0..gamma.len())
         .map(|ch| {
             let inv_std = 1.0 / (var[ch] as f64 + eps).sqrt();
             let scale = gamma[ch] as f64 * inv_std;
-            (
-                scale as f32,
-                (beta[ch] as f64 - mean[ch] as f64 * scale) as f32,
-            )
+            Channel {
+                inv_std: inv_std as f32,
+                scale: scale as f32,
+                shift: (beta[ch] as f64 - mean[ch] as f64 * scale) as f32,
+            }
         })
         .collect()
 }
@@ -194,10 +203,10 @@ impl BatchNormActBackend for Flex {
         .into_iter()
         .map(|[s]| (s / count) as f32)
         .collect();
-        let coef = affine(slice(&gamma), slice(&beta), &mean, &var, epsilon);
+        let coef = channels(slice(&gamma), slice(&beta), &mean, &var, epsilon);
         let slope = slope as f32;
         let y = super::par_new(xs.len(), plane, |i, out| {
-            let (scale, shift) = coef[i % c];
+            let Channel { scale, shift, .. } = coef[i % c];
             let src = &xs[i * plane..][..out.len()];
             for (o, &v) in out.iter_mut().zip(src) {
                 let z = v * scale + shift;
@@ -227,15 +236,18 @@ impl BatchNormActBackend for Flex {
         let (n, c, plane) = dims(&x);
         let (xs, dy, g) = (slice(&x), slice(&grad), slice(&gamma));
         let (m, var) = (slice(&mean), slice(&variance));
-        let coef = affine(g, slice(&beta), m, var, epsilon);
-        let inv_std: Vec<f32> = var
-            .iter()
-            .map(|&v| (1.0 / (v as f64 + epsilon).sqrt()) as f32)
-            .collect();
+        let coef = channels(g, slice(&beta), m, var, epsilon);
         let slope = slope as f32;
         // dz = dy * act'(z); the sums of dz and dz * x̂ are beta's and gamma's gradients.
         let sums = channel_sums((n, c, plane), xs, dy, |ch| {
-            let (mu, s, (scale, shift)) = (m[ch], inv_std[ch], coef[ch]);
+            let (
+                mu,
+                Channel {
+                    inv_std: s,
+                    scale,
+                    shift,
+                },
+            ) = (m[ch], coef[ch]);
             move |x: f32, dy: f32| {
                 let dz = dy * gate(x * scale + shift, slope);
                 [dz, dz * ((x - mu) * s)]
@@ -245,7 +257,14 @@ impl BatchNormActBackend for Flex {
         let count = (n * plane) as f64;
         let dx = super::par_new(xs.len(), plane, |i, out| {
             let ch = i % c;
-            let (mu, s, (scale, shift)) = (m[ch], inv_std[ch], coef[ch]);
+            let (
+                mu,
+                Channel {
+                    inv_std: s,
+                    scale,
+                    shift,
+                },
+            ) = (m[ch], coef[ch]);
             let k = g[ch] * s;
             let [sum_dz, sum_dzx] = sums[ch];
             let (mean_dz, mean_dzx) = ((sum_dz / count) as f32, (sum_dzx / count) as f32);
@@ -311,50 +330,29 @@ impl<B: BatchNormActBackend, C: CheckpointStrategy> BatchNormActBackend for Auto
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
-        match prepared {
+        let (y, mean, var) = B::fused_batch_norm_train(
+            x.clone().into_primitive(),
+            gamma.clone().into_primitive(),
+            beta.clone().into_primitive(),
+            epsilon,
+            slope,
+        );
+        let y = match prepared {
             OpsKind::Tracked(mut prep) => {
-                let nodes = (
+                let state = (
                     prep.checkpoint(&x),
                     prep.checkpoint(&gamma),
                     prep.checkpoint(&beta),
-                );
-                let (y, mean, var) = B::fused_batch_norm_train(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                    slope,
-                );
-                let state = (
-                    nodes.0,
-                    nodes.1,
-                    nodes.2,
                     mean.clone(),
                     var.clone(),
                     epsilon,
                     slope,
                 );
-                (
-                    prep.finish(state, y),
-                    Self::from_inner(mean),
-                    Self::from_inner(var),
-                )
+                prep.finish(state, y)
             }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = B::fused_batch_norm_train(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                    slope,
-                );
-                (
-                    prep.finish(y),
-                    Self::from_inner(mean),
-                    Self::from_inner(var),
-                )
-            }
-        }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (y, Self::from_inner(mean), Self::from_inner(var))
     }
 
     fn fused_batch_norm_train_backward(
