@@ -463,11 +463,6 @@ pub fn conv_input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     col2im(g, &dcols)
 }
 
-/// Gradient of the convolution's weight, `dW [c_out, c_in, kh, kw]`.
-pub fn conv_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    weight_grad_from_columns(g.gemm(), &im2col(g, x), dy)
-}
-
 /// Gradient of the convolution's weight `[c_out, K]` from the column matrix `[K, n*L]` of its
 /// input and `dy [n, c_out, L]`.
 pub fn weight_grad_from_columns(g: GemmDims, cols: &[f32], dy: &[f32]) -> Vec<f32> {
@@ -551,6 +546,12 @@ pub fn bias_grad(dy: &[f32], n: usize, c: usize, l: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Gradient of the convolution's weight, `dW [c_out, c_in, kh, kw]`, from its input (training
+    /// computes it from columns its forward pass kept or its backward pass built).
+    fn conv_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        weight_grad_from_columns(g.gemm(), &im2col(g, x), dy)
+    }
 
     /// Direct 7-loop convolution, the definition the GEMM path must match.
     fn naive(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
