@@ -155,9 +155,20 @@ fn gate(z: f32, slope: f32) -> f32 {
 /// `z = gamma * x̂ + beta = x * scale + shift`.
 #[derive(Clone, Copy)]
 struct Channel {
+    mean: f32,
     inv_std: f32,
     scale: f32,
     shift: f32,
+}
+
+impl Channel {
+    fn z(self, x: f32) -> f32 {
+        x * self.scale + self.shift
+    }
+
+    fn x_hat(self, x: f32) -> f32 {
+        (x - self.mean) * self.inv_std
+    }
 }
 
 fn channels(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f64) -> Vec<Channel> {
@@ -166,6 +177,7 @@ fn channels(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f64) ->
             let inv_std = 1.0 / (var[ch] as f64 + eps).sqrt();
             let scale = gamma[ch] as f64 * inv_std;
             Channel {
+                mean: mean[ch],
                 inv_std: inv_std as f32,
                 scale: scale as f32,
                 shift: (beta[ch] as f64 - mean[ch] as f64 * scale) as f32,
@@ -206,10 +218,10 @@ impl BatchNormActBackend for Flex {
         let coef = channels(slice(&gamma), slice(&beta), &mean, &var, epsilon);
         let slope = slope as f32;
         let y = super::par_new(xs.len(), plane, |i, out| {
-            let Channel { scale, shift, .. } = coef[i % c];
+            let p = coef[i % c];
             let src = &xs[i * plane..][..out.len()];
             for (o, &v) in out.iter_mut().zip(src) {
-                let z = v * scale + shift;
+                let z = p.z(v);
                 *o = z * gate(z, slope);
             }
         });
@@ -235,43 +247,28 @@ impl BatchNormActBackend for Flex {
             [x, gamma, beta, mean, variance, grad].map(|t| t.to_contiguous());
         let (n, c, plane) = dims(&x);
         let (xs, dy, g) = (slice(&x), slice(&grad), slice(&gamma));
-        let (m, var) = (slice(&mean), slice(&variance));
-        let coef = channels(g, slice(&beta), m, var, epsilon);
+        let coef = channels(g, slice(&beta), slice(&mean), slice(&variance), epsilon);
         let slope = slope as f32;
         // dz = dy * act'(z); the sums of dz and dz * x̂ are beta's and gamma's gradients.
         let sums = channel_sums((n, c, plane), xs, dy, |ch| {
-            let (
-                mu,
-                Channel {
-                    inv_std: s,
-                    scale,
-                    shift,
-                },
-            ) = (m[ch], coef[ch]);
+            let p = coef[ch];
             move |x: f32, dy: f32| {
-                let dz = dy * gate(x * scale + shift, slope);
-                [dz, dz * ((x - mu) * s)]
+                let dz = dy * gate(p.z(x), slope);
+                [dz, dz * p.x_hat(x)]
             }
         });
         // dx = gamma * inv_std * (dz - mean(dz) - x̂ * mean(dz * x̂)).
         let count = (n * plane) as f64;
         let dx = super::par_new(xs.len(), plane, |i, out| {
             let ch = i % c;
-            let (
-                mu,
-                Channel {
-                    inv_std: s,
-                    scale,
-                    shift,
-                },
-            ) = (m[ch], coef[ch]);
-            let k = g[ch] * s;
+            let p = coef[ch];
+            let k = g[ch] * p.inv_std;
             let [sum_dz, sum_dzx] = sums[ch];
             let (mean_dz, mean_dzx) = ((sum_dz / count) as f32, (sum_dzx / count) as f32);
             let (x, dy) = (&xs[i * plane..][..out.len()], &dy[i * plane..][..out.len()]);
             for ((o, &x), &dy) in out.iter_mut().zip(x).zip(dy) {
-                let dz = dy * gate(x * scale + shift, slope);
-                *o = k * (dz - mean_dz - (x - mu) * s * mean_dzx);
+                let dz = dy * gate(p.z(x), slope);
+                *o = k * (dz - mean_dz - p.x_hat(x) * mean_dzx);
             }
         });
         let dgamma = sums.iter().map(|[_, s]| *s as f32).collect();
