@@ -1,57 +1,61 @@
 //! The `.pgq` int8 model file: a validated, zero-copy view over its bytes.
 //!
-//! Layout (little-endian), version 1:
+//! A model is a graph: a table of tensors, the tensors the caller supplies (inputs) and reads
+//! (outputs), and nodes in topological order, each an op ([`crate::ops`]) reading named tensors
+//! and writing new ones. Layout (little-endian), version 2:
 //! ```text
-//!  0 magic "PGQ\x1a"      4 version u16     6 flags u16 (0)
+//!  0 magic "PGQ\x1a"      4 version u16 (2)    6 flags u16 (0)
 //!  8 file length u32     12 CRC32 of bytes 16..file length
-//! 16 latent u32          20 classes u32 (0: unconditional)
-//! 24 output c, h, w u16  30 reserved u16
-//! 32 input scale f32     36 input zero point i8, 3 reserved
-//! 40 output scale f32    44 output zero point i8, 3 reserved
-//! 48 op count u32        52 metadata length u32 (UTF-8 JSON), then metadata padded to 4
-//! ops: tag u8, 3 reserved, body length u32, body
+//! 16 tensor count u16    18 node count u16    20 input count u16    22 output count u16
+//! 24 metadata length u32 28 reserved u32
+//! 32 metadata (UTF-8 JSON), padded to 4
+//! tensors, 16 bytes each: c u16, h u16, w u16, kind u8, zero point i8, scale f32, reserved u32
+//!     kind 0: int8 vector of c values (h = w = 1); 1: int8 image c x h x w, stored NHWC;
+//!     2: class index in 0..c per sample (u32, given by the caller, not stored in the arena)
+//! inputs: u16 tensor index each, padded to 4;  outputs: u16 tensor index each, padded to 4
+//! nodes: tag u8, input count u8, output count u8, reserved u8, body length u32,
+//!        input tensor indices u16 each, output tensor indices u16 each, padded to 4, body
 //! ```
-//! A class-conditional generator declares its class count in the header and starts with an
-//! [`Op::Embed`]; an unconditional one has classes 0 and no `Embed` (files written before
-//! conditional models existed parse unchanged, and older readers refuse conditional files).
-//! Activations live as int8 in NHWC order; weights in the kernels' packed layout
-//! ([`crate::kernels::packed_index`]); see [`Op`] for each body. [`Model::parse`] checks every
-//! field, every shape transition and every requantization bound before anything runs.
+//! Every tensor is defined once, by an input or by one node's output, before any node reads it,
+//! so the order is topological and the graph has no cycle. Every tensor is read by a node or
+//! is an output. [`Model::parse`] checks all of this, every op's body and shapes
+//! ([`crate::ops::OpKind::output`]), then plans the arena ([`crate::plan`]): nothing in a model
+//! that passes can make inference panic.
 
-use crate::kernels::{
-    packed_len, padded_k, padded_n, I32s, PackedWeights, Requant, MAX_BIAS, MAX_K, MAX_SHIFT,
-};
+use crate::kernels::Requant;
+use crate::ops::Op;
+use crate::plan::Plan;
 
 pub const MAGIC: [u8; 4] = *b"PGQ\x1a";
-pub const VERSION: u16 = 1;
-pub const HEADER_LEN: usize = 56;
+pub const VERSION: u16 = 2;
+pub const HEADER_LEN: usize = 32;
+/// Bytes of one entry of the tensor table.
+pub const TENSOR_LEN: usize = 16;
 /// Largest height, width or channel count.
 pub const MAX_DIM: usize = 4096;
 /// Largest tensor, in elements per sample.
 pub const MAX_ELEMENTS: usize = 1 << 24;
 /// Largest packed weight matrix, in bytes.
 pub const MAX_WEIGHT_BYTES: usize = 1 << 28;
-/// Largest op count.
-pub const MAX_OPS: usize = 256;
+/// Largest node count.
+pub const MAX_NODES: usize = 256;
+/// Largest tensor count (the planner keeps one offset per tensor in the [`Model`]).
+pub const MAX_TENSORS: usize = 128;
+/// Most inputs of one node (a concatenation of several skip connections).
+pub const MAX_NODE_INPUTS: usize = 8;
+/// Most outputs of one node, and most inputs or outputs of a model.
+pub const MAX_NODE_OUTPUTS: usize = 4;
+pub const MAX_MODEL_IO: usize = 8;
 /// Largest class count of a conditional generator.
 pub const MAX_CLASSES: usize = 65536;
-
-pub mod tag {
-    pub const LINEAR: u8 = 1;
-    pub const CONV2D: u8 = 2;
-    pub const CONV_TRANSPOSE2D: u8 = 3;
-    pub const LUT: u8 = 4;
-    pub const RESHAPE: u8 = 5;
-    pub const FLATTEN: u8 = 6;
-    pub const UPSAMPLE: u8 = 7;
-    pub const EMBED: u8 = 8;
-}
 
 /// Why a model file was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     #[error("not a pocketgan int8 model (bad magic)")]
     BadMagic,
+    #[error("this is a version-1 .pgq file (a chain of layers), which this build no longer reads: quantize the generator's ONNX again with `pocketgan quantize MODEL.onnx --out MODEL.pgq`")]
+    OldVersion,
     #[error("unsupported .pgq version {0} (this build reads {VERSION})")]
     UnsupportedVersion(u16),
     #[error("file is truncated: {what} needs {needed} bytes, {available} available")]
@@ -66,18 +70,28 @@ pub enum FormatError {
     Checksum { expected: u32, actual: u32 },
     #[error("invalid header: {0}")]
     Header(&'static str),
-    #[error("op {index}: unknown op tag {tag}")]
+    #[error("tensor {index}: {reason}")]
+    Tensor { index: usize, reason: &'static str },
+    #[error("node {index}: unknown op tag {tag}")]
     UnknownOp { index: usize, tag: u8 },
-    #[error("op {index}: {reason}")]
+    #[error("node {index}: {reason}")]
     Op { index: usize, reason: &'static str },
-    #[error("op {index}: expects input {expected:?}, gets {actual:?}")]
+    #[error("node {index}: expects input {expected:?}, gets {actual:?}")]
     Shape {
         index: usize,
         expected: Shape,
         actual: Shape,
     },
-    #[error("model output is {actual:?}, header declares {declared:?}")]
-    Output { declared: Shape, actual: Shape },
+    #[error("node {index}: computes {actual:?} but its output tensor is declared {declared:?}")]
+    Output {
+        index: usize,
+        declared: Shape,
+        actual: Shape,
+    },
+    #[error("graph: {0}")]
+    Graph(&'static str),
+    #[error("the arena plan needs more than {0} bytes per sample")]
+    Plan(usize),
 }
 
 /// The shape of one sample's activation.
@@ -115,6 +129,11 @@ pub struct Quant {
 }
 
 impl Quant {
+    /// Scale 1, zero point 0: a placeholder where no quantization applies.
+    pub const UNIT: Quant = Quant {
+        scale: 1.0,
+        zero_point: 0,
+    };
     /// Rounds half away from zero and saturates; NaN maps to the zero point.
     pub fn quantize(self, x: f32) -> i8 {
         let v = (x / self.scale).clamp(-512.0, 512.0);
@@ -185,130 +204,107 @@ impl ConvGeometry {
     }
 }
 
-/// One validated op.
+
+/// What a tensor holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorKind {
+    /// Quantized activations in the arena.
+    Int8,
+    /// One class index in `0..classes` per sample, read from the caller's input (never stored).
+    Index { classes: usize },
+}
+
+/// One entry of the tensor table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorInfo {
+    pub shape: Shape,
+    pub quant: Quant,
+    pub kind: TensorKind,
+}
+
+impl TensorInfo {
+    /// Arena bytes per sample.
+    pub fn bytes(&self) -> usize {
+        match self.kind {
+            TensorKind::Int8 => self.shape.elements(),
+            TensorKind::Index { .. } => 0,
+        }
+    }
+}
+
+/// A validated node: its op and the tensors it reads and writes.
 #[derive(Clone, Copy, Debug)]
-pub enum Op<'a> {
-    /// `Flat(in) -> Flat(out)`; weights `[in x out]`.
-    Linear {
-        gemm: Gemm<'a>,
-        weights: PackedWeights<'a>,
-    },
-    /// Convolution (cross-correlation); weights `[(ky, kx, cin) x cout]`.
-    Conv2d {
-        gemm: Gemm<'a>,
-        geometry: ConvGeometry,
-        weights: PackedWeights<'a>,
-    },
-    /// Transposed convolution as `stride^2` phase convolutions; `phases` holds each phase's
-    /// packed `[(ty, tx, cin) x cout]` matrix in row-major phase order, tap `t` of phase `r`
-    /// being kernel index `r + t * stride`. `requant.bias` holds `cout` biases per phase.
-    ConvTranspose2d {
-        gemm: Gemm<'a>,
-        geometry: ConvGeometry,
-        phases: &'a [i8],
-    },
-    /// Elementwise `y = table[x as u8]` (LeakyReLU, Tanh, Sigmoid, requantization).
-    Lut { table: &'a [u8; 256] },
-    /// `Flat(c*h*w)` in CHW order (as ONNX reshapes it) to an NHWC image.
-    Reshape { c: usize, h: usize, w: usize },
-    /// An NHWC image to `Flat(c*h*w)` in CHW order.
-    Flatten { c: usize, h: usize, w: usize },
-    /// Nearest-neighbour upsampling by an integer factor.
-    Upsample {
-        c: usize,
-        h: usize,
-        w: usize,
-        factor: usize,
-    },
-    /// The class input of a conditional generator: `Flat(latent) -> Flat(latent + dim)`, each
-    /// sample's latent followed by row `class` of `table` (`[classes x dim]`, row-major). Latent
-    /// and table share the model's input quantization (the concatenation's), so this is a copy.
-    Embed {
-        classes: usize,
-        dim: usize,
-        table: &'a [i8],
-    },
+pub struct Node<'a> {
+    pub op: Op<'a>,
+    inputs: &'a [u8],
+    outputs: &'a [u8],
 }
 
-impl<'a> Op<'a> {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Linear { .. } => "Linear",
-            Op::Conv2d { .. } => "Conv2d",
-            Op::ConvTranspose2d { .. } => "ConvTranspose2d",
-            Op::Lut { .. } => "Lut",
-            Op::Reshape { .. } => "Reshape",
-            Op::Flatten { .. } => "Flatten",
-            Op::Upsample { .. } => "Upsample",
-            Op::Embed { .. } => "Embed",
-        }
-    }
+fn u16s(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    bytes
+        .as_chunks::<2>()
+        .0
+        .iter()
+        .map(|b| u16::from_le_bytes(*b) as usize)
+}
 
-    /// Packed weights of a transposed convolution's phase `(ry, rx)`; `None` if there is no such
-    /// phase (the parser checked that every phase of a model's op is there).
-    pub fn phase_weights(
-        geometry: &ConvGeometry,
-        phases: &'a [i8],
-        ry: usize,
-        rx: usize,
-    ) -> Option<PackedWeights<'a>> {
-        let mut offset = 0;
-        for py in 0..geometry.stride {
-            for px in 0..geometry.stride {
-                let len = packed_len(geometry.phase_k(py, px), geometry.cout);
-                if (py, px) == (ry, rx) {
-                    let data = phases.get(offset..offset + len)?;
-                    return PackedWeights::new(data, geometry.phase_k(py, px), geometry.cout);
-                }
-                offset += len;
-            }
-        }
-        None
+impl<'a> Node<'a> {
+    /// Tensor indices the node reads, in the op's order.
+    pub fn inputs(&self) -> impl Iterator<Item = usize> + 'a {
+        u16s(self.inputs)
     }
-
-    /// Integer multiply-adds per sample (padding taps included).
-    pub fn macs(&self) -> usize {
-        match self {
-            Op::Linear { weights, .. } => weights.k() * weights.n(),
-            Op::Conv2d { geometry: g, .. } => {
-                let (ho, wo) = g.conv_out();
-                ho * wo * g.kh * g.kw * g.cin * g.cout
-            }
-            Op::ConvTranspose2d { geometry: g, .. } => g.h * g.w * g.kh * g.kw * g.cin * g.cout,
-            _ => 0,
-        }
+    /// Tensor indices the node writes.
+    pub fn outputs(&self) -> impl Iterator<Item = usize> + 'a {
+        u16s(self.outputs)
+    }
+    pub fn input_count(&self) -> usize {
+        self.inputs.len() / 2
+    }
+    /// The (first) output tensor.
+    pub fn output(&self) -> usize {
+        self.outputs().next().unwrap_or(0)
     }
 }
 
-/// A parsed model: header fields plus the validated op bytes.
+/// A parsed model: the validated tables, the arena plan, and the shape of a latent generator
+/// for the conveniences that drive one (`latent`, `classes`, `output`, the boundary quants).
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a> {
-    pub latent: usize,
-    pub classes: usize,
-    pub output: Shape,
-    pub input_quant: Quant,
-    pub output_quant: Quant,
+    tensors: &'a [u8],
+    inputs: &'a [u8],
+    outputs: &'a [u8],
+    nodes: &'a [u8],
+    node_count: usize,
     pub metadata: &'a str,
-    op_count: usize,
-    ops: &'a [u8],
-    /// Largest per-sample `input + output` bytes of any op (and the input and output themselves).
-    pub max_pair: usize,
+    /// Where each tensor lives in the arena.
+    pub plan: Plan,
     /// Largest padded reduction depth of any GEMM.
     pub max_kp: usize,
     /// Largest output channel count of a transposed convolution (its output tile's row).
     pub max_n: usize,
     pub file_len: usize,
+    /// Size of the first int8 vector input (the latent), 0 if the model has none.
+    pub latent: usize,
+    /// Class count of the first class input, 0 for an unconditional model.
+    pub classes: usize,
+    /// Shape of the first output.
+    pub output: Shape,
+    /// Quantization of the first int8 input and of the first output.
+    pub input_quant: Quant,
+    pub output_quant: Quant,
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// A cursor over a model's bytes; every read is checked, and a short read is
+/// [`FormatError::Truncated`].
+pub struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
     /// Check value ranges (the first pass); later passes only re-read validated bytes.
-    validate: bool,
+    pub(crate) validate: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FormatError> {
+    pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FormatError> {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         let s = rest.get(..n).ok_or(FormatError::Truncated {
             what,
@@ -319,7 +315,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     /// The next `N` bytes.
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<&'a [u8; N], FormatError> {
+    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<&'a [u8; N], FormatError> {
         let b = self.take(N, what)?;
         // `take` returned exactly N bytes; the error is never built.
         b.try_into().map_err(|_| FormatError::Truncated {
@@ -328,22 +324,22 @@ impl<'a> Reader<'a> {
             available: b.len(),
         })
     }
-    fn u8(&mut self, what: &'static str) -> Result<u8, FormatError> {
+    pub fn u8(&mut self, what: &'static str) -> Result<u8, FormatError> {
         Ok(self.array::<1>(what)?[0])
     }
-    fn i8(&mut self, what: &'static str) -> Result<i8, FormatError> {
+    pub fn i8(&mut self, what: &'static str) -> Result<i8, FormatError> {
         Ok(self.u8(what)? as i8)
     }
-    fn u16(&mut self, what: &'static str) -> Result<u16, FormatError> {
+    pub fn u16(&mut self, what: &'static str) -> Result<u16, FormatError> {
         Ok(u16::from_le_bytes(*self.array(what)?))
     }
-    fn u32(&mut self, what: &'static str) -> Result<u32, FormatError> {
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, FormatError> {
         Ok(u32::from_le_bytes(*self.array(what)?))
     }
-    fn f32(&mut self, what: &'static str) -> Result<f32, FormatError> {
+    pub fn f32(&mut self, what: &'static str) -> Result<f32, FormatError> {
         Ok(f32::from_bits(self.u32(what)?))
     }
-    fn pad4(&mut self, what: &'static str) -> Result<(), FormatError> {
+    pub fn pad4(&mut self, what: &'static str) -> Result<(), FormatError> {
         let n = (4 - self.pos % 4) % 4;
         self.take(n, what).map(|_| ())
     }
@@ -380,13 +376,13 @@ const CRC_TABLE: [u32; 256] = {
 };
 
 /// Whether the product of `dims` is at most [`MAX_ELEMENTS`] (checked, for 32-bit targets).
-fn fits(dims: &[usize]) -> bool {
+pub(crate) fn fits(dims: &[usize]) -> bool {
     dims.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .is_some_and(|n| n <= MAX_ELEMENTS)
 }
 
-fn as_i8(b: &[u8]) -> &[i8] {
+pub(crate) fn as_i8(b: &[u8]) -> &[i8] {
     // SAFETY: i8 and u8 have the same size, alignment and validity.
     unsafe { core::slice::from_raw_parts(b.as_ptr() as *const i8, b.len()) }
 }
@@ -403,8 +399,109 @@ fn checked_quant(scale: f32, zp: i8) -> Result<Quant, FormatError> {
     })
 }
 
+
+/// Reads entry `index` of a tensor table; `validate` checks its ranges.
+fn tensor_at(table: &[u8], index: usize, validate: bool) -> Result<TensorInfo, FormatError> {
+    let mut r = Reader {
+        buf: table,
+        pos: index.saturating_mul(TENSOR_LEN),
+        validate,
+    };
+    let (c, h, w) = (
+        r.u16("tensor c")? as usize,
+        r.u16("tensor h")? as usize,
+        r.u16("tensor w")? as usize,
+    );
+    let kind = r.u8("tensor kind")?;
+    let zero_point = r.i8("tensor zero point")?;
+    let scale = r.f32("tensor scale")?;
+    r.u32("tensor reserved")?;
+    let bad = |reason| FormatError::Tensor { index, reason };
+    if validate {
+        if [c, h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&[c, h, w]) {
+            return Err(bad("shape out of range"));
+        }
+        if kind != 1 && (h, w) != (1, 1) {
+            return Err(bad("a vector or class index has height and width 1"));
+        }
+        if kind == 0 || kind == 1 {
+            checked_quant(scale, zero_point).map_err(|_| bad("scale must be finite and positive"))?;
+        }
+    }
+    let quant = Quant { scale, zero_point };
+    Ok(match kind {
+        0 => TensorInfo {
+            shape: Shape::Flat(c),
+            quant,
+            kind: TensorKind::Int8,
+        },
+        1 => TensorInfo {
+            shape: Shape::Image { c, h, w },
+            quant,
+            kind: TensorKind::Int8,
+        },
+        2 => TensorInfo {
+            shape: Shape::Flat(1),
+            quant,
+            kind: TensorKind::Index { classes: c },
+        },
+        _ => return Err(bad("unknown kind")),
+    })
+}
+
+/// Reads node `index`: its header, tensor lists and op body.
+fn read_node<'a>(r: &mut Reader<'a>, index: usize) -> Result<Node<'a>, FormatError> {
+    let tag = r.u8("node tag")?;
+    let n_in = r.u8("node input count")? as usize;
+    let n_out = r.u8("node output count")? as usize;
+    r.u8("node reserved")?;
+    let body_len = r.u32("node body length")? as usize;
+    let bad = |reason| FormatError::Op { index, reason };
+    if r.validate && (n_in == 0 || n_in > MAX_NODE_INPUTS || n_out == 0 || n_out > MAX_NODE_OUTPUTS)
+    {
+        return Err(bad("input or output count out of range"));
+    }
+    let inputs = r.take(2 * n_in, "node inputs")?;
+    let outputs = r.take(2 * n_out, "node outputs")?;
+    r.pad4("node padding")?;
+    if r.validate && !body_len.is_multiple_of(4) {
+        return Err(bad("body length must be a multiple of 4"));
+    }
+    let body = r.take(body_len, "node body")?;
+    let mut b = Reader {
+        buf: body,
+        pos: 0,
+        validate: r.validate,
+    };
+    let op = Op::parse(tag, &mut b, index)?;
+    if b.pos != body.len() {
+        return Err(bad("op body has trailing bytes"));
+    }
+    Ok(Node {
+        op,
+        inputs,
+        outputs,
+    })
+}
+
+/// One flag per tensor.
+type Flags = [bool; MAX_TENSORS];
+
+/// Marks `index` defined; a second definition, or a tensor outside the table, is an error.
+fn define(defined: &mut Flags, index: usize) -> Result<(), FormatError> {
+    match defined.get_mut(index) {
+        None => Err(FormatError::Graph("a tensor index is outside the tensor table")),
+        Some(true) => Err(FormatError::Graph("a tensor is defined twice")),
+        Some(d) => {
+            *d = true;
+            Ok(())
+        }
+    }
+}
+
 impl<'a> Model<'a> {
-    /// Validates `bytes` completely; nothing in a model that passes can make inference panic.
+    /// Validates `bytes` completely and plans the arena; nothing in a model that passes can make
+    /// inference panic.
     pub fn parse(bytes: &'a [u8]) -> Result<Model<'a>, FormatError> {
         let mut r = Reader {
             buf: bytes,
@@ -414,9 +511,10 @@ impl<'a> Model<'a> {
         if r.take(4, "magic")? != MAGIC {
             return Err(FormatError::BadMagic);
         }
-        let version = r.u16("version")?;
-        if version != VERSION {
-            return Err(FormatError::UnsupportedVersion(version));
+        match r.u16("version")? {
+            VERSION => {}
+            1 => return Err(FormatError::OldVersion),
+            v => return Err(FormatError::UnsupportedVersion(v)),
         }
         if r.u16("flags")? != 0 {
             return Err(FormatError::Header("unknown flags"));
@@ -447,122 +545,196 @@ impl<'a> Model<'a> {
         if actual != expected {
             return Err(FormatError::Checksum { expected, actual });
         }
-        let latent = r.u32("latent")? as usize;
-        let classes = r.u32("classes")? as usize;
-        let (c, h, w) = (
-            r.u16("out c")? as usize,
-            r.u16("out h")? as usize,
-            r.u16("out w")? as usize,
-        );
-        r.u16("reserved")?;
-        let input_quant = checked_quant(r.f32("input scale")?, r.i8("input zero point")?)?;
-        r.take(3, "reserved")?;
-        let output_quant = checked_quant(r.f32("output scale")?, r.i8("output zero point")?)?;
-        r.take(3, "reserved")?;
-        let op_count = r.u32("op count")? as usize;
+        let tensor_count = r.u16("tensor count")? as usize;
+        let node_count = r.u16("node count")? as usize;
+        let input_count = r.u16("input count")? as usize;
+        let output_count = r.u16("output count")? as usize;
         let meta_len = r.u32("metadata length")? as usize;
-        if latent == 0 || latent > MAX_DIM || classes > MAX_CLASSES {
-            return Err(FormatError::Header(
-                "latent must be 1..=4096 and classes 0..=65536",
-            ));
+        r.u32("reserved")?;
+        if tensor_count == 0 || tensor_count > MAX_TENSORS {
+            return Err(FormatError::Header("tensor count must be 1..=128"));
         }
-        if [c, h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&[c, h, w]) {
-            return Err(FormatError::Header("output shape out of range"));
+        if node_count == 0 || node_count > MAX_NODES {
+            return Err(FormatError::Header("node count must be 1..=256"));
         }
-        if op_count == 0 || op_count > MAX_OPS {
-            return Err(FormatError::Header("op count must be 1..=256"));
+        if !(1..=MAX_MODEL_IO).contains(&input_count) || !(1..=MAX_MODEL_IO).contains(&output_count)
+        {
+            return Err(FormatError::Header("input and output counts must be 1..=8"));
         }
         let metadata = core::str::from_utf8(r.take(meta_len, "metadata")?)
             .map_err(|_| FormatError::Header("metadata is not UTF-8"))?;
         r.pad4("metadata padding")?;
-        let ops = bytes.get(r.pos..).unwrap_or_default();
+        let tensors = r.take(tensor_count * TENSOR_LEN, "tensor table")?;
+        for index in 0..tensor_count {
+            tensor_at(tensors, index, true)?;
+        }
+        let inputs = r.take(2 * input_count, "input list")?;
+        r.pad4("input list padding")?;
+        let outputs = r.take(2 * output_count, "output list")?;
+        r.pad4("output list padding")?;
+        let nodes = bytes.get(r.pos..).unwrap_or_default();
         let mut model = Model {
-            latent,
-            classes,
-            output: Shape::Image { c, h, w },
-            input_quant,
-            output_quant,
+            tensors,
+            inputs,
+            outputs,
+            nodes,
+            node_count,
             metadata,
-            op_count,
-            ops,
-            max_pair: 0,
+            plan: Plan::default(),
             max_kp: 0,
             max_n: 0,
             file_len: bytes.len(),
+            latent: 0,
+            classes: 0,
+            output: Shape::Flat(1),
+            input_quant: Quant::UNIT,
+            output_quant: Quant::UNIT,
         };
-        // Walk the ops once, checking each against the running shape.
-        let mut shape = Shape::Flat(latent);
-        let mut max_pair = 0;
-        let mut ops_reader = Reader {
-            buf: ops,
+
+        // Walk the graph once: every read must follow its tensor's one definition.
+        let mut defined: Flags = [false; MAX_TENSORS];
+        let mut used: Flags = [false; MAX_TENSORS];
+        for t in model.inputs() {
+            define(&mut defined, t)?;
+        }
+        let mut reader = Reader {
+            buf: nodes,
             pos: 0,
             validate: true,
         };
-        for index in 0..op_count {
-            let op = read_op(&mut ops_reader, index)?;
-            // The class embedding is the first op exactly when the header declares classes.
-            let embed_classes = match op {
-                Op::Embed { classes, .. } => Some(classes),
-                _ => None,
-            };
-            let expected_classes = (index == 0 && classes > 0).then_some(classes);
-            if embed_classes != expected_classes {
+        for index in 0..node_count {
+            let node = read_node(&mut reader, index)?;
+            let mut infos = [model.tensor_or_unit(0); MAX_NODE_INPUTS];
+            for (slot, t) in infos.iter_mut().zip(node.inputs()) {
+                if !defined.get(t).copied().unwrap_or(false) {
+                    return Err(FormatError::Op {
+                        index,
+                        reason: "reads a tensor that no input or earlier node defines (a cycle or a dangling tensor)",
+                    });
+                }
+                if let Some(u) = used.get_mut(t) {
+                    *u = true;
+                }
+                *slot = model.tensor_or_unit(t);
+            }
+            let n_in = node.input_count().min(MAX_NODE_INPUTS);
+            let shape = node.op.output(&infos[..n_in], index)?;
+            if node.outputs().count() != 1 {
                 return Err(FormatError::Op {
                     index,
-                    reason: if embed_classes.is_some() && index == 0 {
-                        "embedding's class count differs from the header's"
-                    } else if embed_classes.is_some() {
-                        "an embedding must be the first op"
-                    } else {
-                        "the header declares classes: the first op must be an embedding"
-                    },
+                    reason: "this op writes exactly one tensor",
                 });
             }
-            let next = check_op(&op, shape, index)?;
-            max_pair = max_pair.max(shape.elements() + next.elements());
-            match op {
-                // Linear and Conv2d write GEMM rows in place; only transposed convolutions
-                // scatter theirs from the output tile.
-                Op::Linear { weights, .. } | Op::Conv2d { weights, .. } => {
-                    model.max_kp = model.max_kp.max(weights.kp());
-                }
-                Op::ConvTranspose2d { geometry, .. } => {
-                    for ry in 0..geometry.stride {
-                        for rx in 0..geometry.stride {
-                            model.max_kp = model.max_kp.max(padded_k(geometry.phase_k(ry, rx)));
-                        }
+            let out = node.output();
+            define(&mut defined, out)?;
+            let declared = model.tensor_or_unit(out);
+            if declared.kind != TensorKind::Int8 {
+                return Err(FormatError::Op {
+                    index,
+                    reason: "an op's output must be an int8 tensor",
+                });
+            }
+            if !shape.same_layout(declared.shape) {
+                return Err(FormatError::Output {
+                    index,
+                    declared: declared.shape,
+                    actual: shape,
+                });
+            }
+            let scratch = node.op.scratch();
+            model.max_kp = model.max_kp.max(scratch.tile_depth);
+            model.max_n = model.max_n.max(scratch.tile_out);
+        }
+        if reader.pos != nodes.len() {
+            return Err(FormatError::Header("bytes after the last node"));
+        }
+        for t in model.outputs() {
+            if !defined.get(t).copied().unwrap_or(false) {
+                return Err(FormatError::Graph("an output is never computed"));
+            }
+            if model.tensor_or_unit(t).kind != TensorKind::Int8 {
+                return Err(FormatError::Graph("an output must be an int8 tensor"));
+            }
+            if let Some(u) = used.get_mut(t) {
+                *u = true;
+            }
+        }
+        for t in 0..tensor_count {
+            if !defined[t] {
+                return Err(FormatError::Graph("a tensor is never defined"));
+            }
+            if !used[t] {
+                return Err(FormatError::Graph("a tensor is never read"));
+            }
+        }
+        model.plan = Plan::new(&model)?;
+
+        // The conveniences of a latent generator.
+        for t in model.inputs() {
+            let info = model.tensor_or_unit(t);
+            match info.kind {
+                TensorKind::Int8 if model.latent == 0 => {
+                    if let Shape::Flat(n) = info.shape {
+                        model.latent = n;
+                        model.input_quant = info.quant;
                     }
-                    model.max_n = model.max_n.max(geometry.cout);
                 }
+                TensorKind::Index { classes } if model.classes == 0 => model.classes = classes,
                 _ => {}
             }
-            shape = next;
         }
-        if ops_reader.pos != ops.len() {
-            return Err(FormatError::Header("bytes after the last op"));
-        }
-        if !shape.same_layout(model.output) {
-            return Err(FormatError::Output {
-                declared: model.output,
-                actual: shape,
-            });
-        }
-        model.max_pair = max_pair;
+        let first_out = model.tensor_or_unit(model.outputs().next().unwrap_or(0));
+        model.output = first_out.shape;
+        model.output_quant = first_out.quant;
         Ok(model)
     }
 
-    /// The ops in order. Infallible: [`Model::parse`] already read them once.
-    pub fn ops(&self) -> impl Iterator<Item = Op<'a>> + 'a {
+    /// Tensor `index` of the validated table; a unit vector past its end (never reached: the
+    /// parser checked every index).
+    fn tensor_or_unit(&self, index: usize) -> TensorInfo {
+        self.tensor(index).unwrap_or(TensorInfo {
+            shape: Shape::Flat(1),
+            quant: Quant::UNIT,
+            kind: TensorKind::Int8,
+        })
+    }
+
+    /// Tensor `index`, or `None` past the table.
+    pub fn tensor(&self, index: usize) -> Option<TensorInfo> {
+        tensor_at(self.tensors, index, false).ok()
+    }
+
+    pub fn tensor_count(&self) -> usize {
+        self.tensors.len() / TENSOR_LEN
+    }
+
+    /// Tensor indices the caller supplies, in order.
+    pub fn inputs(&self) -> impl Iterator<Item = usize> + 'a {
+        u16s(self.inputs)
+    }
+
+    /// Tensor indices the caller reads, in order.
+    pub fn outputs(&self) -> impl Iterator<Item = usize> + 'a {
+        u16s(self.outputs)
+    }
+
+    /// The nodes in order. Infallible: [`Model::parse`] already read them once.
+    pub fn nodes(&self) -> impl Iterator<Item = Node<'a>> + 'a {
         let mut reader = Reader {
-            buf: self.ops,
+            buf: self.nodes,
             pos: 0,
             validate: false,
         };
-        (0..self.op_count).map_while(move |i| read_op(&mut reader, i).ok())
+        (0..self.node_count).map_while(move |i| read_node(&mut reader, i).ok())
     }
 
-    pub fn op_count(&self) -> usize {
-        self.op_count
+    /// The ops in node order.
+    pub fn ops(&self) -> impl Iterator<Item = Op<'a>> + 'a {
+        self.nodes().map(|n| n.op)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.node_count
     }
 
     /// Class count of a conditional generator (each sample takes a class in `0..classes`); 0 for
@@ -575,317 +747,10 @@ impl<'a> Model<'a> {
         self.classes > 0
     }
 
-    /// Shapes of every op's input, then the model's output.
-    pub fn shapes(&self) -> impl Iterator<Item = Shape> + 'a {
-        let mut shape = Shape::Flat(self.latent);
-        core::iter::once(shape).chain(self.ops().map(move |op| {
-            shape = out_shape(&op, shape);
-            shape
-        }))
+    /// Integer multiply-adds per sample (padding taps included).
+    pub fn macs(&self) -> usize {
+        self.ops().map(|op| op.macs()).sum()
     }
-}
-
-/// Reads `biases` biases (one per column, or per phase and column) and `n` multipliers and shifts.
-fn read_requant<'a>(
-    r: &mut Reader<'a>,
-    biases: usize,
-    n: usize,
-    (zp_out, min, max): (i8, i8, i8),
-    index: usize,
-) -> Result<Requant<'a>, FormatError> {
-    let bad = |reason| Err(FormatError::Op { index, reason });
-    // Whole i32s, since 4 * count bytes were taken.
-    let (Some(bias), Some(mult)) = (
-        I32s::new(r.take(4 * biases, "bias")?),
-        I32s::new(r.take(4 * n, "multiplier")?),
-    ) else {
-        return bad("requantization arrays");
-    };
-    let shift = r.take(n, "shift")?;
-    r.pad4("shift padding")?;
-    if !r.validate {
-        return Ok(Requant {
-            bias,
-            mult,
-            shift,
-            zp_out,
-            min,
-            max,
-        });
-    }
-    if bias.iter().any(|b| !(-MAX_BIAS..=MAX_BIAS).contains(&b)) {
-        return bad("bias out of range");
-    }
-    if mult.iter().any(|m| m <= 0) {
-        return bad("multiplier must be positive");
-    }
-    if shift.iter().any(|&s| s == 0 || s > MAX_SHIFT) {
-        return bad("shift out of range");
-    }
-    if min > max {
-        return bad("clamp minimum above maximum");
-    }
-    Ok(Requant {
-        bias,
-        mult,
-        shift,
-        zp_out,
-        min,
-        max,
-    })
-}
-
-fn read_weights<'a>(
-    r: &mut Reader<'a>,
-    k: usize,
-    n: usize,
-    index: usize,
-) -> Result<PackedWeights<'a>, FormatError> {
-    let bytes = padded_k(k).checked_mul(padded_n(n));
-    if k == 0
-        || k > MAX_K
-        || n == 0
-        || n > MAX_ELEMENTS
-        || bytes.is_none_or(|b| b > MAX_WEIGHT_BYTES)
-    {
-        return Err(FormatError::Op {
-            index,
-            reason: "matrix size out of range",
-        });
-    }
-    // Exactly packed_len(k, n) bytes, so `new` accepts them.
-    let w = PackedWeights::new(as_i8(r.take(packed_len(k, n), "weights")?), k, n).ok_or(
-        FormatError::Op {
-            index,
-            reason: "matrix size out of range",
-        },
-    )?;
-    // -128 is excluded so that two products always fit i16 (NEON pairs products in i16).
-    if r.validate && (w.data().contains(&i8::MIN) || !w.padding_is_zero()) {
-        return Err(FormatError::Op {
-            index,
-            reason: "weights must be in -127..=127 with zero padding",
-        });
-    }
-    Ok(w)
-}
-
-fn read_geometry(r: &mut Reader, index: usize) -> Result<ConvGeometry, FormatError> {
-    let g = ConvGeometry {
-        cin: r.u16("cin")? as usize,
-        cout: r.u16("cout")? as usize,
-        h: r.u16("height")? as usize,
-        w: r.u16("width")? as usize,
-        kh: r.u8("kernel height")? as usize,
-        kw: r.u8("kernel width")? as usize,
-        stride: r.u8("stride")? as usize,
-        pad: r.u8("padding")? as usize,
-        out_pad: r.u8("output padding")? as usize,
-    };
-    r.take(3, "reserved")?;
-    let dims_ok = [g.cin, g.cout, g.h, g.w]
-        .iter()
-        .all(|&d| d > 0 && d <= MAX_DIM);
-    if !dims_ok
-        || g.kh == 0
-        || g.kw == 0
-        || g.stride == 0
-        || g.stride > 8
-        || !fits(&[g.h, g.w, g.cin])
-    {
-        return Err(FormatError::Op {
-            index,
-            reason: "convolution geometry out of range",
-        });
-    }
-    Ok(g)
-}
-
-fn read_gemm_header(r: &mut Reader) -> Result<(i8, i8, i8, i8), FormatError> {
-    Ok((
-        r.i8("input zero point")?,
-        r.i8("output zero point")?,
-        r.i8("clamp min")?,
-        r.i8("clamp max")?,
-    ))
-}
-
-fn read_op<'a>(r: &mut Reader<'a>, index: usize) -> Result<Op<'a>, FormatError> {
-    let t = r.u8("op tag")?;
-    r.take(3, "op reserved")?;
-    let body_len = r.u32("op length")? as usize;
-    let body = r.take(body_len, "op body")?;
-    let mut b = Reader {
-        buf: body,
-        pos: 0,
-        validate: r.validate,
-    };
-    let bad = |reason| FormatError::Op { index, reason };
-    let op = match t {
-        tag::LINEAR => {
-            let k = b.u32("in features")? as usize;
-            let n = b.u32("out features")? as usize;
-            let (zp_in, zp_out, min, max) = read_gemm_header(&mut b)?;
-            if k > MAX_K || n > MAX_ELEMENTS {
-                return Err(bad("matrix size out of range"));
-            }
-            let requant = read_requant(&mut b, n, n, (zp_out, min, max), index)?;
-            let weights = read_weights(&mut b, k, n, index)?;
-            Op::Linear {
-                gemm: Gemm { zp_in, requant },
-                weights,
-            }
-        }
-        tag::CONV2D | tag::CONV_TRANSPOSE2D => {
-            let g = read_geometry(&mut b, index)?;
-            let (zp_in, zp_out, min, max) = read_gemm_header(&mut b)?;
-            // A transposed convolution's phases have different column sums, so each phase has
-            // its own folded biases.
-            let biases = if t == tag::CONV2D {
-                g.cout
-            } else {
-                g.stride * g.stride * g.cout
-            };
-            let requant = read_requant(&mut b, biases, g.cout, (zp_out, min, max), index)?;
-            if t == tag::CONV2D {
-                if g.kh > g.h + 2 * g.pad || g.kw > g.w + 2 * g.pad || g.out_pad != 0 {
-                    return Err(bad("kernel larger than the padded input"));
-                }
-                let weights = read_weights(&mut b, g.kh * g.kw * g.cin, g.cout, index)?;
-                Op::Conv2d {
-                    gemm: Gemm { zp_in, requant },
-                    geometry: g,
-                    weights,
-                }
-            } else {
-                // Every phase needs at least one tap, and the output must be non-empty.
-                if g.kh < g.stride || g.kw < g.stride || g.out_pad >= g.stride {
-                    return Err(bad(
-                        "transposed convolution needs kernel >= stride > output padding",
-                    ));
-                }
-                if 2 * g.pad >= (g.h - 1) * g.stride + g.kh + g.out_pad
-                    || 2 * g.pad >= (g.w - 1) * g.stride + g.kw + g.out_pad
-                {
-                    return Err(bad("padding leaves no output"));
-                }
-                let start = b.pos;
-                for ry in 0..g.stride {
-                    for rx in 0..g.stride {
-                        read_weights(&mut b, g.phase_k(ry, rx), g.cout, index)?;
-                    }
-                }
-                Op::ConvTranspose2d {
-                    gemm: Gemm { zp_in, requant },
-                    geometry: g,
-                    phases: as_i8(body.get(start..b.pos).unwrap_or_default()),
-                }
-            }
-        }
-        tag::LUT => Op::Lut {
-            table: b.array("lookup table")?,
-        },
-        tag::RESHAPE | tag::FLATTEN | tag::UPSAMPLE => {
-            let (c, h, w) = (
-                b.u16("c")? as usize,
-                b.u16("h")? as usize,
-                b.u16("w")? as usize,
-            );
-            let factor = b.u16("factor")? as usize;
-            if [c, h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&[c, h, w]) {
-                return Err(bad("shape out of range"));
-            }
-            match t {
-                tag::RESHAPE | tag::FLATTEN if factor != 0 => {
-                    return Err(bad("reshape has a factor"))
-                }
-                tag::RESHAPE => Op::Reshape { c, h, w },
-                tag::FLATTEN => Op::Flatten { c, h, w },
-                _ => {
-                    if !(2..=16).contains(&factor) || !fits(&[c, h, w, factor, factor]) {
-                        return Err(bad("upsampling factor out of range"));
-                    }
-                    Op::Upsample { c, h, w, factor }
-                }
-            }
-        }
-        tag::EMBED => {
-            let classes = b.u32("classes")? as usize;
-            let dim = b.u32("embedding size")? as usize;
-            if classes == 0 || classes > MAX_CLASSES || dim == 0 || dim > MAX_DIM {
-                return Err(bad("embedding size out of range"));
-            }
-            // Both factors are bounded, so the product cannot overflow even on 32-bit targets.
-            let table = as_i8(b.take(classes * dim, "embedding table")?);
-            b.pad4("embedding padding")?;
-            Op::Embed {
-                classes,
-                dim,
-                table,
-            }
-        }
-        _ => return Err(FormatError::UnknownOp { index, tag: t }),
-    };
-    if b.pos != body.len() {
-        return Err(bad("op body has trailing bytes"));
-    }
-    Ok(op)
-}
-
-/// The output shape of `op` applied to `input` (shapes already checked by the parser).
-pub(crate) fn out_shape(op: &Op, input: Shape) -> Shape {
-    match *op {
-        Op::Linear { weights, .. } => Shape::Flat(weights.n()),
-        Op::Conv2d { geometry: g, .. } => {
-            let (h, w) = g.conv_out();
-            Shape::Image { c: g.cout, h, w }
-        }
-        Op::ConvTranspose2d { geometry: g, .. } => {
-            let (h, w) = g.transpose_out();
-            Shape::Image { c: g.cout, h, w }
-        }
-        Op::Lut { .. } => input,
-        Op::Reshape { c, h, w } => Shape::Image { c, h, w },
-        Op::Flatten { c, h, w } => Shape::Flat(c * h * w),
-        Op::Upsample { c, h, w, factor } => Shape::Image {
-            c,
-            h: h * factor,
-            w: w * factor,
-        },
-        Op::Embed { dim, .. } => Shape::Flat(input.elements() + dim),
-    }
-}
-
-/// The input shape `op` requires, then its output shape.
-fn check_op(op: &Op, input: Shape, index: usize) -> Result<Shape, FormatError> {
-    let expected = match *op {
-        Op::Linear { weights, .. } => Shape::Flat(weights.k()),
-        Op::Conv2d { geometry: g, .. } | Op::ConvTranspose2d { geometry: g, .. } => Shape::Image {
-            c: g.cin,
-            h: g.h,
-            w: g.w,
-        },
-        Op::Lut { .. } => input,
-        Op::Reshape { c, h, w } => Shape::Flat(c * h * w),
-        Op::Flatten { c, h, w } | Op::Upsample { c, h, w, .. } => Shape::Image { c, h, w },
-        // Any vector: the parser only admits an embedding as the first op, on the latent.
-        Op::Embed { .. } => Shape::Flat(input.elements()),
-    };
-    if !expected.same_layout(input) {
-        return Err(FormatError::Shape {
-            index,
-            expected,
-            actual: input,
-        });
-    }
-    let out = out_shape(op, input);
-    if out.elements() == 0 || out.elements() > MAX_ELEMENTS {
-        return Err(FormatError::Op {
-            index,
-            reason: "output size out of range",
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

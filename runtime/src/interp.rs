@@ -1,17 +1,15 @@
-//! The integer interpreter: runs a validated [`Model`] inside a caller-provided arena.
+//! The integer interpreter: runs a validated [`Model`] graph inside a caller-provided arena.
 //!
 //! Arena layout, for a batch of `B` samples:
-//! `[ tensors: B * max_pair | tile: TILE_ROWS * max_kp | tile out: TILE_ROWS * max_n ]`.
-//! Each op reads its input from one end of the tensor region and writes its output at the other,
-//! so the region never needs more than the largest input-plus-output pair. Convolutions gather
-//! `TILE_ROWS` output positions' receptive fields at a time into the tile and run one GEMM over
-//! them; positions of all samples in the batch share the GEMM.
+//! `[ tensors: B * plan bytes | tile: TILE_ROWS * max_kp | tile out: TILE_ROWS * max_n ]`.
+//! Each tensor lives at the offset the planner gave it ([`crate::plan`]); a node reads its
+//! inputs and writes its output there, in node order. Convolutions gather `TILE_ROWS` output
+//! positions' receptive fields at a time into the tile and run one GEMM over them; positions of
+//! all samples in the batch share the GEMM.
 
-use crate::format::{out_shape, ConvGeometry, Gemm, Model, Op, Shape};
-use crate::kernels::{gemm_requant, Isa, PackedWeights, Requant};
-
-/// Bytes of input plus output a transposed convolution processes per block of samples.
-const SAMPLE_BLOCK_BYTES: usize = 128 * 1024;
+use crate::format::{Model, Node, Shape, TensorKind, MAX_MODEL_IO, MAX_NODE_INPUTS};
+use crate::kernels::Isa;
+use crate::ops::{copy, part, part_mut, split_mut, Cx, Op};
 
 /// Output positions gathered per GEMM call. On x86-64 a multiple of the AVX2 micro-tile's 6 rows,
 /// and large enough that a 7x7 layer of one sample (49 positions) is one call; microcontrollers
@@ -27,10 +25,32 @@ pub enum RunError {
         actual: usize,
         batch: usize,
     },
-    #[error("input has {actual} values, expected {expected} (batch x latent)")]
-    Input { expected: usize, actual: usize },
-    #[error("output buffer has {actual} values, expected {expected} (batch x c x h x w)")]
-    Output { expected: usize, actual: usize },
+    #[error("input {index} has {actual} values, expected {expected} (batch x its size)")]
+    Input {
+        index: usize,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("the model takes {expected} inputs ({what}), {actual} given")]
+    InputCount {
+        expected: usize,
+        actual: usize,
+        what: &'static str,
+    },
+    #[error("input {index} is {expected}, but {given} was given")]
+    InputKind {
+        index: usize,
+        expected: &'static str,
+        given: &'static str,
+    },
+    #[error("output buffer {index} has {actual} values, expected {expected} (batch x its size)")]
+    Output {
+        index: usize,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("the model has {expected} outputs, {actual} buffers given")]
+    OutputCount { expected: usize, actual: usize },
     #[error("batch must be at least 1")]
     EmptyBatch,
     #[error("the model is conditional: give one class in 0..{classes} per sample")]
@@ -57,58 +77,6 @@ impl From<crate::kernels::TileError> for RunError {
     fn from(_: crate::kernels::TileError) -> Self {
         RunError::Internal("a GEMM tile")
     }
-}
-
-/// `s[range]`, or [`RunError::Internal`] naming `what`.
-fn part<'s, T>(
-    s: &'s [T],
-    range: impl core::slice::SliceIndex<[T], Output = [T]>,
-    what: &'static str,
-) -> Result<&'s [T], RunError> {
-    s.get(range).ok_or(RunError::Internal(what))
-}
-
-/// `&mut s[range]`, or [`RunError::Internal`] naming `what`.
-fn part_mut<'s, T>(
-    s: &'s mut [T],
-    range: impl core::slice::SliceIndex<[T], Output = [T]>,
-    what: &'static str,
-) -> Result<&'s mut [T], RunError> {
-    s.get_mut(range).ok_or(RunError::Internal(what))
-}
-
-/// `s.split_at_mut(mid)`, or [`RunError::Internal`] naming `what`.
-fn split_mut<'s, T>(
-    s: &'s mut [T],
-    mid: usize,
-    what: &'static str,
-) -> Result<(&'s mut [T], &'s mut [T]), RunError> {
-    s.split_at_mut_checked(mid).ok_or(RunError::Internal(what))
-}
-
-/// The last `len` values of `s`, or [`RunError::Internal`] naming `what`.
-fn tail_mut<'s, T>(
-    s: &'s mut [T],
-    len: usize,
-    what: &'static str,
-) -> Result<&'s mut [T], RunError> {
-    let start = s.len().checked_sub(len).ok_or(RunError::Internal(what))?;
-    part_mut(s, start.., what)
-}
-
-/// `dst.copy_from_slice(src)`, or [`RunError::Internal`] naming `what` if the lengths differ.
-fn copy(dst: &mut [i8], src: &[i8], what: &'static str) -> Result<(), RunError> {
-    if dst.len() != src.len() {
-        return Err(RunError::Internal(what));
-    }
-    dst.copy_from_slice(src);
-    Ok(())
-}
-
-/// A size used as a chunk length or divisor: the parser refuses empty shapes and zero strides,
-/// and `max(1)` lets the compiler see that `chunks_exact`, `step_by` and `/` cannot panic.
-fn nz(n: usize) -> usize {
-    n.max(1)
 }
 
 /// Checks `classes` (one per sample, empty for an unconditional model) against a model with
@@ -140,18 +108,31 @@ pub fn check_classes(model_classes: usize, batch: usize, classes: &[u32]) -> Res
     }
 }
 
-/// Where a tensor sits in the tensor region.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum End {
-    Low,
-    High,
+
+/// One model input's values for a batch, in [`Model::inputs`] order.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'i> {
+    /// Quantized values, `batch x size` (images NHWC).
+    Int8(&'i [i8]),
+    /// One class index per sample.
+    Index(&'i [u32]),
+}
+
+impl Input<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Input::Int8(_) => "int8 values",
+            Input::Index(_) => "class indices",
+        }
+    }
 }
 
 /// Arena sizes of one model.
 impl Model<'_> {
-    /// Bytes of the tensor region for `batch` samples.
+    /// Bytes of the tensor region for `batch` samples (saturating: an arena that large cannot be
+    /// given).
     pub fn tensor_bytes(&self, batch: usize) -> usize {
-        self.max_pair * batch
+        self.plan.bytes().saturating_mul(batch)
     }
     /// Bytes of the GEMM tiles (independent of the batch).
     pub fn scratch_bytes(&self) -> usize {
@@ -164,7 +145,7 @@ impl Model<'_> {
     }
     /// Total arena bytes for `batch` samples.
     pub fn arena_len(&self, batch: usize) -> usize {
-        self.tensor_bytes(batch) + self.scratch_bytes()
+        self.tensor_bytes(batch).saturating_add(self.scratch_bytes())
     }
 }
 
@@ -173,24 +154,189 @@ fn as_i8_mut(b: &mut [u8]) -> &mut [i8] {
     unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut i8, b.len()) }
 }
 
-/// Runs an unconditional `model` on `batch` quantized latents (`batch x latent`, see
-/// [`Model::input_quant`]) and writes `batch` quantized images in NHWC order to `output`.
-/// `observe` sees every op's output.
-pub fn run_observed(
+/// Position of tensor `t` among the model's inputs.
+fn input_position(model: &Model, t: usize) -> Option<usize> {
+    model.inputs().position(|i| i == t)
+}
+
+/// Checks the caller's inputs against the model's declarations.
+fn check_inputs(model: &Model, batch: usize, inputs: &[Input]) -> Result<(), RunError> {
+    let expected = model.inputs().count();
+    if inputs.len() != expected {
+        return Err(RunError::InputCount {
+            expected,
+            actual: inputs.len(),
+            what: "see `pocketgan inspect`",
+        });
+    }
+    for (index, (t, given)) in model.inputs().zip(inputs).enumerate() {
+        let info = model.tensor(t).ok_or(RunError::Internal("an input tensor"))?;
+        match (info.kind, given) {
+            (TensorKind::Int8, Input::Int8(x)) => {
+                let expected = batch.saturating_mul(info.shape.elements());
+                if x.len() != expected {
+                    return Err(RunError::Input {
+                        index,
+                        expected,
+                        actual: x.len(),
+                    });
+                }
+            }
+            (TensorKind::Index { classes }, Input::Index(c)) => check_classes(classes, batch, c)?,
+            (kind, given) => {
+                return Err(RunError::InputKind {
+                    index,
+                    expected: match kind {
+                        TensorKind::Int8 => "int8 values",
+                        TensorKind::Index { .. } => "class indices",
+                    },
+                    given: given.name(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `model` on a batch: `inputs` in [`Model::inputs`] order, one output buffer per
+/// [`Model::outputs`] (`batch x size` int8 values, images NHWC). `observe(index, node, shape,
+/// values)` sees every node's output. Wrong counts, sizes and classes are errors, checked before
+/// anything runs.
+pub fn run_graph(
     model: &Model,
     isa: Isa,
     batch: usize,
-    input: &[i8],
+    inputs: &[Input],
     arena: &mut [u8],
-    output: &mut [i8],
-    observe: impl FnMut(usize, &Op, Shape, &[i8]),
+    outputs: &mut [&mut [i8]],
+    mut observe: impl FnMut(usize, &Node, Shape, &[i8]),
 ) -> Result<(), RunError> {
-    run_conditional_observed(model, isa, batch, input, &[], arena, output, observe)
+    if batch == 0 {
+        return Err(RunError::EmptyBatch);
+    }
+    check_inputs(model, batch, inputs)?;
+    let expected = model.outputs().count();
+    if outputs.len() != expected {
+        return Err(RunError::OutputCount {
+            expected,
+            actual: outputs.len(),
+        });
+    }
+    for (index, (t, out)) in model.outputs().zip(outputs.iter()).enumerate() {
+        let size = model.tensor(t).map_or(0, |i| i.bytes());
+        let expected = batch.saturating_mul(size);
+        if out.len() != expected {
+            return Err(RunError::Output {
+                index,
+                expected,
+                actual: out.len(),
+            });
+        }
+    }
+    let needed = model.arena_len(batch);
+    if arena.len() < needed || model.tensor_bytes(batch) == usize::MAX {
+        return Err(RunError::Arena {
+            needed,
+            actual: arena.len(),
+            batch,
+        });
+    }
+    let arena = as_i8_mut(part_mut(arena, ..needed, "the arena")?);
+    let (region, scratch) = split_mut(arena, model.tensor_bytes(batch), "the tensor region")?;
+    let (tile, tile_out) = split_mut(scratch, TILE_ROWS * model.max_kp, "the tile")?;
+    // Where tensor `t` lives for this batch.
+    let span = |t: usize| {
+        let size = model.tensor(t).map_or(0, |i| i.bytes()) * batch;
+        let at = model.plan.offset(t) * batch;
+        at..at + size
+    };
+    for (t, given) in model.inputs().zip(inputs) {
+        if let Input::Int8(x) = given {
+            copy(part_mut(region, span(t), "an input")?, x, "an input")?;
+        }
+    }
+    for (index, node) in model.nodes().enumerate() {
+        let out = span(node.output());
+        let mut indices: &[u32] = &[];
+        let mut reads: [core::ops::Range<usize>; MAX_NODE_INPUTS] = Default::default();
+        let mut n = 0;
+        for t in node.inputs() {
+            match input_position(model, t).and_then(|p| inputs.get(p)) {
+                Some(Input::Index(c)) => indices = c,
+                _ => {
+                    *reads.get_mut(n).ok_or(RunError::Internal("a node's inputs"))? = span(t);
+                    n += 1;
+                }
+            }
+        }
+        let mut cx = Cx {
+            isa,
+            batch,
+            tile: &mut *tile,
+            tile_out: &mut *tile_out,
+            indices,
+        };
+        let first = reads.first().cloned().unwrap_or(0..0);
+        if node.op.in_place() && n == 1 && first == out {
+            // The planner gave the output its input's buffer: the values are already there.
+            node.op.run(&mut cx, &[], part_mut(region, out.clone(), "a tensor")?)?;
+        } else {
+            let (lo, rest) = split_mut(region, out.start, "an op's output")?;
+            let (y, hi) = split_mut(rest, out.len(), "an op's output")?;
+            let (lo, hi): (&[i8], &[i8]) = (lo, hi);
+            let mut xs: [&[i8]; MAX_NODE_INPUTS] = [&[]; MAX_NODE_INPUTS];
+            for (x, r) in xs.iter_mut().zip(&reads[..n]) {
+                // Tensors alive together never overlap: each input is wholly below or above.
+                *x = if r.end <= out.start {
+                    part(lo, r.clone(), "an op's input")?
+                } else if r.start >= out.end {
+                    part(hi, r.start - out.end..r.end - out.end, "an op's input")?
+                } else {
+                    return Err(RunError::Internal("an op's input overlaps its output"));
+                };
+            }
+            node.op.run(&mut cx, &xs[..n], y)?;
+        }
+        let shape = model.tensor(node.output()).map_or(Shape::Flat(0), |i| i.shape);
+        observe(index, &node, shape, part(region, out, "a tensor")?);
+    }
+    for (t, dst) in model.outputs().zip(outputs.iter_mut()) {
+        copy(dst, part(region, span(t), "an output")?, "an output")?;
+    }
+    Ok(())
 }
 
-/// [`run_observed`] for any model: `classes` holds one class per sample for a conditional model
-/// ([`Model::classes`] > 0) and is empty for an unconditional one. Wrong counts and classes out of
-/// range are errors, checked before anything runs.
+/// The inputs of a latent generator: the latent, and the classes where the model takes them.
+fn generator_inputs<'i>(
+    model: &Model,
+    batch: usize,
+    latent: &'i [i8],
+    classes: &'i [u32],
+) -> Result<[Input<'i>; 2], RunError> {
+    let has_classes = model
+        .inputs()
+        .any(|t| model.tensor(t).is_some_and(|i| matches!(i.kind, TensorKind::Index { .. })));
+    let n_inputs = model.inputs().count();
+    if n_inputs > 2 || (n_inputs == 2 && !has_classes) || model.latent == 0 {
+        return Err(RunError::InputCount {
+            expected: n_inputs,
+            actual: 1 + classes.len().min(1),
+            what: "not a latent generator: use `run_graph`",
+        });
+    }
+    check_classes(model.classes(), batch, classes)?;
+    let mut out = [Input::Int8(latent), Input::Index(classes)];
+    // Inputs in the model's order: the class index may come first.
+    if has_classes && model.inputs().next().is_some_and(|t| model.tensor(t).is_some_and(|i| i.kind != TensorKind::Int8)) {
+        out.swap(0, 1);
+    }
+    Ok(out)
+}
+
+/// Runs a latent generator (inputs: the latent `batch x latent`, quantized with
+/// [`Model::input_quant`], and for a conditional model one class per sample; one image output)
+/// and writes `batch` quantized images in NHWC order to `output`. `observe(index, op, shape,
+/// values)` sees every node's output.
 #[allow(clippy::too_many_arguments)]
 pub fn run_conditional_observed(
     model: &Model,
@@ -205,81 +351,30 @@ pub fn run_conditional_observed(
     if batch == 0 {
         return Err(RunError::EmptyBatch);
     }
-    check_classes(model.classes(), batch, classes)?;
-    let needed = model.arena_len(batch);
-    if arena.len() < needed {
-        return Err(RunError::Arena {
-            needed,
-            actual: arena.len(),
-            batch,
-        });
-    }
-    if input.len() != batch * model.latent {
-        return Err(RunError::Input {
-            expected: batch * model.latent,
-            actual: input.len(),
-        });
-    }
-    let out_len = batch * model.output.elements();
-    if output.len() != out_len {
-        return Err(RunError::Output {
-            expected: out_len,
-            actual: output.len(),
-        });
-    }
-    let arena = as_i8_mut(part_mut(arena, ..needed, "the arena")?);
-    let (tensors, scratch) = split_mut(arena, model.tensor_bytes(batch), "the tensor region")?;
-    let (tile, tile_out) = split_mut(scratch, TILE_ROWS * model.max_kp, "the tile")?;
-    let region = tensors.len();
+    let inputs = generator_inputs(model, batch, input, classes)?;
+    let n = model.inputs().count().min(MAX_MODEL_IO).min(inputs.len());
+    run_graph(
+        model,
+        isa,
+        batch,
+        inputs.get(..n).unwrap_or_default(),
+        arena,
+        &mut [output],
+        |i, node, shape, y| observe(i, &node.op, shape, y),
+    )
+}
 
-    let mut shape = Shape::Flat(model.latent);
-    let mut at = End::Low;
-    copy(
-        part_mut(tensors, ..input.len(), "the input")?,
-        input,
-        "the input",
-    )?;
-    for (index, op) in model.ops().enumerate() {
-        let in_len = batch * shape.elements();
-        let next_shape = out_shape(&op, shape);
-        let out_len = batch * next_shape.elements();
-        if let Op::Lut { table } = op {
-            let x = match at {
-                End::Low => part_mut(tensors, ..in_len, "a tensor")?,
-                End::High => tail_mut(tensors, in_len, "a tensor")?,
-            };
-            for v in x.iter_mut() {
-                *v = table[*v as u8 as usize] as i8;
-            }
-        } else {
-            // Input at one end, output at the other; they cannot overlap (in + out <= region).
-            let (x, y) = match at {
-                End::Low => {
-                    let mid = region.checked_sub(out_len).unwrap_or(usize::MAX);
-                    let (lo, hi) = split_mut(tensors, mid, "an op's output")?;
-                    (&*part_mut(lo, ..in_len, "an op's input")?, hi)
-                }
-                End::High => {
-                    let mid = region.checked_sub(in_len).unwrap_or(usize::MAX);
-                    let (lo, hi) = split_mut(tensors, mid, "an op's input")?;
-                    (&*hi, part_mut(lo, ..out_len, "an op's output")?)
-                }
-            };
-            execute(&op, isa, batch, classes, x, y, tile, tile_out)?;
-            at = if at == End::Low { End::High } else { End::Low };
-        }
-        let y = match at {
-            End::Low => part_mut(tensors, ..out_len, "a tensor")?,
-            End::High => tail_mut(tensors, out_len, "a tensor")?,
-        };
-        observe(index, &op, next_shape, y);
-        shape = next_shape;
-    }
-    let y = match at {
-        End::Low => part_mut(tensors, ..output.len(), "the output")?,
-        End::High => tail_mut(tensors, output.len(), "the output")?,
-    };
-    copy(output, y, "the output")
+/// [`run_conditional_observed`] for an unconditional generator.
+pub fn run_observed(
+    model: &Model,
+    isa: Isa,
+    batch: usize,
+    input: &[i8],
+    arena: &mut [u8],
+    output: &mut [i8],
+    observe: impl FnMut(usize, &Op, Shape, &[i8]),
+) -> Result<(), RunError> {
+    run_conditional_observed(model, isa, batch, input, &[], arena, output, observe)
 }
 
 /// [`run_observed`] without an observer (unconditional models).
@@ -305,389 +400,15 @@ pub fn run_conditional(
     arena: &mut [u8],
     output: &mut [i8],
 ) -> Result<(), RunError> {
-    run_conditional_observed(
-        model,
-        isa,
-        batch,
-        input,
-        classes,
-        arena,
-        output,
-        |_, _, _, _| {},
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    op: &Op,
-    isa: Isa,
-    batch: usize,
-    classes: &[u32],
-    x: &[i8],
-    y: &mut [i8],
-    tile: &mut [i8],
-    tile_out: &mut [i8],
-) -> Result<(), RunError> {
-    match *op {
-        Op::Linear { gemm, weights } => linear(isa, &gemm, weights, x, y, tile),
-        Op::Conv2d {
-            gemm,
-            geometry,
-            weights,
-        } => conv2d(isa, &gemm, &geometry, weights, x, y, tile),
-        Op::ConvTranspose2d {
-            gemm,
-            geometry,
-            phases,
-        } => conv_transpose2d(isa, batch, &gemm, &geometry, phases, x, y, tile, tile_out),
-        Op::Reshape { c, h, w } => {
-            let (c, hw) = (nz(c), nz(h * w));
-            let n = nz(c * hw);
-            for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-                // CHW -> HWC: channel `ch` of pixel `p` moves from `ch * h * w + p`. Eight
-                // channels at a time, so that each pixel gets one 8-byte store.
-                let c8 = c - c % 8;
-                for ch in (0..c8).step_by(8) {
-                    for (p, dst) in ys.chunks_exact_mut(c).enumerate() {
-                        // (ch + j) * hw + p < c * hw = xs.len(): the fallback is never taken.
-                        let v: [i8; 8] = core::array::from_fn(|j| {
-                            xs.get((ch + j) * hw + p).copied().unwrap_or(0)
-                        });
-                        part_mut(dst, ch..ch + 8, "a pixel")?.copy_from_slice(&v);
-                    }
-                }
-                for (ch, plane) in xs.chunks_exact(hw).enumerate().skip(c8) {
-                    let dst = part_mut(ys, ch.., "a channel")?;
-                    for (v, dst) in plane.iter().zip(dst.iter_mut().step_by(c)) {
-                        *dst = *v;
-                    }
-                }
-            }
-            Ok(())
-        }
-        Op::Flatten { c, h, w } => {
-            let (c, hw) = (nz(c), nz(h * w));
-            let n = nz(c * hw);
-            for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-                // HWC -> CHW.
-                for (ch, plane) in ys.chunks_exact_mut(hw).enumerate() {
-                    let src = part(xs, ch.., "a channel")?;
-                    for (dst, v) in plane.iter_mut().zip(src.iter().step_by(c)) {
-                        *dst = *v;
-                    }
-                }
-            }
-            Ok(())
-        }
-        Op::Upsample { c, h, w, factor } => {
-            let (c, factor) = (nz(c), nz(factor));
-            let (ho, wo) = (h * factor, w * factor);
-            for (xs, ys) in x
-                .chunks_exact(nz(c * h * w))
-                .zip(y.chunks_exact_mut(nz(c * ho * wo)))
-            {
-                let mut dst = ys.chunks_exact_mut(c);
-                for oy in 0..ho {
-                    for ox in 0..wo {
-                        let src = ((oy / factor) * w + ox / factor) * c;
-                        let d = dst.next().ok_or(RunError::Internal("a pixel"))?;
-                        copy(d, part(xs, src..src + c, "a pixel")?, "a pixel")?;
-                    }
-                }
-            }
-            Ok(())
-        }
-        Op::Embed { dim, table, .. } => {
-            // Classes were checked against the table by `check_classes`.
-            let latent = nz(x.len() / nz(batch));
-            for ((xs, ys), &class) in x
-                .chunks_exact(latent)
-                .zip(y.chunks_exact_mut(nz(latent + dim)))
-                .zip(classes)
-            {
-                let (z, e) = split_mut(ys, latent, "an embedding")?;
-                copy(z, xs, "a latent")?;
-                let row = part(table, class as usize * dim.., "an embedding")?;
-                copy(e, part(row, ..dim, "an embedding")?, "an embedding")?;
-            }
-            Ok(())
-        }
-        // Applied in place by the caller; nothing to do here.
-        Op::Lut { .. } => Ok(()),
-    }
-}
-
-fn linear(
-    isa: Isa,
-    gemm: &Gemm,
-    w: PackedWeights,
-    x: &[i8],
-    y: &mut [i8],
-    tile: &mut [i8],
-) -> Result<(), RunError> {
-    let (k, kp, n) = (nz(w.k()), w.kp(), w.n());
-    // TILE_ROWS samples per GEMM: `x` holds batch rows of k, `y` batch rows of n.
-    for (xs, ys) in x
-        .chunks(nz(TILE_ROWS * k))
-        .zip(y.chunks_mut(nz(TILE_ROWS * n)))
-    {
-        let rows = xs.len() / k;
-        for (dst, src) in tile.chunks_exact_mut(kp).zip(xs.chunks_exact(k)) {
-            let (head, pad) = split_mut(dst, k, "a GEMM row")?;
-            copy(head, src, "a GEMM row")?;
-            pad.fill(0);
-        }
-        gemm_requant(isa, tile, rows, w, &gemm.requant, ys)?;
-    }
-    Ok(())
-}
-
-/// `dst.copy_from_slice(src)` for the short runs the gathers and scatters move (one pixel's
-/// channels): inline 16-byte moves or a byte loop rather than a `memcpy` call per pixel.
-#[inline]
-fn copy_run(dst: &mut [i8], src: &[i8]) -> Result<(), RunError> {
-    if dst.len() != src.len() {
-        return Err(RunError::Internal("a pixel"));
-    }
-    if dst.len().is_multiple_of(16) {
-        for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
-            // Four word moves: a 16-byte `copy_from_slice` of unknown alignment becomes a
-            // `memcpy` call on Cortex-M, which costs more than the copy.
-            for i in 0..4 {
-                // SAFETY: both chunks hold 16 bytes; unaligned reads and writes of u32.
-                unsafe {
-                    let v = (s.as_ptr().add(4 * i) as *const u32).read_unaligned();
-                    (d.as_mut_ptr().add(4 * i) as *mut u32).write_unaligned(v);
-                }
-            }
-        }
-    } else if dst.len() < 16 {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = *s;
-        }
-    } else {
-        dst.copy_from_slice(src);
-    }
-    Ok(())
-}
-
-/// Copies the `cin` values at input pixel `(iy, ix)` of sample `x`, or the zero point outside.
-#[inline]
-fn gather_pixel(
-    dst: &mut [i8],
-    x: &[i8],
-    g: &ConvGeometry,
-    iy: isize,
-    ix: isize,
-    zp: i8,
-) -> Result<(), RunError> {
-    if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-        let src = ((iy as usize) * g.w + ix as usize) * g.cin;
-        copy_run(dst, part(x, src..src + g.cin, "a pixel")?)
-    } else {
-        dst.fill(zp);
-        Ok(())
-    }
-}
-
-/// An output position (sample, row, column), stepped in row-major order: the gathers and
-/// scatters run per output row, where divisions by runtime sizes would cost as much as a GEMM's
-/// worth of multiply-adds on small layers.
-#[derive(Clone, Copy, Default)]
-struct Pos {
-    b: usize,
-    y: usize,
-    x: usize,
-}
-
-impl Pos {
-    #[inline]
-    fn advance(&mut self, h: usize, w: usize) {
-        self.x += 1;
-        if self.x == w {
-            self.x = 0;
-            self.y += 1;
-            if self.y == h {
-                self.y = 0;
-                self.b += 1;
-            }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv2d(
-    isa: Isa,
-    gemm: &Gemm,
-    g: &ConvGeometry,
-    w: PackedWeights,
-    x: &[i8],
-    y: &mut [i8],
-    tile: &mut [i8],
-) -> Result<(), RunError> {
-    let (ho, wo) = g.conv_out();
-    let (kp, n) = (w.kp(), w.n());
-    let sample = g.h * g.w * g.cin;
-    let zp = gemm.zp_in;
-    let mut pos = Pos::default();
-    // Output rows are NHWC positions in order: the GEMM writes TILE_ROWS of them in place.
-    for ys in y.chunks_mut(nz(TILE_ROWS * n)) {
-        let rows = ys.len() / n;
-        for dst in tile.chunks_exact_mut(kp).take(rows) {
-            let xs = part(x, pos.b * sample..(pos.b + 1) * sample, "a sample")?;
-            // Taps of one kernel row that fall inside the input are adjacent pixels: one copy.
-            let x0 = (pos.x * g.stride) as isize - g.pad as isize;
-            // max-then-min: `clamp` would panic on bounds it cannot see are ordered.
-            let kx_lo = (-x0).max(0).min(g.kw as isize) as usize;
-            let kx_hi = (g.w as isize - x0).max(kx_lo as isize).min(g.kw as isize) as usize;
-            let (row, rest) = split_mut(dst, g.kh * g.kw * g.cin, "a GEMM row")?;
-            for (ky, taps) in row.chunks_exact_mut(nz(g.kw * g.cin)).enumerate() {
-                let iy = (pos.y * g.stride + ky) as isize - g.pad as isize;
-                if iy < 0 || iy as usize >= g.h || kx_lo == kx_hi {
-                    taps.fill(zp);
-                    continue;
-                }
-                let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.cin;
-                let (before, taps) = split_mut(taps, kx_lo * g.cin, "a kernel row")?;
-                let (inside, after) = split_mut(taps, (kx_hi - kx_lo) * g.cin, "a kernel row")?;
-                before.fill(zp);
-                copy(
-                    inside,
-                    part(xs, src..src + inside.len(), "a kernel row")?,
-                    "a kernel row",
-                )?;
-                after.fill(zp);
-            }
-            rest.fill(0);
-            pos.advance(ho, wo);
-        }
-        gemm_requant(isa, tile, rows, w, &gemm.requant, ys)?;
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv_transpose2d(
-    isa: Isa,
-    batch: usize,
-    gemm: &Gemm,
-    g: &ConvGeometry,
-    phases: &[i8],
-    x: &[i8],
-    y: &mut [i8],
-    tile: &mut [i8],
-    tile_out: &mut [i8],
-) -> Result<(), RunError> {
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::col2im::suits(isa, g) {
-        let rq = &gemm.requant;
-        return crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y)
-            .ok_or(RunError::Internal("a col2im layer"));
-    }
-    let (ho, wo) = g.transpose_out();
-    let s = nz(g.stride);
-    let sample_in = nz(g.h * g.w * g.cin);
-    let sample_out = nz(ho * wo * g.cout);
-    // Each phase sweeps its samples' whole input: in blocks of samples that stay in L2 across
-    // the phases, instead of the whole batch (megabytes at batch 64) once per phase.
-    let block = (SAMPLE_BLOCK_BYTES / nz(sample_in + sample_out)).clamp(1, nz(batch));
-    for (x, y) in x
-        .chunks(nz(block * sample_in))
-        .zip(y.chunks_mut(nz(block * sample_out)))
-    {
-        let nb = x.len() / sample_in;
-        for ry in 0..s {
-            for rx in 0..s {
-                conv_transpose_phase(isa, nb, gemm, g, phases, (ry, rx), x, y, tile, tile_out)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The outputs of phase `(ry, rx)` of a transposed convolution over `batch` samples.
-#[allow(clippy::too_many_arguments)]
-fn conv_transpose_phase(
-    isa: Isa,
-    batch: usize,
-    gemm: &Gemm,
-    g: &ConvGeometry,
-    phases: &[i8],
-    (ry, rx): (usize, usize),
-    x: &[i8],
-    y: &mut [i8],
-    tile: &mut [i8],
-    tile_out: &mut [i8],
-) -> Result<(), RunError> {
-    let (ho, wo) = g.transpose_out();
-    let (s, cout) = (nz(g.stride), nz(g.cout));
-    let sample_in = g.h * g.w * g.cin;
-    let sample_out = ho * wo * cout;
-    let w = Op::phase_weights(g, phases, ry, rx).ok_or(RunError::Internal("a phase"))?;
-    let requant = Requant {
-        bias: (gemm.requant.bias.slice((ry * s + rx) * cout, cout))
-            .ok_or(RunError::Internal("a phase's biases"))?,
-        ..gemm.requant
-    };
-    let kp = w.kp();
-    let (ty, tx) = (g.phase_taps(g.kh, ry), g.phase_taps(g.kw, rx));
-    // Outputs of this phase: o with (o + pad) % s == r, i.e. o = first + i * s.
-    let first_y = (ry + s - g.pad % s) % s;
-    let first_x = (rx + s - g.pad % s) % s;
-    let ny = if first_y < ho {
-        (ho - first_y).div_ceil(s)
-    } else {
-        0
-    };
-    let nx = if first_x < wo {
-        (wo - first_x).div_ceil(s)
-    } else {
-        0
-    };
-    // Output o = first + i * s takes tap t (kernel index r + t * s) from input
-    // (o + pad - r) / s - t = base + i - t: `first + pad - r` is a non-negative multiple
-    // of s by the choice of `first`.
-    let (base_y, base_x) = ((first_y + g.pad - ry) / s, (first_x + g.pad - rx) / s);
-    let total = batch * ny * nx;
-    let mut pos = Pos::default();
-    let mut r0 = 0;
-    while r0 < total {
-        let rows = TILE_ROWS.min(total - r0);
-        let tile_start = pos;
-        for dst in tile.chunks_exact_mut(kp).take(rows) {
-            let xs = part(x, pos.b * sample_in..(pos.b + 1) * sample_in, "a sample")?;
-            let mut k = 0;
-            for t in 0..ty {
-                let iy = (base_y + pos.y) as isize - t as isize;
-                for u in 0..tx {
-                    let ix = (base_x + pos.x) as isize - u as isize;
-                    let d = part_mut(dst, k..k + g.cin, "a tap")?;
-                    gather_pixel(d, xs, g, iy, ix, gemm.zp_in)?;
-                    k += g.cin;
-                }
-            }
-            part_mut(dst, k.., "a GEMM row")?.fill(0);
-            pos.advance(ny, nx);
-        }
-        let out = part_mut(tile_out, ..rows * cout, "the output tile")?;
-        gemm_requant(isa, tile, rows, w, &requant, out)?;
-        let mut at = tile_start;
-        for src in out.chunks_exact(cout) {
-            let (oy, ox) = (first_y + at.y * s, first_x + at.x * s);
-            let dst = at.b * sample_out + (oy * wo + ox) * cout;
-            copy_run(part_mut(y, dst..dst + cout, "an output pixel")?, src)?;
-            at.advance(ny, nx);
-        }
-        r0 += rows;
-    }
-    Ok(())
+    run_conditional_observed(model, isa, batch, input, classes, arena, output, |_, _, _, _| {})
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::Quant;
+    use crate::format::{ConvGeometry, Quant};
     use crate::kernels::requantize;
+    use crate::ops::conv_transpose::SAMPLE_BLOCK_BYTES;
     use crate::write::{encode, QuantModel, QuantOp, RequantParams};
 
     /// A small deterministic generator of test values.
@@ -958,6 +679,7 @@ mod tests {
                 zero_point: 0,
             },
             metadata: "{}".into(),
+            quants: vec![],
             ops: vec![
                 QuantOp::Linear {
                     k: latent,
@@ -1037,7 +759,8 @@ mod tests {
         let model = Model::parse(&bytes).expect("parses");
         let batch = 700;
         for op in model.ops() {
-            if let Op::ConvTranspose2d { geometry: g, .. } = op {
+            if let Op::ConvTranspose2d(ct) = op {
+                let g = ct.geometry;
                 let (ho, wo) = g.transpose_out();
                 let pair = g.h * g.w * g.cin + ho * wo * g.cout;
                 assert!(
@@ -1170,55 +893,33 @@ mod tests {
         );
     }
 
-    /// Header and embedding must agree, and the embedding comes first or not at all.
+    /// The class input and the embedding must agree, and an embedding reads a latent and a
+    /// class index.
     #[test]
-    fn embedding_placement_is_validated() {
-        use crate::format::FormatError;
+    fn embedding_inputs_are_validated() {
+        use crate::format::{FormatError, TensorKind};
+        use crate::write::encode_graph;
         let mut rng = Lcg(8);
-        let qm = conditional_model(&mut rng, 4);
-        let bytes = encode(&qm).unwrap();
-        let reseal = |mut b: Vec<u8>| {
-            let crc = crate::format::crc32(&b[16..]);
-            b[12..16].copy_from_slice(&crc.to_le_bytes());
-            b
-        };
-        // Header class count (bytes 20..24) changed, or cleared.
-        for classes in [0u32, 3, 5] {
-            let mut b = bytes.clone();
-            b[20..24].copy_from_slice(&classes.to_le_bytes());
+        let graph = conditional_model(&mut rng, 4).to_graph();
+        encode_graph(&graph).expect("the conditional model encodes");
+        // The class input declares another class count than the table.
+        for classes in [3, 5] {
+            let mut g = graph.clone();
+            g.tensors[1].kind = TensorKind::Index { classes };
             assert!(
                 matches!(
-                    Model::parse(&reseal(b)),
-                    Err(FormatError::Op { index: 0, .. })
+                    encode_graph(&g),
+                    Err(crate::write::EncodeError::Invalid(FormatError::Op { index: 0, .. }))
                 ),
-                "header classes {classes}"
+                "class input of {classes} classes"
             );
         }
-        // An unconditional header on a model whose first op is not an embedding, but declaring
-        // classes.
-        let plain = encode(&test_model(&mut rng, (4, 2, 1, 0))).unwrap();
-        let mut b = plain.clone();
-        b[20..24].copy_from_slice(&2u32.to_le_bytes());
+        // An embedding whose second input is the latent, not a class index.
+        let mut g = graph.clone();
+        g.nodes[0].inputs = vec![0, 0];
         assert!(matches!(
-            Model::parse(&reseal(b)),
-            Err(FormatError::Op { index: 0, .. })
-        ));
-        // An embedding after the first op.
-        let mut late = qm.clone();
-        late.ops.insert(0, QuantOp::Lut { table: [0; 256] });
-        assert!(matches!(
-            encode(&late),
-            Err(crate::write::EncodeError::Invalid(FormatError::Op {
-                index: 1,
-                reason: "an embedding must be the first op"
-            }))
-        ));
-        // Too many classes for the format.
-        let mut b = bytes.clone();
-        b[20..24].copy_from_slice(&(1u32 << 20).to_le_bytes());
-        assert!(matches!(
-            Model::parse(&reseal(b)),
-            Err(FormatError::Header(_))
+            encode_graph(&g),
+            Err(crate::write::EncodeError::Invalid(FormatError::Op { index: 0, .. }))
         ));
     }
 
@@ -1227,8 +928,15 @@ mod tests {
         let qm = test_model(&mut Lcg(1), (4, 2, 1, 0));
         let bytes = encode(&qm).unwrap();
         let model = Model::parse(&bytes).unwrap();
-        let shapes: Vec<usize> = model.shapes().map(|s| s.elements()).collect();
-        let pair = shapes.windows(2).map(|w| w[0] + w[1]).max().unwrap();
+        // The chain's largest input + output pair, but for lookups, which run in place.
+        let graph = qm.to_graph();
+        let pair = graph
+            .nodes
+            .iter()
+            .filter(|n| !matches!(n.op, QuantOp::Lut { .. }))
+            .map(|n| graph.tensors[n.inputs[0]].bytes() + graph.tensors[n.output].bytes())
+            .max()
+            .unwrap();
         assert_eq!(model.tensor_bytes(1), pair);
         // A smaller arena is refused, not overrun.
         let mut arena = vec![0u8; model.arena_len(2) - 1];

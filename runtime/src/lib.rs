@@ -14,6 +14,8 @@ pub mod format;
 pub mod graph;
 pub mod interp;
 pub mod kernels;
+pub mod ops;
+pub mod plan;
 pub mod latent;
 #[cfg(feature = "std")]
 pub mod npy;
@@ -24,8 +26,11 @@ pub mod quantize;
 #[cfg(any(feature = "std", test))]
 pub mod write;
 
-pub use format::{FormatError, Model, Op, Quant, Shape};
-pub use interp::{run, run_conditional, run_conditional_observed, run_observed, RunError};
+pub use format::{FormatError, Model, Node, Quant, Shape, TensorInfo, TensorKind};
+pub use interp::{
+    run, run_conditional, run_conditional_observed, run_graph, run_observed, Input, RunError,
+};
+pub use ops::Op;
 pub use kernels::Isa;
 
 /// Name of the generator's ONNX input: latent vectors `[N, latent]`.

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
-use pocketgan_runtime::format::{Model, Op, Shape};
+use pocketgan_runtime::format::{Model, Shape, TensorInfo, TensorKind};
 use pocketgan_runtime::kernels::Isa;
 use pocketgan_runtime::quantize::{latents, quantize, Calibration, QuantizeOptions};
 use pocketgan_runtime::{bench, npy, picture};
@@ -366,16 +366,39 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The `inspect` report.
+/// A tensor's shape as a person reads it, `[c, h, w]` or `[n]`.
+fn shape_text(shape: Shape) -> String {
+    match shape {
+        Shape::Flat(n) => format!("[{n}]"),
+        Shape::Image { c, h, w } => format!("[{c}, {h}, {w}]"),
+    }
+}
+
+/// A tensor as `inspect` lists it: index, kind and shape.
+fn tensor_text(m: &Model, t: usize) -> String {
+    match m.tensor(t) {
+        Some(TensorInfo {
+            kind: TensorKind::Index { classes },
+            ..
+        }) => format!("t{t} class in 0..{classes}"),
+        Some(info) => format!("t{t} {}", shape_text(info.shape)),
+        None => format!("t{t}"),
+    }
+}
+
+/// The `inspect` report: inputs and outputs, every node with its tensors and arena span, the
+/// plan's peak.
 fn inspect(m: &Model) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    let list = |ts: &mut dyn Iterator<Item = usize>| ts.map(|t| tensor_text(m, t)).collect::<Vec<_>>().join(", ");
     let _ = writeln!(
         s,
-        "pocketgan int8 model: latent {} -> {:?}, {} ops, {} bytes",
-        m.latent,
-        m.output,
-        m.op_count(),
+        "pocketgan int8 model: {} -> {}, {} nodes, {} tensors, {} bytes",
+        list(&mut m.inputs()),
+        list(&mut m.outputs()),
+        m.node_count(),
+        m.tensor_count(),
         m.file_len
     );
     if m.is_conditional() {
@@ -391,31 +414,26 @@ fn inspect(m: &Model) -> String {
     }
     let _ = writeln!(
         s,
-        "{:<3} {:<16} {:<26} {:>10} {:>12}",
-        "#", "op", "output", "params", "MACs/sample"
+        "{:<3} {:<16} {:<12} {:<22} {:>10} {:>12}  {}",
+        "#", "op", "inputs", "output", "params", "MACs/sample", "arena bytes (one sample)"
     );
     let (mut params, mut macs) = (0, 0);
-    for (i, (op, shape)) in m.ops().zip(m.shapes().skip(1)).enumerate() {
-        let p = match op {
-            Op::Linear { weights, .. } | Op::Conv2d { weights, .. } => {
-                weights.k() * weights.n() + weights.n()
-            }
-            Op::ConvTranspose2d { geometry: g, .. } => g.cin * g.cout * g.kh * g.kw + g.cout,
-            Op::Lut { .. } => 256,
-            Op::Embed { classes, dim, .. } => classes * dim,
-            _ => 0,
-        };
-        params += p;
+    for (i, node) in m.nodes().enumerate() {
+        let op = node.op;
+        params += op.params();
         macs += op.macs();
-        let shape = match shape {
-            Shape::Flat(n) => format!("[{n}]"),
-            Shape::Image { c, h, w } => format!("[{c}, {h}, {w}]"),
-        };
+        let inputs = node.inputs().map(|t| format!("t{t}")).collect::<Vec<_>>().join(",");
+        let out = node.output();
+        let size = m.tensor(out).map_or(0, |i| i.bytes());
+        let at = m.plan.offset(out);
         let _ = writeln!(
             s,
-            "{i:<3} {:<16} {shape:<26} {p:>10} {:>12}",
+            "{i:<3} {:<16} {inputs:<12} {:<22} {:>10} {:>12}  {at}..{}",
             op.name(),
-            op.macs()
+            tensor_text(m, out),
+            op.params(),
+            op.macs(),
+            at + size
         );
     }
     let _ = writeln!(
@@ -424,15 +442,16 @@ fn inspect(m: &Model) -> String {
     );
     let _ = writeln!(
         s,
-        "arena: {} bytes for one sample = {} tensor bytes (largest input+output pair) + {} GEMM tile bytes; {} bytes more per extra sample",
+        "arena: {} bytes for one sample = {} tensor bytes (the plan's peak) + {} GEMM tile bytes; {} bytes more per extra sample",
         m.arena_len(1),
         m.tensor_bytes(1),
         m.scratch_bytes(),
-        m.max_pair
+        m.tensor_bytes(1)
     );
     let _ = writeln!(
         s,
         "weights are read in place from the file (packed at quantization time)"
     );
     s
+}
 }

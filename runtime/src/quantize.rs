@@ -386,6 +386,7 @@ pub fn quantize(
         output_quant: q,
         metadata,
         ops,
+        quants: quants.clone(),
     };
     let bytes = encode(&qmodel)?;
     let report = evaluate(&bytes, &graph, &quants, &mut tract, options)?;

@@ -1,6 +1,7 @@
 //! Encoding a quantized model as `.pgq` bytes (the inverse of [`crate::format::Model::parse`]).
 
-use crate::format::{tag, ConvGeometry, FormatError, Model, Quant, HEADER_LEN, MAGIC, VERSION};
+use crate::format::{ConvGeometry, FormatError, Model, Quant, Shape, TensorInfo, TensorKind, HEADER_LEN, MAGIC, TENSOR_LEN, VERSION};
+use crate::ops::tag;
 use crate::kernels::{pack, packed_len, MAX_BIAS};
 
 /// Per-output-channel requantization parameters (see [`crate::kernels::Requant`]).
@@ -68,7 +69,29 @@ pub enum QuantOp {
     },
 }
 
-/// Everything a `.pgq` file holds.
+/// A node of a quantized graph: its op and the tensors it reads and writes (indices into
+/// [`QuantGraph::tensors`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantNode {
+    pub op: QuantOp,
+    pub inputs: Vec<usize>,
+    pub output: usize,
+}
+
+/// Everything a `.pgq` file holds: tensors, the graph's inputs and outputs, nodes in
+/// topological order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantGraph {
+    pub tensors: Vec<TensorInfo>,
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<usize>,
+    pub nodes: Vec<QuantNode>,
+    /// UTF-8 JSON object (provenance: dataset, class names, source file...).
+    pub metadata: String,
+}
+
+/// A latent generator as a chain of ops: the latent (and, if the first op is an [`QuantOp::Embed`],
+/// a class index) in, one tensor out. Converted to a [`QuantGraph`] by [`QuantModel::to_graph`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantModel {
     pub latent: usize,
@@ -78,6 +101,110 @@ pub struct QuantModel {
     /// UTF-8 JSON object (provenance: dataset, class names, source file...).
     pub metadata: String,
     pub ops: Vec<QuantOp>,
+    /// The quantization of each op's output (the last is `output_quant`). Empty in tests that
+    /// compare integers only: intermediate tensors then record scale 1 and zero point 0.
+    pub quants: Vec<Quant>,
+}
+
+impl QuantOp {
+    /// Shape of one sample of the output, given the input's.
+    fn out_shape(&self, input: Shape) -> Shape {
+        match self {
+            QuantOp::Linear { n, .. } => Shape::Flat(*n),
+            QuantOp::Conv2d { geometry: g, .. } => {
+                let (h, w) = g.conv_out();
+                Shape::Image { c: g.cout, h, w }
+            }
+            QuantOp::ConvTranspose2d { geometry: g, .. } => {
+                let (h, w) = g.transpose_out();
+                Shape::Image { c: g.cout, h, w }
+            }
+            QuantOp::Lut { .. } => input,
+            QuantOp::Reshape { c, h, w } => Shape::Image { c: *c, h: *h, w: *w },
+            QuantOp::Flatten { c, h, w } => Shape::Flat(c * h * w),
+            QuantOp::Upsample { c, h, w, factor } => Shape::Image {
+                c: *c,
+                h: h * factor,
+                w: w * factor,
+            },
+            QuantOp::Embed { dim, .. } => Shape::Flat(input.elements() + dim),
+        }
+    }
+}
+
+impl QuantModel {
+    /// The chain as a graph: tensor 0 is the latent, then (conditional) the class index, then
+    /// each op's output in order.
+    pub fn to_graph(&self) -> QuantGraph {
+        let int8 = |shape, quant| TensorInfo {
+            shape,
+            quant,
+            kind: TensorKind::Int8,
+        };
+        let mut tensors = vec![int8(Shape::Flat(self.latent), self.input_quant)];
+        let mut inputs = vec![0];
+        if let Some(QuantOp::Embed { classes, .. }) = self.ops.first() {
+            tensors.push(TensorInfo {
+                shape: Shape::Flat(1),
+                quant: Quant::UNIT,
+                kind: TensorKind::Index { classes: *classes },
+            });
+            inputs.push(1);
+        }
+        let mut nodes = Vec::new();
+        let (mut x, mut shape) = (0, Shape::Flat(self.latent));
+        for (i, op) in self.ops.iter().enumerate() {
+            shape = op.out_shape(shape);
+            let quant = if i + 1 == self.ops.len() {
+                self.output_quant
+            } else {
+                self.quants.get(i).copied().unwrap_or(Quant::UNIT)
+            };
+            let node_inputs = match op {
+                QuantOp::Embed { .. } => vec![x, 1],
+                _ => vec![x],
+            };
+            tensors.push(int8(shape, quant));
+            x = tensors.len() - 1;
+            nodes.push(QuantNode {
+                op: op.clone(),
+                inputs: node_inputs,
+                output: x,
+            });
+        }
+        if self.quants.is_empty() {
+            // Zero points the ops read, carried back through the ops that keep their input's
+            // quantization, so that integer-only test models still agree with their tensors.
+            for node in nodes.iter().rev() {
+                let zp = match &node.op {
+                    QuantOp::Linear { zp_in, .. }
+                    | QuantOp::Conv2d { zp_in, .. }
+                    | QuantOp::ConvTranspose2d { zp_in, .. } => Some(*zp_in),
+                    QuantOp::Reshape { .. }
+                    | QuantOp::Flatten { .. }
+                    | QuantOp::Upsample { .. }
+                    | QuantOp::Embed { .. } => Some(tensors[node.output].quant.zero_point),
+                    QuantOp::Lut { .. } => None,
+                };
+                if let Some(zp) = zp {
+                    tensors[node.inputs[0]].quant.zero_point = zp;
+                }
+            }
+        }
+        let (c, h, w) = self.output;
+        if let Some(last) = tensors.last_mut() {
+            if (Shape::Image { c, h, w }).same_layout(last.shape) {
+                last.shape = Shape::Image { c, h, w };
+            }
+        }
+        QuantGraph {
+            tensors,
+            inputs,
+            outputs: vec![x],
+            nodes,
+            metadata: self.metadata.clone(),
+        }
+    }
 }
 
 /// Appends `v` as a little-endian integer of `width` bytes, or says which field does not fit.
@@ -180,7 +307,7 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             let w = |kk: usize, nn: usize| weights[kk * n + nn];
             put_requant(&mut b, requant, *zp_in, &[column_sums(*k, *n, &w)])?;
             put_packed(&mut b, *k, *n, w);
-            tag::LINEAR
+            tag::Linear
         }
         QuantOp::Conv2d {
             geometry: g,
@@ -198,7 +325,7 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             let k = g.kh * g.kw * g.cin;
             put_requant(&mut b, requant, *zp_in, &[column_sums(k, g.cout, &w)])?;
             put_packed(&mut b, k, g.cout, w);
-            tag::CONV2D
+            tag::Conv2d
         }
         QuantOp::ConvTranspose2d {
             geometry: g,
@@ -228,11 +355,11 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             for &(ry, rx) in &phases {
                 put_packed(&mut b, g.phase_k(ry, rx), g.cout, phase(ry, rx));
             }
-            tag::CONV_TRANSPOSE2D
+            tag::ConvTranspose2d
         }
         QuantOp::Lut { table } => {
             b.extend_from_slice(table);
-            tag::LUT
+            tag::Lut
         }
         QuantOp::Reshape { c, h, w }
         | QuantOp::Flatten { c, h, w }
@@ -247,9 +374,9 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             };
             put_uint(&mut b, factor, 2, "upsampling factor")?;
             match op {
-                QuantOp::Reshape { .. } => tag::RESHAPE,
-                QuantOp::Flatten { .. } => tag::FLATTEN,
-                _ => tag::UPSAMPLE,
+                QuantOp::Reshape { .. } => tag::Reshape,
+                QuantOp::Flatten { .. } => tag::Flatten,
+                _ => tag::Upsample,
             }
         }
         QuantOp::Embed {
@@ -267,7 +394,7 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             }
             b.extend(table.iter().map(|&v| v as u8));
             pad4(&mut b);
-            tag::EMBED
+            tag::Embed
         }
     };
     Ok((t, b))
@@ -284,36 +411,61 @@ pub enum EncodeError {
     Range { what: &'static str, value: usize },
 }
 
-/// Serializes `model` and checks that the bytes parse back.
+/// Serializes a chain model (see [`QuantModel::to_graph`]) and checks that the bytes parse back.
 pub fn encode(model: &QuantModel) -> Result<Vec<u8>, EncodeError> {
+    encode_graph(&model.to_graph())
+}
+
+fn put_u16s(out: &mut Vec<u8>, values: &[usize], what: &'static str) -> Result<(), EncodeError> {
+    for &v in values {
+        put_uint(out, v, 2, what)?;
+    }
+    pad4(out);
+    Ok(())
+}
+
+/// Serializes `graph` and checks that the bytes parse back.
+pub fn encode_graph(graph: &QuantGraph) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(HEADER_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // length and checksum, filled in below
-    put_uint(&mut out, model.latent, 4, "latent size")?;
-    let classes = match model.ops.first() {
-        Some(QuantOp::Embed { classes, .. }) => *classes,
-        _ => 0,
-    };
-    put_uint(&mut out, classes, 4, "class count")?;
-    let (c, h, w) = model.output;
-    for d in [c, h, w, 0] {
-        put_uint(&mut out, d, 2, "output dimension")?;
-    }
-    for q in [model.input_quant, model.output_quant] {
-        out.extend_from_slice(&q.scale.to_le_bytes());
-        out.extend_from_slice(&[q.zero_point as u8, 0, 0, 0]);
-    }
-    put_uint(&mut out, model.ops.len(), 4, "op count")?;
-    put_uint(&mut out, model.metadata.len(), 4, "metadata length")?;
+    put_uint(&mut out, graph.tensors.len(), 2, "tensor count")?;
+    put_uint(&mut out, graph.nodes.len(), 2, "node count")?;
+    put_uint(&mut out, graph.inputs.len(), 2, "input count")?;
+    put_uint(&mut out, graph.outputs.len(), 2, "output count")?;
+    put_uint(&mut out, graph.metadata.len(), 4, "metadata length")?;
+    out.extend_from_slice(&[0; 4]);
     debug_assert_eq!(out.len(), HEADER_LEN);
-    out.extend_from_slice(model.metadata.as_bytes());
+    out.extend_from_slice(graph.metadata.as_bytes());
     pad4(&mut out);
-    for op in &model.ops {
-        let (t, body) = encode_op(op)?;
-        out.extend_from_slice(&[t, 0, 0, 0]);
+    for t in &graph.tensors {
+        let start = out.len();
+        let (c, h, w, kind) = match (t.kind, t.shape) {
+            (TensorKind::Int8, Shape::Flat(n)) => (n, 1, 1, 0),
+            (TensorKind::Int8, Shape::Image { c, h, w }) => (c, h, w, 1),
+            (TensorKind::Index { classes }, _) => (classes, 1, 1, 2),
+        };
+        for d in [c, h, w] {
+            put_uint(&mut out, d, 2, "tensor dimension")?;
+        }
+        out.extend_from_slice(&[kind, t.quant.zero_point as u8]);
+        out.extend_from_slice(&t.quant.scale.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        debug_assert_eq!(out.len() - start, TENSOR_LEN);
+    }
+    put_u16s(&mut out, &graph.inputs, "input tensor index")?;
+    put_u16s(&mut out, &graph.outputs, "output tensor index")?;
+    for node in &graph.nodes {
+        let (t, body) = encode_op(&node.op)?;
+        out.push(t);
+        put_uint(&mut out, node.inputs.len(), 1, "node input count")?;
+        out.extend_from_slice(&[1, 0]);
         put_uint(&mut out, body.len(), 4, "op length")?;
+        let mut ios = node.inputs.clone();
+        ios.push(node.output);
+        put_u16s(&mut out, &ios, "node tensor index")?;
         out.extend_from_slice(&body);
     }
     let mut len = Vec::new();

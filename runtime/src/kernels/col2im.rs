@@ -9,7 +9,8 @@
 //! `zp_in * sum_c w[c][ky][kx][co]`, as the zero-point padding of the gathered tile does.
 
 use super::{gemm_i32, packed_index, packed_len, padded_k, requantize, Isa, Requant, KR};
-use crate::format::{ConvGeometry, Op};
+use crate::format::ConvGeometry;
+use crate::ops::ConvTranspose2d;
 use core::mem::MaybeUninit;
 
 /// Most kernel columns (`kh * kw * cout`): beyond, one gather feeds enough output channels.
@@ -67,7 +68,7 @@ pub fn conv_transpose(
             if ty * tx == 0 {
                 continue;
             }
-            let pw = Op::phase_weights(g, phases, ry, rx)?;
+            let pw = ConvTranspose2d::phase_weights(g, phases, ry, rx)?;
             let (src, kps) = (pw.data(), pw.kp());
             // With whole groups of four channels per tap, four depths move as one word.
             let step = if g.cin.is_multiple_of(KR) { KR } else { 1 };

@@ -1,0 +1,121 @@
+//! `Conv2d`: a 2-D convolution (cross-correlation) of any kernel size, stride and symmetric
+//! zero padding, as im2col tiles of `TILE_ROWS` output positions and one GEMM per tile.
+//!
+//! Body: the geometry ([`super::gemm::read_geometry`]), input zero point, output zero point,
+//! clamp min and max, the requantization arrays and the packed `[(ky, kx, cin) x cout]` weights.
+
+use super::gemm::{read_gemm_header, read_geometry, read_requant, read_weights, Pos};
+use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, part, split_mut, Cx, OpKind, Scratch};
+use crate::format::{ConvGeometry, FormatError, Gemm, Reader, Shape, TensorInfo};
+use crate::interp::{RunError, TILE_ROWS};
+use crate::kernels::{gemm_requant, PackedWeights};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2d<'a> {
+    pub gemm: Gemm<'a>,
+    pub geometry: ConvGeometry,
+    /// `[(ky, kx, cin) x cout]`.
+    pub weights: PackedWeights<'a>,
+}
+
+impl<'a> OpKind<'a> for Conv2d<'a> {
+    const NAME: &'static str = "Conv2d";
+
+    fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
+        let g = read_geometry(b, index)?;
+        let (zp_in, zp_out, min, max) = read_gemm_header(b)?;
+        let requant = read_requant(b, g.cout, g.cout, (zp_out, min, max), index)?;
+        if g.kh > g.h + 2 * g.pad || g.kw > g.w + 2 * g.pad || g.out_pad != 0 {
+            return Err(FormatError::Op {
+                index,
+                reason: "kernel larger than the padded input",
+            });
+        }
+        let weights = read_weights(b, g.kh * g.kw * g.cin, g.cout, index)?;
+        Ok(Conv2d {
+            gemm: Gemm { zp_in, requant },
+            geometry: g,
+            weights,
+        })
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        let g = self.geometry;
+        int8_inputs(inputs, 1, index)?;
+        expect_shape(Shape::Image { c: g.cin, h: g.h, w: g.w }, inputs[0].shape, index)?;
+        expect_zero_point(self.gemm.zp_in, &inputs[0], index)?;
+        let (h, w) = g.conv_out();
+        Ok(Shape::Image { c: g.cout, h, w })
+    }
+
+    fn scratch(&self) -> Scratch {
+        Scratch {
+            tile_depth: self.weights.kp(),
+            tile_out: 0,
+        }
+    }
+
+    fn macs(&self) -> usize {
+        let g = self.geometry;
+        let (ho, wo) = g.conv_out();
+        ho * wo * g.kh * g.kw * g.cin * g.cout
+    }
+
+    fn params(&self) -> usize {
+        self.weights.k() * self.weights.n() + self.weights.n()
+    }
+
+    fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("a convolution's input"))?;
+        conv2d(cx, &self.gemm, &self.geometry, self.weights, x, y)
+    }
+}
+
+fn conv2d(
+    cx: &mut Cx,
+    gemm: &Gemm,
+    g: &ConvGeometry,
+    w: PackedWeights,
+    x: &[i8],
+    y: &mut [i8],
+) -> Result<(), RunError> {
+    let (ho, wo) = g.conv_out();
+    let (kp, n) = (w.kp(), w.n());
+    let sample = g.h * g.w * g.cin;
+    let zp = gemm.zp_in;
+    let mut pos = Pos::default();
+    // Output rows are NHWC positions in order: the GEMM writes TILE_ROWS of them in place.
+    for ys in y.chunks_mut(nz(TILE_ROWS * n)) {
+        let rows = ys.len() / n;
+        for dst in cx.tile.chunks_exact_mut(kp).take(rows) {
+            let xs = part(x, pos.b * sample..(pos.b + 1) * sample, "a sample")?;
+            // Taps of one kernel row that fall inside the input are adjacent pixels: one copy.
+            let x0 = (pos.x * g.stride) as isize - g.pad as isize;
+            // max-then-min: `clamp` would panic on bounds it cannot see are ordered.
+            let kx_lo = (-x0).max(0).min(g.kw as isize) as usize;
+            let kx_hi = (g.w as isize - x0).max(kx_lo as isize).min(g.kw as isize) as usize;
+            let (row, rest) = split_mut(dst, g.kh * g.kw * g.cin, "a GEMM row")?;
+            for (ky, taps) in row.chunks_exact_mut(nz(g.kw * g.cin)).enumerate() {
+                let iy = (pos.y * g.stride + ky) as isize - g.pad as isize;
+                if iy < 0 || iy as usize >= g.h || kx_lo == kx_hi {
+                    taps.fill(zp);
+                    continue;
+                }
+                let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.cin;
+                let (before, taps) = split_mut(taps, kx_lo * g.cin, "a kernel row")?;
+                let (inside, after) = split_mut(taps, (kx_hi - kx_lo) * g.cin, "a kernel row")?;
+                before.fill(zp);
+                copy(
+                    inside,
+                    part(xs, src..src + inside.len(), "a kernel row")?,
+                    "a kernel row",
+                )?;
+                after.fill(zp);
+            }
+            rest.fill(0);
+            pos.advance(ho, wo);
+        }
+        gemm_requant(cx.isa, cx.tile, rows, w, &gemm.requant, ys)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! `ConvTranspose2d`: a transposed convolution as `stride^2` phase convolutions (each output
+//! phase `(ry, rx)` gathers its taps and runs one GEMM per tile, then scatters), or col2im on
+//! x86-64 where it suits the layer ([`crate::kernels::col2im`]).
+//!
+//! Body: the geometry, input zero point, output zero point, clamp min and max, the
+//! requantization arrays (`cout` biases per phase: the phases' column sums differ), then each
+//! phase's packed `[(ty, tx, cin) x cout]` matrix in row-major phase order, tap `t` of phase `r`
+//! being kernel index `r + t * stride`.
+
+use super::gemm::{copy_run, gather_pixel, read_gemm_header, read_geometry, read_requant, read_weights, Pos};
+use super::{expect_shape, expect_zero_point, int8_inputs, nz, part, part_mut, Cx, OpKind, Scratch};
+use crate::format::{as_i8, ConvGeometry, FormatError, Gemm, Reader, Shape, TensorInfo};
+use crate::interp::{RunError, TILE_ROWS};
+use crate::kernels::{gemm_requant, Isa, packed_len, padded_k, PackedWeights, Requant};
+
+/// Bytes of input plus output a transposed convolution processes per block of samples.
+pub(crate) const SAMPLE_BLOCK_BYTES: usize = 128 * 1024;
+
+#[derive(Clone, Copy, Debug)]
+pub struct ConvTranspose2d<'a> {
+    pub gemm: Gemm<'a>,
+    pub geometry: ConvGeometry,
+    /// Every phase's packed matrix, in row-major phase order.
+    pub phases: &'a [i8],
+}
+
+impl<'a> ConvTranspose2d<'a> {
+    /// Packed weights of phase `(ry, rx)`; `None` if there is no such phase (the parser checked
+    /// that every phase of a model's op is there).
+    pub fn phase_weights(
+        geometry: &ConvGeometry,
+        phases: &'a [i8],
+        ry: usize,
+        rx: usize,
+    ) -> Option<PackedWeights<'a>> {
+        let mut offset = 0;
+        for py in 0..geometry.stride {
+            for px in 0..geometry.stride {
+                let len = packed_len(geometry.phase_k(py, px), geometry.cout);
+                if (py, px) == (ry, rx) {
+                    let data = phases.get(offset..offset + len)?;
+                    return PackedWeights::new(data, geometry.phase_k(py, px), geometry.cout);
+                }
+                offset += len;
+            }
+        }
+        None
+    }
+}
+
+impl<'a> OpKind<'a> for ConvTranspose2d<'a> {
+    const NAME: &'static str = "ConvTranspose2d";
+
+    fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
+        let bad = |reason| FormatError::Op { index, reason };
+        let g = read_geometry(b, index)?;
+        let (zp_in, zp_out, min, max) = read_gemm_header(b)?;
+        let biases = g.stride * g.stride * g.cout;
+        let requant = read_requant(b, biases, g.cout, (zp_out, min, max), index)?;
+        // Every phase needs at least one tap, and the output must be non-empty.
+        if g.kh < g.stride || g.kw < g.stride || g.out_pad >= g.stride {
+            return Err(bad(
+                "transposed convolution needs kernel >= stride > output padding",
+            ));
+        }
+        if 2 * g.pad >= (g.h - 1) * g.stride + g.kh + g.out_pad
+            || 2 * g.pad >= (g.w - 1) * g.stride + g.kw + g.out_pad
+        {
+            return Err(bad("padding leaves no output"));
+        }
+        let start = b.pos;
+        for ry in 0..g.stride {
+            for rx in 0..g.stride {
+                read_weights(b, g.phase_k(ry, rx), g.cout, index)?;
+            }
+        }
+        Ok(ConvTranspose2d {
+            gemm: Gemm { zp_in, requant },
+            geometry: g,
+            phases: as_i8(b.buf.get(start..b.pos).unwrap_or_default()),
+        })
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        let g = self.geometry;
+        int8_inputs(inputs, 1, index)?;
+        expect_shape(Shape::Image { c: g.cin, h: g.h, w: g.w }, inputs[0].shape, index)?;
+        expect_zero_point(self.gemm.zp_in, &inputs[0], index)?;
+        let (h, w) = g.transpose_out();
+        Ok(Shape::Image { c: g.cout, h, w })
+    }
+
+    fn scratch(&self) -> Scratch {
+        let g = self.geometry;
+        let mut depth = 0;
+        for ry in 0..g.stride {
+            for rx in 0..g.stride {
+                depth = depth.max(padded_k(g.phase_k(ry, rx)));
+            }
+        }
+        Scratch {
+            tile_depth: depth,
+            tile_out: g.cout,
+        }
+    }
+
+    fn macs(&self) -> usize {
+        let g = self.geometry;
+        g.h * g.w * g.kh * g.kw * g.cin * g.cout
+    }
+
+    fn params(&self) -> usize {
+        let g = self.geometry;
+        g.cin * g.cout * g.kh * g.kw + g.cout
+    }
+
+    fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("a transposed convolution's input"))?;
+        conv_transpose2d(cx, &self.gemm, &self.geometry, self.phases, x, y)
+    }
+}
+
+fn conv_transpose2d(
+    cx: &mut Cx,
+    gemm: &Gemm,
+    g: &ConvGeometry,
+    phases: &[i8],
+    x: &[i8],
+    y: &mut [i8],
+) -> Result<(), RunError> {
+    let (isa, batch) = (cx.isa, cx.batch);
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::col2im::suits(isa, g) {
+        let rq = &gemm.requant;
+        return crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y)
+            .ok_or(RunError::Internal("a col2im layer"));
+    }
+    let (ho, wo) = g.transpose_out();
+    let s = nz(g.stride);
+    let sample_in = nz(g.h * g.w * g.cin);
+    let sample_out = nz(ho * wo * g.cout);
+    // Each phase sweeps its samples' whole input: in blocks of samples that stay in L2 across
+    // the phases, instead of the whole batch (megabytes at batch 64) once per phase.
+    let block = (SAMPLE_BLOCK_BYTES / nz(sample_in + sample_out)).clamp(1, nz(batch));
+    for (x, y) in x
+        .chunks(nz(block * sample_in))
+        .zip(y.chunks_mut(nz(block * sample_out)))
+    {
+        let nb = x.len() / sample_in;
+        for ry in 0..s {
+            for rx in 0..s {
+                conv_transpose_phase(
+                    isa,
+                    nb,
+                    gemm,
+                    g,
+                    phases,
+                    (ry, rx),
+                    x,
+                    y,
+                    cx.tile,
+                    cx.tile_out,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The outputs of phase `(ry, rx)` of a transposed convolution over `batch` samples.
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose_phase(
+    isa: Isa,
+    batch: usize,
+    gemm: &Gemm,
+    g: &ConvGeometry,
+    phases: &[i8],
+    (ry, rx): (usize, usize),
+    x: &[i8],
+    y: &mut [i8],
+    tile: &mut [i8],
+    tile_out: &mut [i8],
+) -> Result<(), RunError> {
+    let (ho, wo) = g.transpose_out();
+    let (s, cout) = (nz(g.stride), nz(g.cout));
+    let sample_in = g.h * g.w * g.cin;
+    let sample_out = ho * wo * cout;
+    let w = ConvTranspose2d::phase_weights(g, phases, ry, rx).ok_or(RunError::Internal("a phase"))?;
+    let requant = Requant {
+        bias: (gemm.requant.bias.slice((ry * s + rx) * cout, cout))
+            .ok_or(RunError::Internal("a phase's biases"))?,
+        ..gemm.requant
+    };
+    let kp = w.kp();
+    let (ty, tx) = (g.phase_taps(g.kh, ry), g.phase_taps(g.kw, rx));
+    // Outputs of this phase: o with (o + pad) % s == r, i.e. o = first + i * s.
+    let first_y = (ry + s - g.pad % s) % s;
+    let first_x = (rx + s - g.pad % s) % s;
+    let ny = if first_y < ho {
+        (ho - first_y).div_ceil(s)
+    } else {
+        0
+    };
+    let nx = if first_x < wo {
+        (wo - first_x).div_ceil(s)
+    } else {
+        0
+    };
+    // Output o = first + i * s takes tap t (kernel index r + t * s) from input
+    // (o + pad - r) / s - t = base + i - t: `first + pad - r` is a non-negative multiple
+    // of s by the choice of `first`.
+    let (base_y, base_x) = ((first_y + g.pad - ry) / s, (first_x + g.pad - rx) / s);
+    let total = batch * ny * nx;
+    let mut pos = Pos::default();
+    let mut r0 = 0;
+    while r0 < total {
+        let rows = TILE_ROWS.min(total - r0);
+        let tile_start = pos;
+        for dst in tile.chunks_exact_mut(kp).take(rows) {
+            let xs = part(x, pos.b * sample_in..(pos.b + 1) * sample_in, "a sample")?;
+            let mut k = 0;
+            for t in 0..ty {
+                let iy = (base_y + pos.y) as isize - t as isize;
+                for u in 0..tx {
+                    let ix = (base_x + pos.x) as isize - u as isize;
+                    let d = part_mut(dst, k..k + g.cin, "a tap")?;
+                    gather_pixel(d, xs, g, iy, ix, gemm.zp_in)?;
+                    k += g.cin;
+                }
+            }
+            part_mut(dst, k.., "a GEMM row")?.fill(0);
+            pos.advance(ny, nx);
+        }
+        let out = part_mut(tile_out, ..rows * cout, "the output tile")?;
+        gemm_requant(isa, tile, rows, w, &requant, out)?;
+        let mut at = tile_start;
+        for src in out.chunks_exact(cout) {
+            let (oy, ox) = (first_y + at.y * s, first_x + at.x * s);
+            let dst = at.b * sample_out + (oy * wo + ox) * cout;
+            copy_run(part_mut(y, dst..dst + cout, "an output pixel")?, src)?;
+            at.advance(ny, nx);
+        }
+        r0 += rows;
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `Embed`: a class-conditional generator's class input, `(Flat(latent), class) ->
+//! Flat(latent + dim)`: each sample's latent followed by row `class` of `table`. Latent and
+//! table share one quantization (the concatenation's), so this is a copy.
+//!
+//! Body: `classes u32, dim u32`, then `table [classes x dim]` (i8, row-major), padded to 4.
+
+use super::{copy, nz, part, split_mut, Cx, OpKind};
+use crate::format::{as_i8, FormatError, Reader, Shape, TensorInfo, TensorKind, MAX_CLASSES, MAX_DIM};
+use crate::interp::RunError;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Embed<'a> {
+    pub classes: usize,
+    pub dim: usize,
+    pub table: &'a [i8],
+}
+
+impl<'a> OpKind<'a> for Embed<'a> {
+    const NAME: &'static str = "Embed";
+
+    fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
+        let classes = b.u32("classes")? as usize;
+        let dim = b.u32("embedding size")? as usize;
+        if classes == 0 || classes > MAX_CLASSES || dim == 0 || dim > MAX_DIM {
+            return Err(FormatError::Op {
+                index,
+                reason: "embedding size out of range",
+            });
+        }
+        // Both factors are bounded, so the product cannot overflow even on 32-bit targets.
+        let table = as_i8(b.take(classes * dim, "embedding table")?);
+        b.pad4("embedding padding")?;
+        Ok(Embed {
+            classes,
+            dim,
+            table,
+        })
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        let bad = |reason| Err(FormatError::Op { index, reason });
+        let [latent, class] = inputs else {
+            return bad("an embedding reads a latent vector and a class index");
+        };
+        match (latent.kind, latent.shape, class.kind) {
+            (TensorKind::Int8, Shape::Flat(n), TensorKind::Index { classes }) => {
+                if classes != self.classes {
+                    return bad("the class input's class count differs from the table's");
+                }
+                Ok(Shape::Flat(n + self.dim))
+            }
+            _ => bad("an embedding reads a latent vector and a class index"),
+        }
+    }
+
+    fn params(&self) -> usize {
+        self.classes * self.dim
+    }
+
+    fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("an embedding's latent"))?;
+        let dim = self.dim;
+        // Classes were checked against the table before the run.
+        let latent = nz(x.len() / nz(cx.batch));
+        for ((xs, ys), &class) in x
+            .chunks_exact(latent)
+            .zip(y.chunks_exact_mut(nz(latent + dim)))
+            .zip(cx.indices)
+        {
+            let (z, e) = split_mut(ys, latent, "an embedding")?;
+            copy(z, xs, "a latent")?;
+            let row = part(self.table, class as usize * dim.., "an embedding")?;
+            copy(e, part(row, ..dim, "an embedding")?, "an embedding")?;
+        }
+        Ok(())
+    }
+}

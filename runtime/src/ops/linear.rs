@@ -1,0 +1,81 @@
+//! `Linear`: a fully connected layer, `Flat(k) -> Flat(n)`, one GEMM over the batch's rows.
+//!
+//! Body: `k u32, n u32`, input zero point, output zero point, clamp min and max (i8 each), the
+//! requantization arrays ([`super::gemm::read_requant`]) and the packed `[k x n]` weights.
+
+use super::gemm::{read_gemm_header, read_requant, read_weights};
+use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, split_mut, Cx, OpKind, Scratch};
+use crate::format::{FormatError, Gemm, Reader, Shape, TensorInfo, MAX_ELEMENTS};
+use crate::interp::{RunError, TILE_ROWS};
+use crate::kernels::{gemm_requant, PackedWeights, MAX_K};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Linear<'a> {
+    pub gemm: Gemm<'a>,
+    /// `[k x n]`.
+    pub weights: PackedWeights<'a>,
+}
+
+impl<'a> OpKind<'a> for Linear<'a> {
+    const NAME: &'static str = "Linear";
+
+    fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
+        let k = b.u32("in features")? as usize;
+        let n = b.u32("out features")? as usize;
+        let (zp_in, zp_out, min, max) = read_gemm_header(b)?;
+        if k > MAX_K || n > MAX_ELEMENTS {
+            return Err(FormatError::Op {
+                index,
+                reason: "matrix size out of range",
+            });
+        }
+        let requant = read_requant(b, n, n, (zp_out, min, max), index)?;
+        let weights = read_weights(b, k, n, index)?;
+        Ok(Linear {
+            gemm: Gemm { zp_in, requant },
+            weights,
+        })
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        int8_inputs(inputs, 1, index)?;
+        expect_shape(Shape::Flat(self.weights.k()), inputs[0].shape, index)?;
+        expect_zero_point(self.gemm.zp_in, &inputs[0], index)?;
+        Ok(Shape::Flat(self.weights.n()))
+    }
+
+    fn scratch(&self) -> Scratch {
+        Scratch {
+            tile_depth: self.weights.kp(),
+            tile_out: 0,
+        }
+    }
+
+    fn macs(&self) -> usize {
+        self.weights.k() * self.weights.n()
+    }
+
+    fn params(&self) -> usize {
+        self.weights.k() * self.weights.n() + self.weights.n()
+    }
+
+    fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("a linear layer's input"))?;
+        let w = self.weights;
+        let (k, kp, n) = (nz(w.k()), w.kp(), w.n());
+        // TILE_ROWS samples per GEMM: `x` holds batch rows of k, `y` batch rows of n.
+        for (xs, ys) in x
+            .chunks(nz(TILE_ROWS * k))
+            .zip(y.chunks_mut(nz(TILE_ROWS * n)))
+        {
+            let rows = xs.len() / k;
+            for (dst, src) in cx.tile.chunks_exact_mut(kp).zip(xs.chunks_exact(k)) {
+                let (head, pad) = split_mut(dst, k, "a GEMM row")?;
+                copy(head, src, "a GEMM row")?;
+                pad.fill(0);
+            }
+            gemm_requant(cx.isa, cx.tile, rows, w, &self.gemm.requant, ys)?;
+        }
+        Ok(())
+    }
+}

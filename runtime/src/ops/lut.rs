@@ -1,0 +1,55 @@
+//! `Lut`: an elementwise function as a 256-entry table, `y = table[x as u8]` (Tanh, Sigmoid,
+//! LeakyReLU, ReLU, or a plain requantization). Runs in place when its input is not read again.
+//!
+//! Body: the 256 table bytes.
+
+use super::{int8_inputs, Cx, OpKind};
+use crate::format::{FormatError, Reader, Shape, TensorInfo};
+use crate::interp::RunError;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Lut<'a> {
+    pub table: &'a [u8; 256],
+}
+
+impl<'a> OpKind<'a> for Lut<'a> {
+    const NAME: &'static str = "Lut";
+
+    fn parse(b: &mut Reader<'a>, _index: usize) -> Result<Self, FormatError> {
+        Ok(Lut {
+            table: b.array("lookup table")?,
+        })
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        int8_inputs(inputs, 1, index)?;
+        Ok(inputs[0].shape)
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
+    fn params(&self) -> usize {
+        256
+    }
+
+    fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        match x.first() {
+            Some(x) => {
+                if x.len() != y.len() {
+                    return Err(RunError::Internal("a lookup's output"));
+                }
+                for (d, &v) in y.iter_mut().zip(x.iter()) {
+                    *d = self.table[v as u8 as usize] as i8;
+                }
+            }
+            None => {
+                for v in y.iter_mut() {
+                    *v = self.table[*v as u8 as usize] as i8;
+                }
+            }
+        }
+        Ok(())
+    }
+}

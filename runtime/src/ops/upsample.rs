@@ -1,0 +1,63 @@
+//! `Upsample`: nearest-neighbour upsampling of an NHWC image by an integer factor.
+//!
+//! Body: `c, h, w, factor` as u16 (factor 2..=16).
+
+use super::reshape::read_dims;
+use super::{copy, expect_shape, int8_inputs, nz, part, Cx, OpKind};
+use crate::format::{fits, FormatError, Reader, Shape, TensorInfo};
+use crate::interp::RunError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upsample {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub factor: usize,
+}
+
+impl<'a> OpKind<'a> for Upsample {
+    const NAME: &'static str = "Upsample";
+
+    fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
+        let [c, h, w, factor] = read_dims(b, index)?;
+        if !(2..=16).contains(&factor) || !fits(&[c, h, w, factor, factor]) {
+            return Err(FormatError::Op {
+                index,
+                reason: "upsampling factor out of range",
+            });
+        }
+        Ok(Upsample { c, h, w, factor })
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        let Upsample { c, h, w, factor } = *self;
+        int8_inputs(inputs, 1, index)?;
+        expect_shape(Shape::Image { c, h, w }, inputs[0].shape, index)?;
+        Ok(Shape::Image {
+            c,
+            h: h * factor,
+            w: w * factor,
+        })
+    }
+
+    fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("an upsampling's input"))?;
+        let Upsample { c, h, w, factor } = *self;
+        let (c, factor) = (nz(c), nz(factor));
+        let (ho, wo) = (h * factor, w * factor);
+        for (xs, ys) in x
+            .chunks_exact(nz(c * h * w))
+            .zip(y.chunks_exact_mut(nz(c * ho * wo)))
+        {
+            let mut dst = ys.chunks_exact_mut(c);
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let src = ((oy / factor) * w + ox / factor) * c;
+                    let d = dst.next().ok_or(RunError::Internal("a pixel"))?;
+                    copy(d, part(xs, src..src + c, "a pixel")?, "a pixel")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

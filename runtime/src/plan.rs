@@ -1,0 +1,137 @@
+//! The arena planner: where each tensor of a graph lives while it is alive.
+//!
+//! A tensor is alive from the node that writes it (inputs: from the start) to the last node
+//! that reads it (outputs: to the end). Two tensors alive at the same node need disjoint bytes;
+//! an op that can run in place ([`crate::ops::OpKind::in_place`]) writes over its input when no
+//! later node reads that input, and the two then share one buffer. Buffers are placed largest
+//! first, each at the lowest offset clear of every placed buffer whose lifetime overlaps its own
+//! ("greedy by size", as TensorFlow Lite plans its arena). For a chain this is the ping-pong
+//! layout of the two largest neighbours, so a generator needs no more than its largest
+//! input-plus-output pair.
+//!
+//! Offsets are per sample: a batch of `B` multiplies every offset and size by `B`, which keeps
+//! disjoint buffers disjoint. No heap: the plan is fixed arrays inside [`crate::Model`].
+
+use crate::format::{FormatError, Model, MAX_ELEMENTS, MAX_TENSORS};
+
+/// Each tensor's arena offset per sample, and the bytes per sample of the whole plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    offsets: [u32; MAX_TENSORS],
+    bytes: usize,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            offsets: [0; MAX_TENSORS],
+            bytes: 0,
+        }
+    }
+}
+
+/// Largest plan, in bytes per sample: every tensor at its largest, side by side.
+const MAX_PLAN_BYTES: usize = MAX_ELEMENTS * 8;
+
+impl Plan {
+    /// Plans `model`'s tensors (its tables were validated by [`Model::parse`]).
+    pub fn new(model: &Model) -> Result<Plan, FormatError> {
+        let count = model.tensor_count().min(MAX_TENSORS);
+        let end = model.node_count() as u16;
+        let mut size = [0u32; MAX_TENSORS];
+        let mut first = [0u16; MAX_TENSORS];
+        let mut last = [0u16; MAX_TENSORS];
+        let mut root = [0u8; MAX_TENSORS];
+        for t in 0..count {
+            size[t] = model.tensor(t).map_or(0, |i| i.bytes()) as u32;
+            root[t] = t as u8;
+        }
+        for (i, node) in model.nodes().enumerate() {
+            let i = i as u16;
+            for t in node.inputs().filter(|&t| t < count) {
+                last[t] = last[t].max(i);
+            }
+            for t in node.outputs().filter(|&t| t < count) {
+                first[t] = i;
+                last[t] = i;
+            }
+        }
+        for t in model.outputs().filter(|&t| t < count) {
+            last[t] = end;
+        }
+        // In-place ops take their input's buffer when the input dies at that node. Inputs die
+        // in node order, so each buffer's members follow one another in time.
+        for (i, node) in model.nodes().enumerate() {
+            let (x, out) = (node.inputs().next().unwrap_or(usize::MAX), node.output());
+            if !node.op.in_place() || x >= count || out >= count {
+                continue;
+            }
+            let r = root[x] as usize;
+            if last[x] == i as u16 && size[x] == size[out] && node.inputs().filter(|&t| t == x).count() == 1 {
+                root[out] = r as u8;
+                last[r] = last[r].max(last[out]);
+            }
+        }
+        // Buffers (roots), largest first; ties by birth, for a deterministic plan.
+        let mut order = [0u8; MAX_TENSORS];
+        let mut buffers = 0;
+        for t in 0..count {
+            if root[t] as usize == t && size[t] > 0 {
+                order[buffers] = t as u8;
+                buffers += 1;
+            }
+        }
+        let key = |t: u8| (core::cmp::Reverse(size[t as usize]), first[t as usize], t);
+        for i in 1..buffers {
+            let mut j = i;
+            while j > 0 && key(order[j]) < key(order[j - 1]) {
+                order.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+        let mut offsets = [0u32; MAX_TENSORS];
+        let mut bytes = 0usize;
+        for (placed, &b) in order[..buffers].iter().enumerate() {
+            let b = b as usize;
+            let (lo, hi) = (first[b], last[b]);
+            let conflicts = || {
+                order[..placed]
+                    .iter()
+                    .map(|&q| q as usize)
+                    .filter(move |&q| first[q] <= hi && lo <= last[q])
+            };
+            // The lowest candidate (0, or just above a conflicting buffer) that clears them all.
+            let clear = |at: u64| {
+                conflicts().all(|q| {
+                    let (qa, qb) = (offsets[q] as u64, offsets[q] as u64 + size[q] as u64);
+                    at + size[b] as u64 <= qa || qb <= at
+                })
+            };
+            let at = core::iter::once(0)
+                .chain(conflicts().map(|q| offsets[q] as u64 + size[q] as u64))
+                .filter(|&at| clear(at))
+                .min()
+                .unwrap_or(0);
+            let top = at + size[b] as u64;
+            if top > MAX_PLAN_BYTES as u64 {
+                return Err(FormatError::Plan(MAX_PLAN_BYTES));
+            }
+            offsets[b] = at as u32;
+            bytes = bytes.max(top as usize);
+        }
+        for t in 0..count {
+            offsets[t] = offsets[root[t] as usize];
+        }
+        Ok(Plan { offsets, bytes })
+    }
+
+    /// Arena offset of tensor `t` for one sample (0 for tensors outside the table).
+    pub fn offset(&self, t: usize) -> usize {
+        self.offsets.get(t).copied().unwrap_or(0) as usize
+    }
+
+    /// Bytes per sample of the tensor region.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
