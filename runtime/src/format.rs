@@ -129,7 +129,7 @@ pub struct Quant {
 }
 
 impl Quant {
-    /// Scale 1, zero point 0: a placeholder where no quantization applies.
+    /// Scale 1, zero point 0: a placeholder where no quantization applies (class indices).
     pub const UNIT: Quant = Quant {
         scale: 1.0,
         zero_point: 0,
@@ -387,19 +387,6 @@ pub(crate) fn as_i8(b: &[u8]) -> &[i8] {
     unsafe { core::slice::from_raw_parts(b.as_ptr() as *const i8, b.len()) }
 }
 
-fn checked_quant(scale: f32, zp: i8) -> Result<Quant, FormatError> {
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(FormatError::Header(
-            "boundary scale must be finite and positive",
-        ));
-    }
-    Ok(Quant {
-        scale,
-        zero_point: zp,
-    })
-}
-
-
 /// Reads entry `index` of a tensor table; `validate` checks its ranges.
 fn tensor_at(table: &[u8], index: usize, validate: bool) -> Result<TensorInfo, FormatError> {
     let mut r = Reader {
@@ -424,8 +411,11 @@ fn tensor_at(table: &[u8], index: usize, validate: bool) -> Result<TensorInfo, F
         if kind != 1 && (h, w) != (1, 1) {
             return Err(bad("a vector or class index has height and width 1"));
         }
-        if kind == 0 || kind == 1 {
-            checked_quant(scale, zero_point).map_err(|_| bad("scale must be finite and positive"))?;
+        // Scale 0 records an intermediate tensor whose scale is unknown (a model upgraded from
+        // version 1); inference reads only zero points, and the model's inputs and outputs
+        // must have a real scale (checked in `Model::parse`).
+        if (kind == 0 || kind == 1) && !(scale.is_finite() && scale >= 0.0) {
+            return Err(bad("scale must be finite and not negative"));
         }
     }
     let quant = Quant { scale, zero_point };
@@ -647,6 +637,15 @@ impl<'a> Model<'a> {
         }
         if reader.pos != nodes.len() {
             return Err(FormatError::Header("bytes after the last node"));
+        }
+        for t in model.inputs().chain(model.outputs()) {
+            let info = model.tensor_or_unit(t);
+            if info.kind == TensorKind::Int8 && info.quant.scale <= 0.0 {
+                return Err(FormatError::Tensor {
+                    index: t,
+                    reason: "a model input or output needs a positive scale",
+                });
+            }
         }
         for t in model.outputs() {
             if !defined.get(t).copied().unwrap_or(false) {

@@ -276,27 +276,26 @@ pub fn run_graph(
             tile_out: &mut *tile_out,
             indices,
         };
-        let first = reads.first().cloned().unwrap_or(0..0);
-        if node.op.in_place() && n == 1 && first == out {
-            // The planner gave the output its input's buffer: the values are already there.
-            node.op.run(&mut cx, &[], part_mut(region, out.clone(), "a tensor")?)?;
-        } else {
-            let (lo, rest) = split_mut(region, out.start, "an op's output")?;
-            let (y, hi) = split_mut(rest, out.len(), "an op's output")?;
-            let (lo, hi): (&[i8], &[i8]) = (lo, hi);
-            let mut xs: [&[i8]; MAX_NODE_INPUTS] = [&[]; MAX_NODE_INPUTS];
-            for (x, r) in xs.iter_mut().zip(&reads[..n]) {
-                // Tensors alive together never overlap: each input is wholly below or above.
-                *x = if r.end <= out.start {
-                    part(lo, r.clone(), "an op's input")?
-                } else if r.start >= out.end {
-                    part(hi, r.start - out.end..r.end - out.end, "an op's input")?
-                } else {
-                    return Err(RunError::Internal("an op's input overlaps its output"));
-                };
-            }
-            node.op.run(&mut cx, &xs[..n], y)?;
+        // An op that runs in place finds its first input's values in `y` (the planner gave both
+        // one buffer) and gets an empty slice for it; any other input lies wholly below or
+        // above the output, since tensors alive together never overlap.
+        let in_place = node.op.in_place() && reads.first() == Some(&out);
+        let (lo, rest) = split_mut(region, out.start, "an op's output")?;
+        let (y, hi) = split_mut(rest, out.len(), "an op's output")?;
+        let (lo, hi): (&[i8], &[i8]) = (lo, hi);
+        let mut xs: [&[i8]; MAX_NODE_INPUTS] = [&[]; MAX_NODE_INPUTS];
+        for (i, (x, r)) in xs.iter_mut().zip(&reads[..n]).enumerate() {
+            *x = if in_place && i == 0 {
+                &[]
+            } else if r.end <= out.start {
+                part(lo, r.clone(), "an op's input")?
+            } else if r.start >= out.end {
+                part(hi, r.start - out.end..r.end - out.end, "an op's input")?
+            } else {
+                return Err(RunError::Internal("an op's input overlaps its output"));
+            };
         }
+        node.op.run(&mut cx, &xs[..n], y)?;
         let shape = model.tensor(node.output()).map_or(Shape::Flat(0), |i| i.shape);
         observe(index, &node, shape, part(region, out, "a tensor")?);
     }

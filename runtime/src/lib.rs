@@ -24,6 +24,8 @@ pub mod picture;
 #[cfg(feature = "std")]
 pub mod quantize;
 #[cfg(any(feature = "std", test))]
+pub mod upgrade;
+#[cfg(any(feature = "std", test))]
 pub mod write;
 
 pub use format::{FormatError, Model, Node, Quant, Shape, TensorInfo, TensorKind};

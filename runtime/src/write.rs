@@ -102,7 +102,8 @@ pub struct QuantModel {
     pub metadata: String,
     pub ops: Vec<QuantOp>,
     /// The quantization of each op's output (the last is `output_quant`). Empty in tests that
-    /// compare integers only: intermediate tensors then record scale 1 and zero point 0.
+    /// compare integers only: intermediate tensors then record the zero points their readers
+    /// expect and scale 0 (not recorded).
     pub quants: Vec<Quant>,
 }
 
@@ -158,7 +159,10 @@ impl QuantModel {
             let quant = if i + 1 == self.ops.len() {
                 self.output_quant
             } else {
-                self.quants.get(i).copied().unwrap_or(Quant::UNIT)
+                self.quants.get(i).copied().unwrap_or(Quant {
+                    scale: 0.0,
+                    zero_point: 0,
+                })
             };
             let node_inputs = match op {
                 QuantOp::Embed { .. } => vec![x, 1],
@@ -426,21 +430,56 @@ fn put_u16s(out: &mut Vec<u8>, values: &[usize], what: &'static str) -> Result<(
 
 /// Serializes `graph` and checks that the bytes parse back.
 pub fn encode_graph(graph: &QuantGraph) -> Result<Vec<u8>, EncodeError> {
+    let bodies = graph
+        .nodes
+        .iter()
+        .map(|n| encode_op(&n.op))
+        .collect::<Result<Vec<_>, _>>()?;
+    let nodes: Vec<RawNode> = graph
+        .nodes
+        .iter()
+        .zip(&bodies)
+        .map(|(n, (tag, body))| RawNode {
+            tag: *tag,
+            inputs: &n.inputs,
+            output: n.output,
+            body,
+        })
+        .collect();
+    encode_raw(&graph.tensors, &graph.inputs, &graph.outputs, &nodes, &graph.metadata)
+}
+
+/// A node with its op already encoded.
+pub(crate) struct RawNode<'b> {
+    pub tag: u8,
+    pub inputs: &'b [usize],
+    pub output: usize,
+    pub body: &'b [u8],
+}
+
+/// Writes the container around encoded op bodies and checks that the bytes parse back.
+pub(crate) fn encode_raw(
+    tensors: &[TensorInfo],
+    inputs: &[usize],
+    outputs: &[usize],
+    nodes: &[RawNode],
+    metadata: &str,
+) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(HEADER_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // length and checksum, filled in below
-    put_uint(&mut out, graph.tensors.len(), 2, "tensor count")?;
-    put_uint(&mut out, graph.nodes.len(), 2, "node count")?;
-    put_uint(&mut out, graph.inputs.len(), 2, "input count")?;
-    put_uint(&mut out, graph.outputs.len(), 2, "output count")?;
-    put_uint(&mut out, graph.metadata.len(), 4, "metadata length")?;
+    put_uint(&mut out, tensors.len(), 2, "tensor count")?;
+    put_uint(&mut out, nodes.len(), 2, "node count")?;
+    put_uint(&mut out, inputs.len(), 2, "input count")?;
+    put_uint(&mut out, outputs.len(), 2, "output count")?;
+    put_uint(&mut out, metadata.len(), 4, "metadata length")?;
     out.extend_from_slice(&[0; 4]);
     debug_assert_eq!(out.len(), HEADER_LEN);
-    out.extend_from_slice(graph.metadata.as_bytes());
+    out.extend_from_slice(metadata.as_bytes());
     pad4(&mut out);
-    for t in &graph.tensors {
+    for t in tensors {
         let start = out.len();
         let (c, h, w, kind) = match (t.kind, t.shape) {
             (TensorKind::Int8, Shape::Flat(n)) => (n, 1, 1, 0),
@@ -455,18 +494,17 @@ pub fn encode_graph(graph: &QuantGraph) -> Result<Vec<u8>, EncodeError> {
         out.extend_from_slice(&[0; 4]);
         debug_assert_eq!(out.len() - start, TENSOR_LEN);
     }
-    put_u16s(&mut out, &graph.inputs, "input tensor index")?;
-    put_u16s(&mut out, &graph.outputs, "output tensor index")?;
-    for node in &graph.nodes {
-        let (t, body) = encode_op(&node.op)?;
-        out.push(t);
+    put_u16s(&mut out, inputs, "input tensor index")?;
+    put_u16s(&mut out, outputs, "output tensor index")?;
+    for node in nodes {
+        out.push(node.tag);
         put_uint(&mut out, node.inputs.len(), 1, "node input count")?;
         out.extend_from_slice(&[1, 0]);
-        put_uint(&mut out, body.len(), 4, "op length")?;
-        let mut ios = node.inputs.clone();
+        put_uint(&mut out, node.body.len(), 4, "op length")?;
+        let mut ios = node.inputs.to_vec();
         ios.push(node.output);
         put_u16s(&mut out, &ios, "node tensor index")?;
-        out.extend_from_slice(&body);
+        out.extend_from_slice(node.body);
     }
     let mut len = Vec::new();
     put_uint(&mut len, out.len(), 4, "file length")?;

@@ -36,7 +36,7 @@ impl<'a> OpKind<'a> for Lut<'a> {
 
     fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         match x.first() {
-            Some(x) => {
+            Some(x) if !x.is_empty() => {
                 if x.len() != y.len() {
                     return Err(RunError::Internal("a lookup's output"));
                 }
@@ -44,7 +44,8 @@ impl<'a> OpKind<'a> for Lut<'a> {
                     *d = self.table[v as u8 as usize] as i8;
                 }
             }
-            None => {
+            // In place.
+            _ => {
                 for v in y.iter_mut() {
                     *v = self.table[*v as u8 as usize] as i8;
                 }

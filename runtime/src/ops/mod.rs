@@ -52,7 +52,8 @@ pub trait OpKind<'a>: Sized {
         Scratch::default()
     }
     /// The output may take its first input's storage when nothing reads that input later: `run`
-    /// is then called with no inputs and the input's values already in `y`.
+    /// then gets an empty slice as its first input, whose values are already in `y` (an
+    /// elementwise op computes `y[i]` from `x0[i]` alone, so it may overwrite as it goes).
     fn in_place(&self) -> bool {
         false
     }
