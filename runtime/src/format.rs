@@ -204,7 +204,6 @@ impl ConvGeometry {
     }
 }
 
-
 /// What a tensor holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TensorKind {
@@ -315,7 +314,10 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     /// The next `N` bytes.
-    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<&'a [u8; N], FormatError> {
+    pub fn array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<&'a [u8; N], FormatError> {
         let b = self.take(N, what)?;
         // `take` returned exactly N bytes; the error is never built.
         b.try_into().map_err(|_| FormatError::Truncated {
@@ -480,7 +482,9 @@ type Flags = [bool; MAX_TENSORS];
 /// Marks `index` defined; a second definition, or a tensor outside the table, is an error.
 fn define(defined: &mut Flags, index: usize) -> Result<(), FormatError> {
     match defined.get_mut(index) {
-        None => Err(FormatError::Graph("a tensor index is outside the tensor table")),
+        None => Err(FormatError::Graph(
+            "a tensor index is outside the tensor table",
+        )),
         Some(true) => Err(FormatError::Graph("a tensor is defined twice")),
         Some(d) => {
             *d = true;

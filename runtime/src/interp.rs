@@ -108,7 +108,6 @@ pub fn check_classes(model_classes: usize, batch: usize, classes: &[u32]) -> Res
     }
 }
 
-
 /// One model input's values for a batch, in [`Model::inputs`] order.
 #[derive(Clone, Copy, Debug)]
 pub enum Input<'i> {
@@ -145,7 +144,8 @@ impl Model<'_> {
     }
     /// Total arena bytes for `batch` samples.
     pub fn arena_len(&self, batch: usize) -> usize {
-        self.tensor_bytes(batch).saturating_add(self.scratch_bytes())
+        self.tensor_bytes(batch)
+            .saturating_add(self.scratch_bytes())
     }
 }
 
@@ -170,7 +170,9 @@ fn check_inputs(model: &Model, batch: usize, inputs: &[Input]) -> Result<(), Run
         });
     }
     for (index, (t, given)) in model.inputs().zip(inputs).enumerate() {
-        let info = model.tensor(t).ok_or(RunError::Internal("an input tensor"))?;
+        let info = model
+            .tensor(t)
+            .ok_or(RunError::Internal("an input tensor"))?;
         match (info.kind, given) {
             (TensorKind::Int8, Input::Int8(x)) => {
                 let expected = batch.saturating_mul(info.shape.elements());
@@ -264,7 +266,9 @@ pub fn run_graph(
             match input_position(model, t).and_then(|p| inputs.get(p)) {
                 Some(Input::Index(c)) => indices = c,
                 _ => {
-                    *reads.get_mut(n).ok_or(RunError::Internal("a node's inputs"))? = span(t);
+                    *reads
+                        .get_mut(n)
+                        .ok_or(RunError::Internal("a node's inputs"))? = span(t);
                     n += 1;
                 }
             }
@@ -296,7 +300,9 @@ pub fn run_graph(
             };
         }
         node.op.run(&mut cx, &xs[..n], y)?;
-        let shape = model.tensor(node.output()).map_or(Shape::Flat(0), |i| i.shape);
+        let shape = model
+            .tensor(node.output())
+            .map_or(Shape::Flat(0), |i| i.shape);
         observe(index, &node, shape, part(region, out, "a tensor")?);
     }
     for (t, dst) in model.outputs().zip(outputs.iter_mut()) {
@@ -312,9 +318,11 @@ fn generator_inputs<'i>(
     latent: &'i [i8],
     classes: &'i [u32],
 ) -> Result<[Input<'i>; 2], RunError> {
-    let has_classes = model
-        .inputs()
-        .any(|t| model.tensor(t).is_some_and(|i| matches!(i.kind, TensorKind::Index { .. })));
+    let has_classes = model.inputs().any(|t| {
+        model
+            .tensor(t)
+            .is_some_and(|i| matches!(i.kind, TensorKind::Index { .. }))
+    });
     let n_inputs = model.inputs().count();
     if n_inputs > 2 || (n_inputs == 2 && !has_classes) || model.latent == 0 {
         return Err(RunError::InputCount {
@@ -326,7 +334,12 @@ fn generator_inputs<'i>(
     check_classes(model.classes(), batch, classes)?;
     let mut out = [Input::Int8(latent), Input::Index(classes)];
     // Inputs in the model's order: the class index may come first.
-    if has_classes && model.inputs().next().is_some_and(|t| model.tensor(t).is_some_and(|i| i.kind != TensorKind::Int8)) {
+    if has_classes
+        && model
+            .inputs()
+            .next()
+            .is_some_and(|t| model.tensor(t).is_some_and(|i| i.kind != TensorKind::Int8))
+    {
         out.swap(0, 1);
     }
     Ok(out)
@@ -399,7 +412,16 @@ pub fn run_conditional(
     arena: &mut [u8],
     output: &mut [i8],
 ) -> Result<(), RunError> {
-    run_conditional_observed(model, isa, batch, input, classes, arena, output, |_, _, _, _| {})
+    run_conditional_observed(
+        model,
+        isa,
+        batch,
+        input,
+        classes,
+        arena,
+        output,
+        |_, _, _, _| {},
+    )
 }
 
 #[cfg(test)]
@@ -616,6 +638,8 @@ mod tests {
                         .collect();
                     chw = (g.cout, ho, wo);
                 }
+                // Ops with several inputs are graph ops, tested in `ops::tests`.
+                _ => unreachable!("not a chain op"),
             }
         }
         // NCHW -> NHWC to compare with the interpreter.
@@ -908,7 +932,10 @@ mod tests {
             assert!(
                 matches!(
                     encode_graph(&g),
-                    Err(crate::write::EncodeError::Invalid(FormatError::Op { index: 0, .. }))
+                    Err(crate::write::EncodeError::Invalid(FormatError::Op {
+                        index: 0,
+                        ..
+                    }))
                 ),
                 "class input of {classes} classes"
             );
@@ -918,7 +945,10 @@ mod tests {
         g.nodes[0].inputs = vec![0, 0];
         assert!(matches!(
             encode_graph(&g),
-            Err(crate::write::EncodeError::Invalid(FormatError::Op { index: 0, .. }))
+            Err(crate::write::EncodeError::Invalid(FormatError::Op {
+                index: 0,
+                ..
+            }))
         ));
     }
 

@@ -14,13 +14,13 @@ pub mod format;
 pub mod graph;
 pub mod interp;
 pub mod kernels;
-pub mod ops;
-pub mod plan;
 pub mod latent;
 #[cfg(feature = "std")]
 pub mod npy;
+pub mod ops;
 #[cfg(feature = "std")]
 pub mod picture;
+pub mod plan;
 #[cfg(feature = "std")]
 pub mod quantize;
 #[cfg(any(feature = "std", test))]
@@ -32,8 +32,8 @@ pub use format::{FormatError, Model, Node, Quant, Shape, TensorInfo, TensorKind}
 pub use interp::{
     run, run_conditional, run_conditional_observed, run_graph, run_observed, Input, RunError,
 };
-pub use ops::Op;
 pub use kernels::Isa;
+pub use ops::Op;
 
 /// Name of the generator's ONNX input: latent vectors `[N, latent]`.
 pub const ONNX_INPUT: &str = "z";

@@ -391,7 +391,9 @@ fn tensor_text(m: &Model, t: usize) -> String {
 fn inspect(m: &Model) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let list = |ts: &mut dyn Iterator<Item = usize>| ts.map(|t| tensor_text(m, t)).collect::<Vec<_>>().join(", ");
+    let list = |ts: &mut dyn Iterator<Item = usize>| {
+        ts.map(|t| tensor_text(m, t)).collect::<Vec<_>>().join(", ")
+    };
     let _ = writeln!(
         s,
         "pocketgan int8 model: {} -> {}, {} nodes, {} tensors, {} bytes",
@@ -422,7 +424,11 @@ fn inspect(m: &Model) -> String {
         let op = node.op;
         params += op.params();
         macs += op.macs();
-        let inputs = node.inputs().map(|t| format!("t{t}")).collect::<Vec<_>>().join(",");
+        let inputs = node
+            .inputs()
+            .map(|t| format!("t{t}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let out = node.output();
         let size = m.tensor(out).map_or(0, |i| i.bytes());
         let at = m.plan.offset(out);
@@ -453,5 +459,4 @@ fn inspect(m: &Model) -> String {
         "weights are read in place from the file (packed at quantization time)"
     );
     s
-}
 }

@@ -67,7 +67,10 @@ impl Plan {
                 continue;
             }
             let r = root[x] as usize;
-            if last[x] == i as u16 && size[x] == size[out] && node.inputs().filter(|&t| t == x).count() == 1 {
+            if last[x] == i as u16
+                && size[x] == size[out]
+                && node.inputs().filter(|&t| t == x).count() == 1
+            {
                 root[out] = r as u8;
                 last[r] = last[r].max(last[out]);
             }

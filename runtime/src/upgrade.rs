@@ -128,7 +128,11 @@ pub fn upgrade_v1(bytes: &[u8]) -> Result<Vec<u8>, UpgradeError> {
             _ => tensors[x].quant.zero_point,
         };
         tensors.push(int8(shape, zp));
-        let node_inputs = if matches!(op, Op::Embed(_)) { vec![x, 1] } else { vec![x] };
+        let node_inputs = if matches!(op, Op::Embed(_)) {
+            vec![x, 1]
+        } else {
+            vec![x]
+        };
         x = tensors.len() - 1;
         ops.push((tag, node_inputs, x, body, op));
     }

@@ -1,8 +1,11 @@
 //! Encoding a quantized model as `.pgq` bytes (the inverse of [`crate::format::Model::parse`]).
 
-use crate::format::{ConvGeometry, FormatError, Model, Quant, Shape, TensorInfo, TensorKind, HEADER_LEN, MAGIC, TENSOR_LEN, VERSION};
-use crate::ops::tag;
+use crate::format::{
+    ConvGeometry, FormatError, Model, Quant, Shape, TensorInfo, TensorKind, HEADER_LEN, MAGIC,
+    TENSOR_LEN, VERSION,
+};
 use crate::kernels::{pack, packed_len, MAX_BIAS};
+use crate::ops::tag;
 
 /// Per-output-channel requantization parameters (see [`crate::kernels::Requant`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +70,21 @@ pub enum QuantOp {
         dim: usize,
         table: Vec<i8>,
     },
+    Add(crate::ops::Add),
+    Mul(crate::ops::Mul),
+    Concat {
+        zp_out: i8,
+        pixels: usize,
+        parts: Vec<crate::ops::concat::Part>,
+    },
+    Pad(crate::ops::Pad),
+    InstanceNorm {
+        c: usize,
+        pixels: usize,
+        zp_out: i8,
+        eps: u64,
+        affine: Vec<crate::ops::instance_norm::Affine>,
+    },
 }
 
 /// A node of a quantized graph: its op and the tensors it reads and writes (indices into
@@ -121,7 +139,11 @@ impl QuantOp {
                 Shape::Image { c: g.cout, h, w }
             }
             QuantOp::Lut { .. } => input,
-            QuantOp::Reshape { c, h, w } => Shape::Image { c: *c, h: *h, w: *w },
+            QuantOp::Reshape { c, h, w } => Shape::Image {
+                c: *c,
+                h: *h,
+                w: *w,
+            },
             QuantOp::Flatten { c, h, w } => Shape::Flat(c * h * w),
             QuantOp::Upsample { c, h, w, factor } => Shape::Image {
                 c: *c,
@@ -129,6 +151,21 @@ impl QuantOp {
                 w: w * factor,
             },
             QuantOp::Embed { dim, .. } => Shape::Flat(input.elements() + dim),
+            QuantOp::Pad(p) => Shape::Image {
+                c: p.c,
+                h: p.h + p.pads[0] + p.pads[2],
+                w: p.w + p.pads[1] + p.pads[3],
+            },
+            // The rest keep the first input's shape, or join several (graphs only).
+            QuantOp::Add(_) | QuantOp::Mul(_) | QuantOp::InstanceNorm { .. } => input,
+            QuantOp::Concat { parts, .. } => match input {
+                Shape::Image { h, w, .. } => Shape::Image {
+                    c: parts.iter().map(|p| p.channels).sum(),
+                    h,
+                    w,
+                },
+                Shape::Flat(_) => Shape::Flat(parts.iter().map(|p| p.channels).sum()),
+            },
         }
     }
 }
@@ -188,7 +225,7 @@ impl QuantModel {
                     | QuantOp::Flatten { .. }
                     | QuantOp::Upsample { .. }
                     | QuantOp::Embed { .. } => Some(tensors[node.output].quant.zero_point),
-                    QuantOp::Lut { .. } => None,
+                    _ => None,
                 };
                 if let Some(zp) = zp {
                     tensors[node.inputs[0]].quant.zero_point = zp;
@@ -400,6 +437,36 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             pad4(&mut b);
             tag::Embed
         }
+        QuantOp::Add(op) => {
+            b = op.encode();
+            tag::Add
+        }
+        QuantOp::Mul(op) => {
+            b = op.encode();
+            tag::Mul
+        }
+        QuantOp::Concat {
+            zp_out,
+            pixels,
+            parts,
+        } => {
+            b = crate::ops::Concat::encode(*zp_out, *pixels, parts);
+            tag::Concat
+        }
+        QuantOp::Pad(op) => {
+            b = op.encode();
+            tag::Pad
+        }
+        QuantOp::InstanceNorm {
+            c,
+            pixels,
+            zp_out,
+            eps,
+            affine,
+        } => {
+            b = crate::ops::InstanceNorm::encode(*c, *pixels, *zp_out, *eps, affine);
+            tag::InstanceNorm
+        }
     };
     Ok((t, b))
 }
@@ -446,7 +513,13 @@ pub fn encode_graph(graph: &QuantGraph) -> Result<Vec<u8>, EncodeError> {
             body,
         })
         .collect();
-    encode_raw(&graph.tensors, &graph.inputs, &graph.outputs, &nodes, &graph.metadata)
+    encode_raw(
+        &graph.tensors,
+        &graph.inputs,
+        &graph.outputs,
+        &nodes,
+        &graph.metadata,
+    )
 }
 
 /// A node with its op already encoded.

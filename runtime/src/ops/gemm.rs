@@ -2,9 +2,13 @@
 //! requantization arrays and the convolution geometry, read the same way for each.
 
 use super::part;
+use crate::format::{
+    as_i8, fits, ConvGeometry, FormatError, Reader, MAX_DIM, MAX_ELEMENTS, MAX_WEIGHT_BYTES,
+};
 use crate::interp::RunError;
-use crate::format::{as_i8, fits, ConvGeometry, FormatError, Reader, MAX_DIM, MAX_ELEMENTS, MAX_WEIGHT_BYTES};
-use crate::kernels::{packed_len, padded_k, padded_n, I32s, PackedWeights, Requant, MAX_BIAS, MAX_K, MAX_SHIFT};
+use crate::kernels::{
+    packed_len, padded_k, padded_n, I32s, PackedWeights, Requant, MAX_BIAS, MAX_K, MAX_SHIFT,
+};
 
 /// Reads `biases` biases (one per column, or per phase and column) and `n` multipliers and shifts.
 pub(crate) fn read_requant<'a>(
@@ -131,7 +135,6 @@ pub(crate) fn read_gemm_header(r: &mut Reader) -> Result<(i8, i8, i8, i8), Forma
     ))
 }
 
-
 /// `dst.copy_from_slice(src)` for the short runs the gathers and scatters move (one pixel's
 /// channels): inline 16-byte moves or a byte loop rather than a `memcpy` call per pixel.
 #[inline]
@@ -204,4 +207,3 @@ impl Pos {
         }
     }
 }
-

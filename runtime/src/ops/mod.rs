@@ -15,6 +15,8 @@ use crate::interp::RunError;
 use crate::kernels::Isa;
 
 pub mod gemm;
+#[cfg(test)]
+mod tests;
 
 /// What an op needs of the arena's shared GEMM tiles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,7 +73,11 @@ pub trait OpKind<'a>: Sized {
 }
 
 /// `Ok` if `inputs` holds exactly `n` int8 tensors (the common case), else the op's error.
-pub(crate) fn int8_inputs(inputs: &[TensorInfo], n: usize, index: usize) -> Result<(), FormatError> {
+pub(crate) fn int8_inputs(
+    inputs: &[TensorInfo],
+    n: usize,
+    index: usize,
+) -> Result<(), FormatError> {
     if inputs.len() != n {
         return Err(FormatError::Op {
             index,
@@ -88,7 +94,11 @@ pub(crate) fn int8_inputs(inputs: &[TensorInfo], n: usize, index: usize) -> Resu
 }
 
 /// `Ok` if `actual` has the layout of `expected`, else a shape error.
-pub(crate) fn expect_shape(expected: Shape, actual: Shape, index: usize) -> Result<(), FormatError> {
+pub(crate) fn expect_shape(
+    expected: Shape,
+    actual: Shape,
+    index: usize,
+) -> Result<(), FormatError> {
     if expected.same_layout(actual) {
         Ok(())
     } else {
@@ -101,7 +111,11 @@ pub(crate) fn expect_shape(expected: Shape, actual: Shape, index: usize) -> Resu
 }
 
 /// `Ok` if an op's recorded input zero point is its input tensor's.
-pub(crate) fn expect_zero_point(recorded: i8, input: &TensorInfo, index: usize) -> Result<(), FormatError> {
+pub(crate) fn expect_zero_point(
+    recorded: i8,
+    input: &TensorInfo,
+    index: usize,
+) -> Result<(), FormatError> {
     if recorded == input.quant.zero_point {
         Ok(())
     } else {
@@ -217,4 +231,9 @@ registry! {
     Flatten = 6 => flatten::Flatten,
     Upsample = 7 => upsample::Upsample,
     Embed = 8 => embed::Embed<'a>,
+    Add = 9 => add::Add,
+    Mul = 10 => mul::Mul,
+    Concat = 11 => concat::Concat<'a>,
+    Pad = 12 => pad::Pad,
+    InstanceNorm = 13 => instance_norm::InstanceNorm<'a>,
 }

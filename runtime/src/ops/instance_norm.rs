@@ -1,0 +1,177 @@
+//! `InstanceNormalization`: each sample's channel normalised by its own mean and variance,
+//! computed at run time in integer arithmetic (this is the definition: every ISA and the
+//! firmware run exactly this code), then scaled and shifted per channel.
+//!
+//! For a channel of `n` int8 values `q` (input scale `s`): `S = sum q`, `SS = sum q^2`,
+//! `V = n * SS - S^2 + E` with `E = round(n^2 * eps / s^2)`, so that
+//! `(x - mean) / sqrt(var + eps) = (n q - S) / sqrt(V)`. With `r = isqrt(V)` and
+//! `R = 2^46 / r`, `z = round((n q - S) * R / 2^30)` is that ratio in 16 fractional bits;
+//! `y = clamp(zp_out + round((round(z * gm / 2^gs) + b16) / 2^16))`, where `gamma / s_out =
+//! gm * 2^-gs` and `b16 = round(beta / s_out * 2^16)`. Bounds: `n <= 2^20`, so `n * SS < 2^55`;
+//! `|n q - S| < 2 sqrt(n) r` makes `|(n q - S) * R| < 2^57` and `|z| < 2^27`, `|z * gm| < 2^58`.
+//! Runs in place.
+//!
+//! Body: `c u16, 2 reserved, pixels u32, zp_out i8, 3 reserved, E u64`, then per channel
+//! `gm i32, gs u8, 3 reserved, b16 i32`.
+
+use super::add::{round_shift, saturate};
+use super::{expect_shape, int8_inputs, nz, Cx, OpKind};
+use crate::format::{FormatError, Reader, Shape, TensorInfo, MAX_DIM};
+use crate::interp::RunError;
+use crate::kernels::MAX_SHIFT;
+
+/// Most values per channel and sample.
+pub const MAX_PIXELS: usize = 1 << 20;
+/// Bytes per channel in the body.
+const CHANNEL_LEN: usize = 12;
+
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceNorm<'a> {
+    pub c: usize,
+    pub pixels: usize,
+    pub zp_out: i8,
+    /// `round(n^2 eps / s_in^2)`.
+    pub eps: u64,
+    channels: &'a [u8],
+}
+
+/// One channel's affine map, in fixed point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Affine {
+    pub gm: i32,
+    pub gs: u8,
+    pub b16: i32,
+}
+
+/// `floor(sqrt(v))`, bit by bit (no floating point on the no_std path).
+pub fn isqrt(v: u64) -> u64 {
+    let (mut rem, mut root) = (v, 0u64);
+    let mut bit = 1u64 << 62;
+    while bit > v {
+        bit >>= 2;
+    }
+    while bit != 0 {
+        if rem >= root + bit {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    root
+}
+
+impl<'a> InstanceNorm<'a> {
+    pub fn affine(&self, ch: usize) -> Affine {
+        let b: &[u8; CHANNEL_LEN] = self
+            .channels
+            .get(ch * CHANNEL_LEN..)
+            .and_then(|s| s.first_chunk())
+            .unwrap_or(&[0; CHANNEL_LEN]);
+        Affine {
+            gm: i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            gs: b[4],
+            b16: i32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+
+    /// Normalises one sample's channel `ch` (`values`, strided by the channel count) in place.
+    pub fn channel(&self, ch: usize, values: &mut [i8]) {
+        let c = nz(self.c);
+        let n = self.pixels as i64;
+        let (mut s, mut ss) = (0i64, 0i64);
+        for &q in values.iter().skip(ch).step_by(c) {
+            s += q as i64;
+            ss += q as i64 * q as i64;
+        }
+        let v = (n * ss - s * s).max(0) as u64 + self.eps;
+        let r = isqrt(v);
+        let recip = if r == 0 { 0 } else { ((1u64 << 46) / r) as i64 };
+        let a = self.affine(ch);
+        for q in values.iter_mut().skip(ch).step_by(c) {
+            let z = round_shift((n * *q as i64 - s) * recip, 30);
+            let y16 = round_shift(z * a.gm as i64, a.gs) + a.b16 as i64;
+            *q = saturate(round_shift(y16, 16), self.zp_out, -128, 127);
+        }
+    }
+
+    /// The body bytes.
+    #[cfg(any(feature = "std", test))]
+    pub fn encode(c: usize, pixels: usize, zp_out: i8, eps: u64, affine: &[Affine]) -> Vec<u8> {
+        let mut b = (c as u16).to_le_bytes().to_vec();
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&(pixels as u32).to_le_bytes());
+        b.extend_from_slice(&[zp_out as u8, 0, 0, 0]);
+        b.extend_from_slice(&eps.to_le_bytes());
+        for a in affine {
+            b.extend_from_slice(&a.gm.to_le_bytes());
+            b.extend_from_slice(&[a.gs, 0, 0, 0]);
+            b.extend_from_slice(&a.b16.to_le_bytes());
+        }
+        b
+    }
+}
+
+impl<'a> OpKind<'a> for InstanceNorm<'a> {
+    const NAME: &'static str = "InstanceNorm";
+
+    fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
+        let bad = |reason| FormatError::Op { index, reason };
+        let c = b.u16("channels")? as usize;
+        b.u16("reserved")?;
+        let pixels = b.u32("pixels")? as usize;
+        let zp_out = b.i8("output zero point")?;
+        b.take(3, "reserved")?;
+        let eps = u64::from(b.u32("epsilon low")?) | (u64::from(b.u32("epsilon high")?) << 32);
+        if c == 0 || c > MAX_DIM || pixels == 0 || pixels > MAX_PIXELS || eps > 1 << 60 {
+            return Err(bad("channels, pixels or epsilon out of range"));
+        }
+        let op = InstanceNorm {
+            c,
+            pixels,
+            zp_out,
+            eps,
+            channels: b.take(c * CHANNEL_LEN, "channel parameters")?,
+        };
+        if b.validate && (0..c).any(|ch| !(1..=MAX_SHIFT).contains(&op.affine(ch).gs)) {
+            return Err(bad("shift out of range"));
+        }
+        Ok(op)
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        int8_inputs(inputs, 1, index)?;
+        let shape = inputs[0].shape;
+        let Shape::Image { c, h, w } = shape else {
+            return Err(FormatError::Op {
+                index,
+                reason: "instance normalisation takes an image",
+            });
+        };
+        expect_shape(Shape::Image { c: self.c, h, w }, shape, index)?;
+        if h * w != self.pixels || c != self.c {
+            return Err(FormatError::Op {
+                index,
+                reason: "the image's size differs from the recorded one",
+            });
+        }
+        Ok(shape)
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
+    fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        if let Some(x) = x.first().filter(|x| !x.is_empty()) {
+            super::copy(y, x, "an instance normalisation's input")?;
+        }
+        for sample in y.chunks_exact_mut(nz(self.c * self.pixels)) {
+            for ch in 0..self.c {
+                self.channel(ch, sample);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! `Pad`: pads an NHWC image by rows and columns on each side, with the zero point (`zero`, a
+//! real 0) or the mirror image excluding the edge (`reflect`, as ONNX and PyTorch's
+//! `ReflectionPad2d`, which needs each pad smaller than its side). Quantization is unchanged.
+//!
+//! Body (20 bytes): `mode u8 (0 zero, 1 reflect), zp i8, 2 reserved`, then as u16: `c, h, w,
+//! top, left, bottom, right`, 2 reserved.
+
+use super::{copy, expect_shape, int8_inputs, nz, part, Cx, OpKind};
+use crate::format::{fits, FormatError, Reader, Shape, TensorInfo, MAX_DIM};
+use crate::interp::RunError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    Zero,
+    Reflect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pad {
+    pub mode: PadMode,
+    pub zp: i8,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Top, left, bottom, right.
+    pub pads: [usize; 4],
+}
+
+impl Pad {
+    fn out_hw(&self) -> (usize, usize) {
+        let [t, l, b, r] = self.pads;
+        (self.h + t + b, self.w + l + r)
+    }
+
+    /// Source index along a side of `n` for padded position `i` (`pad` before it), or `None`
+    /// for a zero-padded position.
+    #[inline]
+    fn source(&self, i: usize, pad: usize, n: usize) -> Option<usize> {
+        let i = i as isize - pad as isize;
+        let n = n as isize;
+        if (0..n).contains(&i) {
+            return Some(i as usize);
+        }
+        match self.mode {
+            PadMode::Zero => None,
+            // -i for i < 0, 2(n-1) - i past the end: the parser keeps pads below n.
+            PadMode::Reflect => Some(if i < 0 { -i } else { 2 * (n - 1) - i }.clamp(0, n - 1) as usize),
+        }
+    }
+
+    /// The body bytes.
+    #[cfg(any(feature = "std", test))]
+    pub fn encode(&self) -> Vec<u8> {
+        let mode = match self.mode {
+            PadMode::Zero => 0,
+            PadMode::Reflect => 1,
+        };
+        let mut b = vec![mode, self.zp as u8, 0, 0];
+        for d in [self.c, self.h, self.w, self.pads[0], self.pads[1], self.pads[2], self.pads[3], 0] {
+            b.extend_from_slice(&(d as u16).to_le_bytes());
+        }
+        b
+    }
+}
+
+impl<'a> OpKind<'a> for Pad {
+    const NAME: &'static str = "Pad";
+
+    fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
+        let bad = |reason| FormatError::Op { index, reason };
+        let mode = match b.u8("pad mode")? {
+            0 => PadMode::Zero,
+            1 => PadMode::Reflect,
+            _ => return Err(bad("unknown pad mode")),
+        };
+        let zp = b.i8("zero point")?;
+        b.u16("reserved")?;
+        let mut d = [0usize; 8];
+        for v in d.iter_mut() {
+            *v = b.u16("pad dimension")? as usize;
+        }
+        let [c, h, w, top, left, bottom, right, _] = d;
+        let op = Pad {
+            mode,
+            zp,
+            c,
+            h,
+            w,
+            pads: [top, left, bottom, right],
+        };
+        let (ho, wo) = op.out_hw();
+        if [c, h, w].iter().any(|&v| v == 0 || v > MAX_DIM) || ho > MAX_DIM || wo > MAX_DIM || !fits(&[c, ho, wo]) {
+            return Err(bad("shape out of range"));
+        }
+        if mode == PadMode::Reflect && (top.max(bottom) >= h || left.max(right) >= w) {
+            return Err(bad("reflect padding must be smaller than the image side"));
+        }
+        Ok(op)
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        int8_inputs(inputs, 1, index)?;
+        expect_shape(Shape::Image { c: self.c, h: self.h, w: self.w }, inputs[0].shape, index)?;
+        let (h, w) = self.out_hw();
+        Ok(Shape::Image { c: self.c, h, w })
+    }
+
+    fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("a pad's input"))?;
+        let (ho, wo) = self.out_hw();
+        let c = nz(self.c);
+        let [top, left, _, _] = self.pads;
+        for (xs, ys) in x
+            .chunks_exact(nz(c * self.h * self.w))
+            .zip(y.chunks_exact_mut(nz(c * ho * wo)))
+        {
+            let mut pixels = ys.chunks_exact_mut(c);
+            for oy in 0..ho {
+                let sy = self.source(oy, top, self.h);
+                for ox in 0..wo {
+                    let dst = pixels.next().ok_or(RunError::Internal("a padded pixel"))?;
+                    match (sy, self.source(ox, left, self.w)) {
+                        (Some(sy), Some(sx)) => {
+                            let at = (sy * self.w + sx) * c;
+                            copy(dst, part(xs, at..at + c, "a pixel")?, "a pixel")?;
+                        }
+                        _ => dst.fill(self.zp),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
