@@ -9,6 +9,25 @@ use tract_onnx::prelude::*;
 
 #[cfg(feature = "ort")]
 pub mod ort;
+pub mod runner;
+
+/// Largest arena an engine allocates for one batch; larger batches are an error, not an abort.
+pub const MAX_ARENA_BYTES: usize = 4 << 30;
+
+/// Runs `f`, turning a panic inside tract into an error: tract can panic on hostile models,
+/// and the engine boundary promises typed errors.
+pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(EngineError::Tract(format!(
+            "tract failed on this model: {msg}"
+        )))
+    })
+}
 
 /// Why an engine failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +38,8 @@ pub enum EngineError {
     Ort(String),
     #[error(transparent)]
     Run(#[from] crate::interp::RunError),
+    #[error("{0}")]
+    Inputs(String),
     #[error("expected {expected} latent values (n x {latent}), got {actual}")]
     Latents {
         expected: usize,
@@ -307,22 +328,7 @@ impl<'a> Int8Engine<'a> {
 
 /// Dequantizes NHWC int8 images into NCHW floats.
 pub fn dequantize_nchw(model: &Model, q: &[i8]) -> Vec<f32> {
-    let Shape::Image { c, h, w } = model.output else {
-        unreachable!("parser guarantees an image output")
-    };
-    let mut out = vec![0.0; q.len()];
-    let oq = model.output_quant;
-    for (src, dst) in q
-        .chunks_exact(c * h * w)
-        .zip(out.chunks_exact_mut(c * h * w))
-    {
-        for p in 0..h * w {
-            for ch in 0..c {
-                dst[ch * h * w + p] = oq.dequantize(src[p * c + ch]);
-            }
-        }
-    }
-    out
+    runner::dequantize_out(model.output, model.output_quant, q)
 }
 
 impl Engine for Int8Engine<'_> {
@@ -335,7 +341,7 @@ impl Engine for Int8Engine<'_> {
     fn image_shape(&self) -> (usize, usize, usize) {
         match self.model.output {
             Shape::Image { c, h, w } => (c, h, w),
-            Shape::Flat(_) => unreachable!("parser guarantees an image output"),
+            Shape::Flat(n) => (n, 1, 1),
         }
     }
     fn classes(&self) -> usize {

@@ -76,8 +76,31 @@ enum Command {
         #[arg(long)]
         isa: Option<String>,
     },
-    /// Describe a model: layers, parameters, multiply-adds, arena and file size.
+    /// Describe a model: inputs, outputs, nodes, parameters, multiply-adds, arena plan and size.
     Inspect { model: PathBuf },
+    /// Run any model on named inputs and write every output (`NAME.npy`, and `NAME_K.png` per
+    /// sample for gray or RGB images) into a folder.
+    Run {
+        /// A .pgq (int8 engine) or .onnx file (tract).
+        model: PathBuf,
+        /// `NAME=FILE.png|FILE.npy` (an image, or float32 `[N, ...]`), or `NAME=3,1,4` for
+        /// class indices; one per model input (see `inspect`).
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Kernel family for the int8 engine (default: the fastest this CPU has).
+        #[arg(long)]
+        isa: Option<String>,
+    },
+    /// Rewrite a version-1 .pgq file (a chain of layers) in the current graph format, weights
+    /// unchanged.
+    Upgrade {
+        model: PathBuf,
+        /// Output file (default: MODEL, replaced).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Batch-1 latency and batch-64 throughput per engine, with ratios against tract f32.
     Bench {
         /// The ONNX generator (quantized in memory unless --pgq is given).
@@ -307,6 +330,20 @@ fn main() -> Result<()> {
             }
             println!("{}: {n} samples -> {}", gen.name(), out.display());
         }
+        Command::Upgrade { model, out } => {
+            let bytes = pocketgan_runtime::upgrade::upgrade_v1(&read(&model)?)
+                .with_context(|| format!("cannot upgrade {}", model.display()))?;
+            let out = out.unwrap_or(model);
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{}: version 2, {} bytes", out.display(), bytes.len());
+        }
+        Command::Run {
+            model,
+            inputs,
+            out,
+            isa,
+        } => run_model(&model, &inputs, &out, isa.as_deref())?,
         Command::Inspect { model } => {
             let bytes = read(&model)?;
             if !is_pgq(&model) {
@@ -362,6 +399,125 @@ fn main() -> Result<()> {
                 print!("{}", table.text());
             }
         }
+    }
+    Ok(())
+}
+
+/// `pocketgan run`: reads each named input, runs the model, writes each output.
+fn run_model(model: &Path, inputs: &[String], out: &Path, isa: Option<&str>) -> Result<()> {
+    use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner, Values};
+    let bytes = read(model)?;
+    let parsed;
+    let mut runner: Box<dyn Runner> = if is_pgq(model) {
+        parsed =
+            Model::parse(&bytes).with_context(|| format!("invalid model {}", model.display()))?;
+        Box::new(Int8Runner::new(parsed, parse_isa(isa)?))
+    } else {
+        Box::new(
+            TractRunner::new(&bytes).with_context(|| format!("cannot load {}", model.display()))?,
+        )
+    };
+    let given: std::collections::HashMap<&str, &str> = inputs
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .with_context(|| format!("--input {s}: expected NAME=FILE"))
+        })
+        .collect::<Result<_>>()?;
+    let specs = runner.inputs();
+    let mut values = Vec::new();
+    let mut n = None;
+    for spec in &specs {
+        let names = specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let src = given.get(spec.name.as_str()).with_context(|| {
+            format!(
+                "missing --input {}=FILE (the model's inputs: {names})",
+                spec.name
+            )
+        })?;
+        let (v, count) = if spec.classes.is_some() {
+            let c: Vec<u32> = src
+                .split(',')
+                .map(|t| t.trim().parse::<u32>())
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!("--input {}: expected class indices like 3,1,4", spec.name)
+                })?;
+            let count = c.len();
+            (Values::Index(c), count)
+        } else if src.ends_with(".npy") {
+            let a =
+                npy::parse(&read(Path::new(src))?).with_context(|| format!("cannot read {src}"))?;
+            if a.shape.get(1..) != Some(&spec.shape[..]) {
+                bail!(
+                    "{src} has shape {:?}; input {} takes [N, {}]",
+                    a.shape,
+                    spec.name,
+                    spec.shape
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let count = a.shape.first().copied().unwrap_or(0);
+            (Values::F32(a.data), count)
+        } else {
+            let [c, h, w] = spec.shape[..] else {
+                bail!(
+                    "input {} is not an image ({:?}): give a .npy file",
+                    spec.name,
+                    spec.shape
+                );
+            };
+            (
+                Values::F32(picture::load_image(Path::new(src), (c, h, w))?),
+                1,
+            )
+        };
+        match n {
+            Some(n) if n != count => {
+                bail!("input {} has {count} samples, the others {n}", spec.name)
+            }
+            _ => n = Some(count),
+        }
+        values.push(v);
+    }
+    let n = n.unwrap_or(1);
+    let outputs = runner.run(&values, n)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for (spec, v) in runner.outputs().iter().zip(outputs) {
+        let Values::F32(data) = v else { continue };
+        let name: String = spec
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let shape: Vec<usize> = std::iter::once(n)
+            .chain(spec.shape.iter().copied())
+            .collect();
+        let path = out.join(format!("{name}.npy"));
+        std::fs::write(&path, npy::encode(&shape, &data))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if let [c @ (1 | 3), h, w] = spec.shape[..] {
+            for (k, sample) in data.chunks_exact(c * h * w).enumerate() {
+                let path = out.join(format!("{name}_{k}.png"));
+                picture::image_grid_columns(sample, (c, h, w), 1)
+                    .save(&path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        println!("{}: {} -> {}", runner.name(), spec.name, path.display());
     }
     Ok(())
 }

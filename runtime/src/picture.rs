@@ -91,3 +91,53 @@ pub fn write_walk(
         Ok(())
     }
 }
+
+/// Why an input picture cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PictureError {
+    #[error("cannot read image {path}: {source}")]
+    Read {
+        path: String,
+        source: image::ImageError,
+    },
+    #[error("the model takes {0} channels per image; pictures give 1 (gray) or 3 (RGB)")]
+    Channels(usize),
+}
+
+/// Reads a picture as one model input `[c, h, w]` in `[-1, 1]`: alpha composited on white (as
+/// training does), resized to `w x h` when it differs, gray or RGB as `c` says.
+pub fn load_image(
+    path: &std::path::Path,
+    (c, h, w): (usize, usize, usize),
+) -> Result<Vec<f32>, PictureError> {
+    let img = image::open(path).map_err(|source| PictureError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if c != 1 && c != 3 {
+        return Err(PictureError::Channels(c));
+    }
+    let mut rgba = img.to_rgba8();
+    if rgba.dimensions() != (w as u32, h as u32) {
+        rgba = image::imageops::resize(
+            &rgba,
+            w as u32,
+            h as u32,
+            image::imageops::FilterType::Triangle,
+        );
+    }
+    let mut out = vec![0.0; c * h * w];
+    for (i, p) in rgba.pixels().enumerate() {
+        let a = p[3] as f32 / 255.0;
+        let rgb = [0, 1, 2].map(|k| p[k] as f32 * a + 255.0 * (1.0 - a));
+        let to_unit = |v: f32| v / 127.5 - 1.0;
+        if c == 1 {
+            out[i] = to_unit(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]);
+        } else {
+            for k in 0..3 {
+                out[k * h * w + i] = to_unit(rgb[k]);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -371,14 +371,18 @@ pub fn quantize(
         ops.push(op);
         quants.push(q);
     }
-    let metadata = serde_json::to_string(
-        &graph
-            .metadata
-            .iter()
-            .cloned()
-            .collect::<std::collections::BTreeMap<_, _>>(),
-    )
-    .expect("string map serializes");
+    // The ONNX names of the graph's inputs and outputs, in the model's order, so that `run`
+    // takes the same names on every engine.
+    let mut metadata: std::collections::BTreeMap<String, String> =
+        graph.metadata.iter().cloned().collect();
+    let inputs: Vec<&str> = std::iter::once(graph.input.as_str())
+        .chain(graph.class_input.as_deref())
+        .collect();
+    metadata.insert("pocketgan.inputs".into(), inputs.join(","));
+    if let Some(last) = graph.layers.last() {
+        metadata.insert("pocketgan.outputs".into(), last.tensor.clone());
+    }
+    let metadata = serde_json::to_string(&metadata).expect("string map serializes");
     let qmodel = QuantModel {
         latent,
         output: image,

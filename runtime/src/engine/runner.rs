@@ -1,0 +1,386 @@
+//! Any model, any engine: named inputs in, named outputs out.
+//!
+//! [`Runner`] is the general form of [`super::Engine`]: a model declares its inputs (a latent,
+//! a class index, an image, a sequence) and outputs with per-sample shapes, and `run` maps a
+//! batch of values to a batch of values. Images are NCHW floats as ONNX has them; class inputs
+//! are indices. The int8 engine quantizes each input with its tensor's quantization and
+//! dequantizes each output; tract and onnxruntime run the float ONNX.
+
+use super::{tract_err, EngineError};
+use crate::format::{Model, Shape, TensorKind};
+use crate::interp::{run_graph, Input};
+use crate::kernels::Isa;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+
+/// One input or output: its name and per-sample shape (`[c, h, w]` or `[n]`), or a class index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// `Some(k)` for a class index in `0..k` (an int64 input in ONNX).
+    pub classes: Option<usize>,
+}
+
+/// A batch of one tensor's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    /// Row-major (NCHW) floats, `batch x` the per-sample shape.
+    F32(Vec<f32>),
+    /// One class index per sample.
+    Index(Vec<u32>),
+}
+
+/// A model that maps named inputs to named outputs.
+pub trait Runner {
+    fn name(&self) -> String;
+    fn inputs(&self) -> Vec<TensorSpec>;
+    fn outputs(&self) -> Vec<TensorSpec>;
+    /// Runs a batch of `n`: one [`Values`] per input, in [`Runner::inputs`] order; returns one
+    /// per output.
+    fn run(&mut self, inputs: &[Values], n: usize) -> Result<Vec<Values>, EngineError>;
+}
+
+fn elements(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Checks `inputs` against `specs` for a batch of `n`.
+fn check(specs: &[TensorSpec], inputs: &[Values], n: usize) -> Result<(), EngineError> {
+    if inputs.len() != specs.len() || n == 0 {
+        return Err(EngineError::Inputs(format!(
+            "{} inputs for a batch of {n}; the model takes {} ({})",
+            inputs.len(),
+            specs.len(),
+            specs
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for (s, v) in specs.iter().zip(inputs) {
+        match (s.classes, v) {
+            (None, Values::F32(x)) if x.len() == n * elements(&s.shape) => {}
+            (Some(k), Values::Index(c)) if c.len() == n => {
+                if let Some(bad) = c.iter().find(|&&c| c as usize >= k) {
+                    return Err(EngineError::Inputs(format!(
+                        "input {}: class {bad} is out of range 0..{k}",
+                        s.name
+                    )));
+                }
+            }
+            _ => {
+                return Err(EngineError::Inputs(format!(
+                    "input {} takes {} per sample for {n} samples",
+                    s.name,
+                    match s.classes {
+                        Some(k) => format!("one class index in 0..{k}"),
+                        None => format!("{:?} float values", s.shape),
+                    }
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[c, h, w]` or `[n]` of a tensor shape.
+fn dims(shape: Shape) -> Vec<usize> {
+    match shape {
+        Shape::Flat(n) => vec![n],
+        Shape::Image { c, h, w } => vec![c, h, w],
+    }
+}
+
+/// NCHW floats to quantized NHWC (images) or quantized vectors.
+fn quantize_in(shape: Shape, q: crate::Quant, x: &[f32]) -> Vec<i8> {
+    match shape {
+        Shape::Flat(_) => x.iter().map(|&v| q.quantize(v)).collect(),
+        Shape::Image { c, h, w } => {
+            let mut out = vec![0; x.len()];
+            for (src, dst) in x
+                .chunks_exact(c * h * w)
+                .zip(out.chunks_exact_mut(c * h * w))
+            {
+                for ch in 0..c {
+                    for p in 0..h * w {
+                        dst[p * c + ch] = q.quantize(src[ch * h * w + p]);
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Quantized NHWC (or vectors) back to NCHW floats.
+pub fn dequantize_out(shape: Shape, q: crate::Quant, y: &[i8]) -> Vec<f32> {
+    match shape {
+        Shape::Flat(_) => y.iter().map(|&v| q.dequantize(v)).collect(),
+        Shape::Image { c, h, w } => {
+            let mut out = vec![0.0; y.len()];
+            for (src, dst) in y
+                .chunks_exact(c * h * w)
+                .zip(out.chunks_exact_mut(c * h * w))
+            {
+                for p in 0..h * w {
+                    for ch in 0..c {
+                        dst[ch * h * w + p] = q.dequantize(src[p * c + ch]);
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Names the quantizer recorded in the metadata (`"pocketgan.inputs": "z,class"`), else
+/// `input0`, `input1`... .
+fn names(model: &Model, key: &str, default: &str, count: usize) -> Vec<String> {
+    let recorded = serde_json::from_str::<HashMap<String, String>>(model.metadata)
+        .ok()
+        .and_then(|m| m.get(key).cloned())
+        .map(|s| s.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|v| v.len() == count);
+    recorded.unwrap_or_else(|| (0..count).map(|i| format!("{default}{i}")).collect())
+}
+
+/// Our int8 interpreter over any `.pgq` graph.
+pub struct Int8Runner<'a> {
+    model: Model<'a>,
+    isa: Isa,
+    arena: Vec<u8>,
+}
+
+impl<'a> Int8Runner<'a> {
+    pub fn new(model: Model<'a>, isa: Isa) -> Self {
+        Int8Runner {
+            model,
+            isa,
+            arena: Vec::new(),
+        }
+    }
+
+    fn specs(&self, tensors: Vec<usize>, key: &str, default: &str) -> Vec<TensorSpec> {
+        let names = names(&self.model, key, default, tensors.len());
+        tensors
+            .iter()
+            .zip(names)
+            .filter_map(|(&t, name)| {
+                let info = self.model.tensor(t)?;
+                Some(match info.kind {
+                    TensorKind::Index { classes } => TensorSpec {
+                        name,
+                        shape: vec![],
+                        classes: Some(classes),
+                    },
+                    TensorKind::Int8 => TensorSpec {
+                        name,
+                        shape: dims(info.shape),
+                        classes: None,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+impl Runner for Int8Runner<'_> {
+    fn name(&self) -> String {
+        format!("int8 {}", self.isa.name())
+    }
+    fn inputs(&self) -> Vec<TensorSpec> {
+        self.specs(self.model.inputs().collect(), "pocketgan.inputs", "input")
+    }
+    fn outputs(&self) -> Vec<TensorSpec> {
+        self.specs(
+            self.model.outputs().collect(),
+            "pocketgan.outputs",
+            "output",
+        )
+    }
+    fn run(&mut self, inputs: &[Values], n: usize) -> Result<Vec<Values>, EngineError> {
+        check(&self.inputs(), inputs, n)?;
+        let m = self.model;
+        let quantized: Vec<Vec<i8>> = m
+            .inputs()
+            .zip(inputs)
+            .map(|(t, v)| match (m.tensor(t), v) {
+                (Some(info), Values::F32(x)) => quantize_in(info.shape, info.quant, x),
+                _ => Vec::new(),
+            })
+            .collect();
+        let given: Vec<Input> = inputs
+            .iter()
+            .zip(&quantized)
+            .map(|(v, q)| match v {
+                Values::Index(c) => Input::Index(c),
+                Values::F32(_) => Input::Int8(q),
+            })
+            .collect();
+        let out_tensors: Vec<_> = m.outputs().filter_map(|t| m.tensor(t)).collect();
+        let mut outs: Vec<Vec<i8>> = out_tensors.iter().map(|i| vec![0; n * i.bytes()]).collect();
+        let needed = m.arena_len(n);
+        if needed == usize::MAX || needed > crate::engine::MAX_ARENA_BYTES {
+            return Err(EngineError::Inputs(format!(
+                "a batch of {n} needs {needed} bytes of arena, over the {} limit: use smaller batches",
+                crate::engine::MAX_ARENA_BYTES
+            )));
+        }
+        self.arena.resize(needed, 0);
+        let mut views: Vec<&mut [i8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        run_graph(
+            &m,
+            self.isa,
+            n,
+            &given,
+            &mut self.arena,
+            &mut views,
+            |_, _, _, _| {},
+        )?;
+        Ok(outs
+            .iter()
+            .zip(&out_tensors)
+            .map(|(y, info)| Values::F32(dequantize_out(info.shape, info.quant, y)))
+            .collect())
+    }
+}
+
+/// An ONNX graph's inputs and outputs as declared (batch axis first, dropped).
+pub fn onnx_specs(onnx: &[u8]) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>), EngineError> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+    use tract_onnx::pb::type_proto::Value as TypeValue;
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut std::io::Cursor::new(onnx))
+        .map_err(tract_err)?;
+    let g = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| EngineError::Tract("the ONNX file has no graph".into()))?;
+    let spec = |v: &tract_onnx::pb::ValueInfoProto| -> Result<TensorSpec, EngineError> {
+        let Some(TypeValue::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            return Err(EngineError::Tract(format!("{} is not a tensor", v.name)));
+        };
+        let shape: Vec<usize> = t
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .skip(1)
+                    .map(|d| match d.value {
+                        Some(Dim::DimValue(v)) if v > 0 => Ok(v as usize),
+                        _ => Err(EngineError::Tract(format!(
+                            "{}: only the batch axis may be symbolic",
+                            v.name
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        // int64 inputs are class indices; their count is not in the graph.
+        let classes = (t.elem_type == 7).then_some(usize::MAX);
+        Ok(TensorSpec {
+            name: v.name.clone(),
+            shape,
+            classes,
+        })
+    };
+    let inputs = g
+        .input
+        .iter()
+        .filter(|i| !g.initializer.iter().any(|t| t.name == i.name))
+        .map(spec)
+        .collect::<Result<_, _>>()?;
+    let outputs = g.output.iter().map(spec).collect::<Result<_, _>>()?;
+    Ok((inputs, outputs))
+}
+
+/// Float inference of any ONNX graph through tract, one optimized plan per batch size.
+pub struct TractRunner {
+    bytes: Vec<u8>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    plans: HashMap<usize, Arc<TypedRunnableModel>>,
+}
+
+impl TractRunner {
+    pub fn new(onnx: &[u8]) -> Result<Self, EngineError> {
+        let (inputs, outputs) = onnx_specs(onnx)?;
+        Ok(TractRunner {
+            bytes: onnx.to_vec(),
+            inputs,
+            outputs,
+            plans: HashMap::new(),
+        })
+    }
+
+    fn plan(&mut self, n: usize) -> Result<Arc<TypedRunnableModel>, EngineError> {
+        if let Some(p) = self.plans.get(&n) {
+            return Ok(p.clone());
+        }
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(&self.bytes))
+            .map_err(tract_err)?;
+        for (i, s) in self.inputs.iter().enumerate() {
+            let shape: Vec<usize> = std::iter::once(n).chain(s.shape.iter().copied()).collect();
+            let fact: InferenceFact = match s.classes {
+                Some(_) => i64::fact(&shape).into(),
+                None => f32::fact(&shape).into(),
+            };
+            model = model.with_input_fact(i, fact).map_err(tract_err)?;
+        }
+        let plan = super::guard(|| {
+            model
+                .into_optimized()
+                .and_then(|m| m.into_runnable())
+                .map_err(tract_err)
+        })?;
+        self.plans.insert(n, plan.clone());
+        Ok(plan)
+    }
+}
+
+impl Runner for TractRunner {
+    fn name(&self) -> String {
+        "tract f32".into()
+    }
+    fn inputs(&self) -> Vec<TensorSpec> {
+        self.inputs.clone()
+    }
+    fn outputs(&self) -> Vec<TensorSpec> {
+        self.outputs.clone()
+    }
+    fn run(&mut self, inputs: &[Values], n: usize) -> Result<Vec<Values>, EngineError> {
+        check(&self.inputs, inputs, n)?;
+        let plan = self.plan(n)?;
+        let mut tensors = TVec::new();
+        for (s, v) in self.inputs.iter().zip(inputs) {
+            let shape: Vec<usize> = std::iter::once(n).chain(s.shape.iter().copied()).collect();
+            let t = match v {
+                Values::F32(x) => Tensor::from_shape(&shape, x).map_err(tract_err)?,
+                Values::Index(c) => {
+                    let c: Vec<i64> = c.iter().map(|&c| c as i64).collect();
+                    Tensor::from_shape(&shape, &c).map_err(tract_err)?
+                }
+            };
+            tensors.push(t.into());
+        }
+        let outs = super::guard(|| plan.run(tensors).map_err(tract_err))?;
+        outs.iter()
+            .map(|t| {
+                Ok(Values::F32(
+                    t.to_plain_array_view::<f32>()
+                        .map_err(tract_err)?
+                        .iter()
+                        .copied()
+                        .collect(),
+                ))
+            })
+            .collect()
+    }
+}
