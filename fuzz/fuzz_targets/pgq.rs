@@ -1,12 +1,13 @@
 //! `.pgq` files are untrusted input: any bytes must parse or fail cleanly. Because a checksum
 //! stops almost every mutation at the door, the target also re-seals the input with a valid
-//! checksum, so the validation behind it is what gets fuzzed, and runs every model that parses:
-//! a model the parser accepts must run without panicking or reading out of bounds, with every
-//! kernel family this CPU has giving the same bytes. Conditional models run with classes taken
-//! from the input (in range and out of range: the latter must be a clean error).
+//! checksum, so the validation behind it (tables, graph, ops, the arena planner) is what gets
+//! fuzzed, and runs every model that parses: a model the parser accepts must run without
+//! panicking or reading out of bounds, with every kernel family this CPU has giving the same
+//! bytes. Class inputs take classes from the input (in range and out of range: the latter must
+//! be a clean error).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pocketgan_runtime::{run_conditional, Isa, Model, RunError};
+use pocketgan_runtime::{run_graph, Input, Isa, Model, RunError, TensorKind};
 
 fuzz_target!(|data: &[u8]| {
     let _ = Model::parse(data);
@@ -19,26 +20,55 @@ fuzz_target!(|data: &[u8]| {
     let crc = crc32fast::hash(&sealed[16..]);
     sealed[12..16].copy_from_slice(&crc.to_le_bytes());
     let Ok(model) = Model::parse(&sealed) else { return };
-    if model.arena_len(2) > 1 << 26 || model.output.elements() > 1 << 20 {
+    let batch = 2;
+    if model.arena_len(batch) > 1 << 26 {
         return; // Valid but too large to run quickly.
     }
-    let input: Vec<i8> = (0..2 * model.latent).map(|i| (i * 37) as i8).collect();
-    let mut arena = vec![0u8; model.arena_len(2)];
-    let mut reference = vec![0i8; 2 * model.output.elements()];
-    // Two classes from the last bytes of the input, one value past the range allowed.
-    let k = model.classes() as u32;
-    let raw = [0, 1].map(|i| data[data.len() - 1 - i] as u32 % (k + 1));
-    let classes: &[u32] = if model.is_conditional() { &raw } else { &[] };
-    let in_range = classes.iter().all(|&c| (c as usize) < model.classes());
-    match run_conditional(&model, Isa::Scalar, 2, &input, classes, &mut arena, &mut reference) {
-        Ok(()) => {}
+    // Inputs: patterned int8 values; two classes from the last bytes, possibly out of range.
+    let mut int8 = Vec::new();
+    let mut classes = Vec::new();
+    let mut in_range = true;
+    for t in model.inputs() {
+        let info = model.tensor(t).expect("parsed tensor");
+        match info.kind {
+            TensorKind::Int8 => {
+                int8.push((0..batch * info.bytes()).map(|i| (i * 37) as i8).collect::<Vec<_>>())
+            }
+            TensorKind::Index { classes: k } => {
+                let raw = [0, 1].map(|i| data[data.len() - 1 - i] as u32 % (k as u32 + 1));
+                in_range &= raw.iter().all(|&c| (c as usize) < k);
+                classes.push(raw.to_vec());
+            }
+        }
+    }
+    let (mut a, mut c) = (int8.iter(), classes.iter());
+    let inputs: Vec<Input> = model
+        .inputs()
+        .map(|t| match model.tensor(t).expect("parsed tensor").kind {
+            TensorKind::Int8 => Input::Int8(a.next().expect("one per input")),
+            TensorKind::Index { .. } => Input::Index(c.next().expect("one per input")),
+        })
+        .collect();
+    let sizes: Vec<usize> = model
+        .outputs()
+        .map(|t| batch * model.tensor(t).expect("parsed tensor").bytes())
+        .collect();
+    if sizes.iter().sum::<usize>() > 1 << 22 {
+        return;
+    }
+    let mut arena = vec![0u8; model.arena_len(batch)];
+    let run = |isa: Isa, arena: &mut Vec<u8>| {
+        let mut outs: Vec<Vec<i8>> = sizes.iter().map(|&n| vec![0i8; n]).collect();
+        let mut views: Vec<&mut [i8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        run_graph(&model, isa, batch, &inputs, arena, &mut views, |_, _, _, _| {}).map(|()| outs)
+    };
+    let reference = match run(Isa::Scalar, &mut arena) {
+        Ok(r) => r,
         Err(RunError::ClassRange { .. }) if !in_range => return,
         Err(e) => panic!("sizes are right: {e}"),
-    }
+    };
     for isa in Isa::available() {
-        let mut out = vec![0i8; reference.len()];
-        run_conditional(&model, isa, 2, &input, classes, &mut arena, &mut out)
-            .expect("sizes are right");
+        let out = run(isa, &mut arena).expect("sizes are right");
         assert_eq!(out, reference, "{}", isa.name());
     }
 });

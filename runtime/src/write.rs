@@ -5,7 +5,6 @@ use crate::format::{
     TENSOR_LEN, VERSION,
 };
 use crate::kernels::{pack, packed_len, MAX_BIAS};
-use crate::ops::tag;
 
 /// Per-output-channel requantization parameters (see [`crate::kernels::Requant`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -249,7 +248,7 @@ impl QuantModel {
 }
 
 /// Appends `v` as a little-endian integer of `width` bytes, or says which field does not fit.
-fn put_uint(
+pub(crate) fn put_uint(
     out: &mut Vec<u8>,
     v: usize,
     width: usize,
@@ -264,7 +263,7 @@ fn put_uint(
 
 /// Writes biases folded with the zero-point correction of each packed matrix (`columns[m][n]` is
 /// matrix m's column sum), then multipliers and shifts.
-fn put_requant(
+pub(crate) fn put_requant(
     out: &mut Vec<u8>,
     rq: &RequantParams,
     zp_in: i8,
@@ -291,19 +290,19 @@ fn put_requant(
 }
 
 /// Column sums of a `[k x n]` matrix given by `w(k, n)`.
-fn column_sums(k: usize, n: usize, w: &impl Fn(usize, usize) -> i8) -> Vec<i64> {
+pub(crate) fn column_sums(k: usize, n: usize, w: &impl Fn(usize, usize) -> i8) -> Vec<i64> {
     (0..n)
         .map(|nn| (0..k).map(|kk| w(kk, nn) as i64).sum())
         .collect()
 }
 
-fn put_packed(out: &mut Vec<u8>, k: usize, n: usize, w: impl Fn(usize, usize) -> i8) {
+pub(crate) fn put_packed(out: &mut Vec<u8>, k: usize, n: usize, w: impl Fn(usize, usize) -> i8) {
     let mut packed = vec![0i8; packed_len(k, n)];
     pack(k, n, w, &mut packed);
     out.extend(packed.iter().map(|&v| v as u8));
 }
 
-fn put_geometry(
+pub(crate) fn put_geometry(
     out: &mut Vec<u8>,
     g: &ConvGeometry,
     zp_in: i8,
@@ -321,154 +320,73 @@ fn put_geometry(
     Ok(())
 }
 
-fn pad4(out: &mut Vec<u8>) {
+pub(crate) fn pad4(out: &mut Vec<u8>) {
     while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
 
 fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
-    let mut b = Vec::new();
-    let t = match op {
+    use crate::ops::*;
+    Ok(match op {
         QuantOp::Linear {
             k,
             n,
             zp_in,
             requant,
             weights,
-        } => {
-            put_uint(&mut b, *k, 4, "input features")?;
-            put_uint(&mut b, *n, 4, "output features")?;
-            b.extend_from_slice(&[
-                *zp_in as u8,
-                requant.zp_out as u8,
-                requant.min as u8,
-                requant.max as u8,
-            ]);
-            let w = |kk: usize, nn: usize| weights[kk * n + nn];
-            put_requant(&mut b, requant, *zp_in, &[column_sums(*k, *n, &w)])?;
-            put_packed(&mut b, *k, *n, w);
-            tag::Linear
-        }
+        } => (
+            tag::Linear,
+            linear::encode(*k, *n, *zp_in, requant, weights)?,
+        ),
         QuantOp::Conv2d {
-            geometry: g,
+            geometry,
             zp_in,
             requant,
             weights,
-        } => {
-            put_geometry(&mut b, g, *zp_in, requant)?;
-            // Reduction index k = (ky * kw + kx) * cin + ci.
-            let w = |k: usize, co: usize| {
-                let (tap, ci) = (k / g.cin, k % g.cin);
-                let (ky, kx) = (tap / g.kw, tap % g.kw);
-                weights[((co * g.cin + ci) * g.kh + ky) * g.kw + kx]
-            };
-            let k = g.kh * g.kw * g.cin;
-            put_requant(&mut b, requant, *zp_in, &[column_sums(k, g.cout, &w)])?;
-            put_packed(&mut b, k, g.cout, w);
-            tag::Conv2d
-        }
+        } => (
+            tag::Conv2d,
+            conv::encode(geometry, *zp_in, requant, weights)?,
+        ),
         QuantOp::ConvTranspose2d {
-            geometry: g,
+            geometry,
             zp_in,
             requant,
             weights,
-        } => {
-            put_geometry(&mut b, g, *zp_in, requant)?;
-            // Phase (ry, rx), reduction index k = (t * tx + u) * cin + ci <-> kernel tap
-            // (ry + t * stride, rx + u * stride).
-            let phase = |ry: usize, rx: usize| {
-                let tx = g.phase_taps(g.kw, rx);
-                move |k: usize, co: usize| {
-                    let (tap, ci) = (k / g.cin, k % g.cin);
-                    let (ky, kx) = (ry + (tap / tx) * g.stride, rx + (tap % tx) * g.stride);
-                    weights[((ci * g.cout + co) * g.kh + ky) * g.kw + kx]
-                }
-            };
-            let phases: Vec<(usize, usize)> = (0..g.stride)
-                .flat_map(|ry| (0..g.stride).map(move |rx| (ry, rx)))
-                .collect();
-            let sums: Vec<Vec<i64>> = phases
-                .iter()
-                .map(|&(ry, rx)| column_sums(g.phase_k(ry, rx), g.cout, &phase(ry, rx)))
-                .collect();
-            put_requant(&mut b, requant, *zp_in, &sums)?;
-            for &(ry, rx) in &phases {
-                put_packed(&mut b, g.phase_k(ry, rx), g.cout, phase(ry, rx));
-            }
-            tag::ConvTranspose2d
-        }
-        QuantOp::Lut { table } => {
-            b.extend_from_slice(table);
-            tag::Lut
-        }
-        QuantOp::Reshape { c, h, w }
-        | QuantOp::Flatten { c, h, w }
-        | QuantOp::Upsample { c, h, w, .. } => {
-            for d in [*c, *h, *w] {
-                put_uint(&mut b, d, 2, "dimension")?;
-            }
-            let factor = if let QuantOp::Upsample { factor, .. } = op {
-                *factor
-            } else {
-                0
-            };
-            put_uint(&mut b, factor, 2, "upsampling factor")?;
-            match op {
-                QuantOp::Reshape { .. } => tag::Reshape,
-                QuantOp::Flatten { .. } => tag::Flatten,
-                _ => tag::Upsample,
-            }
+        } => (
+            tag::ConvTranspose2d,
+            conv_transpose::encode(geometry, *zp_in, requant, weights)?,
+        ),
+        QuantOp::Lut { table } => (tag::Lut, table.to_vec()),
+        QuantOp::Reshape { c, h, w } => (tag::Reshape, reshape::encode_dims(*c, *h, *w, 0)?),
+        QuantOp::Flatten { c, h, w } => (tag::Flatten, reshape::encode_dims(*c, *h, *w, 0)?),
+        QuantOp::Upsample { c, h, w, factor } => {
+            (tag::Upsample, reshape::encode_dims(*c, *h, *w, *factor)?)
         }
         QuantOp::Embed {
             classes,
             dim,
             table,
-        } => {
-            put_uint(&mut b, *classes, 4, "class count")?;
-            put_uint(&mut b, *dim, 4, "embedding size")?;
-            if table.len() != classes * dim {
-                return Err(EncodeError::Range {
-                    what: "embedding table length",
-                    value: table.len(),
-                });
-            }
-            b.extend(table.iter().map(|&v| v as u8));
-            pad4(&mut b);
-            tag::Embed
-        }
-        QuantOp::Add(op) => {
-            b = op.encode();
-            tag::Add
-        }
-        QuantOp::Mul(op) => {
-            b = op.encode();
-            tag::Mul
-        }
+        } => (tag::Embed, embed::encode(*classes, *dim, table)?),
+        QuantOp::Add(op) => (tag::Add, op.encode()),
+        QuantOp::Mul(op) => (tag::Mul, op.encode()),
         QuantOp::Concat {
             zp_out,
             pixels,
             parts,
-        } => {
-            b = crate::ops::Concat::encode(*zp_out, *pixels, parts);
-            tag::Concat
-        }
-        QuantOp::Pad(op) => {
-            b = op.encode();
-            tag::Pad
-        }
+        } => (tag::Concat, Concat::encode(*zp_out, *pixels, parts)),
+        QuantOp::Pad(op) => (tag::Pad, op.encode()),
         QuantOp::InstanceNorm {
             c,
             pixels,
             zp_out,
             eps,
             affine,
-        } => {
-            b = crate::ops::InstanceNorm::encode(*c, *pixels, *zp_out, *eps, affine);
-            tag::InstanceNorm
-        }
-    };
-    Ok((t, b))
+        } => (
+            tag::InstanceNorm,
+            InstanceNorm::encode(*c, *pixels, *zp_out, *eps, affine),
+        ),
+    })
 }
 
 /// Why a quantized model cannot be written.

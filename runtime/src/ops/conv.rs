@@ -9,6 +9,8 @@ use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, part, split_
 use crate::format::{ConvGeometry, FormatError, Gemm, Reader, Shape, TensorInfo};
 use crate::interp::{RunError, TILE_ROWS};
 use crate::kernels::{gemm_requant, PackedWeights};
+#[cfg(any(feature = "std", test))]
+use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeError, RequantParams};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d<'a> {
@@ -118,4 +120,21 @@ fn conv2d(
         gemm_requant(cx.isa, cx.tile, rows, w, &gemm.requant, ys)?;
     }
     Ok(())
+}
+
+/// The body of a convolution with `weights[cout][cin][kh][kw]` (ONNX Conv).
+#[cfg(any(feature = "std", test))]
+pub fn encode(g: &ConvGeometry, zp_in: i8, requant: &RequantParams, weights: &[i8]) -> Result<Vec<u8>, EncodeError> {
+    let mut b = Vec::new();
+    put_geometry(&mut b, g, zp_in, requant)?;
+    // Reduction index k = (ky * kw + kx) * cin + ci.
+    let w = |k: usize, co: usize| {
+        let (tap, ci) = (k / g.cin, k % g.cin);
+        let (ky, kx) = (tap / g.kw, tap % g.kw);
+        weights[((co * g.cin + ci) * g.kh + ky) * g.kw + kx]
+    };
+    let k = g.kh * g.kw * g.cin;
+    put_requant(&mut b, requant, zp_in, &[column_sums(k, g.cout, &w)])?;
+    put_packed(&mut b, k, g.cout, w);
+    Ok(b)
 }

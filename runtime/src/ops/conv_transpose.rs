@@ -12,6 +12,8 @@ use super::{expect_shape, expect_zero_point, int8_inputs, nz, part, part_mut, Cx
 use crate::format::{as_i8, ConvGeometry, FormatError, Gemm, Reader, Shape, TensorInfo};
 use crate::interp::{RunError, TILE_ROWS};
 use crate::kernels::{gemm_requant, Isa, packed_len, padded_k, PackedWeights, Requant};
+#[cfg(any(feature = "std", test))]
+use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeError, RequantParams};
 
 /// Bytes of input plus output a transposed convolution processes per block of samples.
 pub(crate) const SAMPLE_BLOCK_BYTES: usize = 128 * 1024;
@@ -243,4 +245,34 @@ fn conv_transpose_phase(
         r0 += rows;
     }
     Ok(())
+}
+
+/// The body of a transposed convolution with `weights[cin][cout][kh][kw]` (ONNX
+/// ConvTranspose), one packed matrix per phase.
+#[cfg(any(feature = "std", test))]
+pub fn encode(g: &ConvGeometry, zp_in: i8, requant: &RequantParams, weights: &[i8]) -> Result<Vec<u8>, EncodeError> {
+    let mut b = Vec::new();
+    put_geometry(&mut b, g, zp_in, requant)?;
+    // Phase (ry, rx), reduction index k = (t * tx + u) * cin + ci <-> kernel tap
+    // (ry + t * stride, rx + u * stride).
+    let phase = |ry: usize, rx: usize| {
+        let tx = g.phase_taps(g.kw, rx);
+        move |k: usize, co: usize| {
+            let (tap, ci) = (k / g.cin, k % g.cin);
+            let (ky, kx) = (ry + (tap / tx) * g.stride, rx + (tap % tx) * g.stride);
+            weights[((ci * g.cout + co) * g.kh + ky) * g.kw + kx]
+        }
+    };
+    let phases: Vec<(usize, usize)> = (0..g.stride)
+        .flat_map(|ry| (0..g.stride).map(move |rx| (ry, rx)))
+        .collect();
+    let sums: Vec<Vec<i64>> = phases
+        .iter()
+        .map(|&(ry, rx)| column_sums(g.phase_k(ry, rx), g.cout, &phase(ry, rx)))
+        .collect();
+    put_requant(&mut b, requant, zp_in, &sums)?;
+    for &(ry, rx) in &phases {
+        put_packed(&mut b, g.phase_k(ry, rx), g.cout, phase(ry, rx));
+    }
+    Ok(b)
 }

@@ -7,6 +7,8 @@
 use super::{copy, nz, part, split_mut, Cx, OpKind};
 use crate::format::{as_i8, FormatError, Reader, Shape, TensorInfo, TensorKind, MAX_CLASSES, MAX_DIM};
 use crate::interp::RunError;
+#[cfg(any(feature = "std", test))]
+use crate::write::{pad4, put_uint, EncodeError};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Embed<'a> {
@@ -74,4 +76,21 @@ impl<'a> OpKind<'a> for Embed<'a> {
         }
         Ok(())
     }
+}
+
+/// The body of a `classes x dim` table, row-major.
+#[cfg(any(feature = "std", test))]
+pub fn encode(classes: usize, dim: usize, table: &[i8]) -> Result<Vec<u8>, EncodeError> {
+    let mut b = Vec::new();
+    put_uint(&mut b, classes, 4, "class count")?;
+    put_uint(&mut b, dim, 4, "embedding size")?;
+    if table.len() != classes * dim {
+        return Err(EncodeError::Range {
+            what: "embedding table length",
+            value: table.len(),
+        });
+    }
+    b.extend(table.iter().map(|&v| v as u8));
+    pad4(&mut b);
+    Ok(b)
 }

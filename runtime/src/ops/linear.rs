@@ -8,6 +8,8 @@ use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, split_mut, C
 use crate::format::{FormatError, Gemm, Reader, Shape, TensorInfo, MAX_ELEMENTS};
 use crate::interp::{RunError, TILE_ROWS};
 use crate::kernels::{gemm_requant, PackedWeights, MAX_K};
+#[cfg(any(feature = "std", test))]
+use crate::write::{column_sums, put_packed, put_requant, put_uint, EncodeError, RequantParams};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Linear<'a> {
@@ -78,4 +80,23 @@ impl<'a> OpKind<'a> for Linear<'a> {
         }
         Ok(())
     }
+}
+
+/// The body of a `[k x n]` layer with `weights[k][n]` row-major; biases are folded with the
+/// input zero point here.
+#[cfg(any(feature = "std", test))]
+pub fn encode(k: usize, n: usize, zp_in: i8, requant: &RequantParams, weights: &[i8]) -> Result<Vec<u8>, EncodeError> {
+    let mut b = Vec::new();
+    put_uint(&mut b, k, 4, "input features")?;
+    put_uint(&mut b, n, 4, "output features")?;
+    b.extend_from_slice(&[
+        zp_in as u8,
+        requant.zp_out as u8,
+        requant.min as u8,
+        requant.max as u8,
+    ]);
+    let w = |kk: usize, nn: usize| weights[kk * n + nn];
+    put_requant(&mut b, requant, zp_in, &[column_sums(k, n, &w)])?;
+    put_packed(&mut b, k, n, w);
+    Ok(b)
 }

@@ -5,6 +5,8 @@
 use super::{expect_shape, int8_inputs, nz, part_mut, Cx, OpKind};
 use crate::format::{fits, FormatError, Reader, Shape, TensorInfo, MAX_DIM};
 use crate::interp::RunError;
+#[cfg(any(feature = "std", test))]
+use crate::write::{put_uint, EncodeError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reshape {
@@ -84,4 +86,15 @@ impl<'a> OpKind<'a> for Reshape {
         }
         Ok(())
     }
+}
+
+/// The `c, h, w, factor` body the layout ops share (factor 0 for `Reshape` and `Flatten`).
+#[cfg(any(feature = "std", test))]
+pub fn encode_dims(c: usize, h: usize, w: usize, factor: usize) -> Result<Vec<u8>, EncodeError> {
+    let mut b = Vec::new();
+    for d in [c, h, w] {
+        put_uint(&mut b, d, 2, "dimension")?;
+    }
+    put_uint(&mut b, factor, 2, "upsampling factor")?;
+    Ok(b)
 }
