@@ -66,7 +66,7 @@ impl Plan {
             if !node.op.in_place() || x >= count || out >= count {
                 continue;
             }
-            let r = root[x] as usize;
+            let r = root[x] as usize & (MAX_TENSORS - 1);
             if last[x] == i as u16
                 && size[x] == size[out]
                 && node.inputs().filter(|&t| t == x).count() == 1
@@ -80,12 +80,18 @@ impl Plan {
         let mut buffers = 0;
         for t in 0..count {
             if root[t] as usize == t && size[t] > 0 {
-                order[buffers] = t as u8;
-                buffers += 1;
+                if let Some(o) = order.get_mut(buffers) {
+                    *o = t as u8;
+                    buffers += 1;
+                }
             }
         }
-        let key = |t: u8| (core::cmp::Reverse(size[t as usize]), first[t as usize], t);
-        for i in 1..buffers {
+        // Indices below MAX_TENSORS (a power of two): masking keeps every access in bounds
+        // without a check the no-panic proof would have to follow.
+        let at = |t: u8| t as usize & (MAX_TENSORS - 1);
+        let key = |t: u8| (core::cmp::Reverse(size[at(t)]), first[at(t)], t);
+        let order = order.get_mut(..buffers).unwrap_or_default();
+        for i in 1..order.len() {
             let mut j = i;
             while j > 0 && key(order[j]) < key(order[j - 1]) {
                 order.swap(j, j - 1);
@@ -94,13 +100,15 @@ impl Plan {
         }
         let mut offsets = [0u32; MAX_TENSORS];
         let mut bytes = 0usize;
-        for (placed, &b) in order[..buffers].iter().enumerate() {
-            let b = b as usize;
+        for (placed, &b) in order.iter().enumerate() {
+            let b = at(b);
             let (lo, hi) = (first[b], last[b]);
             let conflicts = || {
-                order[..placed]
+                order
+                    .get(..placed)
+                    .unwrap_or_default()
                     .iter()
-                    .map(|&q| q as usize)
+                    .map(|&q| at(q))
                     .filter(move |&q| first[q] <= hi && lo <= last[q])
             };
             // The lowest candidate (0, or just above a conflicting buffer) that clears them all.
@@ -123,7 +131,7 @@ impl Plan {
             bytes = bytes.max(top as usize);
         }
         for t in 0..count {
-            offsets[t] = offsets[root[t] as usize];
+            offsets[t] = offsets[at(root[t])];
         }
         Ok(Plan { offsets, bytes })
     }

@@ -25,14 +25,14 @@ pub struct Add {
 /// `round_half_up(v / 2^shift)` for `1 <= shift <= 62` and `|v| < 2^62`.
 #[inline]
 pub(crate) fn round_shift(v: i64, shift: u8) -> i64 {
-    let s = shift.clamp(1, 62);
+    let s = shift.max(1).min(62);
     (v + (1i64 << (s - 1))) >> s
 }
 
 /// `zp + v` saturated to `min..=max`.
 #[inline]
 pub(crate) fn saturate(v: i64, zp: i8, min: i8, max: i8) -> i8 {
-    (v + zp as i64).clamp(min as i64, max.max(min) as i64) as i8
+    (v + zp as i64).max(min as i64).min(max as i64) as i8
 }
 
 /// Reads the shared header of the binary elementwise ops (`Add`, `Mul`).

@@ -44,7 +44,7 @@ impl Pad {
         match self.mode {
             PadMode::Zero => None,
             // -i for i < 0, 2(n-1) - i past the end: the parser keeps pads below n.
-            PadMode::Reflect => Some(if i < 0 { -i } else { 2 * (n - 1) - i }.clamp(0, n - 1) as usize),
+            PadMode::Reflect => Some(if i < 0 { -i } else { 2 * (n - 1) - i }.max(0).min(n - 1) as usize),
         }
     }
 
