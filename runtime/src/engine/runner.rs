@@ -202,6 +202,19 @@ impl Runner for Int8Runner<'_> {
         )
     }
     fn run(&mut self, inputs: &[Values], n: usize) -> Result<Vec<Values>, EngineError> {
+        self.run_observed(inputs, n, |_, _, _, _| {})
+    }
+}
+
+impl Int8Runner<'_> {
+    /// [`Runner::run`], with `observe(index, node, shape, values)` seeing every node's int8
+    /// output (NHWC) as it is computed.
+    pub fn run_observed(
+        &mut self,
+        inputs: &[Values],
+        n: usize,
+        observe: impl FnMut(usize, &crate::format::Node, Shape, &[i8]),
+    ) -> Result<Vec<Values>, EngineError> {
         check(&self.inputs(), inputs, n)?;
         let m = self.model;
         let quantized: Vec<Vec<i8>> = m
