@@ -9,7 +9,7 @@
 //! 16 tensor count u16    18 node count u16    20 input count u16    22 output count u16
 //! 24 metadata length u32 28 reserved u32
 //! 32 metadata (UTF-8 JSON), padded to 4
-//! tensors, 16 bytes each: c u16, h u16, w u16, kind u8, zero point i8, scale f32, reserved u32
+//! tensors, 16 bytes each: c u32, h u16, w u16, kind u8, zero point i8, 2 reserved, scale f32
 //!     kind 0: int8 vector of c values (h = w = 1); 1: int8 image c x h x w, stored NHWC;
 //!     2: class index in 0..c per sample (u32, given by the caller, not stored in the arena)
 //! inputs: u16 tensor index each, padded to 4;  outputs: u16 tensor index each, padded to 4
@@ -396,18 +396,23 @@ fn tensor_at(table: &[u8], index: usize, validate: bool) -> Result<TensorInfo, F
         pos: index.saturating_mul(TENSOR_LEN),
         validate,
     };
-    let (c, h, w) = (
-        r.u16("tensor c")? as usize,
-        r.u16("tensor h")? as usize,
-        r.u16("tensor w")? as usize,
-    );
+    let c = r.u32("tensor c")? as usize;
+    let (h, w) = (r.u16("tensor h")? as usize, r.u16("tensor w")? as usize);
     let kind = r.u8("tensor kind")?;
     let zero_point = r.i8("tensor zero point")?;
+    r.u16("tensor reserved")?;
     let scale = r.f32("tensor scale")?;
-    r.u32("tensor reserved")?;
     let bad = |reason| FormatError::Tensor { index, reason };
     if validate {
-        if [c, h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&[c, h, w]) {
+        // A vector's length is bounded by the element limit, an image's sides and channels by
+        // the dimension limit, a class count by the class limit.
+        let c_max = match kind {
+            0 => MAX_ELEMENTS,
+            2 => MAX_CLASSES,
+            _ => MAX_DIM,
+        };
+        if c == 0 || c > c_max || [h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&[c, h, w])
+        {
             return Err(bad("shape out of range"));
         }
         if kind != 1 && (h, w) != (1, 1) {

@@ -477,12 +477,12 @@ pub(crate) fn encode_raw(
             (TensorKind::Int8, Shape::Image { c, h, w }) => (c, h, w, 1),
             (TensorKind::Index { classes }, _) => (classes, 1, 1, 2),
         };
-        for d in [c, h, w] {
+        put_uint(&mut out, c, 4, "tensor size")?;
+        for d in [h, w] {
             put_uint(&mut out, d, 2, "tensor dimension")?;
         }
-        out.extend_from_slice(&[kind, t.quant.zero_point as u8]);
+        out.extend_from_slice(&[kind, t.quant.zero_point as u8, 0, 0]);
         out.extend_from_slice(&t.quant.scale.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
         debug_assert_eq!(out.len() - start, TENSOR_LEN);
     }
     put_u16s(&mut out, inputs, "input tensor index")?;

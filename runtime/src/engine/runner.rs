@@ -251,7 +251,7 @@ impl Int8Runner<'_> {
             &given,
             &mut self.arena,
             &mut views,
-            |_, _, _, _| {},
+            observe,
         )?;
         Ok(outs
             .iter()

@@ -1,0 +1,371 @@
+//! Post-training quantization of any float graph ([`FloatGraph`]) to an int8 `.pgq` graph.
+//!
+//! Every tensor gets a per-tensor asymmetric int8 quantization from its range over calibration
+//! inputs, measured by running the float graph itself ([`FloatGraph::run`]); ops that only move
+//! values (pad, reshape, flatten, upsample) keep their input's. Weights get per-output-channel
+//! symmetric scales. A ReLU whose input feeds nothing else is fused into the matrix op before it
+//! (its clamp). Each float op becomes the int8 op of the same meaning: lookups for elementwise
+//! functions, fixed-point multipliers for `Add`, `Mul`, `Concat` and instance normalisation.
+
+use super::{multiplier, quant_for_range, quantize_weights, range, requant_params, Calibration, QuantizeError};
+use crate::format::{ConvGeometry, Quant, Shape, TensorInfo, TensorKind};
+use crate::graph::Fused;
+use crate::import::{FloatGraph, FloatOp, InputKind};
+use crate::ops::concat::Part;
+use crate::ops::instance_norm::Affine;
+use crate::ops::pad::{Pad, PadMode};
+use crate::ops::{Add, Mul};
+use crate::write::{encode_graph, QuantGraph, QuantNode, QuantOp};
+use std::collections::HashMap;
+
+/// `m_i` as `mult_i * 2^-shift` with one shift for all, the largest multiplier in `[2^30, 2^31)`.
+pub(crate) fn shared_multipliers(ms: &[f64]) -> Option<(Vec<i32>, u8)> {
+    let top = ms.iter().fold(0f64, |a, m| a.max(m.abs()));
+    let (_, shift) = multiplier(top)?;
+    let mults = ms
+        .iter()
+        .map(|m| (m * 2f64.powi(shift as i32)).round() as i64)
+        .map(|m| i32::try_from(m).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some((mults, shift))
+}
+
+/// `m` (of either sign) as `mult * 2^-shift`.
+fn signed_multiplier(m: f64) -> Option<(i32, u8)> {
+    if m == 0.0 {
+        return Some((0, 1));
+    }
+    let (q, s) = multiplier(m.abs())?;
+    Some((if m < 0.0 { -q } else { q }, s))
+}
+
+/// The per-sample shape of a `[c, h, w]` or `[n]` tensor.
+fn shape_of(dims: &[usize]) -> Shape {
+    match *dims {
+        [c, h, w] => Shape::Image { c, h, w },
+        [n, 1, 1] => Shape::Flat(n),
+        _ => Shape::Flat(dims.iter().product()),
+    }
+}
+
+/// Quantizes `graph` with tensor ranges measured on `calib` (one batch of values per graph input,
+/// in order, `calib_n` samples; class indices as whole floats).
+pub fn quantize_graph(
+    graph: &FloatGraph,
+    calib: &[Vec<f32>],
+    calib_n: usize,
+    calibration: Calibration,
+) -> Result<Quantized, QuantizeError> {
+    let fail = |node: &str, reason: String| QuantizeError::Calibration(format!("node {node}: {reason}"));
+    // Every tensor's float values over the calibration batch.
+    let inputs: Vec<(&str, &[f32])> = graph
+        .inputs
+        .iter()
+        .zip(calib)
+        .map(|(i, v)| (i.name.as_str(), v.as_slice()))
+        .collect();
+    let values = graph
+        .run(&inputs, calib_n)
+        .map_err(|e| QuantizeError::Calibration(e.to_string()))?;
+    if values.values().any(|v| v.iter().any(|x| !x.is_finite())) {
+        return Err(QuantizeError::Calibration(
+            "the float model produced NaN or infinity".into(),
+        ));
+    }
+    let measured = |name: &str| -> Result<Quant, QuantizeError> {
+        let mut v = values
+            .get(name)
+            .cloned()
+            .ok_or_else(|| QuantizeError::Calibration(format!("tensor {name} was not computed")))?;
+        let (lo, hi) = range(&mut v, calibration);
+        Ok(quant_for_range(lo, hi))
+    };
+
+    // Who reads each tensor: a ReLU fuses into its producer only when it is the sole reader.
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for n in &graph.nodes {
+        for i in &n.inputs {
+            *readers.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    for o in &graph.outputs {
+        *readers.entry(o.as_str()).or_default() += 1;
+    }
+    let by_output: HashMap<&str, usize> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| (n.output.as_str(), k))
+        .collect();
+    // A fused ReLU's output is its producer's output: `alias[relu output] = producer output`.
+    let mut alias: HashMap<String, String> = HashMap::new();
+    let mut fused: HashMap<usize, usize> = HashMap::new(); // producer node -> relu node
+    for (k, n) in graph.nodes.iter().enumerate() {
+        if n.op != FloatOp::Relu {
+            continue;
+        }
+        let src = &n.inputs[0];
+        if let Some(&p) = by_output.get(src.as_str()) {
+            let matrix = matches!(
+                graph.nodes[p].op,
+                FloatOp::Linear { .. } | FloatOp::Conv { .. } | FloatOp::ConvTranspose { .. }
+            );
+            if matrix && readers.get(src.as_str()) == Some(&1) {
+                fused.insert(p, k);
+                alias.insert(n.output.clone(), src.clone());
+            }
+        }
+    }
+    let resolve = |name: &str| -> String { alias.get(name).cloned().unwrap_or_else(|| name.to_owned()) };
+
+    let mut tensors: Vec<TensorInfo> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut quants: HashMap<String, Quant> = HashMap::new();
+    let mut qin = Vec::new();
+    for i in &graph.inputs {
+        let info = match i.kind {
+            InputKind::Class { classes } => TensorInfo {
+                shape: Shape::Flat(1),
+                quant: Quant::UNIT,
+                kind: TensorKind::Index { classes },
+            },
+            _ => {
+                let q = measured(&i.name)?;
+                quants.insert(i.name.clone(), q);
+                TensorInfo {
+                    shape: shape_of(&i.shape),
+                    quant: q,
+                    kind: TensorKind::Int8,
+                }
+            }
+        };
+        index.insert(i.name.clone(), tensors.len());
+        qin.push(tensors.len());
+        tensors.push(info);
+    }
+    // A class embedding (`table[class]`) joined after a latent by a concatenation is one int8
+    // `Embed`, which copies both in the concatenation's quantization.
+    let embeds: HashMap<&str, usize> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.op, FloatOp::Embed { .. }))
+        .map(|(k, n)| (n.output.as_str(), k))
+        .collect();
+    let mut nodes = Vec::new();
+    // The float tensor each int8 node computes (for the report's per-node SQNR).
+    let mut node_names: Vec<String> = Vec::new();
+    for (k, n) in graph.nodes.iter().enumerate() {
+        if fused.values().any(|&r| r == k) || embeds.contains_key(n.output.as_str()) {
+            continue; // folded into its producer, or into the concatenation that reads it
+        }
+        let name = n.name.as_str();
+        let ins: Vec<usize> = n
+            .inputs
+            .iter()
+            .map(|i| index.get(&resolve(i)).copied().ok_or_else(|| fail(name, format!("reads {i}, not yet computed"))))
+            .collect::<Result<_, _>>()?;
+        let q_in: Vec<Quant> = ins.iter().map(|&t| tensors[t].quant).collect();
+        // The output's quantization: measured at the fused ReLU's output, kept for layout ops.
+        let out_name = fused.get(&k).map_or(n.output.clone(), |&r| graph.nodes[r].output.clone());
+        let keeps = matches!(
+            n.op,
+            FloatOp::Pad { .. } | FloatOp::Reshape { .. } | FloatOp::Flatten | FloatOp::Upsample { .. }
+        );
+        let q_out = if keeps { q_in[0] } else { measured(&out_name)? };
+        let act = if fused.contains_key(&k) { Fused::Relu } else { Fused::None };
+        let input_shape = |t: usize| tensors[t].shape;
+        let op = match &n.op {
+            FloatOp::Linear { k: kk, n: nn, weights, bias } => {
+                let (w, ws) = quantize_weights(weights, *nn, |j| j % nn);
+                QuantOp::Linear {
+                    k: *kk,
+                    n: *nn,
+                    zp_in: q_in[0].zero_point,
+                    requant: requant_params(k, "Linear", bias, &ws, q_in[0], q_out, act)?,
+                    weights: w,
+                }
+            }
+            FloatOp::Conv { cin, cout, kh, kw, stride, pad, weights, bias } => {
+                let Shape::Image { h, w, .. } = input_shape(ins[0]) else {
+                    return Err(fail(name, "a convolution takes an image".into()));
+                };
+                if stride.0 != stride.1 || pad[0] != pad[2] || pad[1] != pad[3] || pad[0] != pad[1] {
+                    return Err(fail(name, format!("unequal strides {stride:?} or paddings {pad:?} are not supported")));
+                }
+                let g = ConvGeometry { cin: *cin, cout: *cout, h, w, kh: *kh, kw: *kw, stride: stride.0, pad: pad[0], out_pad: 0 };
+                let per_out = cin * kh * kw;
+                let (wq, ws) = quantize_weights(weights, *cout, |j| j / per_out);
+                QuantOp::Conv2d {
+                    geometry: g,
+                    zp_in: q_in[0].zero_point,
+                    requant: requant_params(k, "Conv2d", bias, &ws, q_in[0], q_out, act)?,
+                    weights: wq,
+                }
+            }
+            FloatOp::ConvTranspose { cin, cout, kh, kw, stride, pad, out_pad, weights, bias } => {
+                let Shape::Image { h, w, .. } = input_shape(ins[0]) else {
+                    return Err(fail(name, "a transposed convolution takes an image".into()));
+                };
+                if stride.0 != stride.1 || out_pad.0 != out_pad.1 || pad.iter().any(|&p| p != pad[0]) {
+                    return Err(fail(name, format!("unequal strides {stride:?}, paddings {pad:?} or output paddings {out_pad:?} are not supported")));
+                }
+                let g = ConvGeometry { cin: *cin, cout: *cout, h, w, kh: *kh, kw: *kw, stride: stride.0, pad: pad[0], out_pad: out_pad.0 };
+                let taps = kh * kw;
+                let (wq, ws) = quantize_weights(weights, *cout, |j| (j / taps) % cout);
+                QuantOp::ConvTranspose2d {
+                    geometry: g,
+                    zp_in: q_in[0].zero_point,
+                    requant: requant_params(k, "ConvTranspose2d", bias, &ws, q_in[0], q_out, act)?,
+                    weights: wq,
+                }
+            }
+            FloatOp::Relu | FloatOp::LeakyRelu { .. } | FloatOp::Tanh | FloatOp::Sigmoid => {
+                let mut table = [0u8; 256];
+                for (code, t) in table.iter_mut().enumerate() {
+                    let x = q_in[0].dequantize(code as u8 as i8);
+                    let y = n.op.activate(x).unwrap_or(x);
+                    *t = q_out.quantize(y) as u8;
+                }
+                QuantOp::Lut { table }
+            }
+            FloatOp::Add => {
+                let ms = [q_in[0].scale as f64 / q_out.scale as f64, q_in[1].scale as f64 / q_out.scale as f64];
+                let (m, shift) = shared_multipliers(&ms).ok_or_else(|| fail(name, "scales out of range".into()))?;
+                QuantOp::Add(Add { zp: [q_in[0].zero_point, q_in[1].zero_point], mult: [m[0], m[1]], shift, zp_out: q_out.zero_point, min: -128, max: 127 })
+            }
+            FloatOp::Mul => {
+                let m = q_in[0].scale as f64 * q_in[1].scale as f64 / q_out.scale as f64;
+                let (mult, shift) = multiplier(m).ok_or_else(|| fail(name, "scales out of range".into()))?;
+                QuantOp::Mul(Mul { zp: [q_in[0].zero_point, q_in[1].zero_point], mult, shift, zp_out: q_out.zero_point, min: -128, max: 127 })
+            }
+            FloatOp::Concat { .. } if n.inputs.len() == 2 && embeds.contains_key(n.inputs[1].as_str()) => {
+                let e = &graph.nodes[embeds[n.inputs[1].as_str()]];
+                let (FloatOp::Embed { classes, dim, table }, Some(class)) = (&e.op, e.inputs.first()) else {
+                    return Err(fail(name, "malformed embedding".into()));
+                };
+                let latent = ins[0];
+                if !qin.contains(&latent) || !matches!(tensors[latent].shape, Shape::Flat(_)) {
+                    return Err(fail(name, "a class embedding must be joined to a latent input".into()));
+                }
+                let class_t = *index.get(class.as_str()).ok_or_else(|| fail(name, format!("reads {class}, not an input")))?;
+                // The latent takes the concatenation's quantization: the embedding copies both.
+                tensors[latent].quant = q_out;
+                quants.insert(graph.inputs[qin.iter().position(|&t| t == latent).unwrap_or(0)].name.clone(), q_out);
+                let op = QuantOp::Embed {
+                    classes: *classes,
+                    dim: *dim,
+                    table: table.iter().map(|&v| q_out.quantize(v)).collect(),
+                };
+                quants.insert(out_name.clone(), q_out);
+                index.insert(out_name.clone(), tensors.len());
+                nodes.push(QuantNode { op, inputs: vec![latent, class_t], output: tensors.len() });
+                tensors.push(TensorInfo { shape: shape_of(&n.shape), quant: q_out, kind: TensorKind::Int8 });
+                node_names.push(out_name.clone());
+                continue;
+            }
+            FloatOp::Concat { axis } => {
+                if *axis != 0 {
+                    return Err(fail(name, format!("concatenation on axis {axis}: only channels (axis 1 with the batch) are supported")));
+                }
+                let pixels = match input_shape(ins[0]) {
+                    Shape::Image { h, w, .. } => h * w,
+                    Shape::Flat(_) => 1,
+                };
+                let parts = ins
+                    .iter()
+                    .zip(&q_in)
+                    .map(|(&t, q)| {
+                        let channels = match tensors[t].shape { Shape::Image { c, .. } => c, Shape::Flat(c) => c };
+                        if q == &q_out {
+                            return Ok(Part::copy(channels, q.zero_point));
+                        }
+                        let (mult, shift) = multiplier(q.scale as f64 / q_out.scale as f64).ok_or_else(|| fail(name, "scales out of range".into()))?;
+                        Ok(Part { channels, zp: q.zero_point, shift, mult })
+                    })
+                    .collect::<Result<Vec<_>, QuantizeError>>()?;
+                QuantOp::Concat { zp_out: q_out.zero_point, pixels, parts }
+            }
+            FloatOp::Pad { mode, pads } => {
+                let Shape::Image { c, h, w } = input_shape(ins[0]) else {
+                    return Err(fail(name, "padding takes an image".into()));
+                };
+                let mode = match mode {
+                    crate::import::PadMode::Zero => PadMode::Zero,
+                    crate::import::PadMode::Reflect => PadMode::Reflect,
+                };
+                QuantOp::Pad(Pad { mode, zp: q_in[0].zero_point, c, h, w, pads: *pads })
+            }
+            FloatOp::InstanceNorm { scale, shift, eps } => {
+                let Shape::Image { c, h, w } = input_shape(ins[0]) else {
+                    return Err(fail(name, "instance normalisation takes an image".into()));
+                };
+                let pixels = (h * w) as f64;
+                let affine = (0..c)
+                    .map(|ch| {
+                        let (gm, gs) = signed_multiplier(scale[ch] as f64 / q_out.scale as f64).ok_or_else(|| fail(name, "scale out of range".into()))?;
+                        let b16 = (shift[ch] as f64 / q_out.scale as f64 * 65536.0).round();
+                        if b16.abs() >= i32::MAX as f64 {
+                            return Err(fail(name, "shift out of range".into()));
+                        }
+                        Ok(Affine { gm, gs, b16: b16 as i32 })
+                    })
+                    .collect::<Result<Vec<_>, QuantizeError>>()?;
+                let e = pixels * pixels * *eps as f64 / (q_in[0].scale as f64).powi(2);
+                QuantOp::InstanceNorm { c, pixels: h * w, zp_out: q_out.zero_point, eps: e.round().min((1u64 << 60) as f64) as u64, affine }
+            }
+            FloatOp::Reshape { shape } => match (input_shape(ins[0]), &shape[..]) {
+                (Shape::Flat(_), [c, h, w]) => QuantOp::Reshape { c: *c, h: *h, w: *w },
+                (s, _) => return Err(fail(name, format!("reshape of {s:?} to {shape:?}: only a vector to an image is supported"))),
+            },
+            FloatOp::Flatten => match input_shape(ins[0]) {
+                Shape::Image { c, h, w } => QuantOp::Flatten { c, h, w },
+                Shape::Flat(_) => QuantOp::Lut { table: core::array::from_fn(|i| i as u8) },
+            },
+            FloatOp::Upsample { factor } => match input_shape(ins[0]) {
+                Shape::Image { c, h, w } => QuantOp::Upsample { c, h, w, factor: *factor },
+                Shape::Flat(_) => return Err(fail(name, "upsampling takes an image".into())),
+            },
+            FloatOp::Embed { .. } => unreachable!("embeddings are skipped above"),
+            FloatOp::BatchNorm { .. } => {
+                return Err(fail(name, "a BatchNormalization that does not follow a Linear or convolution cannot be folded".into()))
+            }
+        };
+        let shape = shape_of(&n.shape);
+        quants.insert(out_name.clone(), q_out);
+        index.insert(out_name.clone(), tensors.len());
+        node_names.push(out_name.clone());
+        nodes.push(QuantNode { op, inputs: ins, output: tensors.len() });
+        tensors.push(TensorInfo { shape, quant: q_out, kind: TensorKind::Int8 });
+    }
+    let outputs = graph
+        .outputs
+        .iter()
+        .map(|o| index.get(&resolve(o)).copied().ok_or_else(|| QuantizeError::Calibration(format!("output {o} is not computed"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut metadata: std::collections::BTreeMap<String, String> = graph.metadata.iter().cloned().collect();
+    metadata.insert("pocketgan.inputs".into(), graph.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(","));
+    metadata.insert("pocketgan.outputs".into(), graph.outputs.join(","));
+    let qg = QuantGraph {
+        tensors,
+        inputs: qin,
+        outputs,
+        nodes,
+        metadata: serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".into()),
+    };
+    let bytes = encode_graph(&qg)?;
+    Ok(Quantized {
+        bytes,
+        graph: qg,
+        node_tensors: node_names,
+        quants,
+    })
+}
+
+/// A quantized graph, its `.pgq` bytes, and for each int8 node the float tensor it computes.
+pub struct Quantized {
+    pub bytes: Vec<u8>,
+    pub graph: QuantGraph,
+    pub node_tensors: Vec<String>,
+    pub quants: HashMap<String, Quant>,
+}
