@@ -6,11 +6,11 @@
 
 use burn::prelude::*;
 use pocketgan_tests::{burn_generate, max_abs_diff, train_quietly};
+use pocketgan_trainer::config::TrainConfig;
 use pocketgan_trainer::data::DataSource;
+use pocketgan_trainer::family;
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
-use pocketgan_trainer::config::TrainConfig;
-use pocketgan_trainer::family;
 
 #[allow(dead_code)]
 mod imported {

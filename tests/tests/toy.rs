@@ -2,11 +2,11 @@
 
 use burn::prelude::*;
 use pocketgan_tests::{train_quietly, RING8_BATCH, RING8_LR, RING8_STEPS};
+use pocketgan_trainer::config::TrainConfig;
 use pocketgan_trainer::data::DataSource;
+use pocketgan_trainer::family::samples;
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
-use pocketgan_trainer::config::TrainConfig;
-use pocketgan_trainer::family::samples;
 
 #[test]
 fn ring8_covers_all_modes() {

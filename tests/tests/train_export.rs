@@ -115,10 +115,7 @@ fn digits_run_writes_its_outputs_and_resumes_exactly() {
         train::train(&config, &split, &resume).unwrap(),
         Outcome::Finished { steps: 6 }
     );
-    assert_eq!(
-        without_time(&read_metrics(&split)),
-        without_time(&rows)
-    );
+    assert_eq!(without_time(&read_metrics(&split)), without_time(&rows));
 }
 
 #[test]

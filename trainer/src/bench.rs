@@ -3,13 +3,13 @@
 
 use std::time::Instant;
 
+use crate::config::TrainConfig;
 use crate::data::{BatchOrder, DataSource, LoadOptions};
 use crate::device::DeviceKind;
-use crate::loss::GanLoss;
-use crate::model::Architecture;
-use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::family::{self, Iteration};
+use crate::loss::GanLoss;
+use crate::model::Architecture;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchRow {

@@ -118,7 +118,12 @@ impl TrainConfig {
 
     /// Fill in the choices that follow from the data, architecture and loss, except those the
     /// user gave (`given(field)`, the clap argument id, which is the field's name).
-    pub fn complete(&mut self, data: &DataSource, shape: SampleShape, given: impl Fn(&str) -> bool) {
+    pub fn complete(
+        &mut self,
+        data: &DataSource,
+        shape: SampleShape,
+        given: impl Fn(&str) -> bool,
+    ) {
         self.data = data.to_string();
         self.model.sample = data.native_kind();
         if let SampleKind::Image {
@@ -238,7 +243,10 @@ mod tests {
         assert_eq!((c.steps, c.batch, c.seed, c.lr), (1200, 64, 0, 2e-4));
         assert_eq!((c.beta1, c.beta2, c.critic_steps), (0.5, 0.999, 1));
         assert_eq!((c.model.latent, c.model.width, c.model.embed), (64, 64, 16));
-        assert_eq!((c.checkpoint_every, c.keep_checkpoints, c.sample_every), (300, 3, 100));
+        assert_eq!(
+            (c.checkpoint_every, c.keep_checkpoints, c.sample_every),
+            (300, 3, 100)
+        );
         assert_eq!(c.weight_clip, None);
         let w = TrainConfig::new(&DataSource::Ring8, Architecture::Mlp, GanLoss::Wgan);
         assert_eq!((w.model.latent, w.model.width), (2, 128));

@@ -95,15 +95,12 @@ pub fn loss_curve(metrics: &Path, file: &Path) -> Result<(), TrainError> {
         col(|r| r.d_real),
         col(|r| r.d_fake),
     );
+    fn series(values: &[f32], color: [u8; 3]) -> render::Series<'_> {
+        render::Series { values, color }
+    }
     let panels = vec![
-        vec![
-            render::Series { values: &ld, color: [210, 40, 40] },
-            render::Series { values: &lg, color: [40, 80, 210] },
-        ],
-        vec![
-            render::Series { values: &dr, color: [30, 150, 60] },
-            render::Series { values: &df, color: [240, 140, 20] },
-        ],
+        vec![series(&ld, [210, 40, 40]), series(&lg, [40, 80, 210])],
+        vec![series(&dr, [30, 150, 60]), series(&df, [240, 140, 20])],
     ];
     render::line_panels(&panels, file).map_err(|e| TrainError::BadRun {
         file: file.into(),

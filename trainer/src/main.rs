@@ -138,13 +138,7 @@ fn train_cmd(a: TrainArgs, given: impl Fn(&str) -> bool) -> anyhow::Result<()> {
                     .family
                     .latent_generator()
                     .context("this family has no latent generator")?;
-                let c = m.coverage(&samples::generate(
-                    generator,
-                    &cfg,
-                    2500,
-                    cfg.seed,
-                    &device,
-                ));
+                let c = m.coverage(&samples::generate(generator, &cfg, 2500, cfg.seed, &device));
                 println!(
                     "  {}: {}/{} modes covered, {:.1}% high-quality samples",
                     m.name,

@@ -238,7 +238,13 @@ fn check_quality(
     let Some(generator) = family.latent_generator() else {
         return;
     };
-    let samples = samples::generate(generator, config, watch::SAMPLES, config.seed ^ 0x77a7c4, device);
+    let samples = samples::generate(
+        generator,
+        config,
+        watch::SAMPLES,
+        config.seed ^ 0x77a7c4,
+        device,
+    );
     let d_fake = config.loss.opinion_is_probability().then_some(m.d_fake);
     let (s, warnings) = watch.check(m.step, &samples, d_fake);
     for warning in warnings {

@@ -196,7 +196,11 @@ pub const CLASS_EMBEDDING: &str = "class_embedding";
 pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, ExportError> {
     let output = pocketgan_runtime::ONNX_OUTPUT;
     let mut g = GraphWriter::default();
-    let mut x = g.input(pocketgan_runtime::ONNX_INPUT, FLOAT, &[None, Some(meta.latent)]);
+    let mut x = g.input(
+        pocketgan_runtime::ONNX_INPUT,
+        FLOAT,
+        &[None, Some(meta.latent)],
+    );
     let last = layers
         .len()
         .checked_sub(1)
@@ -309,7 +313,13 @@ mod tests {
         let mut g = GraphWriter::default();
         let x = g.input("x", FLOAT, &[None, Some(3)]);
         let r = g.node("Relu", &[&x], vec![], vec![], None);
-        let out = g.node("Concat", &[&x, &r], vec![], vec![attr_int("axis", 1)], Some("out"));
+        let out = g.node(
+            "Concat",
+            &[&x, &r],
+            vec![],
+            vec![attr_int("axis", 1)],
+            Some("out"),
+        );
         g.output(&out, FLOAT, &[None, Some(6)]);
         let bytes = g.finish("skip", &[]).write_to_bytes().unwrap();
         let model = tract_onnx::onnx()
@@ -324,7 +334,12 @@ mod tests {
         let x = [-1.0f32, 2.0, -3.0, 4.0, -5.0, 6.0];
         let input = tract_ndarray::Array2::from_shape_vec((2, 3), x.to_vec()).unwrap();
         let y = model.run(tvec!(Tensor::from(input).into())).unwrap();
-        let y: Vec<f32> = y[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+        let y: Vec<f32> = y[0]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(
             y,
             [-1.0, 2.0, -3.0, 0.0, 2.0, 0.0, 4.0, -5.0, 6.0, 4.0, 0.0, 6.0]

@@ -9,12 +9,12 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use super::{adam, samples, Clip, Family, Iteration, Net, OnnxFile};
-use crate::history::StepMetrics;
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
 use crate::data::SampleKind;
 use crate::error::TrainError;
 use crate::export::{export_generator, ExportError, OnnxMetadata};
+use crate::history::StepMetrics;
 use crate::loss::GanLoss;
 use crate::model::{Discriminator, Generator, Materialize, Verdict, INIT_LOCK};
 use crate::render;
@@ -170,7 +170,11 @@ impl<G: Game> Family for Pair<G> {
     fn save(&self) -> Result<Vec<(String, Vec<u8>)>, TrainError> {
         let (g, adam_g) = self.generator.records()?;
         let (d, adam_d) = self.discriminator.records()?;
-        Ok(SECTIONS.into_iter().map(String::from).zip([g, d, adam_g, adam_d]).collect())
+        Ok(SECTIONS
+            .into_iter()
+            .map(String::from)
+            .zip([g, d, adam_g, adam_d])
+            .collect())
     }
 
     fn load(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<(), TrainError> {

@@ -8,9 +8,9 @@ use rand::SeedableRng;
 
 use super::pair::{Game, Pair};
 use super::Iteration;
-use crate::history::StepMetrics;
 use crate::config::TrainConfig;
 use crate::data::Dataset;
+use crate::history::StepMetrics;
 use crate::loss::class_loss;
 use crate::model::Discriminator;
 
@@ -84,7 +84,11 @@ pub fn train_supervised_only(
         if labelled.is_empty() {
             break;
         }
-        if let Some(logits) = pair.d().judge(ds.batch(&labelled, device), None).class_logits {
+        if let Some(logits) = pair
+            .d()
+            .judge(ds.batch(&labelled, device), None)
+            .class_logits
+        {
             let loss = class_loss(logits, ds.label_batch(&labelled, device));
             let lr = config.lr_at(stream / config.critic_steps.max(1) as u64);
             pair.discriminator.descend(&loss, lr, device);

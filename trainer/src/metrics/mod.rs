@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
 
 use crate::data::{self, DataSource, Dataset, LoadOptions, MixtureCoverage};
-use crate::model::default_class;
 use crate::error::TrainError;
 use crate::family::samples;
+use crate::model::default_class;
 use crate::run::RunDir;
 use classifier::{Judge, FEATURES};
 

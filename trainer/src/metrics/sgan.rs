@@ -4,12 +4,12 @@
 
 use burn::prelude::*;
 
-use crate::data::Dataset;
-use crate::model::Discriminator;
 use crate::config::TrainConfig;
+use crate::data::Dataset;
 use crate::family::pair::Pair;
 use crate::family::sgan::{self, Sgan};
 use crate::family::Family;
+use crate::model::Discriminator;
 use crate::run::RunDir;
 
 use super::EvalError;
