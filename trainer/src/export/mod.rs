@@ -1,5 +1,5 @@
 //! Exporting a generator for the runtime: ONNX with a dynamic batch axis. (A run's export, from
-//! its newest checkpoint, is [`crate::run::export_run`].)
+//! its newest checkpoint, is `run::export_run`.)
 
 pub mod onnx;
 

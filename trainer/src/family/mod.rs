@@ -1,10 +1,11 @@
 //! Model families. A family owns its networks and their optimizers, and knows its own training
 //! iteration (any number of networks and phases), checkpoint sections, sample picture and ONNX
-//! export; the loop in [`crate::train`] drives any of them through [`Family`].
+//! export; the training loop (`train`) drives any of them through [`Family`].
 //!
 //! Today's four families are one generator against one discriminator ([`pair::Pair`]) and differ
 //! in the game they play, that is in how the classes take part: [`unconditional`], [`cgan`],
 //! [`acgan`] (TAC-GAN) and [`sgan`].
+//!
 //! Adding a family is a new file with a type that implements [`Family`] (or [`pair::Game`] for a
 //! game between one G and one D) and one line in [`init`].
 //!

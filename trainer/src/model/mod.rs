@@ -75,8 +75,8 @@ pub enum Architecture {
 /// Size of G's class embedding unless chosen (cGAN, ACGAN).
 pub const EMBED: usize = 16;
 
-/// Everything needed to rebuild both networks; flattened into the command line (see
-/// [`crate::config`]), where each default is written once.
+/// Everything needed to rebuild both networks; flattened into the command line (see the
+/// `config` module), where each default is written once.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct ModelConfig {
     #[arg(long = "model", value_enum, default_value_t = Architecture::Dcgan)]
@@ -88,8 +88,8 @@ pub struct ModelConfig {
     /// MLP hidden units (mlp: 128 on toy data, else 512).
     #[arg(long, default_value_t = 64)]
     pub width: usize,
-    /// The sample the generator makes and the discriminator reads (the data's, see
-    /// [`crate::config::SampleShape`]).
+    /// The sample the generator makes and the discriminator reads (the data's, or the shape the
+    /// `--size` and `--channels` flags ask for).
     #[arg(skip = SampleKind::Image { channels: 1, height: 28, width: 28 })]
     pub sample: SampleKind,
     /// Use the labels: cgan (G and D take the class), acgan (G takes it, D predicts it),
