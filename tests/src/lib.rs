@@ -3,7 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use pocketgan_trainer::train::{self, RunDir, RunOptions, State, TrainConfig};
+use pocketgan_trainer::config::TrainConfig;
+use pocketgan_trainer::data::{BatchOrder, Dataset};
+use pocketgan_trainer::family::{self, samples, Family, Iteration};
+use pocketgan_trainer::run::{Restored, RunDir};
+use pocketgan_trainer::train::{self, RunOptions};
 
 /// The repository's root, from the package directory cargo gives the running test. The path baked
 /// in at compile time (`env!`) is only the fallback: a build cache shared by two checkouts can
@@ -20,8 +24,8 @@ pub const RING8_STEPS: u64 = 6000;
 pub const RING8_BATCH: usize = 256;
 pub const RING8_LR: f64 = 1e-3;
 
-/// Train `config` into `run` without a progress bar and return the newest checkpoint's state.
-pub fn train_quietly(config: &TrainConfig, run: &Path) -> State {
+/// Train `config` into `run` without a progress bar and return the newest checkpoint's family.
+pub fn train_quietly(config: &TrainConfig, run: &Path) -> Restored {
     let opts = RunOptions {
         watch: false,
         quiet: true,
@@ -30,13 +34,39 @@ pub fn train_quietly(config: &TrainConfig, run: &Path) -> State {
     train::train(config, run, &opts).unwrap();
     let dir = RunDir(run.to_path_buf());
     let saved = dir.read_config().unwrap();
-    train::load_latest(&dir, &saved, &Device::flex().autodiff()).unwrap()
+    dir.load_latest(&saved, &Device::flex().autodiff()).unwrap()
+}
+
+/// `config`'s family after `steps` iterations on `ds` in memory; every loss stays finite.
+pub fn trained_in_memory(config: &TrainConfig, ds: &Dataset, steps: u64) -> Box<dyn Family> {
+    let mut order = BatchOrder::new(ds.len(), config.batch, config.seed).unwrap();
+    let device = Device::flex().autodiff();
+    let mut family = family::init(config, &device);
+    for step in 0..steps {
+        let m = family.step(&mut Iteration {
+            config,
+            data: ds,
+            order: &mut order,
+            device: &device,
+            step,
+        });
+        assert!(m.loss_d.is_finite() && m.loss_g.is_finite(), "{m:?}");
+    }
+    family
 }
 
 /// The generator's output for `z` (and classes, for a conditional generator) in inference mode,
 /// flattened.
-pub fn burn_generate(state: &State, z: Tensor<2>, classes: Option<&[i64]>) -> Vec<f32> {
-    train::generate_from(&state.generator, z, classes)
+pub fn burn_generate(family: &dyn Family, z: Tensor<2>, classes: Option<&[i64]>) -> Vec<f32> {
+    let generator = family.latent_generator().expect("a latent generator");
+    samples::generate_from(generator, z, classes)
+}
+
+/// `family`'s one ONNX file, written to `file`.
+pub fn export_to(family: &dyn Family, config: &TrainConfig, steps: u64, file: &Path) {
+    let files = family.export(&config.onnx_metadata(steps)).unwrap();
+    assert_eq!(files.len(), 1);
+    std::fs::write(file, &files[0].bytes).unwrap();
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -6,10 +6,11 @@
 
 use burn::prelude::*;
 use pocketgan_tests::{burn_generate, max_abs_diff, train_quietly};
+use pocketgan_trainer::config::TrainConfig;
 use pocketgan_trainer::data::DataSource;
+use pocketgan_trainer::family;
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
-use pocketgan_trainer::train::{self, TrainConfig};
 
 #[allow(dead_code)]
 mod imported {
@@ -35,8 +36,8 @@ fn burn_onnx_reimport_matches_the_burn_generator() {
     let device = Device::flex();
     let model = imported::Model::from_embedded(&device);
     for n in [1, 4] {
-        let z = train::latents(5, n as u64, n, config.model.latent, &device);
-        let want = burn_generate(&state, z.clone(), None);
+        let z = family::latents(5, n as u64, n, config.model.latent, &device);
+        let want = burn_generate(state.family.as_ref(), z.clone(), None);
         let got: Vec<f32> = model.forward(z).into_data().try_into_vec().unwrap();
         let d = max_abs_diff(&want, &got);
         assert!(

@@ -5,13 +5,16 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use pocketgan_tests::run_tract;
-use pocketgan_trainer::data::{self, BatchOrder, DataSource, LoadOptions};
-use pocketgan_trainer::export::{export_generator, OnnxMetadata};
+use pocketgan_tests::{export_to, run_tract, trained_in_memory};
+use pocketgan_trainer::config::TrainConfig;
+use pocketgan_trainer::data::{self, DataSource, LoadOptions};
+use pocketgan_trainer::error::TrainError;
+use pocketgan_trainer::family::{self, Family};
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::metrics::{evaluate, Generator, Report};
 use pocketgan_trainer::model::{Architecture, Conditioning};
-use pocketgan_trainer::train::{self, RunOptions, State, TrainConfig, TrainError};
+use pocketgan_trainer::run::RunDir;
+use pocketgan_trainer::train::{self, RunOptions};
 
 fn config(arch: Architecture, cond: Conditioning) -> TrainConfig {
     let mut c = TrainConfig::new(&DataSource::Digits, arch, GanLoss::Nonsaturating);
@@ -25,18 +28,15 @@ fn config(arch: Architecture, cond: Conditioning) -> TrainConfig {
     c
 }
 
-/// `steps` training iterations in memory; every loss stays finite.
-fn trained(config: &TrainConfig, steps: usize) -> State {
+/// `steps` training iterations on digits in memory; every loss stays finite.
+fn trained(config: &TrainConfig, steps: u64) -> Box<dyn Family> {
     let ds = data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();
-    let mut order = BatchOrder::new(ds.len(), config.batch, config.seed).unwrap();
-    let device = Device::flex().autodiff();
-    let mut state = State::new(config, &device);
-    for _ in 0..steps {
-        let (next, m) = train::train_step(state, config, &ds, &mut order, &device);
-        assert!(m.loss_d.is_finite() && m.loss_g.is_finite(), "{m:?}");
-        state = next;
-    }
-    state
+    trained_in_memory(config, &ds, steps)
+}
+
+/// Classes of the family's latent generator.
+fn classes(family: &dyn Family) -> usize {
+    family.latent_generator().unwrap().classes()
 }
 
 #[test]
@@ -51,18 +51,13 @@ fn conditional_generators_export_a_class_input_that_tract_runs_as_burn_does() {
         let config = config(arch, cond);
         // Two steps, so BatchNorm's running statistics and the embedding have moved.
         let state = trained(&config, 2);
-        assert_eq!(state.generator.classes(), 10);
+        assert_eq!(classes(state.as_ref()), 10);
         let file = dir.path().join(format!("c{i}.onnx"));
-        let meta = OnnxMetadata::new(&config, state.step);
-        std::fs::write(
-            &file,
-            export_generator(&state.generator.valid(), &meta).unwrap(),
-        )
-        .unwrap();
+        export_to(state.as_ref(), &config, 2, &file);
         for classes in [vec![7i64], vec![0, 3, 9, 3, 1]] {
             let n = classes.len();
-            let z = train::latents(3, n as u64, n, config.model.latent, &Device::flex());
-            let want = pocketgan_tests::burn_generate(&state, z.clone(), Some(&classes));
+            let z = family::latents(3, n as u64, n, config.model.latent, &Device::flex());
+            let want = pocketgan_tests::burn_generate(state.as_ref(), z.clone(), Some(&classes));
             let zv = z.into_data().try_into_vec::<f32>().unwrap();
             let got = run_tract(&file, &zv, n, config.model.latent, Some(&classes));
             let d = pocketgan_tests::max_abs_diff(&want, &got);
@@ -82,12 +77,7 @@ fn onnx_checker_accepts_a_conditional_export() {
     let config = config(Architecture::Dcgan, Conditioning::Acgan);
     let state = trained(&config, 1);
     let file = dir.path().join("acgan.onnx");
-    let meta = OnnxMetadata::new(&config, state.step);
-    std::fs::write(
-        &file,
-        export_generator(&state.generator.valid(), &meta).unwrap(),
-    )
-    .unwrap();
+    export_to(state.as_ref(), &config, 1, &file);
     let script = r#"
 import sys, onnx
 m = onnx.load(sys.argv[1])
@@ -117,7 +107,7 @@ fn sgan_trains_its_class_logits_on_the_labelled_subset() {
     }
     // An unconditional G: no class input to export.
     let state = trained(&config, 3);
-    assert_eq!(state.generator.classes(), 0);
+    assert_eq!(classes(state.as_ref()), 0);
 }
 
 /// Big-endian IDX files of `n` blank 28x28 images, all labelled 0: a dataset of one class.
@@ -242,7 +232,7 @@ const CGAN_STEPS: u64 = 700;
 #[test]
 fn a_short_sgan_run_beats_supervised_training_on_its_labels() {
     let (_dir, run) = short_digits_run(Conditioning::Sgan, SGAN_WIDTH, SGAN_STEPS);
-    let run = train::RunDir(run);
+    let run = RunDir(run);
     let saved = run.read_config().unwrap();
     let ds = data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();
     let report = pocketgan_trainer::metrics::sgan::evaluate_run(&run, &saved, &ds)

@@ -83,9 +83,10 @@ fn our_trained_int8_digits_model_beats_a_collapsed_one() {
 
 #[test]
 fn training_with_watch_records_quality_signals_and_keeps_its_judge() {
+    use pocketgan_trainer::config::TrainConfig;
     use pocketgan_trainer::loss::GanLoss;
     use pocketgan_trainer::model::Architecture;
-    use pocketgan_trainer::train::{self, RunOptions, TrainConfig};
+    use pocketgan_trainer::train::{self, RunOptions};
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let mut config = TrainConfig::new(

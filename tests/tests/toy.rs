@@ -2,10 +2,11 @@
 
 use burn::prelude::*;
 use pocketgan_tests::{train_quietly, RING8_BATCH, RING8_LR, RING8_STEPS};
+use pocketgan_trainer::config::TrainConfig;
 use pocketgan_trainer::data::DataSource;
+use pocketgan_trainer::family::samples;
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
-use pocketgan_trainer::train::{self, TrainConfig};
 
 #[test]
 fn ring8_covers_all_modes() {
@@ -18,7 +19,8 @@ fn ring8_covers_all_modes() {
     config.seed = 1;
     let state = train_quietly(&config, &dir.path().join("ring8"));
 
-    let points = train::generate(&state.generator, &config, 2500, 99, &Device::flex());
+    let generator = state.family.latent_generator().unwrap();
+    let points = samples::generate(generator, &config, 2500, 99, &Device::flex());
     let c = source.mixture().unwrap().coverage(&points);
     println!("ring8 after {} steps: {c:?}", config.steps);
     assert_eq!(c.modes_covered, 8, "{c:?}");

@@ -1,14 +1,18 @@
 //! End to end: train -> checkpoint -> resume -> export -> run the ONNX file in tract.
 
 use burn::prelude::*;
+use std::path::Path;
+
+use pocketgan_tests::{export_to, trained_in_memory};
 use pocketgan_trainer::checkpoint;
+use pocketgan_trainer::config::TrainConfig;
 use pocketgan_trainer::data::DataSource;
-use pocketgan_trainer::export::{export_generator, OnnxMetadata};
+use pocketgan_trainer::error::TrainError;
+use pocketgan_trainer::family;
+use pocketgan_trainer::history::{self, StepMetrics};
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
-use pocketgan_trainer::train::{
-    self, read_metrics, Outcome, RunOptions, StepMetrics, TrainConfig, TrainError,
-};
+use pocketgan_trainer::train::{self, Outcome, RunOptions};
 
 fn tiny_digits_config(steps: u64) -> TrainConfig {
     let mut c = TrainConfig::new(
@@ -32,6 +36,10 @@ fn quiet() -> RunOptions<'static> {
         quiet: true,
         ..Default::default()
     }
+}
+
+fn read_metrics(run: &Path) -> Vec<StepMetrics> {
+    history::read(&run.join("metrics.csv")).unwrap()
 }
 
 /// Everything but the wall-clock column.
@@ -60,7 +68,7 @@ fn digits_run_writes_its_outputs_and_resumes_exactly() {
     ] {
         assert!(full.join(f).is_file(), "{f} missing");
     }
-    let rows = read_metrics(&full).unwrap();
+    let rows = read_metrics(&full);
     assert_eq!(
         rows.iter().map(|r| r.step).collect::<Vec<_>>(),
         (1..=6).collect::<Vec<_>>()
@@ -107,10 +115,7 @@ fn digits_run_writes_its_outputs_and_resumes_exactly() {
         train::train(&config, &split, &resume).unwrap(),
         Outcome::Finished { steps: 6 }
     );
-    assert_eq!(
-        without_time(&read_metrics(&split).unwrap()),
-        without_time(&rows)
-    );
+    assert_eq!(without_time(&read_metrics(&split)), without_time(&rows));
 }
 
 #[test]
@@ -158,7 +163,7 @@ fn corrupt_checkpoints_and_missing_runs_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("config.json"), "{e}");
-    let e = pocketgan_trainer::export::export_run(&dir.path().join("nothing"), None)
+    let e = pocketgan_trainer::run::export_run(&dir.path().join("nothing"), None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("config.json"), "{e}");
@@ -201,7 +206,6 @@ fn exported_generators_match_burn_in_tract() {
             (*channels, *height, *width) = (ch, side, side);
         }
         // Train two steps so BatchNorm's running statistics are not the identity.
-        let device = Device::flex().autodiff();
         let ds = pocketgan_trainer::data::load(
             &data,
             &pocketgan_trainer::data::LoadOptions {
@@ -211,22 +215,12 @@ fn exported_generators_match_burn_in_tract() {
             },
         )
         .unwrap();
-        let mut order =
-            pocketgan_trainer::data::BatchOrder::new(ds.len(), config.batch, 0).unwrap();
-        let mut state = train::State::new(&config, &device);
-        for _ in 0..2 {
-            state = train::train_step(state, &config, &ds, &mut order, &device).0;
-        }
+        let state = trained_in_memory(&config, &ds, 2);
         let file = dir.path().join(format!("g{i}.onnx"));
-        let meta = OnnxMetadata::new(&config, state.step);
-        std::fs::write(
-            &file,
-            export_generator(&state.generator.valid(), &meta).unwrap(),
-        )
-        .unwrap();
+        export_to(state.as_ref(), &config, 2, &file);
         for n in [1, 5] {
-            let z = train::latents(3, n as u64, n, config.model.latent, &Device::flex());
-            let want = pocketgan_tests::burn_generate(&state, z.clone(), None);
+            let z = family::latents(3, n as u64, n, config.model.latent, &Device::flex());
+            let want = pocketgan_tests::burn_generate(state.as_ref(), z.clone(), None);
             let got = pocketgan_tests::run_tract(
                 &file,
                 &z.into_data().try_into_vec::<f32>().unwrap(),

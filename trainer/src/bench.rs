@@ -3,11 +3,13 @@
 
 use std::time::Instant;
 
+use crate::config::TrainConfig;
 use crate::data::{BatchOrder, DataSource, LoadOptions};
 use crate::device::DeviceKind;
+use crate::error::TrainError;
+use crate::family::{self, Iteration};
 use crate::loss::GanLoss;
 use crate::model::Architecture;
-use crate::train::{train_step, State, TrainConfig, TrainError};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchRow {
@@ -92,7 +94,7 @@ pub fn training_iteration(
     let ds = crate::data::load(&DataSource::Digits, &LoadOptions::default())?;
     let mut order = BatchOrder::new(ds.len(), config.batch, 0)?;
     let device = kind.device()?.autodiff();
-    let mut state = State::new(&config, &device);
+    let mut family = family::init(&config, &device);
     let mut times = Vec::with_capacity(iters);
     let mut cpu_start = None;
     for i in 0..warmup + iters {
@@ -100,8 +102,13 @@ pub fn training_iteration(
             cpu_start = process_cpu_ms();
         }
         let t = Instant::now();
-        let (next, m) = train_step(state, &config, &ds, &mut order, &device);
-        state = next;
+        let m = family.step(&mut Iteration {
+            config: &config,
+            data: &ds,
+            order: &mut order,
+            device: &device,
+            step: i as u64,
+        });
         std::hint::black_box(m);
         if i >= warmup {
             times.push(t.elapsed().as_secs_f64() * 1e3);

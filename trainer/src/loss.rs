@@ -1,7 +1,10 @@
-//! Adversarial losses. D returns one raw score per sample (a logit for the BCE losses).
+//! The loss terms: the adversarial games (D returns one raw score per sample, a logit for the BCE
+//! losses) and the auxiliary class terms that ACGAN (as TAC-GAN) and SGAN add to them.
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
+
+use crate::model::Verdict;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
@@ -55,6 +58,11 @@ impl GanLoss {
         }
     }
 
+    /// D's mean opinions `[2]` of a real and a fake batch, as logged ([`Self::opinion`]).
+    pub fn opinions(self, real: Tensor<2>, fake: Tensor<2>) -> Tensor<1> {
+        Tensor::cat(vec![self.opinion(real), self.opinion(fake)], 0)
+    }
+
     /// Whether [`Self::opinion`] is a probability, so that D(G(z)) near 0 means D wins and G's
     /// gradients vanish (the BCE losses). Other losses' scores have no such fixed scale.
     pub fn opinion_is_probability(self) -> bool {
@@ -76,9 +84,41 @@ impl GanLoss {
     }
 }
 
+/// ACGAN's auxiliary terms of D's loss, as TAC-GAN (Gong et al. 2019) has them: the classifier head
+/// learns the classes of real samples only and the twin head those of the (detached) fakes, each
+/// through D's shared features. Odena et al. also fit the classifier to fakes, which lets D learn G's
+/// labelling of its samples instead of the real one; fitting it to real samples alone instead makes G
+/// draw only what the classifier is surest of (Shu et al. 2017), which the twin corrects for G.
+/// `None` for a discriminator without the two heads.
+pub fn tac_discriminator_loss(
+    real: Verdict,
+    fake: Verdict,
+    real_classes: Tensor<1, Int>,
+    fake_classes: Tensor<1, Int>,
+) -> Option<Tensor<1>> {
+    Some(class_loss(real.class_logits?, real_classes) + class_loss(fake.twin_logits?, fake_classes))
+}
+
+/// ACGAN's auxiliary term of G's loss (TAC-GAN): the classifier's cross-entropy on G's samples
+/// minus the twin's. The first makes samples recognisable as their class; the second, subtracted,
+/// cancels its pull towards the classifier's most confident samples, so that G matches the real
+/// class-conditional distribution rather than collapsing onto it. `None` without the two heads.
+pub fn tac_generator_loss(fake: Verdict, classes: Tensor<1, Int>) -> Option<Tensor<1>> {
+    Some(class_loss(fake.class_logits?, classes.clone()) - class_loss(fake.twin_logits?, classes))
+}
+
+/// Cross-entropy of class logits `[N, K]` against classes `[N]`.
+pub fn class_loss(logits: Tensor<2>, classes: Tensor<1, Int>) -> Tensor<1> {
+    burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits, classes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::class_tensor;
+    use burn::tensor::Gradients;
 
     fn t(v: &[f32]) -> Tensor<2> {
         Tensor::<1>::from_floats(v, &Device::default()).reshape([v.len(), 1])
@@ -121,5 +161,96 @@ mod tests {
         // hinge: relu(1-2)=0, relu(1-0)=1 -> 0.5; relu(1.5)=1.5, relu(-2)=0 -> 0.75
         assert!((scalar(GanLoss::Hinge.discriminator(real, fake.clone())) - 1.25).abs() < 1e-5);
         assert!((scalar(GanLoss::Hinge.generator(fake)) - 1.25).abs() < 1e-5);
+    }
+
+    /// `d loss / d logits` of a test's loss, `[N * K]` (zeros for a tensor the loss never read).
+    fn grad_of(logits: &Tensor<2>, grads: &Gradients) -> Vec<f32> {
+        let n = logits.dims().iter().product();
+        logits
+            .grad(grads)
+            .map(|g| g.into_data().try_to_vec::<f32>().unwrap())
+            .unwrap_or_else(|| vec![0.0; n])
+    }
+
+    /// Cross-entropy's gradient: `(softmax(logits) - onehot(class)) / N`, row by row.
+    fn ce_grad(logits: &[[f32; 3]; 2], classes: [usize; 2]) -> Vec<f32> {
+        logits
+            .iter()
+            .zip(classes)
+            .flat_map(|(row, class)| {
+                let z: f32 = row.iter().map(|v| v.exp()).sum();
+                (0..3).map(move |k| (row[k].exp() / z - f32::from(k == class)) / 2.0)
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+    }
+
+    /// TAC-GAN's routing: D's classifier learns from real samples only and the twin from fakes
+    /// only; G's term pulls the asked-for class up in the classifier and down in the twin.
+    #[test]
+    fn tac_losses_route_each_head_to_its_data() {
+        let device = Device::flex().autodiff();
+        let values = [
+            [[0.3, -1.0, 2.0], [1.5, 0.2, -0.4]],
+            [[-0.7, 0.9, 0.1], [0.0, 1.1, -2.0]],
+            [[2.2, -0.3, 0.5], [-1.2, 0.4, 0.8]],
+            [[0.6, 0.6, -0.9], [1.0, -1.5, 0.3]],
+        ];
+        let [real_c, real_t, fake_c, fake_t] =
+            values.map(|v| Tensor::<2>::from_floats(v, &device).require_grad());
+        let (y_real, y_fake) = ([2usize, 0], [1usize, 2]);
+        let classes = |y: [usize; 2]| class_tensor(y.map(|c| c as i64).to_vec(), &device);
+        let verdict = |c: &Tensor<2>, t: &Tensor<2>| Verdict {
+            score: Tensor::zeros([2, 1], &device),
+            class_logits: Some(c.clone()),
+            twin_logits: Some(t.clone()),
+        };
+
+        let loss = tac_discriminator_loss(
+            verdict(&real_c, &real_t),
+            verdict(&fake_c, &fake_t),
+            classes(y_real),
+            classes(y_fake),
+        )
+        .unwrap();
+        let grads = loss.backward();
+        assert!(close(
+            &grad_of(&real_c, &grads),
+            &ce_grad(&values[0], y_real)
+        ));
+        assert!(close(
+            &grad_of(&fake_t, &grads),
+            &ce_grad(&values[3], y_fake)
+        ));
+        assert!(
+            close(&grad_of(&real_t, &grads), &[0.0; 6]),
+            "twin saw reals"
+        );
+        assert!(
+            close(&grad_of(&fake_c, &grads), &[0.0; 6]),
+            "classifier saw fakes"
+        );
+
+        let loss = tac_generator_loss(verdict(&fake_c, &fake_t), classes(y_fake)).unwrap();
+        let grads = loss.backward();
+        assert!(close(
+            &grad_of(&fake_c, &grads),
+            &ce_grad(&values[2], y_fake)
+        ));
+        let minus: Vec<f32> = ce_grad(&values[3], y_fake).iter().map(|g| -g).collect();
+        assert!(
+            close(&grad_of(&fake_t, &grads), &minus),
+            "G must fight the twin"
+        );
+
+        // A discriminator without the twin (SGAN's) has no TAC terms.
+        let no_twin = |c: &Tensor<2>| Verdict {
+            twin_logits: None,
+            ..verdict(c, c)
+        };
+        assert!(tac_generator_loss(no_twin(&fake_c), classes(y_fake)).is_none());
     }
 }

@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use pocketgan_trainer::config::{SampleShape, TrainConfig};
 use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::device::{on_pool, set_threads, DeviceKind};
-use pocketgan_trainer::loss::GanLoss;
-use pocketgan_trainer::model::{Architecture, Conditioning};
-use pocketgan_trainer::train::{self, Outcome, RunOptions, TrainConfig};
+use pocketgan_trainer::family::samples;
+use pocketgan_trainer::run::RunDir;
+use pocketgan_trainer::train::{self, Outcome, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -72,69 +73,20 @@ enum Command {
     },
 }
 
+/// `train`'s flags: the run configuration (each default written once, in [`TrainConfig`]) and
+/// the knobs of this invocation.
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25
-    #[arg(long, default_value = "digits")]
-    data: String,
-    #[arg(long, value_enum, default_value = "dcgan")]
-    model: Architecture,
-    #[arg(long, value_enum, default_value = "nonsaturating")]
-    loss: GanLoss,
-    /// Use the labels: cgan (G and D take the class), acgan (G takes it, D predicts it),
-    /// sgan (semi-supervised D with K class logits, trained on --labelled samples per class).
-    #[arg(long, value_enum, default_value = "none")]
-    cond: Conditioning,
-    /// Size of G's class embedding (cgan, acgan).
-    #[arg(long)]
-    embed: Option<usize>,
-    /// SGAN: labelled samples per class.
-    #[arg(long)]
-    labelled: Option<usize>,
-    /// ACGAN: weight of the auxiliary classifier terms in D's and G's losses.
-    #[arg(long)]
-    aux_weight: Option<f32>,
-    /// Training iterations (each: D step(s) then one G step).
-    #[arg(long)]
-    steps: Option<u64>,
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceKind,
-    /// Run folder (default runs/default).
+    #[command(flatten)]
+    config: TrainConfig,
+    #[command(flatten)]
+    shape: SampleShape,
+    /// Run folder.
     #[arg(long, default_value = "runs/default")]
     out: PathBuf,
     /// Continue the run in --out from its newest checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Image side for image data (28, 32 or 64 for dcgan).
-    #[arg(long)]
-    size: Option<usize>,
-    /// Image channels (1 or 3).
-    #[arg(long)]
-    channels: Option<usize>,
-    #[arg(long)]
-    latent: Option<usize>,
-    /// DCGAN base width / MLP hidden units.
-    #[arg(long)]
-    width: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Decay the learning rate linearly to zero over the run.
-    #[arg(long)]
-    lr_decay: bool,
-    /// D steps per G step (default 5 for wgan, else 1).
-    #[arg(long)]
-    critic_steps: Option<usize>,
-    #[arg(long)]
-    checkpoint_every: Option<u64>,
-    #[arg(long)]
-    sample_every: Option<u64>,
-    /// Checkpoints kept.
-    #[arg(long, default_value_t = 3)]
-    keep: usize,
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -143,44 +95,16 @@ struct TrainArgs {
     quiet: bool,
 }
 
-fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
+/// `given(id)`: whether the user set flag `id` on the command line (not left it to its default).
+fn train_cmd(a: TrainArgs, given: impl Fn(&str) -> bool) -> anyhow::Result<()> {
     set_threads(a.threads);
-    let source: DataSource = a.data.parse()?;
-    let mut config = TrainConfig::new(&source, a.model, a.loss);
-    if let pocketgan_trainer::data::SampleKind::Image {
-        channels,
-        height,
-        width,
-    } = &mut config.model.sample
-    {
-        if let Some(s) = a.size {
-            (*height, *width) = (s, s);
-        }
-        if let Some(c) = a.channels {
-            *channels = c;
-        }
+    let source: DataSource = a.config.data.parse()?;
+    let mut config = a.config;
+    config.complete(&source, a.shape, &given);
+    // --resume without --steps finishes the run as it was configured.
+    if a.resume && !given("steps") {
+        config.steps = RunDir(a.out.clone()).read_config()?.steps;
     }
-    config.steps = match (a.steps, a.resume) {
-        (Some(steps), _) => steps,
-        // --resume without --steps finishes the run as it was configured.
-        (None, true) => train::RunDir(a.out.clone()).read_config()?.steps,
-        (None, false) => config.steps,
-    };
-    config.batch = a.batch;
-    config.seed = a.seed;
-    config.device = a.device;
-    config.keep_checkpoints = a.keep;
-    config.model.latent = a.latent.unwrap_or(config.model.latent);
-    config.model.width = a.width.unwrap_or(config.model.width);
-    config.model.conditioning = a.cond;
-    config.model.embed = a.embed.unwrap_or(config.model.embed);
-    config.labelled_per_class = a.labelled.unwrap_or(config.labelled_per_class);
-    config.aux_weight = a.aux_weight.unwrap_or(config.aux_weight);
-    config.lr = a.lr.unwrap_or(config.lr);
-    config.lr_decay = a.lr_decay;
-    config.critic_steps = a.critic_steps.unwrap_or(config.critic_steps);
-    config.checkpoint_every = a.checkpoint_every.unwrap_or(config.checkpoint_every);
-    config.sample_every = a.sample_every.unwrap_or(config.sample_every);
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -206,17 +130,15 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
             println!("  loss curve: {}", a.out.join("loss_curve.png").display());
             println!("  generator:  {}", a.out.join("generator.onnx").display());
             if let Some(m) = source.mixture() {
-                let run = train::RunDir(a.out.clone());
+                let run = RunDir(a.out.clone());
                 let cfg = run.read_config()?;
                 let device = cfg.device.device()?;
-                let state = train::load_latest(&run, &cfg, &device.clone().autodiff())?;
-                let c = m.coverage(&train::generate(
-                    &state.generator,
-                    &cfg,
-                    2500,
-                    cfg.seed,
-                    &device,
-                ));
+                let restored = run.load_latest(&cfg, &device.clone().autodiff())?;
+                let generator = restored
+                    .family
+                    .latent_generator()
+                    .context("this family has no latent generator")?;
+                let c = m.coverage(&samples::generate(generator, &cfg, 2500, cfg.seed, &device));
                 println!(
                     "  {}: {}/{} modes covered, {:.1}% high-quality samples",
                     m.name,
@@ -238,11 +160,21 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     pocketgan_trainer::ops::keep_freed_memory();
-    match Cli::parse().command {
-        Command::Train(a) => train_cmd(a),
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Command::Train(a) => {
+            let given = |id: &str| {
+                matches.subcommand_matches("train").is_some_and(|m| {
+                    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                })
+            };
+            train_cmd(a, given)
+        }
         Command::Export { run, out } => {
-            let file = pocketgan_trainer::export::export_run(&run, out.as_deref())?;
-            println!("wrote {}", file.display());
+            for file in pocketgan_trainer::run::export_run(&run, out.as_deref())? {
+                println!("wrote {}", file.display());
+            }
             Ok(())
         }
         Command::Eval {

@@ -114,3 +114,49 @@ fn a_missing_dataset_is_a_clear_error() {
     assert!(err.contains("/nonexistent/pocketgan"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Flags the user gives win over the defaults that follow from other choices (the MLP's sizes on
+/// toy data, WGAN's critic steps), and those not given take them; config.json records the result.
+#[test]
+fn given_flags_override_the_derived_defaults() {
+    let config = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = scratch(name);
+        let run = out.to_string_lossy().into_owned();
+        let mut args = vec![
+            "train",
+            "--data",
+            "toy:ring8",
+            "--model",
+            "mlp",
+            "--loss",
+            "wgan",
+            "--steps",
+            "0",
+            "--quiet",
+            "--out",
+            &run,
+        ];
+        args.extend_from_slice(extra);
+        let res = train_cli(&args);
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let text = std::fs::read_to_string(out.join("config.json")).expect("config.json");
+        std::fs::remove_dir_all(&out).ok();
+        serde_json::from_str(&text).expect("JSON")
+    };
+    let derived = config("derived", &[]);
+    assert_eq!(derived["model"]["latent"], 2);
+    assert_eq!(derived["model"]["width"], 128);
+    assert_eq!(derived["critic_steps"], 5);
+    assert_eq!(derived["weight_clip"], 0.01);
+    let given = config(
+        "given",
+        &["--latent", "3", "--width", "16", "--critic-steps", "2"],
+    );
+    assert_eq!(given["model"]["latent"], 3);
+    assert_eq!(given["model"]["width"], 16);
+    assert_eq!(given["critic_steps"], 2);
+}

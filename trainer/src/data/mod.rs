@@ -10,6 +10,8 @@ pub mod toy;
 
 use std::path::{Path, PathBuf};
 
+use burn::prelude::*;
+use burn::tensor::TensorData;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -182,6 +184,18 @@ impl SampleKind {
                 width,
             } => vec![channels, height, width],
             Self::Points { dim } => vec![dim],
+        }
+    }
+
+    /// The 4-D shape of a batch of `n` samples; toy points travel as `[N, 1, 1, D]`.
+    pub fn batch_dims(&self, n: usize) -> [usize; 4] {
+        match *self {
+            Self::Image {
+                channels,
+                height,
+                width,
+            } => [n, channels, height, width],
+            Self::Points { dim } => [n, 1, 1, dim],
         }
     }
 }
@@ -474,6 +488,21 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// Samples `idx` as one tensor ([`SampleKind::batch_dims`]).
+    pub fn batch(&self, idx: &[usize], device: &Device) -> Tensor<4> {
+        let mut v = Vec::with_capacity(idx.len() * self.kind.numel());
+        for &i in idx {
+            v.extend_from_slice(self.sample(i));
+        }
+        Tensor::from_data(TensorData::new(v, self.kind.batch_dims(idx.len())), device)
+    }
+
+    /// The labels of samples `idx`.
+    pub fn label_batch(&self, idx: &[usize], device: &Device) -> Tensor<1, Int> {
+        let v: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
+        Tensor::from_data(TensorData::new(v, [idx.len()]), device)
+    }
+
     pub fn sample(&self, i: usize) -> &[f32] {
         let n = self.kind.numel();
         &self.samples[i * n..(i + 1) * n]
@@ -636,6 +665,23 @@ impl BatchOrder {
         }
         &self.cached.as_ref().expect("just filled").1[i * self.batch..(i + 1) * self.batch]
     }
+}
+
+/// The deterministic train / held-out split: every fifth sample (after a seeded shuffle) is
+/// held out. Metrics compare generated samples with the training split and use the held-out
+/// split as the real-data floor.
+pub fn split(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_c1a5));
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, idx) in order.into_iter().enumerate() {
+        if i % 5 == 4 {
+            test.push(idx)
+        } else {
+            train.push(idx)
+        }
+    }
+    (train, test)
 }
 
 #[cfg(test)]

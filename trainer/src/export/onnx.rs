@@ -14,12 +14,13 @@ use onnx_ir::{
 
 use super::ExportError;
 use crate::model::layers::{Layer, Weights};
-use crate::model::{batch_dims, Generator};
-use crate::train::TrainConfig;
+use crate::model::Generator;
 
 pub const OPSET: i64 = 18;
-const FLOAT: i32 = 1; // TensorProto.DataType.FLOAT
-const INT64: i32 = 7;
+/// `TensorProto.DataType.FLOAT`.
+pub const FLOAT: i32 = 1;
+/// `TensorProto.DataType.INT64`.
+pub const INT64: i32 = 7;
 
 /// Facts about the generator stored in the ONNX file's `metadata_props`.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,42 +30,7 @@ pub struct OnnxMetadata {
     pub sample_dims: [usize; 3],
 }
 
-impl OnnxMetadata {
-    pub fn new(config: &TrainConfig, steps: u64) -> Self {
-        let [_, c, h, w] = batch_dims(config.model.sample, 1);
-        let entries = vec![
-            ("pocketgan.version".into(), env!("CARGO_PKG_VERSION").into()),
-            ("pocketgan.latent".into(), config.model.latent.to_string()),
-            ("pocketgan.image_shape".into(), format!("{c},{h},{w}")),
-            ("pocketgan.dataset".into(), config.data.clone()),
-            ("pocketgan.class_names".into(), config.class_names.join(",")),
-            (
-                "pocketgan.conditioning".into(),
-                format!("{:?}", config.model.conditioning).to_lowercase(),
-            ),
-            ("pocketgan.steps".into(), steps.to_string()),
-            (
-                "pocketgan.architecture".into(),
-                format!("{:?}", config.model.architecture).to_lowercase(),
-            ),
-            (
-                "pocketgan.loss".into(),
-                format!("{:?}", config.loss).to_lowercase(),
-            ),
-        ];
-        let mut entries = entries;
-        if config.model.conditioning.conditions_generator() {
-            entries.push(("pocketgan.classes".into(), config.model.classes.to_string()));
-        }
-        Self {
-            entries,
-            latent: config.model.latent,
-            sample_dims: [c, h, w],
-        }
-    }
-}
-
-fn tensor(name: &str, w: &Weights) -> TensorProto {
+pub fn tensor(name: &str, w: &Weights) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();
     t.data_type = FLOAT;
@@ -73,7 +39,7 @@ fn tensor(name: &str, w: &Weights) -> TensorProto {
     t
 }
 
-fn int64s(name: &str, values: &[i64]) -> TensorProto {
+pub fn int64s(name: &str, values: &[i64]) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();
     t.data_type = INT64;
@@ -82,7 +48,7 @@ fn int64s(name: &str, values: &[i64]) -> TensorProto {
     t
 }
 
-fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
+pub fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = AttributeType::INTS.into();
@@ -90,7 +56,7 @@ fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
     a
 }
 
-fn attr_int(name: &str, v: i64) -> AttributeProto {
+pub fn attr_int(name: &str, v: i64) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = AttributeType::INT.into();
@@ -98,7 +64,7 @@ fn attr_int(name: &str, v: i64) -> AttributeProto {
     a
 }
 
-fn attr_float(name: &str, v: f32) -> AttributeProto {
+pub fn attr_float(name: &str, v: f32) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = AttributeType::FLOAT.into();
@@ -107,7 +73,7 @@ fn attr_float(name: &str, v: f32) -> AttributeProto {
 }
 
 /// A tensor's value info; `None` dims are the symbolic batch axis.
-fn value_info(name: &str, elem_type: i32, dims: &[Option<usize>]) -> ValueInfoProto {
+pub fn value_info(name: &str, elem_type: i32, dims: &[Option<usize>]) -> ValueInfoProto {
     let mut v = ValueInfoProto::new();
     v.name = name.into();
     let tt = v.type_.mut_or_insert_default().mut_tensor_type();
@@ -124,106 +90,161 @@ fn value_info(name: &str, elem_type: i32, dims: &[Option<usize>]) -> ValueInfoPr
     v
 }
 
-struct GraphWriter {
+/// An ONNX graph being written. Every node names the values it reads, so a value can feed several
+/// nodes (a skip connection) and a node can read several values (Concat, Gather, a second graph
+/// input): any directed acyclic graph, written in topological order.
+#[derive(Default)]
+pub struct GraphWriter {
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
-    current: String,
     counter: usize,
 }
 
 impl GraphWriter {
-    /// Append `op` reading the current value (plus `extra` initializers), making it current.
-    fn node(
+    /// Declare a graph input; `None` dims are the symbolic batch axis. Returns its name.
+    pub fn input(&mut self, name: &str, elem_type: i32, dims: &[Option<usize>]) -> String {
+        self.inputs.push(value_info(name, elem_type, dims));
+        name.into()
+    }
+
+    /// Declare the value `name` a graph output.
+    pub fn output(&mut self, name: &str, elem_type: i32, dims: &[Option<usize>]) {
+        self.outputs.push(value_info(name, elem_type, dims));
+    }
+
+    /// Store a constant under its own name; returns the name.
+    pub fn initializer(&mut self, t: TensorProto) -> String {
+        let name = t.name.clone();
+        self.initializers.push(t);
+        name
+    }
+
+    /// Append `op` reading the values `inputs`, then its own weights `params` (stored as
+    /// initializers named `<node>.<param>`); the node is named `<op>_<n>`. Returns its output's
+    /// name: `output`, or `<node>_out`.
+    pub fn node(
         &mut self,
         op: &str,
-        extra: Vec<TensorProto>,
+        inputs: &[&str],
+        params: Vec<TensorProto>,
         attrs: Vec<AttributeProto>,
         output: Option<&str>,
-    ) {
+    ) -> String {
         self.counter += 1;
         let name = format!("{}_{}", op.to_lowercase(), self.counter);
+        self.named_node(&name, op, inputs, params, attrs, output)
+    }
+
+    /// [`Self::node`] with a name of the caller's.
+    pub fn named_node(
+        &mut self,
+        name: &str,
+        op: &str,
+        inputs: &[&str],
+        params: Vec<TensorProto>,
+        attrs: Vec<AttributeProto>,
+        output: Option<&str>,
+    ) -> String {
         let out = output
             .map(str::to_string)
             .unwrap_or_else(|| format!("{name}_out"));
         let mut n = NodeProto::new();
         n.op_type = op.into();
-        n.name = name;
-        n.input.push(std::mem::take(&mut self.current));
-        for mut t in extra {
-            t.name = format!("{}.{}", n.name, t.name);
-            n.input.push(t.name.clone());
-            self.initializers.push(t);
+        n.name = name.into();
+        n.input = inputs.iter().map(|i| i.to_string()).collect();
+        for mut t in params {
+            t.name = format!("{name}.{}", t.name);
+            n.input.push(self.initializer(t));
         }
         n.output.push(out.clone());
         n.attribute = attrs;
         self.nodes.push(n);
-        self.current = out;
+        out
     }
 
-    /// Gather row `class` of `table` and join it after the current value along axis 1.
-    fn class_embedding(&mut self, table: &Weights, class_input: &str) {
-        let gathered = "class_vector".to_string();
-        let mut t = tensor(CLASS_EMBEDDING, table);
-        t.name = CLASS_EMBEDDING.into();
-        let mut gather = NodeProto::new();
-        gather.op_type = "Gather".into();
-        gather.name = "gather_class".into();
-        gather.input = vec![t.name.clone(), class_input.into()];
-        gather.output = vec![gathered.clone()];
-        gather.attribute = vec![attr_int("axis", 0)];
-        self.initializers.push(t);
-        self.nodes.push(gather);
-        let mut concat = NodeProto::new();
-        concat.op_type = "Concat".into();
-        concat.name = "concat_class".into();
-        concat.input = vec![std::mem::take(&mut self.current), gathered];
-        concat.output = vec!["conditioned".into()];
-        concat.attribute = vec![attr_int("axis", 1)];
-        self.nodes.push(concat);
-        self.current = "conditioned".into();
+    /// The model: this graph, opset [`OPSET`], and `metadata` as `metadata_props`.
+    pub fn finish(self, graph_name: &str, metadata: &[(String, String)]) -> ModelProto {
+        let mut model = ModelProto::new();
+        model.ir_version = 8;
+        model.producer_name = "pocketgan".into();
+        model.producer_version = env!("CARGO_PKG_VERSION").into();
+        model.opset_import.push(Default::default());
+        model.opset_import.last_mut().expect("just pushed").version = OPSET;
+        let graph = model.graph.mut_or_insert_default();
+        graph.name = graph_name.into();
+        graph.input = self.inputs;
+        graph.output = self.outputs;
+        graph.node = self.nodes;
+        graph.initializer = self.initializers;
+        for (k, v) in metadata {
+            model.metadata_props.push(Default::default());
+            let e = model.metadata_props.last_mut().expect("just pushed");
+            e.key = k.clone();
+            e.value = v.clone();
+        }
+        model
     }
 }
 
 /// The initializer that holds a conditional generator's class embedding `[K, E]`.
 pub const CLASS_EMBEDDING: &str = "class_embedding";
 
-/// Build the ONNX model for a list of layers.
+/// Build the ONNX model of a generator's layers: input `z` (and `class` for a class embedding),
+/// output `image`.
 pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, ExportError> {
-    let input = pocketgan_runtime::ONNX_INPUT;
     let output = pocketgan_runtime::ONNX_OUTPUT;
-    let mut g = GraphWriter {
-        nodes: Vec::new(),
-        initializers: Vec::new(),
-        current: input.into(),
-        counter: 0,
-    };
+    let mut g = GraphWriter::default();
+    let mut x = g.input(
+        pocketgan_runtime::ONNX_INPUT,
+        FLOAT,
+        &[None, Some(meta.latent)],
+    );
     let last = layers
         .len()
         .checked_sub(1)
         .ok_or_else(|| ExportError::Graph("no layers".into()))?;
-    let mut classes = None;
     for (i, layer) in layers.iter().enumerate() {
         let out = (i == last).then_some(output);
-        match layer {
+        x = match layer {
             Layer::ClassEmbedding { table } => {
                 if i != 0 || table.dims.len() != 2 {
                     return Err(ExportError::Graph(
                         "a class embedding must be the first layer, with a [K, E] table".into(),
                     ));
                 }
-                g.class_embedding(table, pocketgan_runtime::ONNX_CLASS_INPUT);
-                classes = Some(table.dims[0]);
+                // Row `class` of the table, joined after z: PyTorch's nn.Embedding + torch.cat.
+                let class = g.input(pocketgan_runtime::ONNX_CLASS_INPUT, INT64, &[None]);
+                let table = g.initializer(tensor(CLASS_EMBEDDING, table));
+                let axis = |a| vec![attr_int("axis", a)];
+                let row = g.named_node(
+                    "gather_class",
+                    "Gather",
+                    &[&table, &class],
+                    vec![],
+                    axis(0),
+                    Some("class_vector"),
+                );
+                g.named_node(
+                    "concat_class",
+                    "Concat",
+                    &[&x, &row],
+                    vec![],
+                    axis(1),
+                    Some("conditioned"),
+                )
             }
             Layer::Linear { weight, bias } => {
-                let mut inputs = vec![tensor("weight", weight)];
+                let mut params = vec![tensor("weight", weight)];
                 if let Some(b) = bias {
-                    inputs.push(tensor("bias", b));
+                    params.push(tensor("bias", b));
                 }
-                g.node("Gemm", inputs, vec![], out);
+                g.node("Gemm", &[&x], params, vec![], out)
             }
             Layer::Reshape { dims } => {
                 let shape = [-1, dims[0] as i64, dims[1] as i64, dims[2] as i64];
-                g.node("Reshape", vec![int64s("shape", &shape)], vec![], out);
+                g.node("Reshape", &[&x], vec![int64s("shape", &shape)], vec![], out)
             }
             Layer::BatchNorm {
                 gamma,
@@ -232,18 +253,14 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
                 var,
                 epsilon,
             } => {
-                let inputs = vec![
+                let params = vec![
                     tensor("scale", gamma),
                     tensor("bias", beta),
                     tensor("mean", mean),
                     tensor("var", var),
                 ];
-                g.node(
-                    "BatchNormalization",
-                    inputs,
-                    vec![attr_float("epsilon", *epsilon as f32)],
-                    out,
-                );
+                let attrs = vec![attr_float("epsilon", *epsilon as f32)];
+                g.node("BatchNormalization", &[&x], params, attrs, out)
             }
             Layer::ConvTranspose {
                 weight,
@@ -252,9 +269,9 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
                 padding,
                 output_padding,
             } => {
-                let mut inputs = vec![tensor("weight", weight)];
+                let mut params = vec![tensor("weight", weight)];
                 if let Some(b) = bias {
-                    inputs.push(tensor("bias", b));
+                    params.push(tensor("bias", b));
                 }
                 let k = [weight.dims[2], weight.dims[3]];
                 let attrs = vec![
@@ -263,46 +280,15 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
                     attr_ints("pads", &[padding[0], padding[1], padding[0], padding[1]]),
                     attr_ints("output_padding", output_padding),
                 ];
-                g.node("ConvTranspose", inputs, attrs, out);
+                g.node("ConvTranspose", &[&x], params, attrs, out)
             }
-            Layer::Relu => g.node("Relu", vec![], vec![], out),
-            Layer::Tanh => g.node("Tanh", vec![], vec![], out),
-        }
-    }
-
-    let mut model = ModelProto::new();
-    model.ir_version = 8;
-    model.producer_name = "pocketgan".into();
-    model.producer_version = env!("CARGO_PKG_VERSION").into();
-    model.opset_import.push(Default::default());
-    model.opset_import.last_mut().expect("just pushed").version = OPSET;
-    let graph = model.graph.mut_or_insert_default();
-    graph.name = "pocketgan_generator".into();
-    graph.node = g.nodes;
-    graph.initializer = g.initializers;
-    graph
-        .input
-        .push(value_info(input, FLOAT, &[None, Some(meta.latent)]));
-    if classes.is_some() {
-        graph.input.push(value_info(
-            pocketgan_runtime::ONNX_CLASS_INPUT,
-            INT64,
-            &[None],
-        ));
+            Layer::Relu => g.node("Relu", &[&x], vec![], vec![], out),
+            Layer::Tanh => g.node("Tanh", &[&x], vec![], vec![], out),
+        };
     }
     let [c, h, w] = meta.sample_dims;
-    graph.output.push(value_info(
-        output,
-        FLOAT,
-        &[None, Some(c), Some(h), Some(w)],
-    ));
-    for (k, v) in &meta.entries {
-        model.metadata_props.push(Default::default());
-        let e = model.metadata_props.last_mut().expect("just pushed");
-        e.key = k.clone();
-        e.value = v.clone();
-    }
-    Ok(model)
+    g.output(output, FLOAT, &[None, Some(c), Some(h), Some(w)]);
+    Ok(g.finish("pocketgan_generator", &meta.entries))
 }
 
 /// Export a generator in inference form to ONNX bytes.
@@ -313,4 +299,50 @@ pub fn export_generator(
     model_proto(&generator.layers(), meta)?
         .write_to_bytes()
         .map_err(|e| ExportError::Graph(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer expresses what a chain cannot: one value read by two nodes (a skip connection)
+    /// and a node reading two values. `out = Concat(x, Relu(x))`, run in tract.
+    #[test]
+    fn writes_a_skip_connection_that_tract_runs() {
+        use tract_onnx::prelude::*;
+        let mut g = GraphWriter::default();
+        let x = g.input("x", FLOAT, &[None, Some(3)]);
+        let r = g.node("Relu", &[&x], vec![], vec![], None);
+        let out = g.node(
+            "Concat",
+            &[&x, &r],
+            vec![],
+            vec![attr_int("axis", 1)],
+            Some("out"),
+        );
+        g.output(&out, FLOAT, &[None, Some(6)]);
+        let bytes = g.finish("skip", &[]).write_to_bytes().unwrap();
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut bytes.as_slice())
+            .unwrap()
+            .with_input_fact(0, f32::fact([2, 3]).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let x = [-1.0f32, 2.0, -3.0, 4.0, -5.0, 6.0];
+        let input = tract_ndarray::Array2::from_shape_vec((2, 3), x.to_vec()).unwrap();
+        let y = model.run(tvec!(Tensor::from(input).into())).unwrap();
+        let y: Vec<f32> = y[0]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(
+            y,
+            [-1.0, 2.0, -3.0, 0.0, 2.0, 0.0, 4.0, -5.0, 6.0, 4.0, 0.0, 6.0]
+        );
+    }
 }

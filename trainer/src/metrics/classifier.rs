@@ -101,36 +101,6 @@ pub fn shape_for(ds: &Dataset) -> Result<Shape, ClassifierError> {
     }
 }
 
-/// The deterministic train / held-out split: every fifth sample (after a seeded shuffle) is
-/// held out. Metrics compare generated samples with the training split and use the held-out
-/// split as the real-data floor.
-pub fn split(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_c1a5));
-    let (mut train, mut test) = (Vec::new(), Vec::new());
-    for (i, idx) in order.into_iter().enumerate() {
-        if i % 5 == 4 {
-            test.push(idx)
-        } else {
-            train.push(idx)
-        }
-    }
-    (train, test)
-}
-
-/// Images `idx` of `ds` as one tensor.
-pub fn batch(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<4> {
-    let dims = ds.kind.dims();
-    let mut v = Vec::with_capacity(idx.len() * ds.kind.numel());
-    for &i in idx {
-        v.extend_from_slice(ds.sample(i));
-    }
-    Tensor::from_data(
-        TensorData::new(v, [idx.len(), dims[0], dims[1], dims[2]]),
-        device,
-    )
-}
-
 impl Judge {
     /// Trains on the training split for `epochs` (Adam, batch 64), then measures held-out
     /// accuracy.
@@ -139,21 +109,21 @@ impl Judge {
         let device = Device::flex();
         let ad = device.clone().autodiff();
         let mut net = {
-            let _guard = crate::train::INIT_LOCK
+            let _guard = crate::model::INIT_LOCK
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             ad.seed(seed);
-            LeNet::new(shape, &ad).map(&mut crate::train::Materialize)
+            LeNet::new(shape, &ad).map(&mut crate::model::Materialize)
         };
         let mut opt = AdamConfig::new().init();
         let loss = CrossEntropyLossConfig::new().init(&ad);
-        let (mut train, test) = split(ds.len(), seed);
+        let (mut train, test) = crate::data::split(ds.len(), seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         for _ in 0..epochs {
             train.shuffle(&mut rng);
             for idx in train.chunks(64) {
-                let x = batch(ds, idx, &ad);
-                let y = labels(ds, idx, &ad);
+                let x = ds.batch(idx, &ad);
+                let y = ds.label_batch(idx, &ad);
                 let l = loss.forward(net.forward(x), y);
                 let grads = GradientsParams::from_grads(l.backward(), &net);
                 net = opt.step(1e-3, net, grads);
@@ -288,12 +258,6 @@ impl Judge {
     pub fn classify(&self, samples: &[f32]) -> Vec<usize> {
         self.judge(samples).1
     }
-}
-
-/// The labels of samples `idx` of `ds`.
-pub fn labels(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = idx.iter().map(|&i| ds.labels[i] as i64).collect();
-    Tensor::from_data(TensorData::new(v, [idx.len()]), device)
 }
 
 /// The samples `idx` of `ds`, concatenated.

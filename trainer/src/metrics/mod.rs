@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
 
 use crate::data::{self, DataSource, Dataset, LoadOptions, MixtureCoverage};
+use crate::error::TrainError;
+use crate::family::samples;
 use crate::model::default_class;
-use crate::train::{self, RunDir};
+use crate::run::RunDir;
 use classifier::{Judge, FEATURES};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +34,7 @@ pub enum EvalError {
     #[error(transparent)]
     Classifier(#[from] classifier::ClassifierError),
     #[error(transparent)]
-    Train(#[from] train::TrainError),
+    Train(#[from] TrainError),
     #[error("{file}: {reason}")]
     Model { file: PathBuf, reason: String },
     #[error("the generator makes {made:?} samples but {data} has {wanted:?}")]
@@ -77,7 +79,7 @@ impl Reference {
     pub fn new(ds: &Dataset, classifiers: &Path, seed: u64) -> Result<Reference, EvalError> {
         let file = classifiers.join(format!("{}.ckpt", ds.name.replace(['/', ':'], "_")));
         let judge = Judge::load_or_train(&file, ds, seed)?;
-        let (train, test) = classifier::split(ds.len(), seed);
+        let (train, test) = crate::data::split(ds.len(), seed);
         let (train_features, _) = judge.judge(&classifier::images(ds, &train));
         let mut reference = Reference {
             judge,
@@ -194,9 +196,12 @@ impl Generator {
                     .device
                     .device()
                     .map_err(|e| model_err(dir, e.to_string()))?;
-                let state = train::load_latest(&run, &config, &device.clone().autodiff())?;
-                let samples = train::generate(&state.generator, &config, n, seed, &device);
-                let k = state.generator.classes();
+                let restored = run.load_latest(&config, &device.clone().autodiff())?;
+                let generator = restored.family.latent_generator().ok_or_else(|| {
+                    model_err(dir, "this family has no latent generator to sample".into())
+                })?;
+                let samples = samples::generate(generator, &config, n, seed, &device);
+                let k = generator.classes();
                 Ok(Samples {
                     values: samples,
                     dims: config.model.sample.dims(),

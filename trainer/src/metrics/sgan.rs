@@ -4,9 +4,13 @@
 
 use burn::prelude::*;
 
+use crate::config::TrainConfig;
 use crate::data::Dataset;
+use crate::family::pair::Pair;
+use crate::family::sgan::{self, Sgan};
+use crate::family::Family;
 use crate::model::Discriminator;
-use crate::train::{self, RunDir, TrainConfig};
+use crate::run::RunDir;
 
 use super::EvalError;
 
@@ -26,7 +30,7 @@ pub fn accuracy(d: &Discriminator, ds: &Dataset, idx: &[usize], device: &Device)
     let d = d.valid();
     let mut hits = 0usize;
     for chunk in idx.chunks(500) {
-        let x = super::classifier::batch(ds, chunk, device);
+        let x = ds.batch(chunk, device);
         let Some(logits) = d.judge(x, None).class_logits else {
             return 0.0;
         };
@@ -61,18 +65,21 @@ pub fn evaluate_run(
             reason: e.to_string(),
         })?
         .autodiff();
-    let state = train::load_latest(run, config, &device)?;
-    let (train_idx, held_out) = train::sgan_split(ds);
+    // The discriminator itself, which the family trait does not show: the SGAN pair, loaded.
+    let (ckpt, file) = run.latest_checkpoint()?;
+    let mut pair = Pair::<Sgan>::init(config, &device);
+    pair.load(&ckpt, &file)?;
+    let (train_idx, held_out) = sgan::split(ds);
     let train_ds = ds.subset(&train_idx);
-    let updates = state.step * config.critic_steps.max(1) as u64;
-    let baseline = train::train_supervised_only(config, &train_ds, updates, &device);
+    let updates = ckpt.step * config.critic_steps.max(1) as u64;
+    let baseline = sgan::train_supervised_only(config, &train_ds, updates, &device);
     let plain = device.clone().without_autodiff();
     Ok(Some(SganReport {
         labelled: train_ds
             .labelled_subset(config.labelled_per_class, config.seed)
             .len(),
         held_out: held_out.len(),
-        sgan_accuracy: accuracy(&state.discriminator, ds, &held_out, &plain),
+        sgan_accuracy: accuracy(pair.d(), ds, &held_out, &plain),
         supervised_only_accuracy: accuracy(&baseline, ds, &held_out, &plain),
     }))
 }

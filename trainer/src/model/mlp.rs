@@ -7,7 +7,7 @@ use burn::nn::{LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::layers::Layer;
-use super::{batch_dims, ModelConfig};
+use super::ModelConfig;
 use crate::data::SampleKind;
 
 #[derive(Module, Debug)]
@@ -26,7 +26,7 @@ pub struct MlpDiscriminator {
 
 pub fn init(config: &ModelConfig, device: &Device) -> (MlpGenerator, MlpDiscriminator) {
     let numel = config.sample.numel();
-    let [_, c, hh, w] = batch_dims(config.sample, 1);
+    let [_, c, hh, w] = config.sample.batch_dims(1);
     let numel_in = numel / c * config.discriminator_channels();
     let h = config.width;
     let generator = MlpGenerator {

@@ -72,48 +72,46 @@ pub enum Architecture {
     Dcgan,
 }
 
-/// Everything needed to rebuild both networks.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Size of G's class embedding unless chosen (cGAN, ACGAN).
+pub const EMBED: usize = 16;
+
+/// Everything needed to rebuild both networks; flattened into the command line (see the
+/// `config` module), where each default is written once.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct ModelConfig {
+    #[arg(long = "model", value_enum, default_value_t = Architecture::Dcgan)]
     pub architecture: Architecture,
-    /// Size of the latent vector z.
+    /// Size of the latent vector z (mlp: 2 on toy data).
+    #[arg(long, default_value_t = 64)]
     pub latent: usize,
-    /// DCGAN: channels of the last hidden feature map (doubles per resolution step); MLP: hidden units.
+    /// DCGAN base width (channels of the last hidden feature map, doubled per resolution step) /
+    /// MLP hidden units (mlp: 128 on toy data, else 512).
+    #[arg(long, default_value_t = 64)]
     pub width: usize,
-    /// The sample the generator makes and the discriminator reads.
+    /// The sample the generator makes and the discriminator reads (the data's, or the shape the
+    /// `--size` and `--channels` flags ask for).
+    #[arg(skip = SampleKind::Image { channels: 1, height: 28, width: 28 })]
     pub sample: SampleKind,
+    /// Use the labels: cgan (G and D take the class), acgan (G takes it, D predicts it),
+    /// sgan (semi-supervised D with K class logits, trained on --labelled samples per class).
+    #[arg(long = "cond", value_enum, default_value_t = Conditioning::None)]
     #[serde(default)]
     pub conditioning: Conditioning,
-    /// Number of classes K (conditional models; 0 otherwise).
+    /// Number of classes K (conditional models; 0 otherwise), from the data.
+    #[arg(skip)]
     #[serde(default)]
     pub classes: usize,
-    /// Size of G's class embedding, joined to z (cGAN, ACGAN).
+    /// Size of G's class embedding, joined to z (cgan, acgan).
+    #[arg(long, default_value_t = EMBED)]
     #[serde(default = "default_embed")]
     pub embed: usize,
 }
 
 fn default_embed() -> usize {
-    16
+    EMBED
 }
 
 impl ModelConfig {
-    /// The reference DCGAN of `shared/anchors` for 28x28 grayscale digits.
-    pub fn reference_dcgan() -> Self {
-        Self {
-            architecture: Architecture::Dcgan,
-            latent: 64,
-            width: 64,
-            sample: SampleKind::Image {
-                channels: 1,
-                height: 28,
-                width: 28,
-            },
-            conditioning: Conditioning::None,
-            classes: 0,
-            embed: default_embed(),
-        }
-    }
-
     /// Length of the vector G's body reads: z, plus the class embedding when G is conditional.
     pub fn generator_input(&self) -> usize {
         self.latent
@@ -126,7 +124,7 @@ impl ModelConfig {
 
     /// Channels of the sample D's body reads: one more (the label plane) for cGAN.
     pub fn discriminator_channels(&self) -> usize {
-        let [_, c, _, _] = batch_dims(self.sample, 1);
+        let [_, c, _, _] = self.sample.batch_dims(1);
         c + usize::from(self.conditioning == Conditioning::Cgan)
     }
 
@@ -181,7 +179,7 @@ impl ModelConfig {
             }
         };
         let cond = self.conditioning;
-        let [_, _, h, w] = batch_dims(self.sample, 1);
+        let [_, _, h, w] = self.sample.batch_dims(1);
         let generator = Generator {
             class_embedding: cond
                 .conditions_generator()
@@ -376,14 +374,20 @@ pub fn logsumexp(x: Tensor<2>) -> Tensor<2> {
     (x - max.clone()).exp().sum_dim(1).log() + max
 }
 
-/// The 4-D shape of a batch of samples; toy points travel as `[N, 1, 1, D]`.
-pub fn batch_dims(sample: SampleKind, n: usize) -> [usize; 4] {
-    match sample {
-        SampleKind::Image {
-            channels,
-            height,
-            width,
-        } => [n, channels, height, width],
-        SampleKind::Points { dim } => [n, 1, 1, dim],
+/// Burn's parameter RNG is global per backend and parameters draw from it lazily, on first use.
+/// Seeding and drawing every parameter under one lock keeps initialisation a function of the seed
+/// even when several runs share a process (tests run in parallel).
+pub(crate) static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Draws every lazily initialised parameter now.
+pub(crate) struct Materialize;
+
+impl burn::module::ModuleMapper for Materialize {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        burn::module::Param::from_mapped_value(id, tensor, mapper)
     }
 }

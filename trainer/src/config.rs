@@ -1,0 +1,277 @@
+//! The run configuration: every choice that defines a run, saved as the run folder's `config.json`.
+//!
+//! [`TrainConfig`] is also the command line of `pocketgan-train train` (`#[command(flatten)]`): each
+//! default is written once, in its field's `#[arg]` attribute (the serde defaults that let older
+//! `config.json` files load use the same constants). The defaults that follow from other choices
+//! (the MLP's sizes on toy data, WGAN's critic steps and clipping, the data's sample shape) are
+//! filled in by [`TrainConfig::complete`], unless the user gave them.
+
+use crate::data::{DataSource, SampleKind};
+use crate::device::DeviceKind;
+use crate::error::TrainError;
+use crate::export::OnnxMetadata;
+use crate::loss::GanLoss;
+use crate::model::{Architecture, Conditioning, ModelConfig};
+
+/// SGAN: labelled samples per class.
+pub const LABELLED_PER_CLASS: usize = 10;
+/// TAC-GAN's lambda_c. Lower trades class accuracy for variety (README, conditional models).
+pub const AUX_WEIGHT: f32 = 1.0;
+
+/// Everything that defines a run; saved as `config.json` in the run folder. The field order is
+/// the order of `config.json`'s keys.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
+pub struct TrainConfig {
+    /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25
+    #[arg(long, default_value = "digits")]
+    pub data: String,
+    #[command(flatten)]
+    pub model: ModelConfig,
+    #[arg(long, value_enum, default_value_t = GanLoss::Nonsaturating)]
+    pub loss: GanLoss,
+    /// Training iterations (each: D step(s) then one G step).
+    #[arg(long, default_value_t = 1200)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Adam's learning rate (DCGAN's 2e-4).
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Adam's betas, DCGAN's (0.5, 0.999).
+    #[arg(skip = 0.5)]
+    pub beta1: f32,
+    #[arg(skip = 0.999)]
+    pub beta2: f32,
+    /// D steps per G step (default 5 for wgan, else 1).
+    #[arg(long, default_value_t = 1)]
+    pub critic_steps: usize,
+    /// Decay the learning rate linearly to zero over the run (sharpens the modes of toy mixtures).
+    #[arg(long)]
+    #[serde(default)]
+    pub lr_decay: bool,
+    /// WGAN: clip D's weights to +-c after each D step (set by the loss).
+    #[arg(skip)]
+    pub weight_clip: Option<f32>,
+    #[arg(long, default_value_t = 300)]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    #[arg(long = "keep", default_value_t = 3)]
+    pub keep_checkpoints: usize,
+    #[arg(long, default_value_t = 100)]
+    pub sample_every: u64,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// The dataset's class names, recorded for the exported model's metadata.
+    #[arg(skip)]
+    #[serde(default)]
+    pub class_names: Vec<String>,
+    /// SGAN: labelled samples per class (the rest of the data is used without labels).
+    #[arg(long = "labelled", default_value_t = LABELLED_PER_CLASS)]
+    #[serde(default = "default_labelled")]
+    pub labelled_per_class: usize,
+    /// ACGAN: weight of the auxiliary classifier terms (TAC-GAN's lambda_c) in D's and G's losses.
+    #[arg(long, default_value_t = AUX_WEIGHT)]
+    #[serde(default = "default_aux_weight")]
+    pub aux_weight: f32,
+}
+
+fn default_labelled() -> usize {
+    LABELLED_PER_CLASS
+}
+
+fn default_aux_weight() -> f32 {
+    AUX_WEIGHT
+}
+
+/// The sample shape flags: image side and channels, when not the data's own.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct SampleShape {
+    /// Image side for image data (28, 32 or 64 for dcgan).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Image channels (1 or 3).
+    #[arg(long)]
+    pub channels: Option<usize>,
+}
+
+/// The command line's defaults, through clap, so that they are written only in the attributes.
+#[derive(clap::Parser)]
+struct Defaults {
+    #[command(flatten)]
+    config: TrainConfig,
+}
+
+impl TrainConfig {
+    /// Defaults for a dataset, model and loss (the reference DCGAN for 28x28 images).
+    pub fn new(data: &DataSource, architecture: Architecture, loss: GanLoss) -> Self {
+        use clap::Parser;
+        let mut config = Defaults::try_parse_from(["pocketgan-train"])
+            .expect("the command line's defaults parse (tested)")
+            .config;
+        config.model.architecture = architecture;
+        config.loss = loss;
+        config.complete(data, SampleShape::default(), |_| false);
+        config
+    }
+
+    /// Fill in the choices that follow from the data, architecture and loss, except those the
+    /// user gave (`given(field)`, the clap argument id, which is the field's name).
+    pub fn complete(
+        &mut self,
+        data: &DataSource,
+        shape: SampleShape,
+        given: impl Fn(&str) -> bool,
+    ) {
+        self.data = data.to_string();
+        self.model.sample = data.native_kind();
+        if let SampleKind::Image {
+            channels,
+            height,
+            width,
+        } = &mut self.model.sample
+        {
+            if let Some(s) = shape.size {
+                (*height, *width) = (s, s);
+            }
+            if let Some(c) = shape.channels {
+                *channels = c;
+            }
+        }
+        if self.model.architecture == Architecture::Mlp {
+            if !given("width") {
+                self.model.width = if data.is_toy() { 128 } else { 512 };
+            }
+            if !given("latent") {
+                self.model.latent = if data.is_toy() { 2 } else { 64 };
+            }
+        }
+        if !given("critic_steps") {
+            self.critic_steps = self.loss.default_critic_steps();
+        }
+        self.weight_clip = self.loss.default_weight_clip();
+    }
+
+    /// The facts stored in an exported generator's `metadata_props`, after `steps` iterations.
+    pub fn onnx_metadata(&self, steps: u64) -> OnnxMetadata {
+        let config = self;
+        let [_, c, h, w] = config.model.sample.batch_dims(1);
+        let entries = vec![
+            ("pocketgan.version".into(), env!("CARGO_PKG_VERSION").into()),
+            ("pocketgan.latent".into(), config.model.latent.to_string()),
+            ("pocketgan.image_shape".into(), format!("{c},{h},{w}")),
+            ("pocketgan.dataset".into(), config.data.clone()),
+            ("pocketgan.class_names".into(), config.class_names.join(",")),
+            (
+                "pocketgan.conditioning".into(),
+                format!("{:?}", config.model.conditioning).to_lowercase(),
+            ),
+            ("pocketgan.steps".into(), steps.to_string()),
+            (
+                "pocketgan.architecture".into(),
+                format!("{:?}", config.model.architecture).to_lowercase(),
+            ),
+            (
+                "pocketgan.loss".into(),
+                format!("{:?}", config.loss).to_lowercase(),
+            ),
+        ];
+        let mut entries = entries;
+        if config.model.conditioning.conditions_generator() {
+            entries.push(("pocketgan.classes".into(), config.model.classes.to_string()));
+        }
+        OnnxMetadata {
+            entries,
+            latent: config.model.latent,
+            sample_dims: [c, h, w],
+        }
+    }
+
+    /// The learning rate for iteration `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        if self.lr_decay {
+            self.lr * (1.0 - step as f64 / self.steps.max(1) as f64).max(0.0)
+        } else {
+            self.lr
+        }
+    }
+
+    pub fn source(&self) -> Result<DataSource, TrainError> {
+        Ok(self.data.parse()?)
+    }
+
+    /// Check what can be checked without the data, so bad flags give an error, not a panic.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        self.model.validate().map_err(TrainError::Config)?;
+        if self.batch == 0
+            || self.critic_steps == 0
+            || self.checkpoint_every == 0
+            || self.sample_every == 0
+        {
+            return Err(TrainError::Config(
+                "batch, critic steps and intervals must be positive".into(),
+            ));
+        }
+        if !(self.aux_weight.is_finite() && self.aux_weight >= 0.0) {
+            return Err(TrainError::Config(format!(
+                "the auxiliary weight must be a non-negative number, not {}",
+                self.aux_weight
+            )));
+        }
+        if self.model.conditioning == Conditioning::Sgan && self.labelled_per_class == 0 {
+            return Err(TrainError::Config(
+                "sgan needs at least one labelled sample per class".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults parse, and are those of the README: the reference DCGAN on digits.
+    #[test]
+    fn defaults_are_the_reference_dcgan() {
+        let c = TrainConfig::new(
+            &DataSource::Digits,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        assert_eq!((c.steps, c.batch, c.seed, c.lr), (1200, 64, 0, 2e-4));
+        assert_eq!((c.beta1, c.beta2, c.critic_steps), (0.5, 0.999, 1));
+        assert_eq!((c.model.latent, c.model.width, c.model.embed), (64, 64, 16));
+        assert_eq!(
+            (c.checkpoint_every, c.keep_checkpoints, c.sample_every),
+            (300, 3, 100)
+        );
+        assert_eq!(c.weight_clip, None);
+        let w = TrainConfig::new(&DataSource::Ring8, Architecture::Mlp, GanLoss::Wgan);
+        assert_eq!((w.model.latent, w.model.width), (2, 128));
+        assert_eq!((w.critic_steps, w.weight_clip), (5, Some(0.01)));
+        assert_eq!(w.model.sample, SampleKind::Points { dim: 2 });
+    }
+
+    /// A `config.json` written before the conditional models (no `conditioning`, `classes`,
+    /// `embed`, `class_names`, `labelled_per_class`, `aux_weight`, `lr_decay`) still loads.
+    #[test]
+    fn old_config_files_load() {
+        let old = r#"{"data":"digits","model":{"architecture":"dcgan","latent":64,"width":64,
+            "sample":{"kind":"image","channels":1,"height":28,"width":28}},"loss":"nonsaturating",
+            "steps":1200,"batch":64,"seed":0,"lr":0.0002,"beta1":0.5,"beta2":0.999,
+            "critic_steps":1,"weight_clip":null,"checkpoint_every":300,"keep_checkpoints":3,
+            "sample_every":100,"device":"cpu"}"#;
+        let c: TrainConfig = serde_json::from_str(old).unwrap();
+        let mut want = TrainConfig::new(
+            &DataSource::Digits,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        want.class_names.clear();
+        assert_eq!(c, want);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), c);
+    }
+}

@@ -1,0 +1,31 @@
+//! The conditional GAN (Mirza & Osindero 2014): G takes z and a class (a learned embedding joined
+//! to z), D judges (sample, class) pairs (a learned label plane joined as one more channel).
+
+use super::pair::{Game, Pair};
+use super::Iteration;
+use crate::history::StepMetrics;
+
+pub struct Cgan;
+
+impl Game for Cgan {
+    fn step(pair: &mut Pair<Self>, it: &mut Iteration<'_>) -> StepMetrics {
+        let loss = it.config.loss;
+        let mut last = None;
+        for stream in it.critic_streams() {
+            let b = it.batches(stream);
+            let y = it.fake_classes(stream);
+            let fake = pair.g().forward(b.z, Some(y.clone()));
+            // (1) D: minimise the loss' D objective on real (sample, label) pairs and detached
+            //     (G(z, y), y) pairs, e.g. -[log D(x, label) + log(1 - D(G(z, y), y))].
+            let labels = it.data.label_batch(&b.idx, it.device);
+            let v = pair.judge(b.real, &fake, Some(labels), Some(y.clone()), loss);
+            let loss_d = loss.discriminator(v.real.score, v.fake.score);
+            last = Some((pair.update_d(loss_d, v.opinions, it), fake, y));
+        }
+        let (critic, fake, y) = last.expect("an iteration has at least one critic step");
+        // (2) G: minimise the loss' G objective on (G(z, y), y) through a frozen D, e.g.
+        //     -log D(G(z, y), y).
+        let loss_g = loss.generator(pair.frozen_d().judge(fake, Some(y)).score);
+        pair.update_g(loss_g, critic, it)
+    }
+}

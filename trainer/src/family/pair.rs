@@ -1,0 +1,280 @@
+//! One generator against one discriminator, each with its own Adam: the networks of today's four
+//! families, which differ only in the [`Game`] they play. The pair stores itself in a checkpoint,
+//! draws its sample picture and exports its generator the same way whatever the game.
+
+use std::marker::PhantomData;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use super::{adam, samples, Clip, Family, Iteration, Net, OnnxFile};
+use crate::checkpoint::Checkpoint;
+use crate::config::TrainConfig;
+use crate::data::SampleKind;
+use crate::error::TrainError;
+use crate::export::{export_generator, ExportError, OnnxMetadata};
+use crate::history::StepMetrics;
+use crate::loss::GanLoss;
+use crate::model::{Discriminator, Generator, Materialize, Verdict, INIT_LOCK};
+use crate::render;
+
+/// The rules of one G/D family: what one iteration does to the pair.
+pub trait Game: Sized + 'static {
+    /// One iteration: D's step(s), then G's.
+    fn step(pair: &mut Pair<Self>, it: &mut Iteration<'_>) -> StepMetrics;
+
+    /// Said beside the error when a checkpoint's discriminator does not fit this game's (a
+    /// change of its shape that old runs cannot follow).
+    const D_CHANGED: Option<&'static str> = None;
+}
+
+/// A generator and a discriminator with their optimizers, playing `G`.
+pub struct Pair<G> {
+    pub generator: Net<Generator>,
+    pub discriminator: Net<Discriminator>,
+    config: TrainConfig,
+    game: PhantomData<G>,
+}
+
+/// The checkpoint sections of a pair, in the order they are written.
+const SECTIONS: [&str; 4] = ["generator", "discriminator", "adam_g", "adam_d"];
+
+/// D's verdicts on a real and a fake batch ([`Pair::judge`]).
+pub struct Judged {
+    pub real: Verdict,
+    pub fake: Verdict,
+    /// `[2]`: D's mean opinion of each, as logged.
+    pub opinions: Tensor<1>,
+}
+
+/// D's numbers from its last step of an iteration, kept until G's step has run.
+pub struct CriticStep {
+    loss: Tensor<1>,
+    /// `[2]`: D's mean opinion of the real and of the fake batch.
+    opinions: Tensor<1>,
+    grad_squares: Tensor<1>,
+}
+
+impl<G: Game> Pair<G> {
+    /// Fresh networks drawn from `config.seed`, fresh optimizers.
+    pub fn init(config: &TrainConfig, device: &Device) -> Self {
+        let _guard = INIT_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(config.seed);
+        let (generator, discriminator) = config.model.init(device);
+        let generator = generator.map(&mut Materialize);
+        let discriminator = discriminator.map(&mut Materialize);
+        Self {
+            generator: Net::new(generator, adam(config)),
+            discriminator: Net::new(discriminator, adam(config)),
+            config: config.clone(),
+            game: PhantomData,
+        }
+    }
+
+    pub fn g(&self) -> &Generator {
+        self.generator.get()
+    }
+
+    pub fn d(&self) -> &Discriminator {
+        self.discriminator.get()
+    }
+
+    /// D as G's step sees it: no parameter of the copy requires a gradient, so G's loss moves
+    /// only G.
+    pub fn frozen_d(&self) -> Discriminator {
+        self.d().clone().no_grad()
+    }
+
+    /// D's verdicts on a real batch and on a fake batch, detached so that D's loss does not reach
+    /// G, with the classes a cGAN discriminator reads.
+    pub fn judge(
+        &self,
+        real: Tensor<4>,
+        fake: &Tensor<4>,
+        real_classes: Option<Tensor<1, Int>>,
+        fake_classes: Option<Tensor<1, Int>>,
+        loss: GanLoss,
+    ) -> Judged {
+        let real = self.d().judge(real, real_classes);
+        let fake = self.d().judge(fake.clone().detach(), fake_classes);
+        let opinions = loss.opinions(real.score.clone(), fake.score.clone());
+        Judged {
+            real,
+            fake,
+            opinions,
+        }
+    }
+
+    /// D's step down `loss` (only D's parameters move), then WGAN's clipping. `opinions` is D's
+    /// mean opinion `[2]` of the real and the fake batch, for the metrics.
+    pub fn update_d(
+        &mut self,
+        loss: Tensor<1>,
+        opinions: Tensor<1>,
+        it: &Iteration<'_>,
+    ) -> CriticStep {
+        let grad_squares = self.discriminator.descend(&loss, it.lr(), it.device);
+        if let Some(c) = self.config.weight_clip {
+            self.discriminator.map(&mut Clip(c));
+        }
+        CriticStep {
+            loss: loss.detach().inner(),
+            opinions: opinions.detach().inner(),
+            grad_squares,
+        }
+    }
+
+    /// G's step down `loss` (only G's parameters move); the iteration's metrics, read in one sync.
+    pub fn update_g(
+        &mut self,
+        loss: Tensor<1>,
+        critic: CriticStep,
+        it: &Iteration<'_>,
+    ) -> StepMetrics {
+        let norm_g = self.generator.descend(&loss, it.lr(), it.device);
+        let all = Tensor::cat(
+            vec![
+                critic.loss,
+                loss.detach().inner(),
+                critic.opinions,
+                critic.grad_squares.inner(),
+                norm_g.inner(),
+            ],
+            0,
+        );
+        let v: Vec<f32> = all
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_else(|_| vec![f32::NAN; 6]);
+        StepMetrics {
+            step: it.step + 1,
+            loss_d: v[0],
+            loss_g: v[1],
+            d_real: v[2],
+            d_fake: v[3],
+            grad_norm_d: v[4].sqrt(),
+            grad_norm_g: v[5].sqrt(),
+            seconds: 0.0,
+        }
+    }
+}
+
+impl<G: Game> Family for Pair<G> {
+    fn step(&mut self, it: &mut Iteration<'_>) -> StepMetrics {
+        G::step(self, it)
+    }
+
+    fn save(&self) -> Result<Vec<(String, Vec<u8>)>, TrainError> {
+        let (g, adam_g) = self.generator.records()?;
+        let (d, adam_d) = self.discriminator.records()?;
+        Ok(SECTIONS
+            .into_iter()
+            .map(String::from)
+            .zip([g, d, adam_g, adam_d])
+            .collect())
+    }
+
+    fn load(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<(), TrainError> {
+        let [g, d, adam_g, adam_d] = SECTIONS.map(|name| ckpt.section(name, file));
+        let bad = |reason: String| TrainError::Record {
+            file: file.into(),
+            reason,
+        };
+        self.generator.load(g?, adam_g?).map_err(bad)?;
+        self.discriminator
+            .load(d?, adam_d?)
+            .map_err(|reason| match G::D_CHANGED {
+                Some(why) => bad(format!("{reason} ({why})")),
+                None => bad(reason),
+            })
+    }
+
+    fn sample_picture(
+        &self,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> Result<image::RgbImage, TrainError> {
+        Ok(match config.model.sample {
+            SampleKind::Image { .. } => render::sample_grid(
+                &samples::fixed(self.g(), config, device),
+                config.model.sample,
+            ),
+            SampleKind::Points { .. } => {
+                let centers = config
+                    .source()?
+                    .mixture()
+                    .map(|m| m.centers)
+                    .unwrap_or_default();
+                render::scatter(
+                    &samples::generate(self.g(), config, 2000, config.seed, device),
+                    &centers,
+                )
+            }
+        })
+    }
+
+    fn export(&self, meta: &OnnxMetadata) -> Result<Vec<OnnxFile>, ExportError> {
+        Ok(vec![OnnxFile {
+            name: "generator.onnx".into(),
+            bytes: export_generator(&self.g().valid(), meta)?,
+        }])
+    }
+
+    fn latent_generator(&self) -> Option<&Generator> {
+        Some(self.g())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataSource;
+    use crate::family::unconditional::Unconditional;
+    use crate::loss::GanLoss;
+    use crate::model::layers::Layer;
+    use crate::model::Architecture;
+
+    fn first_weights(pair: &Pair<Unconditional>) -> Vec<f32> {
+        match &pair.g().layers()[0] {
+            Layer::Linear { weight, .. } => weight.values.clone(),
+            other => panic!("unexpected first layer {other:?}"),
+        }
+    }
+
+    /// Initialisation is a function of the seed even while other threads initialise other runs.
+    #[test]
+    fn init_is_seeded_under_concurrency() {
+        let mut config = TrainConfig::new(
+            &DataSource::Digits,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        config.model.width = 8;
+        let device = Device::flex().autodiff();
+        let reference = first_weights(&Pair::init(&config, &device));
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (config, device, reference) = (&config, &device, &reference);
+                s.spawn(move || {
+                    for i in 0..20u64 {
+                        let mut c = config.clone();
+                        c.seed = if (t + i) % 2 == 0 {
+                            config.seed
+                        } else {
+                            1000 + t
+                        };
+                        let w = first_weights(&Pair::init(&c, device));
+                        assert_eq!(
+                            w == *reference,
+                            c.seed == config.seed,
+                            "thread {t} iteration {i}"
+                        );
+                    }
+                });
+            }
+        });
+    }
+}

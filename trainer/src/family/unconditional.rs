@@ -1,0 +1,29 @@
+//! The unconditional GAN (Goodfellow et al. 2014; DCGAN, Radford et al. 2015): G maps z to a
+//! sample, D scores samples as real or fake.
+
+use super::pair::{Game, Pair};
+use super::Iteration;
+use crate::history::StepMetrics;
+
+pub struct Unconditional;
+
+impl Game for Unconditional {
+    fn step(pair: &mut Pair<Self>, it: &mut Iteration<'_>) -> StepMetrics {
+        let loss = it.config.loss;
+        let mut last = None;
+        for stream in it.critic_streams() {
+            let b = it.batches(stream);
+            let fake = pair.g().forward(b.z, None);
+            // (1) D: minimise the loss' D objective on a real and a detached fake batch, e.g.
+            //     -[log D(x) + log(1 - D(G(z)))] for the BCE losses (only D's parameters move).
+            let v = pair.judge(b.real, &fake, None, None, loss);
+            let loss_d = loss.discriminator(v.real.score, v.fake.score);
+            last = Some((pair.update_d(loss_d, v.opinions, it), fake));
+        }
+        let (critic, fake) = last.expect("an iteration has at least one critic step");
+        // (2) G: minimise the loss' G objective through a frozen D, e.g. -log D(G(z)) for the
+        //     nonsaturating loss (only G's parameters move).
+        let loss_g = loss.generator(pair.frozen_d().judge(fake, None).score);
+        pair.update_g(loss_g, critic, it)
+    }
+}
