@@ -9,6 +9,7 @@
 //! calibration and the tests' reference); [`FloatGraph::simplify`] folds BatchNorm where the
 //! fold is exact.
 
+mod chain;
 mod exec;
 mod simplify;
 mod tract;

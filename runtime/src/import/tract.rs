@@ -158,7 +158,15 @@ fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
         nodes,
         metadata,
     };
-    rejoin_split_linear(&mut g);
+    // The ONNX Concat nodes, so a rejoined one gets its ONNX output name back.
+    let concats: Vec<(Vec<String>, String)> = proto
+        .graph
+        .iter()
+        .flat_map(|g| &g.node)
+        .filter(|n| n.op_type == "Concat" && n.output.len() == 1)
+        .map(|n| (n.input.clone(), n.output[0].clone()))
+        .collect();
+    rejoin_split_linear(&mut g, &concats);
     Ok(g)
 }
 
@@ -959,7 +967,7 @@ fn per_channel(c: &Tensor, rank: usize, channels: usize) -> Result<Vec<f32>, Str
 /// tract splits `Gemm(Concat(a, b))` into `EinSum(a) + EinSum(b)` (its "concat-einsum" rule,
 /// seen on the project's cGAN exports): join such a pair back into `Linear(Concat(a, b))` so
 /// the class embedding keeps its ONNX form. Exact: the same products and sums.
-fn rejoin_split_linear(g: &mut FloatGraph) {
+fn rejoin_split_linear(g: &mut FloatGraph, onnx_concats: &[(Vec<String>, String)]) {
     let mut i = 0;
     while i < g.nodes.len() {
         let node = &g.nodes[i];
@@ -995,11 +1003,16 @@ fn rejoin_split_linear(g: &mut FloatGraph) {
             continue;
         }
         let add = g.nodes[i].clone();
-        let concat_name = format!("{}.concat", add.output);
+        let parts = vec![g.nodes[a].inputs[0].clone(), g.nodes[b].inputs[0].clone()];
+        let concat_name = onnx_concats
+            .iter()
+            .find(|(inputs, _)| *inputs == parts)
+            .map(|(_, output)| output.clone())
+            .unwrap_or_else(|| format!("{}.concat", add.output));
         let concat = Node {
             name: concat_name.clone(),
             op: FloatOp::Concat { axis: 0 },
-            inputs: vec![g.nodes[a].inputs[0].clone(), g.nodes[b].inputs[0].clone()],
+            inputs: parts,
             output: concat_name.clone(),
             shape: vec![ka + kb],
         };
