@@ -118,7 +118,7 @@ impl OnnxInputs {
         let proto = tract_onnx::onnx()
             .proto_model_for_read(&mut std::io::Cursor::new(onnx))
             .ok()?;
-        let graph = Graph::from_proto(&proto).ok()?;
+        let graph = Graph::from_onnx_bytes(onnx).ok()?;
         let g = proto.graph.as_ref()?;
         let inputs: Vec<&str> = g
             .input
@@ -180,7 +180,10 @@ impl TractEngine {
 
     fn plan(&mut self, n: usize) -> Result<&std::sync::Arc<TypedRunnableModel>, EngineError> {
         if !self.plans.contains_key(&n) {
+            // The batch is fixed per plan; value_info that names it as a symbol (the dynamo
+            // exporter writes it on every intermediate tensor) would not unify with it.
             let mut model = tract_onnx::onnx()
+                .with_ignore_value_info(true)
                 .model_for_read(&mut std::io::Cursor::new(&self.bytes))
                 .map_err(tract_err)?
                 .with_input_fact(self.inputs.latent_at, self.input_fact(n))

@@ -32,6 +32,9 @@ pub enum ImportError {
     Input(String),
     #[error("the graph is not a single chain from input to output: {0}")]
     NotAChain(String),
+    /// From the tract-based importer ([`crate::import`]), which reads the file first.
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
 }
 
 /// Activation fused into a matrix layer.
@@ -254,16 +257,17 @@ fn attr_ints(node: &pb::NodeProto, name: &str) -> Vec<i64> {
 }
 
 impl Graph {
-    /// Reads an ONNX file's bytes.
+    /// Reads an ONNX file's bytes through the tract-based importer ([`crate::import`]), which
+    /// folds what PyTorch's exporter writes around the layers (shape arithmetic for
+    /// `x.view(-1, ...)`, Identity and Constant chains, Dropout), then takes its graph as a
+    /// chain ([`crate::import::FloatGraph::to_chain`]).
     pub fn from_onnx_bytes(bytes: &[u8]) -> Result<Graph, ImportError> {
-        use tract_onnx::prelude::Framework;
-        let proto = tract_onnx::onnx()
-            .proto_model_for_read(&mut std::io::Cursor::new(bytes))
-            .map_err(|e| ImportError::Protobuf(e.to_string()))?;
-        Graph::from_proto(&proto)
+        crate::import::import_onnx(bytes)?.to_chain()
     }
 
-    /// Builds the graph from a decoded ONNX model.
+    /// Builds the graph from a decoded ONNX model by reading the protobuf directly (the reader
+    /// before [`crate::import`]: it takes only plain chains, without PyTorch's shape arithmetic
+    /// or Identity nodes; kept until the graph runtime replaces the chain).
     pub fn from_proto(proto: &pb::ModelProto) -> Result<Graph, ImportError> {
         let graph = proto.graph.as_ref().ok_or(ImportError::NoGraph)?;
         let mut consts: HashMap<String, Constant> = HashMap::new();
@@ -799,32 +803,38 @@ impl Graph {
                 "graph outputs {outputs:?}, the chain ends at {current}"
             )));
         }
+        g.check_ends(shape)
+    }
+
+    /// What every chain must end with, whichever reader built it: an image output, at least
+    /// one layer, a used class input and a class count that agrees with the metadata.
+    pub(crate) fn check_ends(self, shape: Shape) -> Result<Graph, ImportError> {
         if !matches!(shape, Shape::Image { .. }) {
             return Err(ImportError::NotAChain(format!(
                 "the output is {shape:?}, not an image [N, C, H, W]"
             )));
         }
-        if g.layers.is_empty() {
+        if self.layers.is_empty() {
             return Err(ImportError::NotAChain("no layers".into()));
         }
-        if let Some(class) = &class_input {
-            if g.classes == 0 {
+        if let Some(class) = &self.class_input {
+            if self.classes == 0 {
                 return Err(ImportError::NotAChain(format!(
                     "the class input {class} must feed Gather(table, {class}) -> Concat({}, ...)",
-                    g.input
+                    self.input
                 )));
             }
         }
         // The exporter also records the class count; a different one means a broken export.
-        if let Some((_, declared)) = g.metadata.iter().find(|(k, _)| k == "pocketgan.classes") {
-            if declared.trim().parse::<usize>().ok() != Some(g.classes) {
+        if let Some((_, declared)) = self.metadata.iter().find(|(k, _)| k == "pocketgan.classes") {
+            if declared.trim().parse::<usize>().ok() != Some(self.classes) {
                 return Err(ImportError::Input(format!(
                     "metadata pocketgan.classes = {declared:?}, the embedding has {} classes",
-                    g.classes
+                    self.classes
                 )));
             }
         }
-        Ok(g)
+        Ok(self)
     }
 
     /// Output image shape `(c, h, w)`.

@@ -12,6 +12,8 @@ pub mod engine;
 pub mod format;
 #[cfg(feature = "std")]
 pub mod graph;
+#[cfg(feature = "std")]
+pub mod import;
 pub mod interp;
 pub mod kernels;
 pub mod latent;

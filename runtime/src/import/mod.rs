@@ -1,0 +1,274 @@
+//! ONNX import into a float tensor graph ([`FloatGraph`]).
+//!
+//! tract loads the file with the batch as a symbol, types it and declutters it, which folds the
+//! shape arithmetic PyTorch writes (`x.view(-1, ...)` becomes Shape/Gather/Concat/...),
+//! Identity/Constant chains and Dropout. [`tract`](self::tract) then reads the decluttered
+//! model op by op into [`FloatOp`]s with per-sample shapes (the batch axis removed). Everything
+//! an int8 runtime needs is explicit: named inputs per node, topological order, weights in
+//! fixed layouts. [`FloatGraph::run`] is the plain-f32 definition of every op (the quantizer's
+//! calibration and the tests' reference); [`FloatGraph::simplify`] folds BatchNorm where the
+//! fold is exact.
+
+mod chain;
+mod exec;
+mod simplify;
+mod tract;
+
+pub use self::exec::RunError;
+pub use self::tract::import_onnx;
+
+/// What a graph input holds, for callers that feed it (latents are drawn, classes are indices,
+/// images are pictures).
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputKind {
+    /// Float `[latent]` or `[latent, 1, 1]` (pytorch/examples' DCGAN).
+    Latent,
+    /// Integer class indices `[N]` in `0..classes`, read by an [`FloatOp::Embed`]. The float
+    /// executor takes them as f32 values that must be whole numbers.
+    Class { classes: usize },
+    /// Float `[C, H, W]` with `H, W > 1`.
+    Image,
+    /// Float `[T, F]`.
+    Sequence,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphInput {
+    pub name: String,
+    /// Per-sample shape (the batch axis removed); `[]` for a class index.
+    pub shape: Vec<usize>,
+    pub kind: InputKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadMode {
+    Zero,
+    Reflect,
+}
+
+/// A float op. Shapes are per sample, NCHW-logical (`[C, H, W]` or `[F]`); a "channel" is axis 0
+/// of the per-sample shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FloatOp {
+    /// `y[j] = bias[j] + sum_i x[i] * weights[i * n + j]` (weights `[k][n]`).
+    Linear {
+        k: usize,
+        n: usize,
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    /// Weights `[cout][cin][kh][kw]`; `pad` is `[top, left, bottom, right]`.
+    Conv {
+        cin: usize,
+        cout: usize,
+        kh: usize,
+        kw: usize,
+        stride: (usize, usize),
+        pad: [usize; 4],
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    /// Weights `[cin][cout][kh][kw]` (ONNX's layout); output `(h - 1) * stride - pad_before -
+    /// pad_after + k + out_pad` per axis.
+    ConvTranspose {
+        cin: usize,
+        cout: usize,
+        kh: usize,
+        kw: usize,
+        stride: (usize, usize),
+        pad: [usize; 4],
+        out_pad: (usize, usize),
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    /// Per-channel affine `y = x * scale[c] + shift[c]`: BatchNormalization in inference form,
+    /// and every per-channel constant Mul/Add/Sub/Div tract leaves after decluttering (a Gemm's
+    /// bias among them).
+    BatchNorm {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
+    /// Per-sample, per-channel normalisation over the spatial axes (biased variance), then
+    /// `* scale[c] + shift[c]` (scale 1, shift 0 for PyTorch's default `affine=False`).
+    InstanceNorm {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+        eps: f32,
+    },
+    Relu,
+    LeakyRelu {
+        alpha: f32,
+    },
+    Tanh,
+    Sigmoid,
+    /// Elementwise over two inputs of the same shape (broadcasting is refused at import).
+    Add,
+    Mul,
+    /// Joins the inputs along a per-sample axis (0 = channels).
+    Concat {
+        axis: usize,
+    },
+    Pad {
+        mode: PadMode,
+        pads: [usize; 4],
+    },
+    /// Same values in the same (row-major, NCHW) order, another per-sample shape.
+    Reshape {
+        shape: Vec<usize>,
+    },
+    /// `[C, H, W]` to `[C * H * W]` in the same order.
+    Flatten,
+    /// Nearest-neighbour upsampling of `[C, H, W]` by an integer factor on both spatial axes.
+    Upsample {
+        factor: usize,
+    },
+    /// `table[class]` (table `[classes][dim]`), the class input's row: PyTorch's
+    /// `nn.Embedding`, joined to the latent by a [`FloatOp::Concat`] in the project's cGANs.
+    Embed {
+        classes: usize,
+        dim: usize,
+        table: Vec<f32>,
+    },
+}
+
+impl FloatOp {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FloatOp::Linear { .. } => "Linear",
+            FloatOp::Conv { .. } => "Conv",
+            FloatOp::ConvTranspose { .. } => "ConvTranspose",
+            FloatOp::BatchNorm { .. } => "BatchNorm",
+            FloatOp::InstanceNorm { .. } => "InstanceNorm",
+            FloatOp::Relu => "Relu",
+            FloatOp::LeakyRelu { .. } => "LeakyRelu",
+            FloatOp::Tanh => "Tanh",
+            FloatOp::Sigmoid => "Sigmoid",
+            FloatOp::Add => "Add",
+            FloatOp::Mul => "Mul",
+            FloatOp::Concat { .. } => "Concat",
+            FloatOp::Pad { .. } => "Pad",
+            FloatOp::Reshape { .. } => "Reshape",
+            FloatOp::Flatten => "Flatten",
+            FloatOp::Upsample { .. } => "Upsample",
+            FloatOp::Embed { .. } => "Embed",
+        }
+    }
+
+    /// The op's function on one value, for the elementwise activations.
+    pub fn activate(&self, x: f32) -> Option<f32> {
+        Some(match self {
+            FloatOp::Relu => x.max(0.0),
+            FloatOp::LeakyRelu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+            FloatOp::Tanh => x.tanh(),
+            FloatOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The decluttered tract node it came from (for messages).
+    pub name: String,
+    pub op: FloatOp,
+    /// Tensor names: graph inputs or earlier nodes' outputs.
+    pub inputs: Vec<String>,
+    /// The tensor it writes: the ONNX tensor name where tract kept one (its outlet label), so
+    /// tract can be asked for the same values; otherwise the tract node's name.
+    pub output: String,
+    /// Per-sample output shape.
+    pub shape: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatGraph {
+    pub inputs: Vec<GraphInput>,
+    /// Tensor names of the graph outputs.
+    pub outputs: Vec<String>,
+    /// Topological order.
+    pub nodes: Vec<Node>,
+    /// ONNX `metadata_props`.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl FloatGraph {
+    /// Reads an ONNX file (see [`import_onnx`]).
+    pub fn from_onnx_bytes(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
+        import_onnx(bytes)
+    }
+
+    /// Per-sample shape of a tensor (an input or a node's output).
+    pub fn shape_of(&self, tensor: &str) -> Option<&[usize]> {
+        self.inputs
+            .iter()
+            .find(|i| i.name == tensor)
+            .map(|i| i.shape.as_slice())
+            .or_else(|| {
+                self.nodes
+                    .iter()
+                    .find(|n| n.output == tensor)
+                    .map(|n| n.shape.as_slice())
+            })
+    }
+
+    /// How many nodes read `tensor`, plus one if it is a graph output.
+    pub fn readers(&self, tensor: &str) -> usize {
+        self.nodes
+            .iter()
+            .map(|n| n.inputs.iter().filter(|i| *i == tensor).count())
+            .sum::<usize>()
+            + self.outputs.iter().filter(|o| *o == tensor).count()
+    }
+}
+
+/// An op the importer does not map, with the tract node that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedOp {
+    /// The ONNX op type (tract's op name for nodes tract made up).
+    pub op: String,
+    /// The ONNX node (tract's node name for nodes tract made up).
+    pub node: String,
+    /// The op tract turned it into, when that is what the importer could not map.
+    pub tract_op: String,
+}
+
+impl std::fmt::Display for UnsupportedOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (node {}", self.op, self.node)?;
+        if self.tract_op != self.op {
+            write!(f, ", {} after tract's decluttering", self.tract_op)?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Why an ONNX file does not become a [`FloatGraph`].
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read the ONNX file: {0}")]
+    Onnx(String),
+    #[error("tract cannot type or declutter the model: {0}")]
+    Tract(String),
+    /// tract panicked on this input (hostile or broken files can make it): caught at the
+    /// boundary so callers get an error, never a crash.
+    #[error("tract failed on this model (internal panic: {0})")]
+    Panic(String),
+    #[error("unsupported operators: {}", .0.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", "))]
+    Unsupported(Vec<UnsupportedOp>),
+    #[error("node {node} ({op}): {reason}")]
+    Node {
+        node: String,
+        op: String,
+        reason: String,
+    },
+    #[error("input {name}: {reason}")]
+    Input { name: String, reason: String },
+    #[error("the graph has no outputs")]
+    NoOutput,
+}

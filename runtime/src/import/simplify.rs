@@ -1,0 +1,118 @@
+//! Exact folds on a [`FloatGraph`]: per-channel affines (BatchNorm, and the constant Mul/Add
+//! tract leaves for biases) are merged with each other and folded into the Linear, Conv,
+//! ConvTranspose or InstanceNorm that produces their input, the rules of graph.rs's chain
+//! simplification (including a Linear seen through a Reshape). A fold happens only when the
+//! producer's value is read by nothing else, so no other reader sees changed values.
+
+use super::{FloatGraph, FloatOp};
+
+impl FloatGraph {
+    /// Applies the folds until none applies. Each removed BatchNorm's output name moves to the
+    /// node that now produces its values, so readers and graph outputs stay valid.
+    pub fn simplify(&mut self) {
+        while self.fold_one() {}
+    }
+
+    fn fold_one(&mut self) -> bool {
+        for i in 0..self.nodes.len() {
+            let FloatOp::BatchNorm { scale, shift } = self.nodes[i].op.clone() else {
+                continue;
+            };
+            let input = self.nodes[i].inputs[0].clone();
+            let Some(p) = self.nodes.iter().position(|n| n.output == input) else {
+                continue;
+            };
+            if self.readers(&input) != 1 {
+                continue;
+            }
+            // Directly after the producer.
+            if fold_into(&mut self.nodes[p].op, &scale, &shift, 1) {
+                let bn = self.nodes.remove(i);
+                self.nodes[p].output = bn.output;
+                return true;
+            }
+            // A Linear, then a Reshape, then the BatchNorm: channel c covers `per` outputs.
+            if matches!(self.nodes[p].op, FloatOp::Reshape { .. }) {
+                let linear_out = self.nodes[p].inputs[0].clone();
+                let Some(l) = self.nodes.iter().position(|n| n.output == linear_out) else {
+                    continue;
+                };
+                let n = match self.nodes[l].op {
+                    FloatOp::Linear { n, .. } => n,
+                    _ => continue,
+                };
+                if self.readers(&linear_out) != 1 || scale.is_empty() || n % scale.len() != 0 {
+                    continue;
+                }
+                if fold_into(&mut self.nodes[l].op, &scale, &shift, n / scale.len()) {
+                    let bn = self.nodes.remove(i);
+                    self.nodes[p].output = bn.output;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// `y * scale[c] + shift[c]` folded into the op producing `y`; column `j` of a Linear belongs
+/// to channel `j / per_column`.
+fn fold_into(op: &mut FloatOp, scale: &[f32], shift: &[f32], per_column: usize) -> bool {
+    match op {
+        // An affine after an affine, or after InstanceNorm's own scale and shift.
+        FloatOp::BatchNorm { scale: s, shift: b }
+        | FloatOp::InstanceNorm {
+            scale: s, shift: b, ..
+        } if s.len() == scale.len() => {
+            for c in 0..s.len() {
+                s[c] *= scale[c];
+                b[c] = b[c] * scale[c] + shift[c];
+            }
+            true
+        }
+        FloatOp::Linear {
+            n, weights, bias, ..
+        } if *n == scale.len() * per_column => {
+            for (j, b) in bias.iter_mut().enumerate() {
+                *b = *b * scale[j / per_column] + shift[j / per_column];
+            }
+            for (i, w) in weights.iter_mut().enumerate() {
+                *w *= scale[(i % *n) / per_column];
+            }
+            true
+        }
+        FloatOp::Conv {
+            cout,
+            weights,
+            bias,
+            ..
+        } if per_column == 1 && scale.len() == *cout => {
+            let per_out = weights.len() / *cout;
+            for (i, w) in weights.iter_mut().enumerate() {
+                *w *= scale[i / per_out];
+            }
+            for (c, b) in bias.iter_mut().enumerate() {
+                *b = *b * scale[c] + shift[c];
+            }
+            true
+        }
+        FloatOp::ConvTranspose {
+            cout,
+            kh,
+            kw,
+            weights,
+            bias,
+            ..
+        } if per_column == 1 && scale.len() == *cout => {
+            let taps = *kh * *kw;
+            for (i, w) in weights.iter_mut().enumerate() {
+                *w *= scale[(i / taps) % *cout];
+            }
+            for (c, b) in bias.iter_mut().enumerate() {
+                *b = *b * scale[c] + shift[c];
+            }
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,1039 @@
+//! Loading with tract and reading its decluttered model into a [`FloatGraph`].
+//!
+//! One small function per tract op kind (`einsum`, `binary`, `conv`, ...), so each can later
+//! move into its op's own module. tract's decluttered forms are not ONNX's: a Gemm is an
+//! `EinSum` plus an `Add` of the bias, BatchNormalization a `Mul` and an `Add` of constants,
+//! Relu a `Max` with 0, ConvTranspose a `Deconv` whose kernel is reordered to `[cout][cin]`,
+//! InstanceNormalization a chain of `Reduce`/`Sub`/`Rsqrt`/`Mul` (matched back here), and a
+//! Concat feeding a Gemm is split into one `EinSum` per part (joined back in
+//! [`rejoin_split_linear`]).
+
+use super::{
+    FloatGraph, FloatOp, GraphInput, ImportError, InputKind, Node, PadMode, UnsupportedOp,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::DimLike;
+use tract_onnx::tract_core::ops;
+use tract_onnx::tract_core::ops::cnn::{KernelFormat, PaddingSpec, PoolSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_hir::infer::Factoid;
+
+/// Reads an ONNX file into a float graph. Never panics: tract's own panics on broken or
+/// hostile files are caught here and returned as [`ImportError::Panic`].
+pub fn import_onnx(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| import(bytes))) {
+        Ok(result) => result,
+        Err(payload) => Err(ImportError::Panic(
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into()),
+        )),
+    }
+}
+
+fn tract_err(e: impl std::fmt::Display) -> ImportError {
+    ImportError::Tract(format!("{e:#}"))
+}
+
+fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
+    let onnx = tract_onnx::onnx();
+    let proto = onnx
+        .proto_model_for_read(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| ImportError::Onnx(format!("{e:#}")))?;
+    let metadata = proto
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.clone(), p.value.clone()))
+        .collect();
+    let mut model = onnx
+        .model_for_proto_model(&proto)
+        .map_err(|e| ImportError::Onnx(format!("{e:#}")))?;
+    // The ONNX op type of each node, to name unsupported ops as the user wrote them (tract
+    // expands some, e.g. Softplus into Exp and Ln, under names that start with the node's).
+    let onnx_ops: Vec<(String, String)> = proto
+        .graph
+        .iter()
+        .flat_map(|g| &g.node)
+        .map(|n| (n.name.clone(), n.op_type.clone()))
+        .collect();
+    // The batch becomes a symbol whatever the file declares (PyTorch writes a fixed 1 or 2
+    // without `dynamic_axes`), so decluttering folds the shape arithmetic for any batch. A
+    // symbol the file already uses for it is kept: its intermediate shapes may name it too.
+    let declared = (0..model.inputs.len()).find_map(|i| {
+        let fact = model.input_fact(i).ok()?;
+        match fact.shape.dims().next()?.concretize()? {
+            TDim::Sym(s) => Some(s),
+            _ => None,
+        }
+    });
+    let batch = declared.unwrap_or_else(|| model.symbols.sym("N"));
+    let mut inputs = Vec::new();
+    for i in 0..model.inputs.len() {
+        let name = model.node(model.inputs[i].node).name.clone();
+        let fail = |reason: String| ImportError::Input {
+            name: name.clone(),
+            reason,
+        };
+        let fact = model.input_fact(i).map_err(tract_err)?.clone();
+        if fact.shape.is_open() {
+            return Err(fail("its rank is unknown".into()));
+        }
+        let dims: Vec<Option<i64>> = fact
+            .shape
+            .dims()
+            .map(|d| d.concretize().and_then(|d| d.as_i64()))
+            .collect();
+        let mut shape = Vec::new();
+        for (axis, d) in dims.iter().enumerate().skip(1) {
+            match d {
+                Some(d) if *d > 0 => shape.push(*d as usize),
+                _ => return Err(fail(format!("axis {axis} has no fixed size ({d:?})"))),
+            }
+        }
+        if dims.is_empty() {
+            return Err(fail("a scalar input has no batch axis".into()));
+        }
+        let mut full: TVec<TDim> = tvec![batch.clone().into()];
+        full.extend(shape.iter().map(|&d| TDim::from(d)));
+        let dt = fact.datum_type.concretize();
+        let (typed, kind) = match dt {
+            Some(DatumType::F32) => {
+                let kind = match shape.as_slice() {
+                    [_] | [_, 1, 1] => InputKind::Latent,
+                    [_, _, _] => InputKind::Image,
+                    [_, _] => InputKind::Sequence,
+                    _ => return Err(fail(format!("per-sample shape {shape:?} is not supported"))),
+                };
+                (f32::fact(&full), kind)
+            }
+            // Class indices; the class count comes from the embedding that reads them.
+            Some(dt @ (DatumType::I64 | DatumType::I32)) if shape.is_empty() => {
+                (dt.fact(&full), InputKind::Class { classes: 0 })
+            }
+            other => {
+                return Err(fail(format!(
+                    "element type {other:?} with per-sample shape {shape:?} (expected float, or integer classes [N])"
+                )))
+            }
+        };
+        model.set_input_fact(i, typed.into()).map_err(tract_err)?;
+        inputs.push(GraphInput { name, shape, kind });
+    }
+    let typed = model
+        .into_typed()
+        .map_err(tract_err)?
+        .into_decluttered()
+        .map_err(tract_err)?;
+    let mut w = Walker::new(&typed, batch.into(), inputs);
+    if let Err(e) = w.walk() {
+        return Err(match e {
+            ImportError::Unsupported(list) => ImportError::Unsupported(as_onnx(list, &onnx_ops)),
+            e => e,
+        });
+    }
+    let Walker {
+        inputs,
+        nodes,
+        names,
+        ..
+    } = w;
+    let mut outputs = Vec::new();
+    for o in typed.output_outlets().map_err(tract_err)? {
+        outputs.push(names.get(o).cloned().ok_or_else(|| ImportError::Node {
+            node: typed.node(o.node).name.clone(),
+            op: typed.node(o.node).op.name().to_string(),
+            reason: "a graph output is a constant".into(),
+        })?);
+    }
+    if outputs.is_empty() {
+        return Err(ImportError::NoOutput);
+    }
+    let mut g = FloatGraph {
+        inputs,
+        outputs,
+        nodes,
+        metadata,
+    };
+    // The ONNX Concat nodes, so a rejoined one gets its ONNX output name back.
+    let concats: Vec<(Vec<String>, String)> = proto
+        .graph
+        .iter()
+        .flat_map(|g| &g.node)
+        .filter(|n| n.op_type == "Concat" && n.output.len() == 1)
+        .map(|n| (n.input.clone(), n.output[0].clone()))
+        .collect();
+    rejoin_split_linear(&mut g, &concats);
+    Ok(g)
+}
+
+/// Names each unsupported tract node by the ONNX node it came from (the longest ONNX node name
+/// that is its name or a `.`-separated prefix of it), once per ONNX node.
+fn as_onnx(list: Vec<UnsupportedOp>, onnx_ops: &[(String, String)]) -> Vec<UnsupportedOp> {
+    let mut out: Vec<UnsupportedOp> = Vec::new();
+    for u in list {
+        let source = onnx_ops
+            .iter()
+            .filter(|(name, _)| {
+                !name.is_empty()
+                    && (u.node == *name
+                        || u.node
+                            .strip_prefix(name.as_str())
+                            .is_some_and(|r| r.starts_with('.')))
+            })
+            .max_by_key(|(name, _)| name.len());
+        let u = match source {
+            Some((name, op)) => UnsupportedOp {
+                op: op.clone(),
+                node: name.clone(),
+                tract_op: u.tract_op,
+            },
+            None => u,
+        };
+        if !out.iter().any(|o| o.node == u.node) {
+            out.push(u);
+        }
+    }
+    out
+}
+
+/// Reads the decluttered model in evaluation order.
+struct Walker<'a> {
+    m: &'a TypedModel,
+    batch: TDim,
+    inputs: Vec<GraphInput>,
+    nodes: Vec<Node>,
+    /// Outlet -> tensor name, for every non-constant value.
+    names: HashMap<OutletId, String>,
+    used: HashSet<String>,
+    /// tract nodes already consumed by a pattern (InstanceNormalization's chain).
+    absorbed: HashSet<usize>,
+    unsupported: Vec<UnsupportedOp>,
+    errors: Vec<ImportError>,
+    /// Set by a pattern whose op writes another node's outlet (the end of the chain it absorbs).
+    output_override: Option<OutletId>,
+}
+
+/// The result of mapping one node: an op and its value inputs, or nothing (an alias: the
+/// output is the named input itself).
+enum Mapped {
+    Op(FloatOp, Vec<OutletId>),
+    Alias(OutletId),
+    Unsupported,
+}
+
+type MapResult = Result<Mapped, String>;
+
+impl<'a> Walker<'a> {
+    fn new(m: &'a TypedModel, batch: TDim, inputs: Vec<GraphInput>) -> Self {
+        Walker {
+            m,
+            batch,
+            inputs,
+            nodes: Vec::new(),
+            names: HashMap::new(),
+            used: HashSet::new(),
+            absorbed: HashSet::new(),
+            unsupported: Vec::new(),
+            errors: Vec::new(),
+            output_override: None,
+        }
+    }
+
+    /// The tensor name for an outlet: its ONNX name when tract kept it as a label.
+    fn name_outlet(&mut self, o: OutletId) -> String {
+        let node = self.m.node(o.node);
+        let base = match self.m.outlet_label(o) {
+            Some(l) => l.to_string(),
+            None if o.slot == 0 => node.name.clone(),
+            None => format!("{}:{}", node.name, o.slot),
+        };
+        let mut name = base.clone();
+        let mut i = 1;
+        while !self.used.insert(name.clone()) {
+            name = format!("{base}#{i}");
+            i += 1;
+        }
+        self.names.insert(o, name.clone());
+        name
+    }
+
+    fn konst(&self, o: OutletId) -> Option<&Arc<Tensor>> {
+        self.m
+            .node(o.node)
+            .op_as::<ops::konst::Const>()
+            .map(|k| k.val())
+    }
+
+    /// Per-sample shape of an outlet: the batch symbol first, then fixed sizes.
+    fn shape(&self, o: OutletId) -> Result<Vec<usize>, String> {
+        let fact = self.m.outlet_fact(o).map_err(|e| format!("{e:#}"))?;
+        let dims = fact.shape.dims();
+        if dims.first() != Some(&self.batch) {
+            return Err(format!(
+                "shape {:?} does not start with the batch axis",
+                fact.shape
+            ));
+        }
+        dims[1..]
+            .iter()
+            .map(|d| {
+                d.to_usize()
+                    .map_err(|_| format!("shape {:?} is not fixed past the batch", fact.shape))
+            })
+            .collect()
+    }
+
+    fn walk(&mut self) -> Result<(), ImportError> {
+        let order = self.m.eval_order().map_err(tract_err)?;
+        for &id in &order {
+            let node = self.m.node(id);
+            if self.absorbed.contains(&id) || node.op_is::<ops::konst::Const>() {
+                continue;
+            }
+            if node.op_is::<ops::source::TypedSource>() {
+                let name = self.name_outlet(OutletId::new(id, 0));
+                // The source keeps the ONNX input's name (tract names it so, and labels it).
+                if let Some(i) = self.inputs.iter_mut().find(|i| i.name == node.name) {
+                    i.name = name;
+                }
+                continue;
+            }
+            let op = node.op.name().to_string();
+            let mapped = self.map(node);
+            let fail = |reason: String| ImportError::Node {
+                node: node.name.clone(),
+                op: op.clone(),
+                reason,
+            };
+            match mapped {
+                Ok(Mapped::Op(float_op, ins)) => {
+                    let out = self.output_override.take().unwrap_or(OutletId::new(id, 0));
+                    let shape = match self.shape(out) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            self.errors.push(fail(e));
+                            Vec::new()
+                        }
+                    };
+                    let mut inputs = Vec::new();
+                    for i in ins {
+                        match self.names.get(&i) {
+                            Some(n) => inputs.push(n.clone()),
+                            None => self.errors.push(fail(format!(
+                                "input {} is not a value the importer knows",
+                                self.m.node(i.node).name
+                            ))),
+                        }
+                    }
+                    let output = self.name_outlet(out);
+                    self.nodes.push(Node {
+                        name: node.name.clone(),
+                        op: float_op,
+                        inputs,
+                        output,
+                        shape,
+                    });
+                }
+                Ok(Mapped::Alias(of)) => {
+                    if let Some(n) = self.names.get(&of).cloned() {
+                        self.names.insert(OutletId::new(id, 0), n);
+                    }
+                }
+                Ok(Mapped::Unsupported) => {
+                    self.unsupported.push(UnsupportedOp {
+                        op: op.clone(),
+                        node: node.name.clone(),
+                        tract_op: op,
+                    });
+                    // Name its outputs anyway, so every other unsupported node is found too.
+                    for slot in 0..node.outputs.len() {
+                        self.name_outlet(OutletId::new(id, slot));
+                    }
+                }
+                Err(reason) => {
+                    self.errors.push(fail(reason));
+                    for slot in 0..node.outputs.len() {
+                        self.name_outlet(OutletId::new(id, slot));
+                    }
+                }
+            }
+        }
+        if !self.unsupported.is_empty() {
+            return Err(ImportError::Unsupported(std::mem::take(
+                &mut self.unsupported,
+            )));
+        }
+        if !self.errors.is_empty() {
+            return Err(self.errors.remove(0));
+        }
+        Ok(())
+    }
+
+    fn map(&mut self, node: &TypedNode) -> MapResult {
+        if let Some(op) = node.op_as::<ops::einsum::EinSum>() {
+            return self.einsum(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::binary::TypedBinOp>() {
+            return self.binary(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::element_wise::ElementWiseOp>() {
+            return elementwise(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::cnn::Conv>() {
+            return self.conv(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::cnn::Deconv>() {
+            return self.deconv(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::change_axes::AxisOp>() {
+            return self.axis_op(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::array::TypedConcat>() {
+            return self.concat(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::array::Pad>() {
+            return pad(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::nn::NearestUpsample>() {
+            return upsample(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::array::Gather>() {
+            return self.gather(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::nn::Reduce>() {
+            return self.instance_norm(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::cast::Cast>() {
+            return self.cast(node, op);
+        }
+        if node.op_is::<ops::identity::Identity>() {
+            return Ok(Mapped::Alias(node.inputs[0]));
+        }
+        Ok(Mapped::Unsupported)
+    }
+
+    /// MatMul/Gemm: `EinSum` of a `[N, k]` value with a constant `[k, n]` or `[n, k]`.
+    fn einsum(&self, node: &TypedNode, op: &ops::einsum::EinSum) -> MapResult {
+        if op.q_params.is_some() || node.inputs.len() != 2 {
+            return Ok(Mapped::Unsupported);
+        }
+        let formula = op.axes.to_string();
+        let (lhs, out) = formula
+            .split_once("->")
+            .ok_or_else(|| format!("cannot read the EinSum formula {formula}"))?;
+        let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
+        let out: Vec<char> = out.chars().collect();
+        let (x_at, w_at) = match (self.konst(node.inputs[0]), self.konst(node.inputs[1])) {
+            (None, Some(_)) => (0, 1),
+            (Some(_), None) => (1, 0),
+            _ => return Err("only a product of a value with constant weights is supported".into()),
+        };
+        if terms.len() != 2 {
+            return Err(format!("EinSum {formula} does not have two operands"));
+        }
+        let (x, wt) = (&terms[x_at], &terms[w_at]);
+        // x = [m, k], w = [k, n] or [n, k], out = [m, n].
+        let ([m, k], [om, on]) = (x.as_slice(), out.as_slice()) else {
+            return Err(format!(
+                "EinSum {formula} is not a matrix product of [N, k] inputs"
+            ));
+        };
+        let transposed = match wt[..] {
+            [a, b] if a == *k && b == *on => false,
+            [a, b] if a == *on && b == *k => true,
+            _ => {
+                return Err(format!(
+                    "EinSum {formula} is not x [N, k] times a weight matrix"
+                ))
+            }
+        };
+        if om != m || on == k {
+            return Err(format!("EinSum {formula} is not a matrix product"));
+        }
+        let w = floats(self.konst(node.inputs[w_at]).expect("checked constant"))?;
+        let wshape = self.konst(node.inputs[w_at]).expect("checked").shape();
+        let (k_len, n_len) = if transposed {
+            (wshape[1], wshape[0])
+        } else {
+            (wshape[0], wshape[1])
+        };
+        let weights = if transposed {
+            (0..k_len * n_len)
+                .map(|i| w[(i % n_len) * k_len + i / n_len])
+                .collect()
+        } else {
+            w
+        };
+        Ok(Mapped::Op(
+            FloatOp::Linear {
+                k: k_len,
+                n: n_len,
+                weights,
+                bias: vec![0.0; n_len],
+            },
+            vec![node.inputs[x_at]],
+        ))
+    }
+
+    /// Binary ops: between two values (residual Add, gating Mul), or with a constant, which
+    /// decluttering leaves for biases, BatchNorm and Relu (`Max(x, 0)`).
+    fn binary(&self, node: &TypedNode, op: &ops::binary::TypedBinOp) -> MapResult {
+        let kind = op.0.name();
+        let (a, b) = (node.inputs[0], node.inputs[1]);
+        match (self.konst(a), self.konst(b)) {
+            (None, None) => {
+                let (sa, sb) = (self.shape(a)?, self.shape(b)?);
+                let float_op = match kind {
+                    "Add" => FloatOp::Add,
+                    "Mul" => FloatOp::Mul,
+                    _ => return Ok(Mapped::Unsupported),
+                };
+                if sa != sb {
+                    return Err(format!(
+                        "{kind} broadcasts {sa:?} with {sb:?}; only equal shapes are supported"
+                    ));
+                }
+                Ok(Mapped::Op(float_op, vec![a, b]))
+            }
+            (Some(c), None) | (None, Some(c)) => {
+                let const_first = self.konst(a).is_some();
+                let x = if const_first { b } else { a };
+                let full = self.m.outlet_fact(x).map_err(|e| format!("{e:#}"))?;
+                let channels = self.shape(x)?.first().copied().unwrap_or(1);
+                let v = per_channel(c, full.rank(), channels)?;
+                let ones = vec![1.0; channels];
+                let zeros = vec![0.0; channels];
+                let affine = |scale: Vec<f32>, shift: Vec<f32>| {
+                    Ok(Mapped::Op(FloatOp::BatchNorm { scale, shift }, vec![x]))
+                };
+                match kind {
+                    "Max" if v.iter().all(|&c| c == 0.0) => Ok(Mapped::Op(FloatOp::Relu, vec![x])),
+                    "Add" => affine(ones, v),
+                    "Mul" => affine(v, zeros),
+                    "Sub" if !const_first => affine(ones, v.iter().map(|c| -c).collect()),
+                    "Sub" => affine(vec![-1.0; channels], v),
+                    "Div" if !const_first && v.iter().all(|&c| c != 0.0) => {
+                        affine(v.iter().map(|c| 1.0 / c).collect(), zeros)
+                    }
+                    _ => Ok(Mapped::Unsupported),
+                }
+            }
+            (Some(_), Some(_)) => Err("both operands are constants".into()),
+        }
+    }
+
+    fn conv(&self, node: &TypedNode, op: &ops::cnn::Conv) -> MapResult {
+        if op.q_params.is_some() {
+            return Ok(Mapped::Unsupported);
+        }
+        if op.group != 1 {
+            return Err(format!("group {} convolutions are not supported", op.group));
+        }
+        let g = geometry(&op.pool_spec)?;
+        let (cin, cout) = (op.pool_spec.input_channels, op.pool_spec.output_channels);
+        let weights = self.kernel_oihw(node, op.kernel_fmt, cout, cin, g.kh, g.kw)?;
+        let bias = self.bias(node, cout)?;
+        Ok(Mapped::Op(
+            FloatOp::Conv {
+                cin,
+                cout,
+                kh: g.kh,
+                kw: g.kw,
+                stride: g.stride,
+                pad: g.pad,
+                weights,
+                bias,
+            },
+            vec![node.inputs[0]],
+        ))
+    }
+
+    fn deconv(&self, node: &TypedNode, op: &ops::cnn::Deconv) -> MapResult {
+        if op.group != 1 {
+            return Err(format!(
+                "group {} transposed convolutions are not supported",
+                op.group
+            ));
+        }
+        let g = geometry(&op.pool_spec)?;
+        let (cin, cout) = (op.pool_spec.input_channels, op.pool_spec.output_channels);
+        // tract keeps a Deconv kernel with O = output channels; we store ONNX's [cin][cout].
+        let oihw = self.kernel_oihw(node, op.kernel_format, cout, cin, g.kh, g.kw)?;
+        let taps = g.kh * g.kw;
+        let mut weights = vec![0.0; oihw.len()];
+        for o in 0..cout {
+            for i in 0..cin {
+                let from = (o * cin + i) * taps;
+                let to = (i * cout + o) * taps;
+                weights[to..to + taps].copy_from_slice(&oihw[from..from + taps]);
+            }
+        }
+        let out_pad = match op.adjustments.as_slice() {
+            [a, b] => (*a, *b),
+            other => return Err(format!("output padding {other:?} is not 2-D")),
+        };
+        let bias = self.bias(node, cout)?;
+        Ok(Mapped::Op(
+            FloatOp::ConvTranspose {
+                cin,
+                cout,
+                kh: g.kh,
+                kw: g.kw,
+                stride: g.stride,
+                pad: g.pad,
+                out_pad,
+                weights,
+                bias,
+            },
+            vec![node.inputs[0]],
+        ))
+    }
+
+    /// The kernel (input 1) in `[o][i][kh][kw]` order whatever tract's format.
+    fn kernel_oihw(
+        &self,
+        node: &TypedNode,
+        fmt: KernelFormat,
+        o: usize,
+        i: usize,
+        kh: usize,
+        kw: usize,
+    ) -> Result<Vec<f32>, String> {
+        let k = node
+            .inputs
+            .get(1)
+            .and_then(|&k| self.konst(k))
+            .ok_or("the kernel must be a constant")?;
+        let w = floats(k)?;
+        let dims: [usize; 4] = match fmt {
+            KernelFormat::OIHW => [o, i, kh, kw],
+            KernelFormat::HWIO => [kh, kw, i, o],
+            KernelFormat::OHWI => [o, kh, kw, i],
+        };
+        if k.shape() != dims || w.len() != o * i * kh * kw {
+            return Err(format!(
+                "kernel shape {:?} is not {fmt:?} {dims:?}",
+                k.shape()
+            ));
+        }
+        let mut out = vec![0.0; w.len()];
+        for (at, v) in w.iter().enumerate() {
+            let [a, b, c, d] = unravel(at, dims);
+            let (oo, ii, y, x) = match fmt {
+                KernelFormat::OIHW => (a, b, c, d),
+                KernelFormat::HWIO => (d, c, a, b),
+                KernelFormat::OHWI => (a, d, b, c),
+            };
+            out[((oo * i + ii) * kh + y) * kw + x] = *v;
+        }
+        Ok(out)
+    }
+
+    /// The bias (input 2): absent, one value for every channel, or one per channel.
+    fn bias(&self, node: &TypedNode, cout: usize) -> Result<Vec<f32>, String> {
+        let Some(&b) = node.inputs.get(2) else {
+            return Ok(vec![0.0; cout]);
+        };
+        let b = floats(self.konst(b).ok_or("the bias must be a constant")?)?;
+        match b.len() {
+            1 => Ok(vec![b[0]; cout]),
+            n if n == cout => Ok(b),
+            n => Err(format!("bias has {n} values for {cout} channels")),
+        }
+    }
+
+    /// Reshapes, and the unsqueeze/squeeze tract writes as axis additions and removals, all
+    /// past the batch axis: the data order does not change.
+    fn axis_op(&self, node: &TypedNode, op: &ops::change_axes::AxisOp) -> MapResult {
+        use ops::change_axes::AxisOp;
+        let touches_batch = match op {
+            AxisOp::Reshape(at, ..) | AxisOp::Add(at) | AxisOp::Rm(at) => *at == 0,
+            AxisOp::Move(..) => return Ok(Mapped::Unsupported),
+        };
+        if touches_batch {
+            return Err("reshapes the batch axis".into());
+        }
+        let from = self.shape(node.inputs[0])?;
+        let to = self.shape(OutletId::new(node.id, 0))?;
+        if from == to {
+            return Ok(Mapped::Alias(node.inputs[0]));
+        }
+        let op = if to.len() == 1 && from.len() > 1 {
+            FloatOp::Flatten
+        } else {
+            FloatOp::Reshape { shape: to }
+        };
+        Ok(Mapped::Op(op, vec![node.inputs[0]]))
+    }
+
+    fn concat(&self, node: &TypedNode, op: &ops::array::TypedConcat) -> MapResult {
+        if op.axis == 0 {
+            return Err("joins along the batch axis".into());
+        }
+        if node.inputs.iter().any(|&i| self.konst(i).is_some()) {
+            return Err("joins a constant; only values are supported".into());
+        }
+        Ok(Mapped::Op(
+            FloatOp::Concat { axis: op.axis - 1 },
+            node.inputs.to_vec(),
+        ))
+    }
+
+    /// `Gather(table, class)`: an embedding lookup on a class input.
+    fn gather(&mut self, node: &TypedNode, op: &ops::array::Gather) -> MapResult {
+        let (table, idx) = (node.inputs[0], node.inputs[1]);
+        let table = self
+            .konst(table)
+            .ok_or("only a lookup in a constant table is supported")?;
+        let idx_name = self.names.get(&idx).cloned().unwrap_or_default();
+        let input = self.inputs.iter().position(|i| i.name == idx_name);
+        let (Some(input), 0, [classes, dim]) = (input, op.axis, table.shape()) else {
+            return Err(format!(
+                "only Gather(table [classes, dim], class input, axis=0) is supported (axis {}, table {:?})",
+                op.axis,
+                table.shape()
+            ));
+        };
+        let (classes, dim) = (*classes, *dim);
+        if classes == 0 || dim == 0 {
+            return Err("the embedding table is empty".into());
+        }
+        let table = floats(table)?;
+        match &mut self.inputs[input].kind {
+            InputKind::Class { classes: c } if *c == 0 || *c == classes => *c = classes,
+            _ => {
+                return Err(format!(
+                    "{idx_name} is not a class input of {classes} classes"
+                ))
+            }
+        }
+        Ok(Mapped::Op(
+            FloatOp::Embed {
+                classes,
+                dim,
+                table,
+            },
+            vec![idx],
+        ))
+    }
+
+    /// A Cast of a class input to another integer type is the same indices.
+    fn cast(&self, node: &TypedNode, op: &ops::cast::Cast) -> MapResult {
+        let from = self
+            .m
+            .outlet_fact(node.inputs[0])
+            .map_err(|e| format!("{e:#}"))?;
+        if from.datum_type.is_integer() && op.to.is_integer() {
+            return Ok(Mapped::Alias(node.inputs[0]));
+        }
+        Ok(Mapped::Unsupported)
+    }
+
+    /// InstanceNormalization as tract expands it: `mean = Sum(x) * (1/HW)`, `d = x - mean`,
+    /// `y = d * Rsqrt(MeanOfSquares(d) + eps)`. The chain is matched from its first Reduce and
+    /// its nodes absorbed; anything else reducing is unsupported.
+    fn instance_norm(&mut self, node: &TypedNode, op: &ops::nn::Reduce) -> MapResult {
+        use ops::nn::Reducer;
+        let x = node.inputs[0];
+        let Ok(shape) = self.shape(x) else {
+            return Ok(Mapped::Unsupported);
+        };
+        if !(op.reducer == Reducer::Sum && op.axes.as_slice() == [2, 3] && shape.len() == 3) {
+            return Ok(Mapped::Unsupported);
+        }
+        let (c, hw) = (shape[0], shape[1] * shape[2]);
+        let m = self.m;
+        let only = |id: usize| -> Option<&TypedNode> {
+            match m.outlet_successors(OutletId::new(id, 0)) {
+                [one] => Some(m.node(one.node)),
+                _ => None,
+            }
+        };
+        let bin = |n: &TypedNode, name: &str| {
+            n.op_as::<ops::binary::TypedBinOp>()
+                .is_some_and(|b| b.0.name() == name)
+        };
+        let scalar = |o: OutletId| -> Option<f32> {
+            let t = self.konst(o)?;
+            (t.len() == 1)
+                .then(|| floats(t).ok().map(|v| v[0]))
+                .flatten()
+        };
+        let other = |n: &TypedNode, from: usize| n.inputs.iter().copied().find(|i| i.node != from);
+        let matched = (|| {
+            let mean = only(node.id).filter(|n| bin(n, "Mul"))?;
+            let recip = scalar(other(mean, node.id)?)?;
+            if (recip * hw as f32 - 1.0).abs() > 1e-5 {
+                return None;
+            }
+            let diff = only(mean.id)
+                .filter(|n| bin(n, "Sub") && n.inputs == [x, OutletId::new(mean.id, 0)])?;
+            let succ = m.outlet_successors(OutletId::new(diff.id, 0));
+            if succ.len() != 2 {
+                return None;
+            }
+            let var = succ.iter().map(|s| m.node(s.node)).find(|n| {
+                n.op_as::<ops::nn::Reduce>().is_some_and(|r| {
+                    r.reducer == Reducer::MeanOfSquares && r.axes.as_slice() == [2, 3]
+                })
+            })?;
+            let add_eps = only(var.id).filter(|n| bin(n, "Add"))?;
+            let eps = scalar(other(add_eps, var.id)?)?;
+            let rsqrt = only(add_eps.id).filter(|n| {
+                n.op_as::<ops::element_wise::ElementWiseOp>()
+                    .is_some_and(|e| e.0.name() == "Rsqrt")
+            })?;
+            let out = only(rsqrt.id).filter(|n| {
+                bin(n, "Mul")
+                    && n.inputs.contains(&OutletId::new(diff.id, 0))
+                    && succ.iter().any(|s| s.node == n.id)
+            })?;
+            Some((
+                vec![mean.id, diff.id, var.id, add_eps.id, rsqrt.id, out.id],
+                eps,
+            ))
+        })();
+        let Some((chain, eps)) = matched else {
+            return Ok(Mapped::Unsupported);
+        };
+        let out = *chain.last().expect("six nodes");
+        self.absorbed.extend(chain);
+        // The op writes the chain's last value: its successors read that outlet.
+        self.output_override = Some(OutletId::new(out, 0));
+        Ok(Mapped::Op(
+            FloatOp::InstanceNorm {
+                scale: vec![1.0; c],
+                shift: vec![0.0; c],
+                eps,
+            },
+            vec![x],
+        ))
+    }
+}
+
+fn elementwise(node: &TypedNode, op: &ops::element_wise::ElementWiseOp) -> MapResult {
+    let _ = node;
+    if let Some(l) = op.0.downcast_ref::<ops::nn::LeakyRelu>() {
+        return Ok(Mapped::Op(
+            FloatOp::LeakyRelu { alpha: l.alpha },
+            vec![node.inputs[0]],
+        ));
+    }
+    let float_op = match op.0.name().as_ref() {
+        "Tanh" => FloatOp::Tanh,
+        "Sigmoid" => FloatOp::Sigmoid,
+        "Relu" => FloatOp::Relu,
+        _ => return Ok(Mapped::Unsupported),
+    };
+    Ok(Mapped::Op(float_op, vec![node.inputs[0]]))
+}
+
+fn pad(node: &TypedNode, op: &ops::array::Pad) -> MapResult {
+    use ops::array::PadMode as Mode;
+    let mode = match &op.mode {
+        Mode::Reflect => PadMode::Reflect,
+        Mode::Constant(v) if floats(v).is_ok_and(|v| v.iter().all(|&x| x == 0.0)) => PadMode::Zero,
+        Mode::Constant(_) => return Err("constant padding with a value other than 0".into()),
+        Mode::Edge => return Ok(Mapped::Unsupported),
+    };
+    let [(0, 0), (0, 0), (top, bottom), (left, right)] = op.pads[..] else {
+        return Err(format!(
+            "pads {:?} are not on the two spatial axes of NCHW",
+            op.pads
+        ));
+    };
+    Ok(Mapped::Op(
+        FloatOp::Pad {
+            mode,
+            pads: [top, left, bottom, right],
+        },
+        vec![node.inputs[0]],
+    ))
+}
+
+fn upsample(node: &TypedNode, op: &ops::nn::NearestUpsample) -> MapResult {
+    match op.scales[..] {
+        [1, 1, a, b] if a == b && a >= 1 => Ok(Mapped::Op(
+            FloatOp::Upsample { factor: a },
+            vec![node.inputs[0]],
+        )),
+        _ => Err(format!(
+            "scales {:?} are not one integer factor on both spatial axes",
+            op.scales
+        )),
+    }
+}
+
+struct Geometry {
+    kh: usize,
+    kw: usize,
+    stride: (usize, usize),
+    pad: [usize; 4],
+}
+
+fn geometry(p: &PoolSpec) -> Result<Geometry, String> {
+    if p.data_format != DataFormat::NCHW {
+        return Err(format!("data format {:?} (NCHW only)", p.data_format));
+    }
+    let [kh, kw] = p.kernel_shape[..] else {
+        return Err(format!("kernel {:?} is not 2-D", p.kernel_shape));
+    };
+    if p.dilations
+        .as_ref()
+        .is_some_and(|d| d.iter().any(|&d| d != 1))
+    {
+        return Err("dilated convolutions are not supported".into());
+    }
+    let stride = match p.strides.as_deref() {
+        None => (1, 1),
+        Some([a, b]) if *a > 0 && *b > 0 => (*a, *b),
+        Some(s) => return Err(format!("strides {s:?}")),
+    };
+    let pad = match &p.padding {
+        PaddingSpec::Valid => [0; 4],
+        PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, false)
+            if b.len() == 2 && a.len() == 2 =>
+        {
+            [b[0], b[1], a[0], a[1]]
+        }
+        other => return Err(format!("padding {other:?} (explicit pads only)")),
+    };
+    Ok(Geometry {
+        kh,
+        kw,
+        stride,
+        pad,
+    })
+}
+
+fn unravel(mut at: usize, dims: [usize; 4]) -> [usize; 4] {
+    let mut out = [0; 4];
+    for i in (0..4).rev() {
+        out[i] = at % dims[i];
+        at /= dims[i];
+    }
+    out
+}
+
+/// A constant's values as finite f32s.
+fn floats(t: &Tensor) -> Result<Vec<f32>, String> {
+    let t = t
+        .cast_to::<f32>()
+        .map_err(|e| format!("constant of type {:?}: {e}", t.datum_type()))?;
+    let v: Vec<f32> = t
+        .to_plain_array_view::<f32>()
+        .map_err(|e| format!("{e}"))?
+        .iter()
+        .copied()
+        .collect();
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err("a constant holds NaN or infinity".into());
+    }
+    Ok(v)
+}
+
+/// A constant operand as one value per channel (axis 1 of the full shape, or the only axis past
+/// the batch): every other axis must have size 1.
+fn per_channel(c: &Tensor, rank: usize, channels: usize) -> Result<Vec<f32>, String> {
+    let shape = c.shape();
+    if shape.len() > rank {
+        return Err(format!("constant {shape:?} has more axes than the value"));
+    }
+    // Align right, as broadcasting does.
+    let offset = rank - shape.len();
+    let mut along = None;
+    for (i, &d) in shape.iter().enumerate() {
+        if d != 1 {
+            if i + offset != 1 || along.is_some() {
+                return Err(format!(
+                    "constant {shape:?} broadcasts along another axis than the channels; only per-channel constants are supported"
+                ));
+            }
+            along = Some(d);
+        }
+    }
+    let v = floats(c)?;
+    match along {
+        None => Ok(vec![v[0]; channels]),
+        Some(d) if d == channels => Ok(v),
+        Some(d) => Err(format!("constant has {d} values for {channels} channels")),
+    }
+}
+
+/// tract splits `Gemm(Concat(a, b))` into `EinSum(a) + EinSum(b)` (its "concat-einsum" rule,
+/// seen on the project's cGAN exports): join such a pair back into `Linear(Concat(a, b))` so
+/// the class embedding keeps its ONNX form. Exact: the same products and sums.
+fn rejoin_split_linear(g: &mut FloatGraph, onnx_concats: &[(Vec<String>, String)]) {
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let node = &g.nodes[i];
+        if node.op != FloatOp::Add || node.inputs.len() != 2 {
+            i += 1;
+            continue;
+        }
+        let producer = |t: &str| g.nodes.iter().position(|n| n.output == t);
+        let (Some(a), Some(b)) = (producer(&node.inputs[0]), producer(&node.inputs[1])) else {
+            i += 1;
+            continue;
+        };
+        let linear = |at: usize| match &g.nodes[at].op {
+            FloatOp::Linear {
+                k,
+                n,
+                weights,
+                bias,
+            } if g.readers(&g.nodes[at].output) == 1 => {
+                Some((*k, *n, weights.clone(), bias.clone()))
+            }
+            _ => None,
+        };
+        let (Some((ka, na, wa, ba)), Some((kb, nb, wb, bb))) = (linear(a), linear(b)) else {
+            i += 1;
+            continue;
+        };
+        if na != nb
+            || g.shape_of(&g.nodes[a].inputs[0]).map(|s| s.len()) != Some(1)
+            || g.shape_of(&g.nodes[b].inputs[0]).map(|s| s.len()) != Some(1)
+        {
+            i += 1;
+            continue;
+        }
+        let add = g.nodes[i].clone();
+        let parts = vec![g.nodes[a].inputs[0].clone(), g.nodes[b].inputs[0].clone()];
+        let concat_name = onnx_concats
+            .iter()
+            .find(|(inputs, _)| *inputs == parts)
+            .map(|(_, output)| output.clone())
+            .unwrap_or_else(|| format!("{}.concat", add.output));
+        let concat = Node {
+            name: concat_name.clone(),
+            op: FloatOp::Concat { axis: 0 },
+            inputs: parts,
+            output: concat_name.clone(),
+            shape: vec![ka + kb],
+        };
+        let joined = Node {
+            name: add.name.clone(),
+            op: FloatOp::Linear {
+                k: ka + kb,
+                n: na,
+                weights: [wa, wb].concat(),
+                bias: ba.iter().zip(&bb).map(|(x, y)| x + y).collect(),
+            },
+            inputs: vec![concat_name],
+            output: add.output.clone(),
+            shape: add.shape.clone(),
+        };
+        g.nodes[i] = joined;
+        g.nodes.insert(i, concat);
+        // Remove the two halves (both before i).
+        let (hi, lo) = (a.max(b), a.min(b));
+        g.nodes.remove(hi);
+        g.nodes.remove(lo);
+        i = 0;
+    }
+}
