@@ -206,6 +206,11 @@ def main():
                 "is exercised with non-trivial values.\n\n")
         f.write("`NAME.input.npy` is a seeded batch-2 input, `NAME.output.npy` PyTorch's output "
                 "for it (eval mode); every `NAME_op*.onnx` is the same model and weights.\n\n")
+        f.write("Used by `runtime/tests/torch_import.rs` (every file imports; the float executor "
+                "matches PyTorch's output and tract) and `runtime/tests/torch_quantize.rs` (the "
+                "DCGANs quantize; U-Net and ResNet are refused by the int8 chain naming their "
+                "skip connection). The real-size files are exported once (dynamic batch) to keep "
+                "the folder small; their narrow twins cover every opset and the fixed batch.\n\n")
         f.write("| model | class | per-sample input | input name |\n|---|---|---|---|\n")
         for name, cls, shape, input_name in models:
             f.write(f"| {name} | {cls} | {list(shape)} | `{input_name}` |\n")

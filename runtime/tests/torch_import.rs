@@ -295,3 +295,50 @@ fn float_run_refuses_wrong_inputs() {
     ));
     assert_eq!(g.run(&[("z", &[])], 0), Err(RunError::EmptyBatch));
 }
+
+/// The project's conditional export (Gather of a class embedding joined to z by Concat, which
+/// tract's decluttering splits into two matrix products) imports as Embed + Concat + Linear and
+/// runs as tract runs the file.
+#[test]
+fn conditional_generator_imports_its_embedding() {
+    use pocketgan_runtime::engine::{Engine, TractEngine};
+    let dir = std::env::temp_dir().join(format!("pocketgan-import-cgan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("python3")
+        .arg(common::repo_root().join("tests/scripts/torch_style_generators.py"))
+        .arg(&dir)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "needs python3 with onnx and numpy");
+    let onnx = std::fs::read(dir.join("cgan.onnx")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let g = FloatGraph::from_onnx_bytes(&onnx).unwrap();
+    let kinds: Vec<_> = g
+        .inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("z", InputKind::Latent),
+            ("class", InputKind::Class { classes: 10 })
+        ]
+    );
+    let ops: Vec<&str> = g.nodes.iter().take(3).map(|n| n.op.kind()).collect();
+    assert_eq!(ops, ["Embed", "Concat", "Linear"]);
+    let n = 4;
+    let z = pocketgan_runtime::quantize::latents(3, n, 16);
+    let classes = [0u32, 9, 4, 4];
+    let class_values: Vec<f32> = classes.iter().map(|&c| c as f32).collect();
+    let mut values = g.run(&[("z", &z), ("class", &class_values)], n).unwrap();
+    let ours = values.remove(&g.outputs[0]).unwrap();
+    let mut tract = TractEngine::new(&onnx, 16, (1, 28, 28));
+    let reference = tract.generate_with(&z, &classes, n).unwrap();
+    let d = rel_diff(&ours, &reference);
+    assert!(d <= 1e-4, "relative difference {d}");
+    assert!(matches!(
+        g.run(&[("z", &z), ("class", &[0.0, 10.0, 1.0, 2.0])], n),
+        Err(pocketgan_runtime::import::RunError::Class { sample: 1, .. })
+    ));
+}

@@ -120,6 +120,83 @@ fn chw(shape: &[usize]) -> Result<(usize, usize, usize), String> {
     }
 }
 
+/// Parameter sizes and shapes the loops below index by, so a hand-built graph with wrong ones
+/// is an error rather than an out-of-bounds panic.
+fn check_params(op: &FloatOp, xs: &[usize], ins: &[In], out: &[usize]) -> Result<(), String> {
+    let want = |what: &str, len: usize, expected: usize| {
+        if len == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} has {len} {what}, expects {expected}",
+                op.kind()
+            ))
+        }
+    };
+    match op {
+        FloatOp::Linear {
+            k,
+            n,
+            weights,
+            bias,
+        } => {
+            want("weights", weights.len(), k * n)?;
+            want("biases", bias.len(), *n)
+        }
+        FloatOp::Conv {
+            cin,
+            cout,
+            kh,
+            kw,
+            weights,
+            bias,
+            ..
+        }
+        | FloatOp::ConvTranspose {
+            cin,
+            cout,
+            kh,
+            kw,
+            weights,
+            bias,
+            ..
+        } => {
+            want("weights", weights.len(), cin * cout * kh * kw)?;
+            want("biases", bias.len(), *cout)?;
+            want("output channels", out.first().copied().unwrap_or(0), *cout)
+        }
+        FloatOp::InstanceNorm { scale, shift, .. } => {
+            let c = xs.first().copied().unwrap_or(0);
+            want("scales", scale.len(), c)?;
+            want("shifts", shift.len(), c)
+        }
+        FloatOp::Embed {
+            classes,
+            dim,
+            table,
+        } => {
+            want("table values", table.len(), classes * dim)?;
+            want("outputs", out.iter().product(), *dim)
+        }
+        FloatOp::Concat { axis } => {
+            let mut total = 0;
+            for (_, s) in ins {
+                let same_rank = s.len() == out.len() && *axis < out.len();
+                if !same_rank || (0..out.len()).any(|a| a != *axis && s[a] != out[a]) {
+                    return Err(format!("Concat of {s:?} into {out:?} on axis {axis}"));
+                }
+                total += s[*axis];
+            }
+            want(
+                "values along the axis",
+                total,
+                out.get(*axis).copied().unwrap_or(0),
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<Vec<f32>, String> {
     let arity = match op {
         FloatOp::Add | FloatOp::Mul => 2,
@@ -134,6 +211,7 @@ fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<V
         ));
     }
     let (x, xs) = ins[0];
+    check_params(op, xs, ins, out_shape)?;
     let out_size: usize = out_shape.iter().product();
     Ok(match op {
         FloatOp::Relu | FloatOp::LeakyRelu { .. } | FloatOp::Tanh | FloatOp::Sigmoid => x

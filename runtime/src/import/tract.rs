@@ -456,6 +456,9 @@ impl<'a> Walker<'a> {
         }
         let w = floats(self.konst(node.inputs[w_at]).expect("checked constant"))?;
         let wshape = self.konst(node.inputs[w_at]).expect("checked").shape();
+        if wshape.len() != 2 || w.len() != wshape[0] * wshape[1] {
+            return Err(format!("weights of shape {wshape:?} are not a matrix"));
+        }
         let (k_len, n_len) = if transposed {
             (wshape[1], wshape[0])
         } else {
