@@ -39,10 +39,14 @@ pub const MAX_ELEMENTS: usize = 1 << 24;
 pub const MAX_WEIGHT_BYTES: usize = 1 << 28;
 /// Largest node count.
 pub const MAX_NODES: usize = 256;
-/// Largest tensor count (the planner keeps one offset per tensor in the [`Model`]).
-pub const MAX_TENSORS: usize = 128;
-/// Most inputs of one node (a concatenation of several skip connections).
-pub const MAX_NODE_INPUTS: usize = 8;
+/// Largest tensor count (the planner keeps one offset per tensor in the [`Model`], and plans
+/// with arrays of this length on the stack): 128 on a host or a Pi, 16 on a microcontroller,
+/// whose 16 KB of RAM (micro:bit) has no room for more and whose models are small. A power of
+/// two, so that masking an index keeps it in bounds.
+pub const MAX_TENSORS: usize = if cfg!(target_os = "none") { 16 } else { 128 };
+/// Most inputs of one node (a concatenation of several skip connections); 4 on a
+/// microcontroller, for the same reason.
+pub const MAX_NODE_INPUTS: usize = if cfg!(target_os = "none") { 4 } else { 8 };
 /// Most outputs of one node, and most inputs or outputs of a model.
 pub const MAX_NODE_OUTPUTS: usize = 4;
 pub const MAX_MODEL_IO: usize = 8;
@@ -551,7 +555,9 @@ impl<'a> Model<'a> {
         let meta_len = r.u32("metadata length")? as usize;
         r.u32("reserved")?;
         if tensor_count == 0 || tensor_count > MAX_TENSORS {
-            return Err(FormatError::Header("tensor count must be 1..=128"));
+            return Err(FormatError::Header(
+                "tensor count out of range (at most 128; 16 on a microcontroller)",
+            ));
         }
         if node_count == 0 || node_count > MAX_NODES {
             return Err(FormatError::Header("node count must be 1..=256"));

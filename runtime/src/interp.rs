@@ -288,7 +288,7 @@ pub fn run_graph(
         let (y, hi) = split_mut(rest, out.len(), "an op's output")?;
         let (lo, hi): (&[i8], &[i8]) = (lo, hi);
         let mut xs: [&[i8]; MAX_NODE_INPUTS] = [&[]; MAX_NODE_INPUTS];
-        for (i, (x, r)) in xs.iter_mut().zip(&reads[..n]).enumerate() {
+        for (i, (x, r)) in xs.iter_mut().zip(reads.iter().take(n)).enumerate() {
             *x = if in_place && i == 0 {
                 &[]
             } else if r.end <= out.start {
@@ -299,7 +299,7 @@ pub fn run_graph(
                 return Err(RunError::Internal("an op's input overlaps its output"));
             };
         }
-        node.op.run(&mut cx, &xs[..n], y)?;
+        node.op.run(&mut cx, xs.get(..n).unwrap_or_default(), y)?;
         let shape = model
             .tensor(node.output())
             .map_or(Shape::Flat(0), |i| i.shape);

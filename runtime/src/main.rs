@@ -40,6 +40,14 @@ enum Command {
         /// Clip activation ranges to this percentile instead of min/max (for example 99.99).
         #[arg(long)]
         percentile: Option<f32>,
+        /// Calibration pictures for a model with an image input (for example the training
+        /// images): every PNG/JPEG in DIR, sorted by name, up to --calib of them.
+        #[arg(long, value_name = "DIR")]
+        calib_images: Option<PathBuf>,
+        /// Calibration samples for a model with an image or sequence input, as float32
+        /// `[N, ...]` .npy.
+        #[arg(long, value_name = "FILE")]
+        calib_npy: Option<PathBuf>,
         /// Output file (default: MODEL with extension .pgq).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -177,14 +185,19 @@ fn main() -> Result<()> {
             calib,
             seed,
             percentile,
+            calib_images,
+            calib_npy,
             out,
         } => {
             let onnx = read(&model)?;
             let calibration = percentile.map_or(Calibration::MinMax, Calibration::Percentile);
+            let samples =
+                calibration_samples(&onnx, calib, calib_images.as_deref(), calib_npy.as_deref())?;
             let options = QuantizeOptions {
                 calib,
                 seed,
                 calibration,
+                samples,
                 ..Default::default()
             };
             let (bytes, report) = quantize(&onnx, &options)
@@ -401,6 +414,51 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Calibration samples for a model's image or sequence input: pictures from a folder (loaded at
+/// the input's shape) or a float32 `.npy`.
+fn calibration_samples(
+    onnx: &[u8],
+    calib: usize,
+    images: Option<&Path>,
+    npy_file: Option<&Path>,
+) -> Result<Vec<f32>> {
+    if let Some(file) = npy_file {
+        let a =
+            npy::parse(&read(file)?).with_context(|| format!("cannot read {}", file.display()))?;
+        return Ok(a.data);
+    }
+    let Some(dir) = images else {
+        return Ok(Vec::new());
+    };
+    let graph = pocketgan_runtime::import::FloatGraph::from_onnx_bytes(onnx)?;
+    let Some([c, h, w]) = graph
+        .inputs
+        .iter()
+        .find(|i| i.kind == pocketgan_runtime::import::InputKind::Image)
+        .and_then(|i| <[usize; 3]>::try_from(i.shape.as_slice()).ok())
+    else {
+        bail!("--calib-images: the model has no image input");
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| {
+                ["png", "jpg", "jpeg"].contains(&e.to_string_lossy().to_lowercase().as_str())
+            })
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("--calib-images {}: no PNG or JPEG files", dir.display());
+    }
+    let mut out = Vec::new();
+    for f in files.iter().take(calib.max(1)) {
+        out.extend(picture::load_image(f, (c, h, w))?);
+    }
+    Ok(out)
 }
 
 /// `pocketgan run`: reads each named input, runs the model, writes each output.

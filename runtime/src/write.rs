@@ -81,7 +81,6 @@ pub enum QuantOp {
         c: usize,
         pixels: usize,
         zp_out: i8,
-        eps: u64,
         affine: Vec<crate::ops::instance_norm::Affine>,
     },
 }
@@ -380,11 +379,10 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             c,
             pixels,
             zp_out,
-            eps,
             affine,
         } => (
             tag::InstanceNorm,
-            InstanceNorm::encode(*c, *pixels, *zp_out, *eps, affine),
+            InstanceNorm::encode(*c, *pixels, *zp_out, affine),
         ),
     })
 }

@@ -438,8 +438,12 @@ fn jump_table(f: &Function, n: usize, table: Table) -> Flow {
     };
     let mut entries = entries.min(targets.len());
     if bound.is_none() {
-        // The last slot before the code may be alignment padding (a `nop`), landing anywhere.
-        while entries > 1 && !f.contains(targets[entries - 1]) {
+        // The last slot before the code may be alignment padding (a `nop`, or a zero byte after
+        // an odd number of byte entries), landing anywhere, or inside the table itself.
+        let table = start..start + bytes.len() as u64;
+        while entries > 1
+            && (!f.contains(targets[entries - 1]) || table.contains(&targets[entries - 1]))
+        {
             entries -= 1;
         }
     }

@@ -272,44 +272,52 @@ pub fn onnx_specs(onnx: &[u8]) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>), Eng
         .graph
         .as_ref()
         .ok_or_else(|| EngineError::Tract("the ONNX file has no graph".into()))?;
-    let spec = |v: &tract_onnx::pb::ValueInfoProto| -> Result<TensorSpec, EngineError> {
-        let Some(TypeValue::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
-        else {
-            return Err(EngineError::Tract(format!("{} is not a tensor", v.name)));
-        };
-        let shape: Vec<usize> = t
-            .shape
-            .as_ref()
-            .map(|s| {
-                s.dim
-                    .iter()
-                    .skip(1)
-                    .map(|d| match d.value {
-                        Some(Dim::DimValue(v)) if v > 0 => Ok(v as usize),
-                        _ => Err(EngineError::Tract(format!(
-                            "{}: only the batch axis may be symbolic",
-                            v.name
-                        ))),
-                    })
-                    .collect::<Result<_, _>>()
+    // Outputs may name any axis symbolically (the dynamo exporter does): their shapes are read
+    // from tract's plan instead (`TractRunner::plan`).
+    let spec =
+        |v: &tract_onnx::pb::ValueInfoProto, output: bool| -> Result<TensorSpec, EngineError> {
+            let Some(TypeValue::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
+            else {
+                return Err(EngineError::Tract(format!("{} is not a tensor", v.name)));
+            };
+            let shape: Vec<usize> = t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .skip(1)
+                        .map(|d| match d.value {
+                            Some(Dim::DimValue(v)) if v > 0 => Ok(v as usize),
+                            _ if output => Ok(0),
+                            _ => Err(EngineError::Tract(format!(
+                                "{}: only the batch axis may be symbolic",
+                                v.name
+                            ))),
+                        })
+                        .collect::<Result<_, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default();
+            // int64 inputs are class indices; their count is not in the graph.
+            let classes = (t.elem_type == 7).then_some(usize::MAX);
+            Ok(TensorSpec {
+                name: v.name.clone(),
+                shape,
+                classes,
             })
-            .transpose()?
-            .unwrap_or_default();
-        // int64 inputs are class indices; their count is not in the graph.
-        let classes = (t.elem_type == 7).then_some(usize::MAX);
-        Ok(TensorSpec {
-            name: v.name.clone(),
-            shape,
-            classes,
-        })
-    };
+        };
     let inputs = g
         .input
         .iter()
         .filter(|i| !g.initializer.iter().any(|t| t.name == i.name))
-        .map(spec)
+        .map(|v| spec(v, false))
         .collect::<Result<_, _>>()?;
-    let outputs = g.output.iter().map(spec).collect::<Result<_, _>>()?;
+    let outputs = g
+        .output
+        .iter()
+        .map(|v| spec(v, true))
+        .collect::<Result<_, _>>()?;
     Ok((inputs, outputs))
 }
 
@@ -336,7 +344,10 @@ impl TractRunner {
         if let Some(p) = self.plans.get(&n) {
             return Ok(p.clone());
         }
+        // The batch is fixed per plan; value_info that names it as a symbol (the dynamo
+        // exporter writes it on every intermediate tensor) would not unify with it.
         let mut model = tract_onnx::onnx()
+            .with_ignore_value_info(true)
             .model_for_read(&mut std::io::Cursor::new(&self.bytes))
             .map_err(tract_err)?;
         for (i, s) in self.inputs.iter().enumerate() {
@@ -353,6 +364,22 @@ impl TractRunner {
                 .and_then(|m| m.into_runnable())
                 .map_err(tract_err)
         })?;
+        // Output shapes as tract computed them for this batch.
+        for (spec, outlet) in self
+            .outputs
+            .iter_mut()
+            .zip(plan.model().output_outlets().map_err(tract_err)?)
+        {
+            if let Some(dims) = plan
+                .model()
+                .outlet_fact(*outlet)
+                .map_err(tract_err)?
+                .shape
+                .as_concrete()
+            {
+                spec.shape = dims.iter().skip(1).copied().collect();
+            }
+        }
         self.plans.insert(n, plan.clone());
         Ok(plan)
     }

@@ -2,17 +2,19 @@
 //! computed at run time in integer arithmetic (this is the definition: every ISA and the
 //! firmware run exactly this code), then scaled and shifted per channel.
 //!
-//! For a channel of `n` int8 values `q` (input scale `s`): `S = sum q`, `SS = sum q^2`,
-//! `V = n * SS - S^2 + E` with `E = round(n^2 * eps / s^2)`, so that
+//! For a channel of `n` int8 values `q` (the channel's input scale `s`): `S = sum q`,
+//! `SS = sum q^2`, `V = n * SS - S^2 + E` with `E = round(n^2 * eps / s^2)`, so that
 //! `(x - mean) / sqrt(var + eps) = (n q - S) / sqrt(V)`. With `r = isqrt(V)` and
 //! `R = 2^46 / r`, `z = round((n q - S) * R / 2^30)` is that ratio in 16 fractional bits;
 //! `y = clamp(zp_out + round((round(z * gm / 2^gs) + b16) / 2^16))`, where `gamma / s_out =
 //! gm * 2^-gs` and `b16 = round(beta / s_out * 2^16)`. Bounds: `n <= 2^20`, so `n * SS < 2^55`;
 //! `|n q - S| < 2 sqrt(n) r` makes `|(n q - S) * R| < 2^57` and `|z| < 2^27`, `|z * gm| < 2^58`.
-//! Runs in place.
+//! The input's zero point and any per-channel scale cancel in `n q - S` and `V` but for `E`,
+//! which is per channel: so the op before it may write each channel in its own scale (the
+//! quantizer does, for precision). Runs in place.
 //!
-//! Body: `c u16, 2 reserved, pixels u32, zp_out i8, 3 reserved, E u64`, then per channel
-//! `gm i32, gs u8, 3 reserved, b16 i32`.
+//! Body: `c u16, 2 reserved, pixels u32, zp_out i8, 3 reserved`, then per channel
+//! `gm i32, gs u8, 3 reserved, b16 i32, E u64`.
 
 use super::add::{round_shift, saturate};
 use super::{expect_shape, int8_inputs, nz, Cx, OpKind};
@@ -23,24 +25,26 @@ use crate::kernels::MAX_SHIFT;
 /// Most values per channel and sample.
 pub const MAX_PIXELS: usize = 1 << 20;
 /// Bytes per channel in the body.
-const CHANNEL_LEN: usize = 12;
+const CHANNEL_LEN: usize = 20;
+/// Largest `E`: keeps `V` below 2^61.
+const MAX_EPS: u64 = 1 << 60;
 
 #[derive(Clone, Copy, Debug)]
 pub struct InstanceNorm<'a> {
     pub c: usize,
     pub pixels: usize,
     pub zp_out: i8,
-    /// `round(n^2 eps / s_in^2)`.
-    pub eps: u64,
     channels: &'a [u8],
 }
 
-/// One channel's affine map, in fixed point.
+/// One channel's epsilon and affine map, in fixed point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Affine {
     pub gm: i32,
     pub gs: u8,
     pub b16: i32,
+    /// `round(n^2 eps / s^2)` for the channel's input scale `s`.
+    pub eps: u64,
 }
 
 /// `floor(sqrt(v))`, bit by bit (no floating point on the no_std path).
@@ -73,6 +77,7 @@ impl<'a> InstanceNorm<'a> {
             gm: i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
             gs: b[4],
             b16: i32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            eps: u64::from_le_bytes([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]]),
         }
     }
 
@@ -85,10 +90,10 @@ impl<'a> InstanceNorm<'a> {
             s += q as i64;
             ss += q as i64 * q as i64;
         }
-        let v = (n * ss - s * s).max(0) as u64 + self.eps;
+        let a = self.affine(ch);
+        let v = (n * ss - s * s).max(0) as u64 + a.eps.min(MAX_EPS);
         let r = isqrt(v);
         let recip = if r == 0 { 0 } else { ((1u64 << 46) / r) as i64 };
-        let a = self.affine(ch);
         for q in values.iter_mut().skip(ch).step_by(c) {
             let z = round_shift((n * *q as i64 - s) * recip, 30);
             let y16 = round_shift(z * a.gm as i64, a.gs) + a.b16 as i64;
@@ -98,16 +103,16 @@ impl<'a> InstanceNorm<'a> {
 
     /// The body bytes.
     #[cfg(any(feature = "std", test))]
-    pub fn encode(c: usize, pixels: usize, zp_out: i8, eps: u64, affine: &[Affine]) -> Vec<u8> {
+    pub fn encode(c: usize, pixels: usize, zp_out: i8, affine: &[Affine]) -> Vec<u8> {
         let mut b = (c as u16).to_le_bytes().to_vec();
         b.extend_from_slice(&[0, 0]);
         b.extend_from_slice(&(pixels as u32).to_le_bytes());
         b.extend_from_slice(&[zp_out as u8, 0, 0, 0]);
-        b.extend_from_slice(&eps.to_le_bytes());
         for a in affine {
             b.extend_from_slice(&a.gm.to_le_bytes());
             b.extend_from_slice(&[a.gs, 0, 0, 0]);
             b.extend_from_slice(&a.b16.to_le_bytes());
+            b.extend_from_slice(&a.eps.to_le_bytes());
         }
         b
     }
@@ -123,19 +128,22 @@ impl<'a> OpKind<'a> for InstanceNorm<'a> {
         let pixels = b.u32("pixels")? as usize;
         let zp_out = b.i8("output zero point")?;
         b.take(3, "reserved")?;
-        let eps = u64::from(b.u32("epsilon low")?) | (u64::from(b.u32("epsilon high")?) << 32);
-        if c == 0 || c > MAX_DIM || pixels == 0 || pixels > MAX_PIXELS || eps > 1 << 60 {
-            return Err(bad("channels, pixels or epsilon out of range"));
+        if c == 0 || c > MAX_DIM || pixels == 0 || pixels > MAX_PIXELS {
+            return Err(bad("channels or pixels out of range"));
         }
         let op = InstanceNorm {
             c,
             pixels,
             zp_out,
-            eps,
             channels: b.take(c * CHANNEL_LEN, "channel parameters")?,
         };
-        if b.validate && (0..c).any(|ch| !(1..=MAX_SHIFT).contains(&op.affine(ch).gs)) {
-            return Err(bad("shift out of range"));
+        if b.validate
+            && (0..c).any(|ch| {
+                let a = op.affine(ch);
+                !(1..=MAX_SHIFT).contains(&a.gs) || a.eps > MAX_EPS
+            })
+        {
+            return Err(bad("shift or epsilon out of range"));
         }
         Ok(op)
     }

@@ -209,19 +209,19 @@ fn instance_norm_params(
     let affine = (0..c)
         .map(|ch| {
             let (m, gs) = fixed(&[gamma[ch] / o.scale as f64]);
+            let n = pixels as f64;
             Affine {
                 gm: m[0],
                 gs,
                 b16: (beta[ch] / o.scale as f64 * 65536.0).round() as i32,
+                eps: (n * n * eps / (i.scale as f64).powi(2)).round() as u64,
             }
         })
         .collect();
-    let n = pixels as f64;
     QuantOp::InstanceNorm {
         c,
         pixels,
         zp_out: o.zero_point,
-        eps: (n * n * eps / (i.scale as f64).powi(2)).round() as u64,
         affine,
     }
 }
@@ -241,16 +241,12 @@ fn instance_norm_matches_float_within_one_step() {
         let gamma: Vec<f64> = (0..c).map(|_| 0.5 + rng.unit()).collect();
         let beta: Vec<f64> = (0..c).map(|_| rng.unit() - 0.5).collect();
         let eps = 1e-5;
-        let QuantOp::InstanceNorm {
-            eps: e,
-            affine,
-            zp_out,
-            ..
-        } = instance_norm_params(c, pixels, i, o, eps, &gamma, &beta)
+        let QuantOp::InstanceNorm { affine, zp_out, .. } =
+            instance_norm_params(c, pixels, i, o, eps, &gamma, &beta)
         else {
             unreachable!()
         };
-        let body = InstanceNorm::encode(c, pixels, zp_out, e, &affine);
+        let body = InstanceNorm::encode(c, pixels, zp_out, &affine);
         let op = InstanceNorm::parse(
             &mut Reader {
                 buf: &body,

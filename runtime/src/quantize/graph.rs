@@ -7,7 +7,10 @@
 //! (its clamp). Each float op becomes the int8 op of the same meaning: lookups for elementwise
 //! functions, fixed-point multipliers for `Add`, `Mul`, `Concat` and instance normalisation.
 
-use super::{multiplier, quant_for_range, quantize_weights, range, requant_params, Calibration, QuantizeError};
+use super::{
+    multiplier, quant_for_range, quantize_weights, range, requant_params, Calibration,
+    QuantizeError,
+};
 use crate::format::{ConvGeometry, Quant, Shape, TensorInfo, TensorKind};
 use crate::graph::Fused;
 use crate::import::{FloatGraph, FloatOp, InputKind};
@@ -15,7 +18,7 @@ use crate::ops::concat::Part;
 use crate::ops::instance_norm::Affine;
 use crate::ops::pad::{Pad, PadMode};
 use crate::ops::{Add, Mul};
-use crate::write::{encode_graph, QuantGraph, QuantNode, QuantOp};
+use crate::write::{encode_graph, QuantGraph, QuantNode, QuantOp, RequantParams};
 use std::collections::HashMap;
 
 /// `m_i` as `mult_i * 2^-shift` with one shift for all, the largest multiplier in `[2^30, 2^31)`.
@@ -30,6 +33,36 @@ pub(crate) fn shared_multipliers(ms: &[f64]) -> Option<(Vec<i32>, u8)> {
     Some((mults, shift))
 }
 
+/// Requantization of a matrix op whose output channel `c` has its own scale `out[c]` (zero
+/// point 0): `bias[c] / (s_in w[c])` and `s_in w[c] / out[c]`.
+fn per_channel_requant(
+    bias: &[f32],
+    w_scales: &[f32],
+    input: Quant,
+    out: &[f32],
+) -> Option<RequantParams> {
+    let mut p = RequantParams {
+        bias: Vec::new(),
+        mult: Vec::new(),
+        shift: Vec::new(),
+        zp_out: 0,
+        min: -128,
+        max: 127,
+    };
+    for ((b, sw), so) in bias.iter().zip(w_scales).zip(out) {
+        let acc = input.scale as f64 * *sw as f64;
+        let bq = (*b as f64 / acc).round();
+        if bq.abs() > (1u64 << 29) as f64 {
+            return None;
+        }
+        let (m, s) = multiplier(acc / *so as f64)?;
+        p.bias.push(bq as i32);
+        p.mult.push(m);
+        p.shift.push(s);
+    }
+    Some(p)
+}
+
 /// `m` (of either sign) as `mult * 2^-shift`.
 fn signed_multiplier(m: f64) -> Option<(i32, u8)> {
     if m == 0.0 {
@@ -39,11 +72,12 @@ fn signed_multiplier(m: f64) -> Option<(i32, u8)> {
     Some((if m < 0.0 { -q } else { q }, s))
 }
 
-/// The per-sample shape of a `[c, h, w]` or `[n]` tensor.
+/// The per-sample shape of a `[c, h, w]` or `[n]` tensor (`[n, 1, 1]`, pytorch/examples'
+/// latent, is a vector: the same bytes).
 fn shape_of(dims: &[usize]) -> Shape {
     match *dims {
-        [c, h, w] => Shape::Image { c, h, w },
         [n, 1, 1] => Shape::Flat(n),
+        [c, h, w] => Shape::Image { c, h, w },
         _ => Shape::Flat(dims.iter().product()),
     }
 }
@@ -56,7 +90,8 @@ pub fn quantize_graph(
     calib_n: usize,
     calibration: Calibration,
 ) -> Result<Quantized, QuantizeError> {
-    let fail = |node: &str, reason: String| QuantizeError::Calibration(format!("node {node}: {reason}"));
+    let fail =
+        |node: &str, reason: String| QuantizeError::Calibration(format!("node {node}: {reason}"));
     // Every tensor's float values over the calibration batch.
     let inputs: Vec<(&str, &[f32])> = graph
         .inputs
@@ -97,26 +132,48 @@ pub fn quantize_graph(
         .enumerate()
         .map(|(k, n)| (n.output.as_str(), k))
         .collect();
-    // A fused ReLU's output is its producer's output: `alias[relu output] = producer output`.
+    // A ReLU is fused into the matrix op whose output it alone reads, directly or through a
+    // reshape or flatten (a permutation, which commutes with it): the matrix op clamps at the
+    // ReLU's zero point, with the quantization measured at the ReLU's output. Directly, the
+    // matrix op writes the ReLU's tensor; through a layout op, readers of the ReLU's tensor read
+    // the layout op's (`alias`).
+    let matrix = |p: usize| {
+        matches!(
+            graph.nodes[p].op,
+            FloatOp::Linear { .. } | FloatOp::Conv { .. } | FloatOp::ConvTranspose { .. }
+        )
+    };
+    let sole = |t: &str| readers.get(t) == Some(&1);
+    let mut fused: HashMap<usize, usize> = HashMap::new(); // matrix node -> relu node
+    let mut direct: HashMap<usize, bool> = HashMap::new(); // matrix node -> writes the relu's tensor
     let mut alias: HashMap<String, String> = HashMap::new();
-    let mut fused: HashMap<usize, usize> = HashMap::new(); // producer node -> relu node
     for (k, n) in graph.nodes.iter().enumerate() {
         if n.op != FloatOp::Relu {
             continue;
         }
         let src = &n.inputs[0];
-        if let Some(&p) = by_output.get(src.as_str()) {
-            let matrix = matches!(
-                graph.nodes[p].op,
-                FloatOp::Linear { .. } | FloatOp::Conv { .. } | FloatOp::ConvTranspose { .. }
-            );
-            if matrix && readers.get(src.as_str()) == Some(&1) {
-                fused.insert(p, k);
-                alias.insert(n.output.clone(), src.clone());
+        let Some(&p) = by_output.get(src.as_str()) else {
+            continue;
+        };
+        if matrix(p) && sole(src) {
+            fused.insert(p, k);
+            direct.insert(p, true);
+        } else if matches!(
+            graph.nodes[p].op,
+            FloatOp::Reshape { .. } | FloatOp::Flatten
+        ) && sole(src)
+        {
+            let inner = &graph.nodes[p].inputs[0];
+            if let Some(&m) = by_output.get(inner.as_str()) {
+                if matrix(m) && sole(inner) && !graph.outputs.contains(src) {
+                    fused.insert(m, k);
+                    direct.insert(m, false);
+                    alias.insert(n.output.clone(), src.clone());
+                }
             }
         }
     }
-    let resolve = |name: &str| -> String { alias.get(name).cloned().unwrap_or_else(|| name.to_owned()) };
+    let resolve = |t: &str| -> String { alias.get(t).cloned().unwrap_or_else(|| t.to_owned()) };
 
     let mut tensors: Vec<TensorInfo> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -152,28 +209,83 @@ pub fn quantize_graph(
         .filter(|(_, n)| matches!(n.op, FloatOp::Embed { .. }))
         .map(|(k, n)| (n.output.as_str(), k))
         .collect();
+    // A convolution read only by an instance normalisation writes each channel in its own
+    // symmetric scale (`max |x_c| / 127`, zero point 0): the normalisation is blind to each
+    // channel's scale but for its epsilon, and a channel far narrower than the tensor would
+    // otherwise keep a few levels, which the normalisation then magnifies.
+    let mut channel_scales: HashMap<String, Vec<f32>> = HashMap::new();
+    for (k, n) in graph.nodes.iter().enumerate() {
+        let conv = matches!(n.op, FloatOp::Conv { .. } | FloatOp::ConvTranspose { .. });
+        let normalised = graph
+            .nodes
+            .iter()
+            .filter(|m| m.inputs.contains(&n.output))
+            .all(|m| matches!(m.op, FloatOp::InstanceNorm { .. }));
+        if !conv
+            || fused.contains_key(&k)
+            || !sole(&n.output)
+            || !normalised
+            || graph.outputs.contains(&n.output)
+        {
+            continue;
+        }
+        let (Some(v), &[c, h, w]) = (values.get(&n.output), &n.shape[..]) else {
+            continue;
+        };
+        let mut top = vec![0f32; c];
+        for (i, x) in v.iter().enumerate() {
+            let ch = (i / (h * w)) % c;
+            top[ch] = top[ch].max(x.abs());
+        }
+        channel_scales.insert(
+            n.output.clone(),
+            top.iter().map(|&t| (t / 127.0).max(1e-8)).collect(),
+        );
+    }
     let mut nodes = Vec::new();
     // The float tensor each int8 node computes (for the report's per-node SQNR).
-    let mut node_names: Vec<String> = Vec::new();
+    let mut node_names: Vec<(String, bool)> = Vec::new();
     for (k, n) in graph.nodes.iter().enumerate() {
         if fused.values().any(|&r| r == k) || embeds.contains_key(n.output.as_str()) {
             continue; // folded into its producer, or into the concatenation that reads it
         }
         let name = n.name.as_str();
+        // An embedding's output is folded into the concatenation that reads it (below).
         let ins: Vec<usize> = n
             .inputs
             .iter()
-            .map(|i| index.get(&resolve(i)).copied().ok_or_else(|| fail(name, format!("reads {i}, not yet computed"))))
+            .filter(|i| !embeds.contains_key(i.as_str()))
+            .map(|i| {
+                index
+                    .get(&resolve(i))
+                    .copied()
+                    .ok_or_else(|| fail(name, format!("reads {i}, not yet computed")))
+            })
             .collect::<Result<_, _>>()?;
         let q_in: Vec<Quant> = ins.iter().map(|&t| tensors[t].quant).collect();
         // The output's quantization: measured at the fused ReLU's output, kept for layout ops.
-        let out_name = fused.get(&k).map_or(n.output.clone(), |&r| graph.nodes[r].output.clone());
+        let relu_out = fused.get(&k).map(|&r| graph.nodes[r].output.clone());
+        let out_name = match (&relu_out, direct.get(&k)) {
+            (Some(r), Some(true)) => r.clone(),
+            _ => n.output.clone(),
+        };
         let keeps = matches!(
             n.op,
-            FloatOp::Pad { .. } | FloatOp::Reshape { .. } | FloatOp::Flatten | FloatOp::Upsample { .. }
+            FloatOp::Pad { .. }
+                | FloatOp::Reshape { .. }
+                | FloatOp::Flatten
+                | FloatOp::Upsample { .. }
         );
-        let q_out = if keeps { q_in[0] } else { measured(&out_name)? };
-        let act = if fused.contains_key(&k) { Fused::Relu } else { Fused::None };
+        let q_out = if keeps {
+            q_in[0]
+        } else {
+            measured(relu_out.as_deref().unwrap_or(&out_name))?
+        };
+        let act = if fused.contains_key(&k) {
+            Fused::Relu
+        } else {
+            Fused::None
+        };
         let input_shape = |t: usize| tensors[t].shape;
         let op = match &n.op {
             FloatOp::Linear { k: kk, n: nn, weights, bias } => {
@@ -187,8 +299,10 @@ pub fn quantize_graph(
                 }
             }
             FloatOp::Conv { cin, cout, kh, kw, stride, pad, weights, bias } => {
-                let Shape::Image { h, w, .. } = input_shape(ins[0]) else {
-                    return Err(fail(name, "a convolution takes an image".into()));
+                // A vector is a 1x1 image (pytorch/examples' `[N, nz, 1, 1]` latent).
+                let (h, w) = match input_shape(ins[0]) {
+                    Shape::Image { h, w, .. } => (h, w),
+                    Shape::Flat(_) => (1, 1),
                 };
                 if stride.0 != stride.1 || pad[0] != pad[2] || pad[1] != pad[3] || pad[0] != pad[1] {
                     return Err(fail(name, format!("unequal strides {stride:?} or paddings {pad:?} are not supported")));
@@ -196,16 +310,17 @@ pub fn quantize_graph(
                 let g = ConvGeometry { cin: *cin, cout: *cout, h, w, kh: *kh, kw: *kw, stride: stride.0, pad: pad[0], out_pad: 0 };
                 let per_out = cin * kh * kw;
                 let (wq, ws) = quantize_weights(weights, *cout, |j| j / per_out);
-                QuantOp::Conv2d {
-                    geometry: g,
-                    zp_in: q_in[0].zero_point,
-                    requant: requant_params(k, "Conv2d", bias, &ws, q_in[0], q_out, act)?,
-                    weights: wq,
-                }
+                let requant = match channel_scales.get(&n.output) {
+                    Some(out) => per_channel_requant(bias, &ws, q_in[0], out).ok_or_else(|| fail(name, "scales out of range".into()))?,
+                    None => requant_params(k, "Conv2d", bias, &ws, q_in[0], q_out, act)?,
+                };
+                QuantOp::Conv2d { geometry: g, zp_in: q_in[0].zero_point, requant, weights: wq }
             }
             FloatOp::ConvTranspose { cin, cout, kh, kw, stride, pad, out_pad, weights, bias } => {
-                let Shape::Image { h, w, .. } = input_shape(ins[0]) else {
-                    return Err(fail(name, "a transposed convolution takes an image".into()));
+                // A vector is a 1x1 image (pytorch/examples' `[N, nz, 1, 1]` latent).
+                let (h, w) = match input_shape(ins[0]) {
+                    Shape::Image { h, w, .. } => (h, w),
+                    Shape::Flat(_) => (1, 1),
                 };
                 if stride.0 != stride.1 || out_pad.0 != out_pad.1 || pad.iter().any(|&p| p != pad[0]) {
                     return Err(fail(name, format!("unequal strides {stride:?}, paddings {pad:?} or output paddings {out_pad:?} are not supported")));
@@ -213,12 +328,11 @@ pub fn quantize_graph(
                 let g = ConvGeometry { cin: *cin, cout: *cout, h, w, kh: *kh, kw: *kw, stride: stride.0, pad: pad[0], out_pad: out_pad.0 };
                 let taps = kh * kw;
                 let (wq, ws) = quantize_weights(weights, *cout, |j| (j / taps) % cout);
-                QuantOp::ConvTranspose2d {
-                    geometry: g,
-                    zp_in: q_in[0].zero_point,
-                    requant: requant_params(k, "ConvTranspose2d", bias, &ws, q_in[0], q_out, act)?,
-                    weights: wq,
-                }
+                let requant = match channel_scales.get(&n.output) {
+                    Some(out) => per_channel_requant(bias, &ws, q_in[0], out).ok_or_else(|| fail(name, "scales out of range".into()))?,
+                    None => requant_params(k, "ConvTranspose2d", bias, &ws, q_in[0], q_out, act)?,
+                };
+                QuantOp::ConvTranspose2d { geometry: g, zp_in: q_in[0].zero_point, requant, weights: wq }
             }
             FloatOp::Relu | FloatOp::LeakyRelu { .. } | FloatOp::Tanh | FloatOp::Sigmoid => {
                 let mut table = [0u8; 256];
@@ -261,7 +375,7 @@ pub fn quantize_graph(
                 index.insert(out_name.clone(), tensors.len());
                 nodes.push(QuantNode { op, inputs: vec![latent, class_t], output: tensors.len() });
                 tensors.push(TensorInfo { shape: shape_of(&n.shape), quant: q_out, kind: TensorKind::Int8 });
-                node_names.push(out_name.clone());
+                node_names.push((out_name.clone(), false));
                 continue;
             }
             FloatOp::Concat { axis } => {
@@ -301,6 +415,7 @@ pub fn quantize_graph(
                     return Err(fail(name, "instance normalisation takes an image".into()));
                 };
                 let pixels = (h * w) as f64;
+                let in_scales = channel_scales.get(&n.inputs[0]);
                 let affine = (0..c)
                     .map(|ch| {
                         let (gm, gs) = signed_multiplier(scale[ch] as f64 / q_out.scale as f64).ok_or_else(|| fail(name, "scale out of range".into()))?;
@@ -308,11 +423,12 @@ pub fn quantize_graph(
                         if b16.abs() >= i32::MAX as f64 {
                             return Err(fail(name, "shift out of range".into()));
                         }
-                        Ok(Affine { gm, gs, b16: b16 as i32 })
+                        let s_in = in_scales.map_or(q_in[0].scale, |s| s[ch]) as f64;
+                        let e = (pixels * pixels * *eps as f64 / (s_in * s_in)).round().min((1u64 << 60) as f64);
+                        Ok(Affine { gm, gs, b16: b16 as i32, eps: e as u64 })
                     })
                     .collect::<Result<Vec<_>, QuantizeError>>()?;
-                let e = pixels * pixels * *eps as f64 / (q_in[0].scale as f64).powi(2);
-                QuantOp::InstanceNorm { c, pixels: h * w, zp_out: q_out.zero_point, eps: e.round().min((1u64 << 60) as f64) as u64, affine }
+                QuantOp::InstanceNorm { c, pixels: h * w, zp_out: q_out.zero_point, affine }
             }
             FloatOp::Reshape { shape } => match (input_shape(ins[0]), &shape[..]) {
                 (Shape::Flat(_), [c, h, w]) => QuantOp::Reshape { c: *c, h: *h, w: *w },
@@ -332,19 +448,57 @@ pub fn quantize_graph(
             }
         };
         let shape = shape_of(&n.shape);
-        quants.insert(out_name.clone(), q_out);
+        // Per-channel scales are not one tensor quantization: recorded as scale 0.
+        let q_out = if channel_scales.contains_key(&out_name) {
+            Quant {
+                scale: 0.0,
+                zero_point: 0,
+            }
+        } else {
+            q_out
+        };
+        if q_out.scale > 0.0 {
+            quants.insert(out_name.clone(), q_out);
+        }
         index.insert(out_name.clone(), tensors.len());
-        node_names.push(out_name.clone());
-        nodes.push(QuantNode { op, inputs: ins, output: tensors.len() });
-        tensors.push(TensorInfo { shape, quant: q_out, kind: TensorKind::Int8 });
+        // A matrix op whose ReLU is fused through a layout op computes ReLU(its float output).
+        let through = relu_out.is_some() && direct.get(&k) == Some(&false);
+        node_names.push((
+            out_name.clone(),
+            through || alias.values().any(|v| v == &n.output),
+        ));
+        nodes.push(QuantNode {
+            op,
+            inputs: ins,
+            output: tensors.len(),
+        });
+        tensors.push(TensorInfo {
+            shape,
+            quant: q_out,
+            kind: TensorKind::Int8,
+        });
     }
     let outputs = graph
         .outputs
         .iter()
-        .map(|o| index.get(&resolve(o)).copied().ok_or_else(|| QuantizeError::Calibration(format!("output {o} is not computed"))))
+        .map(|o| {
+            index
+                .get(&resolve(o))
+                .copied()
+                .ok_or_else(|| QuantizeError::Calibration(format!("output {o} is not computed")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut metadata: std::collections::BTreeMap<String, String> = graph.metadata.iter().cloned().collect();
-    metadata.insert("pocketgan.inputs".into(), graph.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(","));
+    let mut metadata: std::collections::BTreeMap<String, String> =
+        graph.metadata.iter().cloned().collect();
+    metadata.insert(
+        "pocketgan.inputs".into(),
+        graph
+            .inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
     metadata.insert("pocketgan.outputs".into(), graph.outputs.join(","));
     let qg = QuantGraph {
         tensors,
@@ -362,10 +516,11 @@ pub fn quantize_graph(
     })
 }
 
-/// A quantized graph, its `.pgq` bytes, and for each int8 node the float tensor it computes.
+/// A quantized graph, its `.pgq` bytes, and for each int8 node the float tensor it computes
+/// (with `true` where it computes that tensor's ReLU).
 pub struct Quantized {
     pub bytes: Vec<u8>,
     pub graph: QuantGraph,
-    pub node_tensors: Vec<String>,
+    pub node_tensors: Vec<(String, bool)>,
     pub quants: HashMap<String, Quant>,
 }

@@ -1,0 +1,377 @@
+//! Post-training quantization: ONNX generator -> calibrated int8 `.pgq`.
+//!
+//! Activations get per-tensor asymmetric int8 ranges measured by running the float model in
+//! tract on seeded latents; weights get per-output-channel symmetric int8 scales; BatchNorm is
+//! folded first ([`Graph::simplify`]). The report compares the int8 interpreter with tract on
+//! fresh latents: SQNR of every layer's output and PSNR of the images. A conditional generator
+//! is calibrated and evaluated on classes drawn from the same seeds; its latent and class
+//! embedding share one quantization, the range of their concatenation.
+
+pub mod graph;
+
+use crate::engine::runner::{dequantize_out, Int8Runner, Runner, Values};
+use crate::engine::EngineError;
+use crate::format::{FormatError, Model, Quant, Shape};
+use crate::graph::{Fused, ImportError};
+use crate::import::{FloatGraph, InputKind};
+use crate::kernels::{Isa, MAX_SHIFT};
+use crate::write::{EncodeError, RequantParams};
+
+/// How activation ranges are taken from calibration values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Calibration {
+    MinMax,
+    /// Clip to this percentile of the values on each side (for example 99.99).
+    Percentile(f32),
+}
+
+#[derive(Debug, Clone)]
+pub struct QuantizeOptions {
+    /// Calibration samples per input.
+    pub calib: usize,
+    /// Calibration values for inputs that are not latents or classes (images, sequences):
+    /// samples of the input's per-sample shape, back to back, cycled as needed.
+    pub samples: Vec<f32>,
+    pub seed: u64,
+    pub calibration: Calibration,
+    /// Latents for the SQNR/PSNR report (drawn from `seed + 1`).
+    pub eval: usize,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        QuantizeOptions {
+            calib: 256,
+            samples: Vec::new(),
+            seed: 0,
+            calibration: Calibration::MinMax,
+            eval: 64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Graph(#[from] crate::import::ImportError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("calibration: {0}")]
+    Calibration(String),
+    #[error("layer {layer} ({op}): {reason}")]
+    Layer {
+        layer: usize,
+        op: &'static str,
+        reason: String,
+    },
+}
+
+/// Per-layer quantization error.
+#[derive(Debug, Clone)]
+pub struct LayerReport {
+    pub op: &'static str,
+    pub tensor: String,
+    pub shape: Shape,
+    /// Signal-to-quantization-noise ratio of the layer's output against the float model, in dB.
+    pub sqnr_db: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct QuantizeReport {
+    pub layers: Vec<LayerReport>,
+    /// PSNR of the int8 images against the float images (peak-to-peak 2: pixels in [-1, 1]).
+    pub psnr_db: f64,
+    pub eval_samples: usize,
+}
+
+/// Seeded standard-normal latents `[n, latent]`, the same draws as the firmware's
+/// (see [`crate::latent`]).
+pub fn latents(seed: u64, n: usize, latent: usize) -> Vec<f32> {
+    let mut z = vec![0.0; n * latent];
+    crate::latent::fill_normal(seed, &mut z);
+    z
+}
+
+/// Seeded classes in `0..classes`, one per sample (none for an unconditional model), drawn
+/// apart from [`latents`] of the same seed.
+pub fn classes(seed: u64, n: usize, classes: usize) -> Vec<u32> {
+    if classes == 0 {
+        return Vec::new();
+    }
+    let mut rng = crate::latent::Rng::new(seed ^ 0x636c_6173_7365_7321);
+    (0..n)
+        .map(|_| (rng.next_u64() % classes as u64) as u32)
+        .collect()
+}
+
+/// Asymmetric int8 quantization covering `[lo, hi]` (widened to include 0).
+pub fn quant_for_range(lo: f32, hi: f32) -> Quant {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = ((hi - lo) / 255.0).max(1e-8);
+    let zero_point = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i8;
+    Quant { scale, zero_point }
+}
+
+pub(crate) fn range(values: &mut [f32], calibration: Calibration) -> (f32, f32) {
+    match calibration {
+        Calibration::MinMax => values
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v))),
+        Calibration::Percentile(p) => {
+            values.sort_unstable_by(f32::total_cmp);
+            let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+            let p = (p as f64 / 100.0).clamp(0.5, 1.0);
+            (at(1.0 - p), at(p))
+        }
+    }
+}
+
+/// `m = mult * 2^-shift` with `mult` in `[2^30, 2^31)` (or smaller when `m` is tiny).
+pub fn multiplier(m: f64) -> Option<(i32, u8)> {
+    if !(m.is_finite() && m > 0.0) {
+        return None;
+    }
+    let mut exp = m.log2().floor() as i32 + 1;
+    let mut frac = m / 2f64.powi(exp);
+    while frac >= 1.0 {
+        frac /= 2.0;
+        exp += 1;
+    }
+    while frac < 0.5 {
+        frac *= 2.0;
+        exp -= 1;
+    }
+    let mut q = (frac * 2f64.powi(31)).round() as i64;
+    if q == 1 << 31 {
+        q /= 2;
+        exp += 1;
+    }
+    let mut shift = 31 - exp;
+    if shift < 1 {
+        return None;
+    }
+    if shift > MAX_SHIFT as i32 {
+        q >>= (shift - MAX_SHIFT as i32).min(62);
+        shift = MAX_SHIFT as i32;
+    }
+    Some((q.max(1) as i32, shift as u8))
+}
+
+/// Per-output-channel symmetric weights: `w_q[c] = round(w / s[c])`, `s[c] = max|w_c| / 127`.
+/// `channel(i)` gives the output channel of flat weight index `i`.
+pub(crate) fn quantize_weights(
+    w: &[f32],
+    channels: usize,
+    channel: impl Fn(usize) -> usize,
+) -> (Vec<i8>, Vec<f32>) {
+    let mut max = vec![0f32; channels];
+    for (i, v) in w.iter().enumerate() {
+        max[channel(i)] = max[channel(i)].max(v.abs());
+    }
+    let scales: Vec<f32> = max
+        .iter()
+        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
+        .collect();
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v / scales[channel(i)]).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scales)
+}
+
+pub(crate) fn requant_params(
+    layer: usize,
+    op: &'static str,
+    bias: &[f32],
+    w_scales: &[f32],
+    input: Quant,
+    output: Quant,
+    act: Fused,
+) -> Result<RequantParams, QuantizeError> {
+    let fail = |reason: String| QuantizeError::Layer { layer, op, reason };
+    let mut p = RequantParams {
+        bias: Vec::with_capacity(bias.len()),
+        mult: Vec::new(),
+        shift: Vec::new(),
+        zp_out: output.zero_point,
+        min: if act == Fused::Relu {
+            output.zero_point
+        } else {
+            -128
+        },
+        max: 127,
+    };
+    for (b, sw) in bias.iter().zip(w_scales) {
+        let acc_scale = input.scale as f64 * *sw as f64;
+        let bq = (*b as f64 / acc_scale).round();
+        if bq.abs() > (1u64 << 29) as f64 {
+            return Err(fail(format!(
+                "bias {b} is too large for its scale {acc_scale:e}"
+            )));
+        }
+        p.bias.push(bq as i32);
+        let (m, s) = multiplier(acc_scale / output.scale as f64).ok_or_else(|| {
+            fail(format!(
+                "requantization scale {} is out of range",
+                acc_scale / output.scale as f64
+            ))
+        })?;
+        p.mult.push(m);
+        p.shift.push(s);
+    }
+    Ok(p)
+}
+
+fn sqnr_db(reference: &[f32], test: &[f32]) -> f64 {
+    let signal: f64 = reference.iter().map(|&v| (v as f64).powi(2)).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum();
+    if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    }
+}
+
+/// PSNR of images in `[-1, 1]` (peak-to-peak 2).
+pub fn psnr_db(reference: &[f32], test: &[f32]) -> f64 {
+    let mse: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum::<f64>()
+        / reference.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (4.0 / mse).log10()
+    }
+}
+
+/// Calibration (or evaluation) inputs for every graph input: seeded latents and classes; images
+/// from `options.images` (cycled), else an error naming the input.
+fn inputs_for(
+    graph: &FloatGraph,
+    seed: u64,
+    n: usize,
+    options: &QuantizeOptions,
+) -> Result<Vec<Vec<f32>>, QuantizeError> {
+    graph
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, i)| {
+            let size: usize = i.shape.iter().product();
+            Ok(match i.kind {
+                InputKind::Latent => latents(seed.wrapping_add(k as u64 * 7919), n, size),
+                InputKind::Class { classes: c } => classes(seed, n, c).iter().map(|&c| c as f32).collect(),
+                InputKind::Image | InputKind::Sequence => {
+                    if options.samples.is_empty() || options.samples.len() % size != 0 {
+                        return Err(QuantizeError::Calibration(format!(
+                            "input {} takes {:?} values per sample: give calibration samples (for images, --calib-images DIR)",
+                            i.name, i.shape
+                        )));
+                    }
+                    let have = options.samples.len() / size;
+                    let start = (seed as usize % have) * size;
+                    (0..n * size).map(|j| options.samples[(start + j) % options.samples.len()]).collect()
+                }
+            })
+        })
+        .collect()
+}
+
+/// Quantizes an ONNX model (any graph of the supported ops); returns the `.pgq` bytes and the
+/// accuracy report: every node's SQNR against the float graph and the outputs' PSNR, on inputs
+/// drawn from `seed + 1`.
+pub fn quantize(
+    onnx: &[u8],
+    options: &QuantizeOptions,
+) -> Result<(Vec<u8>, QuantizeReport), QuantizeError> {
+    let mut graph = FloatGraph::from_onnx_bytes(onnx)?;
+    graph.simplify();
+    if options.calib == 0 {
+        return Err(QuantizeError::Calibration(
+            "needs at least one calibration sample".into(),
+        ));
+    }
+    let calib = inputs_for(&graph, options.seed, options.calib, options)?;
+    let q = graph::quantize_graph(&graph, &calib, options.calib, options.calibration)?;
+    let report = evaluate(&graph, &q, options)?;
+    Ok((q.bytes, report))
+}
+
+/// Runs the int8 model and the float graph on fresh inputs and compares them.
+fn evaluate(
+    graph: &FloatGraph,
+    q: &graph::Quantized,
+    options: &QuantizeOptions,
+) -> Result<QuantizeReport, QuantizeError> {
+    let model = Model::parse(&q.bytes)?;
+    let n = options.eval.max(1);
+    let inputs = inputs_for(graph, options.seed.wrapping_add(1), n, options)?;
+    let named: Vec<(&str, &[f32])> = graph
+        .inputs
+        .iter()
+        .zip(&inputs)
+        .map(|(i, v)| (i.name.as_str(), v.as_slice()))
+        .collect();
+    let reference = graph
+        .run(&named, n)
+        .map_err(|e| QuantizeError::Calibration(e.to_string()))?;
+    let mut runner = Int8Runner::new(model, Isa::detect());
+    let values: Vec<Values> = graph
+        .inputs
+        .iter()
+        .zip(&inputs)
+        .map(|(i, v)| match i.kind {
+            InputKind::Class { .. } => Values::Index(v.iter().map(|&c| c as u32).collect()),
+            _ => Values::F32(v.clone()),
+        })
+        .collect();
+    let mut layers = Vec::new();
+    runner.run_observed(&values, n, |i, node, shape, y| {
+        let Some((name, relu)) = q.node_tensors.get(i) else {
+            return;
+        };
+        let Some(quant) = q.quants.get(name) else {
+            return;
+        };
+        let got = dequantize_out(shape, *quant, y);
+        if let Some(want) = reference.get(name) {
+            let want: Vec<f32> = want
+                .iter()
+                .map(|&v| if *relu { v.max(0.0) } else { v })
+                .collect();
+            layers.push(LayerReport {
+                op: node.op.name(),
+                tensor: name.clone(),
+                shape,
+                sqnr_db: sqnr_db(&want, &got),
+            });
+        }
+    })?;
+    let outputs = runner.run(&values, n)?;
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    for (o, v) in graph.outputs.iter().zip(outputs) {
+        if let (Some(r), Values::F32(y)) = (reference.get(o), v) {
+            want.extend_from_slice(r);
+            got.extend(y);
+        }
+    }
+    Ok(QuantizeReport {
+        layers,
+        psnr_db: psnr_db(&want, &got),
+        eval_samples: n,
+    })
+}
