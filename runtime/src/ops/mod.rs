@@ -171,52 +171,52 @@ pub(crate) fn nz(n: usize) -> usize {
 /// The registry: `Variant = tag => module::Type,` per op. Generates the modules, [`Op`] and
 /// its dispatch.
 macro_rules! registry {
-    ($($variant:ident = $tag:literal => $module:ident :: $ty:ty,)*) => {
-        $(pub mod $module;)*
-        $(pub use $module::$variant;)*
+    ($($(#[$attr:meta])* $variant:ident = $tag:literal => $module:ident :: $ty:ty,)*) => {
+        $($(#[$attr])* pub mod $module;)*
+        $($(#[$attr])* pub use $module::$variant;)*
 
         /// Each op's tag in the `.pgq` format.
         pub mod tag {
-            $(#[allow(non_upper_case_globals)] pub const $variant: u8 = $tag;)*
+            $($(#[$attr])* #[allow(non_upper_case_globals)] pub const $variant: u8 = $tag;)*
         }
 
         /// One validated op.
         #[derive(Clone, Copy, Debug)]
         pub enum Op<'a> {
-            $($variant($ty),)*
+            $($(#[$attr])* $variant($ty),)*
         }
 
         impl<'a> Op<'a> {
             /// Parses the body of an op with `tag`.
             pub fn parse(tag: u8, body: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
                 match tag {
-                    $($tag => Ok(Op::$variant(<$ty as OpKind>::parse(body, index)?)),)*
+                    $($(#[$attr])* $tag => Ok(Op::$variant(<$ty as OpKind>::parse(body, index)?)),)*
                     _ => Err(FormatError::UnknownOp { index, tag }),
                 }
             }
             pub fn name(&self) -> &'static str {
-                match self { $(Op::$variant(_) => <$ty as OpKind>::NAME,)* }
+                match self { $($(#[$attr])* Op::$variant(_) => <$ty as OpKind>::NAME,)* }
             }
             pub fn tag(&self) -> u8 {
-                match self { $(Op::$variant(_) => $tag,)* }
+                match self { $($(#[$attr])* Op::$variant(_) => $tag,)* }
             }
             pub fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
-                match self { $(Op::$variant(op) => op.output(inputs, index),)* }
+                match self { $($(#[$attr])* Op::$variant(op) => op.output(inputs, index),)* }
             }
             pub fn scratch(&self) -> Scratch {
-                match self { $(Op::$variant(op) => op.scratch(),)* }
+                match self { $($(#[$attr])* Op::$variant(op) => op.scratch(),)* }
             }
             pub fn in_place(&self) -> bool {
-                match self { $(Op::$variant(op) => op.in_place(),)* }
+                match self { $($(#[$attr])* Op::$variant(op) => op.in_place(),)* }
             }
             pub fn macs(&self) -> usize {
-                match self { $(Op::$variant(op) => op.macs(),)* }
+                match self { $($(#[$attr])* Op::$variant(op) => op.macs(),)* }
             }
             pub fn params(&self) -> usize {
-                match self { $(Op::$variant(op) => op.params(),)* }
+                match self { $($(#[$attr])* Op::$variant(op) => op.params(),)* }
             }
             pub fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
-                match self { $(Op::$variant(op) => op.run(cx, x, y),)* }
+                match self { $($(#[$attr])* Op::$variant(op) => op.run(cx, x, y),)* }
             }
         }
     };
@@ -231,9 +231,16 @@ registry! {
     Flatten = 6 => flatten::Flatten,
     Upsample = 7 => upsample::Upsample,
     Embed = 8 => embed::Embed<'a>,
+    // The graph ops of image-to-image generators, behind the feature `graph-ops` (on with `std`):
+    // a microcontroller build that runs DCGAN chains leaves their code out of its flash.
+    #[cfg(any(feature = "graph-ops", test))]
     Add = 9 => add::Add,
+    #[cfg(any(feature = "graph-ops", test))]
     Mul = 10 => mul::Mul,
+    #[cfg(any(feature = "graph-ops", test))]
     Concat = 11 => concat::Concat<'a>,
+    #[cfg(any(feature = "graph-ops", test))]
     Pad = 12 => pad::Pad,
+    #[cfg(any(feature = "graph-ops", test))]
     InstanceNorm = 13 => instance_norm::InstanceNorm<'a>,
 }
