@@ -17,13 +17,15 @@ mod chosen {
 mod chosen {
     pub const NAME: &str = "digits-tiny.pgq";
     pub static MODEL: &[u8] = include_bytes!("../models/digits-tiny.pgq");
-    pub const MCU_ARENA_BYTES: usize = 9 * 1024 + 256;
+    pub const MCU_ARENA_BYTES: usize = 7 * 1024 + 64;
 }
 
 pub use chosen::{MCU_ARENA_BYTES, MODEL, NAME};
 
-/// Tile rows of the interpreter on microcontrollers (`pocketgan_runtime::interp::TILE_ROWS`).
-pub const MCU_TILE_ROWS: usize = 32;
+/// Tile rows of the interpreter on this build's microcontroller
+/// (`pocketgan_runtime::interp::TILE_ROWS`): 16 on the Cortex-M0 of the micro:bit (the tiny
+/// model's board), 32 on the Cortex-M4/M33 boards.
+pub const MCU_TILE_ROWS: usize = if cfg!(feature = "tiny-model") { 16 } else { 32 };
 
 /// The arena this build reserves: [`MCU_ARENA_BYTES`] on a microcontroller; hosts (simulator,
 /// tests) use taller GEMM tiles and get room for them.

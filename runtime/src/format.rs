@@ -243,7 +243,7 @@ pub struct Node<'a> {
     outputs: &'a [u8],
 }
 
-fn u16s(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+pub(crate) fn u16s(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
     bytes
         .as_chunks::<2>()
         .0
@@ -451,6 +451,7 @@ fn tensor_at(table: &[u8], index: usize, validate: bool) -> Result<TensorInfo, F
 }
 
 /// Reads node `index`: its header, tensor lists and op body.
+#[inline(never)]
 fn read_node<'a>(r: &mut Reader<'a>, index: usize) -> Result<Node<'a>, FormatError> {
     let tag = r.u8("node tag")?;
     let n_in = r.u8("node input count")? as usize;
@@ -506,6 +507,14 @@ impl<'a> Model<'a> {
     /// Validates `bytes` completely and plans the arena; nothing in a model that passes can make
     /// inference panic.
     pub fn parse(bytes: &'a [u8]) -> Result<Model<'a>, FormatError> {
+        let mut model = Self::validate(bytes)?;
+        model.plan = Plan::new(&model)?;
+        Ok(model)
+    }
+
+    /// Everything [`Model::parse`] checks, without the plan.
+    #[inline(never)]
+    fn validate(bytes: &'a [u8]) -> Result<Model<'a>, FormatError> {
         let mut r = Reader {
             buf: bytes,
             pos: 0,
@@ -681,8 +690,6 @@ impl<'a> Model<'a> {
                 return Err(FormatError::Graph("a tensor is never read"));
             }
         }
-        model.plan = Plan::new(&model)?;
-
         // The conveniences of a latent generator.
         for t in model.inputs() {
             let info = model.tensor_or_unit(t);
@@ -740,6 +747,28 @@ impl<'a> Model<'a> {
             validate: false,
         };
         (0..self.node_count).map_while(move |i| read_node(&mut reader, i).ok())
+    }
+
+    /// Each node's tag and the tensors it reads and writes, without parsing op bodies (the
+    /// planner's view: light on the stack).
+    pub fn links(&self) -> impl Iterator<Item = (u8, &'a [u8], &'a [u8])> + 'a {
+        let mut r = Reader {
+            buf: self.nodes,
+            pos: 0,
+            validate: false,
+        };
+        (0..self.node_count).map_while(move |_| {
+            let tag = r.u8("node tag").ok()?;
+            let n_in = r.u8("node input count").ok()? as usize;
+            let n_out = r.u8("node output count").ok()? as usize;
+            r.u8("node reserved").ok()?;
+            let body_len = r.u32("node body length").ok()? as usize;
+            let inputs = r.take(2 * n_in, "node inputs").ok()?;
+            let outputs = r.take(2 * n_out, "node outputs").ok()?;
+            r.pad4("node padding").ok()?;
+            r.take(body_len, "node body").ok()?;
+            Some((tag, inputs, outputs))
+        })
     }
 
     /// The ops in node order.

@@ -13,8 +13,20 @@ use crate::ops::{copy, part, part_mut, split_mut, Cx, Op};
 
 /// Output positions gathered per GEMM call. On x86-64 a multiple of the AVX2 micro-tile's 6 rows,
 /// and large enough that a 7x7 layer of one sample (49 positions) is one call; microcontrollers
-/// keep the smaller tile to save RAM.
-pub const TILE_ROWS: usize = if cfg!(target_arch = "x86_64") { 60 } else { 32 };
+/// keep a smaller tile to save RAM, the Cortex-M0 class (no Thumb-2: micro:bit, RP2040) the
+/// smallest, for the micro:bit's 16 KB.
+pub const TILE_ROWS: usize = if cfg!(target_arch = "x86_64") {
+    60
+} else if cfg!(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_abi = "eabi"
+)) {
+    // thumbv6m-none-eabi; the M4/M33 targets are `eabihf`.
+    16
+} else {
+    32
+};
 
 /// Why a run could not start. Runs themselves cannot fail once sizes are right.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

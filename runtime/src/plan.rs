@@ -12,7 +12,8 @@
 //! Offsets are per sample: a batch of `B` multiplies every offset and size by `B`, which keeps
 //! disjoint buffers disjoint. No heap: the plan is fixed arrays inside [`crate::Model`].
 
-use crate::format::{FormatError, Model, MAX_ELEMENTS, MAX_TENSORS};
+use crate::format::{u16s, FormatError, Model, MAX_ELEMENTS, MAX_TENSORS};
+use crate::ops::Op;
 
 /// Each tensor's arena offset per sample, and the bytes per sample of the whole plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +36,7 @@ const MAX_PLAN_BYTES: usize = MAX_ELEMENTS * 8;
 
 impl Plan {
     /// Plans `model`'s tensors (its tables were validated by [`Model::parse`]).
+    #[inline(never)]
     pub fn new(model: &Model) -> Result<Plan, FormatError> {
         let count = model.tensor_count().min(MAX_TENSORS);
         let end = model.node_count() as u16;
@@ -46,12 +48,12 @@ impl Plan {
             size[t] = model.tensor(t).map_or(0, |i| i.bytes()) as u32;
             root[t] = t as u8;
         }
-        for (i, node) in model.nodes().enumerate() {
+        for (i, (_, inputs, outputs)) in model.links().enumerate() {
             let i = i as u16;
-            for t in node.inputs().filter(|&t| t < count) {
+            for t in u16s(inputs).filter(|&t| t < count) {
                 last[t] = last[t].max(i);
             }
-            for t in node.outputs().filter(|&t| t < count) {
+            for t in u16s(outputs).filter(|&t| t < count) {
                 first[t] = i;
                 last[t] = i;
             }
@@ -61,15 +63,16 @@ impl Plan {
         }
         // In-place ops take their input's buffer when the input dies at that node. Inputs die
         // in node order, so each buffer's members follow one another in time.
-        for (i, node) in model.nodes().enumerate() {
-            let (x, out) = (node.inputs().next().unwrap_or(usize::MAX), node.output());
-            if !node.op.in_place() || x >= count || out >= count {
+        for (i, (tag, inputs, outputs)) in model.links().enumerate() {
+            let x = u16s(inputs).next().unwrap_or(usize::MAX);
+            let out = u16s(outputs).next().unwrap_or(usize::MAX);
+            if !Op::in_place_tag(tag) || x >= count || out >= count {
                 continue;
             }
             let r = root[x] as usize & (MAX_TENSORS - 1);
             if last[x] == i as u16
                 && size[x] == size[out]
-                && node.inputs().filter(|&t| t == x).count() == 1
+                && u16s(inputs).filter(|&t| t == x).count() == 1
             {
                 root[out] = r as u8;
                 last[r] = last[r].max(last[out]);

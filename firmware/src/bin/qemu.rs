@@ -190,14 +190,14 @@ fn main() -> ! {
         let mut demo = Demo::new(mode, FIRST_SEED, latent, generator.classes());
         for _ in 0..frames {
             let frame = demo.next(&mut z);
-            let mut op_ticks = [0u64; 32];
+            let mut op_ticks = [0u32; 16];
             let start = ticks();
             let mut last = start;
             generator
                 .generate_observed(&z[..latent], frame.class, |i, _| {
                     let now = ticks();
                     if let Some(t) = op_ticks.get_mut(i) {
-                        *t = now - last;
+                        *t = (now - last) as u32;
                     }
                     last = now;
                 })
@@ -216,7 +216,7 @@ fn main() -> ! {
             print_hex(generator.output().iter().map(|&v| v as u8));
             if frame.seed == FIRST_SEED && frame.step.is_none() && mode == Mode::Random {
                 for (i, op) in generator.model().ops().enumerate() {
-                    let n = instructions(op_ticks.get(i).copied().unwrap_or(0));
+                    let n = instructions(op_ticks.get(i).copied().unwrap_or(0) as u64);
                     hprintln!(
                         "op {} {} macs {} instructions {}",
                         i,

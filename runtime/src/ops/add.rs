@@ -112,6 +112,7 @@ impl Add {
 impl<'a> OpKind<'a> for Add {
     const NAME: &'static str = "Add";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let (zp, zp_out, shift, min, max) = read_binary(b, index)?;
         let mult = [b.u32("multiplier 0")? as i32, b.u32("multiplier 1")? as i32];
@@ -129,9 +130,7 @@ impl<'a> OpKind<'a> for Add {
         binary_output(self.zp, inputs, index)
     }
 
-    fn in_place(&self) -> bool {
-        true
-    }
+    const IN_PLACE: bool = true;
 
     fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         binary_run(x, y, |a, b| self.apply(a, b))

@@ -76,6 +76,7 @@ impl<'a> Concat<'a> {
 impl<'a> OpKind<'a> for Concat<'a> {
     const NAME: &'static str = "Concat";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let bad = |reason| FormatError::Op { index, reason };
         let n = b.u8("input count")? as usize;

@@ -23,6 +23,7 @@ pub struct Conv2d<'a> {
 impl<'a> OpKind<'a> for Conv2d<'a> {
     const NAME: &'static str = "Conv2d";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let g = read_geometry(b, index)?;
         let (zp_in, zp_out, min, max) = read_gemm_header(b)?;

@@ -53,6 +53,7 @@ impl<'a> ConvTranspose2d<'a> {
 impl<'a> OpKind<'a> for ConvTranspose2d<'a> {
     const NAME: &'static str = "ConvTranspose2d";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let bad = |reason| FormatError::Op { index, reason };
         let g = read_geometry(b, index)?;

@@ -20,6 +20,7 @@ pub struct Embed<'a> {
 impl<'a> OpKind<'a> for Embed<'a> {
     const NAME: &'static str = "Embed";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let classes = b.u32("classes")? as usize;
         let dim = b.u32("embedding size")? as usize;

@@ -17,6 +17,7 @@ pub struct Flatten {
 impl<'a> OpKind<'a> for Flatten {
     const NAME: &'static str = "Flatten";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let [c, h, w, factor] = read_dims(b, index)?;
         no_factor(factor, index)?;

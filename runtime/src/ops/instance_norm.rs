@@ -121,6 +121,7 @@ impl<'a> InstanceNorm<'a> {
 impl<'a> OpKind<'a> for InstanceNorm<'a> {
     const NAME: &'static str = "InstanceNorm";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let bad = |reason| FormatError::Op { index, reason };
         let c = b.u16("channels")? as usize;
@@ -167,9 +168,7 @@ impl<'a> OpKind<'a> for InstanceNorm<'a> {
         Ok(shape)
     }
 
-    fn in_place(&self) -> bool {
-        true
-    }
+    const IN_PLACE: bool = true;
 
     fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         if let Some(x) = x.first().filter(|x| !x.is_empty()) {

@@ -21,6 +21,7 @@ pub struct Linear<'a> {
 impl<'a> OpKind<'a> for Linear<'a> {
     const NAME: &'static str = "Linear";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let k = b.u32("in features")? as usize;
         let n = b.u32("out features")? as usize;

@@ -15,6 +15,7 @@ pub struct Lut<'a> {
 impl<'a> OpKind<'a> for Lut<'a> {
     const NAME: &'static str = "Lut";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, _index: usize) -> Result<Self, FormatError> {
         Ok(Lut {
             table: b.array("lookup table")?,
@@ -26,9 +27,7 @@ impl<'a> OpKind<'a> for Lut<'a> {
         Ok(inputs[0].shape)
     }
 
-    fn in_place(&self) -> bool {
-        true
-    }
+    const IN_PLACE: bool = true;
 
     fn params(&self) -> usize {
         256

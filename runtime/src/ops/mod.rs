@@ -56,9 +56,7 @@ pub trait OpKind<'a>: Sized {
     /// The output may take its first input's storage when nothing reads that input later: `run`
     /// then gets an empty slice as its first input, whose values are already in `y` (an
     /// elementwise op computes `y[i]` from `x0[i]` alone, so it may overwrite as it goes).
-    fn in_place(&self) -> bool {
-        false
-    }
+    const IN_PLACE: bool = false;
     /// Integer multiply-adds per sample, given the first input's shape.
     fn macs(&self) -> usize {
         0
@@ -187,7 +185,9 @@ macro_rules! registry {
         }
 
         impl<'a> Op<'a> {
-            /// Parses the body of an op with `tag`.
+            /// Parses the body of an op with `tag`. Not inlined, nor are the ops' parsers: on a
+            /// microcontroller each would otherwise add its locals to its caller's frame.
+            #[inline(never)]
             pub fn parse(tag: u8, body: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
                 match tag {
                     $($(#[$attr])* $tag => Ok(Op::$variant(<$ty as OpKind>::parse(body, index)?)),)*
@@ -207,7 +207,15 @@ macro_rules! registry {
                 match self { $($(#[$attr])* Op::$variant(op) => op.scratch(),)* }
             }
             pub fn in_place(&self) -> bool {
-                match self { $($(#[$attr])* Op::$variant(op) => op.in_place(),)* }
+                match self { $($(#[$attr])* Op::$variant(_) => <$ty as OpKind>::IN_PLACE,)* }
+            }
+            /// [`OpKind::IN_PLACE`] of the op with `tag` (false for an unknown tag), without
+            /// parsing its body: the planner reads only the nodes' links.
+            pub fn in_place_tag(tag: u8) -> bool {
+                match tag {
+                    $($(#[$attr])* $tag => <$ty as OpKind>::IN_PLACE,)*
+                    _ => false,
+                }
             }
             pub fn macs(&self) -> usize {
                 match self { $($(#[$attr])* Op::$variant(op) => op.macs(),)* }

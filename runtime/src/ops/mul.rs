@@ -51,6 +51,7 @@ impl Mul {
 impl<'a> OpKind<'a> for Mul {
     const NAME: &'static str = "Mul";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let (zp, zp_out, shift, min, max) = read_binary(b, index)?;
         let mult = b.u32("multiplier")? as i32;
@@ -68,9 +69,7 @@ impl<'a> OpKind<'a> for Mul {
         binary_output(self.zp, inputs, index)
     }
 
-    fn in_place(&self) -> bool {
-        true
-    }
+    const IN_PLACE: bool = true;
 
     fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         binary_run(x, y, |a, b| self.apply(a, b))

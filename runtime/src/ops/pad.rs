@@ -66,6 +66,7 @@ impl Pad {
 impl<'a> OpKind<'a> for Pad {
     const NAME: &'static str = "Pad";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let bad = |reason| FormatError::Op { index, reason };
         let mode = match b.u8("pad mode")? {

@@ -48,6 +48,7 @@ pub(crate) fn no_factor(factor: usize, index: usize) -> Result<(), FormatError> 
 impl<'a> OpKind<'a> for Reshape {
     const NAME: &'static str = "Reshape";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let [c, h, w, factor] = read_dims(b, index)?;
         no_factor(factor, index)?;

@@ -18,6 +18,7 @@ pub struct Upsample {
 impl<'a> OpKind<'a> for Upsample {
     const NAME: &'static str = "Upsample";
 
+    #[inline(never)]
     fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
         let [c, h, w, factor] = read_dims(b, index)?;
         if !(2..=16).contains(&factor) || !fits(&[c, h, w, factor, factor]) {
