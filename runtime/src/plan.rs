@@ -39,27 +39,30 @@ impl Plan {
     #[inline(never)]
     pub fn new(model: &Model) -> Result<Plan, FormatError> {
         let count = model.tensor_count().min(MAX_TENSORS);
+        // Indices below MAX_TENSORS (a power of two): masking keeps every access in bounds
+        // without a check the no-panic proof would have to follow.
+        let m = |t: usize| t & (MAX_TENSORS - 1);
         let end = model.node_count() as u16;
         let mut size = [0u32; MAX_TENSORS];
         let mut first = [0u16; MAX_TENSORS];
         let mut last = [0u16; MAX_TENSORS];
         let mut root = [0u8; MAX_TENSORS];
         for t in 0..count {
-            size[t] = model.tensor(t).map_or(0, |i| i.bytes()) as u32;
-            root[t] = t as u8;
+            size[m(t)] = model.tensor(t).map_or(0, |i| i.bytes()) as u32;
+            root[m(t)] = t as u8;
         }
         for (i, (_, inputs, outputs)) in model.links().enumerate() {
             let i = i as u16;
             for t in u16s(inputs).filter(|&t| t < count) {
-                last[t] = last[t].max(i);
+                last[m(t)] = last[m(t)].max(i);
             }
             for t in u16s(outputs).filter(|&t| t < count) {
-                first[t] = i;
-                last[t] = i;
+                first[m(t)] = i;
+                last[m(t)] = i;
             }
         }
         for t in model.outputs().filter(|&t| t < count) {
-            last[t] = end;
+            last[m(t)] = end;
         }
         // In-place ops take their input's buffer when the input dies at that node. Inputs die
         // in node order, so each buffer's members follow one another in time.
@@ -69,29 +72,27 @@ impl Plan {
             if !Op::in_place_tag(tag) || x >= count || out >= count {
                 continue;
             }
-            let r = root[x] as usize & (MAX_TENSORS - 1);
-            if last[x] == i as u16
-                && size[x] == size[out]
+            let r = root[m(x)] as usize & (MAX_TENSORS - 1);
+            if last[m(x)] == i as u16
+                && size[m(x)] == size[m(out)]
                 && u16s(inputs).filter(|&t| t == x).count() == 1
             {
-                root[out] = r as u8;
-                last[r] = last[r].max(last[out]);
+                root[m(out)] = r as u8;
+                last[m(r)] = last[m(r)].max(last[m(out)]);
             }
         }
         // Buffers (roots), largest first; ties by birth, for a deterministic plan.
         let mut order = [0u8; MAX_TENSORS];
         let mut buffers = 0;
         for t in 0..count {
-            if root[t] as usize == t && size[t] > 0 {
+            if root[m(t)] as usize == t && size[m(t)] > 0 {
                 if let Some(o) = order.get_mut(buffers) {
                     *o = t as u8;
                     buffers += 1;
                 }
             }
         }
-        // Indices below MAX_TENSORS (a power of two): masking keeps every access in bounds
-        // without a check the no-panic proof would have to follow.
-        let at = |t: u8| t as usize & (MAX_TENSORS - 1);
+        let at = |t: u8| m(t as usize);
         let key = |t: u8| (core::cmp::Reverse(size[at(t)]), first[at(t)], t);
         let order = order.get_mut(..buffers).unwrap_or_default();
         for i in 1..order.len() {
@@ -134,7 +135,7 @@ impl Plan {
             bytes = bytes.max(top as usize);
         }
         for t in 0..count {
-            offsets[t] = offsets[at(root[t])];
+            offsets[m(t)] = offsets[at(root[m(t)])];
         }
         Ok(Plan { offsets, bytes })
     }
