@@ -23,9 +23,15 @@ mod chosen {
 pub use chosen::{MCU_ARENA_BYTES, MODEL, NAME};
 
 /// Tile rows of the interpreter on this build's microcontroller
-/// (`pocketgan_runtime::interp::TILE_ROWS`): 16 on the Cortex-M0 of the micro:bit (the tiny
-/// model's board), 32 on the Cortex-M4/M33 boards.
-pub const MCU_TILE_ROWS: usize = if cfg!(feature = "tiny-model") { 16 } else { 32 };
+/// (`pocketgan_runtime::interp::TILE_ROWS`): 16 on a Cortex-M0 (thumbv6m: the RP2040, and the
+/// micro:bit, the tiny model's board, also when a host checks that model), 32 on the
+/// Cortex-M4/M33 boards.
+pub const MCU_TILE_ROWS: usize =
+    if cfg!(feature = "tiny-model") || cfg!(all(target_arch = "arm", target_abi = "eabi")) {
+        16
+    } else {
+        32
+    };
 
 /// The arena this build reserves: [`MCU_ARENA_BYTES`] on a microcontroller; hosts (simulator,
 /// tests) use taller GEMM tiles and get room for them.
