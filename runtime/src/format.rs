@@ -23,7 +23,7 @@
 //! that passes can make inference panic.
 
 use crate::kernels::Requant;
-use crate::ops::Op;
+use crate::ops::{Op, OpKind};
 use crate::plan::Plan;
 
 pub const MAGIC: [u8; 4] = *b"PGQ\x1a";
@@ -655,7 +655,15 @@ impl<'a> Model<'a> {
                     actual: shape,
                 });
             }
-            let scratch = node.op.scratch();
+            // Only matrix ops use the tiles. Matched here with a default arm rather than
+            // through `Op::scratch`: a thumbv6m build turns that exhaustive match into a jump
+            // table without a bounds check, which the no-panic proof cannot follow.
+            let scratch = match node.op {
+                Op::Linear(o) => o.scratch(),
+                Op::Conv2d(o) => o.scratch(),
+                Op::ConvTranspose2d(o) => o.scratch(),
+                _ => crate::ops::Scratch::default(),
+            };
             model.max_kp = model.max_kp.max(scratch.tile_depth);
             model.max_n = model.max_n.max(scratch.tile_out);
         }

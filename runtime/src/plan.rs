@@ -97,8 +97,12 @@ impl Plan {
         let order = order.get_mut(..buffers).unwrap_or_default();
         for i in 1..order.len() {
             let mut j = i;
-            while j > 0 && key(order[j]) < key(order[j - 1]) {
-                order.swap(j, j - 1);
+            while j > 0 {
+                // Checked accesses: the no-panic proof cannot see that j < len.
+                match order.get_mut(j - 1..=j) {
+                    Some([a, b]) if key(*b) < key(*a) => core::mem::swap(a, b),
+                    _ => break,
+                }
                 j -= 1;
             }
         }
@@ -106,32 +110,35 @@ impl Plan {
         let mut bytes = 0usize;
         for (placed, &b) in order.iter().enumerate() {
             let b = at(b);
-            let (lo, hi) = (first[b], last[b]);
+            let (lo, hi) = (first[m(b)], last[m(b)]);
             let conflicts = || {
                 order
                     .get(..placed)
                     .unwrap_or_default()
                     .iter()
                     .map(|&q| at(q))
-                    .filter(move |&q| first[q] <= hi && lo <= last[q])
+                    .filter(move |&q| first[m(q)] <= hi && lo <= last[m(q)])
             };
             // The lowest candidate (0, or just above a conflicting buffer) that clears them all.
             let clear = |at: u64| {
                 conflicts().all(|q| {
-                    let (qa, qb) = (offsets[q] as u64, offsets[q] as u64 + size[q] as u64);
-                    at + size[b] as u64 <= qa || qb <= at
+                    let (qa, qb) = (
+                        offsets[m(q)] as u64,
+                        offsets[m(q)] as u64 + size[m(q)] as u64,
+                    );
+                    at + size[m(b)] as u64 <= qa || qb <= at
                 })
             };
             let at = core::iter::once(0)
-                .chain(conflicts().map(|q| offsets[q] as u64 + size[q] as u64))
+                .chain(conflicts().map(|q| offsets[m(q)] as u64 + size[m(q)] as u64))
                 .filter(|&at| clear(at))
                 .min()
                 .unwrap_or(0);
-            let top = at + size[b] as u64;
+            let top = at + size[m(b)] as u64;
             if top > MAX_PLAN_BYTES as u64 {
                 return Err(FormatError::Plan(MAX_PLAN_BYTES));
             }
-            offsets[b] = at as u32;
+            offsets[m(b)] = at as u32;
             bytes = bytes.max(top as usize);
         }
         for t in 0..count {
