@@ -51,6 +51,12 @@ pub(crate) fn read_binary(b: &mut Reader, index: usize) -> Result<([i8; 2], i8, 
     Ok((zp, zp_out, shift, min, max))
 }
 
+/// The header [`read_binary`] reads.
+#[cfg(any(feature = "std", test))]
+pub(crate) fn binary_header(zp: [i8; 2], zp_out: i8, shift: u8, min: i8, max: i8) -> Vec<u8> {
+    vec![zp[0] as u8, zp[1] as u8, zp_out as u8, shift, min as u8, max as u8, 0, 0]
+}
+
 /// Checks the two same-shaped int8 inputs of a binary elementwise op.
 pub(crate) fn binary_output(zp: [i8; 2], inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
     int8_inputs(inputs, 2, index)?;
@@ -93,16 +99,7 @@ impl Add {
     /// The body bytes.
     #[cfg(any(feature = "std", test))]
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![
-            self.zp[0] as u8,
-            self.zp[1] as u8,
-            self.zp_out as u8,
-            self.shift,
-            self.min as u8,
-            self.max as u8,
-            0,
-            0,
-        ];
+        let mut b = binary_header(self.zp, self.zp_out, self.shift, self.min, self.max);
         b.extend_from_slice(&self.mult[0].to_le_bytes());
         b.extend_from_slice(&self.mult[1].to_le_bytes());
         b

@@ -33,16 +33,7 @@ impl Mul {
     /// The body bytes.
     #[cfg(any(feature = "std", test))]
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![
-            self.zp[0] as u8,
-            self.zp[1] as u8,
-            self.zp_out as u8,
-            self.shift,
-            self.min as u8,
-            self.max as u8,
-            0,
-            0,
-        ];
+        let mut b = super::add::binary_header(self.zp, self.zp_out, self.shift, self.min, self.max);
         b.extend_from_slice(&self.mult.to_le_bytes());
         b
     }
