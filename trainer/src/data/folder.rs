@@ -25,20 +25,7 @@ pub fn load(dir: &Path, size: usize, channels: usize) -> Result<Dataset, DataErr
         },
     );
     for (label, class_dir) in classes.iter().enumerate() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(class_dir)
-            .map_err(|e| DataError::Io {
-                file: class_dir.clone(),
-                source: e,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
-                })
-            })
-            .collect();
-        files.sort();
-        for file in files {
+        for file in image_files(class_dir)? {
             let img = image::open(&file)
                 .map_err(|e| DataError::corrupt(&file, format!("unreadable image: {e}")))?;
             ds.push_image(&img, size, channels, label as u8, None);
@@ -59,4 +46,22 @@ pub fn load(dir: &Path, size: usize, channels: usize) -> Result<Dataset, DataErr
         return Err(DataError::corrupt(dir, "more than 256 class folders"));
     }
     Ok(ds)
+}
+
+/// Every PNG/JPEG file in `dir` (by extension, any case), sorted by path.
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| DataError::Io {
+            file: dir.to_path_buf(),
+            source: e,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
+            })
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }

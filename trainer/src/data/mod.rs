@@ -6,6 +6,7 @@
 pub mod emoji;
 pub mod folder;
 pub mod idx;
+pub mod pairs;
 pub mod toy;
 
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ const FASHION_CLASSES: [&str; 10] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8 or toy:grid25")]
+    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
     UnknownSource(String),
     #[error("dataset `{name}` is not in {dir}: fetch it with `{command}`")]
     Missing {
@@ -77,6 +78,8 @@ pub enum DataSource {
     Folder(PathBuf),
     Ring8,
     Grid25,
+    /// Image-to-image data (Pix2Pix, CycleGAN): `pairs:`, `edges:` or `folder:A,B`.
+    Pairs(pairs::PairSource),
 }
 
 impl std::str::FromStr for DataSource {
@@ -89,11 +92,16 @@ impl std::str::FromStr for DataSource {
             "emoji" => Self::Emoji,
             "toy:ring8" => Self::Ring8,
             "toy:grid25" => Self::Grid25,
-            _ => match s.split_once(':') {
-                Some(("idx", dir)) if !dir.is_empty() => Self::Idx(dir.into()),
-                Some(("folder", dir)) if !dir.is_empty() => Self::Folder(dir.into()),
-                _ => return Err(DataError::UnknownSource(s.into())),
-            },
+            _ => {
+                let unknown = || DataError::UnknownSource(s.into());
+                let (kind, rest) = s.split_once(':').ok_or_else(unknown)?;
+                match (kind, pairs::PairSource::parse(kind, rest)) {
+                    (_, Some(pairs)) => Self::Pairs(pairs),
+                    ("idx", _) if !rest.is_empty() => Self::Idx(rest.into()),
+                    ("folder", _) if !rest.is_empty() => Self::Folder(rest.into()),
+                    _ => return Err(unknown()),
+                }
+            }
         })
     }
 }
@@ -109,6 +117,7 @@ impl std::fmt::Display for DataSource {
             Self::Folder(d) => write!(f, "folder:{}", d.display()),
             Self::Ring8 => f.write_str("toy:ring8"),
             Self::Grid25 => f.write_str("toy:grid25"),
+            Self::Pairs(p) => p.fmt(f),
         }
     }
 }
@@ -136,7 +145,7 @@ impl DataSource {
                 height: 64,
                 width: 64,
             },
-            Self::Folder(_) => SampleKind::Image {
+            Self::Folder(_) | Self::Pairs(_) => SampleKind::Image {
                 channels: 3,
                 height: 64,
                 width: 64,
@@ -284,6 +293,11 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
             );
         }
         DataSource::Idx(dir) => load_idx_dir(dir, &source.to_string(), Vec::new())?,
+        DataSource::Pairs(_) => {
+            return Err(DataError::Shape(format!(
+                "{source} holds image pairs: train it with --family pix2pix"
+            )))
+        }
         DataSource::Folder(dir) => {
             let SampleKind::Image {
                 channels, height, ..
