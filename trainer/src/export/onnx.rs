@@ -164,6 +164,75 @@ impl GraphWriter {
         out
     }
 
+    /// Append one layer reading `x`; returns its output's name (`output`, or a fresh one).
+    pub fn layer(
+        &mut self,
+        x: &str,
+        layer: &Layer,
+        out: Option<&str>,
+    ) -> Result<String, ExportError> {
+        Ok(match layer {
+            Layer::ClassEmbedding { .. } => {
+                return Err(ExportError::Graph(
+                    "a class embedding is a graph input, written by model_proto".into(),
+                ))
+            }
+            Layer::Linear { weight, bias } => {
+                self.node("Gemm", &[x], weight_bias(weight, bias), vec![], out)
+            }
+            Layer::Reshape { dims } => {
+                let shape = [-1, dims[0] as i64, dims[1] as i64, dims[2] as i64];
+                self.node("Reshape", &[x], vec![int64s("shape", &shape)], vec![], out)
+            }
+            Layer::BatchNorm {
+                gamma,
+                beta,
+                mean,
+                var,
+                epsilon,
+            } => {
+                let params = vec![
+                    tensor("scale", gamma),
+                    tensor("bias", beta),
+                    tensor("mean", mean),
+                    tensor("var", var),
+                ];
+                let attrs = vec![attr_float("epsilon", *epsilon as f32)];
+                self.node("BatchNormalization", &[x], params, attrs, out)
+            }
+            Layer::ConvTranspose {
+                weight,
+                bias,
+                stride,
+                padding,
+                output_padding,
+            } => {
+                let mut attrs = window(weight, stride, padding);
+                attrs.push(attr_ints("output_padding", output_padding));
+                let params = weight_bias(weight, bias);
+                self.node("ConvTranspose", &[x], params, attrs, out)
+            }
+            Layer::Relu => self.node("Relu", &[x], vec![], vec![], out),
+            Layer::Conv {
+                weight,
+                bias,
+                stride,
+                padding,
+            } => {
+                let (params, attrs) = (weight_bias(weight, bias), window(weight, stride, padding));
+                self.node("Conv", &[x], params, attrs, out)
+            }
+            Layer::LeakyRelu { slope } => self.node(
+                "LeakyRelu",
+                &[x],
+                vec![],
+                vec![attr_float("alpha", *slope as f32)],
+                out,
+            ),
+            Layer::Tanh => self.node("Tanh", &[x], vec![], vec![], out),
+        })
+    }
+
     /// The model: this graph, opset [`OPSET`], and `metadata` as `metadata_props`.
     pub fn finish(self, graph_name: &str, metadata: &[(String, String)]) -> ModelProto {
         let mut model = ModelProto::new();
@@ -186,6 +255,23 @@ impl GraphWriter {
         }
         model
     }
+}
+
+/// A layer's `weight` and optional `bias` initializers.
+fn weight_bias(weight: &Weights, bias: &Option<Weights>) -> Vec<TensorProto> {
+    let mut params = vec![tensor("weight", weight)];
+    params.extend(bias.iter().map(|b| tensor("bias", b)));
+    params
+}
+
+/// A (transposed) convolution's kernel, strides and symmetric pads, from its weight
+/// `[_, _, kH, kW]`.
+fn window(weight: &Weights, stride: &[usize; 2], padding: &[usize; 2]) -> Vec<AttributeProto> {
+    vec![
+        attr_ints("kernel_shape", &[weight.dims[2], weight.dims[3]]),
+        attr_ints("strides", stride),
+        attr_ints("pads", &[padding[0], padding[1], padding[0], padding[1]]),
+    ]
 }
 
 /// The initializer that holds a conditional generator's class embedding `[K, E]`.
@@ -235,55 +321,7 @@ pub fn model_proto(layers: &[Layer], meta: &OnnxMetadata) -> Result<ModelProto, 
                     Some("conditioned"),
                 )
             }
-            Layer::Linear { weight, bias } => {
-                let mut params = vec![tensor("weight", weight)];
-                if let Some(b) = bias {
-                    params.push(tensor("bias", b));
-                }
-                g.node("Gemm", &[&x], params, vec![], out)
-            }
-            Layer::Reshape { dims } => {
-                let shape = [-1, dims[0] as i64, dims[1] as i64, dims[2] as i64];
-                g.node("Reshape", &[&x], vec![int64s("shape", &shape)], vec![], out)
-            }
-            Layer::BatchNorm {
-                gamma,
-                beta,
-                mean,
-                var,
-                epsilon,
-            } => {
-                let params = vec![
-                    tensor("scale", gamma),
-                    tensor("bias", beta),
-                    tensor("mean", mean),
-                    tensor("var", var),
-                ];
-                let attrs = vec![attr_float("epsilon", *epsilon as f32)];
-                g.node("BatchNormalization", &[&x], params, attrs, out)
-            }
-            Layer::ConvTranspose {
-                weight,
-                bias,
-                stride,
-                padding,
-                output_padding,
-            } => {
-                let mut params = vec![tensor("weight", weight)];
-                if let Some(b) = bias {
-                    params.push(tensor("bias", b));
-                }
-                let k = [weight.dims[2], weight.dims[3]];
-                let attrs = vec![
-                    attr_ints("kernel_shape", &k),
-                    attr_ints("strides", stride),
-                    attr_ints("pads", &[padding[0], padding[1], padding[0], padding[1]]),
-                    attr_ints("output_padding", output_padding),
-                ];
-                g.node("ConvTranspose", &[&x], params, attrs, out)
-            }
-            Layer::Relu => g.node("Relu", &[&x], vec![], vec![], out),
-            Layer::Tanh => g.node("Tanh", &[&x], vec![], vec![], out),
+            layer => g.layer(&x, layer, out)?,
         };
     }
     let [c, h, w] = meta.sample_dims;

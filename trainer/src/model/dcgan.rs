@@ -66,7 +66,7 @@ pub struct DcganDiscriminator {
     act: LeakyRelu,
 }
 
-fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+pub(crate) fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     let mut bn = BatchNormConfig::new(channels).init(device);
     bn.gamma = Initializer::Normal {
         mean: 1.0,

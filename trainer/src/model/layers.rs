@@ -2,7 +2,8 @@
 //! This is what the ONNX exporter writes; the runtime's int8 format mirrors it.
 
 use burn::module::Param;
-use burn::nn::conv::ConvTranspose2d;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::PaddingConfig2d;
 use burn::nn::{BatchNorm, Embedding, Linear};
 use burn::prelude::*;
 
@@ -61,7 +62,17 @@ pub enum Layer {
         padding: [usize; 2],
         output_padding: [usize; 2],
     },
+    /// Weight `[C_out, C_in, kH, kW]`, symmetric padding.
+    Conv {
+        weight: Weights,
+        bias: Option<Weights>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    },
     Relu,
+    LeakyRelu {
+        slope: f64,
+    },
     Tanh,
 }
 
@@ -87,6 +98,24 @@ impl Layer {
             var: Weights::of(bn.running_var.value()),
             epsilon: bn.epsilon,
         }
+    }
+
+    /// A convolution with explicit, symmetric padding (what the image-to-image networks use);
+    /// `None` for another padding.
+    pub fn conv(c: &Conv2d) -> Option<Self> {
+        let padding = match c.padding {
+            PaddingConfig2d::Valid => [0, 0],
+            PaddingConfig2d::Explicit(top, left, bottom, right) if (top, left) == (bottom, right) => {
+                [top, left]
+            }
+            _ => return None,
+        };
+        Some(Layer::Conv {
+            weight: Weights::param(&c.weight),
+            bias: c.bias.as_ref().map(Weights::param),
+            stride: c.stride,
+            padding,
+        })
     }
 
     pub fn conv_transpose(c: &ConvTranspose2d) -> Self {
