@@ -41,11 +41,12 @@ pub fn train_quietly(config: &TrainConfig, run: &Path) -> Restored {
 pub fn trained_in_memory(config: &TrainConfig, ds: &Dataset, steps: u64) -> Box<dyn Family> {
     let mut order = BatchOrder::new(ds.len(), config.batch, config.seed).unwrap();
     let device = Device::flex().autodiff();
-    let mut family = family::init(config, &device);
+    let mut family = family::init(config, &device).unwrap();
     for step in 0..steps {
         let m = family.step(&mut Iteration {
             config,
             data: ds,
+            target: None,
             order: &mut order,
             device: &device,
             step,

@@ -94,7 +94,7 @@ pub fn training_iteration(
     let ds = crate::data::load(&DataSource::Digits, &LoadOptions::default())?;
     let mut order = BatchOrder::new(ds.len(), config.batch, 0)?;
     let device = kind.device()?.autodiff();
-    let mut family = family::init(&config, &device);
+    let mut family = family::init(&config, &device)?;
     let mut times = Vec::with_capacity(iters);
     let mut cpu_start = None;
     for i in 0..warmup + iters {
@@ -105,6 +105,7 @@ pub fn training_iteration(
         let m = family.step(&mut Iteration {
             config: &config,
             data: &ds,
+            target: None,
             order: &mut order,
             device: &device,
             step: i as u64,

@@ -10,6 +10,7 @@ use crate::data::{DataSource, SampleKind};
 use crate::device::DeviceKind;
 use crate::error::TrainError;
 use crate::export::OnnxMetadata;
+use crate::family::FamilyKind;
 use crate::loss::GanLoss;
 use crate::model::{Architecture, Conditioning, ModelConfig};
 
@@ -17,14 +18,27 @@ use crate::model::{Architecture, Conditioning, ModelConfig};
 pub const LABELLED_PER_CLASS: usize = 10;
 /// TAC-GAN's lambda_c. Lower trades class accuracy for variety (README, conditional models).
 pub const AUX_WEIGHT: f32 = 1.0;
+/// Pix2Pix's lambda: the weight of the L1 distance to the target beside the GAN term.
+pub const L1_WEIGHT: f32 = 100.0;
+/// Pix2Pix: images per batch unless chosen. The authors train with 1 to 4; 4 keeps the batch
+/// statistics of BatchNorm close to theirs while giving the CPU's GEMMs some width.
+pub const PIX2PIX_BATCH: usize = 4;
+/// Pix2Pix: U-Net width unless chosen (the paper's 64 costs 4x the time; README, image-to-image).
+pub const PIX2PIX_WIDTH: usize = 32;
 
 /// Everything that defines a run; saved as `config.json` in the run folder. The field order is
 /// the order of `config.json`'s keys.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct TrainConfig {
-    /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25
+    /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25;
+    /// image pairs (pix2pix): pairs:google,twitter, edges:google, folder:A,B
     #[arg(long, default_value = "digits")]
     pub data: String,
+    /// gan: a generator from latents (and classes, see --cond) against one discriminator;
+    /// pix2pix: paired image-to-image translation (U-Net G, PatchGAN D, GAN + L1).
+    #[arg(long, value_enum, default_value_t = FamilyKind::Gan)]
+    #[serde(default)]
+    pub family: FamilyKind,
     #[command(flatten)]
     pub model: ModelConfig,
     #[arg(long, value_enum, default_value_t = GanLoss::Nonsaturating)]
@@ -47,10 +61,15 @@ pub struct TrainConfig {
     /// D steps per G step (default 5 for wgan, else 1).
     #[arg(long, default_value_t = 1)]
     pub critic_steps: usize,
-    /// Decay the learning rate linearly to zero over the run (sharpens the modes of toy mixtures).
+    /// Decay the learning rate linearly to zero over the run (sharpens the modes of toy mixtures;
+    /// on by default for pix2pix, over the second half of the run as the authors do).
     #[arg(long)]
     #[serde(default)]
     pub lr_decay: bool,
+    /// The share of the run before the decay starts (0: from the first step).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub lr_decay_start: f64,
     /// WGAN: clip D's weights to +-c after each D step (set by the loss).
     #[arg(skip)]
     pub weight_clip: Option<f32>,
@@ -75,6 +94,22 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = AUX_WEIGHT)]
     #[serde(default = "default_aux_weight")]
     pub aux_weight: f32,
+    /// Pix2Pix: weight of the L1 distance between G's output and the target (the paper's lambda).
+    #[arg(long, default_value_t = L1_WEIGHT)]
+    #[serde(default = "default_l1_weight")]
+    pub l1_weight: f32,
+    /// Pix2Pix: weight of the GAN term in G's loss (0: the paper's L1-only ablation).
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(default = "default_gan_weight")]
+    pub gan_weight: f32,
+}
+
+fn default_l1_weight() -> f32 {
+    L1_WEIGHT
+}
+
+fn default_gan_weight() -> f32 {
+    1.0
 }
 
 fn default_labelled() -> usize {
@@ -150,6 +185,21 @@ impl TrainConfig {
         if !given("critic_steps") {
             self.critic_steps = self.loss.default_critic_steps();
         }
+        if self.family == FamilyKind::Pix2pix {
+            // The authors' schedule: constant, then linear to zero over the second half.
+            if !given("lr_decay") {
+                self.lr_decay = true;
+            }
+            if !given("lr_decay_start") {
+                self.lr_decay_start = 0.5;
+            }
+            if !given("batch") {
+                self.batch = PIX2PIX_BATCH;
+            }
+            if !given("width") {
+                self.model.width = PIX2PIX_WIDTH;
+            }
+        }
         self.weight_clip = self.loss.default_weight_clip();
     }
 
@@ -178,6 +228,14 @@ impl TrainConfig {
             ),
         ];
         let mut entries = entries;
+        if config.family != FamilyKind::Gan {
+            // An image-to-image generator has no latent: its input is the image to translate.
+            entries.retain(|(k, _)| k != "pocketgan.latent" && k != "pocketgan.conditioning");
+            entries.push((
+                "pocketgan.family".into(),
+                format!("{:?}", config.family).to_lowercase(),
+            ));
+        }
         if config.model.conditioning.conditions_generator() {
             entries.push(("pocketgan.classes".into(), config.model.classes.to_string()));
         }
@@ -188,13 +246,16 @@ impl TrainConfig {
         }
     }
 
-    /// The learning rate for iteration `step` (0-based).
+    /// The learning rate for iteration `step` (0-based): constant, or with `lr_decay` constant
+    /// until `lr_decay_start` of the run and then linear to zero at its end.
     pub fn lr_at(&self, step: u64) -> f64 {
-        if self.lr_decay {
-            self.lr * (1.0 - step as f64 / self.steps.max(1) as f64).max(0.0)
-        } else {
-            self.lr
+        if !self.lr_decay {
+            return self.lr;
         }
+        let steps = self.steps.max(1) as f64;
+        let start = (self.lr_decay_start * steps).floor();
+        let left = (steps - start).max(1.0);
+        self.lr * (1.0 - (step as f64 - start).max(0.0) / left).max(0.0)
     }
 
     pub fn source(&self) -> Result<DataSource, TrainError> {
@@ -203,7 +264,19 @@ impl TrainConfig {
 
     /// Check what can be checked without the data, so bad flags give an error, not a panic.
     pub fn validate(&self) -> Result<(), TrainError> {
-        self.model.validate().map_err(TrainError::Config)?;
+        match (self.family, self.model.sample) {
+            (FamilyKind::Gan, _) => self.model.validate(),
+            (FamilyKind::Pix2pix, SampleKind::Image { height, width, .. }) if height == width => {
+                crate::model::unet::levels(height).map(|_| ())
+            }
+            (FamilyKind::Pix2pix, sample) => Err(format!(
+                "pix2pix translates square images, not {sample:?}"
+            )),
+        }
+        .map_err(TrainError::Config)?;
+        if self.model.width == 0 {
+            return Err(TrainError::Config("--width must be positive".into()));
+        }
         if self.batch == 0
             || self.critic_steps == 0
             || self.checkpoint_every == 0
@@ -218,6 +291,27 @@ impl TrainConfig {
                 "the auxiliary weight must be a non-negative number, not {}",
                 self.aux_weight
             )));
+        }
+        if !(0.0..1.0).contains(&self.lr_decay_start) {
+            return Err(TrainError::Config(format!(
+                "--lr-decay-start is a share of the run in [0, 1), not {}",
+                self.lr_decay_start
+            )));
+        }
+        if self.family == FamilyKind::Pix2pix {
+            let weights = [self.l1_weight, self.gan_weight];
+            if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || weights == [0.0; 2] {
+                return Err(TrainError::Config(format!(
+                    "pix2pix's --l1-weight and --gan-weight must be non-negative numbers, not \
+                     both zero; got {} and {}",
+                    self.l1_weight, self.gan_weight
+                )));
+            }
+            if self.model.conditioning != Conditioning::None {
+                return Err(TrainError::Config(
+                    "pix2pix is conditioned on its input image; --cond does not apply".into(),
+                ));
+            }
         }
         if self.model.conditioning == Conditioning::Sgan && self.labelled_per_class == 0 {
             return Err(TrainError::Config(

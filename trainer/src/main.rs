@@ -37,8 +37,15 @@ enum Command {
     /// Quality metrics of a generator: a run folder (Burn), an ONNX file (tract) or a .pgq (int8).
     /// Toy data: modes covered and high-quality samples. Images: classifier FID, class coverage,
     /// KL to uniform classes, precision and recall, beside the same for held-out real images.
+    ///
+    /// An image-to-image run (pix2pix): L1, PSNR, SSIM and sharpness on its held-out test pairs,
+    /// beside the identity baseline and the runs given with --versus.
     Eval {
         generator: PathBuf,
+        /// Image-to-image: more runs on the same data to score in the same table (e.g. the
+        /// L1-only ablation).
+        #[arg(long)]
+        versus: Vec<PathBuf>,
         #[arg(long, default_value_t = 10_000)]
         n: usize,
         /// Data an ONNX or .pgq generator was trained on (a run knows its own).
@@ -179,6 +186,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Eval {
             generator,
+            versus,
             n,
             data,
             seed,
@@ -186,6 +194,33 @@ fn main() -> anyhow::Result<()> {
             json,
         } => {
             use pocketgan_trainer::metrics::{evaluate, Generator, Report};
+            if pocketgan_trainer::run::RunDir(generator.clone())
+                .read_config()
+                .is_ok_and(|c| c.family.translates())
+            {
+                let runs: Vec<&std::path::Path> = std::iter::once(generator.as_path())
+                    .chain(versus.iter().map(PathBuf::as_path))
+                    .collect();
+                let rows = pocketgan_trainer::metrics::translation::evaluate(&runs)?;
+                if json {
+                    println!("{}", serde_json::to_string(&rows)?);
+                    return Ok(());
+                }
+                println!(
+                    "{:<40} {:>6} {:>8} {:>9} {:>7} {:>10}",
+                    "held-out test pairs", "images", "L1", "PSNR dB", "SSIM", "sharpness"
+                );
+                for r in rows {
+                    println!(
+                        "{:<40} {:>6} {:>8.4} {:>9.2} {:>7.4} {:>10.3}",
+                        r.name, r.images, r.l1, r.psnr, r.ssim, r.sharpness
+                    );
+                }
+                return Ok(());
+            }
+            if !versus.is_empty() {
+                anyhow::bail!("--versus compares image-to-image runs; {} is not one", generator.display());
+            }
             let data: pocketgan_trainer::data::DataSource = data.parse()?;
             let report = evaluate(
                 &Generator::from_path(&generator),

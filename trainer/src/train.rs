@@ -49,7 +49,7 @@ pub struct RunOptions<'a> {
 /// curve and the family's ONNX export.
 pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outcome, TrainError> {
     let run = RunDir(out.to_path_buf());
-    let (config, ds) = prepare(config, &run, opts.resume)?;
+    let (config, ds, target) = prepare(config, &run, opts.resume)?;
     let device = config.device.device()?.autodiff();
     let mut order = BatchOrder::new(ds.len(), config.batch, config.seed)?;
     run.create()?;
@@ -80,6 +80,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
         let mut m = family.step(&mut Iteration {
             config: &config,
             data: &ds,
+            target: target.as_ref(),
             order: &mut order,
             device: &device,
             step,
@@ -119,12 +120,13 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
 }
 
 /// The run's configuration (a resumed run keeps its saved one; only the number of steps is the
-/// caller's) completed by its data, and the data it trains on.
+/// caller's) completed by its data, and the data it trains on: the samples, or for an
+/// image-to-image family the training pairs' inputs and targets.
 fn prepare(
     config: &TrainConfig,
     run: &RunDir,
     resume: bool,
-) -> Result<(TrainConfig, Dataset), TrainError> {
+) -> Result<(TrainConfig, Dataset, Option<Dataset>), TrainError> {
     let mut config = if resume {
         let mut saved = run.read_config()?;
         saved.steps = config.steps;
@@ -136,6 +138,14 @@ fn prepare(
         config.clone()
     };
     config.validate()?;
+    if config.family.translates() {
+        let pairs = data::pairs::load(
+            &config.source()?,
+            &family::pix2pix::load_options(&config),
+            data::pairs::Split::Train,
+        )?;
+        return Ok((config, pairs.a, Some(pairs.b)));
+    }
     let (size, channels) = match config.model.sample {
         SampleKind::Image {
             channels, height, ..
@@ -183,7 +193,7 @@ fn prepare(
             )));
         }
     }
-    Ok((config, ds))
+    Ok((config, ds, None))
 }
 
 /// The family to train and the iterations it has done: restored from the newest checkpoint (the
@@ -204,7 +214,7 @@ fn start(
         history::write(&run.metrics(), &kept)?;
         return Ok((restored.family, restored.step));
     }
-    let family = family::init(config, device);
+    let family = family::init(config, device)?;
     run.write_config(config)?;
     history::write(&run.metrics(), &[])?;
     run.save_samples(family.as_ref(), config, 0, device)?;

@@ -16,6 +16,7 @@
 pub mod acgan;
 pub mod cgan;
 pub mod pair;
+pub mod pix2pix;
 pub mod samples;
 pub mod sgan;
 pub mod unconditional;
@@ -68,16 +69,93 @@ pub trait Family {
     /// The generator from latents (and classes) to samples that `eval` and the quality watch draw
     /// from, for the families that have one.
     fn latent_generator(&self) -> Option<&Generator>;
+
+    /// For an image-to-image family: its generator in inference mode on images `[N, C, H, W]`
+    /// (on a device without autodiff), as values of the same shape.
+    fn translate(&self, _images: Tensor<4>) -> Option<Vec<f32>> {
+        None
+    }
+}
+
+/// The family of a run, as chosen on the command line.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FamilyKind {
+    /// One generator from latents (and classes, by `--cond`) against one discriminator.
+    #[default]
+    Gan,
+    /// Paired image-to-image translation ([`pix2pix`]).
+    Pix2pix,
+}
+
+impl FamilyKind {
+    /// Whether the family translates images (and trains on image pairs).
+    pub fn translates(self) -> bool {
+        self == FamilyKind::Pix2pix
+    }
 }
 
 /// A family with fresh networks, every parameter drawn from `config.seed`: the registry of
 /// families.
-pub fn init(config: &TrainConfig, device: &Device) -> Box<dyn Family> {
-    match config.model.conditioning {
-        Conditioning::None => Box::new(Pair::<unconditional::Unconditional>::init(config, device)),
-        Conditioning::Cgan => Box::new(Pair::<cgan::Cgan>::init(config, device)),
-        Conditioning::Acgan => Box::new(Pair::<acgan::Acgan>::init(config, device)),
-        Conditioning::Sgan => Box::new(Pair::<sgan::Sgan>::init(config, device)),
+pub fn init(config: &TrainConfig, device: &Device) -> Result<Box<dyn Family>, TrainError> {
+    Ok(match (config.family, config.model.conditioning) {
+        (FamilyKind::Pix2pix, _) => Box::new(pix2pix::Pix2Pix::init(config, device)?),
+        (FamilyKind::Gan, Conditioning::None) => {
+            Box::new(Pair::<unconditional::Unconditional>::init(config, device))
+        }
+        (FamilyKind::Gan, Conditioning::Cgan) => Box::new(Pair::<cgan::Cgan>::init(config, device)),
+        (FamilyKind::Gan, Conditioning::Acgan) => {
+            Box::new(Pair::<acgan::Acgan>::init(config, device))
+        }
+        (FamilyKind::Gan, Conditioning::Sgan) => Box::new(Pair::<sgan::Sgan>::init(config, device)),
+    })
+}
+
+/// `build()` with the device's random generator seeded by `seed`, and no other thread drawing
+/// from it meanwhile: fresh networks are a function of the seed alone.
+pub fn seeded<T>(seed: u64, device: &Device, build: impl FnOnce() -> T) -> T {
+    let _guard = crate::model::INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    build()
+}
+
+/// An iteration's metrics from its tensors, read in one sync: the two losses, D's opinions `[2]`
+/// of the real and the fake batch, and the two squared gradient norms.
+pub fn read_metrics(
+    step: u64,
+    loss_d: Tensor<1>,
+    loss_g: Tensor<1>,
+    opinions: Tensor<1>,
+    grad_squares_d: Tensor<1>,
+    grad_squares_g: Tensor<1>,
+) -> StepMetrics {
+    let all = Tensor::cat(
+        vec![
+            loss_d.detach().inner(),
+            loss_g.detach().inner(),
+            opinions.detach().inner(),
+            grad_squares_d.inner(),
+            grad_squares_g.inner(),
+        ],
+        0,
+    );
+    let v: Vec<f32> = all
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_else(|_| vec![f32::NAN; 6]);
+    StepMetrics {
+        step,
+        loss_d: v[0],
+        loss_g: v[1],
+        d_real: v[2],
+        d_fake: v[3],
+        grad_norm_d: v[4].sqrt(),
+        grad_norm_g: v[5].sqrt(),
+        seconds: 0.0,
     }
 }
 
@@ -88,7 +166,7 @@ pub fn restore(
     ckpt: &Checkpoint,
     file: &Path,
 ) -> Result<Box<dyn Family>, TrainError> {
-    let mut family = init(config, device);
+    let mut family = init(config, device)?;
     family.load(ckpt, file)?;
     Ok(family)
 }
@@ -97,7 +175,10 @@ pub fn restore(
 /// iteration's number.
 pub struct Iteration<'a> {
     pub config: &'a TrainConfig,
+    /// The samples; for an image-to-image family, the inputs (domain A).
     pub data: &'a Dataset,
+    /// An image-to-image family's targets (domain B), paired by index with `data`.
+    pub target: Option<&'a Dataset>,
     pub order: &'a mut BatchOrder,
     /// An autodiff device.
     pub device: &'a Device,
@@ -235,6 +316,41 @@ impl<M: Module> Net<M> {
     }
 }
 
+/// A family's checkpoint sections from its networks' [`Net::records`], each given as
+/// `((parameters section, optimizer section), records)`: all parameters first, then all
+/// optimizers.
+pub fn checkpoint_sections<const N: usize>(
+    nets: [((&str, &str), (Vec<u8>, Vec<u8>)); N],
+) -> Vec<(String, Vec<u8>)> {
+    let (params, optimizers): (Vec<_>, Vec<_>) = nets
+        .into_iter()
+        .map(|((name, adam), (module, optimizer))| {
+            ((name.to_string(), module), (adam.to_string(), optimizer))
+        })
+        .unzip();
+    params.into_iter().chain(optimizers).collect()
+}
+
+/// Restore `net` from sections `name` (parameters) and `adam` (optimizer) of `ckpt`, read from
+/// `file`; `hint` is added to a mismatch (why an older checkpoint may not fit this network).
+pub fn load_net<M: Module>(
+    net: &mut Net<M>,
+    ckpt: &Checkpoint,
+    file: &Path,
+    (name, adam): (&str, &str),
+    hint: Option<&str>,
+) -> Result<(), TrainError> {
+    let module = ckpt.section(name, file)?;
+    let optimizer = ckpt.section(adam, file)?;
+    net.load(module, optimizer).map_err(|reason| TrainError::Record {
+        file: file.into(),
+        reason: match hint {
+            Some(why) => format!("{reason} ({why})"),
+            None => reason,
+        },
+    })
+}
+
 /// Adam with the configured lr and betas; epsilon stays Burn's default (1e-5; PyTorch uses 1e-8).
 pub fn adam(config: &TrainConfig) -> ModuleOptimizer {
     AdamConfig::new()
@@ -353,6 +469,7 @@ mod tests {
             let ma = a.step(&mut Iteration {
                 config: &config,
                 data: &ds,
+                target: None,
                 order: &mut order_a,
                 device: &flex,
                 step,
@@ -360,6 +477,7 @@ mod tests {
             let mb = b.step(&mut Iteration {
                 config: &config,
                 data: &ds,
+                target: None,
                 order: &mut order_b,
                 device: &wgpu,
                 step,

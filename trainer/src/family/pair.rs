@@ -8,7 +8,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::prelude::*;
 
-use super::{adam, samples, Clip, Family, Iteration, Net, OnnxFile};
+use super::{adam, checkpoint_sections, load_net, read_metrics, samples, seeded, Clip, Family, Iteration, Net, OnnxFile};
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
 use crate::data::SampleKind;
@@ -16,7 +16,7 @@ use crate::error::TrainError;
 use crate::export::{export_generator, ExportError, OnnxMetadata};
 use crate::history::StepMetrics;
 use crate::loss::GanLoss;
-use crate::model::{Discriminator, Generator, Materialize, Verdict, INIT_LOCK};
+use crate::model::{Discriminator, Generator, Materialize, Verdict};
 use crate::render;
 
 /// The rules of one G/D family: what one iteration does to the pair.
@@ -38,7 +38,9 @@ pub struct Pair<G> {
 }
 
 /// The checkpoint sections of a pair, in the order they are written.
-const SECTIONS: [&str; 4] = ["generator", "discriminator", "adam_g", "adam_d"];
+/// Checkpoint sections (parameters, optimizer) of each network.
+const GENERATOR: (&str, &str) = ("generator", "adam_g");
+const DISCRIMINATOR: (&str, &str) = ("discriminator", "adam_d");
 
 /// D's verdicts on a real and a fake batch ([`Pair::judge`]).
 pub struct Judged {
@@ -59,13 +61,10 @@ pub struct CriticStep {
 impl<G: Game> Pair<G> {
     /// Fresh networks drawn from `config.seed`, fresh optimizers.
     pub fn init(config: &TrainConfig, device: &Device) -> Self {
-        let _guard = INIT_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        device.seed(config.seed);
-        let (generator, discriminator) = config.model.init(device);
-        let generator = generator.map(&mut Materialize);
-        let discriminator = discriminator.map(&mut Materialize);
+        let (generator, discriminator) = seeded(config.seed, device, || {
+            let (g, d) = config.model.init(device);
+            (g.map(&mut Materialize), d.map(&mut Materialize))
+        });
         Self {
             generator: Net::new(generator, adam(config)),
             discriminator: Net::new(discriminator, adam(config)),
@@ -121,8 +120,8 @@ impl<G: Game> Pair<G> {
             self.discriminator.map(&mut Clip(c));
         }
         CriticStep {
-            loss: loss.detach().inner(),
-            opinions: opinions.detach().inner(),
+            loss: loss.detach(),
+            opinions: opinions.detach(),
             grad_squares,
         }
     }
@@ -135,30 +134,14 @@ impl<G: Game> Pair<G> {
         it: &Iteration<'_>,
     ) -> StepMetrics {
         let norm_g = self.generator.descend(&loss, it.lr(), it.device);
-        let all = Tensor::cat(
-            vec![
-                critic.loss,
-                loss.detach().inner(),
-                critic.opinions,
-                critic.grad_squares.inner(),
-                norm_g.inner(),
-            ],
-            0,
-        );
-        let v: Vec<f32> = all
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_else(|_| vec![f32::NAN; 6]);
-        StepMetrics {
-            step: it.step + 1,
-            loss_d: v[0],
-            loss_g: v[1],
-            d_real: v[2],
-            d_fake: v[3],
-            grad_norm_d: v[4].sqrt(),
-            grad_norm_g: v[5].sqrt(),
-            seconds: 0.0,
-        }
+        read_metrics(
+            it.step + 1,
+            critic.loss,
+            loss,
+            critic.opinions,
+            critic.grad_squares,
+            norm_g,
+        )
     }
 }
 
@@ -168,28 +151,15 @@ impl<G: Game> Family for Pair<G> {
     }
 
     fn save(&self) -> Result<Vec<(String, Vec<u8>)>, TrainError> {
-        let (g, adam_g) = self.generator.records()?;
-        let (d, adam_d) = self.discriminator.records()?;
-        Ok(SECTIONS
-            .into_iter()
-            .map(String::from)
-            .zip([g, d, adam_g, adam_d])
-            .collect())
+        Ok(checkpoint_sections([
+            (GENERATOR, self.generator.records()?),
+            (DISCRIMINATOR, self.discriminator.records()?),
+        ]))
     }
 
     fn load(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<(), TrainError> {
-        let [g, d, adam_g, adam_d] = SECTIONS.map(|name| ckpt.section(name, file));
-        let bad = |reason: String| TrainError::Record {
-            file: file.into(),
-            reason,
-        };
-        self.generator.load(g?, adam_g?).map_err(bad)?;
-        self.discriminator
-            .load(d?, adam_d?)
-            .map_err(|reason| match G::D_CHANGED {
-                Some(why) => bad(format!("{reason} ({why})")),
-                None => bad(reason),
-            })
+        load_net(&mut self.generator, ckpt, file, GENERATOR, None)?;
+        load_net(&mut self.discriminator, ckpt, file, DISCRIMINATOR, G::D_CHANGED)
     }
 
     fn sample_picture(

@@ -14,6 +14,7 @@ pub mod classifier;
 pub mod frechet;
 pub mod manifold;
 pub mod sgan;
+pub mod translation;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
