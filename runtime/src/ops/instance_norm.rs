@@ -11,9 +11,12 @@
 //! `|n q - S| < 2 sqrt(n) r` makes `|(n q - S) * R| < 2^57` and `|z| < 2^27`, `|z * gm| < 2^58`.
 //! The input's zero point and any per-channel scale cancel in `n q - S` and `V` but for `E`,
 //! which is per channel: so the op before it may write each channel in its own scale (the
-//! quantizer does, for precision). Runs in place.
+//! quantizer does, for precision). A ReLU after it is fused (flag bit 0): the clamp starts at
+//! `zp_out`, so the output's 256 codes cover only `[0, max]` instead of the normalised values'
+//! whole range, half of which the ReLU would discard. Runs in place.
 //!
-//! Body: `c u16, 2 reserved, pixels u32, zp_out i8, 3 reserved`, then per channel
+//! Body: `c u16, 2 reserved, pixels u32, zp_out i8, flags u8 (bit 0: fused ReLU), 2 reserved`
+//! (files written before the flag have 0 there: no ReLU), then per channel
 //! `gm i32, gs u8, 3 reserved, b16 i32, E u64`.
 
 use super::add::{round_shift, saturate};
@@ -34,6 +37,8 @@ pub struct InstanceNorm<'a> {
     pub c: usize,
     pub pixels: usize,
     pub zp_out: i8,
+    /// A fused ReLU: outputs below `zp_out` are clamped to it.
+    pub relu: bool,
     channels: &'a [u8],
 }
 
@@ -94,20 +99,21 @@ impl<'a> InstanceNorm<'a> {
         let v = (n * ss - s * s).max(0) as u64 + a.eps.min(MAX_EPS);
         let r = isqrt(v);
         let recip = if r == 0 { 0 } else { ((1u64 << 46) / r) as i64 };
+        let min = if self.relu { self.zp_out } else { -128 };
         for q in values.iter_mut().skip(ch).step_by(c) {
             let z = round_shift((n * *q as i64 - s) * recip, 30);
             let y16 = round_shift(z * a.gm as i64, a.gs) + a.b16 as i64;
-            *q = saturate(round_shift(y16, 16), self.zp_out, -128, 127);
+            *q = saturate(round_shift(y16, 16), self.zp_out, min, 127);
         }
     }
 
     /// The body bytes.
     #[cfg(any(feature = "std", test))]
-    pub fn encode(c: usize, pixels: usize, zp_out: i8, affine: &[Affine]) -> Vec<u8> {
+    pub fn encode(c: usize, pixels: usize, zp_out: i8, relu: bool, affine: &[Affine]) -> Vec<u8> {
         let mut b = (c as u16).to_le_bytes().to_vec();
         b.extend_from_slice(&[0, 0]);
         b.extend_from_slice(&(pixels as u32).to_le_bytes());
-        b.extend_from_slice(&[zp_out as u8, 0, 0, 0]);
+        b.extend_from_slice(&[zp_out as u8, relu as u8, 0, 0]);
         for a in affine {
             b.extend_from_slice(&a.gm.to_le_bytes());
             b.extend_from_slice(&[a.gs, 0, 0, 0]);
@@ -128,14 +134,19 @@ impl<'a> OpKind<'a> for InstanceNorm<'a> {
         b.u16("reserved")?;
         let pixels = b.u32("pixels")? as usize;
         let zp_out = b.i8("output zero point")?;
-        b.take(3, "reserved")?;
+        let flags = b.u8("flags")?;
+        b.take(2, "reserved")?;
         if c == 0 || c > MAX_DIM || pixels == 0 || pixels > MAX_PIXELS {
             return Err(bad("channels or pixels out of range"));
+        }
+        if b.validate && flags > 1 {
+            return Err(bad("unknown flags"));
         }
         let op = InstanceNorm {
             c,
             pixels,
             zp_out,
+            relu: flags & 1 != 0,
             channels: b.take(c * CHANNEL_LEN, "channel parameters")?,
         };
         if b.validate

@@ -205,6 +205,7 @@ fn instance_norm_params(
     eps: f64,
     gamma: &[f64],
     beta: &[f64],
+    relu: bool,
 ) -> QuantOp {
     let affine = (0..c)
         .map(|ch| {
@@ -222,6 +223,7 @@ fn instance_norm_params(
         c,
         pixels,
         zp_out: o.zero_point,
+        relu,
         affine,
     }
 }
@@ -241,12 +243,14 @@ fn instance_norm_matches_float_within_one_step() {
         let gamma: Vec<f64> = (0..c).map(|_| 0.5 + rng.unit()).collect();
         let beta: Vec<f64> = (0..c).map(|_| rng.unit() - 0.5).collect();
         let eps = 1e-5;
+        // Odd rounds with a fused ReLU.
+        let relu = round % 2 == 1;
         let QuantOp::InstanceNorm { affine, zp_out, .. } =
-            instance_norm_params(c, pixels, i, o, eps, &gamma, &beta)
+            instance_norm_params(c, pixels, i, o, eps, &gamma, &beta, relu)
         else {
             unreachable!()
         };
-        let body = InstanceNorm::encode(c, pixels, zp_out, &affine);
+        let body = InstanceNorm::encode(c, pixels, zp_out, relu, &affine);
         let op = InstanceNorm::parse(
             &mut Reader {
                 buf: &body,
@@ -275,7 +279,8 @@ fn instance_norm_matches_float_within_one_step() {
             let mean = v.iter().sum::<f64>() / pixels as f64;
             let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / pixels as f64;
             for p in 0..pixels {
-                let want = q(o, gamma[ch] * (v[p] - mean) / (var + eps).sqrt() + beta[ch]);
+                let norm = gamma[ch] * (v[p] - mean) / (var + eps).sqrt() + beta[ch];
+                let want = q(o, if relu { norm.max(0.0) } else { norm });
                 assert!(
                     (y[p * c + ch] as i32 - want).abs() <= 1,
                     "channel {ch} pixel {p}: {} vs {want}",
@@ -403,6 +408,7 @@ fn skip_residual_graph(rng: &mut Lcg) -> QuantGraph {
                 1e-5,
                 &[1.0, 0.5, 2.0, 1.0],
                 &[0.0, 0.1, -0.2, 0.3],
+                false,
             ),
             vec![2],
             3,
