@@ -274,6 +274,22 @@ fn instance_norm_matches_float_within_one_step() {
             .collect();
         let mut y = x.clone();
         op.run(&mut cx(&mut [], 1), &[&[]], &mut y).unwrap();
+        // Exactly the module's integer definition, one channel at a time (the op works on
+        // blocks of channels; this pins its bytes, not just its closeness to the float).
+        let round = |v: i64, s: u32| (v + (1 << (s - 1))) >> s;
+        for (ch, a) in affine.iter().enumerate() {
+            let q: Vec<i64> = (0..pixels).map(|p| x[p * c + ch] as i64).collect();
+            let (n, sum) = (pixels as i64, q.iter().sum::<i64>());
+            let v = (n * q.iter().map(|q| q * q).sum::<i64>() - sum * sum) as u64 + a.eps;
+            let r = super::instance_norm::isqrt(v) as i64;
+            for (p, q) in q.iter().enumerate() {
+                let z = round((n * q - sum) * ((1i64 << 46) / r), 30);
+                let y16 = round(z * a.gm as i64, a.gs as u32) + a.b16 as i64;
+                let min = if relu { zp_out as i64 } else { -128 };
+                let want = (round(y16, 16) + zp_out as i64).clamp(min, 127);
+                assert_eq!(y[p * c + ch] as i64, want, "channel {ch} pixel {p}");
+            }
+        }
         for ch in 0..c {
             let v: Vec<f64> = (0..pixels)
                 .map(|p| i.dequantize(x[p * c + ch]) as f64)
