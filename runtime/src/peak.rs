@@ -146,6 +146,9 @@ pub fn madd_add_per_sec() -> f64 {
 
 /// AVX-512 `vpdpbusd zmm` per second into 16 accumulators (latency 5 cycles, so 16 chains
 /// cover up to three per cycle).
+///
+/// # Safety
+/// The CPU must have AVX-512F and AVX-512 VNNI (`Isa::Avx512Vnni.is_available()`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni")]
 pub unsafe fn dpbusd_zmm_per_sec() -> f64 {
@@ -174,6 +177,9 @@ pub unsafe fn dpbusd_zmm_per_sec() -> f64 {
 }
 
 /// AVX-VNNI `{vex} vpdpbusd ymm` per second into 12 accumulators.
+///
+/// # Safety
+/// The CPU must have AVX-VNNI (`Isa::AvxVnni.is_available()`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avxvnni")]
 pub unsafe fn dpbusd_ymm_per_sec() -> f64 {

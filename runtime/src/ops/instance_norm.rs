@@ -113,7 +113,7 @@ impl<'a> InstanceNorm<'a> {
             let a = self.affine(ch);
             let v = (n * ss - s * s).max(0) as u64 + a.eps.min(MAX_EPS);
             let r = isqrt(v);
-            *recip = if r == 0 { 0 } else { ((1u64 << 46) / r) as i64 };
+            *recip = (1u64 << 46).checked_div(r).unwrap_or(0) as i64;
             *affine = a;
         }
         let min = if self.relu { self.zp_out } else { -128 };
