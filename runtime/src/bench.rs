@@ -1,6 +1,9 @@
 //! `pocketgan bench`: latency and throughput per engine, measured in one process so that the
-//! ratios (not the absolute times) are what a reader compares across machines.
+//! ratios (not the absolute times) are what a reader compares across machines. Latent
+//! generators run through [`Engine`] ([`run`]), image-to-image models through [`Runner`]
+//! ([`run_images`], on seeded pictures).
 
+use crate::engine::runner::{Int8Runner, Runner, Values};
 use crate::engine::{Engine, EngineError};
 use crate::format::Model;
 use crate::interp::run_conditional_observed;
@@ -14,8 +17,8 @@ pub struct Row {
     pub engine: String,
     /// Median batch-1 latency, microseconds.
     pub batch1_us: f64,
-    /// Median batch-64 time per sample, microseconds.
-    pub batch64_us: f64,
+    /// Median time per sample of a batch of [`Table::batch`], microseconds.
+    pub batch_us: f64,
 }
 
 /// The int8 kernels on the largest layer.
@@ -24,9 +27,11 @@ pub struct LayerFigure {
     pub op: &'static str,
     pub index: usize,
     pub macs_per_sample: usize,
-    /// Median time of this op for a batch of 64, microseconds.
-    pub batch64_us: f64,
+    /// Median time of this op for a batch of [`Table::batch`], microseconds.
+    pub batch_us: f64,
     pub gmacs: f64,
+    /// `gmacs` as a share of the kernel family's measured peak ([`crate::peak`]), if known.
+    pub peak_share: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +40,8 @@ pub struct Table {
     pub macs_per_sample: usize,
     pub largest_layer: Option<LayerFigure>,
     pub reps: usize,
+    /// The batch of the throughput column.
+    pub batch: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -55,6 +62,24 @@ fn time<E>(reps: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<f64, E> 
 }
 
 pub const BATCH: usize = 64;
+/// The throughput batch of image-to-image models (their samples are far larger).
+pub const IMAGE_BATCH: usize = 16;
+
+/// One row: the median batch-1 latency and per-sample time at `batch` of `f(n)`.
+fn measure(
+    engine: String,
+    reps: usize,
+    batch: usize,
+    mut f: impl FnMut(usize) -> Result<(), EngineError>,
+) -> Result<Row, EngineError> {
+    let batch1 = time(reps, || f(1))?;
+    let many = time(reps.div_ceil(4), || f(batch))?;
+    Ok(Row {
+        engine,
+        batch1_us: batch1 * 1e6,
+        batch_us: many * 1e6 / batch as f64,
+    })
+}
 
 /// Measures every engine on the same seeded latents (and classes, for a conditional model).
 pub fn run(
@@ -67,30 +92,12 @@ pub fn run(
         let latent = e.latent();
         let (z1, c1) = (latents(1, 1, latent), classes(1, 1, e.classes()));
         let (z64, c64) = (latents(2, BATCH, latent), classes(2, BATCH, e.classes()));
-        let batch1 = time(reps, || e.generate_with(&z1, &c1, 1).map(|_| ()))?;
-        let batch64 = time(reps.div_ceil(4), || {
-            e.generate_with(&z64, &c64, BATCH).map(|_| ())
-        })?;
-        rows.push(Row {
-            engine: e.name(),
-            batch1_us: batch1 * 1e6,
-            batch64_us: batch64 * 1e6 / BATCH as f64,
-        });
+        let name = e.name();
+        rows.push(measure(name, reps, BATCH, |n| {
+            let (z, c) = if n == 1 { (&z1, &c1) } else { (&z64, &c64) };
+            e.generate_with(z, c, n).map(|_| ())
+        })?);
     }
-    let macs_per_sample = model.ops().map(|op| op.macs()).sum();
-    Ok(Table {
-        rows,
-        macs_per_sample,
-        largest_layer: largest_layer(model, reps)?,
-        reps,
-    })
-}
-
-/// Times each op of the int8 model at batch 64 through the interpreter's observer.
-fn largest_layer(model: &Model, reps: usize) -> Result<Option<LayerFigure>, EngineError> {
-    let Some((index, op)) = model.ops().enumerate().max_by_key(|(_, op)| op.macs()) else {
-        return Ok(None);
-    };
     let input: Vec<i8> = latents(3, BATCH, model.latent)
         .iter()
         .map(|&v| model.input_quant.quantize(v))
@@ -98,10 +105,7 @@ fn largest_layer(model: &Model, reps: usize) -> Result<Option<LayerFigure>, Engi
     let labels = classes(3, BATCH, model.classes());
     let mut arena = vec![0u8; model.arena_len(BATCH)];
     let mut out = vec![0i8; BATCH * model.output.elements()];
-    let mut samples = Vec::new();
-    for _ in 0..reps.div_ceil(4).max(3) {
-        let mut last = Instant::now();
-        let mut took = 0.0;
+    let largest = largest_layer(model, reps, BATCH, |tick| {
         run_conditional_observed(
             model,
             Isa::detect(),
@@ -110,23 +114,97 @@ fn largest_layer(model: &Model, reps: usize) -> Result<Option<LayerFigure>, Engi
             &labels,
             &mut arena,
             &mut out,
-            |i, _, _, _| {
-                let now = Instant::now();
-                if i == index {
-                    took = (now - last).as_secs_f64();
-                }
-                last = Instant::now();
-            },
-        )?;
+            |i, _, _, _| tick(i),
+        )
+        .map_err(EngineError::from)
+    })?;
+    Ok(table(rows, model, largest, reps, BATCH))
+}
+
+/// Seeded pictures `[n, c, h, w]` in `[-1, 1]` (a timing input: the values do not matter, only
+/// that every engine sees the same ones).
+pub fn pictures(seed: u64, n: usize, (c, h, w): (usize, usize, usize)) -> Vec<f32> {
+    latents(seed, n * c * h * w, 1)
+        .iter()
+        .map(|v| (v * 0.5).tanh())
+        .collect()
+}
+
+/// Measures image-to-image runners (one image input of shape `image`) on the same seeded
+/// pictures at batch 1 and `batch`; `model` is the int8 model, for its MACs and largest layer.
+pub fn run_images(
+    runners: &mut [Box<dyn Runner + '_>],
+    model: &Model,
+    image: (usize, usize, usize),
+    reps: usize,
+    batch: usize,
+) -> Result<Table, EngineError> {
+    let one = [Values::F32(pictures(1, 1, image))];
+    let many = [Values::F32(pictures(2, batch, image))];
+    let mut rows = Vec::new();
+    for r in runners.iter_mut() {
+        let name = r.name();
+        rows.push(measure(name, reps, batch, |n| {
+            r.run(if n == 1 { &one } else { &many }, n).map(|_| ())
+        })?);
+    }
+    let mut int8 = Int8Runner::new(*model, Isa::detect());
+    let largest = largest_layer(model, reps, batch, |tick| {
+        int8.run_observed(&many, batch, |i, _, _, _| tick(i))
+            .map(|_| ())
+    })?;
+    Ok(table(rows, model, largest, reps, batch))
+}
+
+fn table(
+    rows: Vec<Row>,
+    model: &Model,
+    largest_layer: Option<LayerFigure>,
+    reps: usize,
+    batch: usize,
+) -> Table {
+    Table {
+        rows,
+        macs_per_sample: model.ops().map(|op| op.macs()).sum(),
+        largest_layer,
+        reps,
+        batch,
+    }
+}
+
+/// Times the op with the most multiply-adds at `batch`: `run(tick)` runs the int8 model once,
+/// calling `tick(i)` as node `i` finishes.
+fn largest_layer(
+    model: &Model,
+    reps: usize,
+    batch: usize,
+    mut run: impl FnMut(&mut dyn FnMut(usize)) -> Result<(), EngineError>,
+) -> Result<Option<LayerFigure>, EngineError> {
+    let Some((index, op)) = model.ops().enumerate().max_by_key(|(_, op)| op.macs()) else {
+        return Ok(None);
+    };
+    let mut samples = Vec::new();
+    for _ in 0..reps.div_ceil(4).max(3) {
+        let mut last = Instant::now();
+        let mut took = 0.0;
+        run(&mut |i| {
+            let now = Instant::now();
+            if i == index {
+                took = (now - last).as_secs_f64();
+            }
+            last = Instant::now();
+        })?;
         samples.push(took);
     }
     let t = median(samples);
+    let gmacs = (op.macs() * batch) as f64 / t / 1e9;
     Ok(Some(LayerFigure {
         op: op.name(),
         index,
         macs_per_sample: op.macs(),
-        batch64_us: t * 1e6,
-        gmacs: (op.macs() * BATCH) as f64 / t / 1e9,
+        batch_us: t * 1e6,
+        gmacs,
+        peak_share: crate::peak::int8_macs_per_sec(Isa::detect()).map(|p| gmacs * 1e9 / p),
     }))
 }
 
@@ -139,10 +217,10 @@ impl Table {
         self.rows.iter().find(|r| r.engine.starts_with(engine))
     }
 
-    /// Speed-ups of `r` at batch 1 and 64 against the engine named `engine` (NaN without it).
+    /// Speed-ups of `r` at batch 1 and [`Table::batch`] against the engine named `engine` (NaN without it).
     fn ratios(&self, r: &Row, engine: &str) -> (f64, f64) {
         self.find(engine).map_or((f64::NAN, f64::NAN), |t| {
-            (t.batch1_us / r.batch1_us, t.batch64_us / r.batch64_us)
+            (t.batch1_us / r.batch1_us, t.batch_us / r.batch_us)
         })
     }
 
@@ -158,7 +236,12 @@ impl Table {
         if ort {
             let _ = write!(s, " {:>8}", "x ort");
         }
-        let _ = write!(s, " {:>20} {:>10}", "batch 64 (us/sample)", "x tract");
+        let _ = write!(
+            s,
+            " {:>20} {:>10}",
+            format!("batch {} (us/sample)", self.batch),
+            "x tract"
+        );
         let _ = writeln!(
             s,
             "{}",
@@ -175,7 +258,7 @@ impl Table {
             if ort {
                 let _ = write!(s, " {o1:>7.2}x");
             }
-            let _ = write!(s, " {:>20.1} {:>9.2}x", r.batch64_us, t64);
+            let _ = write!(s, " {:>20.1} {:>9.2}x", r.batch_us, t64);
             if ort {
                 let _ = write!(s, " {o64:>7.2}x");
             }
@@ -183,21 +266,24 @@ impl Table {
         }
         let _ = writeln!(
             s,
-            "model: {} int8 multiply-adds per sample; medians of {} runs (batch 64: {})",
+            "model: {} int8 multiply-adds per sample; medians of {} runs (batch {}: {})",
             self.macs_per_sample,
             self.reps,
+            self.batch,
             self.reps.div_ceil(4)
         );
         if let Some(l) = &self.largest_layer {
             let _ = writeln!(
                 s,
-                "largest layer: op {} {} ({} MACs/sample), batch 64 in {:.0} us = {:.1} GMAC/s on the {} kernels",
+                "largest layer: op {} {} ({} MACs/sample), batch {} in {:.0} us = {:.1} GMAC/s on the {} kernels{}",
                 l.index,
                 l.op,
                 l.macs_per_sample,
-                l.batch64_us,
+                self.batch,
+                l.batch_us,
                 l.gmacs,
-                Isa::detect().name()
+                Isa::detect().name(),
+                l.peak_share.map_or(String::new(), |p| format!(", {:.0}% of its measured peak", p * 100.0))
             );
         }
         s
@@ -207,14 +293,14 @@ impl Table {
         let rows: Vec<serde_json::Value> = self
             .rows
             .iter()
-            .map(|r| serde_json::json!({"engine": r.engine, "batch1_us": r.batch1_us, "batch64_us_per_sample": r.batch64_us,
+            .map(|r| serde_json::json!({"engine": r.engine, "batch1_us": r.batch1_us, "batch": self.batch, "batch_us_per_sample": r.batch_us,
                 "speedup_batch1_vs_tract": self.reference().map(|t| t.batch1_us / r.batch1_us),
-                "speedup_batch64_vs_tract": self.reference().map(|t| t.batch64_us / r.batch64_us),
+                "speedup_batch_vs_tract": self.reference().map(|t| t.batch_us / r.batch_us),
                 "speedup_batch1_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch1_us / r.batch1_us),
-                "speedup_batch64_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch64_us / r.batch64_us)}))
+                "speedup_batch_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch_us / r.batch_us)}))
             .collect();
         let layer = self.largest_layer.as_ref().map(|l| {
-            serde_json::json!({"index": l.index, "op": l.op, "macs_per_sample": l.macs_per_sample, "batch64_us": l.batch64_us, "gmacs": l.gmacs, "isa": Isa::detect().name()})
+            serde_json::json!({"index": l.index, "op": l.op, "macs_per_sample": l.macs_per_sample, "batch_us": l.batch_us, "gmacs": l.gmacs, "peak_share": l.peak_share, "isa": Isa::detect().name()})
         });
         serde_json::json!({"engines": rows, "macs_per_sample": self.macs_per_sample, "reps": self.reps, "largest_layer": layer}).to_string()
     }

@@ -994,3 +994,70 @@ mod tests {
         assert!(matches!(err, RunError::Arena { .. }));
     }
 }
+
+/// A committed translation, byte for byte on every kernel family of every architecture: the
+/// U-Net fixture quantized (`tests/fixtures/translate/unet.pgq`) turns a 32x32 picture into the
+/// picture `pocketgan translate` wrote on x86-64 (`unet-x86.ppm`). scripts/test-aarch64.sh runs
+/// it under qemu for a Pi 4, a Pi 5 and `-cpu max`. Regenerate both files with the commands in
+/// `tests/fixtures/translate/README.md`.
+#[cfg(test)]
+mod translate_fixture {
+    use super::*;
+
+    const MODEL: &[u8] = include_bytes!("../tests/fixtures/translate/unet.pgq");
+    const PICTURE: &[u8] = include_bytes!("../tests/fixtures/translate/picture.ppm");
+    const EXPECTED: &[u8] = include_bytes!("../tests/fixtures/translate/unet-x86.ppm");
+    const PIXELS: usize = 32 * 32 * 3;
+
+    /// A binary PNM's pixels: its last `PIXELS` bytes (RGB, row-major; P6 or PAM alike).
+    fn pixels(file: &[u8]) -> &[u8] {
+        assert!(file.starts_with(b"P") && file.len() > PIXELS);
+        &file[file.len() - PIXELS..]
+    }
+
+    #[test]
+    fn unet_translates_the_committed_picture_exactly() {
+        let model = Model::parse(MODEL).unwrap();
+        let mut ins = model.inputs();
+        let input = model.tensor(ins.next().unwrap()).unwrap();
+        // The picture as `picture::picture_input` reads it: level / 127.5 - 1, quantized (NHWC,
+        // the order of the file's RGB triples).
+        let x: Vec<i8> = pixels(PICTURE)
+            .iter()
+            .map(|&p| input.quant.quantize(p as f32 / 127.5 - 1.0))
+            .collect();
+        let out_t = model.tensor(model.outputs().next().unwrap()).unwrap();
+        let mut arena = vec![0u8; model.arena_len(1)];
+        for isa in Isa::available() {
+            let mut y = vec![0i8; out_t.bytes()];
+            run_graph(
+                &model,
+                isa,
+                1,
+                &[Input::Int8(&x)],
+                &mut arena,
+                &mut [&mut y[..]],
+                |_, _, _, _| {},
+            )
+            .unwrap();
+            // As `picture::output_picture` writes it.
+            let got: Vec<u8> = y
+                .iter()
+                .map(|&q| {
+                    ((out_t.quant.dequantize(q).clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
+                })
+                .collect();
+            let differ = got
+                .iter()
+                .zip(pixels(EXPECTED))
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(
+                differ,
+                0,
+                "{}: {differ} of {PIXELS} bytes differ",
+                isa.name()
+            );
+        }
+    }
+}

@@ -21,10 +21,14 @@ pub mod latent;
 pub mod npy;
 pub mod ops;
 #[cfg(feature = "std")]
+pub mod peak;
+#[cfg(feature = "std")]
 pub mod picture;
 pub mod plan;
 #[cfg(feature = "std")]
 pub mod quantize;
+#[cfg(feature = "std")]
+pub mod translate;
 #[cfg(any(feature = "std", test))]
 pub mod upgrade;
 #[cfg(any(feature = "std", test))]

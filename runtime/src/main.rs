@@ -2,11 +2,12 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner};
 use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
 use pocketgan_runtime::format::{Model, Shape, TensorInfo, TensorKind};
 use pocketgan_runtime::kernels::Isa;
 use pocketgan_runtime::quantize::{latents, quantize, Calibration, QuantizeOptions};
-use pocketgan_runtime::{bench, npy, picture};
+use pocketgan_runtime::{bench, npy, picture, translate};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -101,6 +102,24 @@ enum Command {
         #[arg(long)]
         isa: Option<String>,
     },
+    /// Translate pictures with an image-to-image model (Pix2Pix, CycleGAN): one picture, or
+    /// every PNG/JPEG in a folder. Pictures are fitted to the model's input (alpha on white,
+    /// resized, RGB to luma for a gray model, gray to RGB for a colour one).
+    Translate {
+        /// A .pgq (int8 engine) or .onnx file (tract, ort; int8 quantizes it in memory,
+        /// calibrated on the input pictures).
+        model: PathBuf,
+        /// A picture, or a folder of PNG/JPEG pictures.
+        input: PathBuf,
+        /// The output picture, or for a folder the output folder (same file names).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = EngineKind::Int8)]
+        engine: EngineKind,
+        /// Kernel family for the int8 engine (default: the fastest this CPU has).
+        #[arg(long)]
+        isa: Option<String>,
+    },
     /// Rewrite a version-1 .pgq file (a chain of layers) in the current graph format, weights
     /// unchanged.
     Upgrade {
@@ -109,9 +128,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Batch-1 latency and batch-64 throughput per engine, with ratios against tract f32.
+    /// Batch-1 latency and batch throughput per engine (64 latents, or 16 pictures for an
+    /// image-to-image model), with ratios against tract f32 and onnxruntime.
     Bench {
-        /// The ONNX generator (quantized in memory unless --pgq is given).
+        /// The ONNX generator or image-to-image model (quantized in memory unless --pgq is
+        /// given; an image model on seeded pictures).
         model: PathBuf,
         #[arg(long)]
         pgq: Option<PathBuf>,
@@ -171,6 +192,63 @@ fn ort_engine(
     Ok(Box::new(pocketgan_runtime::engine::ort::OrtEngine::new(
         onnx, latent, image, threads,
     )?))
+}
+
+#[cfg(feature = "ort")]
+fn ort_runner(onnx: &[u8], threads: usize) -> Result<Box<dyn Runner>> {
+    Ok(Box::new(pocketgan_runtime::engine::ort::OrtRunner::new(
+        onnx, threads,
+    )?))
+}
+
+#[cfg(not(feature = "ort"))]
+fn ort_runner(_: &[u8], _: usize) -> Result<Box<dyn Runner>> {
+    bail!("this build has no onnxruntime engine; rebuild with `--features ort`")
+}
+
+/// The runner of `model` (its `bytes`) on `engine`. An ONNX file on the int8 engine is
+/// quantized in memory into `quantized` (as `generate` does), its image input calibrated on
+/// `calibration(shape)`: samples `[N, c, h, w]`.
+fn runner<'a>(
+    model: &Path,
+    bytes: &'a [u8],
+    quantized: &'a mut Vec<u8>,
+    engine: EngineKind,
+    isa: Option<&str>,
+    calibration: impl FnOnce((usize, usize, usize)) -> Result<Vec<f32>>,
+) -> Result<Box<dyn Runner + 'a>> {
+    let load = || format!("cannot load {}", model.display());
+    Ok(match (engine, is_pgq(model)) {
+        (EngineKind::Int8, true) => Box::new(Int8Runner::new(
+            Model::parse(bytes).with_context(|| format!("invalid model {}", model.display()))?,
+            parse_isa(isa)?,
+        )),
+        (EngineKind::Int8, false) => {
+            let shape = translate::input_shape(&TractRunner::new(bytes).with_context(load)?)?;
+            let samples = calibration(shape)?;
+            let calib = (samples.len() / (shape.0 * shape.1 * shape.2)).clamp(1, 256);
+            eprintln!(
+                "quantizing {} in memory on {calib} pictures (use `pocketgan quantize --calib-images` to keep a .pgq)",
+                model.display()
+            );
+            let options = QuantizeOptions {
+                calib,
+                samples,
+                ..Default::default()
+            };
+            *quantized = quantize(bytes, &options)
+                .with_context(|| format!("cannot quantize {}", model.display()))?
+                .0;
+            let quantized: &'a Vec<u8> = quantized;
+            Box::new(Int8Runner::new(Model::parse(quantized)?, parse_isa(isa)?))
+        }
+        (_, true) => bail!(
+            "{} is an int8 model; the tract and ort engines run the ONNX file",
+            model.display()
+        ),
+        (EngineKind::Tract, false) => Box::new(TractRunner::new(bytes).with_context(load)?),
+        (EngineKind::Ort, false) => ort_runner(bytes, 1).with_context(load)?,
+    })
 }
 
 #[cfg(not(feature = "ort"))]
@@ -343,6 +421,38 @@ fn main() -> Result<()> {
             }
             println!("{}: {n} samples -> {}", gen.name(), out.display());
         }
+        Command::Translate {
+            model,
+            input,
+            out,
+            engine,
+            isa,
+        } => {
+            let bytes = read(&model)?;
+            let mut quantized = Vec::new();
+            let mut runner = runner(
+                &model,
+                &bytes,
+                &mut quantized,
+                engine,
+                isa.as_deref(),
+                |shape| {
+                    let mut samples = Vec::new();
+                    for (picture, _) in translate::plan_paths(&input, &out)?.iter().take(256) {
+                        samples.extend(picture::load_image(picture, shape)?);
+                    }
+                    Ok(samples)
+                },
+            )?;
+            let written = translate::translate_paths(runner.as_mut(), &input, &out)
+                .with_context(|| format!("cannot translate with {}", model.display()))?;
+            println!(
+                "{}: {} picture(s) -> {}",
+                runner.name(),
+                written.len(),
+                out.display()
+            );
+        }
         Command::Upgrade { model, out } => {
             let bytes = pocketgan_runtime::upgrade::upgrade_v1(&read(&model)?)
                 .with_context(|| format!("cannot upgrade {}", model.display()))?;
@@ -378,6 +488,18 @@ fn main() -> Result<()> {
             json,
         } => {
             let onnx = read(&model)?;
+            let tract = TractRunner::new(&onnx)
+                .with_context(|| format!("cannot load {}", model.display()))?;
+            if let Ok(image) = translate::input_shape(&tract) {
+                let table =
+                    bench_images(&onnx, tract, pgq.as_deref(), image, &engines, threads, reps)?;
+                if json {
+                    println!("{}", table.json());
+                } else {
+                    print!("{}", table.text());
+                }
+                return Ok(());
+            }
             let pgq = match pgq {
                 Some(p) => read(&p)?,
                 None => quantize(&onnx, &QuantizeOptions::default())?.0,
@@ -416,6 +538,47 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// `bench` of an image-to-image model: tract first (the ratios' reference), every int8 kernel
+/// family, onnxruntime if asked for.
+fn bench_images(
+    onnx: &[u8],
+    tract: TractRunner,
+    pgq: Option<&Path>,
+    image: (usize, usize, usize),
+    engines: &[EngineKind],
+    threads: usize,
+    reps: usize,
+) -> Result<bench::Table> {
+    let pgq = match pgq {
+        Some(p) => read(p)?,
+        None => {
+            let options = QuantizeOptions {
+                calib: 64,
+                samples: bench::pictures(0, 64, image),
+                ..Default::default()
+            };
+            quantize(onnx, &options)?.0
+        }
+    };
+    let m = Model::parse(&pgq)?;
+    let mut list: Vec<Box<dyn Runner>> = vec![Box::new(tract)];
+    if engines.contains(&EngineKind::Int8) {
+        for isa in Isa::available() {
+            list.push(Box::new(Int8Runner::new(m, isa)));
+        }
+    }
+    if engines.contains(&EngineKind::Ort) {
+        list.push(ort_runner(onnx, threads)?);
+    }
+    Ok(bench::run_images(
+        &mut list,
+        &m,
+        image,
+        reps,
+        bench::IMAGE_BATCH,
+    )?)
+}
+
 /// Calibration samples for a model's image or sequence input: pictures from a folder (loaded at
 /// the input's shape) or a float32 `.npy`.
 fn calibration_samples(
@@ -441,16 +604,7 @@ fn calibration_samples(
     else {
         bail!("--calib-images: the model has no image input");
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|e| {
-                ["png", "jpg", "jpeg"].contains(&e.to_string_lossy().to_lowercase().as_str())
-            })
-        })
-        .collect();
-    files.sort();
+    let files = picture::picture_files(dir)?;
     if files.is_empty() {
         bail!("--calib-images {}: no PNG or JPEG files", dir.display());
     }
@@ -463,18 +617,15 @@ fn calibration_samples(
 
 /// `pocketgan run`: reads each named input, runs the model, writes each output.
 fn run_model(model: &Path, inputs: &[String], out: &Path, isa: Option<&str>) -> Result<()> {
-    use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner, Values};
+    use pocketgan_runtime::engine::runner::Values;
     let bytes = read(model)?;
-    let parsed;
-    let mut runner: Box<dyn Runner> = if is_pgq(model) {
-        parsed =
-            Model::parse(&bytes).with_context(|| format!("invalid model {}", model.display()))?;
-        Box::new(Int8Runner::new(parsed, parse_isa(isa)?))
+    let engine = if is_pgq(model) {
+        EngineKind::Int8
     } else {
-        Box::new(
-            TractRunner::new(&bytes).with_context(|| format!("cannot load {}", model.display()))?,
-        )
+        EngineKind::Tract
     };
+    let mut unused = Vec::new();
+    let mut runner = runner(model, &bytes, &mut unused, engine, isa, |_| Ok(Vec::new()))?;
     let given: std::collections::HashMap<&str, &str> = inputs
         .iter()
         .map(|s| {

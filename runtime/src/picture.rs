@@ -25,7 +25,6 @@ pub fn image_grid_columns(
         (rows * (height + gap) + gap) as u32,
         Rgb([40, 40, 40]),
     );
-    let to_u8 = |v: f32| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
     for (i, s) in samples.chunks_exact(per).enumerate() {
         let (x0, y0) = (
             gap + (i % cols) * (width + gap),
@@ -102,18 +101,57 @@ pub enum PictureError {
     },
     #[error("the model takes {0} channels per image; pictures give 1 (gray) or 3 (RGB)")]
     Channels(usize),
+    #[error("cannot list {path}: {source}")]
+    List {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
-/// Reads a picture as one model input `[c, h, w]` in `[-1, 1]`: alpha composited on white (as
-/// training does), resized to `w x h` when it differs, gray or RGB as `c` says.
-pub fn load_image(
-    path: &std::path::Path,
-    (c, h, w): (usize, usize, usize),
-) -> Result<Vec<f32>, PictureError> {
-    let img = image::open(path).map_err(|source| PictureError::Read {
+/// The PNG and JPEG files in `dir` (by extension, any case), sorted by name.
+pub fn picture_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, PictureError> {
+    let list = |source| PictureError::List {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(list)? {
+        let path = entry.map_err(list)?.path();
+        let picture = path.extension().is_some_and(|e| {
+            ["png", "jpg", "jpeg"].contains(&e.to_string_lossy().to_lowercase().as_str())
+        });
+        if picture && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Decodes a picture file (a corrupt or unknown one is an error, never a panic).
+pub fn read_picture(path: &std::path::Path) -> Result<image::DynamicImage, PictureError> {
+    image::open(path).map_err(|source| PictureError::Read {
         path: path.display().to_string(),
         source,
-    })?;
+    })
+}
+
+/// Reads a picture as one model input `[c, h, w]` in `[-1, 1]` ([`picture_input`]).
+pub fn load_image(
+    path: &std::path::Path,
+    shape: (usize, usize, usize),
+) -> Result<Vec<f32>, PictureError> {
+    picture_input(&read_picture(path)?, shape)
+}
+
+/// A picture as one model input `[c, h, w]` in `[-1, 1]`: alpha composited on white (as
+/// training does), resized to `w x h` when it differs (a triangle filter: bilinear, and an
+/// area average when shrinking), gray (BT.601 luma of an RGB picture) or RGB (a gray picture's
+/// level in all three) as `c` says; other channel counts are refused.
+pub fn picture_input(
+    img: &image::DynamicImage,
+    (c, h, w): (usize, usize, usize),
+) -> Result<Vec<f32>, PictureError> {
     if c != 1 && c != 3 {
         return Err(PictureError::Channels(c));
     }
@@ -140,4 +178,25 @@ pub fn load_image(
         }
     }
     Ok(out)
+}
+
+/// One model output `[c, h, w]` in `[-1, 1]` (c = 1 or 3) as a gray or RGB picture of its size.
+pub fn output_picture(sample: &[f32], (c, h, w): (usize, usize, usize)) -> image::DynamicImage {
+    let (wu, hu) = (w as u32, h as u32);
+    let plane = h * w;
+    if c == 1 {
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(wu, hu, |x, y| {
+            image::Luma([to_u8(sample[y as usize * w + x as usize])])
+        }))
+    } else {
+        image::DynamicImage::ImageRgb8(RgbImage::from_fn(wu, hu, |x, y| {
+            let j = y as usize * w + x as usize;
+            Rgb([0, 1, 2].map(|k| to_u8(sample[k * plane + j])))
+        }))
+    }
+}
+
+/// A value in `[-1, 1]` as a pixel level (clamped).
+fn to_u8(v: f32) -> u8 {
+    ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
 }

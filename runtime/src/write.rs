@@ -81,6 +81,8 @@ pub enum QuantOp {
         c: usize,
         pixels: usize,
         zp_out: i8,
+        /// A fused ReLU (clamps at `zp_out`).
+        relu: bool,
         affine: Vec<crate::ops::instance_norm::Affine>,
     },
 }
@@ -379,10 +381,11 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             c,
             pixels,
             zp_out,
+            relu,
             affine,
         } => (
             tag::InstanceNorm,
-            InstanceNorm::encode(*c, *pixels, *zp_out, affine),
+            InstanceNorm::encode(*c, *pixels, *zp_out, *relu, affine),
         ),
     })
 }

@@ -15,6 +15,14 @@ use std::process::Command;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// The largest absolute difference of two float outputs.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 fn fixture() -> PathBuf {
     common::repo_root().join("tests/fixtures/generator_tiny.onnx")
 }
@@ -37,11 +45,7 @@ fn ort_matches_tract() -> Result {
         let b = tract.generate(&z, n)?;
         assert_eq!(a.len(), n * c * h * w);
         assert_eq!(a.len(), b.len());
-        let diff = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_diff(&a, &b);
         assert!(diff < 1e-4, "batch {n}: max |ort - tract| = {diff}");
         assert!(a.iter().all(|v| v.is_finite()));
     }
@@ -141,11 +145,7 @@ fn ort_matches_tract_with_classes() -> Result {
     for classes in [[0, 0, 0], [9, 9, 9], [2, 5, 7]] {
         let a = ort.generate_with(&z, &classes, n)?;
         let b = tract.generate_with(&z, &classes, n)?;
-        let diff = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_diff(&a, &b);
         assert!(
             diff < 1e-4,
             "classes {classes:?}: max |ort - tract| = {diff}"
@@ -180,14 +180,92 @@ fn ort_matches_tract_with_classes() -> Result {
     );
     let cli = npy::parse(&std::fs::read(&out)?)?;
     let expected = tract.generate_with(&z, &[6; 3], n)?;
-    let diff = cli
-        .data
-        .iter()
-        .zip(&expected)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_diff(&cli.data, &expected);
     assert_eq!(cli.data.len(), expected.len());
     assert!(diff < 1e-4, "CLI ort --class 6: max |ort - tract| = {diff}");
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `OrtRunner` runs any graph: the real PyTorch U-Net (skip connections) and CycleGAN ResNets
+/// (reflect padding, instance norm, residual adds), against tract, at two batch sizes; and
+/// `pocketgan translate --engine ort` writes what tract's translation writes.
+#[test]
+fn ort_runner_matches_tract_on_image_to_image_models() -> Result {
+    use pocketgan_runtime::engine::ort::OrtRunner;
+    use pocketgan_runtime::engine::runner::{Runner, TractRunner, Values};
+    let torch = common::repo_root().join("runtime/tests/fixtures/torch");
+    for file in [
+        "unet_op17_dyn.onnx",
+        "resnet_op13_dyn.onnx",
+        "resnet_affine_op18_dynamo_dyn.onnx",
+    ] {
+        let bytes = std::fs::read(torch.join(file))?;
+        let mut ort = OrtRunner::new(&bytes, 1)?;
+        let mut tract = TractRunner::new(&bytes)?;
+        assert_eq!(ort.inputs(), tract.inputs());
+        for (seed, n) in [(1, 1), (2, 2)] {
+            let x = vec![Values::F32(
+                latents(seed, n * 3 * 32 * 32, 1)
+                    .iter()
+                    .map(|v| v.tanh())
+                    .collect(),
+            )];
+            let (Values::F32(a), Values::F32(b)) =
+                (ort.run(&x, n)?.remove(0), tract.run(&x, n)?.remove(0))
+            else {
+                panic!("{file}: not float outputs");
+            };
+            assert_eq!(a.len(), n * 3 * 32 * 32, "{file}");
+            assert_eq!(a.len(), b.len());
+            let diff = max_diff(&a, &b);
+            assert!(diff < 1e-4, "{file} batch {n}: max |ort - tract| = {diff}");
+        }
+        assert_eq!(ort.outputs()[0].shape, [3, 32, 32], "{file}");
+        // A wrong input size is an error, not a panic.
+        assert!(matches!(
+            ort.run(&[Values::F32(vec![0.0; 5])], 1),
+            Err(EngineError::Inputs(_))
+        ));
+    }
+    // An export with a fixed batch (2) takes only that batch, and says so.
+    let mut fixed = OrtRunner::new(&std::fs::read(torch.join("unet_op17.onnx"))?, 1)?;
+    let err = fixed
+        .run(&[Values::F32(vec![0.0; 3 * 32 * 32])], 1)
+        .unwrap_err();
+    assert!(err.to_string().contains("exactly 2"), "{err}");
+    assert!(matches!(
+        fixed.run(&[Values::F32(vec![0.0; 2 * 3 * 32 * 32])], 2)?[0],
+        Values::F32(_)
+    ));
+    // The CLI, against tract's translation.
+    let dir = std::env::temp_dir().join(format!("pocketgan-ort-translate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let picture = common::repo_root().join("runtime/tests/fixtures/translate/picture.ppm");
+    let unet = torch.join("unet_op17_dyn.onnx");
+    let mut written = Vec::new();
+    for engine in ["ort", "tract"] {
+        let out = dir.join(format!("{engine}.png"));
+        let run = Command::new(env!("CARGO_BIN_EXE_pocketgan"))
+            .arg("translate")
+            .arg(&unet)
+            .arg(&picture)
+            .arg("--out")
+            .arg(&out)
+            .args(["--engine", engine])
+            .output()?;
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        written.push(image::open(&out)?.to_rgb8().into_raw());
+    }
+    // Float engines may round a pixel level differently, by one at the most.
+    assert!(written[0]
+        .iter()
+        .zip(&written[1])
+        .all(|(a, b)| a.abs_diff(*b) <= 1));
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -143,16 +143,19 @@ fn pictures(seed: u64, n: usize, side: usize) -> Vec<f32> {
 fn unet_and_resnet_generators_quantize_within_30_db() {
     use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner, Values};
     // The bar is the 30 dB, except for the ResNet with CycleGAN's parameter-free
-    // instance norm (affine=False) and untrained weights: 26 dB measured (2026-12-04), its error
-    // growing by 2-3 dB per normalised block. Held at 24 dB so that a regression still fails.
+    // instance norm (affine=False) and untrained weights: 26 dB before (2026-12-04), 28 dB since
+    // a ReLU fuses into the normalisation and the convolution before it writes each channel
+    // around its own centre. Its error grows by 1-2 dB per normalised layer (16 of them): each
+    // adds its own rounding, and the normalisation scales it back up. Held at 27 dB so that a
+    // regression still fails.
     for (file, bar) in [
         ("unet_op17.onnx", 30.0),
         ("unet_op13_dyn.onnx", 30.0),
         ("unet_op18_dynamo_dyn.onnx", 30.0),
         ("resnet_affine_op17.onnx", 30.0),
         ("resnet_affine_op18_dynamo_dyn.onnx", 30.0),
-        ("resnet_op17.onnx", 24.0),
-        ("resnet_op13_dyn.onnx", 24.0),
+        ("resnet_op17.onnx", 27.0),
+        ("resnet_op13_dyn.onnx", 27.0),
     ] {
         let onnx = fixture(file);
         let options = QuantizeOptions {

@@ -5,6 +5,7 @@
 //! (`site-packages/onnxruntime/capi/`). It is loaded once per process; a missing or unusable library
 //! is an [`EngineError::Ort`], never a panic.
 
+use super::runner::{check, fixed_batch, onnx_specs, Runner, TensorSpec, Values};
 use super::{check_latents, Engine, EngineError, OnnxInputs};
 use crate::interp::check_classes;
 use ::ort::environment::Environment;
@@ -187,6 +188,24 @@ fn environment() -> Result<&'static Environment, EngineError> {
         .map_err(|m| EngineError::Ort(m.clone()))
 }
 
+/// A session over `onnx` running each operator on `threads` threads (0: onnxruntime's default).
+fn session(onnx: &[u8], threads: usize) -> Result<Session, EngineError> {
+    let env = environment()?;
+    catch_unwind(AssertUnwindSafe(|| -> Result<Session, EngineError> {
+        let mut builder = Session::builder(env)
+            .map_err(ort_err)?
+            .with_intra_threads(threads)
+            .map_err(ort_err)?;
+        builder.commit_from_memory(onnx).map_err(ort_err)
+    }))
+    .unwrap_or_else(|p| {
+        Err(EngineError::Ort(format!(
+            "creating the session panicked: {}",
+            panic_message(&*p)
+        )))
+    })
+}
+
 /// Float inference through onnxruntime's CPU provider.
 pub struct OrtEngine {
     session: Session,
@@ -206,20 +225,7 @@ impl OrtEngine {
         image: (usize, usize, usize),
         threads: usize,
     ) -> Result<OrtEngine, EngineError> {
-        let env = environment()?;
-        let session = catch_unwind(AssertUnwindSafe(|| -> Result<Session, EngineError> {
-            let mut builder = Session::builder(env)
-                .map_err(ort_err)?
-                .with_intra_threads(threads)
-                .map_err(ort_err)?;
-            builder.commit_from_memory(onnx).map_err(ort_err)
-        }))
-        .unwrap_or_else(|p| {
-            Err(EngineError::Ort(format!(
-                "creating the session panicked: {}",
-                panic_message(&*p)
-            )))
-        })?;
+        let session = session(onnx, threads)?;
         let mut inputs = OnnxInputs::of(onnx);
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         match &inputs.class {
@@ -300,5 +306,84 @@ impl Engine for OrtEngine {
             )));
         }
         Ok(data.to_vec())
+    }
+}
+
+/// Any ONNX graph through onnxruntime: float inputs (images, latents, sequences) and int64
+/// class indices, float outputs, as [`Runner`] describes them. Output shapes are those of the
+/// last run (the graph may leave them symbolic).
+pub struct OrtRunner {
+    session: Session,
+    /// The batch of an export without a dynamic batch axis: onnxruntime, unlike tract, takes no
+    /// other.
+    batch: Option<usize>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl OrtRunner {
+    pub fn new(onnx: &[u8], threads: usize) -> Result<OrtRunner, EngineError> {
+        let (inputs, outputs) = onnx_specs(onnx)?;
+        Ok(OrtRunner {
+            session: session(onnx, threads)?,
+            batch: fixed_batch(onnx),
+            inputs,
+            outputs,
+        })
+    }
+}
+
+impl Runner for OrtRunner {
+    fn name(&self) -> String {
+        "onnxruntime f32".into()
+    }
+    fn inputs(&self) -> Vec<TensorSpec> {
+        self.inputs.clone()
+    }
+    fn outputs(&self) -> Vec<TensorSpec> {
+        self.outputs.clone()
+    }
+    fn run(&mut self, inputs: &[Values], n: usize) -> Result<Vec<Values>, EngineError> {
+        check(&self.inputs, inputs, n)?;
+        if let Some(b) = self.batch.filter(|&b| b != n) {
+            return Err(EngineError::Ort(format!(
+                "this ONNX file was exported for batches of exactly {b}, not {n}: export it with a \
+                 dynamic batch axis (torch.onnx.export(..., dynamic_axes={{NAME: {{0: \"N\"}}}})), \
+                 or use the tract engine"
+            )));
+        }
+        let indices: Vec<Vec<i64>> = inputs
+            .iter()
+            .map(|v| match v {
+                Values::Index(c) => c.iter().map(|&c| c as i64).collect(),
+                Values::F32(_) => Vec::new(),
+            })
+            .collect();
+        let mut feed = Vec::with_capacity(inputs.len());
+        for ((spec, v), idx) in self.inputs.iter().zip(inputs).zip(&indices) {
+            let shape: Vec<usize> = std::iter::once(n)
+                .chain(spec.shape.iter().copied())
+                .collect();
+            let value: ::ort::session::SessionInputValue = match v {
+                Values::F32(x) => TensorRef::from_array_view((shape, &x[..]))
+                    .map_err(ort_err)?
+                    .into(),
+                Values::Index(_) => TensorRef::from_array_view((shape, &idx[..]))
+                    .map_err(ort_err)?
+                    .into(),
+            };
+            feed.push((spec.name.clone(), value));
+        }
+        let outputs = self.session.run(feed).map_err(ort_err)?;
+        let mut result = Vec::with_capacity(self.outputs.len());
+        for spec in self.outputs.iter_mut() {
+            let value = outputs
+                .get(&spec.name)
+                .ok_or_else(|| EngineError::Ort(format!("no output {:?}", spec.name)))?;
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(ort_err)?;
+            spec.shape = shape.iter().skip(1).map(|&d| d.max(0) as usize).collect();
+            result.push(Values::F32(data.to_vec()));
+        }
+        Ok(result)
     }
 }

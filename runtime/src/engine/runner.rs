@@ -47,7 +47,7 @@ fn elements(shape: &[usize]) -> usize {
 }
 
 /// Checks `inputs` against `specs` for a batch of `n`.
-fn check(specs: &[TensorSpec], inputs: &[Values], n: usize) -> Result<(), EngineError> {
+pub(crate) fn check(specs: &[TensorSpec], inputs: &[Values], n: usize) -> Result<(), EngineError> {
     if inputs.len() != specs.len() || n == 0 {
         return Err(EngineError::Inputs(format!(
             "{} inputs for a batch of {n}; the model takes {} ({})",
@@ -261,13 +261,37 @@ impl Int8Runner<'_> {
     }
 }
 
+/// The batch an ONNX graph's first input declares as a number (an export without a dynamic
+/// batch axis), if any.
+pub fn fixed_batch(onnx: &[u8]) -> Option<usize> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+    use tract_onnx::pb::type_proto::Value as TypeValue;
+    let proto = onnx_proto(onnx).ok()?;
+    let g = proto.graph.as_ref()?;
+    let input = g
+        .input
+        .iter()
+        .find(|i| !g.initializer.iter().any(|t| t.name == i.name))?;
+    let Some(TypeValue::TensorType(t)) = input.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    match t.shape.as_ref()?.dim.first()?.value {
+        Some(Dim::DimValue(v)) if v > 0 => Some(v as usize),
+        _ => None,
+    }
+}
+
+fn onnx_proto(onnx: &[u8]) -> Result<tract_onnx::pb::ModelProto, EngineError> {
+    tract_onnx::onnx()
+        .proto_model_for_read(&mut std::io::Cursor::new(onnx))
+        .map_err(tract_err)
+}
+
 /// An ONNX graph's inputs and outputs as declared (batch axis first, dropped).
 pub fn onnx_specs(onnx: &[u8]) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>), EngineError> {
     use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
     use tract_onnx::pb::type_proto::Value as TypeValue;
-    let proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut std::io::Cursor::new(onnx))
-        .map_err(tract_err)?;
+    let proto = onnx_proto(onnx)?;
     let g = proto
         .graph
         .as_ref()

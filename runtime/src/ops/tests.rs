@@ -197,6 +197,8 @@ fn pad_matches_its_definition() {
 }
 
 /// An instance normalisation's parameters for input and output quantizations.
+// Each argument is one of the op's own parameters; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn instance_norm_params(
     c: usize,
     pixels: usize,
@@ -205,6 +207,7 @@ fn instance_norm_params(
     eps: f64,
     gamma: &[f64],
     beta: &[f64],
+    relu: bool,
 ) -> QuantOp {
     let affine = (0..c)
         .map(|ch| {
@@ -222,6 +225,7 @@ fn instance_norm_params(
         c,
         pixels,
         zp_out: o.zero_point,
+        relu,
         affine,
     }
 }
@@ -229,8 +233,10 @@ fn instance_norm_params(
 #[test]
 fn instance_norm_matches_float_within_one_step() {
     let mut rng = Lcg(4);
-    let (c, pixels) = (3, 49);
+    let pixels = 49;
     for round in 0..20 {
+        // 40 channels: two full blocks of 16 and a partial one.
+        let c = if round < 10 { 3 } else { 40 };
         let (i, o) = (
             rng.quant(),
             Quant {
@@ -241,12 +247,14 @@ fn instance_norm_matches_float_within_one_step() {
         let gamma: Vec<f64> = (0..c).map(|_| 0.5 + rng.unit()).collect();
         let beta: Vec<f64> = (0..c).map(|_| rng.unit() - 0.5).collect();
         let eps = 1e-5;
+        // Odd rounds with a fused ReLU.
+        let relu = round % 2 == 1;
         let QuantOp::InstanceNorm { affine, zp_out, .. } =
-            instance_norm_params(c, pixels, i, o, eps, &gamma, &beta)
+            instance_norm_params(c, pixels, i, o, eps, &gamma, &beta, relu)
         else {
             unreachable!()
         };
-        let body = InstanceNorm::encode(c, pixels, zp_out, &affine);
+        let body = InstanceNorm::encode(c, pixels, zp_out, relu, &affine);
         let op = InstanceNorm::parse(
             &mut Reader {
                 buf: &body,
@@ -268,6 +276,22 @@ fn instance_norm_matches_float_within_one_step() {
             .collect();
         let mut y = x.clone();
         op.run(&mut cx(&mut [], 1), &[&[]], &mut y).unwrap();
+        // Exactly the module's integer definition, one channel at a time (the op works on
+        // blocks of channels; this pins its bytes, not just its closeness to the float).
+        let round = |v: i64, s: u32| (v + (1 << (s - 1))) >> s;
+        for (ch, a) in affine.iter().enumerate() {
+            let q: Vec<i64> = (0..pixels).map(|p| x[p * c + ch] as i64).collect();
+            let (n, sum) = (pixels as i64, q.iter().sum::<i64>());
+            let v = (n * q.iter().map(|q| q * q).sum::<i64>() - sum * sum) as u64 + a.eps;
+            let r = super::instance_norm::isqrt(v) as i64;
+            for (p, q) in q.iter().enumerate() {
+                let z = round((n * q - sum) * ((1i64 << 46) / r), 30);
+                let y16 = round(z * a.gm as i64, a.gs as u32) + a.b16 as i64;
+                let min = if relu { zp_out as i64 } else { -128 };
+                let want = (round(y16, 16) + zp_out as i64).clamp(min, 127);
+                assert_eq!(y[p * c + ch] as i64, want, "channel {ch} pixel {p}");
+            }
+        }
         for ch in 0..c {
             let v: Vec<f64> = (0..pixels)
                 .map(|p| i.dequantize(x[p * c + ch]) as f64)
@@ -275,7 +299,8 @@ fn instance_norm_matches_float_within_one_step() {
             let mean = v.iter().sum::<f64>() / pixels as f64;
             let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / pixels as f64;
             for p in 0..pixels {
-                let want = q(o, gamma[ch] * (v[p] - mean) / (var + eps).sqrt() + beta[ch]);
+                let norm = gamma[ch] * (v[p] - mean) / (var + eps).sqrt() + beta[ch];
+                let want = q(o, if relu { norm.max(0.0) } else { norm });
                 assert!(
                     (y[p * c + ch] as i32 - want).abs() <= 1,
                     "channel {ch} pixel {p}: {} vs {want}",
@@ -403,6 +428,7 @@ fn skip_residual_graph(rng: &mut Lcg) -> QuantGraph {
                 1e-5,
                 &[1.0, 0.5, 2.0, 1.0],
                 &[0.0, 0.1, -0.2, 0.3],
+                false,
             ),
             vec![2],
             3,
