@@ -1,5 +1,6 @@
 //! The loss terms: the adversarial games (D returns one raw score per sample, a logit for the BCE
-//! losses) and the auxiliary class terms that ACGAN (as TAC-GAN) and SGAN add to them.
+//! losses), WGAN-GP's gradient penalty, and the auxiliary class terms that ACGAN (as TAC-GAN) and
+//! SGAN add to them.
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
