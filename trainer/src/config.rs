@@ -25,6 +25,11 @@ pub const L1_WEIGHT: f32 = 100.0;
 pub const PIX2PIX_BATCH: usize = 4;
 /// Pix2Pix: U-Net width unless chosen (the paper's 64 costs 4x the time; README, image-to-image).
 pub const PIX2PIX_WIDTH: usize = 32;
+/// WGAN-GP's lambda, the paper's.
+pub const GP_LAMBDA: f32 = 10.0;
+/// WGAN-GP's Adam (Gulrajani et al. 2017, their DCGAN-style runs): lr 1e-4, betas (0.5, 0.9).
+/// Other losses keep the flags' defaults, DCGAN's.
+pub const WGAN_GP_ADAM: (f64, f32, f32) = (1e-4, 0.5, 0.9);
 
 /// Everything that defines a run; saved as `config.json` in the run folder. The field order is
 /// the order of `config.json`'s keys.
@@ -102,6 +107,10 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 1.0)]
     #[serde(default = "default_gan_weight")]
     pub gan_weight: f32,
+    /// WGAN-GP: weight lambda of the gradient penalty lambda (|grad_x D(x^)| - 1)^2.
+    #[arg(long, default_value_t = GP_LAMBDA)]
+    #[serde(default = "default_gp_lambda")]
+    pub gp_lambda: f32,
 }
 
 fn default_l1_weight() -> f32 {
@@ -118,6 +127,10 @@ fn default_labelled() -> usize {
 
 fn default_aux_weight() -> f32 {
     AUX_WEIGHT
+}
+
+fn default_gp_lambda() -> f32 {
+    GP_LAMBDA
 }
 
 /// The sample shape flags: image side and channels, when not the data's own.
@@ -201,6 +214,14 @@ impl TrainConfig {
             }
         }
         self.weight_clip = self.loss.default_weight_clip();
+        self.model.d_batch_norm = !self.loss.penalises_gradient();
+        if self.loss.penalises_gradient() {
+            let (lr, beta1, beta2) = WGAN_GP_ADAM;
+            if !given("lr") {
+                self.lr = lr;
+            }
+            (self.beta1, self.beta2) = (beta1, beta2);
+        }
     }
 
     /// The facts stored in an exported generator's `metadata_props`, after `steps` iterations.
@@ -313,9 +334,51 @@ impl TrainConfig {
                 ));
             }
         }
+        if self.loss.penalises_gradient() {
+            self.validate_gradient_penalty()?;
+        } else if self.gp_lambda != GP_LAMBDA {
+            return Err(TrainError::Config(
+                "--gp-lambda is the weight of WGAN-GP's penalty: use it with --loss wgan-gp".into(),
+            ));
+        }
         if self.model.conditioning == Conditioning::Sgan && self.labelled_per_class == 0 {
             return Err(TrainError::Config(
                 "sgan needs at least one labelled sample per class".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// Where WGAN-GP's penalty cannot apply: a batch-normalised critic (each score would depend
+    /// on the batch, not only on its sample) and SGAN, whose D is a K-class classifier whose
+    /// real/fake logit is the log-sum-exp of the class logits, not a critic's free score.
+    fn validate_gradient_penalty(&self) -> Result<(), TrainError> {
+        if !(self.gp_lambda.is_finite() && self.gp_lambda >= 0.0) {
+            return Err(TrainError::Config(format!(
+                "the gradient penalty's weight must be a non-negative number, not {}",
+                self.gp_lambda
+            )));
+        }
+        if self.model.d_batch_norm {
+            return Err(TrainError::Config(
+                "wgan-gp needs a critic without batch norm (the penalty is per sample)".into(),
+            ));
+        }
+        if self.family.translates() {
+            return Err(TrainError::Config(
+                "wgan-gp's penalty is written for the DCGAN and MLP critics; pix2pix's PatchGAN \
+                 trains with nonsaturating, lsgan or hinge"
+                    .into(),
+            ));
+        }
+        if self.model.conditioning == Conditioning::Sgan {
+            return Err(TrainError::Config(
+                "wgan-gp does not apply to --cond sgan: its D is a classifier whose real/fake logit \
+                 is the log-sum-exp of its class logits, not a Wasserstein critic; use --cond none, \
+                 cgan or acgan"
+                    .into(),
             ));
         }
         Ok(())
@@ -346,6 +409,40 @@ mod tests {
         assert_eq!((w.model.latent, w.model.width), (2, 128));
         assert_eq!((w.critic_steps, w.weight_clip), (5, Some(0.01)));
         assert_eq!(w.model.sample, SampleKind::Points { dim: 2 });
+        assert!(w.model.d_batch_norm);
+        let gp = TrainConfig::new(&DataSource::Digits, Architecture::Dcgan, GanLoss::WganGp);
+        assert_eq!(
+            (gp.critic_steps, gp.weight_clip, gp.gp_lambda),
+            (5, None, 10.0)
+        );
+        assert_eq!((gp.lr, gp.beta1, gp.beta2), (1e-4, 0.5, 0.9));
+        assert!(!gp.model.d_batch_norm);
+        assert_eq!(c.gp_lambda, 10.0);
+        assert!(c.model.d_batch_norm);
+    }
+
+    /// WGAN-GP is refused where its penalty cannot apply, with the reason.
+    #[test]
+    fn wgan_gp_is_refused_where_it_cannot_apply() {
+        let gp = TrainConfig::new(&DataSource::Digits, Architecture::Dcgan, GanLoss::WganGp);
+        assert!(gp.validate().is_ok());
+        let mut sgan = gp.clone();
+        sgan.model.conditioning = Conditioning::Sgan;
+        assert!(sgan.validate().unwrap_err().to_string().contains("sgan"));
+        let mut bn = gp.clone();
+        bn.model.d_batch_norm = true;
+        assert!(bn
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("batch norm"));
+        let mut other = TrainConfig::new(&DataSource::Digits, Architecture::Dcgan, GanLoss::Wgan);
+        other.gp_lambda = 5.0;
+        assert!(other
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--loss wgan-gp"));
     }
 
     /// A `config.json` written before the conditional models (no `conditioning`, `classes`,

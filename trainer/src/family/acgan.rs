@@ -24,9 +24,11 @@ impl Game for Acgan {
             let y = it.fake_classes(stream);
             let fake = pair.g().forward(b.z, Some(y.clone()));
             // (1) D: minimise the loss' D objective on a real and a detached fake batch
-            //     + lambda [CE(classifier(x), label) + CE(twin(G(z, y)), y)].
-            let v = pair.judge(b.real, &fake, None, None, loss);
+            //     + lambda [CE(classifier(x), label) + CE(twin(G(z, y)), y)]
+            //     + WGAN-GP's penalty on the score head (the class heads are not constrained).
+            let v = pair.judge(b.real.clone(), &fake, None, None, loss);
             let mut loss_d = loss.discriminator(v.real.score.clone(), v.fake.score.clone());
+            loss_d = pair.with_penalty(loss_d, b.real, &fake, None, it, stream);
             let labels = it.data.label_batch(&b.idx, it.device);
             if let Some(aux) = tac_discriminator_loss(v.real, v.fake, labels, y.clone()) {
                 loss_d = loss_d + aux * lambda;

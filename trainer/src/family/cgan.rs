@@ -17,9 +17,18 @@ impl Game for Cgan {
             let fake = pair.g().forward(b.z, Some(y.clone()));
             // (1) D: minimise the loss' D objective on real (sample, label) pairs and detached
             //     (G(z, y), y) pairs, e.g. -[log D(x, label) + log(1 - D(G(z, y), y))].
+            //     WGAN-GP's penalty judges each interpolate with the real sample's label: the
+            //     constraint is on the image's gradient for a given class.
             let labels = it.data.label_batch(&b.idx, it.device);
-            let v = pair.judge(b.real, &fake, Some(labels), Some(y.clone()), loss);
+            let v = pair.judge(
+                b.real.clone(),
+                &fake,
+                Some(labels.clone()),
+                Some(y.clone()),
+                loss,
+            );
             let loss_d = loss.discriminator(v.real.score, v.fake.score);
+            let loss_d = pair.with_penalty(loss_d, b.real, &fake, Some(labels), it, stream);
             last = Some((pair.update_d(loss_d, v.opinions, it), fake, y));
         }
         let (critic, fake, y) = last.expect("an iteration has at least one critic step");

@@ -221,6 +221,11 @@ impl Iteration<'_> {
         )
     }
 
+    /// WGAN-GP's interpolation weights `[N, 1, 1, 1]` for the critic pass of `stream`.
+    pub fn mix(&self, stream: u64) -> Tensor<4> {
+        mix(self.config.seed, stream, self.config.batch, self.device)
+    }
+
     /// The classes G is asked for in the fake batch of `stream`.
     pub fn fake_classes(&self, stream: u64) -> Tensor<1, Int> {
         fake_classes(
@@ -367,6 +372,16 @@ pub fn latents(seed: u64, stream: u64, n: usize, latent: usize, device: &Device)
         .map(|_| StandardNormal.sample(&mut rng))
         .collect();
     Tensor::from_data(TensorData::new(v, [n, latent]), device)
+}
+
+/// Uniform weights in `[0, 1)` `[n, 1, 1, 1]` for stream `stream`: a pure function of the seed.
+pub fn mix(seed: u64, stream: u64, n: usize, device: &Device) -> Tensor<4> {
+    use rand::Rng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ stream ^ 0x6A7E_C0DE,
+    );
+    let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
+    Tensor::from_data(TensorData::new(v, [n, 1, 1, 1]), device)
 }
 
 /// Uniform classes in `0..k` for the fake batch of `stream`: a pure function of the seed.

@@ -15,7 +15,7 @@ use crate::data::SampleKind;
 use crate::error::TrainError;
 use crate::export::{export_generator, ExportError, OnnxMetadata};
 use crate::history::StepMetrics;
-use crate::loss::GanLoss;
+use crate::loss::{gradient_penalty, GanLoss};
 use crate::model::{Discriminator, Generator, Materialize, Verdict};
 use crate::render;
 
@@ -105,6 +105,28 @@ impl<G: Game> Pair<G> {
             fake,
             opinions,
         }
+    }
+
+    /// D's loss `loss` plus, for WGAN-GP, the gradient penalty at `x^ = a x + (1 - a) G(z)`
+    /// (a uniform per sample, drawn from the iteration's `stream`) with `classes` for a cGAN
+    /// critic; other losses' `loss` unchanged.
+    pub fn with_penalty(
+        &self,
+        loss: Tensor<1>,
+        real: Tensor<4>,
+        fake: &Tensor<4>,
+        classes: Option<Tensor<1, Int>>,
+        it: &Iteration<'_>,
+        stream: u64,
+    ) -> Tensor<1> {
+        if !it.config.loss.penalises_gradient() {
+            return loss;
+        }
+        let fake = fake.clone().detach();
+        let x_hat = fake.clone() + it.mix(stream) * (real - fake);
+        let penalty = gradient_penalty(self.d(), x_hat, classes, it.config.gp_lambda)
+            .expect("validated: a WGAN-GP critic has no batch norm and a score head");
+        loss + penalty.loss
     }
 
     /// D's step down `loss` (only D's parameters move), then WGAN's clipping. `opinions` is D's

@@ -15,9 +15,11 @@ impl Game for Unconditional {
             let b = it.batches(stream);
             let fake = pair.g().forward(b.z, None);
             // (1) D: minimise the loss' D objective on a real and a detached fake batch, e.g.
-            //     -[log D(x) + log(1 - D(G(z)))] for the BCE losses (only D's parameters move).
-            let v = pair.judge(b.real, &fake, None, None, loss);
+            //     -[log D(x) + log(1 - D(G(z)))] for the BCE losses (only D's parameters move),
+            //     + WGAN-GP's lambda (|grad D(x^)| - 1)^2.
+            let v = pair.judge(b.real.clone(), &fake, None, None, loss);
             let loss_d = loss.discriminator(v.real.score, v.fake.score);
+            let loss_d = pair.with_penalty(loss_d, b.real, &fake, None, it, stream);
             last = Some((pair.update_d(loss_d, v.opinions, it), fake));
         }
         let (critic, fake) = last.expect("an iteration has at least one critic step");

@@ -2,6 +2,7 @@
 //! `shared/anchors/README.md`:
 //! G: z -> Linear -> [2w,7,7] -> BN -> ReLU -> ConvT(2w->w, k4 s2 p1) -> BN -> ReLU -> ConvT(w->C) -> Tanh
 //! D: Conv(C->w, k4 s2 p1) -> LeakyReLU -> Conv(w->2w) -> BN -> LeakyReLU -> Linear(2w*7*7 -> 1)
+//! (WGAN-GP's critic: the same without BN)
 //! (the last Linear is D's score head, built by `model`; this body ends at the flattened features).
 //! 32 and 64 px start from 4x4 and add one up/down-sampling step per doubling.
 
@@ -15,8 +16,8 @@ use burn::prelude::*;
 use super::layers::Layer;
 use super::ModelConfig;
 use crate::data::SampleKind;
-use crate::ops::activation::leaky_relu;
-use crate::ops::conv::{conv2d, conv_transpose2d};
+use crate::ops::activation::{leaky_relu, leaky_relu_tangent};
+use crate::ops::conv::{conv2d, conv2d_linear, conv_transpose2d};
 use crate::ops::norm::{batch_norm_act, Activation};
 
 /// The smallest feature map for an image side, when the side is supported.
@@ -55,7 +56,8 @@ pub struct DcganGenerator {
 #[derive(Module, Debug)]
 pub struct DownBlock {
     conv: Conv2d,
-    norm: BatchNorm,
+    /// Absent in a critic without batch norm (`ModelConfig::d_batch_norm`, WGAN-GP).
+    norm: Option<BatchNorm>,
 }
 
 #[derive(Module, Debug)]
@@ -129,7 +131,7 @@ pub fn init(config: &ModelConfig, device: &Device) -> (DcganGenerator, DcganDisc
     for _ in 0..steps - 1 {
         blocks.push(DownBlock {
             conv: down(c, c * 2, device),
-            norm: batch_norm(c * 2, device),
+            norm: config.d_batch_norm.then(|| batch_norm(c * 2, device)),
         });
         c *= 2;
     }
@@ -179,8 +181,30 @@ impl DcganDiscriminator {
         let mut x = leaky_relu(&self.act, conv2d(&self.from_image, x));
         for block in &self.blocks {
             let y = conv2d(&block.conv, x);
-            x = batch_norm_act(&block.norm, y, Activation::LeakyRelu(&self.act));
+            x = match &block.norm {
+                Some(norm) => batch_norm_act(norm, y, Activation::LeakyRelu(&self.act)),
+                None => leaky_relu(&self.act, y),
+            };
         }
         x.flatten(1, 3)
+    }
+
+    /// The tangent `t [N, C, H, W]` at images `x` through the body: `J(x) t`, the features'
+    /// directional derivative, linear in `t` with D's parameters tracked. `None` with batch norm,
+    /// which is not piecewise linear per sample.
+    pub fn tangent(&self, x: Tensor<4>, t: Tensor<4>) -> Option<Tensor<2>> {
+        // The point's pass only decides each unit's slope: no gradient is wanted from it.
+        let z = conv2d(&self.from_image, x).detach();
+        let mut t = leaky_relu_tangent(&self.act, z.clone(), conv2d_linear(&self.from_image, t));
+        let mut x = leaky_relu(&self.act, z);
+        for block in &self.blocks {
+            if block.norm.is_some() {
+                return None;
+            }
+            let z = conv2d(&block.conv, x).detach();
+            t = leaky_relu_tangent(&self.act, z.clone(), conv2d_linear(&block.conv, t));
+            x = leaky_relu(&self.act, z);
+        }
+        Some(t.flatten(1, 3))
     }
 }

@@ -9,6 +9,7 @@ use burn::prelude::*;
 use super::layers::Layer;
 use super::ModelConfig;
 use crate::data::SampleKind;
+use crate::ops::activation::leaky_relu_tangent;
 
 #[derive(Module, Debug)]
 pub struct MlpGenerator {
@@ -89,5 +90,18 @@ impl MlpDiscriminator {
             x = self.act.forward(layer.forward(x));
         }
         x
+    }
+
+    /// The tangent `t [N, C, H, W]` at samples `x` through the body: `J(x) t`, linear in `t`
+    /// with D's parameters tracked.
+    pub fn tangent(&self, x: Tensor<4>, t: Tensor<4>) -> Tensor<2> {
+        let (mut x, mut t) = (x.flatten(1, 3), t.flatten(1, 3));
+        for layer in &self.layers {
+            // The point's pass only decides each unit's slope: no gradient is wanted from it.
+            let z = layer.forward(x).detach();
+            t = leaky_relu_tangent(&self.act, z.clone(), t.matmul(layer.weight.val()));
+            x = self.act.forward(z);
+        }
+        t
     }
 }

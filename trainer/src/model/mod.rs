@@ -106,10 +106,20 @@ pub struct ModelConfig {
     #[arg(long, default_value_t = EMBED)]
     #[serde(default = "default_embed")]
     pub embed: usize,
+    /// Batch norm in D's hidden layers (DCGAN's); off for a critic whose loss constrains each
+    /// sample's gradient (WGAN-GP), set by the loss.
+    #[arg(skip = true)]
+    #[serde(default = "default_d_batch_norm")]
+    pub d_batch_norm: bool,
 }
 
 fn default_embed() -> usize {
     EMBED
+}
+
+/// Runs saved before the choice had DCGAN's batch-normalised D.
+fn default_d_batch_norm() -> bool {
+    true
 }
 
 impl ModelConfig {
@@ -330,10 +340,7 @@ impl Discriminator {
     pub fn judge(&self, x: Tensor<4>, classes: Option<Tensor<1, Int>>) -> Verdict {
         let x = match &self.label_plane {
             Some(plane) => {
-                let [n, _, h, w] = x.dims();
-                let k = plane.weight.dims()[0];
-                let classes = classes.unwrap_or_else(|| default_classes(n, k, &x.device()));
-                let p = plane.forward(classes.reshape([n, 1])).reshape([n, 1, h, w]);
+                let p = label_planes(plane, &x, classes);
                 Tensor::cat(vec![x, p], 1)
             }
             None => x,
@@ -363,10 +370,50 @@ impl Discriminator {
         }
     }
 
+    /// D's directional derivative at samples `x [N, C, H, W]` along `t` (same shape), per sample,
+    /// `[N, 1]`: `t . grad_x score(x)`, with D's parameters tracked and the classes a cGAN D reads
+    /// held fixed (their label plane's tangent is zero). It is the forward-mode twin of the input
+    /// gradient: D is piecewise linear (LeakyReLU, linear layers, no batch norm), so this is the
+    /// tangent pushed through each layer's linear part with the activation pattern at `x`.
+    /// `None` for a critic where that does not hold (batch norm, SGAN's log-sum-exp score).
+    pub fn directional(
+        &self,
+        x: Tensor<4>,
+        t: Tensor<4>,
+        classes: Option<Tensor<1, Int>>,
+    ) -> Option<Tensor<2>> {
+        let (x, t) = match &self.label_plane {
+            Some(plane) => {
+                let plane = label_planes(plane, &x, classes);
+                let [n, _, h, w] = x.dims();
+                let zeros = Tensor::zeros([n, 1, h, w], &t.device());
+                (
+                    Tensor::cat(vec![x, plane], 1),
+                    Tensor::cat(vec![t, zeros], 1),
+                )
+            }
+            None => (x, t),
+        };
+        let features = match &self.body {
+            DiscriminatorBody::Mlp(d) => d.tangent(x, t),
+            DiscriminatorBody::Dcgan(d) => d.tangent(x, t)?,
+        };
+        Some(features.matmul(self.score.as_ref()?.weight.val()))
+    }
+
     /// samples `[N, C, H, W]` -> scores `[N, 1]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.judge(x, None).score
     }
+}
+
+/// cGAN's label planes `[N, 1, H, W]` for samples `x` of `classes` ([`default_class`] when none
+/// are given).
+fn label_planes(plane: &Embedding, x: &Tensor<4>, classes: Option<Tensor<1, Int>>) -> Tensor<4> {
+    let [n, _, h, w] = x.dims();
+    let k = plane.weight.dims()[0];
+    let classes = classes.unwrap_or_else(|| default_classes(n, k, &x.device()));
+    plane.forward(classes.reshape([n, 1])).reshape([n, 1, h, w])
 }
 
 /// `log(sum(exp(x)))` over dim 1, stable: `[N, K] -> [N, 1]`.

@@ -106,6 +106,19 @@ impl<B: LeakyReluBackend, C: CheckpointStrategy> LeakyReluBackend for Autodiff<B
     }
 }
 
+/// A tangent `t` through a leaky ReLU at the pre-activation `z`: `slope * t` where `z < 0` (as
+/// [`leaky_relu`] decides), else `t`. The pattern is a constant, so this is the activation's
+/// derivative applied to `t`: linear in `t`, with `t`'s gradient flowing back.
+pub fn leaky_relu_tangent<const D: usize>(
+    act: &LeakyRelu,
+    z: Tensor<D>,
+    t: Tensor<D>,
+) -> Tensor<D> {
+    let negative = z.detach().lower_elem(0.0);
+    let scaled = t.clone() * act.negative_slope;
+    t.mask_where(negative, scaled)
+}
+
 /// `act.forward(x)`, in one pass on flex (f32).
 pub fn leaky_relu<const D: usize>(act: &LeakyRelu, x: Tensor<D>) -> Tensor<D> {
     let on_flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));

@@ -564,8 +564,22 @@ fn on_flex(t: &Tensor<4>) -> bool {
 
 /// `conv.forward(x)`, through the GEMM path on flex.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    convolve(conv, x, true)
+}
+
+/// The convolution's linear part, without its bias: what a tangent (a direction, not a point)
+/// goes through, as in WGAN-GP's directional derivative of D.
+pub fn conv2d_linear(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    convolve(conv, x, false)
+}
+
+fn convolve(conv: &Conv2d, x: Tensor<4>, with_bias: bool) -> Tensor<4> {
+    let channels = conv.weight.dims()[0];
     if !on_flex(&x) {
-        return conv.forward(x);
+        return match (&conv.bias, with_bias) {
+            (Some(b), false) => conv.forward(x) - b.val().reshape([1, channels, 1, 1]),
+            _ => conv.forward(x),
+        };
     }
     // `Same` padding depends on the input size; Burn works it out (its helper is crate-private).
     let ((top, bottom), (left, right)) = match conv.padding {
@@ -582,7 +596,11 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::gemm_conv2d(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
-        bias_or_zeros(&conv.bias, conv.weight.dims()[0], &conv.weight.device()),
+        bias_or_zeros(
+            if with_bias { &conv.bias } else { &None },
+            channels,
+            &conv.weight.device(),
+        ),
         options,
     ))
 }
