@@ -36,7 +36,7 @@ pub const WGAN_GP_ADAM: (f64, f32, f32) = (1e-4, 0.5, 0.9);
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct TrainConfig {
     /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25;
-    /// image pairs (pix2pix): pairs:google,twitter, edges:google, folder:A,B
+    /// image pairs (pix2pix): pairs:google,twitter, edges:google|DIR, folder:A,B
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// gan: a generator from latents (and classes, see --cond) against one discriminator;

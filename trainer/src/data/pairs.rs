@@ -46,7 +46,7 @@ pub fn is_held_out(name: &str) -> bool {
 pub enum PairSource {
     /// `pairs:VENDOR_A,VENDOR_B`: the same emoji drawn by two vendors.
     Emoji { a: String, b: String },
-    /// `edges:VENDOR`: an emoji's edge map -> the emoji.
+    /// `edges:VENDOR` or `edges:DIR`: an emoji's (or a folder image's) edge map -> the image.
     Edges { vendor: String },
     /// `folder:A,B`: two folders, paired by file name.
     Folders { a: PathBuf, b: PathBuf },
@@ -126,6 +126,14 @@ pub fn load(source: &DataSource, opts: &LoadOptions, split: Split) -> Result<Dom
                 }
             }
         }
+        PairSource::Edges { vendor } if Path::new(vendor).is_dir() => {
+            for (name, file) in images(Path::new(vendor))? {
+                if wanted(&name) {
+                    let image = open(&file)?;
+                    push(name, &edge_map(&image), &image);
+                }
+            }
+        }
         PairSource::Edges { vendor } => {
             let dir = vendor_dir(opts, vendor)?;
             for (name, file) in emoji_files(&dir, &[vendor])? {
@@ -168,7 +176,7 @@ fn vendor_dir(opts: &LoadOptions, vendor: &str) -> Result<PathBuf, DataError> {
         .find(|(v, _)| *v == vendor)
         .ok_or_else(|| {
             DataError::Shape(format!(
-                "unknown emoji vendor `{vendor}`: expected google or twitter"
+                "`{vendor}` is neither an emoji vendor (google, twitter) nor a folder of images"
             ))
         })?;
     fetched(opts, dir)
