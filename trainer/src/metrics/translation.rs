@@ -99,49 +99,85 @@ fn gradient(img: &image::GrayImage) -> f64 {
     total / ((w.saturating_sub(1) * h.saturating_sub(1)).max(1)) as f64
 }
 
-/// The identity baseline and each run's generator (Burn, from its newest checkpoint), scored on
-/// the held-out test pairs of the first run's data. Every run must translate the same data.
-pub fn evaluate(runs: &[&Path]) -> Result<Vec<TranslationScores>, TrainError> {
-    let first = runs
-        .first()
-        .ok_or_else(|| TrainError::Config("no run to evaluate".into()))?;
-    let config = RunDir(first.to_path_buf()).read_config()?;
+/// What `eval` can score: a training run (Burn, its newest checkpoint), an exported `.onnx`
+/// translator (tract) or a quantized `.pgq` one (the int8 engine, this CPU's kernels).
+fn translate_all(path: &Path, inputs: &Dataset) -> Result<(String, Vec<f32>), TrainError> {
+    use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner, Values};
+    let label = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let bad = |reason: String| TrainError::Config(format!("{}: {reason}", path.display()));
+    let mut outputs = Vec::with_capacity(inputs.samples.len());
+    let all: Vec<usize> = (0..inputs.len()).collect();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if path.is_dir() {
+        let dir = RunDir(path.to_path_buf());
+        let config = dir.read_config()?;
+        let restored = dir.load_latest(&config, &Device::flex().autodiff())?;
+        for chunk in all.chunks(CHUNK) {
+            let x = inputs.batch(chunk, &Device::flex());
+            outputs.extend(
+                restored
+                    .family
+                    .translate(x)
+                    .ok_or_else(|| bad("not an image-to-image run".into()))?,
+            );
+        }
+        let kind = if config.gan_weight == 0.0 {
+            "L1 only".to_string()
+        } else {
+            format!("{:?}", config.family).to_lowercase()
+        };
+        return Ok((format!("{label} ({kind}, step {})", restored.step), outputs));
+    }
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let model;
+    let (mut runner, engine): (Box<dyn Runner + '_>, &str) = match ext {
+        "onnx" => (
+            Box::new(TractRunner::new(&bytes).map_err(|e| bad(e.to_string()))?),
+            "tract f32",
+        ),
+        "pgq" => {
+            model = pocketgan_runtime::format::Model::parse(&bytes)
+                .map_err(|e| bad(e.to_string()))?;
+            let isa = pocketgan_runtime::kernels::Isa::detect();
+            (Box::new(Int8Runner::new(model, isa)), "int8")
+        }
+        _ => return Err(bad("expected a run folder, an .onnx or a .pgq file".into())),
+    };
+    let per = inputs.samples.len() / inputs.len().max(1);
+    for chunk in all.chunks(CHUNK) {
+        let x = inputs.samples[chunk[0] * per..(chunk[chunk.len() - 1] + 1) * per].to_vec();
+        match runner
+            .run(&[Values::F32(x)], chunk.len())
+            .map_err(|e| bad(e.to_string()))?
+            .pop()
+        {
+            Some(Values::F32(y)) if y.len() == chunk.len() * per => outputs.extend(y),
+            _ => return Err(bad("its output is not an image of the input's shape".into())),
+        }
+    }
+    Ok((format!("{label} ({engine})"), outputs))
+}
+
+/// The identity baseline and each translator (a run, an `.onnx` or a `.pgq`, see
+/// [`translate_all`]), scored on the held-out test pairs of `run`'s data.
+pub fn evaluate(run: &Path, others: &[&Path]) -> Result<Vec<TranslationScores>, TrainError> {
+    let config = RunDir(run.to_path_buf()).read_config()?;
     let test = pairs::load(&config.source()?, &load_options(&config), Split::Test)?;
     let mut rows = vec![score("identity (input)", &test.a.samples, &test.b)];
-    let device = Device::flex();
-    for run in runs {
-        let dir = RunDir(run.to_path_buf());
-        let run_config = dir.read_config()?;
-        if (&run_config.data, run_config.model.sample) != (&config.data, config.model.sample) {
-            return Err(TrainError::Config(format!(
-                "{} translates {} at {:?}, not {} at {:?}",
-                run.display(),
-                run_config.data,
-                run_config.model.sample,
-                config.data,
-                config.model.sample
-            )));
+    for path in std::iter::once(&run).chain(others) {
+        if let Ok(other) = RunDir(path.to_path_buf()).read_config() {
+            if (&other.data, other.model.sample) != (&config.data, config.model.sample) {
+                return Err(TrainError::Config(format!(
+                    "{} translates {} at {:?}, not {} at {:?}",
+                    path.display(),
+                    other.data,
+                    other.model.sample,
+                    config.data,
+                    config.model.sample
+                )));
+            }
         }
-        let restored = dir.load_latest(&run_config, &device.clone().autodiff())?;
-        let mut outputs = Vec::with_capacity(test.a.samples.len());
-        let all: Vec<usize> = (0..test.a.len()).collect();
-        for chunk in all.chunks(CHUNK) {
-            let x = test.a.batch(chunk, &device);
-            let y = restored.family.translate(x).ok_or_else(|| {
-                TrainError::Config(format!("{} is not an image-to-image run", run.display()))
-            })?;
-            outputs.extend(y);
-        }
-        let name = format!(
-            "{} ({}, step {})",
-            run.file_name().unwrap_or_default().to_string_lossy(),
-            if run_config.gan_weight == 0.0 {
-                "L1 only".to_string()
-            } else {
-                format!("{:?}", run_config.family).to_lowercase()
-            },
-            restored.step
-        );
+        let (name, outputs) = translate_all(path, &test.a)?;
         rows.push(score(&name, &outputs, &test.b));
     }
     Ok(rows)
