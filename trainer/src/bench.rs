@@ -1,13 +1,16 @@
-//! `pocketgan-train bench`: the median time of one reference DCGAN training iteration (batch 64)
-//! on each compiled-in backend, beside PyTorch's figure on the same machine.
+//! `pocketgan-train bench`: the median time of one training iteration of a family's reference
+//! setup on each compiled-in backend, beside PyTorch's figure for the same networks, batch and
+//! optimizer (`../shared/anchors/`, `scripts/anchors/`) on the same machine.
 
+use std::path::Path;
 use std::time::Instant;
 
 use crate::config::TrainConfig;
-use crate::data::{BatchOrder, DataSource, LoadOptions};
+use crate::config::SampleShape;
+use crate::data::{BatchOrder, DataSource, Dataset, LoadOptions, SampleKind};
 use crate::device::DeviceKind;
 use crate::error::TrainError;
-use crate::family::{self, Iteration};
+use crate::family::{self, FamilyKind, Iteration};
 use crate::loss::GanLoss;
 use crate::model::Architecture;
 
@@ -48,7 +51,12 @@ pub struct Bench {
 
 /// The backends in `kinds` (every compiled-in one if empty); on `cpu` (flex) also with Burn's own
 /// operators instead of those of [`crate::ops`], the figure before that speed-up.
-pub fn all(kinds: &[DeviceKind], warmup: usize, iters: usize) -> Result<Bench, TrainError> {
+pub fn all(
+    family: FamilyKind,
+    kinds: &[DeviceKind],
+    warmup: usize,
+    iters: usize,
+) -> Result<Bench, TrainError> {
     let kinds = if kinds.is_empty() {
         DeviceKind::compiled()
     } else {
@@ -66,10 +74,10 @@ pub fn all(kinds: &[DeviceKind], warmup: usize, iters: usize) -> Result<Bench, T
             });
             continue;
         }
-        bench.rows.push(training_iteration(kind, warmup, iters)?);
+        bench.rows.push(training_iteration(family, kind, warmup, iters)?);
         if kind == DeviceKind::Cpu {
             crate::ops::set_enabled(false);
-            let row = training_iteration(kind, warmup, iters);
+            let row = training_iteration(family, kind, warmup, iters);
             crate::ops::set_enabled(true);
             bench.rows.push(BenchRow {
                 backend: "cpu, burn ops".into(),
@@ -80,18 +88,64 @@ pub fn all(kinds: &[DeviceKind], warmup: usize, iters: usize) -> Result<Bench, T
     Ok(bench)
 }
 
-/// Time `iters` iterations after `warmup` on `device` with the reference DCGAN on the built-in digits.
+/// A family's reference setup: its configuration, its inputs and (image-to-image) targets.
+///
+/// - `gan`: the reference DCGAN on the built-in digits, batch 64 (`torch_dcgan_step.py`).
+/// - `pix2pix`: 64 px RGB, the README's width and batch (`scripts/anchors/torch_pix2pix_step.py`),
+///   on seeded stand-in images: an iteration's cost does not depend on the pictures, and the
+///   benchmark then needs no fetched data.
+pub fn reference_setup(
+    family: FamilyKind,
+) -> Result<(TrainConfig, Dataset, Option<Dataset>), TrainError> {
+    match family {
+        FamilyKind::Gan => {
+            let config = TrainConfig::new(
+                &DataSource::Digits,
+                Architecture::Dcgan,
+                GanLoss::Nonsaturating,
+            );
+            let ds = crate::data::load(&DataSource::Digits, &LoadOptions::default())?;
+            Ok((config, ds, None))
+        }
+        FamilyKind::Pix2pix => {
+            let data: DataSource = "pairs:google,twitter".parse()?;
+            let mut config =
+                TrainConfig::new(&data, Architecture::Dcgan, GanLoss::Nonsaturating);
+            config.family = family;
+            let shape = SampleShape {
+                size: Some(64),
+                channels: Some(3),
+            };
+            config.complete(&data, shape, |_| false);
+            let sample = config.model.sample;
+            let (inputs, targets) = (stand_in_images(sample, 64, 1), stand_in_images(sample, 64, 2));
+            Ok((config, inputs, Some(targets)))
+        }
+    }
+}
+
+/// `n` images of `kind` with seeded uniform values in [-1, 1].
+fn stand_in_images(kind: SampleKind, n: usize, seed: u64) -> Dataset {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut ds = Dataset::empty("stand-in images".into(), kind);
+    let [_, c, h, w] = kind.batch_dims(n);
+    ds.samples = (0..n * c * h * w).map(|_| rng.random_range(-1.0..1.0)).collect();
+    ds.labels = vec![0; n];
+    ds
+}
+
+/// Time `iters` iterations after `warmup` on `device` with `family`'s [`reference_setup`].
 pub fn training_iteration(
+    family: FamilyKind,
     kind: DeviceKind,
     warmup: usize,
     iters: usize,
 ) -> Result<BenchRow, TrainError> {
-    let config = TrainConfig::new(
-        &DataSource::Digits,
-        Architecture::Dcgan,
-        GanLoss::Nonsaturating,
-    );
-    let ds = crate::data::load(&DataSource::Digits, &LoadOptions::default())?;
+    if iters == 0 {
+        return Err(TrainError::Config("bench needs at least one timed iteration".into()));
+    }
+    let (config, ds, target) = reference_setup(family)?;
     let mut order = BatchOrder::new(ds.len(), config.batch, 0)?;
     let device = kind.device()?.autodiff();
     let mut family = family::init(&config, &device)?;
@@ -105,7 +159,7 @@ pub fn training_iteration(
         let m = family.step(&mut Iteration {
             config: &config,
             data: &ds,
-            target: None,
+            target: target.as_ref(),
             order: &mut order,
             device: &device,
             step: i as u64,
@@ -125,4 +179,34 @@ pub fn training_iteration(
         min_ms: times[0],
         cpu_ms,
     })
+}
+
+/// The PyTorch script that times `family`'s reference iteration, relative to the repository root.
+pub fn torch_script(family: FamilyKind) -> &'static str {
+    match family {
+        FamilyKind::Gan => "../shared/anchors/torch_dcgan_step.py",
+        FamilyKind::Pix2pix => "scripts/anchors/torch_pix2pix_step.py",
+    }
+}
+
+/// PyTorch's median ms for `family`'s reference iteration on `threads` threads, measured now by
+/// running [`torch_script`] under `python3` from `root`; why not, when it cannot run (no torch).
+pub fn torch_reference(family: FamilyKind, threads: usize, root: &Path) -> Result<f64, String> {
+    let script = root.join(torch_script(family));
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(threads.to_string())
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("median_ms=")?.parse().ok())
+        .ok_or_else(|| {
+            let err = String::from_utf8_lossy(&out.stderr);
+            format!(
+                "{} printed no median_ms ({})",
+                script.display(),
+                err.lines().last().unwrap_or("no output")
+            )
+        })
 }

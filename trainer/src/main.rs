@@ -1,6 +1,6 @@
 //! `pocketgan-train`: the command line over the trainer library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use pocketgan_trainer::config::{SampleShape, TrainConfig};
 use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::device::{on_pool, set_threads, DeviceKind};
-use pocketgan_trainer::family::samples;
+use pocketgan_trainer::family::{samples, FamilyKind};
 use pocketgan_trainer::run::RunDir;
 use pocketgan_trainer::train::{self, Outcome, RunOptions};
 
@@ -39,11 +39,11 @@ enum Command {
     /// KL to uniform classes, precision and recall, beside the same for held-out real images.
     ///
     /// An image-to-image run (pix2pix): L1, PSNR, SSIM and sharpness on its held-out test pairs,
-    /// beside the identity baseline and the runs given with --versus.
+    /// beside the identity baseline and the translators given with --versus.
     Eval {
         generator: PathBuf,
-        /// Image-to-image: more runs on the same data to score in the same table (e.g. the
-        /// L1-only ablation).
+        /// Image-to-image: more translators scored on the same test pairs in the same table: runs
+        /// (e.g. the L1-only ablation), the exported .onnx (tract) or its .pgq (int8).
         #[arg(long)]
         versus: Vec<PathBuf>,
         #[arg(long, default_value_t = 10_000)]
@@ -61,6 +61,10 @@ enum Command {
     },
     /// Time one reference DCGAN training iteration (batch 64) on each compiled-in backend.
     Bench {
+        /// Which family's reference iteration: gan (the reference DCGAN, batch 64) or pix2pix
+        /// (64 px, batch 4, width 32).
+        #[arg(long, value_enum, default_value_t = FamilyKind::Gan)]
+        family: FamilyKind,
         #[arg(long, default_value_t = 3)]
         warmup: usize,
         #[arg(long, default_value_t = 20)]
@@ -71,10 +75,11 @@ enum Command {
         /// CPU threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// PyTorch's median for the same iteration on this machine, from
-        /// `python3 ../shared/anchors/torch_dcgan_step.py THREADS`, to print the ratio.
-        #[arg(long, default_value_t = 40.0)]
-        torch_ms: f64,
+        /// PyTorch's median for the same iteration on this machine. By default it is measured
+        /// now, by running the family's anchor script (../shared/anchors/torch_dcgan_step.py,
+        /// scripts/anchors/torch_pix2pix_step.py) with python3 from the current folder.
+        #[arg(long)]
+        torch_ms: Option<f64>,
         #[arg(long)]
         json: bool,
     },
@@ -198,10 +203,8 @@ fn main() -> anyhow::Result<()> {
                 .read_config()
                 .is_ok_and(|c| c.family.translates())
             {
-                let runs: Vec<&std::path::Path> = std::iter::once(generator.as_path())
-                    .chain(versus.iter().map(PathBuf::as_path))
-                    .collect();
-                let rows = pocketgan_trainer::metrics::translation::evaluate(&runs)?;
+                let others: Vec<&std::path::Path> = versus.iter().map(PathBuf::as_path).collect();
+                let rows = pocketgan_trainer::metrics::translation::evaluate(&generator, &others)?;
                 if json {
                     println!("{}", serde_json::to_string(&rows)?);
                     return Ok(());
@@ -295,6 +298,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench {
+            family,
             warmup,
             iters,
             device,
@@ -304,34 +308,45 @@ fn main() -> anyhow::Result<()> {
         } => {
             set_threads(threads);
             let threads = threads.unwrap_or_else(rayon::current_num_threads);
-            let bench = on_pool(|| pocketgan_trainer::bench::all(&device, warmup, iters))?;
+            let bench = on_pool(|| pocketgan_trainer::bench::all(family, &device, warmup, iters))?;
+            let torch = match torch_ms {
+                Some(ms) => Ok(ms),
+                None => pocketgan_trainer::bench::torch_reference(family, threads, Path::new(".")),
+            };
             if json {
                 let v = serde_json::json!({
+                    "family": family,
                     "threads": threads,
-                    "torch_ms": torch_ms,
+                    "torch_ms": torch.as_ref().ok(),
                     "rows": bench.rows,
                     "unavailable": bench.unavailable,
                 });
                 println!("{v}");
             } else {
-                println!("reference DCGAN training iteration, batch 64, {threads} threads");
+                let (config, _, _) = pocketgan_trainer::bench::reference_setup(family)?;
+                println!(
+                    "{} training iteration, {:?}, batch {}, width {}, {threads} threads",
+                    if family == FamilyKind::Gan { "reference DCGAN" } else { "pix2pix" },
+                    config.model.sample,
+                    config.batch,
+                    config.model.width,
+                );
                 println!(
                     "{:<16} {:>12} {:>10} {:>14} {:>12}",
                     "backend", "median ms", "min ms", "x PyTorch", "cpu ms/iter"
                 );
-                println!(
-                    "{:<16} {:>12.2} {:>10} {:>14}",
-                    "pytorch", torch_ms, "-", "1.00"
-                );
+                match &torch {
+                    Ok(ms) => println!("{:<16} {:>12.2} {:>10} {:>14}", "pytorch", ms, "-", "1.00"),
+                    Err(why) => println!("{:<16} not measured: {why}", "pytorch"),
+                }
                 for r in bench.rows {
                     let cpu = r.cpu_ms.map_or("-".into(), |c| format!("{c:.1}"));
+                    let ratio = torch
+                        .as_ref()
+                        .map_or("-".into(), |ms| format!("{:.2}", r.median_ms / ms));
                     println!(
-                        "{:<16} {:>12.2} {:>10.2} {:>14.2} {:>12}",
-                        r.backend,
-                        r.median_ms,
-                        r.min_ms,
-                        r.median_ms / torch_ms,
-                        cpu
+                        "{:<16} {:>12.2} {:>10.2} {:>14} {:>12}",
+                        r.backend, r.median_ms, r.min_ms, ratio, cpu
                     );
                 }
                 for u in bench.unavailable {
