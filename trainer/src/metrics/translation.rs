@@ -124,13 +124,15 @@ pub fn evaluate(runs: &[&Path]) -> Result<Vec<TranslationScores>, TrainError> {
         }
         let restored = dir.load_latest(&run_config, &device.clone().autodiff())?;
         let mut outputs = Vec::with_capacity(test.a.samples.len());
+        let mut cycled = Vec::new();
         let all: Vec<usize> = (0..test.a.len()).collect();
         for chunk in all.chunks(CHUNK) {
             let x = test.a.batch(chunk, &device);
-            let y = restored.family.translate(x).ok_or_else(|| {
+            let y = restored.family.translate(x.clone()).ok_or_else(|| {
                 TrainError::Config(format!("{} is not an image-to-image run", run.display()))
             })?;
             outputs.extend(y);
+            cycled.extend(restored.family.reconstruct(x).unwrap_or_default());
         }
         let name = format!(
             "{} ({}, step {})",
@@ -143,6 +145,10 @@ pub fn evaluate(runs: &[&Path]) -> Result<Vec<TranslationScores>, TrainError> {
             restored.step
         );
         rows.push(score(&name, &outputs, &test.b));
+        if !cycled.is_empty() {
+            // CycleGAN: how well A comes back through B, scored against A itself.
+            rows.push(score(&format!("{name} cycle A->B->A"), &cycled, &test.a));
+        }
     }
     Ok(rows)
 }
