@@ -112,7 +112,8 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = L1_WEIGHT)]
     #[serde(default = "default_l1_weight")]
     pub l1_weight: f32,
-    /// Pix2Pix: weight of the GAN term in G's loss (0: the paper's L1-only ablation).
+    /// Pix2Pix, CycleGAN: weight of the GAN term(s) in G's loss (0: pix2pix's L1-only ablation;
+    /// cyclegan's cycle- and identity-only autoencoders).
     #[arg(long, default_value_t = 1.0)]
     #[serde(default = "default_gan_weight")]
     pub gan_weight: f32,
@@ -407,12 +408,12 @@ impl TrainConfig {
     /// CycleGAN's weights and loss: its generator loss is the authors' (least squares, or the
     /// vanilla GAN's cross-entropy), and its input is an image, not classes.
     fn validate_cyclegan(&self) -> Result<(), TrainError> {
-        let weights = [self.cycle_weight, self.identity_share];
+        let weights = [self.cycle_weight, self.identity_share, self.gan_weight];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             return Err(TrainError::Config(format!(
-                "cyclegan's --cycle-weight and --identity-share must be non-negative numbers, \
-                 got {} and {}",
-                self.cycle_weight, self.identity_share
+                "cyclegan's --cycle-weight, --identity-share and --gan-weight must be \
+                 non-negative numbers, got {}, {} and {}",
+                self.cycle_weight, self.identity_share, self.gan_weight
             )));
         }
         if !matches!(self.loss, GanLoss::Lsgan | GanLoss::Nonsaturating) {

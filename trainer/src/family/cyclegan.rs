@@ -184,8 +184,8 @@ impl Family for CycleGan {
             (zero(), zero())
         };
         let frozen = self.discriminators.get().clone().no_grad();
-        let gan_ab = generator_term(loss, frozen.b.forward(fake_b.clone()));
-        let gan_ba = generator_term(loss, frozen.a.forward(fake_a.clone()));
+        let gan_ab = generator_term(loss, frozen.b.forward(fake_b.clone())) * config.gan_weight;
+        let gan_ba = generator_term(loss, frozen.a.forward(fake_a.clone())) * config.gan_weight;
         let loss_g = gan_ab.clone()
             + gan_ba.clone()
             + cycle_a.clone()
