@@ -7,8 +7,11 @@
 # up-convolution), dropout 0.5 in the 8*ngf blocks below the innermost; NLayerDiscriminator with
 # n_layers 3, ndf = WIDTH, on (input, output) pairs. Loss: BCE-with-logits GAN + 100 x L1,
 # D's loss halved; Adam 2e-4, betas (0.5, 0.999).
-import math, resource, statistics, sys, time
+import math, os, sys
 import torch, torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import report  # noqa: E402
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 size = int(sys.argv[2]) if len(sys.argv) > 2 else 64
@@ -87,13 +90,4 @@ def step():
     oG.step()
 
 
-for _ in range(3):
-    step()
-ts = []
-for _ in range(20):
-    t = time.perf_counter()
-    step()
-    ts.append(time.perf_counter() - t)
-print(f"torch {torch.__version__} pix2pix size={size} ngf={ngf} batch={batch} threads={threads} "
-      f"median_ms={statistics.median(ts) * 1000:.2f} min_ms={min(ts) * 1000:.2f} "
-      f"rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+report("pix2pix", step, size=size, ngf=ngf, batch=batch, threads=threads)

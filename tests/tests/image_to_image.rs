@@ -85,7 +85,8 @@ fn pix2pix_learns_real_pairs_exports_and_quantizes() {
     let per = 3 * 32 * 32;
     for n in [1, 3] {
         let x = &test.a.samples[..n * per];
-        let burn_x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 3, 32, 32]), &Device::flex());
+        let burn_x =
+            Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 3, 32, 32]), &Device::flex());
         let want = restored.family.translate(burn_x).unwrap();
         let got = f32s(tract.run(&[Values::F32(x.to_vec())], n).unwrap());
         let d = max_abs_diff(&want, &got);
@@ -104,7 +105,11 @@ fn pix2pix_learns_real_pairs_exports_and_quantizes() {
     let (pgq, report) = quantize(&onnx, &options).unwrap();
     let model = Model::parse(&pgq).unwrap();
     let n = test.a.len();
-    let float = f32s(tract.run(&[Values::F32(test.a.samples.clone())], n).unwrap());
+    let float = f32s(
+        tract
+            .run(&[Values::F32(test.a.samples.clone())], n)
+            .unwrap(),
+    );
     let int8 = f32s(
         Int8Runner::new(model, Isa::detect())
             .run(&[Values::F32(test.a.samples.clone())], n)
@@ -116,7 +121,10 @@ fn pix2pix_learns_real_pairs_exports_and_quantizes() {
         "int8 vs float on held-out pairs: {against_float:.1} dB (quantizer's report: {report:?})"
     );
     let int8_scores = translation::score("int8", &int8, &test.b);
-    assert!(int8_scores.l1 < 0.9 * identity.l1, "{int8_scores:?} vs {identity:?}");
+    assert!(
+        int8_scores.l1 < 0.9 * identity.l1,
+        "{int8_scores:?} vs {identity:?}"
+    );
 }
 
 fn f32s(mut outputs: Vec<Values>) -> Vec<f32> {
@@ -148,8 +156,9 @@ fn unusable_pair_sources_are_clear_errors() {
         .parse()
         .unwrap();
     let config = pix2pix_config(&data, 2);
-    let err = pocketgan_trainer::train::train(&config, &dir.path().join("run"), &Default::default())
-        .unwrap_err();
+    let err =
+        pocketgan_trainer::train::train(&config, &dir.path().join("run"), &Default::default())
+            .unwrap_err();
     assert!(err.to_string().contains("no training pairs"), "{err}");
     assert!(!dir.path().join("run").exists());
 

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::config::TrainConfig;
 use crate::config::SampleShape;
+use crate::config::TrainConfig;
 use crate::data::{BatchOrder, DataSource, Dataset, LoadOptions, SampleKind};
 use crate::device::DeviceKind;
 use crate::error::TrainError;
@@ -74,7 +74,9 @@ pub fn all(
             });
             continue;
         }
-        bench.rows.push(training_iteration(family, kind, warmup, iters)?);
+        bench
+            .rows
+            .push(training_iteration(family, kind, warmup, iters)?);
         if kind == DeviceKind::Cpu {
             crate::ops::set_enabled(false);
             let row = training_iteration(family, kind, warmup, iters);
@@ -91,9 +93,10 @@ pub fn all(
 /// A family's reference setup: its configuration, its inputs and (image-to-image) targets.
 ///
 /// - `gan`: the reference DCGAN on the built-in digits, batch 64 (`torch_dcgan_step.py`).
-/// - `pix2pix`: 64 px RGB, the README's width and batch (`scripts/anchors/torch_pix2pix_step.py`),
-///   on seeded stand-in images: an iteration's cost does not depend on the pictures, and the
-///   benchmark then needs no fetched data.
+/// - `pix2pix`, `cyclegan`: 64 px RGB, the family's default width and batch
+///   (`scripts/anchors/torch_{pix2pix,cyclegan}_step.py`), on seeded stand-in images: an
+///   iteration's cost does not depend on the pictures, and the benchmark then needs no fetched
+///   data.
 pub fn reference_setup(
     family: FamilyKind,
 ) -> Result<(TrainConfig, Dataset, Option<Dataset>), TrainError> {
@@ -107,10 +110,9 @@ pub fn reference_setup(
             let ds = crate::data::load(&DataSource::Digits, &LoadOptions::default())?;
             Ok((config, ds, None))
         }
-        FamilyKind::Pix2pix => {
+        FamilyKind::Pix2pix | FamilyKind::Cyclegan => {
             let data: DataSource = "pairs:google,twitter".parse()?;
-            let mut config =
-                TrainConfig::new(&data, Architecture::Dcgan, GanLoss::Nonsaturating);
+            let mut config = TrainConfig::new(&data, Architecture::Dcgan, GanLoss::Nonsaturating);
             config.family = family;
             let shape = SampleShape {
                 size: Some(64),
@@ -118,7 +120,10 @@ pub fn reference_setup(
             };
             config.complete(&data, shape, |_| false);
             let sample = config.model.sample;
-            let (inputs, targets) = (stand_in_images(sample, 64, 1), stand_in_images(sample, 64, 2));
+            let (inputs, targets) = (
+                stand_in_images(sample, 64, 1),
+                stand_in_images(sample, 64, 2),
+            );
             Ok((config, inputs, Some(targets)))
         }
     }
@@ -130,7 +135,9 @@ fn stand_in_images(kind: SampleKind, n: usize, seed: u64) -> Dataset {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut ds = Dataset::empty("stand-in images".into(), kind);
     let [_, c, h, w] = kind.batch_dims(n);
-    ds.samples = (0..n * c * h * w).map(|_| rng.random_range(-1.0..1.0)).collect();
+    ds.samples = (0..n * c * h * w)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     ds.labels = vec![0; n];
     ds
 }
@@ -143,7 +150,9 @@ pub fn training_iteration(
     iters: usize,
 ) -> Result<BenchRow, TrainError> {
     if iters == 0 {
-        return Err(TrainError::Config("bench needs at least one timed iteration".into()));
+        return Err(TrainError::Config(
+            "bench needs at least one timed iteration".into(),
+        ));
     }
     let (config, ds, target) = reference_setup(family)?;
     let mut order = BatchOrder::new(ds.len(), config.batch, 0)?;
@@ -186,6 +195,7 @@ pub fn torch_script(family: FamilyKind) -> &'static str {
     match family {
         FamilyKind::Gan => "../shared/anchors/torch_dcgan_step.py",
         FamilyKind::Pix2pix => "scripts/anchors/torch_pix2pix_step.py",
+        FamilyKind::Cyclegan => "scripts/anchors/torch_cyclegan_step.py",
     }
 }
 

@@ -25,6 +25,14 @@ pub const L1_WEIGHT: f32 = 100.0;
 pub const PIX2PIX_BATCH: usize = 4;
 /// Pix2Pix: U-Net width unless chosen (the paper's 64 costs 4x the time; README, image-to-image).
 pub const PIX2PIX_WIDTH: usize = 32;
+/// CycleGAN's lambda: the weight of each direction's cycle-consistency L1 (the paper's 10).
+pub const CYCLE_WEIGHT: f32 = 10.0;
+/// CycleGAN's identity loss weight, as a share of lambda (the authors' `lambda_identity` 0.5).
+pub const IDENTITY_SHARE: f32 = 0.5;
+/// CycleGAN: images per batch unless chosen: the authors' 1 (instance norm does not need more).
+pub const CYCLEGAN_BATCH: usize = 1;
+/// CycleGAN: generator and discriminator width unless chosen (the paper's 64 costs 4x the time).
+pub const CYCLEGAN_WIDTH: usize = 32;
 /// WGAN-GP's lambda, the paper's.
 pub const GP_LAMBDA: f32 = 10.0;
 /// WGAN-GP's Adam (Gulrajani et al. 2017, their DCGAN-style runs): lr 1e-4, betas (0.5, 0.9).
@@ -40,7 +48,8 @@ pub struct TrainConfig {
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// gan: a generator from latents (and classes, see --cond) against one discriminator;
-    /// pix2pix: paired image-to-image translation (U-Net G, PatchGAN D, GAN + L1).
+    /// pix2pix: paired image-to-image translation (U-Net G, PatchGAN D, GAN + L1);
+    /// cyclegan: unpaired translation (two ResNet Gs, two PatchGAN Ds, LSGAN + cycle + identity).
     #[arg(long, value_enum, default_value_t = FamilyKind::Gan)]
     #[serde(default)]
     pub family: FamilyKind,
@@ -103,10 +112,19 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = L1_WEIGHT)]
     #[serde(default = "default_l1_weight")]
     pub l1_weight: f32,
-    /// Pix2Pix: weight of the GAN term in G's loss (0: the paper's L1-only ablation).
+    /// Pix2Pix, CycleGAN: weight of the GAN term(s) in G's loss (0: pix2pix's L1-only ablation;
+    /// cyclegan's cycle- and identity-only autoencoders).
     #[arg(long, default_value_t = 1.0)]
     #[serde(default = "default_gan_weight")]
     pub gan_weight: f32,
+    /// CycleGAN: weight of the cycle-consistency L1 in each direction (the paper's lambda).
+    #[arg(long, default_value_t = CYCLE_WEIGHT)]
+    #[serde(default = "default_cycle_weight")]
+    pub cycle_weight: f32,
+    /// CycleGAN: weight of the identity L1 (G_AB(B) close to B), as a share of --cycle-weight.
+    #[arg(long, default_value_t = IDENTITY_SHARE)]
+    #[serde(default = "default_identity_share")]
+    pub identity_share: f32,
     /// WGAN-GP: weight lambda of the gradient penalty lambda (|grad_x D(x^)| - 1)^2.
     #[arg(long, default_value_t = GP_LAMBDA)]
     #[serde(default = "default_gp_lambda")]
@@ -115,6 +133,14 @@ pub struct TrainConfig {
 
 fn default_l1_weight() -> f32 {
     L1_WEIGHT
+}
+
+fn default_cycle_weight() -> f32 {
+    CYCLE_WEIGHT
+}
+
+fn default_identity_share() -> f32 {
+    IDENTITY_SHARE
 }
 
 fn default_gan_weight() -> f32 {
@@ -213,6 +239,25 @@ impl TrainConfig {
                 self.model.width = PIX2PIX_WIDTH;
             }
         }
+        if self.family == FamilyKind::Cyclegan {
+            // The authors' schedule (constant, then linear to zero over the second half), batch,
+            // and least-squares GAN loss.
+            if !given("lr_decay") {
+                self.lr_decay = true;
+            }
+            if !given("lr_decay_start") {
+                self.lr_decay_start = 0.5;
+            }
+            if !given("batch") {
+                self.batch = CYCLEGAN_BATCH;
+            }
+            if !given("width") {
+                self.model.width = CYCLEGAN_WIDTH;
+            }
+            if !given("loss") {
+                self.loss = GanLoss::Lsgan;
+            }
+        }
         self.weight_clip = self.loss.default_weight_clip();
         self.model.d_batch_norm = !self.loss.penalises_gradient();
         if self.loss.penalises_gradient() {
@@ -290,8 +335,14 @@ impl TrainConfig {
             (FamilyKind::Pix2pix, SampleKind::Image { height, width, .. }) if height == width => {
                 crate::model::unet::levels(height).map(|_| ())
             }
-            (FamilyKind::Pix2pix, sample) => Err(format!(
-                "pix2pix translates square images, not {sample:?}"
+            (FamilyKind::Cyclegan, SampleKind::Image { height, width, .. }) if height == width => {
+                crate::model::resnet::blocks(height)
+                    .and_then(|_| crate::model::unet::patch_side(height))
+                    .map(|_| ())
+            }
+            (family, sample) => Err(format!(
+                "{} translates square images, not {sample:?}",
+                format!("{family:?}").to_lowercase()
             )),
         }
         .map_err(TrainError::Config)?;
@@ -334,6 +385,9 @@ impl TrainConfig {
                 ));
             }
         }
+        if self.family == FamilyKind::Cyclegan {
+            self.validate_cyclegan()?;
+        }
         if self.loss.penalises_gradient() {
             self.validate_gradient_penalty()?;
         } else if self.gp_lambda != GP_LAMBDA {
@@ -351,6 +405,31 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// CycleGAN's weights and loss: its generator loss is the authors' (least squares, or the
+    /// vanilla GAN's cross-entropy), and its input is an image, not classes.
+    fn validate_cyclegan(&self) -> Result<(), TrainError> {
+        let weights = [self.cycle_weight, self.identity_share, self.gan_weight];
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(TrainError::Config(format!(
+                "cyclegan's --cycle-weight, --identity-share and --gan-weight must be \
+                 non-negative numbers, got {}, {} and {}",
+                self.cycle_weight, self.identity_share, self.gan_weight
+            )));
+        }
+        if !matches!(self.loss, GanLoss::Lsgan | GanLoss::Nonsaturating) {
+            return Err(TrainError::Config(format!(
+                "cyclegan trains with lsgan (the paper's) or nonsaturating, not {:?}",
+                self.loss
+            )));
+        }
+        if self.model.conditioning != Conditioning::None {
+            return Err(TrainError::Config(
+                "cyclegan is conditioned on its input image; --cond does not apply".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Where WGAN-GP's penalty cannot apply: a batch-normalised critic (each score would depend
     /// on the batch, not only on its sample) and SGAN, whose D is a K-class classifier whose
     /// real/fake logit is the log-sum-exp of the class logits, not a critic's free score.

@@ -20,16 +20,50 @@ pub struct StepMetrics {
     pub grad_norm_g: f32,
     /// Wall time of the iteration (set by the loop).
     pub seconds: f64,
+    /// The family's own loss terms (its [`crate::family::Family::terms`]), after the common
+    /// columns.
+    pub terms: Terms,
 }
 
 pub const METRICS_HEADER: &str = "step,loss_d,loss_g,d_real,d_fake,grad_norm_d,grad_norm_g,seconds";
+
+/// Most loss terms a family reports beside the common columns.
+pub const MAX_TERMS: usize = 10;
+
+/// A family's loss terms: a short list of values kept inline so that a row stays a plain `Copy`
+/// value.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Terms {
+    len: usize,
+    values: [f32; MAX_TERMS],
+}
+
+impl Terms {
+    /// The first [`MAX_TERMS`] of `values`.
+    pub fn new(values: &[f32]) -> Self {
+        let mut t = Self::default();
+        t.len = values.len().min(MAX_TERMS);
+        t.values[..t.len].copy_from_slice(&values[..t.len]);
+        t
+    }
+
+    pub fn as_slice(&self) -> &[f32] {
+        &self.values[..self.len]
+    }
+}
 
 impl StepMetrics {
     /// The row as written: floats in Rust's shortest round-trip form, so a row read back is the
     /// same bits; seconds to 0.1 ms.
     pub fn csv(&self) -> String {
+        let terms: String = self
+            .terms
+            .as_slice()
+            .iter()
+            .map(|v| format!(",{v}"))
+            .collect();
         format!(
-            "{},{},{},{},{},{},{},{:.4}",
+            "{},{},{},{},{},{},{},{:.4}{terms}",
             self.step,
             self.loss_d,
             self.loss_g,
@@ -43,9 +77,13 @@ impl StepMetrics {
 
     pub fn parse(line: &str) -> Option<Self> {
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 8 {
+        if !(8..=8 + MAX_TERMS).contains(&f.len()) {
             return None;
         }
+        let terms: Vec<f32> = f[8..]
+            .iter()
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
         Some(Self {
             step: f[0].parse().ok()?,
             loss_d: f[1].parse().ok()?,
@@ -55,6 +93,7 @@ impl StepMetrics {
             grad_norm_d: f[5].parse().ok()?,
             grad_norm_g: f[6].parse().ok()?,
             seconds: f[7].parse().ok()?,
+            terms: Terms::new(&terms),
         })
     }
 }
@@ -74,9 +113,14 @@ pub fn read(file: &Path) -> Result<Vec<StepMetrics>, TrainError> {
         .collect()
 }
 
-/// Write the header and `rows` to `file`, replacing it (atomically).
-pub fn write(file: &Path, rows: &[StepMetrics]) -> Result<(), TrainError> {
-    let text = std::iter::once(METRICS_HEADER.to_string())
+/// Write the header (the common columns, then `terms`, the family's own) and `rows` to `file`,
+/// replacing it (atomically).
+pub fn write(file: &Path, terms: &[&str], rows: &[StepMetrics]) -> Result<(), TrainError> {
+    let header: String = std::iter::once(METRICS_HEADER)
+        .chain(terms.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",");
+    let text = std::iter::once(header)
         .chain(rows.iter().map(StepMetrics::csv))
         .collect::<Vec<_>>()
         .join("\n")

@@ -38,8 +38,9 @@ enum Command {
     /// Toy data: modes covered and high-quality samples. Images: classifier FID, class coverage,
     /// KL to uniform classes, precision and recall, beside the same for held-out real images.
     ///
-    /// An image-to-image run (pix2pix): L1, PSNR, SSIM and sharpness on its held-out test pairs,
-    /// beside the identity baseline and the translators given with --versus.
+    /// An image-to-image run (pix2pix, cyclegan): L1, PSNR, SSIM and sharpness on its held-out
+    /// test pairs, beside the identity baseline and the translators given with --versus; a
+    /// CycleGAN run adds its A->B->A reconstruction scored against A.
     Eval {
         generator: PathBuf,
         /// Image-to-image: more translators scored on the same test pairs in the same table: runs
@@ -59,10 +60,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Time one reference DCGAN training iteration (batch 64) on each compiled-in backend.
+    /// Time one reference training iteration of a family on each compiled-in backend.
     Bench {
-        /// Which family's reference iteration: gan (the reference DCGAN, batch 64) or pix2pix
-        /// (64 px, batch 4, width 32).
+        /// Which family's reference iteration: gan (the reference DCGAN, batch 64), pix2pix
+        /// (64 px, batch 4, width 32) or cyclegan (64 px, batch 1, width 32, 6 residual blocks).
         #[arg(long, value_enum, default_value_t = FamilyKind::Gan)]
         family: FamilyKind,
         #[arg(long, default_value_t = 3)]
@@ -77,7 +78,7 @@ enum Command {
         threads: Option<usize>,
         /// PyTorch's median for the same iteration on this machine. By default it is measured
         /// now, by running the family's anchor script (../shared/anchors/torch_dcgan_step.py,
-        /// scripts/anchors/torch_pix2pix_step.py) with python3 from the current folder.
+        /// scripts/anchors/torch_{pix2pix,cyclegan}_step.py) with python3 from the current folder.
         #[arg(long)]
         torch_ms: Option<f64>,
         #[arg(long)]
@@ -222,7 +223,10 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             if !versus.is_empty() {
-                anyhow::bail!("--versus compares image-to-image runs; {} is not one", generator.display());
+                anyhow::bail!(
+                    "--versus compares image-to-image runs; {} is not one",
+                    generator.display()
+                );
             }
             let data: pocketgan_trainer::data::DataSource = data.parse()?;
             let report = evaluate(
@@ -326,7 +330,11 @@ fn main() -> anyhow::Result<()> {
                 let (config, _, _) = pocketgan_trainer::bench::reference_setup(family)?;
                 println!(
                     "{} training iteration, {:?}, batch {}, width {}, {threads} threads",
-                    if family == FamilyKind::Gan { "reference DCGAN" } else { "pix2pix" },
+                    match family {
+                        FamilyKind::Gan => "reference DCGAN",
+                        FamilyKind::Pix2pix => "pix2pix",
+                        FamilyKind::Cyclegan => "cyclegan",
+                    },
                     config.model.sample,
                     config.batch,
                     config.model.width,

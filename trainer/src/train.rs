@@ -52,6 +52,10 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
     let (config, ds, target) = prepare(config, &run, opts.resume)?;
     let device = config.device.device()?.autodiff();
     let mut order = BatchOrder::new(ds.len(), config.batch, config.seed)?;
+    if let Some(b) = &target {
+        // Domain B is drawn by its own order (unpaired data may have fewer images than A).
+        BatchOrder::new(b.len(), config.batch, config.seed)?;
+    }
     run.create()?;
     let (mut family, mut step) = start(&run, &config, &device, opts.resume)?;
     let mut metrics = std::fs::OpenOptions::new()
@@ -139,12 +143,14 @@ fn prepare(
     };
     config.validate()?;
     if config.family.translates() {
-        let pairs = data::pairs::load(
-            &config.source()?,
-            &family::pix2pix::load_options(&config),
-            data::pairs::Split::Train,
-        )?;
-        return Ok((config, pairs.a, Some(pairs.b)));
+        let (source, opts) = (config.source()?, family::pix2pix::load_options(&config));
+        // CycleGAN never sees a pair: each side is every training image of its domain.
+        let domains = if config.family == family::FamilyKind::Cyclegan {
+            data::pairs::load_unpaired(&source, &opts)?
+        } else {
+            data::pairs::load(&source, &opts, data::pairs::Split::Train)?
+        };
+        return Ok((config, domains.a, Some(domains.b)));
     }
     let (size, channels) = match config.model.sample {
         SampleKind::Image {
@@ -211,12 +217,12 @@ fn start(
             .into_iter()
             .filter(|m| m.step <= restored.step)
             .collect();
-        history::write(&run.metrics(), &kept)?;
+        history::write(&run.metrics(), restored.family.terms(), &kept)?;
         return Ok((restored.family, restored.step));
     }
     let family = family::init(config, device)?;
     run.write_config(config)?;
-    history::write(&run.metrics(), &[])?;
+    history::write(&run.metrics(), family.terms(), &[])?;
     run.save_samples(family.as_ref(), config, 0, device)?;
     Ok((family, 0))
 }

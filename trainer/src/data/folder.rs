@@ -57,9 +57,9 @@ pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
-            })
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
         })
         .collect();
     files.sort();

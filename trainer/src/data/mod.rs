@@ -295,7 +295,7 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
         DataSource::Idx(dir) => load_idx_dir(dir, &source.to_string(), Vec::new())?,
         DataSource::Pairs(_) => {
             return Err(DataError::Shape(format!(
-                "{source} holds image pairs: train it with --family pix2pix"
+                "{source} holds image pairs: train it with --family pix2pix or cyclegan"
             )))
         }
         DataSource::Folder(dir) => {

@@ -86,73 +86,20 @@ impl std::fmt::Display for PairSource {
     }
 }
 
-/// Load `split` of an image-to-image source at the size and channels of `opts` (default 64 px
-/// RGB), transparent pixels composited on white as in training and in `pocketgan translate`.
+/// Load `split` of an image-to-image source as aligned pairs (an image of A and the image of B of
+/// the same name) at the size and channels of `opts` (default 64 px RGB), transparent pixels
+/// composited on white as in training and in `pocketgan translate`.
 pub fn load(source: &DataSource, opts: &LoadOptions, split: Split) -> Result<Domains, DataError> {
-    let DataSource::Pairs(source) = source else {
-        return Err(DataError::Shape(format!(
-            "{source} holds single images, not image pairs: use pairs:google,twitter, \
-             edges:google or folder:A,B for image-to-image models"
-        )));
-    };
-    let size = opts.size.unwrap_or(64);
-    let channels = opts.channels.unwrap_or(3);
-    let kind = SampleKind::Image {
-        channels,
-        height: size,
-        width: size,
-    };
-    let mut out = Domains {
-        a: Dataset::empty(format!("{source} (A)"), kind),
-        b: Dataset::empty(format!("{source} (B)"), kind),
-        names: Vec::new(),
-    };
-    let wanted = |name: &str| is_held_out(name) == (split == Split::Test);
-    let mut push = |name: String, a: &image::DynamicImage, b: &image::DynamicImage| {
-        out.a.push_image(a, size, channels, 0, Some(WHITE));
-        out.b.push_image(b, size, channels, 0, Some(WHITE));
-        out.names.push(name);
-    };
-    match source {
-        PairSource::Emoji { a, b } => {
-            let (dir_a, dir_b) = (vendor_dir(opts, a)?, vendor_dir(opts, b)?);
-            for (name, file) in emoji_files(&dir_a, &[a, b])? {
-                if wanted(&name) {
-                    push(
-                        name,
-                        &open(&dir_a.join("png").join(&file))?,
-                        &open(&dir_b.join("png").join(&file))?,
-                    );
-                }
-            }
-        }
-        PairSource::Edges { vendor } if Path::new(vendor).is_dir() => {
-            for (name, file) in images(Path::new(vendor))? {
-                if wanted(&name) {
-                    let image = open(&file)?;
-                    push(name, &edge_map(&image), &image);
-                }
-            }
-        }
-        PairSource::Edges { vendor } => {
-            let dir = vendor_dir(opts, vendor)?;
-            for (name, file) in emoji_files(&dir, &[vendor])? {
-                if wanted(&name) {
-                    let emoji = open(&dir.join("png").join(&file))?;
-                    push(name, &edge_map(&emoji), &emoji);
-                }
-            }
-        }
-        PairSource::Folders { a, b } => {
-            let in_b: BTreeMap<String, PathBuf> = images(b)?.into_iter().collect();
-            for (name, file_a) in images(a)? {
-                let Some(file_b) = in_b.get(&name) else {
-                    continue;
-                };
-                if wanted(&name) {
-                    push(name, &open(&file_a)?, &open(file_b)?);
-                }
-            }
+    let (source, listing) = list(source, opts)?;
+    let mut out = Domains::new(source, opts);
+    let in_b: BTreeMap<&str, &Image> = listing.b.iter().map(|(n, i)| (n.as_str(), i)).collect();
+    for (name, a) in &listing.a {
+        let Some(b) = in_b.get(name.as_str()) else {
+            continue;
+        };
+        if is_held_out(name) == (split == Split::Test) {
+            out.push_a(name, &a.read()?, opts);
+            out.push_b(&b.read()?, opts);
         }
     }
     if out.names.is_empty() {
@@ -167,18 +114,157 @@ pub fn load(source: &DataSource, opts: &LoadOptions, split: Split) -> Result<Dom
     Ok(out)
 }
 
+/// The training split of an image-to-image source as two unpaired domains (CycleGAN): every
+/// image of A and every image of B that is not held out, each side on its own, so the sides may
+/// differ in length and `a[i]`, `b[i]` are unrelated. The held-out test pairs are [`load`]'s, so
+/// a model trained without pairs is scored against true pairs it never saw on either side.
+pub fn load_unpaired(source: &DataSource, opts: &LoadOptions) -> Result<Domains, DataError> {
+    let (source, listing) = list(source, opts)?;
+    let mut out = Domains::new(source, opts);
+    for (name, a) in listing.a.iter().filter(|(n, _)| !is_held_out(n)) {
+        out.push_a(name, &a.read()?, opts);
+    }
+    for (_, b) in listing.b.iter().filter(|(n, _)| !is_held_out(n)) {
+        out.push_b(&b.read()?, opts);
+    }
+    if out.a.len() == 0 || out.b.len() == 0 {
+        return Err(DataError::Shape(format!(
+            "{source}: a side has no training images (A: {}, B: {})",
+            out.a.len(),
+            out.b.len()
+        )));
+    }
+    Ok(out)
+}
+
+impl Domains {
+    fn new(source: &PairSource, opts: &LoadOptions) -> Self {
+        let kind = SampleKind::Image {
+            channels: opts.channels.unwrap_or(3),
+            height: opts.size.unwrap_or(64),
+            width: opts.size.unwrap_or(64),
+        };
+        Self {
+            a: Dataset::empty(format!("{source} (A)"), kind),
+            b: Dataset::empty(format!("{source} (B)"), kind),
+            names: Vec::new(),
+        }
+    }
+
+    fn push_a(&mut self, name: &str, img: &image::DynamicImage, opts: &LoadOptions) {
+        let (size, channels) = (opts.size.unwrap_or(64), opts.channels.unwrap_or(3));
+        self.a.push_image(img, size, channels, 0, Some(WHITE));
+        self.names.push(name.into());
+    }
+
+    fn push_b(&mut self, img: &image::DynamicImage, opts: &LoadOptions) {
+        let (size, channels) = (opts.size.unwrap_or(64), opts.channels.unwrap_or(3));
+        self.b.push_image(img, size, channels, 0, Some(WHITE));
+    }
+}
+
+/// An image of one side, read on demand: a file, or the edge map of one.
+enum Image {
+    File(PathBuf),
+    Edges(PathBuf),
+}
+
+impl Image {
+    /// The edge map of this image.
+    fn edges(&self) -> Image {
+        match self {
+            Image::File(f) | Image::Edges(f) => Image::Edges(f.clone()),
+        }
+    }
+
+    fn read(&self) -> Result<image::DynamicImage, DataError> {
+        Ok(match self {
+            Image::File(f) => open(f)?,
+            Image::Edges(f) => edge_map(&open(f)?),
+        })
+    }
+}
+
+/// Every image each side of a source has, by name, sorted by name.
+struct Listing {
+    a: Vec<(String, Image)>,
+    b: Vec<(String, Image)>,
+}
+
+fn list<'a>(
+    source: &'a DataSource,
+    opts: &LoadOptions,
+) -> Result<(&'a PairSource, Listing), DataError> {
+    let DataSource::Pairs(source) = source else {
+        return Err(DataError::Shape(format!(
+            "{source} holds single images, not image pairs: use pairs:google,twitter, \
+             edges:google or folder:A,B for image-to-image models"
+        )));
+    };
+    let files = |dir: &Path, list: Vec<(String, String)>, edges: bool| {
+        list.into_iter()
+            .map(|(name, file)| {
+                let path = dir.join("png").join(file);
+                (
+                    name,
+                    if edges {
+                        Image::Edges(path)
+                    } else {
+                        Image::File(path)
+                    },
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let folder = |dir: &Path| -> Result<Vec<(String, Image)>, DataError> {
+        Ok(images(dir)?
+            .into_iter()
+            .map(|(name, path)| (name, Image::File(path)))
+            .collect())
+    };
+    let listing = match source {
+        PairSource::Emoji { a, b } => {
+            let (dir_a, dir_b) = (vendor_dir(opts, a)?, vendor_dir(opts, b)?);
+            Listing {
+                a: files(&dir_a, emoji_files(&dir_a, &[a])?, false),
+                b: files(&dir_b, emoji_files(&dir_b, &[b])?, false),
+            }
+        }
+        PairSource::Edges { vendor } if Path::new(vendor).is_dir() => {
+            let list = folder(Path::new(vendor))?;
+            Listing {
+                a: list
+                    .iter()
+                    .map(|(name, image)| (name.clone(), image.edges()))
+                    .collect(),
+                b: list,
+            }
+        }
+        PairSource::Edges { vendor } => {
+            let dir = vendor_dir(opts, vendor)?;
+            let list = emoji_files(&dir, &[vendor])?;
+            Listing {
+                a: files(&dir, list.clone(), true),
+                b: files(&dir, list, false),
+            }
+        }
+        PairSource::Folders { a, b } => Listing {
+            a: folder(a)?,
+            b: folder(b)?,
+        },
+    };
+    Ok((source, listing))
+}
+
 const WHITE: [u8; 3] = [255, 255, 255];
 
 /// The folder a vendor's emoji were fetched into.
 fn vendor_dir(opts: &LoadOptions, vendor: &str) -> Result<PathBuf, DataError> {
-    let (_, dir) = VENDORS
-        .iter()
-        .find(|(v, _)| *v == vendor)
-        .ok_or_else(|| {
-            DataError::Shape(format!(
-                "`{vendor}` is neither an emoji vendor (google, twitter) nor a folder of images"
-            ))
-        })?;
+    let (_, dir) = VENDORS.iter().find(|(v, _)| *v == vendor).ok_or_else(|| {
+        DataError::Shape(format!(
+            "`{vendor}` is neither an emoji vendor (google, twitter) nor a folder of images"
+        ))
+    })?;
     fetched(opts, dir)
 }
 
@@ -304,6 +390,54 @@ mod tests {
         );
         // A single-image source is refused with a hint.
         let err = load(&DataSource::Digits, &opts, Split::Train).unwrap_err();
+        assert!(err.to_string().contains("pairs:google,twitter"), "{err}");
+    }
+
+    /// Unpaired training data is each side's own images (names need not match, the sides differ
+    /// in length), with every held-out name left out of both; the paired test split is unchanged.
+    #[test]
+    fn unpaired_sides_are_independent_and_keep_the_test_split_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let shade = |v: u8| image::RgbImage::from_pixel(8, 8, image::Rgb([v, v, v]));
+        for i in 0..40 {
+            shade(10).save(a.join(format!("img{i}.png"))).unwrap();
+            // B has the same names plus some of its own, in another colour.
+            shade(200).save(b.join(format!("img{i}.png"))).unwrap();
+        }
+        for i in 0..15 {
+            shade(200).save(b.join(format!("only_b{i}.png"))).unwrap();
+        }
+        let src: DataSource = format!("folder:{},{}", a.display(), b.display())
+            .parse()
+            .unwrap();
+        let opts = LoadOptions {
+            size: Some(8),
+            ..Default::default()
+        };
+        let unpaired = load_unpaired(&src, &opts).unwrap();
+        let test = load(&src, &opts, Split::Test).unwrap();
+        let paired = load(&src, &opts, Split::Train).unwrap();
+        let held_out = |prefix: &str, n: usize| {
+            (0..n)
+                .filter(|i| is_held_out(&format!("{prefix}{i}")))
+                .count()
+        };
+        assert_eq!(unpaired.a.len(), 40 - held_out("img", 40));
+        assert_eq!(
+            unpaired.b.len(),
+            40 - held_out("img", 40) + 15 - held_out("only_b", 15)
+        );
+        assert_eq!(paired.a.len(), unpaired.a.len());
+        assert!(!unpaired.names.iter().any(|n| is_held_out(n)));
+        assert!(!test.names.is_empty() && test.names.iter().all(|n| is_held_out(n)));
+        // Each side holds its own domain's images.
+        assert!(unpaired.a.samples.iter().all(|&v| v < 0.0));
+        assert!(unpaired.b.samples.iter().all(|&v| v > 0.0));
+        // Single-image data is refused with the same hint as for pairs.
+        let err = load_unpaired(&DataSource::Digits, &opts).unwrap_err();
         assert!(err.to_string().contains("pairs:google,twitter"), "{err}");
     }
 }

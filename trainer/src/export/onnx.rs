@@ -72,6 +72,14 @@ pub fn attr_float(name: &str, v: f32) -> AttributeProto {
     a
 }
 
+pub fn attr_string(name: &str, v: &str) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::STRING.into();
+    a.s = v.as_bytes().to_vec().into();
+    a
+}
+
 /// A tensor's value info; `None` dims are the symbolic batch axis.
 pub fn value_info(name: &str, elem_type: i32, dims: &[Option<usize>]) -> ValueInfoProto {
     let mut v = ValueInfoProto::new();
@@ -230,6 +238,26 @@ impl GraphWriter {
                 out,
             ),
             Layer::Tanh => self.node("Tanh", &[x], vec![], vec![], out),
+            Layer::ReflectPad { pad } => {
+                // ONNX's pads: every axis's start, then every axis's end (N and C unpadded).
+                let p = *pad as i64;
+                let pads = int64s("pads", &[0, 0, p, p, 0, 0, p, p]);
+                let attrs = vec![attr_string("mode", "reflect")];
+                self.node("Pad", &[x], vec![pads], attrs, out)
+            }
+            Layer::InstanceNorm { channels, epsilon } => {
+                let ones = Weights {
+                    dims: vec![*channels],
+                    values: vec![1.0; *channels],
+                };
+                let zeros = Weights {
+                    values: vec![0.0; *channels],
+                    ..ones.clone()
+                };
+                let params = vec![tensor("scale", &ones), tensor("bias", &zeros)];
+                let attrs = vec![attr_float("epsilon", *epsilon as f32)];
+                self.node("InstanceNormalization", &[x], params, attrs, out)
+            }
         })
     }
 

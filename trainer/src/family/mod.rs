@@ -15,6 +15,7 @@
 
 pub mod acgan;
 pub mod cgan;
+pub mod cyclegan;
 pub mod pair;
 pub mod pix2pix;
 pub mod samples;
@@ -70,16 +71,36 @@ pub trait Family {
     /// from, for the families that have one.
     fn latent_generator(&self) -> Option<&Generator>;
 
+    /// The names of the family's own loss terms, the columns after the common ones in
+    /// `metrics.csv` ([`StepMetrics::terms`]).
+    fn terms(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// For an image-to-image family: its generator in inference mode on images `[N, C, H, W]`
     /// (on a device without autodiff), as values of the same shape.
     fn translate(&self, _images: Tensor<4>) -> Option<Vec<f32>> {
+        None
+    }
+
+    /// For a family with generators both ways (CycleGAN): images `[N, C, H, W]` translated and
+    /// translated back, A -> B -> A, as values of the same shape.
+    fn reconstruct(&self, _images: Tensor<4>) -> Option<Vec<f32>> {
         None
     }
 }
 
 /// The family of a run, as chosen on the command line.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum FamilyKind {
@@ -88,12 +109,14 @@ pub enum FamilyKind {
     Gan,
     /// Paired image-to-image translation ([`pix2pix`]).
     Pix2pix,
+    /// Unpaired image-to-image translation with cycle consistency ([`cyclegan`]).
+    Cyclegan,
 }
 
 impl FamilyKind {
-    /// Whether the family translates images (and trains on image pairs).
+    /// Whether the family translates images (and trains on two image domains).
     pub fn translates(self) -> bool {
-        self == FamilyKind::Pix2pix
+        matches!(self, FamilyKind::Pix2pix | FamilyKind::Cyclegan)
     }
 }
 
@@ -102,6 +125,7 @@ impl FamilyKind {
 pub fn init(config: &TrainConfig, device: &Device) -> Result<Box<dyn Family>, TrainError> {
     Ok(match (config.family, config.model.conditioning) {
         (FamilyKind::Pix2pix, _) => Box::new(pix2pix::Pix2Pix::init(config, device)?),
+        (FamilyKind::Cyclegan, _) => Box::new(cyclegan::CycleGan::init(config, device)?),
         (FamilyKind::Gan, Conditioning::None) => {
             Box::new(Pair::<unconditional::Unconditional>::init(config, device))
         }
@@ -156,6 +180,7 @@ pub fn read_metrics(
         grad_norm_d: v[4].sqrt(),
         grad_norm_g: v[5].sqrt(),
         seconds: 0.0,
+        terms: Default::default(),
     }
 }
 
@@ -177,7 +202,8 @@ pub struct Iteration<'a> {
     pub config: &'a TrainConfig,
     /// The samples; for an image-to-image family, the inputs (domain A).
     pub data: &'a Dataset,
-    /// An image-to-image family's targets (domain B), paired by index with `data`.
+    /// An image-to-image family's domain B: the targets, paired by index with `data` (Pix2Pix), or
+    /// unpaired images of their own number (CycleGAN).
     pub target: Option<&'a Dataset>,
     pub order: &'a mut BatchOrder,
     /// An autodiff device.
@@ -347,13 +373,14 @@ pub fn load_net<M: Module>(
 ) -> Result<(), TrainError> {
     let module = ckpt.section(name, file)?;
     let optimizer = ckpt.section(adam, file)?;
-    net.load(module, optimizer).map_err(|reason| TrainError::Record {
-        file: file.into(),
-        reason: match hint {
-            Some(why) => format!("{reason} ({why})"),
-            None => reason,
-        },
-    })
+    net.load(module, optimizer)
+        .map_err(|reason| TrainError::Record {
+            file: file.into(),
+            reason: match hint {
+                Some(why) => format!("{reason} ({why})"),
+                None => reason,
+            },
+        })
 }
 
 /// Adam with the configured lr and betas; epsilon stays Burn's default (1e-5; PyTorch uses 1e-8).

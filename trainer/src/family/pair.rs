@@ -8,7 +8,10 @@ use std::path::Path;
 use burn::module::Module;
 use burn::prelude::*;
 
-use super::{adam, checkpoint_sections, load_net, read_metrics, samples, seeded, Clip, Family, Iteration, Net, OnnxFile};
+use super::{
+    adam, checkpoint_sections, load_net, read_metrics, samples, seeded, Clip, Family, Iteration,
+    Net, OnnxFile,
+};
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
 use crate::data::SampleKind;
@@ -181,7 +184,13 @@ impl<G: Game> Family for Pair<G> {
 
     fn load(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<(), TrainError> {
         load_net(&mut self.generator, ckpt, file, GENERATOR, None)?;
-        load_net(&mut self.discriminator, ckpt, file, DISCRIMINATOR, G::D_CHANGED)
+        load_net(
+            &mut self.discriminator,
+            ckpt,
+            file,
+            DISCRIMINATOR,
+            G::D_CHANGED,
+        )
     }
 
     fn sample_picture(

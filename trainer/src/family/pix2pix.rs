@@ -6,10 +6,12 @@
 use std::path::Path;
 
 use burn::module::Module;
-use onnx_ir::Message;
 use burn::prelude::*;
+use onnx_ir::Message;
 
-use super::{adam, checkpoint_sections, load_net, read_metrics, seeded, Family, Iteration, Net, OnnxFile};
+use super::{
+    adam, checkpoint_sections, load_net, read_metrics, seeded, Family, Iteration, Net, OnnxFile,
+};
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
 use crate::data::pairs::{self, Split};
@@ -18,7 +20,7 @@ use crate::error::TrainError;
 use crate::export::onnx::{GraphWriter, FLOAT};
 use crate::export::{ExportError, OnnxMetadata};
 use crate::history::StepMetrics;
-use crate::model::unet::{PatchGan, Unet};
+use crate::model::unet::{Norm, PatchGan, Unet};
 use crate::model::Materialize;
 
 /// The name of the exported generator's input (PyTorch's default for a first argument `input`).
@@ -45,7 +47,7 @@ impl Pix2Pix {
         let (g, d) = seeded(config.seed, device, || {
             let g = Unet::new(c, side, w, device).map_err(TrainError::Config)?;
             // D reads the input and the output (or target) joined along the channels.
-            let d = PatchGan::new(2 * c, w, device);
+            let d = PatchGan::new(2 * c, w, Norm::Batch, device);
             Ok::<_, TrainError>((g.map(&mut Materialize), d.map(&mut Materialize)))
         })?;
         let test = pairs::load(&config.source()?, &load_options(config), Split::Test)?;
@@ -87,7 +89,10 @@ impl Family for Pix2Pix {
             .target
             .expect("pix2pix trains on image pairs (the loop loads them)");
         let idx = it.order.indices(it.step).to_vec();
-        let (a, b) = (it.data.batch(&idx, it.device), target.batch(&idx, it.device));
+        let (a, b) = (
+            it.data.batch(&idx, it.device),
+            target.batch(&idx, it.device),
+        );
         let fake = self
             .g()
             .forward(a.clone(), Some(dropout_seed(config.seed, it.step)));
@@ -167,9 +172,15 @@ impl Family for Pix2Pix {
 /// G in inference mode (BatchNorm's running statistics, no dropout) on `x`, as `[N, C, H, W]`
 /// values.
 pub fn translate(g: &Unet, x: Tensor<4>) -> Vec<f32> {
+    let g = g.valid();
+    inference(x, |x| g.forward(x, None))
+}
+
+/// `net(x)` on `x`'s device without autodiff, read back as `[N, C, H, W]` values: how every
+/// image-to-image family runs a generator outside training.
+pub fn inference(x: Tensor<4>, net: impl FnOnce(Tensor<4>) -> Tensor<4>) -> Vec<f32> {
     let device = x.device().without_autodiff();
-    g.valid()
-        .forward(x.to_device(&device), None)
+    net(x.to_device(&device))
         .into_data()
         .try_to_vec::<f32>()
         .unwrap_or_default()
@@ -177,14 +188,27 @@ pub fn translate(g: &Unet, x: Tensor<4>) -> Vec<f32> {
 
 /// The generator as ONNX: input `input` `[N, C, H, W]` (symbolic batch), output `image`.
 pub fn export_translator(g: &Unet, meta: &OnnxMetadata) -> Result<Vec<u8>, ExportError> {
+    translator_onnx(meta, "pocketgan_pix2pix", |graph, x, out| {
+        g.write_onnx(graph, x, out)
+    })
+}
+
+/// An image-to-image generator as ONNX: input [`ONNX_INPUT`] `[N, C, H, W]` (symbolic batch),
+/// output `image` of the same shape, the graph in between written by `write(graph, input,
+/// output)`.
+pub fn translator_onnx(
+    meta: &OnnxMetadata,
+    name: &str,
+    write: impl FnOnce(&mut GraphWriter, &str, &str) -> Result<(), ExportError>,
+) -> Result<Vec<u8>, ExportError> {
     let [c, h, w] = meta.sample_dims;
     let dims = [None, Some(c), Some(h), Some(w)];
     let mut graph = GraphWriter::default();
     let x = graph.input(ONNX_INPUT, FLOAT, &dims);
-    g.write_onnx(&mut graph, &x, pocketgan_runtime::ONNX_OUTPUT)?;
+    write(&mut graph, &x, pocketgan_runtime::ONNX_OUTPUT)?;
     graph.output(pocketgan_runtime::ONNX_OUTPUT, FLOAT, &dims);
     graph
-        .finish("pocketgan_pix2pix", &meta.entries)
+        .finish(name, &meta.entries)
         .write_to_bytes()
         .map_err(|e| ExportError::Graph(e.to_string()))
 }

@@ -100,12 +100,22 @@ fn gradient(img: &image::GrayImage) -> f64 {
 }
 
 /// What `eval` can score: a training run (Burn, its newest checkpoint), an exported `.onnx`
-/// translator (tract) or a quantized `.pgq` one (the int8 engine, this CPU's kernels).
-fn translate_all(path: &Path, inputs: &Dataset) -> Result<(String, Vec<f32>), TrainError> {
+/// translator (tract) or a quantized `.pgq` one (the int8 engine, this CPU's kernels). Returns
+/// the row's name, the translations and, for a CycleGAN run, each input's reconstruction A->B->A
+/// (empty otherwise).
+fn translate_all(
+    path: &Path,
+    inputs: &Dataset,
+) -> Result<(String, Vec<f32>, Vec<f32>), TrainError> {
     use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner, Values};
-    let label = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let label = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let bad = |reason: String| TrainError::Config(format!("{}: {reason}", path.display()));
     let mut outputs = Vec::with_capacity(inputs.samples.len());
+    let mut cycled = Vec::new();
     let all: Vec<usize> = (0..inputs.len()).collect();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if path.is_dir() {
@@ -117,16 +127,18 @@ fn translate_all(path: &Path, inputs: &Dataset) -> Result<(String, Vec<f32>), Tr
             outputs.extend(
                 restored
                     .family
-                    .translate(x)
+                    .translate(x.clone())
                     .ok_or_else(|| bad("not an image-to-image run".into()))?,
             );
+            cycled.extend(restored.family.reconstruct(x).unwrap_or_default());
         }
         let kind = if config.gan_weight == 0.0 {
             "L1 only".to_string()
         } else {
             format!("{:?}", config.family).to_lowercase()
         };
-        return Ok((format!("{label} ({kind}, step {})", restored.step), outputs));
+        let name = format!("{label} ({kind}, step {})", restored.step);
+        return Ok((name, outputs, cycled));
     }
     let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let model;
@@ -136,8 +148,8 @@ fn translate_all(path: &Path, inputs: &Dataset) -> Result<(String, Vec<f32>), Tr
             "tract f32",
         ),
         "pgq" => {
-            model = pocketgan_runtime::format::Model::parse(&bytes)
-                .map_err(|e| bad(e.to_string()))?;
+            model =
+                pocketgan_runtime::format::Model::parse(&bytes).map_err(|e| bad(e.to_string()))?;
             let isa = pocketgan_runtime::kernels::Isa::detect();
             (Box::new(Int8Runner::new(model, isa)), "int8")
         }
@@ -155,7 +167,7 @@ fn translate_all(path: &Path, inputs: &Dataset) -> Result<(String, Vec<f32>), Tr
             _ => return Err(bad("its output is not an image of the input's shape".into())),
         }
     }
-    Ok((format!("{label} ({engine})"), outputs))
+    Ok((format!("{label} ({engine})"), outputs, cycled))
 }
 
 /// The identity baseline and each translator (a run, an `.onnx` or a `.pgq`, see
@@ -177,8 +189,12 @@ pub fn evaluate(run: &Path, others: &[&Path]) -> Result<Vec<TranslationScores>, 
                 )));
             }
         }
-        let (name, outputs) = translate_all(path, &test.a)?;
+        let (name, outputs, cycled) = translate_all(path, &test.a)?;
         rows.push(score(&name, &outputs, &test.b));
+        if !cycled.is_empty() {
+            // CycleGAN: how well A comes back through B, scored against A itself.
+            rows.push(score(&format!("{name} cycle A->B->A"), &cycled, &test.a));
+        }
     }
     Ok(rows)
 }
@@ -199,7 +215,13 @@ mod tests {
         let mut targets = Dataset::empty("t".into(), kind);
         // A checkerboard of 4x4 squares.
         targets.samples = (0..256)
-            .map(|i| if ((i % 16) / 4 + (i / 64)) % 2 == 0 { 1.0 } else { -1.0 })
+            .map(|i| {
+                if ((i % 16) / 4 + (i / 64)) % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
             .collect();
         targets.labels.push(0);
         let perfect = score("p", &targets.samples, &targets);
@@ -208,7 +230,10 @@ mod tests {
         assert!((perfect.sharpness - 1.0).abs() < 1e-9);
         let blurred: Vec<f32> = targets.samples.iter().map(|v| v * 0.3).collect();
         let b = score("b", &blurred, &targets);
-        assert!(b.l1 > 0.0 && b.psnr < 20.0 && b.ssim < 1.0 && b.sharpness < 0.5, "{b:?}");
+        assert!(
+            b.l1 > 0.0 && b.psnr < 20.0 && b.ssim < 1.0 && b.sharpness < 0.5,
+            "{b:?}"
+        );
         let inverted: Vec<f32> = targets.samples.iter().map(|v| -v).collect();
         let w = score("w", &inverted, &targets);
         assert!((w.l1 - 1.0).abs() < 1e-9 && w.ssim < b.ssim, "{w:?}");

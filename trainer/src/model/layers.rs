@@ -74,6 +74,17 @@ pub enum Layer {
         slope: f64,
     },
     Tanh,
+    /// Mirror padding of the last two axes by `pad` on every side, excluding the edge (PyTorch's
+    /// `ReflectionPad2d`, ONNX `Pad` mode `reflect`).
+    ReflectPad {
+        pad: usize,
+    },
+    /// Each sample's channel normalised by its own statistics, no affine parameters (PyTorch's
+    /// `InstanceNorm2d` default; its ONNX export carries scale 1 and bias 0).
+    InstanceNorm {
+        channels: usize,
+        epsilon: f64,
+    },
 }
 
 impl Layer {
@@ -105,7 +116,9 @@ impl Layer {
     pub fn conv(c: &Conv2d) -> Option<Self> {
         let padding = match c.padding {
             PaddingConfig2d::Valid => [0, 0],
-            PaddingConfig2d::Explicit(top, left, bottom, right) if (top, left) == (bottom, right) => {
+            PaddingConfig2d::Explicit(top, left, bottom, right)
+                if (top, left) == (bottom, right) =>
+            {
                 [top, left]
             }
             _ => return None,
@@ -116,6 +129,12 @@ impl Layer {
             stride: c.stride,
             padding,
         })
+    }
+
+    /// [`Layer::conv`], or the export error for a padding the exporter does not write.
+    pub fn exportable_conv(c: &Conv2d) -> Result<Self, crate::export::ExportError> {
+        Self::conv(c)
+            .ok_or_else(|| crate::export::ExportError::Graph("unsupported conv padding".into()))
     }
 
     pub fn conv_transpose(c: &ConvTranspose2d) -> Self {

@@ -29,7 +29,7 @@ use crate::export::onnx::{attr_int, GraphWriter};
 use crate::export::ExportError;
 use crate::ops::activation::leaky_relu;
 use crate::ops::conv::{conv2d, conv_transpose2d};
-use crate::ops::norm::{batch_norm_act, Activation};
+use crate::ops::norm::{batch_norm_act, instance_norm_act, Activation};
 
 /// The smallest side the U-Net takes: its five outer levels are fixed (w, 2w, 4w, 8w, 8w).
 pub const MIN_SIDE: usize = 32;
@@ -90,9 +90,20 @@ fn up_conv(cin: usize, cout: usize, bias: bool, device: &Device) -> ConvTranspos
 
 impl Unet {
     /// A U-Net from `[channels, side, side]` images to images of the same shape.
-    pub fn new(channels: usize, side: usize, width: usize, device: &Device) -> Result<Self, String> {
+    pub fn new(
+        channels: usize,
+        side: usize,
+        width: usize,
+        device: &Device,
+    ) -> Result<Self, String> {
         let n = levels(side)?;
-        let c = |i: usize| if i == 0 { channels } else { width << (i - 1).min(3) };
+        let c = |i: usize| {
+            if i == 0 {
+                channels
+            } else {
+                width << (i - 1).min(3)
+            }
+        };
         let down = (1..=n)
             .map(|i| Level {
                 conv: conv(c(i - 1), c(i), 2, false, device),
@@ -136,7 +147,7 @@ impl Unet {
             skips.push(h.clone());
         }
         skips.pop(); // the innermost output is `h` itself
-        // Decoder: each level reads the level above joined with the encoder's output at its side.
+                     // Decoder: each level reads the level above joined with the encoder's output at its side.
         let last = self.up.len() - 1;
         for (k, level) in self.up.iter().enumerate() {
             let y = conv_transpose2d(&level.conv, relu(h));
@@ -144,9 +155,10 @@ impl Unet {
                 Some(bn) => batch_norm_act(bn, y, Activation::Identity),
                 None => tanh(y),
             };
-            if let Some(rng) = rng.as_mut().filter(|_| {
-                (self.dropout_levels[0]..self.dropout_levels[1]).contains(&k)
-            }) {
+            if let Some(rng) = rng
+                .as_mut()
+                .filter(|_| (self.dropout_levels[0]..self.dropout_levels[1]).contains(&k))
+            {
                 h = drop_half(h, rng);
             }
             if k != last {
@@ -165,9 +177,7 @@ impl Unet {
         output: &str,
     ) -> Result<(), ExportError> {
         let layer = |g: &mut GraphWriter, x: &str, l: Layer, out: Option<&str>| g.layer(x, &l, out);
-        let conv = |c: &Conv2d| {
-            Layer::conv(c).ok_or_else(|| ExportError::Graph("unsupported conv padding".into()))
-        };
+        let conv = Layer::exportable_conv;
         let slope = self.act.negative_slope;
         let mut skips = Vec::new();
         let mut h = input.to_string();
@@ -192,7 +202,13 @@ impl Unet {
             };
             if k != last {
                 let skip = skips.pop().expect("one skip per level but the innermost");
-                h = g.node("Concat", &[&skip, &h], vec![], vec![attr_int("axis", 1)], None);
+                h = g.node(
+                    "Concat",
+                    &[&skip, &h],
+                    vec![],
+                    vec![attr_int("axis", 1)],
+                    None,
+                );
             }
         }
         Ok(())
@@ -209,22 +225,46 @@ fn drop_half(x: Tensor<4>, rng: &mut rand::rngs::StdRng) -> Tensor<4> {
     x * mask
 }
 
+/// How a PatchGAN normalises its hidden levels: Pix2Pix's BatchNorm, or CycleGAN's InstanceNorm
+/// without affine parameters (the authors' `norm='instance'`), whose convolutions then have a
+/// bias, as theirs do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Norm {
+    Batch,
+    Instance,
+}
+
 /// The 70x70 PatchGAN of the paper at 256 px (three stride-2 levels, then two stride-1
 /// convolutions): one logit per overlapping patch of the input, `[N, C, H, W] -> [N, P]`.
 #[derive(Module, Debug)]
 pub struct PatchGan {
     from_image: Conv2d,
-    /// Two stride-2 levels and one stride-1 level, each Conv -> BatchNorm -> LeakyReLU.
+    /// Two stride-2 levels and one stride-1 level, each Conv -> Norm -> LeakyReLU.
     levels: Vec<Level>,
     to_logit: Conv2d,
     act: LeakyRelu,
+    /// Not stored in checkpoints (it is the family's choice): instance-normalised levels hold no
+    /// BatchNorm, so the records of a Pix2Pix D are those it had before the choice existed.
+    #[module(skip)]
+    norm: Norm,
+}
+
+/// The side of a PatchGAN's logit map for images of side `side` (three halvings, then two 4x4
+/// stride-1 convolutions that each take 1 off), or why there is none.
+pub fn patch_side(side: usize) -> Result<usize, String> {
+    (side / 8)
+        .checked_sub(2)
+        .filter(|&p| p >= 1)
+        .ok_or_else(|| {
+            format!("the PatchGAN discriminator needs images of at least 24 px, not {side}")
+        })
 }
 
 impl PatchGan {
-    pub fn new(channels: usize, width: usize, device: &Device) -> Self {
+    pub fn new(channels: usize, width: usize, norm: Norm, device: &Device) -> Self {
         let level = |cin: usize, cout: usize, stride: usize| Level {
-            conv: conv(cin, cout, stride, false, device),
-            norm: Some(batch_norm(cout, device)),
+            conv: conv(cin, cout, stride, norm == Norm::Instance, device),
+            norm: (norm == Norm::Batch).then(|| batch_norm(cout, device)),
         };
         Self {
             from_image: conv(channels, width, 2, true, device),
@@ -235,16 +275,25 @@ impl PatchGan {
             ],
             to_logit: conv(8 * width, 1, 1, true, device),
             act: LeakyReluConfig::new().with_negative_slope(0.2).init(),
+            norm,
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut h = leaky_relu(&self.act, conv2d(&self.from_image, x));
+        let act = Activation::LeakyRelu(&self.act);
         for level in &self.levels {
-            let bn = level.norm.as_ref().expect("PatchGAN levels are normalised");
-            h = batch_norm_act(bn, conv2d(&level.conv, h), Activation::LeakyRelu(&self.act));
+            let y = conv2d(&level.conv, h);
+            h = match &level.norm {
+                Some(bn) => batch_norm_act(bn, y, act),
+                None => instance_norm_act(y, super::resnet::EPSILON, act),
+            };
         }
         conv2d(&self.to_logit, h).flatten(1, 3)
+    }
+
+    pub fn norm(&self) -> Norm {
+        self.norm
     }
 }
 
@@ -264,9 +313,20 @@ mod tests {
         assert_eq!(g.forward(x.clone(), None).dims(), [2, 3, 64, 64]);
         assert_eq!(g.forward(x, Some(1)).dims(), [2, 3, 64, 64]);
         assert_eq!(Unet::new(3, 32, 4, &device).unwrap().dropout_levels, [1, 1]);
-        let d = PatchGan::new(6, 4, &device);
-        // 64 -> 32 -> 16 -> 8 -> 7 -> 6: 36 patches.
-        let pair = Tensor::<4>::zeros([2, 6, 64, 64], &device);
-        assert_eq!(d.forward(pair).dims(), [2, 36]);
+        assert_eq!(patch_side(64), Ok(6));
+        assert_eq!(patch_side(24), Ok(1));
+        assert!(patch_side(16).is_err());
+        // 64 -> 32 -> 16 -> 8 -> 7 -> 6: 36 patches, whichever the norm.
+        for norm in [Norm::Batch, Norm::Instance] {
+            let d = PatchGan::new(6, 4, norm, &device);
+            let pair = Tensor::<4>::ones([2, 6, 64, 64], &device);
+            assert_eq!(d.forward(pair).dims(), [2, 36]);
+            let has_bn = d.levels.iter().all(|l| l.norm.is_some());
+            let biased = d.levels.iter().all(|l| l.conv.bias.is_some());
+            assert_eq!(
+                (has_bn, biased),
+                (norm == Norm::Batch, norm == Norm::Instance)
+            );
+        }
     }
 }

@@ -712,6 +712,11 @@ mod tests {
             (2, 4, 11, 3, 3, 2, 0, 2),
             (5, 2, 6, 7, 1, 1, 0, 1),
             (2, 3, 10, 4, 5, 3, 2, 1),
+            // CycleGAN's at batch 1: 7x7 stem on a reflection-padded 32 px image, a 3x3 stride-2
+            // down-sampling, a residual block's 3x3 on its padded 8x8 map.
+            (1, 3, 38, 8, 7, 1, 0, 1),
+            (1, 8, 32, 16, 3, 2, 1, 1),
+            (1, 32, 10, 32, 3, 1, 0, 1),
         ];
         for (n, c_in, side, c_out, k, s, p, d) in cases {
             let conv = Conv2dConfig::new([c_in, c_out], [k, k])
@@ -748,6 +753,8 @@ mod tests {
             (3, 3, 5, 2, 3, 2, 1, 1, 1),
             (2, 4, 6, 3, 3, 1, 0, 0, 2),
             (2, 2, 5, 3, 5, 3, 2, 2, 1),
+            // CycleGAN's first up-sampling at batch 1 (8 -> 16, output padding 1).
+            (1, 32, 8, 16, 3, 2, 1, 1, 1),
         ];
         for (n, c_in, side, c_out, k, s, p, op, d) in cases {
             let mut conv = ConvTranspose2dConfig::new([c_in, c_out], [k, k])

@@ -406,6 +406,37 @@ pub fn batch_norm_act<const D: usize>(bn: &BatchNorm, x: Tensor<D>, act: Activat
     Tensor::from_dispatch(y)
 }
 
+/// `act(InstanceNorm(x))` without affine parameters (PyTorch's `InstanceNorm2d` default, which
+/// CycleGAN uses): each sample's channel normalised by its own mean and biased variance. Instance
+/// norm of `[N, C, H, W]` is batch norm of `[1, N*C, H, W]` with gamma 1 and beta 0, so on flex
+/// (f32) it runs the fused batch-norm pass above, activation included; elsewhere Burn's ops.
+pub fn instance_norm_act(x: Tensor<4>, epsilon: f64, act: Activation) -> Tensor<4> {
+    let device = x.device();
+    let on_flex = matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    );
+    let [n, c, h, w] = x.dims();
+    if !(enabled() && on_flex && x.dtype() == DType::F32 && n * c * h * w > 0) {
+        let mean = x.clone().mean_dim(3).mean_dim(2);
+        let centred = x - mean;
+        let var = centred.clone().powi_scalar(2).mean_dim(3).mean_dim(2);
+        return act.apply(centred / (var + epsilon).sqrt());
+    }
+    // Constants: no gradient is asked of them (their backward is computed and dropped, a
+    // per-channel sum, small beside the pass over the activations).
+    let ones = Tensor::<1>::ones([n * c], &device);
+    let zeros = Tensor::<1>::zeros([n * c], &device);
+    let (y, _mean, _var) = Dispatch::fused_batch_norm_train(
+        x.reshape([1, n * c, h, w]).into_dispatch(),
+        ones.into_dispatch(),
+        zeros.into_dispatch(),
+        epsilon,
+        act.slope(),
+    );
+    Tensor::<4>::from_dispatch(y).reshape([n, c, h, w])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,5 +517,47 @@ mod tests {
         let ours = batch_norm_act(&bn, x.clone(), Activation::Relu);
         let reference = burn::tensor::activation::relu(bn.forward(x));
         assert_eq!(ours.into_data(), reference.into_data());
+    }
+
+    /// Instance norm through the fused pass equals Burn's `InstanceNorm` (affine off) and its
+    /// gradient, on autodiff flex and on plain flex; every output channel has mean 0, variance 1.
+    #[test]
+    fn instance_norm_matches_burn_and_normalises() {
+        use burn::nn::InstanceNormConfig;
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let leaky = LeakyReluConfig::new().with_negative_slope(0.2).init();
+        for (dims, act) in [
+            ([2, 3, 5, 7], Activation::Identity),
+            ([1, 4, 8, 8], Activation::Relu),
+            ([3, 2, 4, 4], Activation::LeakyRelu(&leaky)),
+        ] {
+            let norm = InstanceNormConfig::new(dims[1])
+                .with_affine(false)
+                .init(&device);
+            let x = Tensor::<4>::random(dims, Distribution::Normal(0.7, 3.0), &device);
+            let r = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let run = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+                let x = x.clone().require_grad();
+                let y = f(x.clone());
+                let grads = (y.clone() * r.clone()).sum().backward();
+                (y.inner(), x.grad(&grads).expect("x gradient"))
+            };
+            let ours = run(&|x| instance_norm_act(x, 1e-5, act));
+            let reference = run(&|x| act.apply(norm.forward(x)));
+            assert!(
+                rel_diff(ours.0.clone(), reference.0) < 1e-5,
+                "{dims:?}: output"
+            );
+            assert!(rel_diff(ours.1, reference.1) < 1e-4, "{dims:?}: dx");
+            let plain = instance_norm_act(x.clone().inner(), 1e-5, act);
+            assert!(rel_diff(plain, ours.0) < 1e-6, "{dims:?}: plain flex");
+        }
+        let x = Tensor::<4>::random([2, 3, 6, 6], Distribution::Normal(4.0, 2.0), &device);
+        let y = instance_norm_act(x, 1e-5, Activation::Identity).inner();
+        let mean = y.clone().mean_dim(3).mean_dim(2);
+        let var = (y - mean.clone()).powi_scalar(2).mean_dim(3).mean_dim(2);
+        assert!(mean.abs().max().into_scalar::<f32>() < 1e-5);
+        assert!((var - 1.0).abs().max().into_scalar::<f32>() < 1e-3);
     }
 }
