@@ -1,7 +1,10 @@
 //! Micro benchmark of the int8 GEMM kernels (no criterion): the CPU's measured clock and the
-//! `vpmaddwd` and `vpdpbusd` peaks, `gemm_requant` of every kernel family on the shapes of the
-//! reference generator, and (given a .pgq) the time of every op of a model at batch 1 and 64.
-//!     cargo run --release -p pocketgan-runtime --example gemm_bench [-- model.pgq [--ops-only]]
+//! `vpmaddwd`, `vpdpbusd` and `tdpbssd` peaks, `gemm_requant` of every kernel family on the
+//! shapes of the reference generator, and (given a .pgq) the time of every op of a model at
+//! batch 1 and 64.
+//! The model's ops run with the detected kernel family, or each of `--isa NAME[,NAME...]` in turn.
+//!     cargo run --release -p pocketgan-runtime --example gemm_bench \
+//!         [-- model.pgq [--ops-only] [--isa avx512-vnni,amx-int8]]
 use pocketgan_runtime::kernels::{
     gemm_requant, pack, packed_len, I32s, Isa, PackedWeights, Requant,
 };
@@ -56,10 +59,15 @@ fn gemm_gmacs(isa: Isa, rows: usize, k: usize, n: usize) -> f64 {
     (rows * k * n * calls) as f64 / secs / 1e9
 }
 
-fn model_ops(path: &str) {
+fn model_ops(path: &str, isas: &[Isa]) {
+    for &isa in isas {
+        model_ops_with(path, isa);
+    }
+}
+
+fn model_ops_with(path: &str, isa: Isa) {
     let bytes = std::fs::read(path).expect("read model");
     let model = Model::parse(&bytes).expect("parse model");
-    let isa = Isa::detect();
     for batch in [1usize, 64] {
         let input = bytes_for(batch * model.latent);
         let mut arena = vec![0u8; model.arena_len(batch)];
@@ -119,8 +127,21 @@ fn bytes_for(n: usize) -> Vec<i8> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ops_only = args.iter().any(|a| a == "--ops-only");
-    if let (true, Some(path)) = (ops_only, args.iter().find(|a| !a.starts_with("--"))) {
-        return model_ops(path);
+    let isa_arg = args.iter().position(|a| a == "--isa");
+    let isas: Vec<Isa> = match isa_arg.and_then(|i| args.get(i + 1)) {
+        Some(names) => names
+            .split(',')
+            .map(|n| Isa::from_name(n).unwrap_or_else(|| panic!("unknown kernel family {n}")))
+            .collect(),
+        None => vec![Isa::detect()],
+    };
+    let model_path = args
+        .iter()
+        .enumerate()
+        .find(|&(i, a)| !a.starts_with("--") && isa_arg.is_none_or(|j| i != j + 1))
+        .map(|(_, a)| a.as_str());
+    if let (true, Some(path)) = (ops_only, model_path) {
+        return model_ops(path, &isas);
     }
     #[cfg(target_arch = "x86_64")]
     {
@@ -154,6 +175,14 @@ fn main() {
                 d * 64.0 / 1e9
             );
         }
+        if Isa::Amx.is_available() {
+            let d = unsafe { peak::tdpbssd_per_sec() };
+            println!(
+                "tdpbssd tiles:    {:.3}/cycle = {:.1} GMAC/s (16384 MACs each)",
+                d / ghz / 1e9,
+                d * 16384.0 / 1e9
+            );
+        }
     }
     for (rows, k, n) in [
         (32, 512, 64),
@@ -177,7 +206,7 @@ fn main() {
         }
         println!();
     }
-    if let Some(path) = args.iter().find(|a| !a.starts_with("--")) {
-        model_ops(path);
+    if let Some(path) = model_path {
+        model_ops(path, &isas);
     }
 }

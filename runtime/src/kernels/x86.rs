@@ -403,7 +403,7 @@ unsafe fn staged_chunks(
 
 /// Where the AVX-512 VNNI panels put their results.
 #[derive(Clone, Copy)]
-enum Sink<'r, 'a> {
+pub(super) enum Sink<'r, 'a> {
     /// Requantized, into int8 rows of `n` values.
     Int8(&'r Requant<'a>, *mut i8),
     /// Exact sums of `(a - zp) * w`, into i32 rows of `n` values.
@@ -616,7 +616,7 @@ unsafe fn tile512<const M: usize, const NB: usize>(
 /// AVX-512 has what the AVX2 version emulates: an arithmetic 64-bit variable shift and 64-bit
 /// min/max, so this is `requantize` lane by lane: `(v * mult + 2^(s-1)) >> s` in i64, clamped to
 /// `[min - zp, max - zp]`, plus `zp`.
-struct RequantX16 {
+pub(super) struct RequantX16 {
     /// `bias - 128 * column sum`, mod 2^32.
     bias: __m512i,
     /// Even channels' values in the low halves of the 64-bit lanes, then odd ones'.
@@ -631,7 +631,7 @@ struct RequantX16 {
 impl RequantX16 {
     /// Channels `n0..n0 + cols` (`cols <= 16`); `sums` holds their column sums.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn new(rq: &Requant, n0: usize, cols: usize, sums: __m512i) -> Self {
+    pub(super) unsafe fn new(rq: &Requant, n0: usize, cols: usize, sums: __m512i) -> Self {
         let mask: u16 = if cols >= NR { !0 } else { (1 << cols) - 1 };
         // Masked loads read only the channels that exist (the slices end at `n`).
         let load = |b: &[u8]| _mm512_maskz_loadu_epi32(mask, b.as_ptr().add(4 * n0) as *const i32);
@@ -659,7 +659,7 @@ impl RequantX16 {
     /// The 16 requantized channels of one row's raw (unsigned-shifted) accumulators.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
-    unsafe fn apply(&self, acc: __m512i) -> __m128i {
+    pub(super) unsafe fn apply(&self, acc: __m512i) -> __m128i {
         let v = _mm512_add_epi32(acc, self.bias);
         let mut r = [v, _mm512_srli_epi64(v, 32)];
         for (p, r) in r.iter_mut().enumerate() {
@@ -774,7 +774,8 @@ mod tests {
 
     /// The x86 kernels this CPU can run.
     fn x86_isas() -> impl Iterator<Item = Isa> {
-        Isa::available().filter(|i| matches!(i, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni))
+        Isa::available()
+            .filter(|i| matches!(i, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni | Isa::Amx))
     }
 
     /// The paths the shared property test cannot reach (it stays below `k = 300` and 40 rows):

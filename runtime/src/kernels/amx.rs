@@ -1,0 +1,482 @@
+//! Intel AMX-INT8 kernel (Sapphire Rapids and later): `tdpbssd` on 16 x 64-byte tiles.
+//!
+//! The packed layout is already AMX's B-tile layout: 16 consecutive groups of one block (`[NR][KR]`
+//! bytes each, stride 64) are a B tile of 16 rows x 64 bytes, i.e. depth 64 for 16 columns. An A
+//! tile is 16 activation rows x 64 bytes of depth, a C tile 16 rows x 16 i32 accumulators, and one
+//! `tdpbssd` does 16 x 16 x 64 multiply-adds.
+//!
+//! `tdpbssd` (signed x signed) rather than `tdpbusd` on staged unsigned activations: AMX has a
+//! signed form at the same throughput, so the activations load straight from the caller's rows
+//! (any row stride) with no staging pass and no column-sum correction. (The VNNI kernels stage
+//! `a + 128` only because `vpdpbusd` has no signed x signed form.) Products of two int8 values
+//! summed in i32 are exact, as in every other kernel.
+//!
+//! One tile configuration per call, every tile 16 x 64 bytes: tmm0-3 are a 2 x 2 grid of C
+//! tiles (32 rows x 32 columns; four independent accumulators hide `tdpbssd`'s latency), tmm4-5
+//! the A tiles of its two row blocks, tmm6-7 the B tiles of its two column blocks. Shapes that do
+//! not fill whole tiles are padded instead of reconfigured (`ldtilecfg` zeroes every tile, so a
+//! shorter configuration for the depth tail would cost the accumulators a round trip through
+//! memory):
+//! - depth: the last 64-byte step of A reads past `kp` (into the next row), and its B tile comes
+//!   from a copy of the block's last groups padded with zero groups, so whatever A holds there is
+//!   multiplied by zero;
+//! - rows: a row block whose 16 rows of 64-byte steps would read past `a` (a short last block, or
+//!   the last blocks of shallow rows) is copied into a zeroed buffer; padding rows' outputs are not
+//!   written.
+//! - columns: padding columns of the packed data are zero, and their outputs are not written.
+
+use super::x86::{RequantX16, Sink};
+use super::{PackedWeights, Requant, KR, NR};
+use core::arch::asm;
+use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+/// Depth of one tile step: 64 bytes of A, 16 groups of B.
+const KT: usize = 64;
+/// Rows of an A or C tile.
+const MT: usize = 16;
+/// Bytes of one B tile (16 groups of `NR * KR`).
+const BT: usize = KT * NR;
+/// Deepest padded depth the kernel runs (two row blocks of it may be staged on the stack);
+/// deeper GEMMs run the AVX-512 VNNI kernel.
+const KMAX: usize = 1024;
+/// Packed blocks per column chunk: their depth tails are padded once per chunk, and their
+/// weights (`CB * kp * NR` bytes) stay in L1/L2 while every row block passes over them.
+const CB: usize = 8;
+
+/// Whether the CPU has AMX-TILE and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25) and Linux granted
+/// this process the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`;
+/// without it the first tile instruction faults). Asked once, cached.
+pub fn available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| cpu_has_amx() && request_tile_state())
+}
+
+fn cpu_has_amx() -> bool {
+    // Leaf 7 only if the CPU reports it.
+    if __cpuid(0).eax < 7 {
+        return false;
+    }
+    let edx = __cpuid_count(7, 0).edx;
+    edx & (1 << 24) != 0 && edx & (1 << 25) != 0
+}
+
+#[cfg(target_os = "linux")]
+fn request_tile_state() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: a raw Linux system call that only changes this process's permitted xstate
+    // features; `syscall` clobbers rcx and r11.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_state() -> bool {
+    false
+}
+
+/// The 64-byte operand of `ldtilecfg` (palette 1).
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    /// Bytes per row of each tile.
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+/// tmm0-7 all 16 rows x 64 bytes; tiles 8-15 (absent on palette 1) unused.
+const CONFIG: TileConfig = {
+    let mut c = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        colsb: [0; 16],
+        rows: [0; 16],
+    };
+    let mut t = 0;
+    while t < 8 {
+        c.colsb[t] = KT as u16;
+        c.rows[t] = MT as u8;
+        t += 1;
+    }
+    c
+};
+
+/// The tile configuration every kernel call loads (for `ldtilecfg` in a measurement).
+pub fn tile_config() -> *const u8 {
+    &CONFIG as *const TileConfig as *const u8
+}
+
+// The tile registers are invisible to the compiler, which never uses them: values live in them
+// from one `asm!` to the next. None of these blocks is `pure`, so they keep their order.
+
+/// `tileloadd tmm$t, [p + s]`: 16 rows of 64 bytes, row stride `s`.
+macro_rules! tileload {
+    ($t:literal, $p:expr, $s:expr) => {
+        asm!(
+            concat!("tileloadd tmm", $t, ", [{p} + {s}*1]"),
+            p = in(reg) $p,
+            s = in(reg) $s,
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+}
+
+/// `tdpbssd tmm$c, tmm$a, tmm$b`: C += A x B, signed bytes, i32 sums.
+macro_rules! dp {
+    ($c:literal, $a:literal, $b:literal) => {
+        asm!(
+            concat!("tdpbssd tmm", $c, ", tmm", $a, ", tmm", $b),
+            options(nostack, nomem, preserves_flags),
+        )
+    };
+}
+
+/// `tilestored [p + 64], tmm$t`: 16 rows of 16 i32.
+macro_rules! tilestore {
+    ($t:literal, $p:expr) => {
+        asm!(
+            concat!("tilestored [{p} + {s}*1], tmm", $t),
+            p = in(reg) $p,
+            s = in(reg) KT,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// One row block's A operand: 16 rows of at least `kp` rounded up to 64 readable bytes.
+#[derive(Clone, Copy)]
+struct Rows {
+    ptr: *const i8,
+    stride: usize,
+    /// Rows that produce outputs (the rest are padding).
+    valid: usize,
+}
+
+/// `acc[2 i + j] = A_i x B_j` over `steps` 64-deep steps, `MB` row blocks by `NB` column blocks;
+/// the last step's B tiles are `tail[j]` if given.
+///
+/// # Safety
+/// A tile configuration with tmm0-7 at 16 x 64 is loaded; `x[i]`: 16 rows of `64 * steps`
+/// bytes; `b[j]`: `steps` (or `steps - 1` with a tail) tiles of 1 KiB; `tail[j]`: 1 KiB.
+#[inline(always)]
+unsafe fn tiles<const MB: usize, const NB: usize>(
+    x: [Rows; 2],
+    b: [*const i8; 2],
+    steps: usize,
+    tail: Option<[*const i8; 2]>,
+    acc: &mut [[i32; MT * NR]; 4],
+) {
+    asm!(
+        "tilezero tmm0",
+        "tilezero tmm1",
+        "tilezero tmm2",
+        "tilezero tmm3",
+        options(nostack, nomem, preserves_flags)
+    );
+    for s in 0..steps {
+        let (bp0, bp1) = match tail {
+            Some(t) if s + 1 == steps => (t[0], t[1]),
+            _ => (b[0].add(s * BT), b[1].add(s * BT)),
+        };
+        let k = s * KT;
+        tileload!(4, x[0].ptr.add(k), x[0].stride);
+        tileload!(6, bp0, KT);
+        if NB == 2 {
+            tileload!(7, bp1, KT);
+        }
+        dp!(0, 4, 6);
+        if NB == 2 {
+            dp!(1, 4, 7);
+        }
+        if MB == 2 {
+            tileload!(5, x[1].ptr.add(k), x[1].stride);
+            dp!(2, 5, 6);
+            if NB == 2 {
+                dp!(3, 5, 7);
+            }
+        }
+    }
+    tilestore!(0, acc[0].as_mut_ptr());
+    if NB == 2 {
+        tilestore!(1, acc[1].as_mut_ptr());
+    }
+    if MB == 2 {
+        tilestore!(2, acc[2].as_mut_ptr());
+        if NB == 2 {
+            tilestore!(3, acc[3].as_mut_ptr());
+        }
+    }
+}
+
+/// Sums of the 16 columns of a packed block of depth `kp`.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI; `panel`: `kp * NR` readable bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn column_sums(panel: *const i8, kp: usize) -> __m512i {
+    let ones = _mm512_set1_epi8(1);
+    let mut s = _mm512_setzero_si512();
+    for g in 0..kp / KR {
+        s = _mm512_dpbusd_epi32(
+            s,
+            ones,
+            _mm512_loadu_si512(panel.add(g * NR * KR) as *const _),
+        );
+    }
+    s
+}
+
+/// Runs the GEMM of `rows` rows of `a` (row stride `stride`, `w.k() <= stride <= w.kp()`, `a`
+/// holding `a_len` readable bytes) into the sink. `None`, before anything is written, when the
+/// depth is beyond [`KMAX`].
+///
+/// # Safety
+/// [`available`] and AVX-512 F/BW/VL/VNNI; `a_len >= rows * stride`; the sink: `rows` rows of
+/// `w.n()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn run(
+    a: *const i8,
+    a_len: usize,
+    stride: usize,
+    rows: usize,
+    w: PackedWeights,
+    sink: Sink,
+) -> Option<()> {
+    let (kp, n) = (w.kp(), w.n());
+    let steps = kp.div_ceil(KT);
+    let span = steps * KT;
+    if span > KMAX {
+        return None;
+    }
+    if rows == 0 {
+        return Some(());
+    }
+    let (full, tail_bytes) = (kp / KT, (kp % KT) * NR);
+    let blocks = n.div_ceil(NR);
+    let row_blocks = rows.div_ceil(MT);
+    // A row block reads `span` bytes from each of 16 rows; where that would leave `a` (a short
+    // last block, or rows shallower than a tile step), it is copied into a zeroed buffer.
+    let mut stage = MaybeUninit::<[[i8; MT * KMAX]; 2]>::uninit();
+    let stage = stage.as_mut_ptr() as *mut i8;
+    let block_rows = |rb: usize, slot: usize| {
+        let r0 = rb * MT;
+        let valid = MT.min(rows - r0);
+        if (r0 + MT - 1) * stride + span <= a_len {
+            return Rows {
+                ptr: a.add(r0 * stride),
+                stride,
+                valid,
+            };
+        }
+        let buf = stage.add(slot * MT * KMAX);
+        core::ptr::write_bytes(buf, 0, MT * span);
+        for r in 0..valid {
+            core::ptr::copy_nonoverlapping(a.add((r0 + r) * stride), buf.add(r * span), stride);
+        }
+        Rows {
+            ptr: buf,
+            stride: span,
+            valid,
+        }
+    };
+    let mut tails = MaybeUninit::<[i8; CB * BT]>::uninit();
+    let tails = tails.as_mut_ptr() as *mut i8;
+    let tail_tile = |j: usize| tails.add(j * BT) as *const i8;
+    let mut qs = MaybeUninit::<[RequantX16; CB]>::uninit();
+    let q = qs.as_mut_ptr() as *mut RequantX16;
+    let mut shifted = [_mm512_setzero_si512(); CB];
+    let mut acc = [[0i32; MT * NR]; 4];
+    let data = w.data().as_ptr();
+    asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly, preserves_flags));
+    for c0 in (0..blocks).step_by(CB) {
+        let nbc = CB.min(blocks - c0);
+        for j in 0..nbc {
+            let (b, panel) = (c0 + j, data.add((c0 + j) * kp * NR));
+            if tail_bytes > 0 {
+                let t = tails.add(j * BT);
+                core::ptr::copy_nonoverlapping(panel.add(full * BT), t, tail_bytes);
+                core::ptr::write_bytes(t.add(tail_bytes), 0, BT - tail_bytes);
+            }
+            let cols = NR.min(n - b * NR);
+            match sink {
+                Sink::Int8(rq, _) => {
+                    q.add(j)
+                        .write(RequantX16::new(rq, b * NR, cols, _mm512_setzero_si512()))
+                }
+                Sink::Raw(zp, _) => {
+                    let sums = column_sums(panel, kp);
+                    shifted[j] = _mm512_mullo_epi32(sums, _mm512_set1_epi32(zp as i32));
+                }
+            }
+        }
+        for rb in (0..row_blocks).step_by(2) {
+            let mb = 2.min(row_blocks - rb);
+            let x0 = block_rows(rb, 0);
+            let x = [x0, if mb == 2 { block_rows(rb + 1, 1) } else { x0 }];
+            for j in (0..nbc).step_by(2) {
+                let nb = 2.min(nbc - j);
+                let b = [
+                    data.add((c0 + j) * kp * NR),
+                    data.add((c0 + j + nb - 1) * kp * NR),
+                ];
+                let tail = (tail_bytes > 0).then(|| [tail_tile(j), tail_tile(j + nb - 1)]);
+                match (mb, nb) {
+                    (2, 2) => tiles::<2, 2>(x, b, steps, tail, &mut acc),
+                    (2, _) => tiles::<2, 1>(x, b, steps, tail, &mut acc),
+                    (_, 2) => tiles::<1, 2>(x, b, steps, tail, &mut acc),
+                    _ => tiles::<1, 1>(x, b, steps, tail, &mut acc),
+                }
+                for (i, x) in x.iter().enumerate().take(mb) {
+                    for jj in 0..nb {
+                        let (blk, col) = (j + jj, (c0 + j + jj) * NR);
+                        let cols = NR.min(n - col);
+                        let mask = if cols == NR { !0 } else { (1u16 << cols) - 1 };
+                        let tile = &acc[2 * i + jj];
+                        for r in 0..x.valid {
+                            let v = _mm512_loadu_si512(tile.as_ptr().add(r * NR) as *const _);
+                            let at = ((rb + i) * MT + r) * n + col;
+                            match sink {
+                                Sink::Int8(_, y) => {
+                                    _mm_mask_storeu_epi8(y.add(at), mask, (*q.add(blk)).apply(v))
+                                }
+                                Sink::Raw(_, y) => _mm512_mask_storeu_epi32(
+                                    y.add(at),
+                                    mask,
+                                    _mm512_sub_epi32(v, shifted[blk]),
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    asm!("tilerelease", options(nostack, nomem, preserves_flags));
+    Some(())
+}
+
+/// # Safety
+/// [`available`] and AVX-512 F/BW/VL/VNNI and AVX2 (as `Isa::Amx.is_available()` checks); sizes
+/// as in [`super::gemm_requant`].
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_amx(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
+    let (kp, n) = (w.kp(), w.n());
+    assert!(
+        a.len() >= rows * kp && out.len() >= rows * n && w.data().len() >= kp * n.div_ceil(NR) * NR
+    );
+    let sink = Sink::Int8(rq, out.as_mut_ptr());
+    if run(a.as_ptr(), a.len(), kp, rows, w, sink).is_none() {
+        super::x86::gemm_avx512_vnni(a, rows, w, rq, out);
+    }
+}
+
+/// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` (see [`super::gemm_i32`]).
+///
+/// # Safety
+/// As [`gemm_amx`].
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_i32_amx(
+    a: &[i8],
+    stride: usize,
+    rows: usize,
+    zp: i8,
+    w: PackedWeights,
+    out: &mut [i32],
+) {
+    assert!(w.k() <= stride && stride <= w.kp());
+    assert!(a.len() >= rows * stride && out.len() >= rows * w.n());
+    let sink = Sink::Raw(zp, out.as_mut_ptr());
+    if run(a.as_ptr(), a.len(), stride, rows, w, sink).is_none() {
+        super::x86::gemm_i32_avx512_vnni(a, stride, rows, zp, w, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{gemm_i32, gemm_requant, pack, packed_len, padded_k, scalar, I32s, Isa};
+    use super::*;
+
+    /// Every tail at once: rows around the 16-row tiles and 32-row pairs, depths around the
+    /// 64-byte steps (and shallower than one, so several row blocks are staged), columns around
+    /// the 16-column blocks and the column chunk, activations and weights at -128 and 127, for
+    /// both the requantized and the raw sums (with rows shorter than `kp`).
+    #[test]
+    fn awkward_shapes_match_scalar() {
+        if !Isa::Amx.is_available() {
+            return;
+        }
+        let mut s = 987654321u32;
+        let mut next = move || {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            (s >> 8) as i32
+        };
+        for rows in [1, 2, 15, 16, 17, 31, 32, 33, 40] {
+            for k in [1, 3, 4, 5, 60, 64, 65, 100, 127, 128, 191, 250, 512, 600] {
+                for n in [1, 5, 16, 17, 33, 40, 70, 16 * CB + 20] {
+                    let kp = padded_k(k);
+                    // Each case picks one of four value mixes: random, extremes only, or
+                    // random with runs of -128 or 127.
+                    let mix = next() & 3;
+                    let mut value = || match (mix, next() & 7) {
+                        (1, v) => [-128, 127][v as usize & 1],
+                        (2, 0..=3) => -128,
+                        (3, 0..=3) => 127,
+                        _ => next() as i8,
+                    };
+                    let a: Vec<i8> = (0..rows * kp).map(|_| value()).collect();
+                    let wv: Vec<i8> = (0..k * n).map(|_| value()).collect();
+                    let mut packed = vec![0i8; packed_len(k, n)];
+                    pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
+                    let w = PackedWeights::new(&packed, k, n).unwrap();
+                    let bias: Vec<u8> =
+                        (0..n).flat_map(|_| (next() % 4096).to_le_bytes()).collect();
+                    let mult: Vec<u8> = (0..n)
+                        .flat_map(|_| ((1 << 30) + next() % (1 << 29)).to_le_bytes())
+                        .collect();
+                    let fit = 31 + (8000.0 * (k as f64).sqrt() / 64.0).log2().ceil() as u8;
+                    let shift: Vec<u8> = (0..n).map(|_| fit - 1 + (next() % 3) as u8).collect();
+                    let rq = Requant {
+                        bias: I32s::new(&bias).unwrap(),
+                        mult: I32s::new(&mult).unwrap(),
+                        shift: &shift,
+                        zp_out: -3,
+                        min: -128,
+                        max: 127,
+                    };
+                    let shape = format!("rows {rows} k {k} n {n} mix {mix}");
+                    let mut want = vec![0i8; rows * n];
+                    scalar::gemm(&a, rows, w, &rq, &mut want);
+                    let mut got = vec![0i8; rows * n];
+                    gemm_requant(Isa::Amx, &a, rows, w, &rq, &mut got).unwrap();
+                    assert_eq!(got, want, "requantized, {shape}");
+                    for (stride, zp) in [(kp, 0), (k, -128), (k, 127), (kp, 7)] {
+                        let mut want = vec![0i32; rows * n];
+                        scalar::gemm_i32(&a, stride, rows, zp, w, &mut want);
+                        let mut got = vec![0i32; rows * n];
+                        // Exactly the rows given: the kernel must not read past them.
+                        let a = &a[..rows * stride];
+                        gemm_i32(Isa::Amx, a, stride, rows, zp, w, &mut got);
+                        assert_eq!(got, want, "raw, stride {stride} zp {zp}, {shape}");
+                    }
+                }
+            }
+        }
+    }
+}
