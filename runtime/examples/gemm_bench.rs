@@ -9,7 +9,7 @@ use pocketgan_runtime::kernels::{
     gemm_requant, pack, packed_len, I32s, Isa, PackedWeights, Requant,
 };
 use pocketgan_runtime::peak::{self, median_secs};
-use pocketgan_runtime::{run_observed, Model};
+use pocketgan_runtime::{run_conditional_observed, Model};
 use std::time::Instant;
 
 /// Deterministic pseudo-random bytes.
@@ -70,6 +70,10 @@ fn model_ops_with(path: &str, isa: Isa) {
     let model = Model::parse(&bytes).expect("parse model");
     for batch in [1usize, 64] {
         let input = bytes_for(batch * model.latent);
+        // One class per sample for a conditional model (digits), none otherwise.
+        let classes: Vec<u32> = (0..batch * usize::from(model.classes() > 0))
+            .map(|i| (i % model.classes()) as u32)
+            .collect();
         let mut arena = vec![0u8; model.arena_len(batch)];
         let mut out = vec![0i8; batch * model.output.elements()];
         let ops: Vec<_> = model.ops().collect();
@@ -79,11 +83,12 @@ fn model_ops_with(path: &str, isa: Isa) {
         for _ in 0..reps {
             let start = Instant::now();
             let mut last = start;
-            run_observed(
+            run_conditional_observed(
                 &model,
                 isa,
                 batch,
                 &input,
+                &classes,
                 &mut arena,
                 &mut out,
                 |i, _, _, _| {
