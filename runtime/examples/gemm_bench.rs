@@ -190,6 +190,9 @@ fn main() {
         }
     }
     for (rows, k, n) in [
+        // The digits model's largest layer (7x7x64 -> 14x14x32, 4x4 stride 2): per phase, tiles
+        // of 60 rows (TILE_ROWS) of 2x2 taps x 64 channels.
+        (60, 256, 32),
         (32, 512, 64),
         (49, 512, 64),
         (64, 512, 64),

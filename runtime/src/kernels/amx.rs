@@ -25,8 +25,8 @@
 //!   written.
 //! - columns: padding columns of the packed data are zero, and their outputs are not written.
 
-use super::x86::{RequantX16, Sink};
-use super::{PackedWeights, Requant, KR, NR};
+use super::x86::{RequantX16, Sink, NARROW};
+use super::{PackedWeights, KR, NR};
 use core::arch::asm;
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
@@ -38,14 +38,19 @@ const KT: usize = 64;
 const MT: usize = 16;
 /// Bytes of one B tile (16 groups of `NR * KR`).
 const BT: usize = KT * NR;
-/// Deepest padded depth the kernel runs (two row blocks of it may be staged on the stack);
+/// Deepest padded depth the kernel runs (two row blocks of it fit [`ASTAGE`]);
 /// deeper GEMMs run the AVX-512 VNNI kernel.
 const KMAX: usize = 1024;
 /// Most packed blocks per column chunk: their weights (`CB * kp * NR` bytes) stay in cache
 /// while every row block passes over them.
 const CB: usize = 8;
+/// Fewest rows worth the tiles (measured: 16 rows of depth 256 ran at 0.74 times the AVX-512
+/// VNNI kernel's rate, 49 at 1.3 to 2 times).
+const MIN_ROWS: usize = 32;
 /// Bytes of weights copied at a time when they cannot load in place.
 const BSTAGE: usize = 32 * 1024;
+/// Bytes of activation rows copied at a time when they cannot load in place.
+const ASTAGE: usize = 32 * 1024;
 
 /// Whether the CPU has AMX-TILE and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25) and Linux granted
 /// this process the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`;
@@ -248,17 +253,23 @@ unsafe fn column_sums(panel: *const i8, kp: usize) -> __m512i {
     s
 }
 
-/// Runs the GEMM of `rows` rows of `a` (row stride `stride`, `w.k() <= stride <= w.kp()`, `a`
-/// holding `a_len` readable bytes) into the sink. `None`, before anything is written, when the
-/// depth is beyond [`KMAX`].
+/// Whether the tiles suit `rows` rows of `w`: not for shapes the AVX-512 VNNI kernel runs faster,
+/// fewer than [`MIN_ROWS`] rows (a tile of 16 rows mostly padding, and the fixed cost of a call,
+/// `ldtilecfg` alone about 250 cycles, spread over few multiply-adds) or at most 4 columns; nor
+/// for depths beyond [`KMAX`].
+pub(super) fn suits(rows: usize, w: &PackedWeights) -> bool {
+    rows >= MIN_ROWS && w.n() > NARROW && w.kp() <= KMAX
+}
+
+/// Runs the GEMM of `rows` rows of `a` (row stride `stride`, `w.k() <= stride <= w.kp()`) into
+/// the sink. `None`, before anything is written, when the depth is beyond [`KMAX`].
 ///
 /// # Safety
-/// [`available`] and AVX-512 F/BW/VL/VNNI; `a_len >= rows * stride`; the sink: `rows` rows of
+/// [`available`] and AVX-512 F/BW/VL/VNNI; `a.len() >= rows * stride`; the sink: `rows` rows of
 /// `w.n()`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn run(
-    a: *const i8,
-    a_len: usize,
+pub(super) unsafe fn run(
+    a: &[i8],
     stride: usize,
     rows: usize,
     w: PackedWeights,
@@ -273,26 +284,37 @@ unsafe fn run(
     if rows == 0 {
         return Some(());
     }
+    let (a_len, a) = (a.len(), a.as_ptr());
     let blocks = n.div_ceil(NR);
     let row_blocks = rows.div_ceil(MT);
     let data = w.data().as_ptr();
     // Row blocks load straight from `a` when their rows are aligned and 16 rows of `span` bytes
-    // stay inside it; others are copied, zero-padded, into an aligned buffer (two: a grid has
-    // two row blocks).
-    let mut astage = MaybeUninit::<Aligned<[[i8; MT * KMAX]; 2]>>::uninit();
+    // stay inside it; others are copied, zero-padded, into an aligned buffer, as many blocks at
+    // a time as it holds (at least two: [`KMAX`]). All of them before the first tile load: tile
+    // loads of lines just written stall (measured: staging each grid's rows right before its
+    // loads cost as much as the multiplications).
+    let mut astage = MaybeUninit::<Aligned<[i8; ASTAGE]>>::uninit();
     let astage = astage.as_mut_ptr() as *mut i8;
-    let block_rows = |rb: usize, slot: usize| {
+    let per_stage = ASTAGE / (MT * span);
+    let block_rows = |rb: usize| {
         let r0 = rb * MT;
         let valid = MT.min(rows - r0);
         let ptr = a.add(r0 * stride);
-        if (ptr as usize | stride) % KT == 0 && (r0 + MT - 1) * stride + span <= a_len {
+        if (ptr as usize | stride).is_multiple_of(KT) && (r0 + MT - 1) * stride + span <= a_len {
             return Rows { ptr, stride, valid };
         }
-        let buf = astage.add(slot * MT * KMAX);
-        core::ptr::write_bytes(buf, 0, MT * span);
-        for r in 0..valid {
-            core::ptr::copy_nonoverlapping(ptr.add(r * stride), buf.add(r * span), stride);
+        let buf = astage.add((rb % per_stage) * MT * span);
+        if stride == span {
+            // One copy (a call per row costs more than the copying).
+            core::ptr::copy_nonoverlapping(ptr, buf, valid * span);
+        } else {
+            for r in 0..valid {
+                let dst = buf.add(r * span);
+                core::ptr::copy_nonoverlapping(ptr.add(r * stride), dst, stride);
+                core::ptr::write_bytes(dst.add(stride), 0, span - stride);
+            }
         }
+        core::ptr::write_bytes(buf.add(valid * span), 0, (MT - valid) * span);
         Rows {
             ptr: buf,
             stride: span,
@@ -301,7 +323,7 @@ unsafe fn run(
     };
     // Likewise the weights: straight from the packed data when aligned and of whole tiles, or
     // a chunk of blocks at a time copied with their depth padded to `span` by zero groups.
-    let direct = kp == span && data as usize % KT == 0;
+    let direct = kp == span && (data as usize).is_multiple_of(KT);
     let chunk = if direct {
         CB
     } else {
@@ -323,7 +345,7 @@ unsafe fn run(
         } else {
             (bstage as *const i8, span * NR)
         };
-        for j in 0..nbc {
+        for (j, shifted) in shifted.iter_mut().enumerate().take(nbc) {
             let (b, panel) = (c0 + j, data.add((c0 + j) * kp * NR));
             if !direct {
                 let dst = bstage.add(j * block_len);
@@ -338,44 +360,57 @@ unsafe fn run(
                 }
                 Sink::Raw(zp, _) => {
                     let sums = column_sums(panel, kp);
-                    shifted[j] = _mm512_mullo_epi32(sums, _mm512_set1_epi32(zp as i32));
+                    *shifted = _mm512_mullo_epi32(sums, _mm512_set1_epi32(zp as i32));
                 }
             }
         }
-        for rb in (0..row_blocks).step_by(2) {
-            let mb = 2.min(row_blocks - rb);
-            let x0 = block_rows(rb, 0);
-            let x = [x0, if mb == 2 { block_rows(rb + 1, 1) } else { x0 }];
-            for j in (0..nbc).step_by(2) {
-                let nb = 2.min(nbc - j);
-                let b = [
-                    weights.add(j * block_len),
-                    weights.add((j + nb - 1) * block_len),
-                ];
-                match (mb, nb) {
-                    (2, 2) => tiles::<2, 2>(x, b, steps, acc),
-                    (2, _) => tiles::<2, 1>(x, b, steps, acc),
-                    (_, 2) => tiles::<1, 2>(x, b, steps, acc),
-                    _ => tiles::<1, 1>(x, b, steps, acc),
-                }
-                for (i, x) in x.iter().enumerate().take(mb) {
-                    for jj in 0..nb {
-                        let (blk, col) = (j + jj, (c0 + j + jj) * NR);
-                        let cols = NR.min(n - col);
-                        let mask = if cols == NR { !0 } else { (1u16 << cols) - 1 };
-                        let tile = &acc.0[2 * i + jj];
-                        for r in 0..x.valid {
-                            let v = _mm512_load_si512(tile.as_ptr().add(r * NR) as *const _);
-                            let at = ((rb + i) * MT + r) * n + col;
-                            match sink {
-                                Sink::Int8(_, y) => {
-                                    _mm_mask_storeu_epi8(y.add(at), mask, (*q.add(blk)).apply(v))
+        for rb0 in (0..row_blocks).step_by(per_stage) {
+            let mut xs = [Rows {
+                ptr: a,
+                stride,
+                valid: 0,
+            }; ASTAGE / (MT * KT)];
+            let staged = per_stage.min(row_blocks - rb0);
+            for (i, x) in xs.iter_mut().enumerate().take(staged) {
+                *x = block_rows(rb0 + i);
+            }
+            for rb in (rb0..rb0 + staged).step_by(2) {
+                let mb = 2.min(rb0 + staged - rb);
+                let x0 = xs[rb - rb0];
+                let x = [x0, if mb == 2 { xs[rb + 1 - rb0] } else { x0 }];
+                for j in (0..nbc).step_by(2) {
+                    let nb = 2.min(nbc - j);
+                    let b = [
+                        weights.add(j * block_len),
+                        weights.add((j + nb - 1) * block_len),
+                    ];
+                    match (mb, nb) {
+                        (2, 2) => tiles::<2, 2>(x, b, steps, acc),
+                        (2, _) => tiles::<2, 1>(x, b, steps, acc),
+                        (_, 2) => tiles::<1, 2>(x, b, steps, acc),
+                        _ => tiles::<1, 1>(x, b, steps, acc),
+                    }
+                    for (i, x) in x.iter().enumerate().take(mb) {
+                        for jj in 0..nb {
+                            let (blk, col) = (j + jj, (c0 + j + jj) * NR);
+                            let cols = NR.min(n - col);
+                            let mask = if cols == NR { !0 } else { (1u16 << cols) - 1 };
+                            let tile = &acc.0[2 * i + jj];
+                            for r in 0..x.valid {
+                                let v = _mm512_load_si512(tile.as_ptr().add(r * NR) as *const _);
+                                let at = ((rb + i) * MT + r) * n + col;
+                                match sink {
+                                    Sink::Int8(_, y) => _mm_mask_storeu_epi8(
+                                        y.add(at),
+                                        mask,
+                                        (*q.add(blk)).apply(v),
+                                    ),
+                                    Sink::Raw(_, y) => _mm512_mask_storeu_epi32(
+                                        y.add(at),
+                                        mask,
+                                        _mm512_sub_epi32(v, shifted[blk]),
+                                    ),
                                 }
-                                Sink::Raw(_, y) => _mm512_mask_storeu_epi32(
-                                    y.add(at),
-                                    mask,
-                                    _mm512_sub_epi32(v, shifted[blk]),
-                                ),
                             }
                         }
                     }
@@ -387,45 +422,11 @@ unsafe fn run(
     Some(())
 }
 
-/// # Safety
-/// [`available`] and AVX-512 F/BW/VL/VNNI and AVX2 (as `Isa::Amx.is_available()` checks); sizes
-/// as in [`super::gemm_requant`].
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn gemm_amx(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
-    let (kp, n) = (w.kp(), w.n());
-    assert!(
-        a.len() >= rows * kp && out.len() >= rows * n && w.data().len() >= kp * n.div_ceil(NR) * NR
-    );
-    let sink = Sink::Int8(rq, out.as_mut_ptr());
-    if run(a.as_ptr(), a.len(), kp, rows, w, sink).is_none() {
-        super::x86::gemm_avx512_vnni(a, rows, w, rq, out);
-    }
-}
-
-/// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` (see [`super::gemm_i32`]).
-///
-/// # Safety
-/// As [`gemm_amx`].
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn gemm_i32_amx(
-    a: &[i8],
-    stride: usize,
-    rows: usize,
-    zp: i8,
-    w: PackedWeights,
-    out: &mut [i32],
-) {
-    assert!(w.k() <= stride && stride <= w.kp());
-    assert!(a.len() >= rows * stride && out.len() >= rows * w.n());
-    let sink = Sink::Raw(zp, out.as_mut_ptr());
-    if run(a.as_ptr(), a.len(), stride, rows, w, sink).is_none() {
-        super::x86::gemm_i32_avx512_vnni(a, stride, rows, zp, w, out);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::{gemm_i32, gemm_requant, pack, packed_len, padded_k, scalar, I32s, Isa};
+    use super::super::{
+        gemm_i32, gemm_requant, pack, packed_len, padded_k, scalar, I32s, Isa, Requant,
+    };
     use super::*;
 
     /// Every tail at once: rows around the 16-row tiles and 32-row pairs, depths around the
@@ -481,6 +482,11 @@ mod tests {
                     let mut got = vec![0i8; rows * n];
                     gemm_requant(Isa::Amx, &a, rows, w, &rq, &mut got).unwrap();
                     assert_eq!(got, want, "requantized, {shape}");
+                    // The tiles themselves, also for the shapes `suits` leaves to AVX-512.
+                    let mut got = vec![0i8; rows * n];
+                    let sink = Sink::Int8(&rq, got.as_mut_ptr());
+                    assert!(unsafe { run(&a, kp, rows, w, sink) }.is_some());
+                    assert_eq!(got, want, "requantized tiles, {shape}");
                     for (stride, zp) in [(kp, 0), (k, -128), (k, 127), (kp, 7)] {
                         let mut want = vec![0i32; rows * n];
                         scalar::gemm_i32(&a, stride, rows, zp, w, &mut want);
@@ -489,6 +495,10 @@ mod tests {
                         let a = &a[..rows * stride];
                         gemm_i32(Isa::Amx, a, stride, rows, zp, w, &mut got);
                         assert_eq!(got, want, "raw, stride {stride} zp {zp}, {shape}");
+                        got.fill(0);
+                        let sink = Sink::Raw(zp, got.as_mut_ptr());
+                        assert!(unsafe { run(a, stride, rows, w, sink) }.is_some());
+                        assert_eq!(got, want, "raw tiles, stride {stride} zp {zp}, {shape}");
                     }
                 }
             }

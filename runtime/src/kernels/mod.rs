@@ -370,11 +370,9 @@ pub fn gemm_requant(
         #[cfg(target_arch = "x86_64")]
         Isa::AvxVnni if isa.is_available() => unsafe { x86::gemm_avx_vnni(a, rows, w, rq, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni if isa.is_available() => unsafe {
-            x86::gemm_avx512_vnni(a, rows, w, rq, out)
+        Isa::Avx512Vnni | Isa::Amx if isa.is_available() => unsafe {
+            x86::gemm_avx512_vnni(isa == Isa::Amx, a, rows, w, rq, out)
         },
-        #[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
-        Isa::Amx if isa.is_available() => unsafe { amx::gemm_amx(a, rows, w, rq, out) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => unsafe { aarch64::gemm_neon(a, rows, w, rq, out) },
         #[cfg(target_arch = "aarch64")]
@@ -414,11 +412,9 @@ pub fn gemm_i32(
     );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni if isa.is_available() => unsafe {
-            x86::gemm_i32_avx512_vnni(a, stride, rows, zp, w, out)
+        Isa::Avx512Vnni | Isa::Amx if isa.is_available() => unsafe {
+            x86::gemm_i32_avx512_vnni(isa == Isa::Amx, a, stride, rows, zp, w, out)
         },
-        #[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
-        Isa::Amx if isa.is_available() => unsafe { amx::gemm_i32_amx(a, stride, rows, zp, w, out) },
         _ => scalar::gemm_i32(a, stride, rows, zp, w, out),
     }
 }

@@ -25,7 +25,7 @@ const NC: usize = NR / 2;
 const KC: usize = 2048;
 /// Up to this many output columns, [`gemm_narrow`] reduces along `k` instead of wasting most of
 /// the 8-column micro-tile on padding (an RGB or grayscale output layer).
-const NARROW: usize = 4;
+pub(super) const NARROW: usize = 4;
 
 /// # Safety
 /// The CPU must support AVX2; sizes as in [`super::gemm_requant`].
@@ -459,10 +459,14 @@ unsafe fn staged_avx512(
 /// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` (see [`super::gemm_i32`]); `a` has row
 /// stride `stride`, `w.k() <= stride <= w.kp()`.
 ///
+/// With `amx`, the AMX kernel runs the shapes it takes (see [`super::amx::run`]).
+///
 /// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI.
+/// The CPU must support AVX-512 F/BW/VL/VNNI, and AMX-INT8 with the tile state granted when
+/// `amx` (`Isa::Amx.is_available()`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn gemm_i32_avx512_vnni(
+    amx: bool,
     a: &[i8],
     stride: usize,
     rows: usize,
@@ -473,15 +477,43 @@ pub unsafe fn gemm_i32_avx512_vnni(
     assert!(w.k() <= stride && stride <= w.kp());
     assert!(a.len() >= rows * stride && out.len() >= rows * w.n());
     let sink = Sink::Raw(zp, out.as_mut_ptr());
+    if amx_ran(amx, a, stride, rows, w, sink) {
+        return;
+    }
     if rows > 0 && staged_avx512(a.as_ptr(), stride, rows, w, sink).is_none() {
         super::scalar::gemm_i32(a, stride, rows, zp, w, out);
     }
 }
 
+/// Whether `amx` is asked for and [`super::amx::run`] took the shape (std only: without it, never).
+///
 /// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2; sizes as in [`super::gemm_requant`].
+/// As [`super::amx::run`] when `amx`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn amx_ran(
+    amx: bool,
+    a: &[i8],
+    stride: usize,
+    rows: usize,
+    w: PackedWeights,
+    sink: Sink,
+) -> bool {
+    #[cfg(any(feature = "std", test))]
+    if amx {
+        return super::amx::suits(rows, &w) && super::amx::run(a, stride, rows, w, sink).is_some();
+    }
+    let _ = (amx, a, stride, rows, w, sink);
+    false
+}
+
+/// With `amx`, the AMX kernel runs the shapes it takes (see [`super::amx::run`]).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2, and AMX-INT8 with the tile state granted
+/// when `amx` (`Isa::Amx.is_available()`); sizes as in [`super::gemm_requant`].
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn gemm_avx512_vnni(
+    amx: bool,
     a: &[i8],
     rows: usize,
     w: PackedWeights,
@@ -496,6 +528,9 @@ pub unsafe fn gemm_avx512_vnni(
         return;
     }
     let sink = Sink::Int8(rq, out.as_mut_ptr());
+    if amx_ran(amx, a, kp, rows, w, sink) {
+        return;
+    }
     if n <= NARROW || staged_avx512(a.as_ptr(), kp, rows, w, sink).is_none() {
         // One or a few output columns (a dot product along `k` suits them better than 16-column
         // blocks), or rows too deep to stage: the AVX2 kernel, exact too.
