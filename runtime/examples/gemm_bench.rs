@@ -154,38 +154,26 @@ fn main() {
         let madd = peak::madd_per_sec();
         let pair = peak::madd_add_per_sec();
         println!("clock {ghz:.2} GHz (dependent imuls)");
-        println!(
-            "vpmaddwd alone:   {:.2}/cycle = {:.1} GMAC/s (16 MACs each)",
-            madd / ghz / 1e9,
-            madd * 16.0 / 1e9
-        );
-        println!(
-            "vpmaddwd+vpaddd:  {:.2}/cycle = {:.1} GMAC/s",
-            pair / ghz / 1e9,
-            pair * 16.0 / 1e9
-        );
-        if Isa::AvxVnni.is_available() {
-            let d = unsafe { peak::dpbusd_ymm_per_sec() };
+        let peak = |name: &str, per_sec: f64, macs: f64| {
             println!(
-                "vpdpbusd ymm:     {:.2}/cycle = {:.1} GMAC/s (32 MACs each)",
-                d / ghz / 1e9,
-                d * 32.0 / 1e9
-            );
+                "{name:<17} {:.3}/cycle = {:.1} GMAC/s ({macs} MACs each)",
+                per_sec / ghz / 1e9,
+                per_sec * macs / 1e9
+            )
+        };
+        peak("vpmaddwd alone:", madd, 16.0);
+        peak("vpmaddwd+vpaddd:", pair, 16.0);
+        if Isa::AvxVnni.is_available() {
+            peak("vpdpbusd ymm:", unsafe { peak::dpbusd_ymm_per_sec() }, 32.0);
         }
         if Isa::Avx512Vnni.is_available() {
-            let d = unsafe { peak::dpbusd_zmm_per_sec() };
-            println!(
-                "vpdpbusd zmm:     {:.2}/cycle = {:.1} GMAC/s (64 MACs each)",
-                d / ghz / 1e9,
-                d * 64.0 / 1e9
-            );
+            peak("vpdpbusd zmm:", unsafe { peak::dpbusd_zmm_per_sec() }, 64.0);
         }
         if Isa::Amx.is_available() {
-            let d = unsafe { peak::tdpbssd_per_sec() };
-            println!(
-                "tdpbssd tiles:    {:.3}/cycle = {:.1} GMAC/s (16384 MACs each)",
-                d / ghz / 1e9,
-                d * 16384.0 / 1e9
+            peak(
+                "tdpbssd tiles:",
+                unsafe { peak::tdpbssd_per_sec() },
+                16384.0,
             );
         }
     }

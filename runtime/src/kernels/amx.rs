@@ -424,9 +424,8 @@ pub(super) unsafe fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{
-        gemm_i32, gemm_requant, pack, packed_len, padded_k, scalar, I32s, Isa, Requant,
-    };
+    use super::super::x86::tests::{packed_rows, requant_bytes};
+    use super::super::{gemm_i32, gemm_requant, padded_k, scalar, I32s, Isa, Requant};
     use super::*;
 
     /// Every tail at once: rows around the 16-row tiles and 32-row pairs, depths around the
@@ -458,16 +457,9 @@ mod tests {
                     };
                     let a: Vec<i8> = (0..rows * kp).map(|_| value()).collect();
                     let wv: Vec<i8> = (0..k * n).map(|_| value()).collect();
-                    let mut packed = vec![0i8; packed_len(k, n)];
-                    pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
+                    let packed = packed_rows(k, n, &wv);
                     let w = PackedWeights::new(&packed, k, n).unwrap();
-                    let bias: Vec<u8> =
-                        (0..n).flat_map(|_| (next() % 4096).to_le_bytes()).collect();
-                    let mult: Vec<u8> = (0..n)
-                        .flat_map(|_| ((1 << 30) + next() % (1 << 29)).to_le_bytes())
-                        .collect();
-                    let fit = 31 + (8000.0 * (k as f64).sqrt() / 64.0).log2().ceil() as u8;
-                    let shift: Vec<u8> = (0..n).map(|_| fit - 1 + (next() % 3) as u8).collect();
+                    let (bias, mult, shift) = requant_bytes(k, n, 8000.0, &mut next);
                     let rq = Requant {
                         bias: I32s::new(&bias).unwrap(),
                         mult: I32s::new(&mult).unwrap(),

@@ -803,7 +803,7 @@ unsafe fn tile256<const M: usize>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{gemm_requant, pack, packed_len, scalar, I32s, Isa};
     use super::*;
 
@@ -811,6 +811,30 @@ mod tests {
     fn x86_isas() -> impl Iterator<Item = Isa> {
         Isa::available()
             .filter(|i| matches!(i, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni | Isa::Amx))
+    }
+
+    /// `wv` (`k` rows of `n`) packed.
+    pub(in super::super) fn packed_rows(k: usize, n: usize, wv: &[i8]) -> Vec<i8> {
+        let mut packed = vec![0i8; packed_len(k, n)];
+        pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
+        packed
+    }
+
+    /// Bias, multiplier and shift bytes of `n` channels from `next`, the shifts scaling
+    /// accumulators of depth `k` (deviation about `dev * sqrt(k)`) into the int8 range.
+    pub(in super::super) fn requant_bytes(
+        k: usize,
+        n: usize,
+        dev: f64,
+        next: &mut impl FnMut() -> i32,
+    ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let bias: Vec<u8> = (0..n).flat_map(|_| (next() % 4096).to_le_bytes()).collect();
+        let mult: Vec<u8> = (0..n)
+            .flat_map(|_| ((1 << 30) + next() % (1 << 29)).to_le_bytes())
+            .collect();
+        let fit = 31 + (dev * (k as f64).sqrt() / 64.0).log2().ceil() as u8;
+        let shift: Vec<u8> = (0..n).map(|_| fit - 1 + (next() % 3) as u8).collect();
+        (bias, mult, shift)
     }
 
     /// The paths the shared property test cannot reach (it stays below `k = 300` and 40 rows):
@@ -836,16 +860,9 @@ mod tests {
             let wv: Vec<i8> = (0..k * n)
                 .map(|_| (next().rem_euclid(255) - 127) as i8)
                 .collect();
-            let mut packed = vec![0i8; packed_len(k, n)];
-            pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
+            let packed = packed_rows(k, n, &wv);
             let w = PackedWeights::new(&packed, k, n).unwrap();
-            let bias: Vec<u8> = (0..n).flat_map(|_| (next() % 4096).to_le_bytes()).collect();
-            let mult: Vec<u8> = (0..n)
-                .flat_map(|_| ((1 << 30) + next() % (1 << 29)).to_le_bytes())
-                .collect();
-            // Scales the accumulators (deviation about 5300 * sqrt(k)) into the int8 range.
-            let fit = 31 + (5300.0 * (k as f64).sqrt() / 64.0).log2().ceil() as u8;
-            let shift: Vec<u8> = (0..n).map(|_| fit - 1 + (next() % 3) as u8).collect();
+            let (bias, mult, shift) = requant_bytes(k, n, 5300.0, &mut next);
             let rq = Requant {
                 bias: I32s::new(&bias).unwrap(),
                 mult: I32s::new(&mult).unwrap(),
