@@ -6,24 +6,27 @@
 //! `tdpbssd` does 16 x 16 x 64 multiply-adds.
 //!
 //! `tdpbssd` (signed x signed) rather than `tdpbusd` on staged unsigned activations: AMX has a
-//! signed form at the same throughput, so the activations load straight from the caller's rows
-//! (any row stride) with no staging pass and no column-sum correction. (The VNNI kernels stage
-//! `a + 128` only because `vpdpbusd` has no signed x signed form.) Products of two int8 values
-//! summed in i32 are exact, as in every other kernel.
+//! signed form at the same throughput, so aligned activation rows load straight from the
+//! caller's tile (any row stride that is a multiple of 64), and there is no column-sum
+//! correction. (The VNNI kernels stage `a + 128` only because `vpdpbusd` has no signed x signed
+//! form.) Products of two int8 values summed in i32 are exact, as in every other kernel.
 //!
 //! One tile configuration per call, every tile 16 x 64 bytes: tmm0-3 are a 2 x 2 grid of C
 //! tiles (32 rows x 32 columns; four independent accumulators hide `tdpbssd`'s latency), tmm4-5
 //! the A tiles of its two row blocks, tmm6-7 the B tiles of its two column blocks. Shapes that do
 //! not fill whole tiles are padded instead of reconfigured (`ldtilecfg` zeroes every tile, so a
 //! shorter configuration for the depth tail would cost the accumulators a round trip through
-//! memory):
-//! - depth: the last 64-byte step of A reads past `kp` (into the next row), and its B tile comes
-//!   from a copy of the block's last groups padded with zero groups, so whatever A holds there is
-//!   multiplied by zero;
-//! - rows: a row block whose 16 rows of 64-byte steps would read past `a` (a short last block, or
-//!   the last blocks of shallow rows) is copied into a zeroed buffer; padding rows' outputs are not
-//!   written.
+//! memory, and one `ldtilecfg` costs about 250 cycles):
+//! - depth: activation rows and weights whose depth is not a multiple of 64 are copied with zero
+//!   padding to the next multiple (the weights a chunk of blocks at a time, reused by every row
+//!   block), so the last step multiplies zeros;
+//! - rows: a row block that is short, or would read past `a`, is copied with zero rows;
+//!   padding rows' outputs are not written;
 //! - columns: padding columns of the packed data are zero, and their outputs are not written.
+//!
+//! Tile rows must also be 64-byte aligned (a row split over two cache lines makes a tile load
+//! about 6 times slower), so unaligned activations or weights are copied the same way.
+//! Requantization is the AVX-512 VNNI kernel's ([`RequantX16`]) on the stored C tiles.
 
 use super::x86::{RequantX16, Sink, NARROW};
 use super::{PackedWeights, KR, NR};
@@ -255,10 +258,11 @@ unsafe fn column_sums(panel: *const i8, kp: usize) -> __m512i {
 
 /// Whether the tiles suit `rows` rows of `w`: not for shapes the AVX-512 VNNI kernel runs faster,
 /// fewer than [`MIN_ROWS`] rows (a tile of 16 rows mostly padding, and the fixed cost of a call,
-/// `ldtilecfg` alone about 250 cycles, spread over few multiply-adds) or at most 4 columns; nor
-/// for depths beyond [`KMAX`].
+/// `ldtilecfg` alone about 250 cycles, spread over few multiply-adds), at most 4 columns, or a
+/// depth below 64 (tiles half padding: the digits model's last layer, depth 32, ran slower);
+/// nor depths beyond [`KMAX`].
 pub(super) fn suits(rows: usize, w: &PackedWeights) -> bool {
-    rows >= MIN_ROWS && w.n() > NARROW && w.kp() <= KMAX
+    rows >= MIN_ROWS && w.n() > NARROW && (KT..=KMAX).contains(&w.kp())
 }
 
 /// Runs the GEMM of `rows` rows of `a` (row stride `stride`, `w.k() <= stride <= w.kp()`) into
