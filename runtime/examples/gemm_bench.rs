@@ -1,12 +1,15 @@
 //! Micro benchmark of the int8 GEMM kernels (no criterion): the CPU's measured clock and the
-//! `vpmaddwd` and `vpdpbusd` peaks, `gemm_requant` of every kernel family on the shapes of the
-//! reference generator, and (given a .pgq) the time of every op of a model at batch 1 and 64.
-//!     cargo run --release -p pocketgan-runtime --example gemm_bench [-- model.pgq [--ops-only]]
+//! `vpmaddwd`, `vpdpbusd` and `tdpbssd` peaks, `gemm_requant` of every kernel family on the
+//! shapes of the reference generator, and (given a .pgq) the time of every op of a model at
+//! batch 1 and 64.
+//! The model's ops run with the detected kernel family, or each of `--isa NAME[,NAME...]` in turn.
+//!     cargo run --release -p pocketgan-runtime --example gemm_bench \
+//!         [-- model.pgq [--ops-only] [--isa avx512-vnni,amx-int8]]
 use pocketgan_runtime::kernels::{
     gemm_requant, pack, packed_len, I32s, Isa, PackedWeights, Requant,
 };
 use pocketgan_runtime::peak::{self, median_secs};
-use pocketgan_runtime::{run_observed, Model};
+use pocketgan_runtime::{run_conditional_observed, Model};
 use std::time::Instant;
 
 /// Deterministic pseudo-random bytes.
@@ -56,12 +59,21 @@ fn gemm_gmacs(isa: Isa, rows: usize, k: usize, n: usize) -> f64 {
     (rows * k * n * calls) as f64 / secs / 1e9
 }
 
-fn model_ops(path: &str) {
+fn model_ops(path: &str, isas: &[Isa]) {
+    for &isa in isas {
+        model_ops_with(path, isa);
+    }
+}
+
+fn model_ops_with(path: &str, isa: Isa) {
     let bytes = std::fs::read(path).expect("read model");
     let model = Model::parse(&bytes).expect("parse model");
-    let isa = Isa::detect();
     for batch in [1usize, 64] {
         let input = bytes_for(batch * model.latent);
+        // One class per sample for a conditional model (digits), none otherwise.
+        let classes: Vec<u32> = (0..batch * usize::from(model.classes() > 0))
+            .map(|i| (i % model.classes()) as u32)
+            .collect();
         let mut arena = vec![0u8; model.arena_len(batch)];
         let mut out = vec![0i8; batch * model.output.elements()];
         let ops: Vec<_> = model.ops().collect();
@@ -71,11 +83,12 @@ fn model_ops(path: &str) {
         for _ in 0..reps {
             let start = Instant::now();
             let mut last = start;
-            run_observed(
+            run_conditional_observed(
                 &model,
                 isa,
                 batch,
                 &input,
+                &classes,
                 &mut arena,
                 &mut out,
                 |i, _, _, _| {
@@ -119,8 +132,21 @@ fn bytes_for(n: usize) -> Vec<i8> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ops_only = args.iter().any(|a| a == "--ops-only");
-    if let (true, Some(path)) = (ops_only, args.iter().find(|a| !a.starts_with("--"))) {
-        return model_ops(path);
+    let isa_arg = args.iter().position(|a| a == "--isa");
+    let isas: Vec<Isa> = match isa_arg.and_then(|i| args.get(i + 1)) {
+        Some(names) => names
+            .split(',')
+            .map(|n| Isa::from_name(n).unwrap_or_else(|| panic!("unknown kernel family {n}")))
+            .collect(),
+        None => vec![Isa::detect()],
+    };
+    let model_path = args
+        .iter()
+        .enumerate()
+        .find(|&(i, a)| !a.starts_with("--") && isa_arg.is_none_or(|j| i != j + 1))
+        .map(|(_, a)| a.as_str());
+    if let (true, Some(path)) = (ops_only, model_path) {
+        return model_ops(path, &isas);
     }
     #[cfg(target_arch = "x86_64")]
     {
@@ -128,34 +154,33 @@ fn main() {
         let madd = peak::madd_per_sec();
         let pair = peak::madd_add_per_sec();
         println!("clock {ghz:.2} GHz (dependent imuls)");
-        println!(
-            "vpmaddwd alone:   {:.2}/cycle = {:.1} GMAC/s (16 MACs each)",
-            madd / ghz / 1e9,
-            madd * 16.0 / 1e9
-        );
-        println!(
-            "vpmaddwd+vpaddd:  {:.2}/cycle = {:.1} GMAC/s",
-            pair / ghz / 1e9,
-            pair * 16.0 / 1e9
-        );
-        if Isa::AvxVnni.is_available() {
-            let d = unsafe { peak::dpbusd_ymm_per_sec() };
+        let peak = |name: &str, per_sec: f64, macs: f64| {
             println!(
-                "vpdpbusd ymm:     {:.2}/cycle = {:.1} GMAC/s (32 MACs each)",
-                d / ghz / 1e9,
-                d * 32.0 / 1e9
-            );
+                "{name:<17} {:.3}/cycle = {:.1} GMAC/s ({macs} MACs each)",
+                per_sec / ghz / 1e9,
+                per_sec * macs / 1e9
+            )
+        };
+        peak("vpmaddwd alone:", madd, 16.0);
+        peak("vpmaddwd+vpaddd:", pair, 16.0);
+        if Isa::AvxVnni.is_available() {
+            peak("vpdpbusd ymm:", unsafe { peak::dpbusd_ymm_per_sec() }, 32.0);
         }
         if Isa::Avx512Vnni.is_available() {
-            let d = unsafe { peak::dpbusd_zmm_per_sec() };
-            println!(
-                "vpdpbusd zmm:     {:.2}/cycle = {:.1} GMAC/s (64 MACs each)",
-                d / ghz / 1e9,
-                d * 64.0 / 1e9
+            peak("vpdpbusd zmm:", unsafe { peak::dpbusd_zmm_per_sec() }, 64.0);
+        }
+        if Isa::Amx.is_available() {
+            peak(
+                "tdpbssd tiles:",
+                unsafe { peak::tdpbssd_per_sec() },
+                16384.0,
             );
         }
     }
     for (rows, k, n) in [
+        // The digits model's largest layer (7x7x64 -> 14x14x32, 4x4 stride 2): per phase, tiles
+        // of 60 rows (TILE_ROWS) of 2x2 taps x 64 channels.
+        (60, 256, 32),
         (32, 512, 64),
         (49, 512, 64),
         (64, 512, 64),
@@ -177,7 +202,7 @@ fn main() {
         }
         println!();
     }
-    if let Some(path) = args.iter().find(|a| !a.starts_with("--")) {
-        model_ops(path);
+    if let Some(path) = model_path {
+        model_ops(path, &isas);
     }
 }

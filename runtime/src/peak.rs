@@ -24,7 +24,7 @@ pub fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 
 /// Multiply-adds per second `isa`'s GEMM inner loop can issue at most, measured (x86-64 only:
 /// `vpmaddwd` + `vpaddd` pairs of 16 MACs for AVX2, `vpdpbusd` of 32 or 64 MACs for the VNNI
-/// families); `None` where there is no measurement.
+/// families, `tdpbssd` of 16 x 16 x 64 for AMX); `None` where there is no measurement.
 pub fn int8_macs_per_sec(isa: Isa) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     if isa.is_available() {
@@ -33,6 +33,7 @@ pub fn int8_macs_per_sec(isa: Isa) -> Option<f64> {
             // SAFETY: each runs only where the CPU has its instructions (checked above).
             Isa::AvxVnni => Some(unsafe { dpbusd_ymm_per_sec() } * 32.0),
             Isa::Avx512Vnni => Some(unsafe { dpbusd_zmm_per_sec() } * 64.0),
+            Isa::Amx => Some(unsafe { tdpbssd_per_sec() } * 16384.0),
             _ => None,
         };
     }
@@ -201,4 +202,37 @@ pub unsafe fn dpbusd_ymm_per_sec() -> f64 {
         "{{vex}} vpdpbusd ymm10, ymm12, ymm13",
         "{{vex}} vpdpbusd ymm11, ymm12, ymm13",
     )
+}
+
+/// AMX `tdpbssd` per second (16 x 16 x 64 = 16384 MACs each) into 4 accumulator tiles, from 4
+/// operand tiles, as the AMX kernel's 2 x 2 grid issues them.
+///
+/// # Safety
+/// The CPU must have AMX-INT8 and the OS must have granted the tile state
+/// (`Isa::Amx.is_available()`).
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn tdpbssd_per_sec() -> f64 {
+    let iters: u64 = 2_000_000;
+    let cfg = crate::kernels::amx::tile_config();
+    let secs = median_secs(5, || unsafe {
+        asm!(
+            "ldtilecfg [{cfg}]",
+            "tilezero tmm4",
+            "tilezero tmm5",
+            "tilezero tmm6",
+            "tilezero tmm7",
+            "2:",
+            "tdpbssd tmm0, tmm4, tmm6",
+            "tdpbssd tmm1, tmm4, tmm7",
+            "tdpbssd tmm2, tmm5, tmm6",
+            "tdpbssd tmm3, tmm5, tmm7",
+            "dec {n}",
+            "jnz 2b",
+            "tilerelease",
+            cfg = in(reg) cfg,
+            n = inout(reg) iters => _,
+            options(nostack, readonly),
+        );
+    });
+    (iters * 4) as f64 / secs
 }

@@ -26,7 +26,7 @@ const ACC_MAX: usize = 16 * 1024;
 /// the GEMM has a fast exact-sum kernel (see [`gemm_i32`]) and the buffers fit.
 pub fn suits(isa: Isa, g: &ConvGeometry) -> bool {
     let cols = g.kh * g.kw * g.cout;
-    isa == Isa::Avx512Vnni
+    matches!(isa, Isa::Avx512Vnni | Isa::Amx)
         && isa.is_available()
         && cols <= MAX_COLS
         && packed_len(g.cin, cols) <= WT_MAX

@@ -10,6 +10,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
+pub mod amx;
 #[cfg(target_arch = "x86_64")]
 pub mod col2im;
 #[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
@@ -243,6 +245,9 @@ pub enum Isa {
     /// x86-64 AVX-512 VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later): `vpdpbusd` on 512-bit
     /// vectors, one packed group per instruction.
     Avx512Vnni,
+    /// x86-64 AMX-INT8 (Sapphire Rapids and later): `tdpbssd` on 16 x 64-byte tiles, a packed
+    /// block's 16 groups per B tile (needs the OS to grant the tile state; std only).
+    Amx,
     /// Cortex-M4/M7/M33 DSP extension: `sxtb16` + `smlad` (cargo feature `cortex-m-dsp`, since the
     /// extension is invisible to `cfg`).
     CortexMDsp,
@@ -258,6 +263,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avx-vnni",
             Isa::Avx512Vnni => "avx512-vnni",
+            Isa::Amx => "amx-int8",
             Isa::CortexMDsp => "cortex-m-dsp",
         }
     }
@@ -285,6 +291,9 @@ impl Isa {
                     && std::is_x86_feature_detected!("avx512vl")
                     && std::is_x86_feature_detected!("avx512vnni")
             }
+            // Its requantization and fallbacks are the AVX-512 VNNI kernel's.
+            #[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
+            Isa::Amx => Isa::Avx512Vnni.is_available() && amx::available(),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => cfg!(target_feature = "neon"),
             #[cfg(all(target_arch = "aarch64", any(feature = "std", test)))]
@@ -315,7 +324,7 @@ impl Isa {
 }
 
 /// All kernel families, in order of preference (last is best).
-pub const ALL_ISAS: [Isa; 8] = [
+pub const ALL_ISAS: [Isa; 9] = [
     Isa::Scalar,
     Isa::CortexMDsp,
     Isa::Neon,
@@ -324,6 +333,7 @@ pub const ALL_ISAS: [Isa; 8] = [
     Isa::Avx2,
     Isa::AvxVnni,
     Isa::Avx512Vnni,
+    Isa::Amx,
 ];
 
 /// The tiles given to a GEMM are smaller than its shape.
@@ -360,8 +370,8 @@ pub fn gemm_requant(
         #[cfg(target_arch = "x86_64")]
         Isa::AvxVnni if isa.is_available() => unsafe { x86::gemm_avx_vnni(a, rows, w, rq, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni if isa.is_available() => unsafe {
-            x86::gemm_avx512_vnni(a, rows, w, rq, out)
+        Isa::Avx512Vnni | Isa::Amx if isa.is_available() => unsafe {
+            x86::gemm_avx512_vnni(isa == Isa::Amx, a, rows, w, rq, out)
         },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => unsafe { aarch64::gemm_neon(a, rows, w, rq, out) },
@@ -382,8 +392,8 @@ pub fn gemm_requant(
 
 /// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` exactly (wrapping) in i32, `out` row stride
 /// `w.n()`, for `rows` rows of `a` with row stride `stride`, `w.k() <= stride <= w.kp()`: the
-/// partial sums of a transposed convolution done as GEMM plus col2im. Only AVX-512 VNNI has a
-/// fast kernel for it; other families run the scalar one.
+/// partial sums of a transposed convolution done as GEMM plus col2im. Only AVX-512 VNNI and AMX
+/// have a fast kernel for it; other families run the scalar one.
 pub fn gemm_i32(
     isa: Isa,
     a: &[i8],
@@ -402,8 +412,8 @@ pub fn gemm_i32(
     );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni if isa.is_available() => unsafe {
-            x86::gemm_i32_avx512_vnni(a, stride, rows, zp, w, out)
+        Isa::Avx512Vnni | Isa::Amx if isa.is_available() => unsafe {
+            x86::gemm_i32_avx512_vnni(isa == Isa::Amx, a, stride, rows, zp, w, out)
         },
         _ => scalar::gemm_i32(a, stride, rows, zp, w, out),
     }

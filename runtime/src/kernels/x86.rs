@@ -25,7 +25,7 @@ const NC: usize = NR / 2;
 const KC: usize = 2048;
 /// Up to this many output columns, [`gemm_narrow`] reduces along `k` instead of wasting most of
 /// the 8-column micro-tile on padding (an RGB or grayscale output layer).
-const NARROW: usize = 4;
+pub(super) const NARROW: usize = 4;
 
 /// # Safety
 /// The CPU must support AVX2; sizes as in [`super::gemm_requant`].
@@ -403,7 +403,7 @@ unsafe fn staged_chunks(
 
 /// Where the AVX-512 VNNI panels put their results.
 #[derive(Clone, Copy)]
-enum Sink<'r, 'a> {
+pub(super) enum Sink<'r, 'a> {
     /// Requantized, into int8 rows of `n` values.
     Int8(&'r Requant<'a>, *mut i8),
     /// Exact sums of `(a - zp) * w`, into i32 rows of `n` values.
@@ -459,10 +459,14 @@ unsafe fn staged_avx512(
 /// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` (see [`super::gemm_i32`]); `a` has row
 /// stride `stride`, `w.k() <= stride <= w.kp()`.
 ///
+/// With `amx`, the AMX kernel runs the shapes it takes (see [`super::amx::run`]).
+///
 /// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI.
+/// The CPU must support AVX-512 F/BW/VL/VNNI, and AMX-INT8 with the tile state granted when
+/// `amx` (`Isa::Amx.is_available()`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn gemm_i32_avx512_vnni(
+    amx: bool,
     a: &[i8],
     stride: usize,
     rows: usize,
@@ -473,15 +477,43 @@ pub unsafe fn gemm_i32_avx512_vnni(
     assert!(w.k() <= stride && stride <= w.kp());
     assert!(a.len() >= rows * stride && out.len() >= rows * w.n());
     let sink = Sink::Raw(zp, out.as_mut_ptr());
+    if amx_ran(amx, a, stride, rows, w, sink) {
+        return;
+    }
     if rows > 0 && staged_avx512(a.as_ptr(), stride, rows, w, sink).is_none() {
         super::scalar::gemm_i32(a, stride, rows, zp, w, out);
     }
 }
 
+/// Whether `amx` is asked for and [`super::amx::run`] took the shape (std only: without it, never).
+///
 /// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2; sizes as in [`super::gemm_requant`].
+/// As [`super::amx::run`] when `amx`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn amx_ran(
+    amx: bool,
+    a: &[i8],
+    stride: usize,
+    rows: usize,
+    w: PackedWeights,
+    sink: Sink,
+) -> bool {
+    #[cfg(any(feature = "std", test))]
+    if amx {
+        return super::amx::suits(rows, &w) && super::amx::run(a, stride, rows, w, sink).is_some();
+    }
+    let _ = (amx, a, stride, rows, w, sink);
+    false
+}
+
+/// With `amx`, the AMX kernel runs the shapes it takes (see [`super::amx::run`]).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2, and AMX-INT8 with the tile state granted
+/// when `amx` (`Isa::Amx.is_available()`); sizes as in [`super::gemm_requant`].
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn gemm_avx512_vnni(
+    amx: bool,
     a: &[i8],
     rows: usize,
     w: PackedWeights,
@@ -496,6 +528,9 @@ pub unsafe fn gemm_avx512_vnni(
         return;
     }
     let sink = Sink::Int8(rq, out.as_mut_ptr());
+    if amx_ran(amx, a, kp, rows, w, sink) {
+        return;
+    }
     if n <= NARROW || staged_avx512(a.as_ptr(), kp, rows, w, sink).is_none() {
         // One or a few output columns (a dot product along `k` suits them better than 16-column
         // blocks), or rows too deep to stage: the AVX2 kernel, exact too.
@@ -616,7 +651,7 @@ unsafe fn tile512<const M: usize, const NB: usize>(
 /// AVX-512 has what the AVX2 version emulates: an arithmetic 64-bit variable shift and 64-bit
 /// min/max, so this is `requantize` lane by lane: `(v * mult + 2^(s-1)) >> s` in i64, clamped to
 /// `[min - zp, max - zp]`, plus `zp`.
-struct RequantX16 {
+pub(super) struct RequantX16 {
     /// `bias - 128 * column sum`, mod 2^32.
     bias: __m512i,
     /// Even channels' values in the low halves of the 64-bit lanes, then odd ones'.
@@ -631,7 +666,7 @@ struct RequantX16 {
 impl RequantX16 {
     /// Channels `n0..n0 + cols` (`cols <= 16`); `sums` holds their column sums.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn new(rq: &Requant, n0: usize, cols: usize, sums: __m512i) -> Self {
+    pub(super) unsafe fn new(rq: &Requant, n0: usize, cols: usize, sums: __m512i) -> Self {
         let mask: u16 = if cols >= NR { !0 } else { (1 << cols) - 1 };
         // Masked loads read only the channels that exist (the slices end at `n`).
         let load = |b: &[u8]| _mm512_maskz_loadu_epi32(mask, b.as_ptr().add(4 * n0) as *const i32);
@@ -659,7 +694,7 @@ impl RequantX16 {
     /// The 16 requantized channels of one row's raw (unsigned-shifted) accumulators.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
-    unsafe fn apply(&self, acc: __m512i) -> __m128i {
+    pub(super) unsafe fn apply(&self, acc: __m512i) -> __m128i {
         let v = _mm512_add_epi32(acc, self.bias);
         let mut r = [v, _mm512_srli_epi64(v, 32)];
         for (p, r) in r.iter_mut().enumerate() {
@@ -768,13 +803,38 @@ unsafe fn tile256<const M: usize>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{gemm_requant, pack, packed_len, scalar, I32s, Isa};
     use super::*;
 
     /// The x86 kernels this CPU can run.
     fn x86_isas() -> impl Iterator<Item = Isa> {
-        Isa::available().filter(|i| matches!(i, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni))
+        Isa::available()
+            .filter(|i| matches!(i, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni | Isa::Amx))
+    }
+
+    /// `wv` (`k` rows of `n`) packed.
+    pub(in super::super) fn packed_rows(k: usize, n: usize, wv: &[i8]) -> Vec<i8> {
+        let mut packed = vec![0i8; packed_len(k, n)];
+        pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
+        packed
+    }
+
+    /// Bias, multiplier and shift bytes of `n` channels from `next`, the shifts scaling
+    /// accumulators of depth `k` (deviation about `dev * sqrt(k)`) into the int8 range.
+    pub(in super::super) fn requant_bytes(
+        k: usize,
+        n: usize,
+        dev: f64,
+        next: &mut impl FnMut() -> i32,
+    ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let bias: Vec<u8> = (0..n).flat_map(|_| (next() % 4096).to_le_bytes()).collect();
+        let mult: Vec<u8> = (0..n)
+            .flat_map(|_| ((1 << 30) + next() % (1 << 29)).to_le_bytes())
+            .collect();
+        let fit = 31 + (dev * (k as f64).sqrt() / 64.0).log2().ceil() as u8;
+        let shift: Vec<u8> = (0..n).map(|_| fit - 1 + (next() % 3) as u8).collect();
+        (bias, mult, shift)
     }
 
     /// The paths the shared property test cannot reach (it stays below `k = 300` and 40 rows):
@@ -800,16 +860,9 @@ mod tests {
             let wv: Vec<i8> = (0..k * n)
                 .map(|_| (next().rem_euclid(255) - 127) as i8)
                 .collect();
-            let mut packed = vec![0i8; packed_len(k, n)];
-            pack(k, n, |kk, nn| wv[kk * n + nn], &mut packed);
+            let packed = packed_rows(k, n, &wv);
             let w = PackedWeights::new(&packed, k, n).unwrap();
-            let bias: Vec<u8> = (0..n).flat_map(|_| (next() % 4096).to_le_bytes()).collect();
-            let mult: Vec<u8> = (0..n)
-                .flat_map(|_| ((1 << 30) + next() % (1 << 29)).to_le_bytes())
-                .collect();
-            // Scales the accumulators (deviation about 5300 * sqrt(k)) into the int8 range.
-            let fit = 31 + (5300.0 * (k as f64).sqrt() / 64.0).log2().ceil() as u8;
-            let shift: Vec<u8> = (0..n).map(|_| fit - 1 + (next() % 3) as u8).collect();
+            let (bias, mult, shift) = requant_bytes(k, n, 5300.0, &mut next);
             let rq = Requant {
                 bias: I32s::new(&bias).unwrap(),
                 mult: I32s::new(&mult).unwrap(),
