@@ -128,7 +128,10 @@ fn short_runs_write_the_metrics_of_the_trainer_before_the_refactor() {
             "{name}: the fixture has a header and 30 rows"
         );
         for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-            assert!(same_row(i, w, g, exact), "{name}: row {i} differs:\n{w}\n{g}");
+            assert!(
+                same_row(i, w, g, exact),
+                "{name}: row {i} differs:\n{w}\n{g}"
+            );
         }
         assert_eq!(want.len(), got.len(), "{name}: number of rows");
     }
@@ -154,7 +157,7 @@ fn a_run_saved_by_the_previous_trainer_resumes_as_if_it_never_stopped() {
         == kernel_class();
     let (got, want) = (without_seconds(&got), without_seconds(&want));
     assert_eq!(got.len(), want.len());
-    for (w, g) in want.iter().zip(&got) {
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
         assert!(same_row(i, w, g, exact), "resumed run differs:\n{w}\n{g}");
     }
 }
