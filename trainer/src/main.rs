@@ -141,7 +141,16 @@ fn train_cmd(a: TrainArgs, given: impl Fn(&str) -> bool) -> anyhow::Result<()> {
             println!("  samples:    {}", a.out.join("samples").display());
             println!("  metrics:    {}", a.out.join("metrics.csv").display());
             println!("  loss curve: {}", a.out.join("loss_curve.png").display());
-            println!("  generator:  {}", a.out.join("generator.onnx").display());
+            // The family names its exports (CycleGAN writes one generator per direction).
+            let mut exports: Vec<_> = std::fs::read_dir(&a.out)
+                .with_context(|| format!("reading {}", a.out.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+                .collect();
+            exports.sort();
+            for path in exports {
+                println!("  generator:  {}", path.display());
+            }
             if let Some(m) = source.mixture() {
                 let run = RunDir(a.out.clone());
                 let cfg = run.read_config()?;
