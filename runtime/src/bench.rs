@@ -228,9 +228,16 @@ impl Table {
         use std::fmt::Write;
         let mut s = String::new();
         let ort = self.find("onnxruntime").is_some();
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.engine.len())
+            .max()
+            .unwrap_or(0)
+            .max(22);
         let _ = write!(
             s,
-            "{:<22} {:>14} {:>10}",
+            "{:<width$} {:>14} {:>10}",
             "engine", "batch 1 (us)", "x tract"
         );
         if ort {
@@ -254,7 +261,7 @@ impl Table {
         for r in &self.rows {
             let (t1, t64) = self.ratios(r, "tract");
             let (o1, o64) = self.ratios(r, "onnxruntime");
-            let _ = write!(s, "{:<22} {:>14.1} {:>9.2}x", r.engine, r.batch1_us, t1);
+            let _ = write!(s, "{:<width$} {:>14.1} {:>9.2}x", r.engine, r.batch1_us, t1);
             if ort {
                 let _ = write!(s, " {o1:>7.2}x");
             }

@@ -5,11 +5,13 @@ use crate::graph::Graph;
 use crate::interp::{check_classes, run_conditional};
 use crate::kernels::Isa;
 use std::collections::HashMap;
+use threads::int8_name;
 use tract_onnx::prelude::*;
 
 #[cfg(feature = "ort")]
 pub mod ort;
 pub mod runner;
+pub mod threads;
 
 /// Largest arena an engine allocates for one batch; larger batches are an error, not an abort.
 pub const MAX_ARENA_BYTES: usize = 4 << 30;
@@ -278,7 +280,9 @@ impl Engine for TractEngine {
 pub struct Int8Engine<'a> {
     model: Model<'a>,
     isa: Isa,
-    arena: Vec<u8>,
+    threads: usize,
+    /// One arena per thread.
+    arenas: Vec<Vec<u8>>,
     input: Vec<i8>,
     output: Vec<i8>,
 }
@@ -288,10 +292,18 @@ impl<'a> Int8Engine<'a> {
         Int8Engine {
             model,
             isa,
-            arena: Vec::new(),
+            threads: 1,
+            arenas: Vec::new(),
             input: Vec::new(),
             output: Vec::new(),
         }
+    }
+
+    /// Runs a batch on up to `threads` threads, split by samples ([`threads`]): the same bytes
+    /// as one thread.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     pub fn model(&self) -> &Model<'a> {
@@ -314,17 +326,24 @@ impl<'a> Int8Engine<'a> {
         let q = self.model.input_quant;
         self.input.clear();
         self.input.extend(z.iter().map(|&v| q.quantize(v)));
-        self.arena.resize(self.model.arena_len(n), 0);
-        self.output.resize(n * self.model.output.elements(), 0);
-        run_conditional(
-            &self.model,
-            self.isa,
-            n,
-            &self.input,
-            classes,
-            &mut self.arena,
-            &mut self.output,
-        )?;
+        check_classes(self.model.classes(), n, classes)?;
+        let (m, isa) = (self.model, self.isa);
+        self.output.resize(n * m.output.elements(), 0);
+        let ranges = threads::parts(n, self.threads);
+        let outputs = threads::split_samples(&mut self.output, n, &ranges);
+        self.arenas.resize_with(ranges.len(), Vec::new);
+        let mut jobs = Vec::with_capacity(ranges.len());
+        for ((r, out), arena) in ranges.iter().zip(outputs).zip(self.arenas.iter_mut()) {
+            arena.resize(m.arena_len(r.len()), 0);
+            let z = (self.input)
+                .get(r.start * m.latent..r.end * m.latent)
+                .unwrap_or_default();
+            let c = classes.get(r.clone()).unwrap_or_default();
+            jobs.push((r.len(), z, c, arena, out));
+        }
+        threads::for_each_job(jobs, |(len, z, c, arena, out)| {
+            run_conditional(&m, isa, len, z, c, arena, out)
+        })?;
         Ok(&self.output)
     }
 }
@@ -336,7 +355,7 @@ pub fn dequantize_nchw(model: &Model, q: &[i8]) -> Vec<f32> {
 
 impl Engine for Int8Engine<'_> {
     fn name(&self) -> String {
-        format!("int8 {}", self.isa.name())
+        int8_name(self.isa, self.threads)
     }
     fn latent(&self) -> usize {
         self.model.latent

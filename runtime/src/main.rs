@@ -138,7 +138,8 @@ enum Command {
         pgq: Option<PathBuf>,
         #[arg(long, value_delimiter = ',', default_value = "int8,tract")]
         engines: Vec<EngineKind>,
-        /// Threads for engines that use them (tract and our kernels are single-threaded).
+        /// Threads: our int8 engine splits a batch's samples over them (batch 1 runs on one),
+        /// onnxruntime runs each operator on them; tract is single-threaded.
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Timed repetitions per measurement (the median is reported).
@@ -521,7 +522,7 @@ fn main() -> Result<()> {
                     }
                     EngineKind::Int8 => {
                         for isa in Isa::available() {
-                            list.push(Box::new(Int8Engine::new(m, isa)));
+                            list.push(Box::new(Int8Engine::new(m, isa).with_threads(threads)));
                         }
                     }
                     EngineKind::Ort => list.push(ort_engine(&onnx, latent, image, threads)?),
@@ -564,7 +565,7 @@ fn bench_images(
     let mut list: Vec<Box<dyn Runner>> = vec![Box::new(tract)];
     if engines.contains(&EngineKind::Int8) {
         for isa in Isa::available() {
-            list.push(Box::new(Int8Runner::new(m, isa)));
+            list.push(Box::new(Int8Runner::new(m, isa).with_threads(threads)));
         }
     }
     if engines.contains(&EngineKind::Ort) {

@@ -6,6 +6,7 @@
 //! are indices. The int8 engine quantizes each input with its tensor's quantization and
 //! dequantizes each output; tract and onnxruntime run the float ONNX.
 
+use super::threads::{for_each_job, int8_name, parts, split_samples};
 use super::{tract_err, EngineError};
 use crate::format::{Model, Shape, TensorKind};
 use crate::interp::{run_graph, Input};
@@ -151,7 +152,9 @@ fn names(model: &Model, key: &str, default: &str, count: usize) -> Vec<String> {
 pub struct Int8Runner<'a> {
     model: Model<'a>,
     isa: Isa,
-    arena: Vec<u8>,
+    threads: usize,
+    /// One arena per thread.
+    arenas: Vec<Vec<u8>>,
 }
 
 impl<'a> Int8Runner<'a> {
@@ -159,8 +162,16 @@ impl<'a> Int8Runner<'a> {
         Int8Runner {
             model,
             isa,
-            arena: Vec::new(),
+            threads: 1,
+            arenas: Vec::new(),
         }
+    }
+
+    /// Runs a batch on up to `threads` threads, split by samples ([`super::threads`]): the
+    /// same bytes as one thread.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     fn specs(&self, tensors: Vec<usize>, key: &str, default: &str) -> Vec<TensorSpec> {
@@ -189,7 +200,7 @@ impl<'a> Int8Runner<'a> {
 
 impl Runner for Int8Runner<'_> {
     fn name(&self) -> String {
-        format!("int8 {}", self.isa.name())
+        int8_name(self.isa, self.threads)
     }
     fn inputs(&self) -> Vec<TensorSpec> {
         self.specs(self.model.inputs().collect(), "pocketgan.inputs", "input")
@@ -202,7 +213,31 @@ impl Runner for Int8Runner<'_> {
         )
     }
     fn run(&mut self, inputs: &[Values], n: usize) -> Result<Vec<Values>, EngineError> {
-        self.run_observed(inputs, n, |_, _, _, _| {})
+        if self.threads <= 1 || n <= 1 {
+            return self.run_observed(inputs, n, |_, _, _, _| {});
+        }
+        let ranges = parts(n, self.threads);
+        let (m, isa) = (self.model, self.isa);
+        let (given, mut outs, out_tensors) = self.prepare(inputs, n)?;
+        let mut per_output: Vec<Vec<&mut [i8]>> = outs
+            .iter_mut()
+            .map(|o| split_samples(o, n, &ranges))
+            .collect();
+        self.arenas.resize_with(ranges.len(), Vec::new);
+        let mut jobs = Vec::with_capacity(ranges.len());
+        for (k, (r, arena)) in ranges.iter().zip(self.arenas.iter_mut()).enumerate() {
+            arena.resize(m.arena_len(r.len()), 0);
+            let part: Vec<Input> = given.iter().map(|g| g.samples(n, r.clone())).collect();
+            let views: Vec<&mut [i8]> = per_output
+                .iter_mut()
+                .map(|chunks| std::mem::take(&mut chunks[k]))
+                .collect();
+            jobs.push((r.len(), part, arena, views));
+        }
+        for_each_job(jobs, |(len, part, arena, mut views)| {
+            run_graph(&m, isa, len, &part, arena, &mut views, |_, _, _, _| {})
+        })?;
+        Ok(dequantize_all(&outs, &out_tensors))
     }
 }
 
@@ -215,26 +250,21 @@ impl Int8Runner<'_> {
         n: usize,
         observe: impl FnMut(usize, &crate::format::Node, Shape, &[i8]),
     ) -> Result<Vec<Values>, EngineError> {
+        let (m, isa) = (self.model, self.isa);
+        let (given, mut outs, out_tensors) = self.prepare(inputs, n)?;
+        self.arenas.resize_with(1, Vec::new);
+        let arena = &mut self.arenas[0];
+        arena.resize(m.arena_len(n), 0);
+        let mut views: Vec<&mut [i8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        let given: Vec<Input> = given.iter().map(Given::all).collect();
+        run_graph(&m, isa, n, &given, arena, &mut views, observe)?;
+        Ok(dequantize_all(&outs, &out_tensors))
+    }
+
+    /// Checks a batch of `n` and quantizes its inputs; zeroed int8 outputs and their tensors.
+    fn prepare(&self, inputs: &[Values], n: usize) -> Result<Prepared, EngineError> {
         check(&self.inputs(), inputs, n)?;
         let m = self.model;
-        let quantized: Vec<Vec<i8>> = m
-            .inputs()
-            .zip(inputs)
-            .map(|(t, v)| match (m.tensor(t), v) {
-                (Some(info), Values::F32(x)) => quantize_in(info.shape, info.quant, x),
-                _ => Vec::new(),
-            })
-            .collect();
-        let given: Vec<Input> = inputs
-            .iter()
-            .zip(&quantized)
-            .map(|(v, q)| match v {
-                Values::Index(c) => Input::Index(c),
-                Values::F32(_) => Input::Int8(q),
-            })
-            .collect();
-        let out_tensors: Vec<_> = m.outputs().filter_map(|t| m.tensor(t)).collect();
-        let mut outs: Vec<Vec<i8>> = out_tensors.iter().map(|i| vec![0; n * i.bytes()]).collect();
         let needed = m.arena_len(n);
         if needed == usize::MAX || needed > crate::engine::MAX_ARENA_BYTES {
             return Err(EngineError::Inputs(format!(
@@ -242,23 +272,56 @@ impl Int8Runner<'_> {
                 crate::engine::MAX_ARENA_BYTES
             )));
         }
-        self.arena.resize(needed, 0);
-        let mut views: Vec<&mut [i8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-        run_graph(
-            &m,
-            self.isa,
-            n,
-            &given,
-            &mut self.arena,
-            &mut views,
-            observe,
-        )?;
-        Ok(outs
-            .iter()
-            .zip(&out_tensors)
-            .map(|(y, info)| Values::F32(dequantize_out(info.shape, info.quant, y)))
-            .collect())
+        let given: Vec<Given> = m
+            .inputs()
+            .zip(inputs)
+            .map(|(t, v)| match (m.tensor(t), v) {
+                (Some(info), Values::F32(x)) => Given::Int8(quantize_in(info.shape, info.quant, x)),
+                (_, Values::Index(c)) => Given::Index(c.clone()),
+                (None, Values::F32(_)) => Given::Int8(Vec::new()),
+            })
+            .collect();
+        let out_tensors: Vec<_> = m.outputs().filter_map(|t| m.tensor(t)).collect();
+        let outs = out_tensors.iter().map(|i| vec![0; n * i.bytes()]).collect();
+        Ok((given, outs, out_tensors))
     }
+}
+
+/// A checked batch: its quantized inputs, zeroed outputs and the outputs' tensors.
+type Prepared = (Vec<Given>, Vec<Vec<i8>>, Vec<crate::format::TensorInfo>);
+
+/// One input of a batch, owned: quantized values or class indices.
+enum Given {
+    Int8(Vec<i8>),
+    Index(Vec<u32>),
+}
+
+impl Given {
+    /// The whole batch.
+    fn all(&self) -> Input<'_> {
+        match self {
+            Given::Int8(q) => Input::Int8(q),
+            Given::Index(c) => Input::Index(c),
+        }
+    }
+
+    /// The samples `r` of this input (of a batch of `n`).
+    fn samples(&self, n: usize, r: std::ops::Range<usize>) -> Input<'_> {
+        match self {
+            Given::Int8(q) => {
+                let per = q.len() / n.max(1);
+                Input::Int8(q.get(r.start * per..r.end * per).unwrap_or_default())
+            }
+            Given::Index(c) => Input::Index(c.get(r).unwrap_or_default()),
+        }
+    }
+}
+
+fn dequantize_all(outs: &[Vec<i8>], tensors: &[crate::format::TensorInfo]) -> Vec<Values> {
+    outs.iter()
+        .zip(tensors)
+        .map(|(y, info)| Values::F32(dequantize_out(info.shape, info.quant, y)))
+        .collect()
 }
 
 /// The batch an ONNX graph's first input declares as a number (an export without a dynamic

@@ -1,0 +1,117 @@
+//! A batch split over threads (the std side; the no_std core runs one range of samples on one
+//! thread and allocates nothing).
+//!
+//! Every op of a `.pgq` graph works on one sample at a time (batch normalisation is folded,
+//! instance normalisation is per sample), so `k` contiguous ranges of the batch run on `k`
+//! threads, each with its own arena, write exactly the bytes one thread would: the split is
+//! invisible in the results. Each range writes its own disjoint part of the outputs.
+
+use std::ops::Range;
+
+/// An int8 engine's name in tables: its kernel family, and its threads when more than one.
+pub fn int8_name(isa: crate::kernels::Isa, threads: usize) -> String {
+    match threads {
+        0 | 1 => format!("int8 {}", isa.name()),
+        t => format!("int8 {} x{t} threads", isa.name()),
+    }
+}
+
+/// Contiguous ranges covering `0..batch`, at most `threads` of them (at least one), sizes
+/// differing by at most one sample.
+pub fn parts(batch: usize, threads: usize) -> Vec<Range<usize>> {
+    let k = threads.clamp(1, batch.max(1));
+    let (size, extra) = (batch / k, batch % k);
+    let mut start = 0;
+    (0..k)
+        .map(|i| {
+            let len = size + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// Splits `buf` (`batch` samples of `buf.len() / batch` values) into one mutable slice per
+/// range of `ranges`, in order.
+pub fn split_samples<'b, T>(
+    mut buf: &'b mut [T],
+    batch: usize,
+    ranges: &[Range<usize>],
+) -> Vec<&'b mut [T]> {
+    let per = buf.len() / batch.max(1);
+    ranges
+        .iter()
+        .map(|r| {
+            let (head, tail) = std::mem::take(&mut buf).split_at_mut(r.len() * per);
+            buf = tail;
+            head
+        })
+        .collect()
+}
+
+/// Runs `run(job)` for every job, the first on the calling thread and the others on scoped
+/// threads, and returns the first error in job order.
+pub fn for_each_job<J: Send, E: Send>(
+    jobs: Vec<J>,
+    run: impl Fn(J) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else {
+        return Ok(());
+    };
+    std::thread::scope(|s| {
+        let run = &run;
+        let handles: Vec<_> = jobs.map(|j| s.spawn(move || run(j))).collect();
+        let mut result = run(first);
+        for h in handles {
+            // A panic in a worker is a bug of ours (the core has no panic path on any input):
+            // pass it on rather than hide it.
+            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_batch_evenly() {
+        for batch in 1..40 {
+            for threads in 0..9 {
+                let p = parts(batch, threads);
+                assert_eq!(p.len(), threads.clamp(1, batch));
+                assert_eq!(p[0].start, 0);
+                assert_eq!(p.last().unwrap().end, batch);
+                assert!(p.windows(2).all(|w| w[0].end == w[1].start));
+                let (lo, hi) = (
+                    p.iter().map(|r| r.len()).min().unwrap(),
+                    p.iter().map(|r| r.len()).max().unwrap(),
+                );
+                assert!(hi - lo <= 1 && lo >= 1, "{batch} on {threads}: {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn samples_split_where_the_ranges_do() {
+        let mut buf: Vec<u32> = (0..10 * 3).collect();
+        let ranges = parts(10, 3);
+        let chunks = split_samples(&mut buf, 10, &ranges);
+        let lens: Vec<_> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(lens, [12, 9, 9]);
+        assert_eq!(chunks[1][0], 12);
+    }
+
+    #[test]
+    fn the_first_error_in_job_order_wins() {
+        let r: Result<(), usize> =
+            for_each_job(vec![0, 1, 2, 3], |j| if j >= 2 { Err(j) } else { Ok(()) });
+        assert_eq!(r, Err(2));
+    }
+}
