@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: every crate's unit tests and the end-to-end tests, built once in release
 # (training is too slow unoptimised), the firmware for every board (run under QEMU by tests/), the
-# onnxruntime engine, and the aarch64 kernels under qemu-user.
+# onnxruntime engine, the aarch64 kernels under qemu-user, and the Raspberry Pi CLI under qemu-user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,9 @@ scripts/firmware.sh budget
 cargo test --release -p pocketgan-runtime --features ort --test ort_engine 2>&1 | tee -a "$log"
 # The int8 kernels for the Raspberry Pi, under qemu-aarch64 once per dispatch path (Pi 4, Pi 5, max).
 scripts/test-aarch64.sh 2>&1 | tee -a "$log"
+# The `pocketgan` command cross-built for the Raspberry Pi (64- and 32-bit) under qemu-user, against
+# the x86 build: the same bytes, texts and errors.
+scripts/test-pi.sh 2>&1 | tee -a "$log"
 
 # One closing line over every test binary (cargo's own last line is often an empty doc-test run).
 passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -14,7 +14,13 @@ pub mod runner;
 pub mod threads;
 
 /// Largest arena an engine allocates for one batch; larger batches are an error, not an abort.
-pub const MAX_ARENA_BYTES: usize = 4 << 30;
+/// 4 GiB on 64-bit machines, 1 GiB on 32-bit ones (where `4 << 30` would wrap to 0: the 32-bit
+/// Raspberry Pi build refused every model before this was written so).
+pub const MAX_ARENA_BYTES: usize = if usize::BITS >= 64 {
+    (4u64 << 30) as usize
+} else {
+    1 << 30
+};
 
 /// Runs `f`, turning a panic inside tract into an error: tract can panic on hostile models,
 /// and the engine boundary promises typed errors.
