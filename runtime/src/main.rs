@@ -84,6 +84,10 @@ enum Command {
         /// Kernel family for the int8 engine (default: the fastest this CPU has).
         #[arg(long)]
         isa: Option<String>,
+        /// Threads for the int8 engine, which splits the samples between them (the same bytes
+        /// as one thread), and for onnxruntime.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// Describe a model: inputs, outputs, nodes, parameters, multiply-adds, arena plan and size.
     Inspect { model: PathBuf },
@@ -313,25 +317,29 @@ fn main() -> Result<()> {
             latents: latents_file,
             save_npy,
             isa,
+            threads,
         } => {
             let bytes = read(&model)?;
             let quantized;
             let mut gen: Box<dyn Engine> = match (engine, is_pgq(&model)) {
-                (EngineKind::Int8, true) => Box::new(Int8Engine::new(
-                    Model::parse(&bytes)
-                        .with_context(|| format!("invalid model {}", model.display()))?,
-                    parse_isa(isa.as_deref())?,
-                )),
+                (EngineKind::Int8, true) => Box::new(
+                    Int8Engine::new(
+                        Model::parse(&bytes)
+                            .with_context(|| format!("invalid model {}", model.display()))?,
+                        parse_isa(isa.as_deref())?,
+                    )
+                    .with_threads(threads),
+                ),
                 (EngineKind::Int8, false) => {
                     eprintln!(
                         "quantizing {} in memory (use `pocketgan quantize` to keep the .pgq)",
                         model.display()
                     );
                     quantized = quantize(&bytes, &QuantizeOptions::default())?.0;
-                    Box::new(Int8Engine::new(
-                        Model::parse(&quantized)?,
-                        parse_isa(isa.as_deref())?,
-                    ))
+                    Box::new(
+                        Int8Engine::new(Model::parse(&quantized)?, parse_isa(isa.as_deref())?)
+                            .with_threads(threads),
+                    )
                 }
                 (_, true) => bail!(
                     "{} is an int8 model; the tract and ort engines run the ONNX file",
@@ -343,7 +351,7 @@ fn main() -> Result<()> {
                 }
                 (EngineKind::Ort, false) => {
                     let (latent, image) = onnx_shape(&bytes)?;
-                    ort_engine(&bytes, latent, image, 1)?
+                    ort_engine(&bytes, latent, image, threads)?
                 }
             };
             let latent = gen.latent();
