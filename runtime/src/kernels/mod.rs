@@ -83,16 +83,17 @@ impl<'a> PackedWeights<'a> {
     }
     /// True when every padding byte is zero, which all kernels rely on.
     pub fn padding_is_zero(&self) -> bool {
+        // Only the padding is visited: the depths past `k` of every real column, then every
+        // depth of the padded columns (the weights themselves are most of the file, and a model
+        // load on a Pi would otherwise spend more instructions here than on an image).
         let kp = self.kp();
-        (0..padded_n(self.n)).all(|n| {
-            (0..kp).all(|k| {
-                (k < self.k && n < self.n)
-                    || self
-                        .data
-                        .get(packed_index(kp, k, n))
-                        .is_some_and(|&v| v == 0)
-            })
-        })
+        let zero = |k: usize, n: usize| {
+            self.data
+                .get(packed_index(kp, k, n))
+                .is_some_and(|&v| v == 0)
+        };
+        (0..self.n).all(|n| (self.k..kp).all(|k| zero(k, n)))
+            && (self.n..padded_n(self.n)).all(|n| (0..kp).all(|k| zero(k, n)))
     }
 }
 
@@ -423,6 +424,31 @@ pub fn gemm_i32(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn padding_check_sees_every_padding_byte_and_no_weight() {
+        for (k, n) in [
+            (1, 1),
+            (3, 5),
+            (4, NR),
+            (5, NR + 1),
+            (KR * 2 + 1, 2 * NR - 1),
+        ] {
+            let mut data = vec![0i8; packed_len(k, n)];
+            pack(k, n, |kk, nn| (kk * 7 + nn) as i8 % 100 + 1, &mut data);
+            assert!(PackedWeights::new(&data, k, n).unwrap().padding_is_zero());
+            let kp = padded_k(k);
+            let weights: Vec<usize> = (0..k)
+                .flat_map(|kk| (0..n).map(move |nn| packed_index(kp, kk, nn)))
+                .collect();
+            for i in 0..data.len() {
+                let mut bad = data.clone();
+                bad[i] = if weights.contains(&i) { 9 } else { 1 };
+                let ok = PackedWeights::new(&bad, k, n).unwrap().padding_is_zero();
+                assert_eq!(ok, weights.contains(&i), "k {k} n {n} byte {i}");
+            }
+        }
+    }
 
     /// A random GEMM problem: activations, weights and requantization parameters.
     #[derive(Debug)]
