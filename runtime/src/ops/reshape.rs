@@ -67,11 +67,18 @@ impl<'a> OpKind<'a> for Reshape {
         let (c, hw) = (nz(self.c), nz(self.h * self.w));
         let n = nz(c * hw);
         for (xs, ys) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-            // CHW -> HWC: channel `ch` of pixel `p` moves from `ch * h * w + p`. Eight
-            // channels at a time, so that each pixel gets one 8-byte store.
-            let c8 = c - c % 8;
+            // CHW -> HWC: channel `ch` of pixel `p` moves from `ch * h * w + p`. Blocks of 8
+            // channels x 8 pixels are transposed in registers (8 loads, 8 stores); the pixels
+            // past the last whole block get one 8-byte store each, from 8 byte loads.
+            let (c8, p8) = (c - c % 8, hw - hw % 8);
             for ch in (0..c8).step_by(8) {
-                for (p, dst) in ys.chunks_exact_mut(c).enumerate() {
+                for p in (0..p8).step_by(8) {
+                    let rows: [u64; 8] = core::array::from_fn(|j| load8(xs, (ch + j) * hw + p));
+                    for (i, col) in transpose8(rows).into_iter().enumerate() {
+                        store8(ys, (p + i) * c + ch, col);
+                    }
+                }
+                for (p, dst) in ys.chunks_exact_mut(c).enumerate().skip(p8) {
                     // (ch + j) * hw + p < c * hw = xs.len(): the fallback is never taken.
                     let v: [i8; 8] =
                         core::array::from_fn(|j| xs.get((ch + j) * hw + p).copied().unwrap_or(0));
@@ -89,6 +96,50 @@ impl<'a> OpKind<'a> for Reshape {
     }
 }
 
+/// Bytes `at..at + 8` of `x` as a little-endian word (0 if out of range, which the callers'
+/// bounds rule out).
+#[inline(always)]
+fn load8(x: &[i8], at: usize) -> u64 {
+    x.get(at..at + 8)
+        .and_then(|s| <[i8; 8]>::try_from(s).ok())
+        .map_or(0, |a| u64::from_le_bytes(a.map(|v| v as u8)))
+}
+
+/// Writes `v`'s 8 bytes (little-endian) at `y[at..at + 8]` (nothing if out of range).
+#[inline(always)]
+fn store8(y: &mut [i8], at: usize, v: u64) {
+    if let Some(d) = y.get_mut(at..at + 8) {
+        for (d, b) in d.iter_mut().zip(v.to_le_bytes()) {
+            *d = b as i8;
+        }
+    }
+}
+
+/// The transpose of an 8x8 byte matrix held as 8 little-endian words (byte `j` of `rows[r]` is
+/// element `(r, j)`): byte `r` of word `j` of the result is element `(r, j)`. Three rounds of
+/// block swaps: 4x4 blocks (32-bit halves), 2x2 blocks (16-bit pairs), then single bytes.
+#[inline(always)]
+fn transpose8(mut r: [u64; 8]) -> [u64; 8] {
+    for i in 0..4 {
+        let (a, b) = (r[i], r[i + 4]);
+        r[i] = (a & 0xFFFF_FFFF) | (b << 32);
+        r[i + 4] = (a >> 32) | (b & 0xFFFF_FFFF_0000_0000);
+    }
+    const M16: u64 = 0x0000_FFFF_0000_FFFF;
+    for i in [0, 1, 4, 5] {
+        let (a, b) = (r[i], r[i + 2]);
+        r[i] = (a & M16) | ((b & M16) << 16);
+        r[i + 2] = ((a >> 16) & M16) | (b & !M16);
+    }
+    const M8: u64 = 0x00FF_00FF_00FF_00FF;
+    for i in [0, 2, 4, 6] {
+        let (a, b) = (r[i], r[i + 1]);
+        r[i] = (a & M8) | ((b & M8) << 8);
+        r[i + 1] = ((a >> 8) & M8) | (b & !M8);
+    }
+    r
+}
+
 /// The `c, h, w, factor` body the layout ops share (factor 0 for `Reshape` and `Flatten`).
 #[cfg(any(feature = "std", test))]
 pub fn encode_dims(c: usize, h: usize, w: usize, factor: usize) -> Result<Vec<u8>, EncodeError> {
@@ -98,4 +149,52 @@ pub fn encode_dims(c: usize, h: usize, w: usize, factor: usize) -> Result<Vec<u8
     }
     put_uint(&mut b, factor, 2, "upsampling factor")?;
     Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Isa;
+
+    #[test]
+    fn transpose8_is_the_transpose() {
+        let rows: [u64; 8] =
+            core::array::from_fn(|r| u64::from_le_bytes(core::array::from_fn(|j| (r * 8 + j) as u8)));
+        let t = transpose8(rows);
+        for (j, word) in t.iter().enumerate() {
+            for (r, byte) in word.to_le_bytes().iter().enumerate() {
+                assert_eq!(*byte as usize, r * 8 + j, "element ({r}, {j})");
+            }
+        }
+    }
+
+    #[test]
+    fn reshape_moves_every_value_to_its_pixel() {
+        for c in [1, 3, 8, 9, 16, 17, 64] {
+            for (h, w) in [(1, 1), (1, 7), (2, 4), (3, 3), (7, 7), (4, 5)] {
+                let hw = h * w;
+                let batch = 2;
+                let x: Vec<i8> = (0..batch * c * hw).map(|i| (i * 37 % 251) as i8).collect();
+                let mut y = vec![0i8; x.len()];
+                let mut want = vec![0i8; x.len()];
+                for b in 0..batch {
+                    for ch in 0..c {
+                        for p in 0..hw {
+                            want[b * c * hw + p * c + ch] = x[b * c * hw + ch * hw + p];
+                        }
+                    }
+                }
+                let (mut tile, mut tile_out) = ([0i8; 0], [0i8; 0]);
+                let mut cx = Cx {
+                    isa: Isa::Scalar,
+                    batch,
+                    tile: &mut tile,
+                    tile_out: &mut tile_out,
+                    indices: &[],
+                };
+                Reshape { c, h, w }.run(&mut cx, &[&x], &mut y).unwrap();
+                assert_eq!(y, want, "c {c} h {h} w {w}");
+            }
+        }
+    }
 }
