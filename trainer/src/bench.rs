@@ -126,6 +126,9 @@ pub fn reference_setup(
             );
             Ok((config, inputs, Some(targets)))
         }
+        FamilyKind::Seqgan => Err(TrainError::Config(
+            "seqgan has no reference iteration in bench yet".into(),
+        )),
     }
 }
 
@@ -196,6 +199,7 @@ pub fn torch_script(family: FamilyKind) -> &'static str {
         FamilyKind::Gan => "../shared/anchors/torch_dcgan_step.py",
         FamilyKind::Pix2pix => "scripts/anchors/torch_pix2pix_step.py",
         FamilyKind::Cyclegan => "scripts/anchors/torch_cyclegan_step.py",
+        FamilyKind::Seqgan => "scripts/anchors/torch_seqgan_step.py",
     }
 }
 

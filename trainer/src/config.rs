@@ -129,7 +129,61 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = GP_LAMBDA)]
     #[serde(default = "default_gp_lambda")]
     pub gp_lambda: f32,
+    #[command(flatten)]
+    #[serde(default)]
+    pub seqgan: SeqGanConfig,
 }
+
+/// SeqGAN's phases and their lengths (`family::seqgan`), the authors' defaults scaled to a CPU.
+/// The authors: G pre-trained 120 epochs of 10,000 sequences (18,720 batches of 64); D
+/// pre-trained 50 x 3 epochs of 10,000 real and 10,000 fresh fakes (~47,000 batches); 200
+/// adversarial rounds, each one G step and 5 x 3 epochs of D.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
+pub struct SeqGanConfig {
+    /// SeqGAN: G's maximum-likelihood pre-training iterations (batches of real sequences).
+    #[arg(long, default_value_t = 1500)]
+    pub pretrain_g_steps: u64,
+    /// SeqGAN: D's pre-training iterations (each a real batch against fresh samples of G).
+    #[arg(long, default_value_t = 300)]
+    pub pretrain_d_steps: u64,
+    /// SeqGAN: adversarial rounds after pre-training (the run's --steps unless given).
+    #[arg(long, default_value_t = 100)]
+    pub adversarial_rounds: u64,
+    /// SeqGAN: Monte Carlo completions per token for its reward.
+    #[arg(long, default_value_t = 16)]
+    pub rollouts: usize,
+    /// SeqGAN: the rollout network's update rate (r <- rate r + (1 - rate) g).
+    #[arg(long, default_value_t = 0.8)]
+    pub rollout_update: f32,
+    /// SeqGAN: D steps per adversarial round, each on fresh samples.
+    #[arg(long, default_value_t = 5)]
+    pub round_d_steps: usize,
+    /// SeqGAN: D's Adam learning rate (the authors' 1e-4; --lr is G's).
+    #[arg(long, default_value_t = 1e-4)]
+    pub d_lr: f64,
+    /// SeqGAN: weight of the L2 penalty on D's output layer (the authors' 0.2).
+    #[arg(long, default_value_t = 0.2)]
+    pub d_l2: f32,
+    /// SeqGAN: iterations between NLL-oracle evaluations.
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: u64,
+    /// SeqGAN: G's samples NLL-oracle scores (the paper's 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    pub eval_samples: usize,
+}
+
+impl Default for SeqGanConfig {
+    fn default() -> Self {
+        use clap::Parser;
+        Defaults::try_parse_from(["pocketgan-train"])
+            .expect("the command line's defaults parse (tested)")
+            .config
+            .seqgan
+    }
+}
+
+/// SeqGAN's G learning rate, the authors' 0.01, unless --lr is given.
+pub const SEQGAN_LR: f64 = 0.01;
 
 fn default_l1_weight() -> f32 {
     L1_WEIGHT
@@ -258,6 +312,17 @@ impl TrainConfig {
                 self.loss = GanLoss::Lsgan;
             }
         }
+        if self.family == FamilyKind::Seqgan {
+            // The authors' Adam (TensorFlow's betas) and the run's length from its phases.
+            if !given("lr") {
+                self.lr = SEQGAN_LR;
+            }
+            (self.beta1, self.beta2) = (0.9, 0.999);
+            if !given("steps") {
+                let s = &self.seqgan;
+                self.steps = s.pretrain_g_steps + s.pretrain_d_steps + s.adversarial_rounds;
+            }
+        }
         self.weight_clip = self.loss.default_weight_clip();
         self.model.d_batch_norm = !self.loss.penalises_gradient();
         if self.loss.penalises_gradient() {
@@ -330,7 +395,16 @@ impl TrainConfig {
 
     /// Check what can be checked without the data, so bad flags give an error, not a panic.
     pub fn validate(&self) -> Result<(), TrainError> {
+        let oracle = self.data.starts_with("oracle");
         match (self.family, self.model.sample) {
+            (FamilyKind::Seqgan, _) if oracle => self.validate_seqgan(),
+            (FamilyKind::Seqgan, _) => Err(
+                "seqgan trains on token sequences: --data oracle, oracle:V or oracle:DIR".into(),
+            ),
+            (_, _) if oracle => Err(format!(
+                "{} is token sequences: train it with --family seqgan",
+                self.data
+            )),
             (FamilyKind::Gan, _) => self.model.validate(),
             (FamilyKind::Pix2pix, SampleKind::Image { height, width, .. }) if height == width => {
                 crate::model::unet::levels(height).map(|_| ())
@@ -405,6 +479,29 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// SeqGAN's phase lengths and rates.
+    fn validate_seqgan(&self) -> Result<(), String> {
+        let s = &self.seqgan;
+        if s.rollouts == 0 || s.eval_samples == 0 || s.round_d_steps == 0 {
+            return Err(
+                "seqgan's --rollouts, --eval-samples and --round-d-steps must be positive".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&s.rollout_update) {
+            return Err(format!(
+                "--rollout-update is a share in [0, 1], not {}",
+                s.rollout_update
+            ));
+        }
+        if !(s.d_lr > 0.0 && s.d_lr.is_finite() && s.d_l2 >= 0.0 && s.d_l2.is_finite()) {
+            return Err(format!(
+                "--d-lr must be positive and --d-l2 non-negative, got {} and {}",
+                s.d_lr, s.d_l2
+            ));
+        }
+        Ok(())
+    }
+
     /// CycleGAN's weights and loss: its generator loss is the authors' (least squares, or the
     /// vanilla GAN's cross-entropy), and its input is an image, not classes.
     fn validate_cyclegan(&self) -> Result<(), TrainError> {

@@ -343,6 +343,7 @@ fn main() -> anyhow::Result<()> {
                         FamilyKind::Gan => "reference DCGAN",
                         FamilyKind::Pix2pix => "pix2pix",
                         FamilyKind::Cyclegan => "cyclegan",
+                        FamilyKind::Seqgan => "seqgan",
                     },
                     config.model.sample,
                     config.batch,

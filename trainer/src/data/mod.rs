@@ -6,6 +6,7 @@
 pub mod emoji;
 pub mod folder;
 pub mod idx;
+pub mod oracle;
 pub mod pairs;
 pub mod toy;
 
@@ -36,7 +37,7 @@ const FASHION_CLASSES: [&str; 10] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
+    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, oracle, oracle:V, oracle:DIR, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
     UnknownSource(String),
     #[error("dataset `{name}` is not in {dir}: fetch it with `{command}`")]
     Missing {
@@ -80,6 +81,8 @@ pub enum DataSource {
     Grid25,
     /// Image-to-image data (Pix2Pix, CycleGAN): `pairs:`, `edges:` or `folder:A,B`.
     Pairs(pairs::PairSource),
+    /// SeqGAN's synthetic benchmark: token sequences written by an oracle LSTM ([`oracle`]).
+    Oracle(oracle::OracleSource),
 }
 
 impl std::str::FromStr for DataSource {
@@ -92,6 +95,9 @@ impl std::str::FromStr for DataSource {
             "emoji" => Self::Emoji,
             "toy:ring8" => Self::Ring8,
             "toy:grid25" => Self::Grid25,
+            "oracle" => Self::Oracle(oracle::OracleSource::Random {
+                vocab: oracle::VOCAB,
+            }),
             _ => {
                 let unknown = || DataError::UnknownSource(s.into());
                 let (kind, rest) = s.split_once(':').ok_or_else(unknown)?;
@@ -99,6 +105,9 @@ impl std::str::FromStr for DataSource {
                     (_, Some(pairs)) => Self::Pairs(pairs),
                     ("idx", _) if !rest.is_empty() => Self::Idx(rest.into()),
                     ("folder", _) if !rest.is_empty() => Self::Folder(rest.into()),
+                    ("oracle", _) => {
+                        Self::Oracle(oracle::OracleSource::parse(Some(rest)).ok_or_else(unknown)?)
+                    }
                     _ => return Err(unknown()),
                 }
             }
@@ -118,6 +127,7 @@ impl std::fmt::Display for DataSource {
             Self::Ring8 => f.write_str("toy:ring8"),
             Self::Grid25 => f.write_str("toy:grid25"),
             Self::Pairs(p) => p.fmt(f),
+            Self::Oracle(o) => o.fmt(f),
         }
     }
 }
@@ -140,6 +150,10 @@ impl DataSource {
     pub fn native_kind(&self) -> SampleKind {
         match self {
             Self::Ring8 | Self::Grid25 => SampleKind::Points { dim: 2 },
+            // Token sequences travel as points of their length, each value a token id.
+            Self::Oracle(_) => SampleKind::Points {
+                dim: oracle::LENGTH,
+            },
             Self::Emoji => SampleKind::Image {
                 channels: 3,
                 height: 64,
@@ -310,6 +324,16 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
                 opts.size.unwrap_or(height),
                 opts.channels.unwrap_or(channels),
             );
+        }
+        DataSource::Oracle(src) => {
+            let seqs = oracle::training_sequences(&src.oracle()?);
+            return Ok(Dataset {
+                name: source.to_string(),
+                kind: source.native_kind(),
+                samples: seqs.iter().map(|&t| t as f32).collect(),
+                labels: vec![0; oracle::SEQUENCES],
+                class_names: Vec::new(),
+            });
         }
         DataSource::Ring8 | DataSource::Grid25 => {
             let m = source.mixture().expect("toy source");
@@ -753,6 +777,9 @@ mod tests {
             "folder:x",
             "toy:ring8",
             "toy:grid25",
+            "oracle",
+            "oracle:50",
+            "oracle:some/dir",
         ] {
             assert_eq!(s.parse::<DataSource>().unwrap().to_string(), s);
         }

@@ -19,6 +19,7 @@ pub mod cyclegan;
 pub mod pair;
 pub mod pix2pix;
 pub mod samples;
+pub mod seqgan;
 pub mod sgan;
 pub mod unconditional;
 
@@ -111,6 +112,8 @@ pub enum FamilyKind {
     Pix2pix,
     /// Unpaired image-to-image translation with cycle consistency ([`cyclegan`]).
     Cyclegan,
+    /// Token sequences by policy gradient with Monte Carlo rollouts ([`seqgan`]).
+    Seqgan,
 }
 
 impl FamilyKind {
@@ -126,6 +129,7 @@ pub fn init(config: &TrainConfig, device: &Device) -> Result<Box<dyn Family>, Tr
     Ok(match (config.family, config.model.conditioning) {
         (FamilyKind::Pix2pix, _) => Box::new(pix2pix::Pix2Pix::init(config, device)?),
         (FamilyKind::Cyclegan, _) => Box::new(cyclegan::CycleGan::init(config, device)?),
+        (FamilyKind::Seqgan, _) => Box::new(seqgan::SeqGan::init(config, device)?),
         (FamilyKind::Gan, Conditioning::None) => {
             Box::new(Pair::<unconditional::Unconditional>::init(config, device))
         }

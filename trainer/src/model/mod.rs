@@ -10,6 +10,7 @@ pub mod dcgan;
 pub mod layers;
 pub mod mlp;
 pub mod resnet;
+pub mod seqgan;
 pub mod unet;
 
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
