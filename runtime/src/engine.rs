@@ -48,12 +48,55 @@ pub enum EngineError {
     Run(#[from] crate::interp::RunError),
     #[error("{0}")]
     Inputs(String),
+    #[error("node {node} would make a {shape:?} tensor of {bytes} bytes, over the limit of {} (see README, Limits)", crate::limits::MAX_TENSOR_BYTES)]
+    TooLarge {
+        node: String,
+        shape: Vec<usize>,
+        bytes: u128,
+    },
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
+    #[error("{what} holds {value} at index {index}: inputs must be finite numbers")]
+    NonFinite {
+        what: &'static str,
+        value: f32,
+        index: usize,
+    },
+    #[error("the model's output {shape:?} is not a picture of 1 to 4 channels")]
+    Shape { shape: (usize, usize, usize) },
     #[error("expected {expected} latent values (n x {latent}), got {actual}")]
     Latents {
         expected: usize,
         actual: usize,
         latent: usize,
     },
+}
+
+/// Refuses a typed plan with a tensor of more than [`crate::limits::MAX_TENSOR_BYTES`] at its
+/// batch, before tract allocates anything (a `Resize` x10,000 would ask for terabytes, and
+/// tract's allocator panics or aborts).
+pub(crate) fn check_plan(model: &TypedModel) -> Result<(), EngineError> {
+    let limit = crate::limits::MAX_TENSOR_BYTES as u128;
+    for node in model.nodes() {
+        for out in &node.outputs {
+            let Some(dims) = out.fact.shape.as_concrete() else {
+                continue;
+            };
+            let bytes = dims
+                .iter()
+                .fold(out.fact.datum_type.size_of() as u128, |a, &d| {
+                    a.saturating_mul(d as u128)
+                });
+            if bytes > limit {
+                return Err(EngineError::TooLarge {
+                    node: node.name.clone(),
+                    shape: dims.to_vec(),
+                    bytes,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn tract_err(e: impl std::fmt::Display) -> EngineError {
@@ -85,13 +128,42 @@ pub trait Engine {
     }
 }
 
+/// The checks of every engine's input: `n` in `1..=MAX_BATCH`, `n x latent` values, all finite.
 fn check_latents(z: &[f32], n: usize, latent: usize) -> Result<(), EngineError> {
+    crate::limits::check_batch("the batch", n, latent)?;
     if z.len() != n * latent || n == 0 {
         return Err(EngineError::Latents {
             expected: n * latent,
             actual: z.len(),
             latent,
         });
+    }
+    check_finite("the latents", z)
+}
+
+/// [`EngineError::NonFinite`] at the first NaN or infinity of `values`.
+pub fn check_finite(what: &'static str, values: &[f32]) -> Result<(), EngineError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(EngineError::NonFinite {
+            what,
+            value: values[index],
+            index,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// An engine's picture shape: 1 to 4 channels and a non-empty picture of at most
+/// [`crate::limits::MAX_SAMPLE_ELEMENTS`] values.
+pub fn check_image_shape(shape: (usize, usize, usize)) -> Result<(), EngineError> {
+    let (c, h, w) = shape;
+    let elements = (c as u128) * (h as u128) * (w as u128);
+    if !(1..=4).contains(&c)
+        || h == 0
+        || w == 0
+        || elements > crate::limits::MAX_SAMPLE_ELEMENTS as u128
+    {
+        return Err(EngineError::Shape { shape });
     }
     Ok(())
 }
@@ -206,11 +278,11 @@ impl TractEngine {
                     .select_outputs_by_name(&self.outputs)
                     .map_err(tract_err)?;
             }
-            let plan = model
-                .into_optimized()
-                .map_err(tract_err)?
-                .into_runnable()
-                .map_err(tract_err)?;
+            let plan = guard(|| {
+                let optimized = model.into_optimized().map_err(tract_err)?;
+                check_plan(&optimized)?;
+                optimized.into_runnable().map_err(tract_err)
+            })?;
             self.plans.insert(n, plan);
         }
         Ok(&self.plans[&n])
@@ -244,7 +316,7 @@ impl TractEngine {
             .into();
             inputs.insert(at.min(inputs.len()), labels.into());
         }
-        let outputs = plan.run(inputs).map_err(tract_err)?;
+        let outputs = guard(|| plan.run(inputs).map_err(tract_err))?;
         outputs
             .iter()
             .map(|t| {

@@ -175,6 +175,18 @@ struct Constant {
     ints: Vec<i64>,
 }
 
+/// A float tensor's values, from `float_data` or little-endian `raw_data`.
+pub(crate) fn float_values(t: &pb::TensorProto) -> Vec<f32> {
+    if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+}
+
 fn constant(t: &pb::TensorProto) -> Result<Constant, String> {
     let dims: Vec<usize> = t
         .dims
@@ -191,14 +203,7 @@ fn constant(t: &pb::TensorProto) -> Result<Constant, String> {
     let (mut floats, mut ints) = (Vec::new(), Vec::new());
     match t.data_type {
         1 => {
-            floats = if t.raw_data.is_empty() {
-                t.float_data.clone()
-            } else {
-                t.raw_data
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect()
-            }
+            floats = float_values(t);
         }
         7 => {
             ints = if t.raw_data.is_empty() {

@@ -18,6 +18,8 @@ pub mod interp;
 pub mod kernels;
 pub mod latent;
 #[cfg(feature = "std")]
+pub mod limits;
+#[cfg(feature = "std")]
 pub mod npy;
 pub mod ops;
 #[cfg(feature = "std")]

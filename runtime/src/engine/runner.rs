@@ -446,10 +446,9 @@ impl TractRunner {
             model = model.with_input_fact(i, fact).map_err(tract_err)?;
         }
         let plan = super::guard(|| {
-            model
-                .into_optimized()
-                .and_then(|m| m.into_runnable())
-                .map_err(tract_err)
+            let optimized = model.into_optimized().map_err(tract_err)?;
+            super::check_plan(&optimized)?;
+            optimized.into_runnable().map_err(tract_err)
         })?;
         // Output shapes as tract computed them for this batch.
         for (spec, outlet) in self

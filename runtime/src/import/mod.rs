@@ -271,4 +271,21 @@ pub enum ImportError {
     Input { name: String, reason: String },
     #[error("the graph has no outputs")]
     NoOutput,
+    /// A tensor (the output or an intermediate) that no engine should allocate: empty, or
+    /// larger than [`crate::limits::MAX_SAMPLE_ELEMENTS`] per sample.
+    #[error("node {node} ({op}) makes {shape:?} per sample: {reason}")]
+    Size {
+        node: String,
+        op: String,
+        shape: Vec<usize>,
+        reason: String,
+    },
+    /// A BatchNormalization whose running variance is negative (or not a number): the file is
+    /// broken even where `var + eps` stays positive.
+    #[error("BatchNormalization {node}: its variance `{input}` holds {value}, not a non-negative number")]
+    Variance {
+        node: String,
+        input: String,
+        value: f32,
+    },
 }

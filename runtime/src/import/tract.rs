@@ -44,6 +44,7 @@ fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
     let proto = onnx
         .proto_model_for_read(&mut std::io::Cursor::new(bytes))
         .map_err(|e| ImportError::Onnx(format!("{e:#}")))?;
+    check_batch_norms(&proto)?;
     let metadata = proto
         .metadata_props
         .iter()
@@ -123,11 +124,9 @@ fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
         model.set_input_fact(i, typed.into()).map_err(tract_err)?;
         inputs.push(GraphInput { name, shape, kind });
     }
-    let typed = model
-        .into_typed()
-        .map_err(tract_err)?
-        .into_decluttered()
-        .map_err(tract_err)?;
+    let typed = model.into_typed().map_err(tract_err)?;
+    check_sizes(&typed, &batch.clone().into())?;
+    let typed = typed.into_decluttered().map_err(tract_err)?;
     let mut w = Walker::new(&typed, batch.into(), inputs);
     if let Err(e) = w.walk() {
         return Err(match e {
@@ -168,6 +167,77 @@ fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
         .collect();
     rejoin_split_linear(&mut g, &concats);
     Ok(g)
+}
+
+/// Refuses a BatchNormalization whose variance initializer holds a negative number or NaN:
+/// decluttering folds it into a Mul and an Add, after which no engine could tell.
+pub(crate) fn check_batch_norms(proto: &tract_onnx::pb::ModelProto) -> Result<(), ImportError> {
+    let Some(g) = proto.graph.as_ref() else {
+        return Ok(());
+    };
+    for node in g.node.iter().filter(|n| n.op_type == "BatchNormalization") {
+        let Some(var) = node.input.get(4) else {
+            continue;
+        };
+        let Some(t) = g.initializer.iter().find(|t| &t.name == var) else {
+            continue;
+        };
+        let values = crate::graph::float_values(t);
+        if let Some(&value) = values.iter().find(|v| !(**v >= 0.0)) {
+            return Err(ImportError::Variance {
+                node: node.name.clone(),
+                input: var.clone(),
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a model with an empty tensor or one larger than
+/// [`crate::limits::MAX_SAMPLE_ELEMENTS`] per sample (the batch symbol taken as 1), before any
+/// engine allocates it: a `Resize` x10,000 would otherwise ask for terabytes.
+fn check_sizes(m: &TypedModel, batch: &TDim) -> Result<(), ImportError> {
+    let limit = crate::limits::MAX_SAMPLE_ELEMENTS;
+    for node in m.nodes() {
+        for out in &node.outputs {
+            let dims = out.fact.shape.dims();
+            let rest = match dims.first() {
+                Some(d) if d == batch => &dims[1..],
+                _ => dims,
+            };
+            let Ok(shape) = rest
+                .iter()
+                .map(|d| d.to_usize())
+                .collect::<Result<Vec<_>, _>>()
+            else {
+                continue; // not fixed: the walker names it
+            };
+            let fail = |reason: String| ImportError::Size {
+                node: node.name.clone(),
+                op: node.op.name().to_string(),
+                shape: shape.clone(),
+                reason,
+            };
+            let elements = shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .filter(|&e| e <= limit);
+            match elements {
+                // Empty constants are legitimate (a Resize's unused `roi`); empty values are not.
+                Some(0) if !shape.is_empty() && node.op.name() != "Const" => {
+                    return Err(fail("an empty tensor (a zero-sized axis)".into()))
+                }
+                None => {
+                    return Err(fail(format!(
+                        "over the limit of {limit} values per sample (see README, Limits)"
+                    )))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Names each unsupported tract node by the ONNX node it came from (the longest ONNX node name
