@@ -2,31 +2,33 @@
 //! oversized request is an error naming the limit instead of an abort ("memory allocation of
 //! 25 GB failed") or a machine swapping to death. The README's "Limits" section lists them.
 //!
-//! Checked today: an engine's batch ([`MAX_BATCH`]), every tensor of an imported model per
-//! sample ([`MAX_SAMPLE_ELEMENTS`]) and tract's plans per batch ([`MAX_TENSOR_BYTES`]). The
-//! calibration, file and training limits are defined here but not yet checked by the command
-//! lines (issue 19's remaining work); each says so.
+//! The `pocketgan` command checks its requests (`--n`, `--interpolate`, `--calib`, `--threads`,
+//! the files it reads) against them before allocating; engines check their batch, the importer
+//! every tensor per sample, tract's plans their bytes; `pocketgan-train` checks the batch, the
+//! image side, a batch's bytes and the networks' parameters before building anything.
 
 /// Most samples in one request: `generate --n`, `--interpolate` frames, `--latents` rows,
 /// `eval --n`, an engine's batch.
 pub const MAX_BATCH: usize = 65_536;
-/// Most calibration samples (`quantize --calib`). Not yet checked.
+/// Most calibration samples (`quantize --calib`).
 pub const MAX_CALIB: usize = 16_384;
+/// Most threads of one request (`--threads`).
+pub const MAX_THREADS: usize = 256;
 /// Most values (elements) of one sample of any tensor of a model: its declared output and every
 /// intermediate, at batch 1 (2^26: a 4096 x 4096 x 4 picture).
 pub const MAX_SAMPLE_ELEMENTS: usize = 1 << 26;
 /// Most bytes of one tensor of a whole batch (an output, an intermediate, the latents), 2 GiB.
 pub const MAX_TENSOR_BYTES: usize = 2 << 30;
-/// Largest model, latent or picture file read (`.onnx`, `.pgq`, `.npy`, checkpoints), 1 GiB.
-/// Not yet checked: [`read_file`] enforces it but the command lines do not call it yet.
+/// Largest model, latent or calibration file read (`.onnx`, `.pgq`, `.npy`), 1 GiB: every file
+/// the `pocketgan` command reads goes through [`read_file`].
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
-/// Largest image side, in pixels, of a training run (`--size`). Not yet checked.
+/// Largest image side, in pixels, of a training run (`--size`).
 pub const MAX_TRAIN_SIDE: usize = 1024;
-/// Largest training batch (`--batch`). Not yet checked.
+/// Largest training batch (`--batch`).
 pub const MAX_TRAIN_BATCH: usize = 4096;
-/// Most parameters a training run's networks may have together, as estimated from the
+/// Most parameters a training run's networks may have together, as counted from the
 /// configuration before any is allocated (2^28; with gradients and Adam's two moments about
-/// 4 GiB). Not yet checked.
+/// 4 GiB).
 pub const MAX_TRAIN_PARAMETERS: u128 = 1 << 28;
 
 /// Why a request is refused.

@@ -34,12 +34,12 @@ enum Command {
     Quantize {
         model: PathBuf,
         /// Calibration latents.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = calib_count)]
         calib: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Clip activation ranges to this percentile instead of min/max (for example 99.99).
-        #[arg(long)]
+        #[arg(long, value_parser = percentile)]
         percentile: Option<f32>,
         /// Calibration pictures for a model with an image input (for example the training
         /// images): every PNG/JPEG in DIR, sorted by name, up to --calib of them.
@@ -86,7 +86,7 @@ enum Command {
         isa: Option<String>,
         /// Threads for the int8 engine, which splits the samples between them (the same bytes
         /// as one thread), and for onnxruntime.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = thread_count)]
         threads: usize,
     },
     /// Describe a model: inputs, outputs, nodes, parameters, multiply-adds, arena plan and size.
@@ -144,18 +144,62 @@ enum Command {
         engines: Vec<EngineKind>,
         /// Threads: our int8 engine splits a batch's samples over them (batch 1 runs on one),
         /// onnxruntime runs each operator on them; tract is single-threaded.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = thread_count)]
         threads: usize,
         /// Timed repetitions per measurement (the median is reported).
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_parser = repetitions)]
         reps: usize,
         #[arg(long)]
         json: bool,
     },
 }
 
+/// Reads a model, latent or picture file within the documented file limit; devices, FIFOs and
+/// folders are refused before they are opened.
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    Ok(pocketgan_runtime::limits::read_file(path)?)
+}
+
+/// A count of at least `min` and at most `max`, parsed for clap, with the limit named.
+fn count_in(s: &str, min: usize, max: usize, what: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{what} is a whole number, not {s:?}"))?;
+    if n < min {
+        return Err(format!("{what} must be at least {min}"));
+    }
+    if n > max {
+        return Err(format!(
+            "{what} is {n}, over the limit of {max} (see README, Limits)"
+        ));
+    }
+    Ok(n)
+}
+
+fn calib_count(s: &str) -> Result<usize, String> {
+    count_in(s, 1, pocketgan_runtime::limits::MAX_CALIB, "--calib")
+}
+
+fn thread_count(s: &str) -> Result<usize, String> {
+    count_in(s, 1, pocketgan_runtime::limits::MAX_THREADS, "--threads")
+}
+
+fn repetitions(s: &str) -> Result<usize, String> {
+    count_in(s, 1, 1_000_000, "--reps")
+}
+
+/// A percentile in (0, 100]: 100 is the min/max range itself.
+fn percentile(s: &str) -> Result<f32, String> {
+    let p: f32 = s
+        .parse()
+        .map_err(|_| format!("the percentile is a number such as 99.99, not {s:?}"))?;
+    if !(p > 0.0 && p <= 100.0) {
+        return Err(format!(
+            "the percentile is a share of the values in (0, 100], such as 99.99 (100 keeps the \
+             full min/max range), not {s}"
+        ));
+    }
+    Ok(p)
 }
 
 fn is_pgq(path: &Path) -> bool {
@@ -376,6 +420,17 @@ fn main() -> Result<()> {
             if n == 0 {
                 bail!("--n must be at least 1");
             }
+            // The documented limits, before a latent or a pixel is allocated.
+            let (c, h, w) = gen.image_shape();
+            let per_image = c * h * w;
+            pocketgan_runtime::limits::check_batch("--n", n, per_image.max(latent))?;
+            if let Some(frames) = interpolate {
+                pocketgan_runtime::limits::check_batch(
+                    "--interpolate frames",
+                    frames,
+                    per_image.max(latent),
+                )?;
+            }
             let (z, n) = match (&latents_file, interpolate) {
                 (Some(f), _) => {
                     let a = npy::parse(&read(f)?)
@@ -422,7 +477,8 @@ fn main() -> Result<()> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             if interpolate.is_some() {
-                picture::write_walk(&images, shape, &out)?;
+                picture::write_walk(&images, shape, &out)
+                    .with_context(|| format!("cannot write the walk to {}", out.display()))?;
             } else {
                 picture::image_grid_columns(&images, shape, cols)
                     .save(&out)

@@ -418,6 +418,9 @@ pub struct TractRunner {
 
 impl TractRunner {
     pub fn new(onnx: &[u8]) -> Result<Self, EngineError> {
+        // A negative BatchNorm variance runs silently in tract (NaN out): refused, as at import.
+        crate::import::check_batch_norms(&onnx_proto(onnx)?)
+            .map_err(|e| EngineError::Inputs(e.to_string()))?;
         let (inputs, outputs) = onnx_specs(onnx)?;
         Ok(TractRunner {
             bytes: onnx.to_vec(),
@@ -499,6 +502,13 @@ impl Runner for TractRunner {
         let outs = super::guard(|| plan.run(tensors).map_err(tract_err))?;
         outs.iter()
             .map(|t| {
+                // As at import: a model with an output of no values is broken, not a result.
+                if t.len() == 0 {
+                    return Err(EngineError::Inputs(format!(
+                        "the model's output {:?} is an empty tensor",
+                        t.shape()
+                    )));
+                }
                 Ok(Values::F32(
                     t.to_plain_array_view::<f32>()
                         .map_err(tract_err)?

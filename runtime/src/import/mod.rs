@@ -13,6 +13,7 @@ mod chain;
 mod exec;
 mod simplify;
 mod tract;
+pub(crate) use tract::check_batch_norms;
 
 pub use self::exec::RunError;
 pub use self::tract::import_onnx;
