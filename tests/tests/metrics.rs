@@ -126,5 +126,5 @@ fn training_with_watch_records_quality_signals_and_keeps_its_judge() {
         assert!(diversity > 0.0, "{csv}");
     }
     // The judge is kept beside the run for the next run and for eval.
-    assert!(tmp.path().join("classifiers/digits.ckpt").exists());
+    assert!(tmp.path().join("classifiers/digits_1x28x28.ckpt").exists());
 }

@@ -427,11 +427,34 @@ impl TrainConfig {
             || self.critic_steps == 0
             || self.checkpoint_every == 0
             || self.sample_every == 0
+            || self.keep_checkpoints == 0
         {
             return Err(TrainError::Config(
-                "batch, critic steps and intervals must be positive".into(),
+                "--batch, --critic-steps, --keep and the intervals must be positive".into(),
             ));
         }
+        // NaN fails every comparison, so each test is written to pass only for good values.
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(TrainError::Config(format!(
+                "--lr must be a positive number, not {}",
+                self.lr
+            )));
+        }
+        if !((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2)) {
+            return Err(TrainError::Config(format!(
+                "Adam's betas must be in [0, 1), not {} and {}",
+                self.beta1, self.beta2
+            )));
+        }
+        if self
+            .weight_clip
+            .is_some_and(|c| !(c.is_finite() && c > 0.0))
+        {
+            return Err(TrainError::Config(
+                "the weight clip must be a positive number".into(),
+            ));
+        }
+        self.check_limits()?;
         if !(self.aux_weight.is_finite() && self.aux_weight >= 0.0) {
             return Err(TrainError::Config(format!(
                 "the auxiliary weight must be a non-negative number, not {}",
@@ -479,6 +502,82 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// The flags given with `--resume` (`given`: each flag's clap argument id, which is its
+    /// field's name, and the flag as typed) whose values differ from the run's saved configuration `saved`, each described: a resumed
+    /// run keeps its configuration, so such a flag would be silently ignored. `--steps` may
+    /// change, and flags that are not part of the configuration are not compared.
+    pub fn resume_conflicts(&self, saved: &TrainConfig, given: &[(String, String)]) -> Vec<String> {
+        fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        let path = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        // The sample shape is compared whole (--size and --channels).
+                        if k == "sample" {
+                            out.push((path, v.clone()));
+                        } else {
+                            leaves(&path, v, out);
+                        }
+                    }
+                }
+                _ => out.push((prefix.to_string(), v.clone())),
+            }
+        }
+        let flat = |c: &TrainConfig| {
+            let mut out = Vec::new();
+            leaves("", &serde_json::to_value(c).unwrap_or_default(), &mut out);
+            out
+        };
+        let (mine, theirs) = (flat(self), flat(saved));
+        let mut conflicts = Vec::new();
+        for (id, flag) in given.iter().filter(|(id, _)| id.as_str() != "steps") {
+            let field = match id.as_str() {
+                "size" | "channels" => "sample",
+                other => other,
+            };
+            for (path, value) in &mine {
+                if path.rsplit('.').next() != Some(field) {
+                    continue;
+                }
+                let old = theirs.iter().find(|(p, _)| p == path).map(|(_, v)| v);
+                if old != Some(value) {
+                    conflicts.push(format!(
+                        "{flag} gives {value} but the run has {}",
+                        old.map_or("nothing".into(), |v| v.to_string())
+                    ));
+                }
+            }
+        }
+        conflicts
+    }
+
+    /// The documented limits (README, Limits) that the configuration alone decides, checked
+    /// before anything is allocated: the batch, the image side and a batch's bytes. The
+    /// networks' size is checked by [`crate::family::check_size`].
+    fn check_limits(&self) -> Result<(), TrainError> {
+        use pocketgan_runtime::limits::{check, MAX_TENSOR_BYTES, MAX_TRAIN_BATCH, MAX_TRAIN_SIDE};
+        let over = |e: pocketgan_runtime::limits::LimitError| TrainError::Config(e.to_string());
+        check("--batch", self.batch as u128, MAX_TRAIN_BATCH as u128).map_err(over)?;
+        if let SampleKind::Image { height, width, .. } = self.model.sample {
+            check(
+                "the image side (--size)",
+                height.max(width) as u128,
+                MAX_TRAIN_SIDE as u128,
+            )
+            .map_err(over)?;
+        }
+        check(
+            "the bytes of one training batch",
+            self.batch as u128 * self.model.sample.numel() as u128 * 4,
+            MAX_TENSOR_BYTES as u128,
+        )
+        .map_err(over)
+    }
+
     /// SeqGAN's phase lengths and rates.
     fn validate_seqgan(&self) -> Result<(), String> {
         let s = &self.seqgan;

@@ -27,14 +27,15 @@ pub enum TrainError {
     BadRun { file: PathBuf, reason: String },
     #[error("{file}: cannot restore weights: {reason}")]
     Record { file: PathBuf, reason: String },
-    #[error("{what} became {value} at step {step}: training diverged. The last good checkpoint is kept in {dir}; try a lower learning rate or another loss")]
+    #[error("{what} became {value} at step {step}: training diverged. {kept}; try a lower learning rate or another loss")]
     NonFinite {
         what: &'static str,
         value: f32,
         step: u64,
-        dir: PathBuf,
+        /// What the run folder still holds, and how to go on from it.
+        kept: String,
     },
-    #[error("cannot resume: no checkpoint in {0}")]
+    #[error("no checkpoint in {0}: train the run first")]
     NothingToResume(PathBuf),
     #[error("{0} already holds a run: pass --resume to continue it, or choose another --out")]
     RunExists(PathBuf),

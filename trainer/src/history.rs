@@ -101,7 +101,15 @@ impl StepMetrics {
 /// Read the metrics file `file`.
 pub fn read(file: &Path) -> Result<Vec<StepMetrics>, TrainError> {
     let text = std::fs::read_to_string(file).map_err(io_err(file))?;
-    text.lines()
+    // Every row is written with its newline in one write: a last line without one was cut by
+    // a kill or a truncation mid-write (even if what is left parses, a number may be cut), so
+    // it is dropped; its step is replayed from the checkpoint. Any other bad row is an error.
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    whole
+        .lines()
         .skip(1)
         .filter(|l| !l.is_empty())
         .map(|l| {

@@ -108,15 +108,30 @@ struct TrainArgs {
     quiet: bool,
 }
 
-/// `given(id)`: whether the user set flag `id` on the command line (not left it to its default).
-fn train_cmd(a: TrainArgs, given: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+/// `given`: the flags the user set on the command line (not left to their defaults), as clap
+/// argument ids and as typed.
+fn train_cmd(a: TrainArgs, given: &[(String, String)]) -> anyhow::Result<()> {
     set_threads(a.threads);
+    let given_id = |id: &str| given.iter().any(|(g, _)| g == id);
     let source: DataSource = a.config.data.parse()?;
     let mut config = a.config;
-    config.complete(&source, a.shape, &given);
-    // --resume without --steps finishes the run as it was configured.
-    if a.resume && !given("steps") {
-        config.steps = RunDir(a.out.clone()).read_config()?.steps;
+    config.complete(&source, a.shape, given_id);
+    if a.resume && RunDir(a.out.clone()).config().exists() {
+        let saved = RunDir(a.out.clone()).read_config()?;
+        // A resumed run keeps its configuration: a flag that would change it is refused rather
+        // than silently ignored.
+        let conflicts = config.resume_conflicts(&saved, given);
+        if !conflicts.is_empty() {
+            anyhow::bail!(
+                "--resume continues {} as it was configured (only --steps may change): {}",
+                a.out.display(),
+                conflicts.join("; ")
+            );
+        }
+        // --resume without --steps finishes the run as it was configured.
+        if !given_id("steps") {
+            config.steps = saved.steps;
+        }
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -175,6 +190,9 @@ fn train_cmd(a: TrainArgs, given: impl Fn(&str) -> bool) -> anyhow::Result<()> {
                 "interrupted at step {at_step}; continue with --resume --out {}",
                 a.out.display()
             );
+            // The shell's code for a run stopped by SIGINT, so scripts can tell it from a
+            // finished one.
+            std::process::exit(130);
         }
     }
     Ok(())
@@ -186,15 +204,41 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Train(a) => {
-            let given = |id: &str| {
-                matches.subcommand_matches("train").is_some_and(|m| {
-                    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+            let command = Cli::command();
+            let train = command
+                .find_subcommand("train")
+                .expect("train is a subcommand");
+            let given: Vec<(String, String)> = matches
+                .subcommand_matches("train")
+                .map(|m| {
+                    m.ids()
+                        .filter(|id| {
+                            m.value_source(id.as_str())
+                                == Some(clap::parser::ValueSource::CommandLine)
+                        })
+                        .map(|id| {
+                            let flag = train
+                                .get_arguments()
+                                .find(|arg| arg.get_id() == id)
+                                .and_then(|arg| arg.get_long())
+                                .map_or(id.to_string(), |long| format!("--{long}"));
+                            (id.to_string(), flag)
+                        })
+                        .collect()
                 })
-            };
-            train_cmd(a, given)
+                .unwrap_or_default();
+            train_cmd(a, &given)
         }
         Command::Export { run, out } => {
-            for file in pocketgan_trainer::run::export_run(&run, out.as_deref())? {
+            let exported = pocketgan_trainer::run::export_run(&run, out.as_deref())?;
+            for (file, why) in &exported.skipped {
+                eprintln!(
+                    "warning: {why}; exported the checkpoint of step {} instead of {}",
+                    exported.step,
+                    file.display()
+                );
+            }
+            for file in exported.files {
                 println!("wrote {}", file.display());
             }
             Ok(())

@@ -13,10 +13,13 @@ use crate::family::{self, Family};
 /// A run folder.
 pub struct RunDir(pub PathBuf);
 
-/// A family restored from a run's newest checkpoint, and the iterations it holds.
+/// A family restored from a run's newest readable checkpoint, and the iterations it holds.
 pub struct Restored {
     pub family: Box<dyn Family>,
     pub step: u64,
+    /// Newer checkpoints that could not be restored, each with why, newest first: the run fell
+    /// back past them (callers say so).
+    pub skipped: Vec<(PathBuf, TrainError)>,
 }
 
 impl RunDir {
@@ -93,17 +96,40 @@ impl RunDir {
         Ok((Checkpoint::read(&file)?, file))
     }
 
-    /// The newest checkpoint, restored into `config`'s family.
+    /// The newest checkpoint that restores into `config`'s family. A corrupt or truncated one
+    /// (killed mid-write on a filesystem without atomic renames, a disk error) is passed over
+    /// for the next older, and listed in [`Restored::skipped`]; if none restores, the newest's
+    /// error.
     pub fn load_latest(
         &self,
         config: &TrainConfig,
         device: &Device,
     ) -> Result<Restored, TrainError> {
-        let (ckpt, file) = self.latest_checkpoint()?;
-        Ok(Restored {
-            family: family::restore(config, device, &ckpt, &file)?,
-            step: ckpt.step,
-        })
+        let all = checkpoint::list(&self.checkpoints());
+        if all.is_empty() {
+            return Err(TrainError::NothingToResume(self.0.clone()));
+        }
+        let mut skipped = Vec::new();
+        for (_, file) in all.into_iter().rev() {
+            let restored = Checkpoint::read(&file)
+                .map_err(TrainError::from)
+                .and_then(|ckpt| Ok((family::restore(config, device, &ckpt, &file)?, ckpt.step)));
+            match restored {
+                Ok((family, step)) => {
+                    return Ok(Restored {
+                        family,
+                        step,
+                        skipped,
+                    })
+                }
+                // Only the checkpoint's own faults fall back; missing data or a device does not.
+                Err(e @ (TrainError::Checkpoint(_) | TrainError::Record { .. })) => {
+                    skipped.push((file, e))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(skipped.swap_remove(0).1)
     }
 
     /// The newest checkpoint step, if any.
@@ -130,9 +156,18 @@ impl RunDir {
     }
 }
 
-/// Export the newest checkpoint of a run: its ONNX file(s) in the run folder, or a family's one
-/// file to `out`. Returns the files written.
-pub fn export_run(run: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, TrainError> {
+/// What [`export_run`] wrote, and from which checkpoint.
+#[derive(Debug)]
+pub struct Exported {
+    pub files: Vec<PathBuf>,
+    pub step: u64,
+    /// Newer checkpoints passed over because they could not be restored ([`Restored::skipped`]).
+    pub skipped: Vec<(PathBuf, TrainError)>,
+}
+
+/// Export the newest readable checkpoint of a run: its ONNX file(s) in the run folder, or a
+/// family's one file to `out`.
+pub fn export_run(run: &Path, out: Option<&Path>) -> Result<Exported, TrainError> {
     let dir = RunDir(run.to_path_buf());
     let config = dir.read_config()?;
     let device = Device::flex();
@@ -141,7 +176,7 @@ pub fn export_run(run: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, TrainE
         .family
         .export(&config.onnx_metadata(restored.step))?;
     let single = files.len() == 1;
-    files
+    let files = files
         .into_iter()
         .map(|f| {
             let path = match out {
@@ -152,5 +187,10 @@ pub fn export_run(run: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, TrainE
             checkpoint::write_atomic(&path, &f.bytes).map_err(io_err(&path))?;
             Ok(path)
         })
-        .collect()
+        .collect::<Result<_, TrainError>>()?;
+    Ok(Exported {
+        files,
+        step: restored.step,
+        skipped: restored.skipped,
+    })
 }

@@ -95,7 +95,10 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
             bar.abandon();
             return Err(e);
         }
-        writeln!(metrics, "{}", m.csv()).map_err(io_err(&run.metrics()))?;
+        // One write per row, so that a kill leaves whole rows (or one torn last row).
+        metrics
+            .write_all(format!("{}\n", m.csv()).as_bytes())
+            .map_err(io_err(&run.metrics()))?;
         bar.set_position(step);
         bar.set_message(format!(
             "loss_d {:.3} loss_g {:.3} D(x) {:.3} D(G(z)) {:.3}",
@@ -132,16 +135,25 @@ fn prepare(
     resume: bool,
 ) -> Result<(TrainConfig, Dataset, Option<Dataset>), TrainError> {
     let mut config = if resume {
+        if !run.config().exists() {
+            return Err(TrainError::BadRun {
+                file: run.config(),
+                reason: "nothing to resume: the folder holds no run (no config.json)".into(),
+            });
+        }
         let mut saved = run.read_config()?;
         saved.steps = config.steps;
         saved
     } else {
-        if run.config().exists() {
+        // A folder with a configuration but no checkpoint (stopped before its first, or
+        // diverged) holds nothing to lose: it starts again. One with a checkpoint is kept.
+        if run.config().exists() && run.latest_step().is_some() {
             return Err(TrainError::RunExists(run.0.clone()));
         }
         config.clone()
     };
     config.validate()?;
+    family::check_size(&config)?;
     if config.family.translates() {
         let (source, opts) = (config.source()?, family::pix2pix::load_options(&config));
         // CycleGAN never sees a pair: each side is every training image of its domain.
@@ -211,12 +223,44 @@ fn start(
     device: &Device,
     resume: bool,
 ) -> Result<(Box<dyn Family>, u64), TrainError> {
-    if resume {
+    if resume && run.latest_step().is_none() {
+        eprintln!(
+            "note: {} has no checkpoint yet (stopped before its first): starting it from step 0",
+            run.0.display()
+        );
+    } else if resume {
         let restored = run.load_latest(config, device)?;
-        let kept: Vec<StepMetrics> = history::read(&run.metrics())?
-            .into_iter()
-            .filter(|m| m.step <= restored.step)
-            .collect();
+        for (file, why) in &restored.skipped {
+            // Kept under another name, out of the way of the checkpoints to come.
+            let mut kept = file.clone().into_os_string();
+            kept.push(".corrupt");
+            std::fs::rename(file, &kept).map_err(io_err(file))?;
+            eprintln!(
+                "warning: {why}; kept as {} and resuming from the checkpoint of step {}",
+                std::path::Path::new(&kept).display(),
+                restored.step
+            );
+        }
+        let kept: Vec<StepMetrics> = if run.metrics().exists() {
+            history::read(&run.metrics())?
+        } else {
+            Vec::new()
+        }
+        .into_iter()
+        .filter(|m| m.step <= restored.step)
+        .collect();
+        // A metrics file cut short cannot be refilled: say which steps have no row.
+        let last = kept.last().map_or(0, |m| m.step);
+        if last < restored.step {
+            eprintln!(
+                "warning: {} has rows up to step {last} but the checkpoint is of step {}: steps \
+                 {}..={} will have no metrics row",
+                run.metrics().display(),
+                restored.step,
+                last + 1,
+                restored.step
+            );
+        }
         history::write(&run.metrics(), restored.family.terms(), &kept)?;
         return Ok((restored.family, restored.step));
     }
@@ -231,11 +275,21 @@ fn start(
 fn check_finite(m: &StepMetrics, run: &RunDir) -> Result<(), TrainError> {
     for (what, value) in [("loss_d", m.loss_d), ("loss_g", m.loss_g)] {
         if !value.is_finite() {
+            let kept = match run.latest_step() {
+                Some(at) => format!(
+                    "The checkpoint of step {at} is kept in {} (--resume goes on from it)",
+                    run.checkpoints().display()
+                ),
+                None => format!(
+                    "No checkpoint was written yet, so {} starts again when trained",
+                    run.0.display()
+                ),
+            };
             return Err(TrainError::NonFinite {
                 what,
                 value,
                 step: m.step,
-                dir: run.checkpoints(),
+                kept,
             });
         }
     }

@@ -38,6 +38,15 @@ pub fn load(dir: &Path, size: usize, channels: usize) -> Result<Dataset, DataErr
         );
     }
     if ds.is_empty() {
+        // The common mistake: the pictures directly in the folder.
+        if !image_files(dir)?.is_empty() {
+            return Err(DataError::corrupt(
+                dir,
+                "the pictures are directly in the folder, but folder: data expects one \
+                 subfolder per class (dir/<class>/*.png); for unlabelled pictures, move them \
+                 into one subfolder, e.g. dir/all/",
+            ));
+        }
         return Err(DataError::Empty {
             file: dir.to_path_buf(),
         });

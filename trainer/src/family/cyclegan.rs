@@ -94,20 +94,10 @@ const POOLS: &str = "image_pools";
 
 impl CycleGan {
     pub fn init(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
-        let [_, c, side, _] = config.model.sample.batch_dims(1);
-        let w = config.model.width;
-        let blocks = resnet::blocks(side).map_err(TrainError::Config)?;
         let (g, d) = seeded(config.seed, device, || {
-            let g = Generators {
-                ab: ResnetGenerator::new(c, w, blocks, device),
-                ba: ResnetGenerator::new(c, w, blocks, device),
-            };
-            let d = Discriminators {
-                a: PatchGan::new(c, w, Norm::Instance, device),
-                b: PatchGan::new(c, w, Norm::Instance, device),
-            };
-            (g.map(&mut Materialize), d.map(&mut Materialize))
-        });
+            let (g, d) = networks(config, device)?;
+            Ok::<_, TrainError>((g.map(&mut Materialize), d.map(&mut Materialize)))
+        })?;
         let test = pairs::load(&config.source()?, &load_options(config), Split::Test)?;
         let shown: Vec<usize> = (0..test.a.len().min(SHOWN)).collect();
         Ok(Self {
@@ -123,6 +113,25 @@ impl CycleGan {
     pub fn generators(&self) -> &Generators {
         self.generators.get()
     }
+}
+
+/// Both generators and both discriminators, as `config` shapes them (parameters not yet drawn).
+pub fn networks(
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(Generators, Discriminators), TrainError> {
+    let [_, c, side, _] = config.model.sample.batch_dims(1);
+    let w = config.model.width;
+    let blocks = resnet::blocks(side).map_err(TrainError::Config)?;
+    let g = Generators {
+        ab: ResnetGenerator::new(c, w, blocks, device),
+        ba: ResnetGenerator::new(c, w, blocks, device),
+    };
+    let d = Discriminators {
+        a: PatchGan::new(c, w, Norm::Instance, device),
+        b: PatchGan::new(c, w, Norm::Instance, device),
+    };
+    Ok((g, d))
 }
 
 /// The seed of the B side's batch order: another stream than A's (which uses the run's seed).

@@ -141,6 +141,62 @@ pub fn init(config: &TrainConfig, device: &Device) -> Result<Box<dyn Family>, Tr
     })
 }
 
+/// The parameters of the networks `config` asks for, counted without building them at its width
+/// (a `--width` of a million would ask for terabytes): every layer's weights are a product of
+/// two channel counts, each a multiple of the width or a constant, so the count is a quadratic
+/// in the width, fitted exactly through the networks built at widths 1, 2 and 3.
+pub fn parameters(config: &TrainConfig) -> Result<u128, TrainError> {
+    let at = |width: usize| -> Result<i128, TrainError> {
+        let mut c = config.clone();
+        c.model.width = width;
+        Ok(built_parameters(&c)? as i128)
+    };
+    let (p1, p2, p3) = (at(1)?, at(2)?, at(3)?);
+    // p(w) = a w^2 + b w + c: the second difference is 2a.
+    let a2 = p3 - 2 * p2 + p1;
+    let b = p2 - p1 - 3 * a2 / 2;
+    let c = p1 - a2 / 2 - b;
+    let w = config.model.width as i128;
+    let p = (a2 / 2).saturating_mul(w).saturating_mul(w) + b.saturating_mul(w) + c;
+    Ok(p.max(0) as u128)
+}
+
+/// The parameters of `config`'s networks, built (at a small width, by [`parameters`]). SeqGAN
+/// counts none: its networks follow the oracle's vocabulary, not --width.
+fn built_parameters(config: &TrainConfig) -> Result<usize, TrainError> {
+    let device = Device::flex();
+    // Seeded like every initialisation, so that no other run's draws are disturbed.
+    seeded(0, &device, || {
+        Ok(match config.family {
+            FamilyKind::Gan => {
+                let (g, d) = config.model.init(&device);
+                g.num_params() + d.num_params()
+            }
+            FamilyKind::Pix2pix => {
+                let (g, d) = pix2pix::networks(config, &device)?;
+                g.num_params() + d.num_params()
+            }
+            FamilyKind::Cyclegan => {
+                let (g, d) = cyclegan::networks(config, &device)?;
+                g.num_params() + d.num_params()
+            }
+            FamilyKind::Seqgan => 0,
+        })
+    })
+}
+
+/// Refuses a run whose networks would be over the documented parameter limit (README, Limits),
+/// before any is allocated.
+pub fn check_size(config: &TrainConfig) -> Result<(), TrainError> {
+    use pocketgan_runtime::limits::{check, MAX_TRAIN_PARAMETERS};
+    check(
+        "the parameter count at this --width",
+        parameters(config)?,
+        MAX_TRAIN_PARAMETERS,
+    )
+    .map_err(|e| TrainError::Config(e.to_string()))
+}
+
 /// `build()` with the device's random generator seeded by `seed`, and no other thread drawing
 /// from it meanwhile: fresh networks are a function of the seed alone.
 pub fn seeded<T>(seed: u64, device: &Device, build: impl FnOnce() -> T) -> T {
@@ -541,6 +597,48 @@ mod tests {
                     "step {step} {name}: flex {x}, wgpu {y}"
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::data::DataSource;
+    use crate::loss::GanLoss;
+    use crate::model::Architecture;
+
+    /// The count extrapolated from widths 1 to 3 is the networks' own count at another width,
+    /// for every family whose size follows --width.
+    #[test]
+    fn parameters_match_the_built_networks() {
+        let digits = TrainConfig::new(
+            &DataSource::Digits,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        let mut pix2pix = digits.clone();
+        pix2pix.family = FamilyKind::Pix2pix;
+        pix2pix.data = "pairs:google,twitter".into();
+        pix2pix.model.sample = pix2pix.data.parse::<DataSource>().unwrap().native_kind();
+        let mut cyclegan = pix2pix.clone();
+        cyclegan.family = FamilyKind::Cyclegan;
+        let mut mlp = TrainConfig::new(
+            &DataSource::Ring8,
+            Architecture::Mlp,
+            GanLoss::Nonsaturating,
+        );
+        mlp.model.conditioning = Conditioning::None;
+        for (mut config, width) in [(digits, 7), (pix2pix, 5), (cyclegan, 6), (mlp, 40)] {
+            config.model.width = width;
+            let built = built_parameters(&config).unwrap();
+            assert!(built > 1000);
+            assert_eq!(
+                parameters(&config).unwrap(),
+                built as u128,
+                "{:?}",
+                config.family
+            );
         }
     }
 }

@@ -42,12 +42,8 @@ const DISCRIMINATOR: (&str, &str) = ("discriminator", "adam_d");
 
 impl Pix2Pix {
     pub fn init(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
-        let [_, c, side, _] = config.model.sample.batch_dims(1);
-        let w = config.model.width;
         let (g, d) = seeded(config.seed, device, || {
-            let g = Unet::new(c, side, w, device).map_err(TrainError::Config)?;
-            // D reads the input and the output (or target) joined along the channels.
-            let d = PatchGan::new(2 * c, w, Norm::Batch, device);
+            let (g, d) = networks(config, device)?;
             Ok::<_, TrainError>((g.map(&mut Materialize), d.map(&mut Materialize)))
         })?;
         let test = pairs::load(&config.source()?, &load_options(config), Split::Test)?;
@@ -62,6 +58,16 @@ impl Pix2Pix {
     pub fn g(&self) -> &Unet {
         self.generator.get()
     }
+}
+
+/// The U-Net generator and the PatchGAN, as `config` shapes them (parameters not yet drawn).
+pub fn networks(config: &TrainConfig, device: &Device) -> Result<(Unet, PatchGan), TrainError> {
+    let [_, c, side, _] = config.model.sample.batch_dims(1);
+    let w = config.model.width;
+    let g = Unet::new(c, side, w, device).map_err(TrainError::Config)?;
+    // D reads the input and the output (or target) joined along the channels.
+    let d = PatchGan::new(2 * c, w, Norm::Batch, device);
+    Ok((g, d))
 }
 
 /// How a run's image pairs load: at the model's size and channels.

@@ -108,13 +108,9 @@ impl Judge {
         let shape = shape_for(ds)?;
         let device = Device::flex();
         let ad = device.clone().autodiff();
-        let mut net = {
-            let _guard = crate::model::INIT_LOCK
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            ad.seed(seed);
+        let mut net = crate::family::seeded(seed, &ad, || {
             LeNet::new(shape, &ad).map(&mut crate::model::Materialize)
-        };
+        });
         let mut opt = AdamConfig::new().init();
         let loss = CrossEntropyLossConfig::new().init(&ad);
         let (mut train, test) = crate::data::split(ds.len(), seed);
@@ -143,6 +139,18 @@ impl Judge {
             .count();
         judge.test_accuracy = correct as f32 / test.len().max(1) as f32;
         Ok(judge)
+    }
+
+    /// Where the judge of `ds` is kept in the folder `classifiers`: one file per dataset and
+    /// shape, so that judging models of different shapes keeps each judge instead of retraining
+    /// and overwriting one file by turns.
+    pub fn kept_file(
+        classifiers: &Path,
+        ds: &Dataset,
+    ) -> Result<std::path::PathBuf, ClassifierError> {
+        let [channels, side, _] = shape_for(ds)?;
+        let name = ds.name.replace(['/', ':'], "_");
+        Ok(classifiers.join(format!("{name}_{channels}x{side}x{side}.ckpt")))
     }
 
     /// The classifier kept at `file`, or a new one trained (and kept there) if there is none.

@@ -38,6 +38,8 @@ pub enum EvalError {
     Train(#[from] TrainError),
     #[error("{file}: {reason}")]
     Model { file: PathBuf, reason: String },
+    #[error("{0}")]
+    Request(String),
     #[error("the generator makes {made:?} samples but {data} has {wanted:?}")]
     Mismatch {
         made: Vec<usize>,
@@ -78,8 +80,7 @@ pub const MANIFOLD_SAMPLES: usize = 2000;
 impl Reference {
     /// The dataset's judge (kept in `classifiers/`, trained on first use) and the floor.
     pub fn new(ds: &Dataset, classifiers: &Path, seed: u64) -> Result<Reference, EvalError> {
-        let file = classifiers.join(format!("{}.ckpt", ds.name.replace(['/', ':'], "_")));
-        let judge = Judge::load_or_train(&file, ds, seed)?;
+        let judge = Judge::load_or_train(&Judge::kept_file(classifiers, ds)?, ds, seed)?;
         let (train, test) = crate::data::split(ds.len(), seed);
         let (train_features, _) = judge.judge(&classifier::images(ds, &train));
         let mut reference = Reference {
@@ -299,6 +300,14 @@ pub fn evaluate(
     data: &DataSource,
     classifiers: &Path,
 ) -> Result<Report, EvalError> {
+    // Scores of fewer than two samples are not scores (a covariance needs two).
+    if n < 2 {
+        return Err(EvalError::Request(format!(
+            "--n must be at least 2 samples, not {n}"
+        )));
+    }
+    pocketgan_runtime::limits::check_batch("--n", n, 1)
+        .map_err(|e| EvalError::Request(e.to_string()))?;
     let Samples {
         values: samples,
         dims,
@@ -306,6 +315,14 @@ pub fn evaluate(
         classes: asked,
     } = generator.samples(n, seed, data)?;
     if let Some(mixture) = source.mixture() {
+        let wanted = source.native_kind().dims();
+        if dims != wanted {
+            return Err(EvalError::Mismatch {
+                made: dims,
+                wanted,
+                data: source.to_string(),
+            });
+        }
         let MixtureCoverage {
             modes_covered,
             modes,

@@ -57,8 +57,7 @@ impl Watch {
     /// A watch for labelled image data, or `None` (toy data, unlabelled or small images). The
     /// judge is kept in `classifiers` like `eval`'s.
     pub fn new(ds: &Dataset, classifiers: &Path, csv: &Path, seed: u64) -> Option<Watch> {
-        classifier::shape_for(ds).ok()?;
-        let file = classifiers.join(format!("{}.ckpt", ds.name.replace(['/', ':'], "_")));
+        let file = Judge::kept_file(classifiers, ds).ok()?;
         let judge = Judge::load_or_train(&file, ds, seed).ok()?;
         let idx: Vec<usize> = (0..ds.len().min(SAMPLES)).collect();
         let real_spread = spread(&judge.judge(&classifier::images(ds, &idx)).0);
