@@ -285,6 +285,18 @@ pub fn quantize_graph(
                     .ok_or_else(|| fail(name, format!("reads {i}, not yet computed")))
             })
             .collect::<Result<_, _>>()?;
+        let joins_latent = matches!(n.op, FloatOp::Concat { .. })
+            && n.inputs.len() == 2
+            && embeds.contains_key(n.inputs[1].as_str());
+        if !joins_latent && n.inputs.iter().any(|i| embeds.contains_key(i.as_str())) {
+            return Err(fail(
+                name,
+                "reads a class embedding: the int8 runtime takes an embedding concatenated after \
+                 the latent (torch.cat([z, embed(c)], 1)), not combined otherwise (multiplied, \
+                 as in PyTorch-GAN's cGAN and ACGAN, or added)"
+                    .into(),
+            ));
+        }
         let q_in: Vec<Quant> = ins.iter().map(|&t| tensors[t].quant).collect();
         // The output's quantization: measured at the fused ReLU's output, kept for layout ops.
         let relu_out = fused.get(&k).map(|&r| graph.nodes[r].output.clone());

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Seeds for the `onnx` fuzz target: small generators exported by PyTorch's own
+`torch.onnx.export`, the files users give the importer, with every layer the families use (a
+latent DCGAN chain, a class embedding, a U-Net's skip, a ResNet block's reflect pad, instance
+norm and residual add) at a width of a few channels, so that mutations fall on the graph's
+structure more often than on weights.
+
+    python3 scripts/fuzz-seeds.py fuzz/corpus/onnx
+"""
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class Latent(nn.Module):
+    """z [N, 4] -> Linear -> [N, 4, 2, 2] -> ConvTranspose + BatchNorm + ReLU -> Conv + Tanh."""
+
+    def __init__(self, classes=0):
+        super().__init__()
+        self.embed = nn.Embedding(classes, 4) if classes else None
+        self.fc = nn.Linear(4, 16)
+        self.up = nn.ConvTranspose2d(4, 3, 4, 2, 1)
+        self.bn = nn.BatchNorm2d(3)
+        self.out = nn.Conv2d(3, 1, 3, 1, 1)
+
+    def forward(self, z, c=None):
+        if self.embed is not None:
+            z = z * self.embed(c)
+        x = self.fc(z).view(-1, 4, 2, 2)
+        return torch.tanh(self.out(torch.relu(self.bn(self.up(x)))))
+
+
+class Skip(nn.Module):
+    """A one-level U-Net: down, up, concatenated with the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(1, 2, 4, 2, 1)
+        self.up = nn.ConvTranspose2d(2, 2, 4, 2, 1)
+        self.out = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x):
+        y = self.up(nn.functional.leaky_relu(self.down(x), 0.2))
+        return torch.tanh(self.out(torch.cat([x, torch.relu(y)], 1)))
+
+
+class Residual(nn.Module):
+    """A ResNet block: reflect pad, conv, instance norm, ReLU, and the residual add."""
+
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv = nn.Conv2d(2, 2, 3)
+        self.norm = nn.InstanceNorm2d(2)
+
+    def forward(self, x):
+        return x + torch.relu(self.norm(self.conv(self.pad(x))))
+
+
+def main(out):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    for name, model, args, names in [
+        ("latent", Latent().eval(), (torch.randn(1, 4),), ["z"]),
+        (
+            "class",
+            Latent(classes=3).eval(),
+            (torch.randn(1, 4), torch.tensor([1])),
+            ["z", "class"],
+        ),
+        ("skip", Skip().eval(), (torch.randn(1, 1, 8, 8),), ["image"]),
+        ("residual", Residual().eval(), (torch.randn(1, 2, 4, 4),), ["image"]),
+    ]:
+        for opset in (13, 17):
+            path = out / f"{name}_op{opset}.onnx"
+            torch.onnx.export(
+                model,
+                args,
+                path,
+                input_names=names,
+                output_names=["out"],
+                dynamic_axes={n: {0: "batch"} for n in names + ["out"]},
+                opset_version=opset,
+                dynamo=False,
+            )
+            print(path, path.stat().st_size, "bytes")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus/onnx")
