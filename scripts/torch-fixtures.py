@@ -92,6 +92,24 @@ class UNet(nn.Module):
         return self.u1(torch.cat([y, e1], 1))
 
 
+class UNetPointwise(UNet):
+    """The U-Net closed by a 1x1 convolution of its output joined with its input (as some
+    U-Nets end): tract turns such a convolution into one EinSum per joined part."""
+
+    def __init__(self, c=3, w=8):
+        super().__init__(c, w)
+        self.u1 = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(w * 2, w, 4, 2, 1))
+        self.out = nn.Conv2d(w + c, c, 1)
+
+    def forward(self, x):
+        e1 = self.d1(x)
+        e2 = self.d2(e1)
+        y = self.u3(self.d3(e2))
+        y = self.u2(torch.cat([y, e2], 1))
+        y = self.u1(torch.cat([y, e1], 1))
+        return torch.tanh(self.out(torch.cat([y, x], 1)))
+
+
 class ResBlock(nn.Module):
     def __init__(self, dim, affine):
         super().__init__()
@@ -175,6 +193,7 @@ def main():
         ("unet", lambda: UNet(3, 8), (3, 32, 32), "input", OPSETS),
         ("resnet", lambda: ResnetGen(3, 8, False), (3, 32, 32), "input", OPSETS),
         ("resnet_affine", lambda: ResnetGen(3, 8, True), (3, 32, 32), "input", [17]),
+        ("unet_pointwise", lambda: UNetPointwise(3, 8), (3, 32, 32), "input", [13, 17]),
     ]
     for seed, (name, make, shape, input_name, opsets) in enumerate(specs):
         model = settle(make(), shape, seed)

@@ -506,6 +506,11 @@ impl<'a> Walker<'a> {
             return Err(format!("EinSum {formula} does not have two operands"));
         }
         let (x, wt) = (&terms[x_at], &terms[w_at]);
+        if let ([n, i, h, w], [on, o, oh, ow]) = (x.as_slice(), out.as_slice()) {
+            if on == n && oh == h && ow == w && o != i {
+                return self.pointwise_conv(node, x_at, w_at, (*i, *o), wt, &formula);
+            }
+        }
         // x = [m, k], w = [k, n] or [n, k], out = [m, n].
         let ([m, k], [om, on]) = (x.as_slice(), out.as_slice()) else {
             return Err(format!(
@@ -547,6 +552,56 @@ impl<'a> Walker<'a> {
                 n: n_len,
                 weights,
                 bias: vec![0.0; n_len],
+            },
+            vec![node.inputs[x_at]],
+        ))
+    }
+
+    /// A 1x1 convolution, which tract declutters into `EinSum` `NIHW,OI->NOHW` (and a 1x1
+    /// convolution of a concatenation, a U-Net's closing layer, into one such EinSum per part,
+    /// summed): back to a `Conv` with a 1x1 kernel, weights `[O][I]` as ONNX lays them out.
+    fn pointwise_conv(
+        &self,
+        node: &TypedNode,
+        x_at: usize,
+        w_at: usize,
+        (i, o): (char, char),
+        wt: &[char],
+        formula: &str,
+    ) -> MapResult {
+        let transposed = match wt {
+            [a, b] if *a == o && *b == i => false,
+            [a, b] if *a == i && *b == o => true,
+            _ => return Err(format!("EinSum {formula} is not a 1x1 convolution")),
+        };
+        let c = self.konst(node.inputs[w_at]).expect("checked constant");
+        let wshape = c.shape().to_vec();
+        let w = floats(c)?;
+        if wshape.len() != 2 || w.len() != wshape[0] * wshape[1] {
+            return Err(format!("weights of shape {wshape:?} are not a matrix"));
+        }
+        let (cout, cin) = if transposed {
+            (wshape[1], wshape[0])
+        } else {
+            (wshape[0], wshape[1])
+        };
+        let weights = if transposed {
+            (0..cout * cin)
+                .map(|j| w[(j % cin) * cout + j / cin])
+                .collect()
+        } else {
+            w
+        };
+        Ok(Mapped::Op(
+            FloatOp::Conv {
+                cin,
+                cout,
+                kh: 1,
+                kw: 1,
+                stride: (1, 1),
+                pad: [0; 4],
+                weights,
+                bias: vec![0.0; cout],
             },
             vec![node.inputs[x_at]],
         ))
@@ -1038,9 +1093,20 @@ fn per_channel(c: &Tensor, rank: usize, channels: usize) -> Result<Vec<f32>, Str
 }
 
 /// tract splits `Gemm(Concat(a, b))` into `EinSum(a) + EinSum(b)` (its "concat-einsum" rule,
-/// seen on the project's cGAN exports): join such a pair back into `Linear(Concat(a, b))` so
-/// the class embedding keeps its ONNX form. Exact: the same products and sums.
+/// seen on the project's cGAN exports), and a 1x1 `Conv(Concat(a, b))` (a U-Net's closing
+/// layer) the same way: join such a pair back into one `Linear` or 1x1 `Conv` of `Concat(a, b)`,
+/// so the class embedding keeps its ONNX form and the bias or BatchNorm after it folds into one
+/// layer. Exact: the same products and sums.
 fn rejoin_split_linear(g: &mut FloatGraph, onnx_concats: &[(Vec<String>, String)]) {
+    /// One half: a Linear (`[k][n]` weights) or a 1x1 Conv (`[cout][cin]`), read only by the Add.
+    struct Half {
+        k: usize,
+        n: usize,
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        conv: bool,
+        input_rank: usize,
+    }
     let mut i = 0;
     while i < g.nodes.len() {
         let node = &g.nodes[i];
@@ -1053,30 +1119,60 @@ fn rejoin_split_linear(g: &mut FloatGraph, onnx_concats: &[(Vec<String>, String)
             i += 1;
             continue;
         };
-        let linear = |at: usize| match &g.nodes[at].op {
-            FloatOp::Linear {
-                k,
-                n,
-                weights,
-                bias,
-            } if g.readers(&g.nodes[at].output) == 1 => {
-                Some((*k, *n, weights.clone(), bias.clone()))
+        let half = |at: usize| {
+            let node = &g.nodes[at];
+            let input_rank = g.shape_of(&node.inputs[0])?.len();
+            if g.readers(&node.output) != 1 {
+                return None;
             }
-            _ => None,
+            match &node.op {
+                FloatOp::Linear {
+                    k,
+                    n,
+                    weights,
+                    bias,
+                } if input_rank == 1 => Some(Half {
+                    k: *k,
+                    n: *n,
+                    weights: weights.clone(),
+                    bias: bias.clone(),
+                    conv: false,
+                    input_rank,
+                }),
+                FloatOp::Conv {
+                    cin,
+                    cout,
+                    kh: 1,
+                    kw: 1,
+                    stride: (1, 1),
+                    pad: [0, 0, 0, 0],
+                    weights,
+                    bias,
+                } if input_rank == 3 => Some(Half {
+                    k: *cin,
+                    n: *cout,
+                    weights: weights.clone(),
+                    bias: bias.clone(),
+                    conv: true,
+                    input_rank,
+                }),
+                _ => None,
+            }
         };
-        let (Some((ka, na, wa, ba)), Some((kb, nb, wb, bb))) = (linear(a), linear(b)) else {
+        let (Some(ha), Some(hb)) = (half(a), half(b)) else {
             i += 1;
             continue;
         };
-        if na != nb
-            || g.shape_of(&g.nodes[a].inputs[0]).map(|s| s.len()) != Some(1)
-            || g.shape_of(&g.nodes[b].inputs[0]).map(|s| s.len()) != Some(1)
-        {
+        if ha.n != hb.n || ha.conv != hb.conv || ha.input_rank != hb.input_rank {
             i += 1;
             continue;
         }
         let add = g.nodes[i].clone();
         let parts = vec![g.nodes[a].inputs[0].clone(), g.nodes[b].inputs[0].clone()];
+        let mut concat_shape = g.shape_of(&parts[0]).unwrap_or_default().to_vec();
+        if let Some(c) = concat_shape.first_mut() {
+            *c = ha.k + hb.k;
+        }
         let concat_name = onnx_concats
             .iter()
             .find(|(inputs, _)| *inputs == parts)
@@ -1087,16 +1183,42 @@ fn rejoin_split_linear(g: &mut FloatGraph, onnx_concats: &[(Vec<String>, String)
             op: FloatOp::Concat { axis: 0 },
             inputs: parts,
             output: concat_name.clone(),
-            shape: vec![ka + kb],
+            shape: concat_shape,
+        };
+        let bias = ha.bias.iter().zip(&hb.bias).map(|(x, y)| x + y).collect();
+        let (k, n) = (ha.k + hb.k, ha.n);
+        let op = if ha.conv {
+            // `[cout][cin]`: each output's row is a's inputs, then b's.
+            let weights = (0..n)
+                .flat_map(|o| {
+                    ha.weights[o * ha.k..(o + 1) * ha.k]
+                        .iter()
+                        .chain(&hb.weights[o * hb.k..(o + 1) * hb.k])
+                        .copied()
+                })
+                .collect();
+            FloatOp::Conv {
+                cin: k,
+                cout: n,
+                kh: 1,
+                kw: 1,
+                stride: (1, 1),
+                pad: [0; 4],
+                weights,
+                bias,
+            }
+        } else {
+            // `[k][n]`: a's rows, then b's.
+            FloatOp::Linear {
+                k,
+                n,
+                weights: [ha.weights, hb.weights].concat(),
+                bias,
+            }
         };
         let joined = Node {
             name: add.name.clone(),
-            op: FloatOp::Linear {
-                k: ka + kb,
-                n: na,
-                weights: [wa, wb].concat(),
-                bias: ba.iter().zip(&bb).map(|(x, y)| x + y).collect(),
-            },
+            op,
             inputs: vec![concat_name],
             output: add.output.clone(),
             shape: add.shape.clone(),
