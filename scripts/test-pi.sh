@@ -20,7 +20,10 @@ export PI_PROFILE=${PI_PROFILE:-pi-test}
 source scripts/apt-need.sh
 apt_need qemu-aarch64 qemu-user qemu-arm qemu-user gcc gcc cmp diffutils
 scripts/build-pi.sh
-cargo build --release -p pocketgan-runtime --bin pocketgan
+# The x86 reference binaries, built with the features `cargo test --workspace` resolves: a no-op
+# after the test command's own run, where `cargo build -p` would resolve other features and
+# compile Burn a second time.
+cargo test --release --workspace --no-run --quiet 2>&1 | grep -v '^ *Executable' || true
 x86="$target_dir/release/pocketgan"
 
 work=$(mktemp -d)
@@ -33,7 +36,6 @@ fail() {
 
 # The models: the firmware's two, and the default DCGAN exported by the trainer (two steps: the
 # architecture and the path are what matter here) and quantized now, on x86.
-cargo build --release -p pocketgan-trainer --bin pocketgan-train
 "$target_dir/release/pocketgan-train" train --out "$work/default" --steps 2 --seed 4 --threads 1 --quiet >/dev/null
 fresh_onnx="$work/default/generator.onnx"
 "$x86" quantize "$fresh_onnx" --calib 64 --out "$work/fresh.pgq" >/dev/null

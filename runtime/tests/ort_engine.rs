@@ -269,3 +269,20 @@ fn ort_runner_matches_tract_on_image_to_image_models() -> Result {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// A negative BatchNorm variance (which onnxruntime runs silently, NaN out) is refused by both
+/// of its engines, as by the importer.
+#[test]
+fn ort_refuses_a_negative_batchnorm_variance() -> Result {
+    let bytes =
+        std::fs::read(common::repo_root().join("runtime/tests/fixtures/bad/bn_negative_var.onnx"))?;
+    let e = OrtEngine::new(&bytes, 16, (1, 28, 28), 1)
+        .err()
+        .ok_or("accepted")?;
+    assert!(e.to_string().contains("variance"), "{e}");
+    let e = pocketgan_runtime::engine::ort::OrtRunner::new(&bytes, 1)
+        .err()
+        .ok_or("accepted")?;
+    assert!(e.to_string().contains("variance"), "{e}");
+    Ok(())
+}

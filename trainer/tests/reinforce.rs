@@ -25,7 +25,7 @@ fn flat_grads(g: &LstmGenerator, grads: &Gradients) -> Vec<f32> {
         p.grad(grads)
             .expect("every parameter gets a gradient")
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap()
     }
     [

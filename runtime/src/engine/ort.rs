@@ -190,6 +190,7 @@ fn environment() -> Result<&'static Environment, EngineError> {
 
 /// A session over `onnx` running each operator on `threads` threads (0: onnxruntime's default).
 fn session(onnx: &[u8], threads: usize) -> Result<Session, EngineError> {
+    super::runner::check_weights(onnx)?;
     let env = environment()?;
     catch_unwind(AssertUnwindSafe(|| -> Result<Session, EngineError> {
         let mut builder = Session::builder(env)

@@ -350,6 +350,14 @@ fn onnx_proto(onnx: &[u8]) -> Result<tract_onnx::pb::ModelProto, EngineError> {
         .map_err(tract_err)
 }
 
+/// The checks of an ONNX file's weights that the importer makes, for the engines that run the
+/// file without importing it (tract, onnxruntime): a negative BatchNorm variance runs silently
+/// in both (NaN out).
+pub(crate) fn check_weights(onnx: &[u8]) -> Result<(), EngineError> {
+    crate::import::check_batch_norms(&onnx_proto(onnx)?)
+        .map_err(|e| EngineError::Inputs(e.to_string()))
+}
+
 /// An ONNX graph's inputs and outputs as declared (batch axis first, dropped).
 pub fn onnx_specs(onnx: &[u8]) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>), EngineError> {
     use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
@@ -418,9 +426,7 @@ pub struct TractRunner {
 
 impl TractRunner {
     pub fn new(onnx: &[u8]) -> Result<Self, EngineError> {
-        // A negative BatchNorm variance runs silently in tract (NaN out): refused, as at import.
-        crate::import::check_batch_norms(&onnx_proto(onnx)?)
-            .map_err(|e| EngineError::Inputs(e.to_string()))?;
+        check_weights(onnx)?;
         let (inputs, outputs) = onnx_specs(onnx)?;
         Ok(TractRunner {
             bytes: onnx.to_vec(),
