@@ -73,3 +73,63 @@ fn a_short_seqgan_run_beats_the_random_generator_on_nll_oracle() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A SeqGAN run interrupted in each phase (G's pre-training, D's pre-training, the adversarial
+/// rounds with their rollout network) and resumed records the metrics of an uninterrupted run:
+/// all three networks, both optimizers and the rollout copy come back from the checkpoint.
+#[test]
+fn a_seqgan_run_resumes_exactly_in_every_phase() {
+    use pocketgan_trainer::config::{SampleShape, TrainConfig};
+    use pocketgan_trainer::data::DataSource;
+    use pocketgan_trainer::family::FamilyKind;
+    use pocketgan_trainer::loss::GanLoss;
+    use pocketgan_trainer::model::Architecture;
+    use pocketgan_trainer::train::{train, Outcome, RunOptions};
+
+    let root = std::env::temp_dir().join(format!("pocketgan-seqgan-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let source: DataSource = "oracle:20".parse().unwrap();
+    let mut config = TrainConfig::new(&source, Architecture::Mlp, GanLoss::Nonsaturating);
+    config.family = FamilyKind::Seqgan;
+    config.seed = 3;
+    let s = &mut config.seqgan;
+    (s.pretrain_g_steps, s.pretrain_d_steps, s.adversarial_rounds) = (6, 4, 4);
+    (s.eval_every, s.eval_samples, s.rollouts, s.round_d_steps) = (3, 200, 2, 1);
+    config.complete(&source, SampleShape::default(), |_| false);
+    config.checkpoint_every = 1;
+    assert_eq!(config.steps, 14);
+    // Every column but the wall-clock seconds (the eighth).
+    let metrics = |out: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(out.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                l.split(',')
+                    .enumerate()
+                    .filter(|(i, _)| *i != 7)
+                    .map(|(_, v)| v)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    };
+    let options = |resume, stop_at| RunOptions {
+        resume,
+        quiet: true,
+        stop_at,
+        ..Default::default()
+    };
+    let whole = root.join("whole");
+    train(&config, &whole, &options(false, None)).unwrap();
+    // Interrupted after step 4 (G's pre-training), 8 (D's) and 11 (an adversarial round).
+    let split = root.join("split");
+    for (resume, at) in [(false, 4), (true, 8), (true, 11)] {
+        let outcome = train(&config, &split, &options(resume, Some(at))).unwrap();
+        assert_eq!(outcome, Outcome::Interrupted { at_step: at });
+    }
+    train(&config, &split, &options(true, None)).unwrap();
+    let (a, b) = (metrics(&whole), metrics(&split));
+    assert_eq!(a.len(), 15);
+    assert_eq!(a, b);
+    let _ = std::fs::remove_dir_all(&root);
+}
