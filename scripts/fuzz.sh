@@ -41,8 +41,9 @@ for name in ('images-idx3', 'labels-idx1'):
     checkpoint)
       local run
       run=$(mktemp -d)
-      cargo run --release -q -p pocketgan-trainer --bin pocketgan-train -- train --data toy:ring8 \
-        --model mlp --width 4 --steps 2 --quiet --out "$run/run" > /dev/null
+      local bin=${CARGO_TARGET_DIR:-target}/release/pocketgan-train
+      [ -x "$bin" ] || cargo build --release -q -p pocketgan-trainer --bin pocketgan-train
+      "$bin" train --data toy:ring8 --model mlp --width 4 --steps 2 --quiet --out "$run/run" > /dev/null
       cp "$run"/run/checkpoints/*.ckpt "$dir/"
       rm -rf "$run" ;;
     onnx)

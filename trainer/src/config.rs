@@ -68,9 +68,9 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 2e-4)]
     pub lr: f64,
     /// Adam's betas, DCGAN's (0.5, 0.999).
-    #[arg(skip = 0.5)]
+    #[arg(skip = 0.5_f32)]
     pub beta1: f32,
-    #[arg(skip = 0.999)]
+    #[arg(skip = 0.999_f32)]
     pub beta2: f32,
     /// D steps per G step (default 5 for wgan, else 1).
     #[arg(long, default_value_t = 1)]
