@@ -529,23 +529,7 @@ impl<'a> Walker<'a> {
         if om != m || on == k {
             return Err(format!("EinSum {formula} is not a matrix product"));
         }
-        let w = floats(self.konst(node.inputs[w_at]).expect("checked constant"))?;
-        let wshape = self.konst(node.inputs[w_at]).expect("checked").shape();
-        if wshape.len() != 2 || w.len() != wshape[0] * wshape[1] {
-            return Err(format!("weights of shape {wshape:?} are not a matrix"));
-        }
-        let (k_len, n_len) = if transposed {
-            (wshape[1], wshape[0])
-        } else {
-            (wshape[0], wshape[1])
-        };
-        let weights = if transposed {
-            (0..k_len * n_len)
-                .map(|i| w[(i % n_len) * k_len + i / n_len])
-                .collect()
-        } else {
-            w
-        };
+        let (k_len, n_len, weights) = self.weight_matrix(node.inputs[w_at], transposed)?;
         Ok(Mapped::Op(
             FloatOp::Linear {
                 k: k_len,
@@ -555,6 +539,29 @@ impl<'a> Walker<'a> {
             },
             vec![node.inputs[x_at]],
         ))
+    }
+
+    /// The constant matrix at `outlet` as `(rows, cols, values)` row-major, transposed from its
+    /// stored layout when `transposed` (an EinSum names either order of its two axes).
+    fn weight_matrix(
+        &self,
+        outlet: OutletId,
+        transposed: bool,
+    ) -> Result<(usize, usize, Vec<f32>), String> {
+        let c = self.konst(outlet).ok_or("the weights are not a constant")?;
+        let shape = c.shape().to_vec();
+        let w = floats(c)?;
+        if shape.len() != 2 || w.len() != shape[0] * shape[1] {
+            return Err(format!("weights of shape {shape:?} are not a matrix"));
+        }
+        if !transposed {
+            return Ok((shape[0], shape[1], w));
+        }
+        let (rows, cols) = (shape[1], shape[0]);
+        let t = (0..rows * cols)
+            .map(|i| w[(i % cols) * rows + i / cols])
+            .collect();
+        Ok((rows, cols, t))
     }
 
     /// A 1x1 convolution, which tract declutters into `EinSum` `NIHW,OI->NOHW` (and a 1x1
@@ -574,24 +581,7 @@ impl<'a> Walker<'a> {
             [a, b] if *a == i && *b == o => true,
             _ => return Err(format!("EinSum {formula} is not a 1x1 convolution")),
         };
-        let c = self.konst(node.inputs[w_at]).expect("checked constant");
-        let wshape = c.shape().to_vec();
-        let w = floats(c)?;
-        if wshape.len() != 2 || w.len() != wshape[0] * wshape[1] {
-            return Err(format!("weights of shape {wshape:?} are not a matrix"));
-        }
-        let (cout, cin) = if transposed {
-            (wshape[1], wshape[0])
-        } else {
-            (wshape[0], wshape[1])
-        };
-        let weights = if transposed {
-            (0..cout * cin)
-                .map(|j| w[(j % cin) * cout + j / cin])
-                .collect()
-        } else {
-            w
-        };
+        let (cout, cin, weights) = self.weight_matrix(node.inputs[w_at], transposed)?;
         Ok(Mapped::Op(
             FloatOp::Conv {
                 cin,
