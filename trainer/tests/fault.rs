@@ -6,6 +6,9 @@
 //! run. (Checkpoint files themselves differ between any two runs: Burn's records carry
 //! per-process parameter ids.)
 
+mod common;
+
+use common::metrics_without_seconds as metrics;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,22 +56,6 @@ fn train(out: &Path, resume: bool) -> Child {
 fn finish(child: Child) {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
-/// metrics.csv without its `seconds` column (the eighth), the one that differs between runs.
-fn metrics(out: &Path) -> Vec<String> {
-    std::fs::read_to_string(out.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            l.split(',')
-                .enumerate()
-                .filter(|(i, _)| *i != 7)
-                .map(|(_, v)| v)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect()
 }
 
 fn generator(out: &Path) -> Vec<u8> {

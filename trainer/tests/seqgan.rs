@@ -2,6 +2,8 @@
 //! few adversarial rounds must leave a generator whose samples the oracle finds far likelier than
 //! a random generator's (an untrained LSTM of G's shape and initial scale).
 
+mod common;
+
 use pocketgan_trainer::data::oracle::{OracleSource, LENGTH};
 use std::process::Command;
 
@@ -98,21 +100,6 @@ fn a_seqgan_run_resumes_exactly_in_every_phase() {
     config.complete(&source, SampleShape::default(), |_| false);
     config.checkpoint_every = 1;
     assert_eq!(config.steps, 14);
-    // Every column but the wall-clock seconds (the eighth).
-    let metrics = |out: &std::path::Path| -> Vec<String> {
-        std::fs::read_to_string(out.join("metrics.csv"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                l.split(',')
-                    .enumerate()
-                    .filter(|(i, _)| *i != 7)
-                    .map(|(_, v)| v)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect()
-    };
     let options = |resume, stop_at| RunOptions {
         resume,
         quiet: true,
@@ -128,7 +115,10 @@ fn a_seqgan_run_resumes_exactly_in_every_phase() {
         assert_eq!(outcome, Outcome::Interrupted { at_step: at });
     }
     train(&config, &split, &options(true, None)).unwrap();
-    let (a, b) = (metrics(&whole), metrics(&split));
+    let (a, b) = (
+        common::metrics_without_seconds(&whole),
+        common::metrics_without_seconds(&split),
+    );
     assert_eq!(a.len(), 15);
     assert_eq!(a, b);
     let _ = std::fs::remove_dir_all(&root);
