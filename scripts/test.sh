@@ -20,7 +20,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Every firmware binary (three QEMU boards, RP2040, STM32F411) before the tests that run them.
 scripts/firmware.sh build
-cargo test --release --workspace 2>&1 | tee "$log"
+# --no-fail-fast: one failing test binary must not hide the others from the CI log.
+cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log"
 scripts/firmware.sh budget
 # The onnxruntime engine (cargo feature `ort`): only the runtime crate rebuilds.
 cargo test --release -p pocketgan-runtime --features ort --test ort_engine 2>&1 | tee -a "$log"
