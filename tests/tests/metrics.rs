@@ -45,6 +45,42 @@ fn classifier_is_a_competent_judge_and_real_data_is_the_floor() {
     );
 }
 
+/// The judge ranks spoiled real images as a person would: each spoiling worse than the untouched
+/// images and worse the stronger it is, and a missing class shows in the coverage.
+#[test]
+fn the_judge_ranks_spoiled_images_as_a_person_would() {
+    use pocketgan_trainer::metrics::classifier::JudgeData;
+    use pocketgan_trainer::metrics::sensitivity::{table, Spoil};
+    let (ds, r) = reference();
+    // The judge data `reference()` used: the built-in digits' own split (no data folder here).
+    let data = JudgeData::own_split(ds, 0);
+    let rows = table(r, &data.floor(0), 0);
+    let fid = |s: Spoil| rows.iter().find(|(x, _)| *x == s).unwrap().1.fid;
+    let real = fid(Spoil::None);
+    let ladders = [
+        [
+            real,
+            fid(Spoil::Noise { sigma: 0.1 }),
+            fid(Spoil::Noise { sigma: 0.3 }),
+        ],
+        [
+            real,
+            fid(Spoil::Blur { sigma: 0.7 }),
+            fid(Spoil::Blur { sigma: 1.5 }),
+        ],
+    ];
+    for ladder in ladders {
+        assert!(ladder.windows(2).all(|w| w[0] < w[1]), "{rows:?}");
+    }
+    let without = &rows
+        .iter()
+        .find(|(s, _)| matches!(s, Spoil::WithoutClass { .. }))
+        .unwrap()
+        .1;
+    assert_eq!(without.classes_covered, 9, "{without:?}");
+    assert!(without.fid > real, "{rows:?}");
+}
+
 #[test]
 fn a_collapsed_generator_covers_one_class() {
     let (ds, r) = reference();

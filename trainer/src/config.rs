@@ -129,9 +129,69 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = GP_LAMBDA)]
     #[serde(default = "default_gp_lambda")]
     pub gp_lambda: f32,
+    /// The generator's exponential moving average (--family gan): auto (a half-life of a
+    /// twentieth of the run), off, or a half-life in iterations. The average draws the sample
+    /// grids, is evaluated and exported; the raw G trains on, and checkpoints keep both.
+    #[arg(long, default_value = "auto")]
+    #[serde(default)]
+    pub ema: EmaChoice,
     #[command(flatten)]
     #[serde(default)]
     pub seqgan: SeqGanConfig,
+}
+
+/// `--ema`, as given and as saved in `config.json` ([`TrainConfig::ema_schedule`] reads it).
+/// Runs saved before the average existed read as `off`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum EmaChoice {
+    #[default]
+    Off,
+    Auto,
+    /// A half-life in iterations.
+    HalfLife(f64),
+}
+
+/// `--ema auto`: the half-life as a share of the run's iterations.
+pub const EMA_SHARE: f64 = 0.05;
+
+impl std::str::FromStr for EmaChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "auto" => Ok(Self::Auto),
+            _ => match s.parse::<f64>() {
+                Ok(h) if h.is_finite() && h > 0.0 => Ok(Self::HalfLife(h)),
+                _ => Err(format!(
+                    "--ema is auto, off or a positive half-life in iterations, not {s:?}"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for EmaChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::Auto => f.write_str("auto"),
+            Self::HalfLife(h) => write!(f, "{h}"),
+        }
+    }
+}
+
+impl From<EmaChoice> for String {
+    fn from(e: EmaChoice) -> String {
+        e.to_string()
+    }
+}
+
+impl TryFrom<String> for EmaChoice {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 /// SeqGAN's phases and their lengths (`family::seqgan`), the authors' defaults scaled to a CPU.
@@ -389,6 +449,18 @@ impl TrainConfig {
         self.lr * (1.0 - (step as f64 - start).max(0.0) / left).max(0.0)
     }
 
+    /// The generator's moving average, if the run keeps one (`auto`: for `--family gan`, with
+    /// a half-life of [`EMA_SHARE`] of the run's iterations).
+    pub fn ema_schedule(&self) -> Option<crate::family::ema::EmaSchedule> {
+        let half_life = match self.ema {
+            _ if self.family != FamilyKind::Gan => return None,
+            EmaChoice::Off => return None,
+            EmaChoice::Auto => (EMA_SHARE * self.steps as f64).max(1.0),
+            EmaChoice::HalfLife(h) => h,
+        };
+        Some(crate::family::ema::EmaSchedule { half_life })
+    }
+
     pub fn source(&self) -> Result<DataSource, TrainError> {
         Ok(self.data.parse()?)
     }
@@ -460,6 +532,11 @@ impl TrainConfig {
                 "the auxiliary weight must be a non-negative number, not {}",
                 self.aux_weight
             )));
+        }
+        if matches!(self.ema, EmaChoice::HalfLife(_)) && self.family != FamilyKind::Gan {
+            return Err(TrainError::Config(
+                "--ema averages the generator of --family gan only".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.lr_decay_start) {
             return Err(TrainError::Config(format!(
@@ -720,8 +797,36 @@ mod tests {
             .contains("--loss wgan-gp"));
     }
 
+    /// `--ema` reads auto, off or a positive half-life, keeps `auto` in `config.json` (its
+    /// half-life follows the run's length) and is refused where there is no latent generator.
+    #[test]
+    fn ema_choices_parse_and_apply_to_gan_runs_only() {
+        assert_eq!("off".parse(), Ok(EmaChoice::Off));
+        assert_eq!("250".parse(), Ok(EmaChoice::HalfLife(250.0)));
+        for bad in ["0", "-3", "nan", "inf", "soon"] {
+            assert!(bad.parse::<EmaChoice>().is_err(), "{bad}");
+        }
+        let mut c = TrainConfig::new(
+            &DataSource::Digits,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        c.steps = 4000;
+        assert_eq!(c.ema_schedule().map(|s| s.half_life), Some(200.0));
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["ema"], "auto");
+        c.family = FamilyKind::Pix2pix;
+        c.data = "pairs:google,twitter".into();
+        c.model.sample = c.data.parse::<DataSource>().unwrap().native_kind();
+        c.validate().unwrap();
+        assert_eq!(c.ema_schedule(), None);
+        c.ema = EmaChoice::HalfLife(10.0);
+        assert!(c.validate().unwrap_err().to_string().contains("--ema"));
+    }
+
     /// A `config.json` written before the conditional models (no `conditioning`, `classes`,
-    /// `embed`, `class_names`, `labelled_per_class`, `aux_weight`, `lr_decay`) still loads.
+    /// `embed`, `class_names`, `labelled_per_class`, `aux_weight`, `lr_decay`) still loads, and
+    /// as a run without the generator's moving average (its checkpoints hold none).
     #[test]
     fn old_config_files_load() {
         let old = r#"{"data":"digits","model":{"architecture":"dcgan","latent":64,"width":64,
@@ -736,6 +841,9 @@ mod tests {
             GanLoss::Nonsaturating,
         );
         want.class_names.clear();
+        assert_eq!(want.ema, EmaChoice::Auto);
+        assert_eq!(want.ema_schedule().map(|s| s.half_life), Some(60.0));
+        want.ema = EmaChoice::Off;
         assert_eq!(c, want);
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), c);

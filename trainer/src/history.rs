@@ -136,26 +136,88 @@ pub fn write(file: &Path, terms: &[&str], rows: &[StepMetrics]) -> Result<(), Tr
     crate::checkpoint::write_atomic(file, text.as_bytes()).map_err(io_err(file))
 }
 
-/// Plot the metrics file `metrics` to `file`: top, loss_d (red) and loss_g (blue); bottom, D(x)
-/// (green) and D(G(z)) (orange).
-pub fn loss_curve(metrics: &Path, file: &Path) -> Result<(), TrainError> {
+/// Plot the metrics file `metrics` to `file`: the two losses; D's opinions of real and fake
+/// batches; and, when the run judged its samples (`quality`, the watch's `quality.csv`), the share
+/// of classes covered and the diversity relative to real images.
+pub fn loss_curve(metrics: &Path, quality: &Path, file: &Path) -> Result<(), TrainError> {
     let rows = read(metrics)?;
     let col = |f: fn(&StepMetrics) -> f32| rows.iter().map(f).collect::<Vec<f32>>();
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
     let (ld, lg, dr, df) = (
         col(|r| r.loss_d),
         col(|r| r.loss_g),
         col(|r| r.d_real),
         col(|r| r.d_fake),
     );
-    fn series(values: &[f32], color: [u8; 3]) -> render::Series<'_> {
-        render::Series { values, color }
+    fn series<'a>(name: &'a str, values: &'a [f32], color: [u8; 3]) -> render::Series<'a> {
+        render::Series {
+            name,
+            values,
+            color,
+        }
     }
-    let panels = vec![
-        vec![series(&ld, [210, 40, 40]), series(&lg, [40, 80, 210])],
-        vec![series(&dr, [30, 150, 60]), series(&df, [240, 140, 20])],
+    let mut panels = vec![
+        render::Panel {
+            title: "losses",
+            y_label: "loss",
+            steps: &steps,
+            series: vec![
+                series("loss_d", &ld, [210, 40, 40]),
+                series("loss_g", &lg, [40, 80, 210]),
+            ],
+            smooth: true,
+        },
+        render::Panel {
+            title: "the discriminator's opinion",
+            y_label: "D (mean)",
+            steps: &steps,
+            series: vec![
+                series("D(x), real", &dr, [30, 150, 60]),
+                series("D(G(z)), fake", &df, [240, 140, 20]),
+            ],
+            smooth: true,
+        },
     ];
-    render::line_panels(&panels, file).map_err(|e| TrainError::BadRun {
+    // quality.csv: step, classes_covered, classes, kl_uniform, diversity, d_fake. A run without
+    // a watch has none; a torn or foreign row is skipped (the picture is a view, not a record).
+    let judged: Vec<[f64; 3]> = std::fs::read_to_string(quality)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let v: Vec<f64> = line
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()?;
+            (v.len() >= 5 && v[2] > 0.0).then(|| [v[0], v[1] / v[2], v[4]])
+        })
+        .collect();
+    let quality_steps: Vec<u64> = judged.iter().map(|r| r[0] as u64).collect();
+    let covered: Vec<f32> = judged.iter().map(|r| r[1] as f32).collect();
+    let diversity: Vec<f32> = judged.iter().map(|r| r[2] as f32).collect();
+    if !judged.is_empty() {
+        panels.push(render::Panel {
+            title: "judged samples (quality.csv)",
+            y_label: "share",
+            steps: &quality_steps,
+            series: vec![
+                series("classes covered", &covered, [120, 40, 160]),
+                series("diversity vs real", &diversity, [20, 140, 150]),
+            ],
+            smooth: false,
+        });
+    }
+    let title = format!(
+        "{} ({} steps)",
+        metrics
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        steps.last().copied().unwrap_or(0)
+    );
+    render::line_panels(&title, &panels, file).map_err(|reason| TrainError::BadRun {
         file: file.into(),
-        reason: e.to_string(),
+        reason,
     })
 }

@@ -24,6 +24,18 @@ struct Cli {
     command: Command,
 }
 
+/// What `eval` and `judge` share: the seed, where the judges are kept, and the output form.
+#[derive(clap::Args)]
+struct Judging {
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the per-dataset classifiers are kept (trained on first use).
+    #[arg(long, default_value = "runs/classifiers")]
+    classifiers: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a GAN; everything goes to the run folder (--out).
@@ -49,16 +61,23 @@ enum Command {
         versus: Vec<PathBuf>,
         #[arg(long, default_value_t = 10_000)]
         n: usize,
+        /// A run: judge its raw generator instead of the generator's moving average (--ema).
+        #[arg(long)]
+        raw: bool,
         /// Data an ONNX or .pgq generator was trained on (a run knows its own).
         #[arg(long, default_value = "digits")]
         data: String,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Where the per-dataset classifiers are kept (trained on first use).
-        #[arg(long, default_value = "runs/classifiers")]
-        classifiers: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        judging: Judging,
+    },
+    /// The judge of image metrics: train it (or load the kept one), print what it learned, its
+    /// test accuracy and how it scores real images it has not seen, untouched and spoiled (noise,
+    /// blur, one class removed): a sensitive judge ranks them as a person would.
+    Judge {
+        #[arg(long, default_value = "digits")]
+        data: String,
+        #[command(flatten)]
+        judging: Judging,
     },
     /// Time one reference training iteration of a family on each compiled-in backend.
     Bench {
@@ -243,14 +262,58 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Judge {
+            data,
+            judging:
+                Judging {
+                    seed,
+                    classifiers,
+                    json,
+                },
+        } => {
+            use pocketgan_trainer::metrics::{classifier::JudgeData, sensitivity, Reference};
+            let source: pocketgan_trainer::data::DataSource = data.parse()?;
+            let ds = pocketgan_trainer::data::load(&source, &Default::default())?;
+            let data_dir = pocketgan_trainer::data::LoadOptions::default().data_dir;
+            let judge_data = JudgeData::for_dataset(&ds, &data_dir, seed)?;
+            let reference = Reference::with(&judge_data, &classifiers, seed)?;
+            let rows = sensitivity::table(&reference, &judge_data.floor(seed), seed);
+            if json {
+                let rows: Vec<_> = rows
+                    .iter()
+                    .map(|(s, m)| serde_json::json!({"spoil": s, "metrics": m}))
+                    .collect();
+                let out = serde_json::json!({
+                    "judge": reference.judge_data,
+                    "test_accuracy": reference.judge.test_accuracy,
+                    "rows": rows,
+                });
+                println!("{out}");
+                return Ok(());
+            }
+            println!("judge: {}", reference.judge_data);
+            println!(
+                "test accuracy {:.2}%",
+                100.0 * reference.judge.test_accuracy
+            );
+            print_metrics_header();
+            for (spoil, m) in &rows {
+                print_metrics_row(&spoil.to_string(), m);
+            }
+            Ok(())
+        }
         Command::Eval {
             generator,
             versus,
             n,
+            raw,
             data,
-            seed,
-            classifiers,
-            json,
+            judging:
+                Judging {
+                    seed,
+                    classifiers,
+                    json,
+                },
         } => {
             use pocketgan_trainer::metrics::{evaluate, Generator, Report};
             if pocketgan_trainer::run::RunDir(generator.clone())
@@ -282,13 +345,12 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let data: pocketgan_trainer::data::DataSource = data.parse()?;
-            let report = evaluate(
-                &Generator::from_path(&generator),
-                n,
-                seed,
-                &data,
-                &classifiers,
-            )?;
+            let generator = match Generator::from_path(&generator) {
+                Generator::Run(dir) if raw => Generator::RawRun(dir),
+                _ if raw => anyhow::bail!("--raw judges a run folder's raw generator"),
+                g => g,
+            };
+            let report = evaluate(&generator, n, seed, &data, &classifiers)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
                 return Ok(());
@@ -306,32 +368,21 @@ fn main() -> anyhow::Result<()> {
                 ),
                 Report::Images {
                     data,
+                    judge,
                     classifier_test_accuracy,
                     generated,
                     held_out_real,
                     class_accuracy,
                     semi_supervised,
                 } => {
+                    println!("{data}: judge {judge}");
                     println!(
                         "{data}: classifier test accuracy {:.2}%",
                         100.0 * classifier_test_accuracy
                     );
-                    println!(
-                        "{:<16} {:>8} {:>10} {:>9} {:>10} {:>10} {:>8}",
-                        "", "samples", "FID", "classes", "KL(p||U)", "precision", "recall"
-                    );
+                    print_metrics_header();
                     for (name, m) in [("generated", &generated), ("held-out real", &held_out_real)] {
-                        println!(
-                            "{:<16} {:>8} {:>10.3} {:>6}/{:<2} {:>10.4} {:>10.3} {:>8.3}",
-                            name,
-                            m.samples,
-                            m.fid,
-                            m.classes_covered,
-                            m.classes,
-                            m.kl_uniform,
-                            m.precision,
-                            m.recall
-                        );
+                        print_metrics_row(name, m);
                     }
                     println!("class counts: {:?}", generated.class_counts);
                     if let Some(a) = class_accuracy {
@@ -418,4 +469,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn print_metrics_header() {
+    println!(
+        "{:<18} {:>8} {:>10} {:>9} {:>10} {:>10} {:>8}",
+        "", "samples", "FID", "classes", "KL(p||U)", "precision", "recall"
+    );
+}
+
+fn print_metrics_row(name: &str, m: &pocketgan_trainer::metrics::ImageMetrics) {
+    println!(
+        "{:<18} {:>8} {:>10.3} {:>6}/{:<2} {:>10.4} {:>10.3} {:>8.3}",
+        name, m.samples, m.fid, m.classes_covered, m.classes, m.kl_uniform, m.precision, m.recall
+    );
 }

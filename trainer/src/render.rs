@@ -2,119 +2,212 @@
 
 use std::path::Path;
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
 
 use crate::data::SampleKind;
 
-/// Lay out `samples` (`[N, C, H, W]` in `[-1, 1]`) as a grid (toy points as a scatter plot).
-pub fn sample_grid(samples: &[f32], kind: SampleKind) -> RgbImage {
+/// Lay out image samples (`[N, C, H, W]` in `[-1, 1]`) as a grid.
+pub fn image_grid(samples: &[f32], kind: SampleKind) -> RgbImage {
     match kind {
         SampleKind::Image {
             channels,
             height,
             width,
         } => pocketgan_runtime::picture::image_grid(samples, (channels, height, width)),
-        SampleKind::Points { .. } => scatter(samples, &[]),
+        SampleKind::Points { .. } => RgbImage::new(1, 1),
     }
 }
 
-/// 2-D points (xy pairs) on a 400x400 canvas over [-5, 5]^2, with optional mode centres in red.
-pub fn scatter(points: &[f32], centers: &[[f32; 2]]) -> RgbImage {
-    let size = 400u32;
-    let mut img = RgbImage::from_pixel(size, size, Rgb([255, 255, 255]));
-    let to_px = |v: f32| ((v + 5.0) / 10.0 * size as f32) as i64;
-    for axis in 0..size {
-        img.put_pixel(axis, size / 2, Rgb([220, 220, 220]));
-        img.put_pixel(size / 2, axis, Rgb([220, 220, 220]));
+/// The font of every plot's text, built into the binary (Hack: MIT and Bitstream Vera licences),
+/// so that a plot needs no system font; registered with plotters once.
+const FONT: &str = "sans-serif";
+
+fn register_font() -> Result<(), String> {
+    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            plotters::style::register_font(
+                FONT,
+                FontStyle::Normal,
+                epaint_default_fonts::HACK_REGULAR,
+            )
+            .map_err(|_| "the built-in plot font does not parse".to_string())
+        })
+        .clone()
+}
+
+/// Draw on a white `width x height` canvas with plotters, then hand back the picture.
+fn canvas(
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<RgbImage, String> {
+    register_font()?;
+    let mut buffer = vec![255u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|e| e.to_string())?;
     }
-    let mut dot = |x: f32, y: f32, r: i64, c: Rgb<u8>| {
-        let (cx, cy) = (to_px(x), size as i64 - 1 - to_px(y));
-        for dy in -r..=r {
-            for dx in -r..=r {
-                let (px, py) = (cx + dx, cy + dy);
-                if px >= 0 && py >= 0 && px < size as i64 && py < size as i64 {
-                    img.put_pixel(px as u32, py as u32, c);
-                }
-            }
+    RgbImage::from_raw(width, height, buffer).ok_or_else(|| "a canvas of the wrong size".into())
+}
+
+fn rgb([r, g, b]: [u8; 3]) -> RGBColor {
+    RGBColor(r, g, b)
+}
+
+/// 2-D points (xy pairs) over [-5, 5]^2 with labelled axes; mode centres, if given, in red.
+pub fn scatter(points: &[f32], centers: &[[f32; 2]]) -> Result<RgbImage, String> {
+    canvas((480, 480), |root| {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .caption("generated samples", (FONT, 18))
+            .x_label_area_size(36)
+            .y_label_area_size(40)
+            .build_cartesian_2d(-5f32..5f32, -5f32..5f32)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("x")
+            .y_desc("y")
+            .label_style((FONT, 12))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let blue = RGBColor(30, 60, 200);
+        chart
+            .draw_series(
+                points
+                    .chunks_exact(2)
+                    .filter(|p| p[0].is_finite() && p[1].is_finite())
+                    .map(|p| Circle::new((p[0], p[1]), 1, blue.filled())),
+            )
+            .map_err(|e| err(&e))?
+            .label("samples")
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, blue.filled()));
+        if !centers.is_empty() {
+            let red = RGBColor(220, 30, 30);
+            chart
+                .draw_series(
+                    centers
+                        .iter()
+                        .map(|c| Circle::new((c[0], c[1]), 4, red.filled())),
+                )
+                .map_err(|e| err(&e))?
+                .label("mode centres")
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, red.filled()));
         }
-    };
-    for p in points.chunks_exact(2) {
-        dot(p[0], p[1], 0, Rgb([30, 60, 200]));
-    }
-    for c in centers {
-        dot(c[0], c[1], 2, Rgb([220, 30, 30]));
-    }
-    img
+        legend(&mut chart)
+    })
 }
 
-/// Series to plot against the step: (values, colour).
+/// The legend of a chart's labelled series, in its upper right corner.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// One named line of a panel.
 pub struct Series<'a> {
+    pub name: &'a str,
     pub values: &'a [f32],
     pub color: [u8; 3],
 }
 
-/// Panels stacked vertically, each with its own y range and light grid lines.
-/// Colours are documented where the plot is written (README: loss_d red, loss_g blue,
-/// D(x) green, D(G(z)) orange).
-pub fn line_panels(panels: &[Vec<Series>], path: &Path) -> image::ImageResult<()> {
-    let (w, ph) = (800u32, 300u32);
-    let mut img = RgbImage::from_pixel(w, ph * panels.len() as u32, Rgb([255, 255, 255]));
-    for (k, panel) in panels.iter().enumerate() {
-        let y0 = k as u32 * ph;
-        let finite = panel
-            .iter()
-            .flat_map(|s| s.values.iter().copied())
-            .filter(|v| v.is_finite());
-        let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-        if !lo.is_finite() {
-            continue;
-        }
-        let span = (hi - lo).max(1e-6);
-        let (left, right, top, bottom) = (40u32, w - 10, y0 + 10, y0 + ph - 20);
-        for g in 0..=4 {
-            let y = top + (bottom - top) * g / 4;
-            for x in left..right {
-                img.put_pixel(x, y, Rgb([225, 225, 225]));
-            }
-        }
-        for y in top..=bottom {
-            img.put_pixel(left, y, Rgb([0, 0, 0]));
-        }
-        for s in panel {
-            let n = s.values.len();
-            if n == 0 {
-                continue;
-            }
-            let mut prev: Option<(i64, i64)> = None;
-            for (i, &v) in s.values.iter().enumerate() {
-                if !v.is_finite() {
-                    prev = None;
-                    continue;
-                }
-                let x =
-                    left as i64 + ((right - left) as f64 * i as f64 / (n.max(2) - 1) as f64) as i64;
-                let y = bottom as i64 - (((v - lo) / span) * (bottom - top) as f32) as i64;
-                if let Some((px, py)) = prev {
-                    draw_line(&mut img, (px, py), (x, y), Rgb(s.color));
-                }
-                prev = Some((x, y));
-            }
-        }
-    }
-    img.save(path)
+/// One chart of [`line_panels`]: lines against the step.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub y_label: &'a str,
+    /// The step of each value.
+    pub steps: &'a [u64],
+    pub series: Vec<Series<'a>>,
+    /// Draw each line faintly and an exponential moving average of it over it (noisy per-step
+    /// values), or plainly (a few judged points).
+    pub smooth: bool,
 }
 
-fn draw_line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb<u8>) {
-    let steps = (x1 - x0).abs().max((y1 - y0).abs()).max(1);
-    for t in 0..=steps {
-        let x = x0 + (x1 - x0) * t / steps;
-        let y = y0 + (y1 - y0) * t / steps;
-        if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-            img.put_pixel(x as u32, y as u32, c);
+/// Smoothing of [`Panel::smooth`]: the weight of the newest value in the moving average.
+const SMOOTHING: f32 = 0.05;
+
+/// Panels stacked vertically under a title, each with labelled axes, ticks and a legend.
+pub fn line_panels(title: &str, panels: &[Panel], path: &Path) -> Result<(), String> {
+    let height = 40 + 300 * panels.len() as u32;
+    let image = canvas((900, height), |root| {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let root = root.titled(title, (FONT, 20)).map_err(|e| err(&e))?;
+        for (area, panel) in root.split_evenly((panels.len(), 1)).iter().zip(panels) {
+            let finite = panel
+                .series
+                .iter()
+                .flat_map(|s| s.values.iter().copied())
+                .filter(|v| v.is_finite());
+            let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+            let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+            let pad = ((hi - lo) * 0.05).max(1e-3);
+            let first = panel.steps.first().copied().unwrap_or(0);
+            let last = panel.steps.last().copied().unwrap_or(1).max(first + 1);
+            let mut chart = ChartBuilder::on(area)
+                .margin(10)
+                .caption(panel.title, (FONT, 15))
+                .x_label_area_size(36)
+                .y_label_area_size(56)
+                .build_cartesian_2d(first..last, (lo - pad)..(hi + pad))
+                .map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc("step")
+                .y_desc(panel.y_label)
+                .label_style((FONT, 12))
+                .light_line_style(RGBColor(238, 238, 238))
+                .draw()
+                .map_err(|e| err(&e))?;
+            for s in &panel.series {
+                let color = rgb(s.color);
+                let points = || {
+                    panel
+                        .steps
+                        .iter()
+                        .copied()
+                        .zip(s.values.iter().copied())
+                        .filter(|(_, v)| v.is_finite())
+                };
+                let line = if panel.smooth {
+                    chart
+                        .draw_series(LineSeries::new(points(), color.mix(0.25)))
+                        .map_err(|e| err(&e))?;
+                    let mut average = None;
+                    let smoothed = points().map(|(x, v)| {
+                        let a = average.map_or(v, |a: f32| a + SMOOTHING * (v - a));
+                        average = Some(a);
+                        (x, a)
+                    });
+                    chart.draw_series(LineSeries::new(smoothed, color.stroke_width(2)))
+                } else {
+                    chart.draw_series(LineSeries::new(points(), color.stroke_width(2)))
+                };
+                line.map_err(|e| err(&e))?
+                    .label(s.name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
+            legend(&mut chart)?;
         }
-    }
+        Ok(())
+    })?;
+    image.save(path).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -128,7 +221,7 @@ mod tests {
             .iter()
             .flat_map(|&v| [v; 4])
             .collect();
-        let img = sample_grid(
+        let img = image_grid(
             &s,
             SampleKind::Image {
                 channels: 1,
@@ -140,5 +233,57 @@ mod tests {
         assert_eq!(img.get_pixel(2, 2)[0], 0);
         assert_eq!(img.get_pixel(6, 6)[0], 255);
         assert_eq!(img.get_pixel(0, 0)[0], 40);
+    }
+}
+
+#[cfg(test)]
+mod plot_tests {
+    use super::*;
+
+    /// The plots draw text with the built-in font (no system font needed) and their lines land
+    /// where the data says: a rising line's smoothed copy ends high on the right.
+    #[test]
+    fn plots_draw_with_the_built_in_font() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps: Vec<u64> = (1..=200).collect();
+        let rising: Vec<f32> = steps.iter().map(|&s| s as f32).collect();
+        let file = dir.path().join("curve.png");
+        line_panels(
+            "run",
+            &[Panel {
+                title: "losses",
+                y_label: "loss",
+                steps: &steps,
+                series: vec![Series {
+                    name: "rising",
+                    values: &rising,
+                    color: [200, 0, 0],
+                }],
+                smooth: true,
+            }],
+            &file,
+        )
+        .unwrap();
+        let img = image::open(&file).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (900, 340));
+        // Text: dark pixels in the title strip.
+        let title_ink = (0..900)
+            .flat_map(|x| (0..40).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y)[0] < 100)
+            .count();
+        assert!(title_ink > 20, "no title drawn");
+        // Red pixels in the top right quarter, none in the bottom right.
+        let red = |x0: u32, y0: u32| {
+            (x0..x0 + 200)
+                .flat_map(|x| (y0..y0 + 80).map(move |y| (x, y)))
+                .filter(|&(x, y)| {
+                    let p = img.get_pixel(x, y);
+                    p[0] > 150 && p[1] < 120 && p[2] < 120
+                })
+                .count()
+        };
+        assert!(red(650, 60) > 20 && red(650, 250) == 0);
+        let scatter = scatter(&[0.0, 0.0, 2.0, 2.0], &[[0.0, 0.0]]).unwrap();
+        assert_eq!(scatter.dimensions(), (480, 480));
     }
 }

@@ -121,7 +121,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
     if run.latest_step() != Some(step) {
         run.save_checkpoint(family.as_ref(), step, config.keep_checkpoints)?;
     }
-    history::loss_curve(&run.metrics(), &run.loss_curve())?;
+    history::loss_curve(&run.metrics(), &run.quality(), &run.loss_curve())?;
     run::export_run(out, None)?;
     Ok(Outcome::Finished { steps: step })
 }

@@ -351,6 +351,56 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
     ds.conform(opts.size, opts.channels)
 }
 
+/// The official training and test sets behind `source`, kept apart (`train-*` and `t10k-*` IDX
+/// files): MNIST for `digits` and `mnist`, Fashion-MNIST for `fashion-mnist`. `None` when the
+/// source has no official split or it has not been fetched: judges then fall back to the data's
+/// own seeded split. Images are conformed to `opts`' size and channels.
+pub fn official_split(
+    source: &DataSource,
+    opts: &LoadOptions,
+) -> Result<Option<(Dataset, Dataset)>, DataError> {
+    let (folder, class_names): (&str, &[&str]) = match source {
+        DataSource::Digits | DataSource::Mnist => ("mnist", &DIGIT_CLASSES),
+        DataSource::FashionMnist => ("fashion-mnist", &FASHION_CLASSES),
+        _ => return Ok(None),
+    };
+    let dir = opts.data_dir.join(folder);
+    let part = |prefix: &str| -> Result<Option<Dataset>, DataError> {
+        let find = |kind: &str| {
+            [
+                dir.join(format!("{prefix}-{kind}")),
+                dir.join(format!("{prefix}-{kind}.gz")),
+            ]
+            .into_iter()
+            .find(|p| p.is_file())
+        };
+        let (Some(images), Some(labels)) = (find("images-idx3-ubyte"), find("labels-idx1-ubyte"))
+        else {
+            return Ok(None);
+        };
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| DataError::Io {
+                file: p.to_path_buf(),
+                source: e,
+            })
+        };
+        let names = class_names.iter().map(|s| s.to_string()).collect();
+        let ds = from_idx_bytes(
+            &format!("{folder}-{prefix}"),
+            &read(&images)?,
+            &images,
+            &read(&labels)?,
+            &labels,
+            names,
+        )?;
+        Ok(Some(ds.conform(opts.size, opts.channels)?))
+    };
+    Ok(match (part("train")?, part("t10k")?) {
+        (Some(train), Some(test)) => Some((train, test)),
+        _ => None,
+    })
+}
+
 /// The folder of a fetched dataset, or an error naming the command that fetches it.
 fn fetched(opts: &LoadOptions, name: &str) -> Result<PathBuf, DataError> {
     let dir = opts.data_dir.join(name);

@@ -16,6 +16,7 @@
 pub mod acgan;
 pub mod cgan;
 pub mod cyclegan;
+pub mod ema;
 pub mod pair;
 pub mod pix2pix;
 pub mod samples;
@@ -71,6 +72,11 @@ pub trait Family {
     /// The generator from latents (and classes) to samples that `eval` and the quality watch draw
     /// from, for the families that have one.
     fn latent_generator(&self) -> Option<&Generator>;
+
+    /// The generator as trained, where [`Self::latent_generator`] is a moving average of it.
+    fn raw_generator(&self) -> Option<&Generator> {
+        self.latent_generator()
+    }
 
     /// The names of the family's own loss terms, the columns after the common ones in
     /// `metrics.csv` ([`StepMetrics::terms`]).

@@ -8,6 +8,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::prelude::*;
 
+use super::ema::Ema;
 use super::{
     adam, checkpoint_sections, load_net, read_metrics, samples, seeded, Clip, Family, Iteration,
     Net, OnnxFile,
@@ -36,6 +37,8 @@ pub trait Game: Sized + 'static {
 pub struct Pair<G> {
     pub generator: Net<Generator>,
     pub discriminator: Net<Discriminator>,
+    /// G's moving average ([`TrainConfig::ema_schedule`]), which samples and is exported.
+    pub ema: Option<Ema<Generator>>,
     config: TrainConfig,
     game: PhantomData<G>,
 }
@@ -44,6 +47,8 @@ pub struct Pair<G> {
 /// Checkpoint sections (parameters, optimizer) of each network.
 const GENERATOR: (&str, &str) = ("generator", "adam_g");
 const DISCRIMINATOR: (&str, &str) = ("discriminator", "adam_d");
+/// Checkpoint section of G's moving average.
+const GENERATOR_EMA: &str = "generator_ema";
 
 /// D's verdicts on a real and a fake batch ([`Pair::judge`]).
 pub struct Judged {
@@ -69,6 +74,7 @@ impl<G: Game> Pair<G> {
             (g.map(&mut Materialize), d.map(&mut Materialize))
         });
         Self {
+            ema: config.ema_schedule().map(|_| Ema::new(&generator)),
             generator: Net::new(generator, adam(config)),
             discriminator: Net::new(discriminator, adam(config)),
             config: config.clone(),
@@ -82,6 +88,12 @@ impl<G: Game> Pair<G> {
 
     pub fn d(&self) -> &Discriminator {
         self.discriminator.get()
+    }
+
+    /// The generator that samples, is evaluated and exported: the moving average if the run
+    /// keeps one, else G itself.
+    pub fn sampler(&self) -> &Generator {
+        self.ema.as_ref().map_or(self.g(), Ema::get)
     }
 
     /// D as G's step sees it: no parameter of the copy requires a gradient, so G's loss moves
@@ -159,6 +171,17 @@ impl<G: Game> Pair<G> {
         it: &Iteration<'_>,
     ) -> StepMetrics {
         let norm_g = self.generator.descend(&loss, it.lr(), it.device);
+        if let (Some(ema), Some(schedule)) = (&mut self.ema, self.config.ema_schedule()) {
+            // The average's BatchNorm statistics follow its own activations on the last critic
+            // pass's latents (and classes): no new random draw, so runs stay comparable.
+            let stream = it.critic_streams().last().unwrap_or(it.step);
+            let z = it.latents(stream);
+            let conditional = self.generator.get().classes() > 0;
+            let classes = conditional.then(|| it.fake_classes(stream));
+            ema.update(self.generator.get(), schedule.beta(it.step), |g| {
+                g.forward(z, classes);
+            });
+        }
         read_metrics(
             it.step + 1,
             critic.loss,
@@ -176,10 +199,17 @@ impl<G: Game> Family for Pair<G> {
     }
 
     fn save(&self) -> Result<Vec<(String, Vec<u8>)>, TrainError> {
-        Ok(checkpoint_sections([
+        let mut sections = checkpoint_sections([
             (GENERATOR, self.generator.records()?),
             (DISCRIMINATOR, self.discriminator.records()?),
-        ]))
+        ]);
+        if let Some(ema) = &self.ema {
+            let record = ema.record().map_err(|e| {
+                TrainError::Config(format!("cannot serialise G's moving average: {e}"))
+            })?;
+            sections.push((GENERATOR_EMA.into(), record));
+        }
+        Ok(sections)
     }
 
     fn load(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<(), TrainError> {
@@ -190,7 +220,15 @@ impl<G: Game> Family for Pair<G> {
             file,
             DISCRIMINATOR,
             G::D_CHANGED,
-        )
+        )?;
+        if let Some(ema) = &mut self.ema {
+            let bytes = ckpt.section(GENERATOR_EMA, file)?;
+            ema.load(bytes).map_err(|reason| TrainError::Record {
+                file: file.into(),
+                reason: format!("G's moving average: {reason}"),
+            })?;
+        }
+        Ok(())
     }
 
     fn sample_picture(
@@ -199,8 +237,8 @@ impl<G: Game> Family for Pair<G> {
         device: &Device,
     ) -> Result<image::RgbImage, TrainError> {
         Ok(match config.model.sample {
-            SampleKind::Image { .. } => render::sample_grid(
-                &samples::fixed(self.g(), config, device),
+            SampleKind::Image { .. } => render::image_grid(
+                &samples::fixed(self.sampler(), config, device),
                 config.model.sample,
             ),
             SampleKind::Points { .. } => {
@@ -210,9 +248,12 @@ impl<G: Game> Family for Pair<G> {
                     .map(|m| m.centers)
                     .unwrap_or_default();
                 render::scatter(
-                    &samples::generate(self.g(), config, 2000, config.seed, device),
+                    &samples::generate(self.sampler(), config, 2000, config.seed, device),
                     &centers,
                 )
+                .map_err(|reason| {
+                    TrainError::Config(format!("cannot draw the samples: {reason}"))
+                })?
             }
         })
     }
@@ -220,11 +261,15 @@ impl<G: Game> Family for Pair<G> {
     fn export(&self, meta: &OnnxMetadata) -> Result<Vec<OnnxFile>, ExportError> {
         Ok(vec![OnnxFile {
             name: "generator.onnx".into(),
-            bytes: export_generator(&self.g().valid(), meta)?,
+            bytes: export_generator(&self.sampler().valid(), meta)?,
         }])
     }
 
     fn latent_generator(&self) -> Option<&Generator> {
+        Some(self.sampler())
+    }
+
+    fn raw_generator(&self) -> Option<&Generator> {
         Some(self.g())
     }
 }

@@ -13,6 +13,7 @@
 pub mod classifier;
 pub mod frechet;
 pub mod manifold;
+pub mod sensitivity;
 pub mod sgan;
 pub mod translation;
 pub mod watch;
@@ -26,7 +27,7 @@ use crate::error::TrainError;
 use crate::family::samples;
 use crate::model::default_class;
 use crate::run::RunDir;
-use classifier::{Judge, FEATURES};
+use classifier::{Judge, JudgeData, FEATURES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -69,8 +70,11 @@ pub struct ImageMetrics {
 /// Everything a dataset's image metrics compare against.
 pub struct Reference {
     pub judge: Judge,
-    train_features: Vec<[f32; FEATURES]>,
-    /// The held-out real images' metrics: the floor.
+    /// What the judge learned from and was scored on ([`JudgeData::describe`]).
+    pub judge_data: String,
+    /// Features of the FID's reference images ([`JudgeData::reference`]).
+    reference_features: Vec<[f32; FEATURES]>,
+    /// The floor: real images the reference does not hold, scored like generated ones.
     pub held_out: ImageMetrics,
 }
 
@@ -80,15 +84,25 @@ pub const MANIFOLD_SAMPLES: usize = 2000;
 impl Reference {
     /// The dataset's judge (kept in `classifiers/`, trained on first use) and the floor.
     pub fn new(ds: &Dataset, classifiers: &Path, seed: u64) -> Result<Reference, EvalError> {
-        let judge = Judge::load_or_train(&Judge::kept_file(classifiers, ds)?, ds, seed)?;
-        let (train, test) = crate::data::split(ds.len(), seed);
-        let (train_features, _) = judge.judge(&classifier::images(ds, &train));
+        let data = JudgeData::for_dataset(ds, &LoadOptions::default().data_dir, seed)?;
+        Ok(Reference::with(&data, classifiers, seed)?)
+    }
+
+    /// [`Self::new`] for judge data already loaded.
+    pub fn with(
+        data: &JudgeData,
+        classifiers: &Path,
+        seed: u64,
+    ) -> Result<Reference, classifier::ClassifierError> {
+        let judge = Judge::load_or_train(classifiers, data, seed)?;
+        let (reference_features, _) = judge.judge(&data.reference().samples);
         let mut reference = Reference {
             judge,
-            train_features,
+            judge_data: data.describe(),
+            reference_features,
             held_out: empty(),
         };
-        reference.held_out = reference.measure(&classifier::images(ds, &test));
+        reference.held_out = reference.measure(&data.floor(seed).samples);
         Ok(reference)
     }
 
@@ -104,12 +118,12 @@ impl Reference {
         let (counts, covered, kl) = class_stats(&classes, k);
         let m = MANIFOLD_SAMPLES;
         let (precision, recall) = manifold::precision_recall(
-            &self.train_features[..self.train_features.len().min(m)],
+            &self.reference_features[..self.reference_features.len().min(m)],
             &features[..features.len().min(m)],
         );
         let metrics = ImageMetrics {
             samples: classes.len(),
-            fid: frechet::distance(&self.train_features, &features),
+            fid: frechet::distance(&self.reference_features, &features),
             classes_covered: covered,
             classes: k,
             kl_uniform: kl,
@@ -166,8 +180,12 @@ fn empty() -> ImageMetrics {
 /// What `eval` reads.
 #[derive(Debug, Clone)]
 pub enum Generator {
-    /// A training run folder: its newest checkpoint, in Burn.
+    /// A training run folder: its newest checkpoint, in Burn (the generator's moving average
+    /// when the run keeps one).
     Run(PathBuf),
+    /// A training run's raw generator, without its moving average: the average's effect is the
+    /// difference between this and [`Generator::Run`].
+    RawRun(PathBuf),
     /// An ONNX generator, in tract.
     Onnx(PathBuf),
     /// An int8 model, on the runtime's own kernels.
@@ -191,7 +209,7 @@ impl Generator {
             reason,
         };
         match self {
-            Generator::Run(dir) => {
+            Generator::Run(dir) | Generator::RawRun(dir) => {
                 let run = RunDir(dir.clone());
                 let config = run.read_config()?;
                 let device = config
@@ -199,7 +217,11 @@ impl Generator {
                     .device()
                     .map_err(|e| model_err(dir, e.to_string()))?;
                 let restored = run.load_latest(&config, &device.clone().autodiff())?;
-                let generator = restored.family.latent_generator().ok_or_else(|| {
+                let generator = match self {
+                    Generator::RawRun(_) => restored.family.raw_generator(),
+                    _ => restored.family.latent_generator(),
+                };
+                let generator = generator.ok_or_else(|| {
                     model_err(dir, "this family has no latent generator to sample".into())
                 })?;
                 let samples = samples::generate(generator, &config, n, seed, &device);
@@ -279,6 +301,8 @@ pub enum Report {
     },
     Images {
         data: String,
+        /// What the judge learned from and was scored on.
+        judge: String,
         classifier_test_accuracy: f32,
         generated: ImageMetrics,
         held_out_real: ImageMetrics,
@@ -353,7 +377,7 @@ pub fn evaluate(
         });
     }
     let semi_supervised = match generator {
-        Generator::Run(dir) => {
+        Generator::Run(dir) | Generator::RawRun(dir) => {
             let run = RunDir(dir.clone());
             sgan::evaluate_run(&run, &run.read_config()?, &ds)?
         }
@@ -363,6 +387,7 @@ pub fn evaluate(
     let (generated, judged) = reference.measure_and_classify(&samples);
     Ok(Report::Images {
         data: ds.name.clone(),
+        judge: reference.judge_data.clone(),
         classifier_test_accuracy: reference.judge.test_accuracy,
         generated,
         held_out_real: reference.held_out.clone(),

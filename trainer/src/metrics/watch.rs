@@ -57,8 +57,9 @@ impl Watch {
     /// A watch for labelled image data, or `None` (toy data, unlabelled or small images). The
     /// judge is kept in `classifiers` like `eval`'s.
     pub fn new(ds: &Dataset, classifiers: &Path, csv: &Path, seed: u64) -> Option<Watch> {
-        let file = Judge::kept_file(classifiers, ds).ok()?;
-        let judge = Judge::load_or_train(&file, ds, seed).ok()?;
+        let data_dir = crate::data::LoadOptions::default().data_dir;
+        let data = classifier::JudgeData::for_dataset(ds, &data_dir, seed).ok()?;
+        let judge = Judge::load_or_train(classifiers, &data, seed).ok()?;
         let idx: Vec<usize> = (0..ds.len().min(SAMPLES)).collect();
         let real_spread = spread(&judge.judge(&classifier::images(ds, &idx)).0);
         let exists = csv.exists();
