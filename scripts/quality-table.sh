@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains one DCGAN per loss family on a dataset and prints the eval table for the docs:
-#   scripts/quality-table.sh [DATA] [STEPS] [LOSSES...]     (default: digits 1200 nonsaturating lsgan wgan hinge)
+#   [TRAIN_FLAGS="--lr 2e-4 ..."] scripts/quality-table.sh [DATA] [STEPS] [LOSSES...]
+#   (default: digits 1200 nonsaturating lsgan wgan hinge; TRAIN_FLAGS are added to each run)
 # Runs go to runs/quality-DATA-LOSS (kept: rerunning skips finished runs). toy:ring8 / toy:grid25
 # train the MLP GAN instead. Each run is judged twice: its generator's moving average (--ema, what
 # it exports) and its raw generator (what tables before 2026-12-06 report).
@@ -13,8 +14,9 @@ cargo build --release -q -p pocketgan-trainer
 bin=${CARGO_TARGET_DIR:-target}/release/pocketgan-train
 for loss in "${losses[@]}"; do
   run="runs/quality-${data//:/-}-$loss"
+  # shellcheck disable=SC2086 # TRAIN_FLAGS holds several flags
   [ -f "$run/generator.onnx" ] || "$bin" train --data "$data" --model "$model" --loss "$loss" \
-    --steps "$steps" --seed 0 --out "$run" --quiet >/dev/null
+    --steps "$steps" --seed 0 ${TRAIN_FLAGS:-} --out "$run" --quiet >/dev/null
   echo "== $loss ($run), the generator's moving average"
   "$bin" eval "$run" --n 10000
   echo "== $loss ($run), the raw generator"

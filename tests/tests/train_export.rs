@@ -116,6 +116,19 @@ fn digits_run_writes_its_outputs_and_resumes_exactly() {
         Outcome::Finished { steps: 6 }
     );
     assert_eq!(without_time(&read_metrics(&split)), without_time(&rows));
+    // The export is G's moving average (on by default), whose weights and BatchNorm statistics
+    // the checkpoints carry: the resumed run exports the same bytes.
+    let (_, ckpt) = checkpoint::list(&split.join("checkpoints")).pop().unwrap();
+    let ckpt = checkpoint::Checkpoint::read(&ckpt).unwrap();
+    assert!(ckpt
+        .sections
+        .iter()
+        .any(|(name, _)| name == "generator_ema"));
+    let onnx = |run: &Path| std::fs::read(run.join("generator.onnx")).unwrap();
+    assert!(
+        onnx(&split) == onnx(&full),
+        "the resumed run exports another generator"
+    );
 }
 
 #[test]

@@ -427,13 +427,13 @@ fn resume_refuses_conflicting_flags() {
     succeeds(&args(&toy(&out, "2")));
     let mut again = toy(&out, "4");
     again.push("--resume".into());
-    let wider = with(&with(&again, "--width", "32"), "--lr", "0.001");
+    let wider = with(&with(&again, "--width", "32"), "--lr", "0.003");
     refused_with(
         1,
         &args(&wider),
         &[
             "--width gives 32 but the run has 16",
-            "--lr gives 0.001",
+            "--lr gives 0.003",
             "only --steps may change",
         ],
     );

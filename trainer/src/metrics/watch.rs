@@ -54,11 +54,13 @@ fn spread(features: &[[f32; FEATURES]]) -> f64 {
 }
 
 impl Watch {
-    /// A watch for labelled image data, or `None` (toy data, unlabelled or small images). The
-    /// judge is kept in `classifiers` like `eval`'s.
+    /// A watch for labelled image data, or `None` (toy data, unlabelled or small images). Its
+    /// judge (the dataset's own split) is kept in `classifiers` like `eval`'s.
     pub fn new(ds: &Dataset, classifiers: &Path, csv: &Path, seed: u64) -> Option<Watch> {
-        let data_dir = crate::data::LoadOptions::default().data_dir;
-        let data = classifier::JudgeData::for_dataset(ds, &data_dir, seed).ok()?;
+        // The dataset's own split, always: its judge trains in seconds, where the official one
+        // (eval's) takes minutes that would land on the first run after a fetch. The watch is a
+        // diagnostic for the run's log, not a reported figure.
+        let data = classifier::JudgeData::own_split(ds, seed);
         let judge = Judge::load_or_train(classifiers, &data, seed).ok()?;
         let idx: Vec<usize> = (0..ds.len().min(SAMPLES)).collect();
         let real_spread = spread(&judge.judge(&classifier::images(ds, &idx)).0);
