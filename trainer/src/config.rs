@@ -134,6 +134,20 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = GP_LAMBDA)]
     #[serde(default = "default_gp_lambda")]
     pub gp_lambda: f32,
+    /// One-sided label smoothing (Salimans et al. 2016; --family gan, BCE and lsgan losses): D's
+    /// target for real samples, e.g. 0.9, instead of 1; fakes keep 0.
+    #[arg(long)]
+    #[serde(default)]
+    pub label_smoothing: Option<f32>,
+    /// Two time-scale update rule (Heusel et al. 2017; --family gan): D's own learning rate
+    /// (default --lr), following the same schedule.
+    #[arg(long)]
+    #[serde(default)]
+    pub lr_d: Option<f64>,
+    /// G's own learning rate (default --lr), following the same schedule.
+    #[arg(long)]
+    #[serde(default)]
+    pub lr_g: Option<f64>,
     /// The generator's exponential moving average (--family gan): auto (a half-life of a
     /// twentieth of the run; the default: at lr 1e-3 it lowers the FID by a sixth), off, or a
     /// half-life in iterations. The average draws the sample
@@ -406,6 +420,45 @@ impl TrainConfig {
         }
     }
 
+    /// The stabilisation tricks apply to one G against one D, with a loss they make sense for.
+    fn validate_tricks(&self) -> Result<(), TrainError> {
+        let refuse = |why: String| Err(TrainError::Config(why));
+        let gan = self.family == FamilyKind::Gan;
+        if let Some(t) = self.label_smoothing {
+            if !(t > 0.0 && t <= 1.0) {
+                return refuse(format!(
+                    "--label-smoothing is the real samples' target in (0, 1], e.g. 0.9, not {t}"
+                ));
+            }
+            if !gan || !self.loss.smooths_labels() {
+                return refuse(format!(
+                    "--label-smoothing softens the real label of the BCE and lsgan losses of \
+                     --family gan; {} has no such label",
+                    if gan {
+                        format!("--loss {:?}", self.loss).to_lowercase()
+                    } else {
+                        format!("--family {:?}", self.family).to_lowercase()
+                    }
+                ));
+            }
+        }
+        for (flag, lr) in [("--lr-d", self.lr_d), ("--lr-g", self.lr_g)] {
+            match lr {
+                Some(lr) if !(lr.is_finite() && lr > 0.0) => {
+                    return refuse(format!("{flag} must be a positive number, not {lr}"))
+                }
+                Some(_) if !gan => {
+                    return refuse(format!(
+                        "{flag} sets one network's rate in --family gan; {} uses --lr",
+                        format!("{:?}", self.family).to_lowercase()
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The facts stored in an exported generator's `metadata_props`, after `steps` iterations.
     pub fn onnx_metadata(&self, steps: u64) -> OnnxMetadata {
         let config = self;
@@ -452,13 +505,34 @@ impl TrainConfig {
     /// The learning rate for iteration `step` (0-based): constant, or with `lr_decay` constant
     /// until `lr_decay_start` of the run and then linear to zero at its end.
     pub fn lr_at(&self, step: u64) -> f64 {
+        self.lr * self.schedule(step)
+    }
+
+    /// D's learning rate for iteration `step`: `--lr-d` (else `--lr`) on the same schedule.
+    pub fn lr_d_at(&self, step: u64) -> f64 {
+        self.lr_d.unwrap_or(self.lr) * self.schedule(step)
+    }
+
+    /// G's learning rate for iteration `step`: `--lr-g` (else `--lr`) on the same schedule.
+    pub fn lr_g_at(&self, step: u64) -> f64 {
+        self.lr_g.unwrap_or(self.lr) * self.schedule(step)
+    }
+
+    /// The share of the learning rate at iteration `step`: 1, or with `lr_decay` 1 until
+    /// `lr_decay_start` of the run and then linear to 0 at its end.
+    fn schedule(&self, step: u64) -> f64 {
         if !self.lr_decay {
-            return self.lr;
+            return 1.0;
         }
         let steps = self.steps.max(1) as f64;
         let start = (self.lr_decay_start * steps).floor();
         let left = (steps - start).max(1.0);
-        self.lr * (1.0 - (step as f64 - start).max(0.0) / left).max(0.0)
+        (1.0 - (step as f64 - start).max(0.0) / left).max(0.0)
+    }
+
+    /// D's label for real samples: `--label-smoothing`, else 1.
+    pub fn real_target(&self) -> f32 {
+        self.label_smoothing.unwrap_or(1.0)
     }
 
     /// The generator's moving average, if the run keeps one (`auto`: for `--family gan`, with
@@ -550,6 +624,7 @@ impl TrainConfig {
                 "--ema averages the generator of --family gan only".into(),
             ));
         }
+        self.validate_tricks()?;
         if !(0.0..1.0).contains(&self.lr_decay_start) {
             return Err(TrainError::Config(format!(
                 "--lr-decay-start is a share of the run in [0, 1), not {}",
@@ -835,6 +910,42 @@ mod tests {
         assert_eq!(c.ema_schedule(), None);
         c.ema = EmaChoice::HalfLife(10.0);
         assert!(c.validate().unwrap_err().to_string().contains("--ema"));
+    }
+
+    /// The tricks are refused where they mean nothing, with the reason.
+    #[test]
+    fn tricks_are_refused_where_they_do_not_apply() {
+        let base = TrainConfig::new(
+            &DataSource::Digits,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        let refused = |edit: &dyn Fn(&mut TrainConfig), why: &str| {
+            let mut c = base.clone();
+            edit(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        };
+        refused(&|c| c.label_smoothing = Some(0.0), "in (0, 1]");
+        refused(&|c| c.label_smoothing = Some(1.5), "in (0, 1]");
+        refused(
+            &|c| {
+                c.loss = GanLoss::Hinge;
+                c.label_smoothing = Some(0.9)
+            },
+            "--loss hinge has no such label",
+        );
+        refused(&|c| c.lr_d = Some(0.0), "--lr-d must be a positive number");
+        refused(
+            &|c| c.lr_g = Some(f64::NAN),
+            "--lr-g must be a positive number",
+        );
+        let mut fine = base.clone();
+        (fine.label_smoothing, fine.lr_d, fine.lr_g) = (Some(0.9), Some(4e-4), Some(1e-4));
+        fine.validate().unwrap();
+        assert_eq!((fine.lr_d_at(0), fine.lr_g_at(0)), (4e-4, 1e-4));
+        fine.lr_decay = true;
+        assert_eq!(fine.lr_d_at(fine.steps / 2), 2e-4);
     }
 
     /// A `config.json` written before the conditional models (no `conditioning`, `classes`,

@@ -31,13 +31,32 @@ pub enum GanLoss {
 impl GanLoss {
     /// Loss of D on scores for real and (detached) fake samples.
     pub fn discriminator(self, real: Tensor<2>, fake: Tensor<2>) -> Tensor<1> {
+        self.discriminator_targeting(real, fake, 1.0)
+    }
+
+    /// [`Self::discriminator`] with `real_target` as the label of real samples instead of 1:
+    /// one-sided label smoothing (Salimans et al. 2016) for the BCE and least-squares losses
+    /// ([`Self::smooths_labels`]); fakes keep their label 0. Other losses ignore it.
+    pub fn discriminator_targeting(
+        self,
+        real: Tensor<2>,
+        fake: Tensor<2>,
+        real_target: f32,
+    ) -> Tensor<1> {
         match self {
-            // BCE with logits: -log D(x) - log(1 - D(G(z))).
+            // BCE with logits: -[t log D(x) + (1 - t) log(1 - D(x))] - log(1 - D(G(z))).
             GanLoss::Minimax | GanLoss::Nonsaturating => {
-                -log_sigmoid(real).mean() - log_sigmoid(-fake).mean()
+                let real_term = if real_target == 1.0 {
+                    -log_sigmoid(real).mean()
+                } else {
+                    -(log_sigmoid(real.clone()) * real_target
+                        + log_sigmoid(-real) * (1.0 - real_target))
+                        .mean()
+                };
+                real_term - log_sigmoid(-fake).mean()
             }
             GanLoss::Lsgan => {
-                (real - 1.0).powi_scalar(2).mean() * 0.5 + fake.powi_scalar(2).mean() * 0.5
+                (real - real_target).powi_scalar(2).mean() * 0.5 + fake.powi_scalar(2).mean() * 0.5
             }
             GanLoss::Wgan | GanLoss::WganGp => fake.mean() - real.mean(),
             GanLoss::Hinge => relu(-real + 1.0).mean() + relu(fake + 1.0).mean(),
@@ -72,6 +91,15 @@ impl GanLoss {
     /// gradients vanish (the BCE losses). Other losses' scores have no such fixed scale.
     pub fn opinion_is_probability(self) -> bool {
         matches!(self, GanLoss::Minimax | GanLoss::Nonsaturating)
+    }
+
+    /// Whether D's loss has a label for real samples that one-sided label smoothing can soften
+    /// (BCE and least squares; the critics' and hinge's scores have no target).
+    pub fn smooths_labels(self) -> bool {
+        matches!(
+            self,
+            GanLoss::Minimax | GanLoss::Nonsaturating | GanLoss::Lsgan
+        )
     }
 
     /// D steps per G step.
@@ -220,6 +248,27 @@ mod tests {
         assert!((scalar(GanLoss::Nonsaturating.generator(fake.clone())) - want_ns).abs() < 1e-5);
         let want_mm = ((1.0 - s(0.5)).ln() + (1.0 - s(-3.0)).ln()) / 2.0;
         assert!((scalar(GanLoss::Minimax.generator(fake)) - want_mm).abs() < 1e-5);
+    }
+
+    /// One-sided label smoothing: real samples' BCE against target t, least squares against t;
+    /// fakes unchanged; t = 1 is the plain loss.
+    #[test]
+    fn smoothed_real_labels_match_their_formulas() {
+        let (real, fake) = (t(&[2.0, -1.0]), t(&[0.5, -3.0]));
+        let s = |x: f32| 1.0 / (1.0 + (-x).exp());
+        let bce = |x: f32, target: f32| -(target * s(x).ln() + (1.0 - target) * (1.0 - s(x)).ln());
+        let fake_term = -((1.0 - s(0.5)).ln() + (1.0 - s(-3.0)).ln()) / 2.0;
+        let want = (bce(2.0, 0.9) + bce(-1.0, 0.9)) / 2.0 + fake_term;
+        let got = GanLoss::Nonsaturating.discriminator_targeting(real.clone(), fake.clone(), 0.9);
+        assert!((scalar(got) - want).abs() < 1e-5);
+        let plain = GanLoss::Nonsaturating.discriminator(real.clone(), fake.clone());
+        let at_one =
+            GanLoss::Nonsaturating.discriminator_targeting(real.clone(), fake.clone(), 1.0);
+        assert_eq!(scalar(plain), scalar(at_one));
+        // (2 - 0.9)^2 and (-1 - 0.9)^2, halved means; fakes (0.25 + 9) / 2 halved.
+        let want_ls = 0.5 * (1.1f32 * 1.1 + 1.9 * 1.9) / 2.0 + 0.5 * (0.25 + 9.0) / 2.0;
+        let got_ls = GanLoss::Lsgan.discriminator_targeting(real, fake, 0.9);
+        assert!((scalar(got_ls) - want_ls).abs() < 1e-5);
     }
 
     #[test]

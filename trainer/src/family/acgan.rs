@@ -27,7 +27,11 @@ impl Game for Acgan {
             //     + lambda [CE(classifier(x), label) + CE(twin(G(z, y)), y)]
             //     + WGAN-GP's penalty on the score head (the class heads are not constrained).
             let v = pair.judge(b.real.clone(), &fake, None, None, loss);
-            let mut loss_d = loss.discriminator(v.real.score.clone(), v.fake.score.clone());
+            let mut loss_d = loss.discriminator_targeting(
+                v.real.score.clone(),
+                v.fake.score.clone(),
+                it.config.real_target(),
+            );
             loss_d = pair.with_penalty(loss_d, b.real, &fake, None, it, stream);
             let labels = it.data.label_batch(&b.idx, it.device);
             if let Some(aux) = tac_discriminator_loss(v.real, v.fake, labels, y.clone()) {

@@ -27,7 +27,8 @@ impl Game for Cgan {
                 Some(y.clone()),
                 loss,
             );
-            let loss_d = loss.discriminator(v.real.score, v.fake.score);
+            let loss_d =
+                loss.discriminator_targeting(v.real.score, v.fake.score, it.config.real_target());
             let loss_d = pair.with_penalty(loss_d, b.real, &fake, Some(labels), it, stream);
             last = Some((pair.update_d(loss_d, v.opinions, it), fake, y));
         }

@@ -292,6 +292,16 @@ impl Iteration<'_> {
         self.config.lr_at(self.step)
     }
 
+    /// D's learning rate of this iteration (`--lr-d`).
+    pub fn lr_d(&self) -> f64 {
+        self.config.lr_d_at(self.step)
+    }
+
+    /// G's learning rate of this iteration (`--lr-g`).
+    pub fn lr_g(&self) -> f64 {
+        self.config.lr_g_at(self.step)
+    }
+
     /// The real batch and the latent batch of `stream`.
     pub fn batches(&mut self, stream: u64) -> Batches {
         let idx = self.order.indices(stream).to_vec();

@@ -152,7 +152,7 @@ impl<G: Game> Pair<G> {
         opinions: Tensor<1>,
         it: &Iteration<'_>,
     ) -> CriticStep {
-        let grad_squares = self.discriminator.descend(&loss, it.lr(), it.device);
+        let grad_squares = self.discriminator.descend(&loss, it.lr_d(), it.device);
         if let Some(c) = self.config.weight_clip {
             self.discriminator.map(&mut Clip(c));
         }
@@ -170,7 +170,7 @@ impl<G: Game> Pair<G> {
         critic: CriticStep,
         it: &Iteration<'_>,
     ) -> StepMetrics {
-        let norm_g = self.generator.descend(&loss, it.lr(), it.device);
+        let norm_g = self.generator.descend(&loss, it.lr_g(), it.device);
         if let (Some(ema), Some(schedule)) = (&mut self.ema, self.config.ema_schedule()) {
             // The average's BatchNorm statistics follow its own activations on the last critic
             // pass's latents (and classes): no new random draw, so runs stay comparable.

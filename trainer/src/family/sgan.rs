@@ -26,7 +26,8 @@ impl Game for Sgan {
             // (1) D: minimise the loss' D objective on a real and a detached fake batch
             //     + CE(D's class logits(x), label) on a batch of the labelled subset.
             let v = pair.judge(b.real, &fake, None, None, loss);
-            let mut loss_d = loss.discriminator(v.real.score, v.fake.score);
+            let mut loss_d =
+                loss.discriminator_targeting(v.real.score, v.fake.score, it.config.real_target());
             let config = it.config;
             let subset = it
                 .order

@@ -18,7 +18,8 @@ impl Game for Unconditional {
             //     -[log D(x) + log(1 - D(G(z)))] for the BCE losses (only D's parameters move),
             //     + WGAN-GP's lambda (|grad D(x^)| - 1)^2.
             let v = pair.judge(b.real.clone(), &fake, None, None, loss);
-            let loss_d = loss.discriminator(v.real.score, v.fake.score);
+            let loss_d =
+                loss.discriminator_targeting(v.real.score, v.fake.score, it.config.real_target());
             let loss_d = pair.with_penalty(loss_d, b.real, &fake, None, it, stream);
             last = Some((pair.update_d(loss_d, v.opinions, it), fake));
         }
