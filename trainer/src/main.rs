@@ -355,8 +355,14 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
                 return Ok(());
             }
+            let (Report::Toy { fell_back_past, .. } | Report::Images { fell_back_past, .. }) =
+                &report;
+            for why in fell_back_past {
+                eprintln!("warning: judged an older checkpoint; this one does not restore: {why}");
+            }
             match report {
                 Report::Toy {
+                    fell_back_past: _,
                     mixture,
                     samples,
                     modes_covered,
@@ -367,6 +373,7 @@ fn main() -> anyhow::Result<()> {
                     100.0 * high_quality
                 ),
                 Report::Images {
+                    fell_back_past: _,
                     data,
                     judge,
                     classifier_test_accuracy,

@@ -88,14 +88,6 @@ impl RunDir {
         checkpoint::prune(&dir, keep).map_err(io_err(&dir))
     }
 
-    /// The newest checkpoint and its file.
-    pub fn latest_checkpoint(&self) -> Result<(Checkpoint, PathBuf), TrainError> {
-        let (_, file) = checkpoint::list(&self.checkpoints())
-            .pop()
-            .ok_or_else(|| TrainError::NothingToResume(self.0.clone()))?;
-        Ok((Checkpoint::read(&file)?, file))
-    }
-
     /// The newest checkpoint that restores into `config`'s family. A corrupt or truncated one
     /// (killed mid-write on a filesystem without atomic renames, a disk error) is passed over
     /// for the next older, and listed in [`Restored::skipped`]; if none restores, the newest's
@@ -105,6 +97,21 @@ impl RunDir {
         config: &TrainConfig,
         device: &Device,
     ) -> Result<Restored, TrainError> {
+        let (family, step, skipped) =
+            self.restore_latest(|ckpt, file| family::restore(config, device, ckpt, file))?;
+        Ok(Restored {
+            family,
+            step,
+            skipped,
+        })
+    }
+
+    /// The newest checkpoint that `restore` accepts, with its step and the newer ones passed
+    /// over (newest first, each with why); only a checkpoint's own faults fall back.
+    pub fn restore_latest<T>(
+        &self,
+        restore: impl Fn(&Checkpoint, &Path) -> Result<T, TrainError>,
+    ) -> Result<(T, u64, Vec<(PathBuf, TrainError)>), TrainError> {
         let all = checkpoint::list(&self.checkpoints());
         if all.is_empty() {
             return Err(TrainError::NothingToResume(self.0.clone()));
@@ -113,15 +120,9 @@ impl RunDir {
         for (_, file) in all.into_iter().rev() {
             let restored = Checkpoint::read(&file)
                 .map_err(TrainError::from)
-                .and_then(|ckpt| Ok((family::restore(config, device, &ckpt, &file)?, ckpt.step)));
+                .and_then(|ckpt| Ok((restore(&ckpt, &file)?, ckpt.step)));
             match restored {
-                Ok((family, step)) => {
-                    return Ok(Restored {
-                        family,
-                        step,
-                        skipped,
-                    })
-                }
+                Ok((value, step)) => return Ok((value, step, skipped)),
                 // Only the checkpoint's own faults fall back; missing data or a device does not.
                 Err(e @ (TrainError::Checkpoint(_) | TrainError::Record { .. })) => {
                     skipped.push((file, e))

@@ -463,6 +463,13 @@ fn corrupt_newest_checkpoint_falls_back_and_a_metrics_gap_is_reported() {
         e.contains("step_000008.ckpt") && e.contains("step 4"),
         "{e}"
     );
+    // eval judges the older checkpoint too, and says so.
+    let o = succeeds(&["eval", &run, "--n", "100"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("judged an older checkpoint") && e.contains("step_000008.ckpt"),
+        "{e}"
+    );
     // metrics.csv cut in the middle of a row: the torn row is dropped, the gap reported.
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let cut = metrics.lines().take(3).map(|l| l.len() + 1).sum::<usize>() + 5;

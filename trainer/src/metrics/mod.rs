@@ -227,6 +227,11 @@ impl Generator {
                 let samples = samples::generate(generator, &config, n, seed, &device);
                 let k = generator.classes();
                 Ok(Samples {
+                    fell_back_past: restored
+                        .skipped
+                        .iter()
+                        .map(|(file, why)| format!("{}: {why}", file.display()))
+                        .collect(),
                     values: samples,
                     dims: config.model.sample.dims(),
                     source: config.source()?,
@@ -267,6 +272,7 @@ impl Generator {
                 }
                 let (c, h, w) = engine.image_shape();
                 Ok(Samples {
+                    fell_back_past: Vec::new(),
                     values,
                     dims: vec![c, h, w],
                     source: data.clone(),
@@ -286,6 +292,9 @@ pub struct Samples {
     pub source: DataSource,
     /// The class each sample was asked to be (conditional generators).
     pub classes: Option<Vec<usize>>,
+    /// A run's newer checkpoints that could not be restored, each with why: the samples come
+    /// from an older one.
+    pub fell_back_past: Vec<String>,
 }
 
 /// The result of `eval`.
@@ -293,6 +302,9 @@ pub struct Samples {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Report {
     Toy {
+        /// A run's newer checkpoints that could not be restored ([`Samples::fell_back_past`]).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        fell_back_past: Vec<String>,
         mixture: String,
         samples: usize,
         modes_covered: usize,
@@ -300,6 +312,9 @@ pub enum Report {
         high_quality: f64,
     },
     Images {
+        /// A run's newer checkpoints that could not be restored ([`Samples::fell_back_past`]).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        fell_back_past: Vec<String>,
         data: String,
         /// What the judge learned from and was scored on.
         judge: String,
@@ -337,6 +352,7 @@ pub fn evaluate(
         dims,
         source,
         classes: asked,
+        fell_back_past,
     } = generator.samples(n, seed, data)?;
     if let Some(mixture) = source.mixture() {
         let wanted = source.native_kind().dims();
@@ -354,6 +370,7 @@ pub fn evaluate(
             ..
         } = mixture.coverage(&samples);
         return Ok(Report::Toy {
+            fell_back_past,
             mixture: mixture.name.to_string(),
             samples: samples.len() / 2,
             modes_covered,
@@ -386,6 +403,7 @@ pub fn evaluate(
     let reference = Reference::new(&ds, classifiers, 0)?;
     let (generated, judged) = reference.measure_and_classify(&samples);
     Ok(Report::Images {
+        fell_back_past,
         data: ds.name.clone(),
         judge: reference.judge_data.clone(),
         classifier_test_accuracy: reference.judge.test_accuracy,

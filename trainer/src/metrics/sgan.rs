@@ -66,12 +66,15 @@ pub fn evaluate_run(
         })?
         .autodiff();
     // The discriminator itself, which the family trait does not show: the SGAN pair, loaded.
-    let (ckpt, file) = run.latest_checkpoint()?;
-    let mut pair = Pair::<Sgan>::init(config, &device);
-    pair.load(&ckpt, &file)?;
+    // The same checkpoint the samples come from: the newest that restores.
+    let (pair, step, _) = run.restore_latest(|ckpt, file| {
+        let mut pair = Pair::<Sgan>::init(config, &device);
+        pair.load(ckpt, file)?;
+        Ok(pair)
+    })?;
     let (train_idx, held_out) = sgan::split(ds);
     let train_ds = ds.subset(&train_idx);
-    let updates = ckpt.step * config.critic_steps.max(1) as u64;
+    let updates = step * config.critic_steps.max(1) as u64;
     let baseline = sgan::train_supervised_only(config, &train_ds, updates, &device);
     let plain = device.clone().without_autodiff();
     Ok(Some(SganReport {
