@@ -54,7 +54,7 @@ fn the_judge_ranks_spoiled_images_as_a_person_would() {
     let (ds, r) = reference();
     // The judge data `reference()` used: the built-in digits' own split (no data folder here).
     let data = JudgeData::own_split(ds, 0);
-    let rows = table(r, &data.floor(0), 0);
+    let rows = table(r, &data.floor(0), 0).unwrap();
     let fid = |s: Spoil| rows.iter().find(|(x, _)| *x == s).unwrap().1.fid;
     let real = fid(Spoil::None);
     let ladders = [

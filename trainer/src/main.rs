@@ -277,7 +277,8 @@ fn main() -> anyhow::Result<()> {
             let data_dir = pocketgan_trainer::data::LoadOptions::default().data_dir;
             let judge_data = JudgeData::for_dataset(&ds, &data_dir, seed)?;
             let reference = Reference::with(&judge_data, &classifiers, seed)?;
-            let rows = sensitivity::table(&reference, &judge_data.floor(seed), seed);
+            let rows = sensitivity::table(&reference, &judge_data.floor(seed), seed)
+                .map_err(anyhow::Error::msg)?;
             if json {
                 let rows: Vec<_> = rows
                     .iter()

@@ -57,9 +57,22 @@ impl<M: Module> Ema<M> {
         let mut blend = Blend {
             latest: floats.0.into_iter(),
             beta,
+            mismatched: false,
         };
-        let training = self.average.clone().map(&mut blend).train();
-        debug_assert!(blend.latest.next().is_none(), "the same network's floats");
+        let blended = self.average.clone().map(&mut blend);
+        let mismatched = blend.mismatched || blend.latest.next().is_some();
+        debug_assert!(
+            !mismatched,
+            "the average and the network have the same floats"
+        );
+        // The average is built from the network it follows, so their floats always pair up; if
+        // they ever did not, restart the average from the network rather than blend unlike
+        // weights (or panic mid-run).
+        let training = if mismatched {
+            latest.valid().train()
+        } else {
+            blended.train()
+        };
         forward(&training);
         self.average = training.valid();
     }
@@ -100,21 +113,27 @@ impl ModuleVisitor for Floats {
 }
 
 /// `avg <- beta avg + (1 - beta) latest`, float by float, in the order [`Floats`] collected them.
+/// A float without a partner of its size is left as it is and `mismatched` is set.
 struct Blend<I> {
     latest: I,
     beta: f32,
+    mismatched: bool,
 }
 
 impl<I: Iterator<Item = Tensor<1>>> ModuleMapper for Blend<I> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, average, mapper) = param.consume();
-        let latest = self
-            .latest
-            .next()
-            .expect("the average and the network have the same floats")
-            .reshape(average.shape());
-        let blended = average.clone() * self.beta + latest * (1.0 - self.beta);
-        Param::from_mapped_value(id, blended, mapper)
+        let shape = average.shape();
+        let value = match self.latest.next() {
+            Some(latest) if latest.shape().num_elements() == shape.num_elements() => {
+                average * self.beta + latest.reshape(shape) * (1.0 - self.beta)
+            }
+            _ => {
+                self.mismatched = true;
+                average
+            }
+        };
+        Param::from_mapped_value(id, value, mapper)
     }
 }
 

@@ -44,14 +44,20 @@ pub const TABLE: [Spoil; 6] = [
     Spoil::WithoutClass { class: 1 },
 ];
 
-/// `real` spoiled by `spoil` (seeded where random).
-pub fn spoil(real: &Dataset, spoil: Spoil, seed: u64) -> Dataset {
-    match spoil {
+/// `real` spoiled by `spoil` (seeded where random). A noise or blur sigma that is not a positive
+/// number is an error (the blur would panic on it).
+pub fn spoil(real: &Dataset, spoil: Spoil, seed: u64) -> Result<Dataset, String> {
+    if let Spoil::Noise { sigma } | Spoil::Blur { sigma } = spoil {
+        if !(sigma.is_finite() && sigma > 0.0) {
+            return Err(format!("{spoil}: sigma must be a positive number"));
+        }
+    }
+    Ok(match spoil {
         Spoil::None => real.clone(),
         Spoil::Noise { sigma } => {
             let mut out = real.clone();
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x0015e);
-            let normal = Normal::new(0.0, sigma).expect("a finite, positive sigma");
+            let normal = Normal::new(0.0, sigma).map_err(|e| format!("{spoil}: {e}"))?;
             for v in &mut out.samples {
                 *v = (*v + normal.sample(&mut rng)).clamp(-1.0, 1.0);
             }
@@ -60,15 +66,17 @@ pub fn spoil(real: &Dataset, spoil: Spoil, seed: u64) -> Dataset {
         Spoil::Blur { sigma } => {
             let mut out = real.clone();
             let SampleKind::Image { height, width, .. } = real.kind else {
-                return out;
+                return Ok(out);
             };
             for plane in out.samples.chunks_exact_mut(height * width) {
-                let img = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(
+                // Always an image: the chunk is exactly one plane.
+                let Some(img) = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(
                     width as u32,
                     height as u32,
                     plane.to_vec(),
-                )
-                .expect("a plane of the image's size");
+                ) else {
+                    continue;
+                };
                 let blurred = imageproc::filter::gaussian_blur_f32(&img, sigma);
                 plane.copy_from_slice(blurred.as_raw());
             }
@@ -80,13 +88,37 @@ pub fn spoil(real: &Dataset, spoil: Spoil, seed: u64) -> Dataset {
                 .collect();
             real.subset(&keep)
         }
-    }
+    })
 }
 
 /// The judge's metrics for each spoiling of `real` (images the reference does not hold).
-pub fn table(reference: &Reference, real: &Dataset, seed: u64) -> Vec<(Spoil, ImageMetrics)> {
+pub fn table(
+    reference: &Reference,
+    real: &Dataset,
+    seed: u64,
+) -> Result<Vec<(Spoil, ImageMetrics)>, String> {
     TABLE
         .iter()
-        .map(|&s| (s, reference.measure(&spoil(real, s, seed).samples)))
+        .map(|&s| Ok((s, reference.measure(&spoil(real, s, seed)?.samples))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{self, DataSource, LoadOptions};
+
+    /// A sigma that is not a positive number is an error, not a panic inside the blur.
+    #[test]
+    fn bad_sigmas_are_errors() {
+        let digits = data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();
+        let few = digits.subset(&[0, 1]);
+        for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            assert!(spoil(&few, Spoil::Blur { sigma: bad }, 0).is_err());
+            assert!(spoil(&few, Spoil::Noise { sigma: bad }, 0).is_err());
+        }
+        let blurred = spoil(&few, Spoil::Blur { sigma: 1.0 }, 0).unwrap();
+        assert_eq!(blurred.samples.len(), few.samples.len());
+        assert_ne!(blurred.samples, few.samples);
+    }
 }
