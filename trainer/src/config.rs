@@ -148,6 +148,24 @@ pub struct TrainConfig {
     #[arg(long)]
     #[serde(default)]
     pub lr_g: Option<f64>,
+    /// Feature matching (Salimans et al. 2016; --family gan): G's adversarial term becomes the
+    /// squared distance between D's mean features (the layer before its heads) on a real and on
+    /// a fake batch; D trains as before.
+    #[arg(long)]
+    #[serde(default)]
+    pub feature_matching: bool,
+    /// Instance noise (Sønderby et al. 2016; --family gan): Gaussian noise of this standard
+    /// deviation (in data units; images span [-1, 1]) added to every sample D reads, real and
+    /// fake, annealed linearly to zero at the end of the run.
+    #[arg(long, value_name = "SIGMA")]
+    #[serde(default)]
+    pub instance_noise: Option<f32>,
+    /// Historical averaging (Salimans et al. 2016; --family gan): each network's loss gains
+    /// LAMBDA times the squared distance of its parameters from their average over all past
+    /// iterations.
+    #[arg(long, value_name = "LAMBDA")]
+    #[serde(default)]
+    pub historical_averaging: Option<f32>,
     /// The generator's exponential moving average (--family gan): auto (a half-life of a
     /// twentieth of the run; the default: at lr 1e-3 it lowers the FID by a sixth), off, or a
     /// half-life in iterations. The average draws the sample
@@ -442,6 +460,46 @@ impl TrainConfig {
                 ));
             }
         }
+        let family = format!("--family {:?}", self.family).to_lowercase();
+        let positive = [
+            ("--instance-noise", self.instance_noise),
+            ("--historical-averaging", self.historical_averaging),
+        ];
+        for (flag, value) in positive {
+            match value {
+                Some(v) if !(v.is_finite() && v > 0.0) => {
+                    return refuse(format!("{flag} must be a positive number, not {v}"))
+                }
+                Some(_) if !gan => {
+                    return refuse(format!("{flag} applies to --family gan, not {family}"))
+                }
+                _ => {}
+            }
+        }
+        for (flag, on) in [
+            ("--feature-matching", self.feature_matching),
+            ("--minibatch-stddev", self.model.minibatch_stddev),
+        ] {
+            if on && !gan {
+                return refuse(format!("{flag} applies to --family gan, not {family}"));
+            }
+        }
+        if self.model.minibatch_stddev {
+            if self.loss.penalises_gradient() {
+                return refuse(
+                    "--minibatch-stddev mixes the samples of a batch inside D, so WGAN-GP's \
+                     penalty on each sample's own input gradient is not defined for it"
+                        .into(),
+                );
+            }
+            if self.batch < 2 {
+                return refuse(
+                    "--minibatch-stddev measures the spread of a batch: it needs --batch 2 or \
+                     more"
+                        .into(),
+                );
+            }
+        }
         for (flag, lr) in [("--lr-d", self.lr_d), ("--lr-g", self.lr_g)] {
             match lr {
                 Some(lr) if !(lr.is_finite() && lr > 0.0) => {
@@ -528,6 +586,14 @@ impl TrainConfig {
         let start = (self.lr_decay_start * steps).floor();
         let left = (steps - start).max(1.0);
         (1.0 - (step as f64 - start).max(0.0) / left).max(0.0)
+    }
+
+    /// The standard deviation of the instance noise at iteration `step` (0-based): `--instance-noise`
+    /// annealed linearly from the first iteration to zero after the last; `None` without it.
+    pub fn instance_noise_at(&self, step: u64) -> Option<f32> {
+        let sigma = self.instance_noise?;
+        let left = 1.0 - step as f64 / self.steps.max(1) as f64;
+        Some((sigma as f64 * left.max(0.0)) as f32)
     }
 
     /// D's label for real samples: `--label-smoothing`, else 1.
@@ -946,6 +1012,57 @@ mod tests {
         assert_eq!((fine.lr_d_at(0), fine.lr_g_at(0)), (4e-4, 1e-4));
         fine.lr_decay = true;
         assert_eq!(fine.lr_d_at(fine.steps / 2), 2e-4);
+
+        refused(
+            &|c| c.instance_noise = Some(0.0),
+            "--instance-noise must be a positive",
+        );
+        refused(
+            &|c| c.historical_averaging = Some(f32::INFINITY),
+            "--historical-averaging must be a positive",
+        );
+        refused(
+            &|c| {
+                c.loss = GanLoss::WganGp;
+                c.model.d_batch_norm = false;
+                c.model.minibatch_stddev = true
+            },
+            "WGAN-GP's",
+        );
+        refused(
+            &|c| {
+                c.batch = 1;
+                c.model.minibatch_stddev = true
+            },
+            "--batch 2 or more",
+        );
+        let mut pix2pix = TrainConfig::new(
+            &DataSource::Digits,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        pix2pix.family = FamilyKind::Pix2pix;
+        pix2pix.data = "pairs:google,twitter".into();
+        pix2pix.model.sample = pix2pix.data.parse::<DataSource>().unwrap().native_kind();
+        pix2pix.validate().unwrap();
+        pix2pix.feature_matching = true;
+        let e = pix2pix.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--feature-matching applies to --family gan"),
+            "{e}"
+        );
+
+        let mut all = base.clone();
+        all.feature_matching = true;
+        all.model.minibatch_stddev = true;
+        (all.instance_noise, all.historical_averaging) = (Some(0.1), Some(1e-3));
+        all.validate().unwrap();
+        // The noise is annealed linearly to zero.
+        all.steps = 100;
+        assert_eq!(all.instance_noise_at(0), Some(0.1));
+        assert!((all.instance_noise_at(50).unwrap() - 0.05).abs() < 1e-7);
+        assert_eq!(all.instance_noise_at(100), Some(0.0));
+        assert_eq!(base.instance_noise_at(0), None);
     }
 
     /// A `config.json` written before the conditional models (no `conditioning`, `classes`,

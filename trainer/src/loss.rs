@@ -334,6 +334,7 @@ mod tests {
             score: Tensor::zeros([2, 1], &device),
             class_logits: Some(c.clone()),
             twin_logits: Some(t.clone()),
+            features: Tensor::zeros([2, 1], &device),
         };
 
         let loss = tac_discriminator_loss(

@@ -47,6 +47,7 @@ fn critic(architecture: Architecture, sample: SampleKind, width: usize) -> Discr
         classes: 0,
         embed: 16,
         d_batch_norm: false,
+        minibatch_stddev: false,
     };
     config.init(&Device::flex().autodiff()).1
 }

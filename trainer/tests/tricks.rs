@@ -2,6 +2,10 @@
 //! one-sided label smoothing moves D's loss from the first step (G's only through D), a rate of
 //! its own for D moves G's loss from the first step (G steps through the updated D) and D's own
 //! loss from the second; at target 1 and at D's rate equal to --lr every metric is the baseline's.
+//! Feature matching changes G's loss only; instance noise what D sees; the minibatch standard
+//! deviation D's verdicts; historical averaging nothing at the first step (every network is its
+//! own mean) and the gradients from the second. With every trick on, an interrupted and resumed
+//! run is the uninterrupted one.
 //!
 //! One test, run by turns: every run draws its networks from the process-wide device generator.
 
@@ -24,12 +28,27 @@ fn tiny() -> TrainConfig {
 
 /// Every metric but the wall-clock seconds, per step.
 fn run(config: &TrainConfig, dir: &std::path::Path, name: &str) -> Vec<[f32; 6]> {
+    run_with(config, dir, name, &[None])
+}
+
+/// [`run`], in one or more sittings: each stops after the given number of iterations (or
+/// runs to the end) and the next resumes.
+fn run_with(
+    config: &TrainConfig,
+    dir: &std::path::Path,
+    name: &str,
+    sittings: &[Option<u64>],
+) -> Vec<[f32; 6]> {
     let out = dir.join(name);
-    let opts = RunOptions {
-        quiet: true,
-        ..Default::default()
-    };
-    train(config, &out, &opts).unwrap();
+    for (i, stop_at) in sittings.iter().enumerate() {
+        let opts = RunOptions {
+            quiet: true,
+            resume: i > 0,
+            stop_at: *stop_at,
+            ..Default::default()
+        };
+        train(config, &out, &opts).unwrap();
+    }
     history::read(&out.join("metrics.csv"))
         .unwrap()
         .iter()
@@ -72,4 +91,42 @@ fn tricks_change_what_they_say_and_nothing_at_their_neutral_value() {
     assert_eq!(ttur[0][0], base[0][0]);
     assert_ne!(ttur[0][1], base[0][1]);
     assert_ne!(ttur[1][0], base[1][0]);
+
+    let mut matching = tiny();
+    matching.feature_matching = true;
+    let matching = run(&matching, dir.path(), "matching");
+    // Step 1: D's step is the baseline's; G's loss is another objective.
+    assert_eq!(matching[0][0], base[0][0]);
+    assert_eq!(matching[0][2..5], base[0][2..5]);
+    assert_ne!(matching[0][1], base[0][1]);
+
+    let mut noise = tiny();
+    noise.instance_noise = Some(0.5);
+    let noise = run(&noise, dir.path(), "noise");
+    // Step 1: D reads the same batches with noise, so its opinions differ.
+    assert_ne!(noise[0][2..4], base[0][2..4]);
+
+    let mut stddev = tiny();
+    stddev.model.minibatch_stddev = true;
+    let stddev = run(&stddev, dir.path(), "stddev");
+    assert_ne!(stddev[0][0], base[0][0]);
+
+    let mut history = tiny();
+    history.historical_averaging = Some(10.0);
+    let history = run(&history, dir.path(), "history");
+    // Step 1: every network is at its own mean, so the pull is zero. Step 2: D's loss is
+    // measured before its update (the same), its gradient includes the pull (not the same).
+    assert_eq!(history[0], base[0]);
+    assert_eq!(history[1][0], base[1][0]);
+    assert_ne!(history[1][4], base[1][4]);
+
+    let mut all = tiny();
+    all.feature_matching = true;
+    all.model.minibatch_stddev = true;
+    all.instance_noise = Some(0.2);
+    all.historical_averaging = Some(1.0);
+    all.checkpoint_every = 1;
+    let whole = run(&all, dir.path(), "all");
+    let resumed = run_with(&all, dir.path(), "all-resumed", &[Some(2), None]);
+    assert_eq!(resumed, whole);
 }

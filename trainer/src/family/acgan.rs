@@ -26,24 +26,30 @@ impl Game for Acgan {
             // (1) D: minimise the loss' D objective on a real and a detached fake batch
             //     + lambda [CE(classifier(x), label) + CE(twin(G(z, y)), y)]
             //     + WGAN-GP's penalty on the score head (the class heads are not constrained).
-            let v = pair.judge(b.real.clone(), &fake, None, None, loss);
+            let v = pair.judge(b.real.clone(), &fake, None, None, it, stream);
             let mut loss_d = loss.discriminator_targeting(
                 v.real.score.clone(),
                 v.fake.score.clone(),
                 it.config.real_target(),
             );
-            loss_d = pair.with_penalty(loss_d, b.real, &fake, None, it, stream);
+            loss_d = pair.with_penalty(loss_d, b.real.clone(), &fake, None, it, stream);
             let labels = it.data.label_batch(&b.idx, it.device);
             if let Some(aux) = tac_discriminator_loss(v.real, v.fake, labels, y.clone()) {
                 loss_d = loss_d + aux * lambda;
             }
-            last = Some((pair.update_d(loss_d, v.opinions, it), fake, y));
+            last = Some((
+                pair.update_d(loss_d, v.opinions, it),
+                fake,
+                y,
+                b.real,
+                stream,
+            ));
         }
-        let (critic, fake, y) = last.expect("an iteration has at least one critic step");
-        // (2) G: minimise the loss' G objective
+        let (critic, fake, y, real, stream) =
+            last.expect("an iteration has at least one critic step");
+        // (2) G: minimise the loss' G objective (or feature matching's distance)
         //     + lambda [CE(classifier(G(z, y)), y) - CE(twin(G(z, y)), y)] through a frozen D.
-        let verdict = pair.frozen_d().judge(fake, None);
-        let mut loss_g = loss.generator(verdict.score.clone());
+        let (verdict, mut loss_g) = pair.generator_loss(fake, None, real, None, it, stream);
         if let Some(aux) = tac_generator_loss(verdict, y) {
             loss_g = loss_g + aux * lambda;
         }

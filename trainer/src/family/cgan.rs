@@ -25,17 +25,28 @@ impl Game for Cgan {
                 &fake,
                 Some(labels.clone()),
                 Some(y.clone()),
-                loss,
+                it,
+                stream,
             );
             let loss_d =
                 loss.discriminator_targeting(v.real.score, v.fake.score, it.config.real_target());
-            let loss_d = pair.with_penalty(loss_d, b.real, &fake, Some(labels), it, stream);
-            last = Some((pair.update_d(loss_d, v.opinions, it), fake, y));
+            let loss_d = pair.with_penalty(
+                loss_d,
+                b.real.clone(),
+                &fake,
+                Some(labels.clone()),
+                it,
+                stream,
+            );
+            let critic = pair.update_d(loss_d, v.opinions, it);
+            last = Some((critic, fake, y, b.real, labels, stream));
         }
-        let (critic, fake, y) = last.expect("an iteration has at least one critic step");
+        let (critic, fake, y, real, labels, stream) =
+            last.expect("an iteration has at least one critic step");
         // (2) G: minimise the loss' G objective on (G(z, y), y) through a frozen D, e.g.
-        //     -log D(G(z, y), y).
-        let loss_g = loss.generator(pair.frozen_d().judge(fake, Some(y)).score);
+        //     -log D(G(z, y), y), or with feature matching the distance between D's mean
+        //     features on real (sample, label) pairs and on (G(z, y), y).
+        let (_, loss_g) = pair.generator_loss(fake, Some(y), real, Some(labels), it, stream);
         pair.update_g(loss_g, critic, it)
     }
 }

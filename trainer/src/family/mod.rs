@@ -17,6 +17,7 @@ pub mod acgan;
 pub mod cgan;
 pub mod cyclegan;
 pub mod ema;
+pub mod historical;
 pub mod pair;
 pub mod pix2pix;
 pub mod samples;
@@ -328,6 +329,24 @@ impl Iteration<'_> {
         mix(self.config.seed, stream, self.config.batch, self.device)
     }
 
+    /// Samples `x` as D reads them in pass `which` of `stream`: with `--instance-noise`, plus
+    /// Gaussian noise of this iteration's standard deviation, else unchanged.
+    pub fn noisy(&self, x: Tensor<4>, stream: u64, which: Noise) -> Tensor<4> {
+        match self.config.instance_noise_at(self.step) {
+            Some(sigma) if sigma > 0.0 => {
+                let n = gaussian(
+                    self.config.seed,
+                    stream,
+                    which as u64,
+                    x.dims(),
+                    self.device,
+                );
+                x + n * sigma
+            }
+            _ => x,
+        }
+    }
+
     /// The classes G is asked for in the fake batch of `stream`.
     pub fn fake_classes(&self, stream: u64) -> Tensor<1, Int> {
         fake_classes(
@@ -338,6 +357,17 @@ impl Iteration<'_> {
             self.device,
         )
     }
+}
+
+/// The batches D reads in a critic pass and in G's pass, each with instance noise of its own.
+#[derive(Debug, Clone, Copy)]
+pub enum Noise {
+    /// The real batch (D's step, and feature matching's real features in G's).
+    Real = 1,
+    /// The fake batch of D's step.
+    Fake = 2,
+    /// The fake batch of G's step.
+    GeneratorFake = 3,
 }
 
 /// What a critic pass reads: a real batch (and its samples' indices, for their labels) and a
@@ -475,6 +505,26 @@ pub fn latents(seed: u64, stream: u64, n: usize, latent: usize, device: &Device)
         .map(|_| StandardNormal.sample(&mut rng))
         .collect();
     Tensor::from_data(TensorData::new(v, [n, latent]), device)
+}
+
+/// Standard normal values of shape `dims` for draw `which` of stream `stream`: a pure function of
+/// the seed.
+pub fn gaussian(
+    seed: u64,
+    stream: u64,
+    which: u64,
+    dims: [usize; 4],
+    device: &Device,
+) -> Tensor<4> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        seed.wrapping_mul(0xA076_1D64_78BD_642F)
+            ^ stream.wrapping_mul(0xE703_7ED1_A0B4_28DB)
+            ^ which,
+    );
+    let v: Vec<f32> = (0..dims.iter().product::<usize>())
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
+    Tensor::from_data(TensorData::new(v, dims), device)
 }
 
 /// Uniform weights in `[0, 1)` `[n, 1, 1, 1]` for stream `stream`: a pure function of the seed.

@@ -9,9 +9,10 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use super::ema::Ema;
+use super::historical::HistoricalAverage;
 use super::{
     adam, checkpoint_sections, load_net, read_metrics, samples, seeded, Clip, Family, Iteration,
-    Net, OnnxFile,
+    Net, Noise, OnnxFile,
 };
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
@@ -19,7 +20,7 @@ use crate::data::SampleKind;
 use crate::error::TrainError;
 use crate::export::{export_generator, ExportError, OnnxMetadata};
 use crate::history::StepMetrics;
-use crate::loss::{gradient_penalty, GanLoss};
+use crate::loss::gradient_penalty;
 use crate::model::{Discriminator, Generator, Materialize, Verdict};
 use crate::render;
 
@@ -39,6 +40,11 @@ pub struct Pair<G> {
     pub discriminator: Net<Discriminator>,
     /// G's moving average ([`TrainConfig::ema_schedule`]), which samples and is exported.
     pub ema: Option<Ema<Generator>>,
+    /// The means of G's and D's past weights (`--historical-averaging`).
+    history: Option<(
+        HistoricalAverage<Generator>,
+        HistoricalAverage<Discriminator>,
+    )>,
     config: TrainConfig,
     game: PhantomData<G>,
 }
@@ -49,6 +55,8 @@ const GENERATOR: (&str, &str) = ("generator", "adam_g");
 const DISCRIMINATOR: (&str, &str) = ("discriminator", "adam_d");
 /// Checkpoint section of G's moving average.
 const GENERATOR_EMA: &str = "generator_ema";
+/// Checkpoint sections of the means of G's and D's past weights (historical averaging).
+const HISTORY: [&str; 2] = ["history_g", "history_d"];
 
 /// D's verdicts on a real and a fake batch ([`Pair::judge`]).
 pub struct Judged {
@@ -75,6 +83,12 @@ impl<G: Game> Pair<G> {
         });
         Self {
             ema: config.ema_schedule().map(|_| Ema::new(&generator)),
+            history: config.historical_averaging.map(|_| {
+                (
+                    HistoricalAverage::new(&generator),
+                    HistoricalAverage::new(&discriminator),
+                )
+            }),
             generator: Net::new(generator, adam(config)),
             discriminator: Net::new(discriminator, adam(config)),
             config: config.clone(),
@@ -103,23 +117,56 @@ impl<G: Game> Pair<G> {
     }
 
     /// D's verdicts on a real batch and on a fake batch, detached so that D's loss does not reach
-    /// G, with the classes a cGAN discriminator reads.
+    /// G, with the classes a cGAN discriminator reads, in the critic pass of `stream` (whose
+    /// instance noise D sees, with `--instance-noise`).
     pub fn judge(
         &self,
         real: Tensor<4>,
         fake: &Tensor<4>,
         real_classes: Option<Tensor<1, Int>>,
         fake_classes: Option<Tensor<1, Int>>,
-        loss: GanLoss,
+        it: &Iteration<'_>,
+        stream: u64,
     ) -> Judged {
+        let real = it.noisy(real, stream, Noise::Real);
+        let fake = it.noisy(fake.clone().detach(), stream, Noise::Fake);
         let real = self.d().judge(real, real_classes);
-        let fake = self.d().judge(fake.clone().detach(), fake_classes);
-        let opinions = loss.opinions(real.score.clone(), fake.score.clone());
+        let fake = self.d().judge(fake, fake_classes);
+        let opinions = it
+            .config
+            .loss
+            .opinions(real.score.clone(), fake.score.clone());
         Judged {
             real,
             fake,
             opinions,
         }
+    }
+
+    /// G's adversarial loss on `fake` (with the classes a cGAN D reads) through a frozen D, and
+    /// D's verdict on it (for the class heads' terms): the loss' G objective, e.g. -log D(G(z));
+    /// with `--feature-matching`, `|mean f(x) - mean f(G(z))|^2` instead, f being D's features on
+    /// `real`, the last critic pass's real batch (with `real_classes`). With `--instance-noise`,
+    /// D reads both noisy, as in its own step.
+    pub fn generator_loss(
+        &self,
+        fake: Tensor<4>,
+        classes: Option<Tensor<1, Int>>,
+        real: Tensor<4>,
+        real_classes: Option<Tensor<1, Int>>,
+        it: &Iteration<'_>,
+        stream: u64,
+    ) -> (Verdict, Tensor<1>) {
+        let d = self.frozen_d();
+        let verdict = d.judge(it.noisy(fake, stream, Noise::GeneratorFake), classes);
+        let loss = if it.config.feature_matching {
+            let real = d.judge(it.noisy(real, stream, Noise::Real), real_classes);
+            let gap = real.features.detach().mean_dim(0) - verdict.features.clone().mean_dim(0);
+            gap.powi_scalar(2).sum()
+        } else {
+            it.config.loss.generator(verdict.score.clone())
+        };
+        (verdict, loss)
     }
 
     /// D's loss `loss` plus, for WGAN-GP, the gradient penalty at `x^ = a x + (1 - a) G(z)`
@@ -152,9 +199,18 @@ impl<G: Game> Pair<G> {
         opinions: Tensor<1>,
         it: &Iteration<'_>,
     ) -> CriticStep {
-        let grad_squares = self.discriminator.descend(&loss, it.lr_d(), it.device);
+        // Historical averaging's pull is part of what D descends, not of the loss it logs.
+        let pull = self.history.as_ref().zip(self.config.historical_averaging);
+        let total = match pull.and_then(|((_, d), l)| d.penalty(self.d(), l)) {
+            Some(pull) => loss.clone() + pull,
+            None => loss.clone(),
+        };
+        let grad_squares = self.discriminator.descend(&total, it.lr_d(), it.device);
         if let Some(c) = self.config.weight_clip {
             self.discriminator.map(&mut Clip(c));
+        }
+        if let Some((_, d)) = &mut self.history {
+            d.update(self.discriminator.get(), it.step);
         }
         CriticStep {
             loss: loss.detach(),
@@ -170,7 +226,15 @@ impl<G: Game> Pair<G> {
         critic: CriticStep,
         it: &Iteration<'_>,
     ) -> StepMetrics {
-        let norm_g = self.generator.descend(&loss, it.lr_g(), it.device);
+        let pull = self.history.as_ref().zip(self.config.historical_averaging);
+        let total = match pull.and_then(|((g, _), l)| g.penalty(self.g(), l)) {
+            Some(pull) => loss.clone() + pull,
+            None => loss.clone(),
+        };
+        let norm_g = self.generator.descend(&total, it.lr_g(), it.device);
+        if let Some((g, _)) = &mut self.history {
+            g.update(self.generator.get(), it.step);
+        }
         if let (Some(ema), Some(schedule)) = (&mut self.ema, self.config.ema_schedule()) {
             // The average's BatchNorm statistics follow its own activations on the last critic
             // pass's latents (and classes): no new random draw, so runs stay comparable.
@@ -209,6 +273,14 @@ impl<G: Game> Family for Pair<G> {
             })?;
             sections.push((GENERATOR_EMA.into(), record));
         }
+        if let Some((g, d)) = &self.history {
+            for (name, record) in HISTORY.into_iter().zip([g.record(), d.record()]) {
+                let record = record.map_err(|e| {
+                    TrainError::Config(format!("cannot serialise the {name} average: {e}"))
+                })?;
+                sections.push((name.into(), record));
+            }
+        }
         Ok(sections)
     }
 
@@ -227,6 +299,14 @@ impl<G: Game> Family for Pair<G> {
                 file: file.into(),
                 reason: format!("G's moving average: {reason}"),
             })?;
+        }
+        if let Some((g, d)) = &mut self.history {
+            let record = |err: String| TrainError::Record {
+                file: file.into(),
+                reason: format!("the historical average: {err}"),
+            };
+            g.load(ckpt.section(HISTORY[0], file)?).map_err(record)?;
+            d.load(ckpt.section(HISTORY[1], file)?).map_err(record)?;
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ impl Game for Sgan {
             let fake = pair.g().forward(b.z, None);
             // (1) D: minimise the loss' D objective on a real and a detached fake batch
             //     + CE(D's class logits(x), label) on a batch of the labelled subset.
-            let v = pair.judge(b.real, &fake, None, None, loss);
+            let v = pair.judge(b.real.clone(), &fake, None, None, it, stream);
             let mut loss_d =
                 loss.discriminator_targeting(v.real.score, v.fake.score, it.config.real_target());
             let config = it.config;
@@ -43,12 +43,13 @@ impl Game for Sgan {
             if let Some(logits) = logits {
                 loss_d = loss_d + class_loss(logits, it.data.label_batch(&labelled, it.device));
             }
-            last = Some((pair.update_d(loss_d, v.opinions, it), fake));
+            last = Some((pair.update_d(loss_d, v.opinions, it), fake, b.real, stream));
         }
-        let (critic, fake) = last.expect("an iteration has at least one critic step");
+        let (critic, fake, real, stream) = last.expect("an iteration has at least one critic step");
         // (2) G: minimise the loss' G objective through a frozen D, whose real/fake logit is the
-        //     log-sum-exp of its class logits.
-        let loss_g = loss.generator(pair.frozen_d().judge(fake, None).score);
+        //     log-sum-exp of its class logits; or with feature matching (Salimans et al.'s
+        //     semi-supervised recipe) the distance between D's mean features on real and fake.
+        let (_, loss_g) = pair.generator_loss(fake, None, real, None, it, stream);
         pair.update_g(loss_g, critic, it)
     }
 }

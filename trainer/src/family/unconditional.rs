@@ -17,16 +17,17 @@ impl Game for Unconditional {
             // (1) D: minimise the loss' D objective on a real and a detached fake batch, e.g.
             //     -[log D(x) + log(1 - D(G(z)))] for the BCE losses (only D's parameters move),
             //     + WGAN-GP's lambda (|grad D(x^)| - 1)^2.
-            let v = pair.judge(b.real.clone(), &fake, None, None, loss);
+            let v = pair.judge(b.real.clone(), &fake, None, None, it, stream);
             let loss_d =
                 loss.discriminator_targeting(v.real.score, v.fake.score, it.config.real_target());
-            let loss_d = pair.with_penalty(loss_d, b.real, &fake, None, it, stream);
-            last = Some((pair.update_d(loss_d, v.opinions, it), fake));
+            let loss_d = pair.with_penalty(loss_d, b.real.clone(), &fake, None, it, stream);
+            last = Some((pair.update_d(loss_d, v.opinions, it), fake, b.real, stream));
         }
-        let (critic, fake) = last.expect("an iteration has at least one critic step");
+        let (critic, fake, real, stream) = last.expect("an iteration has at least one critic step");
         // (2) G: minimise the loss' G objective through a frozen D, e.g. -log D(G(z)) for the
-        //     nonsaturating loss (only G's parameters move).
-        let loss_g = loss.generator(pair.frozen_d().judge(fake, None).score);
+        //     nonsaturating loss, or with feature matching |E f(x) - E f(G(z))|^2 (only G's
+        //     parameters move).
+        let (_, loss_g) = pair.generator_loss(fake, None, real, None, it, stream);
         pair.update_g(loss_g, critic, it)
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod dcgan;
 pub mod layers;
+pub mod minibatch_stddev;
 pub mod mlp;
 pub mod resnet;
 pub mod seqgan;
@@ -18,6 +19,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use crate::data::SampleKind;
+use minibatch_stddev::minibatch_stddev;
 
 /// How class labels take part in the game.
 #[derive(
@@ -113,6 +115,11 @@ pub struct ModelConfig {
     #[arg(skip = true)]
     #[serde(default = "default_d_batch_norm")]
     pub d_batch_norm: bool,
+    /// Minibatch standard deviation (Karras et al. 2018; --family gan): one more feature for D's
+    /// heads, the spread of D's features over a group of 4 samples, against mode collapse.
+    #[arg(long)]
+    #[serde(default)]
+    pub minibatch_stddev: bool,
 }
 
 fn default_embed() -> usize {
@@ -204,16 +211,18 @@ impl ModelConfig {
             },
             body: g,
         };
+        let heads_read = features + usize::from(self.minibatch_stddev);
         let discriminator = Discriminator {
+            minibatch_stddev: self.minibatch_stddev,
             label_plane: (cond == Conditioning::Cgan)
                 .then(|| EmbeddingConfig::new(self.classes, h * w).init(device)),
             body: d,
-            score: (cond != Conditioning::Sgan).then(|| self.head(features, 1, device)),
+            score: (cond != Conditioning::Sgan).then(|| self.head(heads_read, 1, device)),
             class_logits: cond
                 .classifies()
-                .then(|| self.head(features, self.classes, device)),
+                .then(|| self.head(heads_read, self.classes, device)),
             twin_logits: (cond == Conditioning::Acgan)
-                .then(|| self.head(features, self.classes, device)),
+                .then(|| self.head(heads_read, self.classes, device)),
         };
         (generator, discriminator)
     }
@@ -318,6 +327,8 @@ pub struct Discriminator {
     /// `[K, H*W]`: row `class`, as an image plane, is joined to the input as a channel (cGAN).
     label_plane: Option<Embedding>,
     body: DiscriminatorBody,
+    /// Whether the heads also read [`minibatch_stddev`] of the body's features.
+    minibatch_stddev: bool,
     /// Features -> one real/fake score (absent for SGAN, whose score comes from the class logits).
     score: Option<Linear>,
     /// Features -> K class logits (ACGAN, SGAN). ACGAN trains it on real samples only.
@@ -334,6 +345,8 @@ pub struct Verdict {
     pub class_logits: Option<Tensor<2>>,
     /// `[N, K]` logits of the twin classifier (ACGAN).
     pub twin_logits: Option<Tensor<2>>,
+    /// `[N, F]` the body's features, the layer before the heads (feature matching's).
+    pub features: Tensor<2>,
 }
 
 impl Discriminator {
@@ -351,16 +364,16 @@ impl Discriminator {
             DiscriminatorBody::Mlp(d) => d.forward(x),
             DiscriminatorBody::Dcgan(d) => d.forward(x),
         };
-        let class_logits = self
-            .class_logits
-            .as_ref()
-            .map(|l| l.forward(features.clone()));
-        let twin_logits = self
-            .twin_logits
-            .as_ref()
-            .map(|l| l.forward(features.clone()));
+        let read = if self.minibatch_stddev {
+            let spread = minibatch_stddev(features.clone());
+            Tensor::cat(vec![features.clone(), spread], 1)
+        } else {
+            features.clone()
+        };
+        let class_logits = self.class_logits.as_ref().map(|l| l.forward(read.clone()));
+        let twin_logits = self.twin_logits.as_ref().map(|l| l.forward(read.clone()));
         let score = match (&self.score, &class_logits) {
-            (Some(l), _) => l.forward(features),
+            (Some(l), _) => l.forward(read),
             // SGAN: D(x) = Z(x) / (Z(x) + 1) with Z = sum exp(logits), so the logit is log Z.
             (None, Some(logits)) => logsumexp(logits.clone()),
             (None, None) => unreachable!("every discriminator has a score or class logits"),
@@ -369,6 +382,7 @@ impl Discriminator {
             score,
             class_logits,
             twin_logits,
+            features,
         }
     }
 
@@ -377,13 +391,17 @@ impl Discriminator {
     /// held fixed (their label plane's tangent is zero). It is the forward-mode twin of the input
     /// gradient: D is piecewise linear (LeakyReLU, linear layers, no batch norm), so this is the
     /// tangent pushed through each layer's linear part with the activation pattern at `x`.
-    /// `None` for a critic where that does not hold (batch norm, SGAN's log-sum-exp score).
+    /// `None` for a critic where that does not hold (batch norm, SGAN's log-sum-exp score, the
+    /// minibatch standard deviation, which mixes the samples).
     pub fn directional(
         &self,
         x: Tensor<4>,
         t: Tensor<4>,
         classes: Option<Tensor<1, Int>>,
     ) -> Option<Tensor<2>> {
+        if self.minibatch_stddev {
+            return None;
+        }
         let (x, t) = match &self.label_plane {
             Some(plane) => {
                 let plane = label_planes(plane, &x, classes);
