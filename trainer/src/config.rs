@@ -45,7 +45,7 @@ pub const WGAN_GP_ADAM: (f64, f32, f32) = (1e-4, 0.5, 0.9);
 /// the order of `config.json`'s keys.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct TrainConfig {
-    /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25;
+    /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, toy:mix1d;
     /// image pairs (pix2pix): pairs:google,twitter, edges:google|DIR, folder:A,B
     #[arg(long, default_value = "digits")]
     pub data: String,
@@ -160,6 +160,12 @@ pub struct TrainConfig {
     #[arg(long, value_name = "SIGMA")]
     #[serde(default)]
     pub instance_noise: Option<f32>,
+    /// Freeze G from this iteration on (--family gan): D alone keeps training against a fixed
+    /// G, toward the optimal discriminator, while G's loss and gradient norm are still logged
+    /// (the tutorial's experiment: with the minimax loss, G's gradient vanishes as D wins).
+    #[arg(long, value_name = "STEP")]
+    #[serde(default)]
+    pub freeze_g_after: Option<u64>,
     /// Historical averaging (Salimans et al. 2016; --family gan): each network's loss gains
     /// LAMBDA times the squared distance of its parameters from their average over all past
     /// iterations.
@@ -477,6 +483,7 @@ impl TrainConfig {
             }
         }
         for (flag, on) in [
+            ("--freeze-g-after", self.freeze_g_after.is_some()),
             ("--feature-matching", self.feature_matching),
             ("--minibatch-stddev", self.model.minibatch_stddev),
         ] {
@@ -594,6 +601,11 @@ impl TrainConfig {
         let sigma = self.instance_noise?;
         let left = 1.0 - step as f64 / self.steps.max(1) as f64;
         Some((sigma as f64 * left.max(0.0)) as f32)
+    }
+
+    /// Whether G stays as it is in iteration `step` (`--freeze-g-after`).
+    pub fn g_frozen_at(&self, step: u64) -> bool {
+        self.freeze_g_after.is_some_and(|from| step >= from)
     }
 
     /// D's label for real samples: `--label-smoothing`, else 1.

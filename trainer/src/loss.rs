@@ -93,6 +93,20 @@ impl GanLoss {
         matches!(self, GanLoss::Minimax | GanLoss::Nonsaturating)
     }
 
+    /// D's raw score as its belief that a sample is real, for the losses whose optimal D is
+    /// `D*(x) = t p_data(x) / (p_data(x) + p_g(x))`, `t` the real samples' target (1, or
+    /// one-sided label smoothing's): the BCE losses (Goodfellow et al. 2014, proposition 1; the
+    /// sigmoid of the logit) and least squares (Mao et al. 2017, proposition 1 with a = 0,
+    /// b = t; the score itself). `None` for the critics' and hinge's scores, whose optimum is no
+    /// such ratio.
+    pub fn belief(self, score: f64) -> Option<f64> {
+        match self {
+            GanLoss::Minimax | GanLoss::Nonsaturating => Some(1.0 / (1.0 + (-score).exp())),
+            GanLoss::Lsgan => Some(score),
+            GanLoss::Wgan | GanLoss::WganGp | GanLoss::Hinge => None,
+        }
+    }
+
     /// Whether D's loss has a label for real samples that one-sided label smoothing can soften
     /// (BCE and least squares; the critics' and hinge's scores have no target).
     pub fn smooths_labels(self) -> bool {

@@ -369,10 +369,31 @@ fn main() -> anyhow::Result<()> {
                     modes_covered,
                     modes,
                     high_quality,
-                } => println!(
-                    "{mixture}: {modes_covered}/{modes} modes covered, {:.1}% high-quality samples ({samples} samples)",
-                    100.0 * high_quality
-                ),
+                    optimal,
+                    picture,
+                } => {
+                    println!(
+                        "{mixture}: {modes_covered}/{modes} modes covered, {:.1}% high-quality samples ({samples} samples)",
+                        100.0 * high_quality
+                    );
+                    if let Some(o) = optimal {
+                        let or_none = |v: Option<f64>| {
+                            v.map_or("n/a (this loss)".into(), |v| format!("{v:.4}"))
+                        };
+                        println!(
+                            "optimal discriminator (G's raw samples, D of the last checkpoint):"
+                        );
+                        println!("  mean |D - D*|                        {}", or_none(o.gap));
+                        println!("  JSD(p_data || p_g) from the densities  {:.4} nats (at most ln 2 = 0.6931)", o.jsd);
+                        println!(
+                            "  JSD implied by the minimax value       {}",
+                            or_none(o.jsd_from_value)
+                        );
+                    }
+                    if let Some(p) = picture {
+                        println!("  picture: {}", p.display());
+                    }
+                }
                 Report::Images {
                     fell_back_past: _,
                     data,
@@ -389,7 +410,8 @@ fn main() -> anyhow::Result<()> {
                         100.0 * classifier_test_accuracy
                     );
                     print_metrics_header();
-                    for (name, m) in [("generated", &generated), ("held-out real", &held_out_real)] {
+                    for (name, m) in [("generated", &generated), ("held-out real", &held_out_real)]
+                    {
                         print_metrics_row(name, m);
                     }
                     println!("class counts: {:?}", generated.class_counts);

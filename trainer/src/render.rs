@@ -103,6 +103,70 @@ pub fn scatter(points: &[f32], centers: &[[f32; 2]]) -> Result<RgbImage, String>
     })
 }
 
+/// The optimal discriminator's picture of a 1-D run: the data's density, G's (estimated), D
+/// and D* against x, with the numbers in the caption.
+pub fn optimal_discriminator(
+    a: &crate::metrics::optimal::Analysis,
+    title: &str,
+) -> Result<RgbImage, String> {
+    canvas((900, 480), |root| {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let (lo, hi) = (
+            *a.x.first().unwrap_or(&-1.0) as f32,
+            *a.x.last().unwrap_or(&1.0) as f32,
+        );
+        let top = a
+            .p_data
+            .iter()
+            .chain(&a.p_g)
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(1.0f64, f64::max) as f32
+            * 1.05;
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .caption(title, (FONT, 16))
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(lo..hi, 0f32..top)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("x")
+            .y_desc("density; D(x) and D*(x) in [0, 1]")
+            .label_style((FONT, 12))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let curves: [(&str, Option<&Vec<f64>>, RGBColor); 4] = [
+            ("p_data", Some(&a.p_data), RGBColor(20, 20, 20)),
+            ("p_g (kernel estimate)", Some(&a.p_g), RGBColor(30, 90, 220)),
+            ("D(x)", a.d.as_ref(), RGBColor(220, 40, 40)),
+            (
+                "D*(x) = p_data / (p_data + p_g)",
+                a.d.as_ref().map(|_| &a.d_star),
+                RGBColor(240, 150, 20),
+            ),
+        ];
+        for (name, values, color) in curves {
+            let Some(values) = values else { continue };
+            let points =
+                a.x.iter()
+                    .zip(values)
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(&x, &v)| (x as f32, v as f32));
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        legend(&mut chart)
+    })
+}
+
 /// The legend of a chart's labelled series, in its upper right corner.
 fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,

@@ -148,7 +148,7 @@ impl RunDir {
     ) -> Result<(), TrainError> {
         let file = self.samples().join(format!("step_{step:06}.png"));
         family
-            .sample_picture(config, device)?
+            .sample_picture(config, step, device)?
             .save(&file)
             .map_err(|e| TrainError::BadRun {
                 file,

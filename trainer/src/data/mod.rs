@@ -37,7 +37,7 @@ const FASHION_CLASSES: [&str; 10] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, oracle, oracle:V, oracle:DIR, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
+    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, toy:mix1d, oracle, oracle:V, oracle:DIR, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
     UnknownSource(String),
     #[error("dataset `{name}` is not in {dir}: fetch it with `{command}`")]
     Missing {
@@ -79,6 +79,7 @@ pub enum DataSource {
     Folder(PathBuf),
     Ring8,
     Grid25,
+    Mix1d,
     /// Image-to-image data (Pix2Pix, CycleGAN): `pairs:`, `edges:` or `folder:A,B`.
     Pairs(pairs::PairSource),
     /// SeqGAN's synthetic benchmark: token sequences written by an oracle LSTM ([`oracle`]).
@@ -95,6 +96,7 @@ impl std::str::FromStr for DataSource {
             "emoji" => Self::Emoji,
             "toy:ring8" => Self::Ring8,
             "toy:grid25" => Self::Grid25,
+            "toy:mix1d" => Self::Mix1d,
             "oracle" => Self::Oracle(oracle::OracleSource::Random {
                 vocab: oracle::VOCAB,
             }),
@@ -126,6 +128,7 @@ impl std::fmt::Display for DataSource {
             Self::Folder(d) => write!(f, "folder:{}", d.display()),
             Self::Ring8 => f.write_str("toy:ring8"),
             Self::Grid25 => f.write_str("toy:grid25"),
+            Self::Mix1d => f.write_str("toy:mix1d"),
             Self::Pairs(p) => p.fmt(f),
             Self::Oracle(o) => o.fmt(f),
         }
@@ -134,7 +137,7 @@ impl std::fmt::Display for DataSource {
 
 impl DataSource {
     pub fn is_toy(&self) -> bool {
-        matches!(self, Self::Ring8 | Self::Grid25)
+        matches!(self, Self::Ring8 | Self::Grid25 | Self::Mix1d)
     }
 
     /// The toy mixture behind a `toy:` source.
@@ -142,6 +145,7 @@ impl DataSource {
         match self {
             Self::Ring8 => Some(Mixture::ring8()),
             Self::Grid25 => Some(Mixture::grid25()),
+            Self::Mix1d => Some(Mixture::mix1d()),
             _ => None,
         }
     }
@@ -150,6 +154,7 @@ impl DataSource {
     pub fn native_kind(&self) -> SampleKind {
         match self {
             Self::Ring8 | Self::Grid25 => SampleKind::Points { dim: 2 },
+            Self::Mix1d => SampleKind::Points { dim: 1 },
             // Token sequences travel as points of their length, each value a token id.
             Self::Oracle(_) => SampleKind::Points {
                 dim: oracle::LENGTH,
@@ -335,13 +340,13 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
                 class_names: Vec::new(),
             });
         }
-        DataSource::Ring8 | DataSource::Grid25 => {
+        DataSource::Ring8 | DataSource::Grid25 | DataSource::Mix1d => {
             let m = source.mixture().expect("toy source");
             let (samples, labels) = m.sample(TOY_SAMPLES, opts.seed);
             let class_names = (0..m.centers.len()).map(|k| format!("mode{k}")).collect();
             return Ok(Dataset {
                 name: m.name.into(),
-                kind: SampleKind::Points { dim: 2 },
+                kind: SampleKind::Points { dim: m.dim() },
                 samples,
                 labels,
                 class_names,
@@ -827,6 +832,7 @@ mod tests {
             "folder:x",
             "toy:ring8",
             "toy:grid25",
+            "toy:mix1d",
             "oracle",
             "oracle:50",
             "oracle:some/dir",

@@ -60,10 +60,11 @@ pub trait Family {
     /// Restore the networks and optimizers from a checkpoint read from `file`.
     fn load(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<(), TrainError>;
 
-    /// The picture of the run's progress, `samples/step_NNNNNN.png`.
+    /// The picture of the run's progress after `step` iterations, `samples/step_NNNNNN.png`.
     fn sample_picture(
         &self,
         config: &TrainConfig,
+        step: u64,
         device: &Device,
     ) -> Result<image::RgbImage, TrainError>;
 
@@ -77,6 +78,12 @@ pub trait Family {
     /// The generator as trained, where [`Self::latent_generator`] is a moving average of it.
     fn raw_generator(&self) -> Option<&Generator> {
         self.latent_generator()
+    }
+
+    /// The discriminator that judges [`Self::raw_generator`]'s samples, for the families with
+    /// one G and one D (the optimal-discriminator analysis).
+    fn discriminator(&self) -> Option<&crate::model::Discriminator> {
+        None
     }
 
     /// The names of the family's own loss terms, the columns after the common ones in
@@ -415,6 +422,12 @@ impl<M: Module> Net<M> {
         let grads = GradientsParams::from_grads(grads, &module);
         self.module = Some(self.optimizer.step(lr, module, grads));
         norm
+    }
+
+    /// The squared norm of `loss`'s gradient with respect to this network's parameters, without
+    /// a step (a frozen network's gradient, measured).
+    pub fn measure(&self, loss: &Tensor<1>, device: &Device) -> Tensor<1> {
+        grad_squares(self.get(), &loss.backward(), device)
     }
 
     /// Apply `mapper` to every parameter (e.g. WGAN's [`Clip`]).

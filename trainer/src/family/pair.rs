@@ -21,6 +21,7 @@ use crate::error::TrainError;
 use crate::export::{export_generator, ExportError, OnnxMetadata};
 use crate::history::StepMetrics;
 use crate::loss::gradient_penalty;
+use crate::metrics::optimal;
 use crate::model::{Discriminator, Generator, Materialize, Verdict};
 use crate::render;
 
@@ -231,6 +232,18 @@ impl<G: Game> Pair<G> {
             Some(pull) => loss.clone() + pull,
             None => loss.clone(),
         };
+        if it.config.g_frozen_at(it.step) {
+            // --freeze-g-after: G's gradient is measured, not followed; nothing else of G moves.
+            let norm_g = self.generator.measure(&total, it.device);
+            return read_metrics(
+                it.step + 1,
+                critic.loss,
+                loss,
+                critic.opinions,
+                critic.grad_squares,
+                norm_g,
+            );
+        }
         let norm_g = self.generator.descend(&total, it.lr_g(), it.device);
         if let Some((g, _)) = &mut self.history {
             g.update(self.generator.get(), it.step);
@@ -314,6 +327,7 @@ impl<G: Game> Family for Pair<G> {
     fn sample_picture(
         &self,
         config: &TrainConfig,
+        step: u64,
         device: &Device,
     ) -> Result<image::RgbImage, TrainError> {
         Ok(match config.model.sample {
@@ -322,18 +336,32 @@ impl<G: Game> Family for Pair<G> {
                 config.model.sample,
             ),
             SampleKind::Points { .. } => {
-                let centers = config
-                    .source()?
-                    .mixture()
-                    .map(|m| m.centers)
-                    .unwrap_or_default();
-                render::scatter(
-                    &samples::generate(self.sampler(), config, 2000, config.seed, device),
-                    &centers,
-                )
-                .map_err(|reason| {
-                    TrainError::Config(format!("cannot draw the samples: {reason}"))
-                })?
+                let mixture = config.source()?.mixture();
+                let failed =
+                    |reason| TrainError::Config(format!("cannot draw the samples: {reason}"));
+                match mixture {
+                    // A 1-D mixture: the densities, D and the optimal D*, from the raw G that
+                    // D trains against.
+                    Some(m) if m.dim() == 1 => {
+                        let a = optimal::of_pair(&m, self.g(), self.d(), config, device)
+                            .map_err(failed)?;
+                        render::optimal_discriminator(&a, &optimal::caption(&a.numbers, step))
+                            .map_err(failed)?
+                    }
+                    _ => {
+                        let centers: Vec<[f32; 2]> = mixture
+                            .map(|m| m.centers)
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(|c| Some([*c.first()?, *c.get(1)?]))
+                            .collect();
+                        render::scatter(
+                            &samples::generate(self.sampler(), config, 2000, config.seed, device),
+                            &centers,
+                        )
+                        .map_err(failed)?
+                    }
+                }
             }
         })
     }
@@ -351,5 +379,9 @@ impl<G: Game> Family for Pair<G> {
 
     fn raw_generator(&self) -> Option<&Generator> {
         Some(self.g())
+    }
+
+    fn discriminator(&self) -> Option<&Discriminator> {
+        Some(self.d())
     }
 }

@@ -138,6 +138,7 @@ impl Family for Pix2Pix {
     fn sample_picture(
         &self,
         config: &TrainConfig,
+        _step: u64,
         device: &Device,
     ) -> Result<image::RgbImage, TrainError> {
         let device = device.clone().without_autodiff();

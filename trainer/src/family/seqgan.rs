@@ -429,6 +429,7 @@ impl Family for SeqGan {
     fn sample_picture(
         &self,
         config: &TrainConfig,
+        _step: u64,
         _device: &Device,
     ) -> Result<image::RgbImage, TrainError> {
         const ROWS: usize = 8;

@@ -13,6 +13,7 @@
 pub mod classifier;
 pub mod frechet;
 pub mod manifold;
+pub mod optimal;
 pub mod sensitivity;
 pub mod sgan;
 pub mod translation;
@@ -310,6 +311,12 @@ pub enum Report {
         modes_covered: usize,
         modes: usize,
         high_quality: f64,
+        /// A run on a 1-D mixture: its D against the optimal D* ([`optimal`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        optimal: Option<optimal::OptimalNumbers>,
+        /// Where the optimal discriminator's picture was drawn.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        picture: Option<PathBuf>,
     },
     Images {
         /// A run's newer checkpoints that could not be restored ([`Samples::fell_back_past`]).
@@ -369,10 +376,28 @@ pub fn evaluate(
             high_quality,
             ..
         } = mixture.coverage(&samples);
+        let (mut optimal, mut picture) = (None, None);
+        if let Generator::Run(dir) | Generator::RawRun(dir) = generator {
+            if let Some((analysis, step)) = optimal::of_run(&RunDir(dir.clone()))? {
+                let file = dir.join(optimal::PICTURE);
+                crate::render::optimal_discriminator(
+                    &analysis,
+                    &optimal::caption(&analysis.numbers, step),
+                )
+                .and_then(|image| image.save(&file).map_err(|e| e.to_string()))
+                .map_err(|reason| EvalError::Model {
+                    file: file.clone(),
+                    reason: format!("cannot draw the optimal discriminator: {reason}"),
+                })?;
+                (optimal, picture) = (Some(analysis.numbers), Some(file));
+            }
+        }
         return Ok(Report::Toy {
+            optimal,
+            picture,
             fell_back_past,
             mixture: mixture.name.to_string(),
-            samples: samples.len() / 2,
+            samples: samples.len() / mixture.dim().max(1),
             modes_covered,
             modes,
             high_quality: high_quality as f64,
