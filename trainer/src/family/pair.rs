@@ -200,10 +200,8 @@ impl<G: Game> Pair<G> {
         opinions: Tensor<1>,
         it: &Iteration<'_>,
     ) -> CriticStep {
-        // Historical averaging's pull is part of what D descends, not of the loss it logs.
-        let pull = self.history.as_ref().zip(self.config.historical_averaging);
-        let total = match pull.and_then(|((_, d), l)| d.penalty(self.d(), l)) {
-            Some(pull) => loss.clone() + pull,
+        let total = match &self.history {
+            Some((_, d)) => pulled(loss.clone(), d, self.d(), &self.config),
             None => loss.clone(),
         };
         let grad_squares = self.discriminator.descend(&total, it.lr_d(), it.device);
@@ -227,24 +225,30 @@ impl<G: Game> Pair<G> {
         critic: CriticStep,
         it: &Iteration<'_>,
     ) -> StepMetrics {
-        let pull = self.history.as_ref().zip(self.config.historical_averaging);
-        let total = match pull.and_then(|((g, _), l)| g.penalty(self.g(), l)) {
-            Some(pull) => loss.clone() + pull,
+        let total = match &self.history {
+            Some((g, _)) => pulled(loss.clone(), g, self.g(), &self.config),
             None => loss.clone(),
         };
-        if it.config.g_frozen_at(it.step) {
-            // --freeze-g-after: G's gradient is measured, not followed; nothing else of G moves.
-            let norm_g = self.generator.measure(&total, it.device);
-            return read_metrics(
-                it.step + 1,
-                critic.loss,
-                loss,
-                critic.opinions,
-                critic.grad_squares,
-                norm_g,
-            );
-        }
-        let norm_g = self.generator.descend(&total, it.lr_g(), it.device);
+        let norm_g = if it.config.g_frozen_at(it.step) {
+            // --freeze-g-after: G's gradient is measured, not followed; nothing of G moves.
+            self.generator.measure(&total, it.device)
+        } else {
+            let norm_g = self.generator.descend(&total, it.lr_g(), it.device);
+            self.follow_g(it);
+            norm_g
+        };
+        read_metrics(
+            it.step + 1,
+            critic.loss,
+            loss,
+            critic.opinions,
+            critic.grad_squares,
+            norm_g,
+        )
+    }
+
+    /// After G's step: its historical mean and its moving average take in the new weights.
+    fn follow_g(&mut self, it: &Iteration<'_>) {
         if let Some((g, _)) = &mut self.history {
             g.update(self.generator.get(), it.step);
         }
@@ -259,14 +263,23 @@ impl<G: Game> Pair<G> {
                 g.forward(z, classes);
             });
         }
-        read_metrics(
-            it.step + 1,
-            critic.loss,
-            loss,
-            critic.opinions,
-            critic.grad_squares,
-            norm_g,
-        )
+    }
+}
+
+/// `loss` plus historical averaging's pull of `network` toward its mean `history`
+/// (`--historical-averaging`): part of what the network descends, not of the loss it logs.
+fn pulled<M: Module>(
+    loss: Tensor<1>,
+    history: &HistoricalAverage<M>,
+    network: &M,
+    config: &TrainConfig,
+) -> Tensor<1> {
+    match config
+        .historical_averaging
+        .and_then(|lambda| history.penalty(network, lambda))
+    {
+        Some(pull) => loss + pull,
+        None => loss,
     }
 }
 

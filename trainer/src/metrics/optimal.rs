@@ -364,8 +364,7 @@ mod tests {
         assert!(n.gap.unwrap() < 0.03, "{n:?}");
         // Exactly: the missed modes (p's mass 2/3, q = 0) add 1/2 (2/3) ln 2; on the kept mode
         // (p = phi/3, q = phi, m = 2 phi/3) 1/2 [1/3 ln(1/2) + ln(3/2)].
-        let exact = 0.5
-            * ((2.0 / 3.0) * 2f64.ln() + (1.0 / 3.0) * 0.5f64.ln())
+        let exact = 0.5 * ((2.0 / 3.0) * 2f64.ln() + (1.0 / 3.0) * 0.5f64.ln())
             + 0.5 * (1.0f64 / (2.0 / 3.0)).ln();
         assert!((n.jsd - exact).abs() < 0.02, "{} vs {exact}", n.jsd);
         assert!((n.jsd_from_value.unwrap() - exact).abs() < 0.02, "{n:?}");
