@@ -38,7 +38,8 @@ pub struct LayerFigure {
 pub struct Table {
     pub rows: Vec<Row>,
     pub macs_per_sample: usize,
-    pub largest_layer: Option<LayerFigure>,
+    /// Every op of the int8 model at [`Table::batch`], in order.
+    pub layers: Vec<LayerFigure>,
     pub reps: usize,
     /// The batch of the throughput column.
     pub batch: usize,
@@ -105,7 +106,7 @@ pub fn run(
     let labels = classes(3, BATCH, model.classes());
     let mut arena = vec![0u8; model.arena_len(BATCH)];
     let mut out = vec![0i8; BATCH * model.output.elements()];
-    let largest = largest_layer(model, reps, BATCH, |tick| {
+    let layers = layers(model, reps, BATCH, |tick| {
         run_conditional_observed(
             model,
             Isa::detect(),
@@ -118,7 +119,7 @@ pub fn run(
         )
         .map_err(EngineError::from)
     })?;
-    Ok(table(rows, model, largest, reps, BATCH))
+    Ok(table(rows, model, layers, reps, BATCH))
 }
 
 /// Seeded pictures `[n, c, h, w]` in `[-1, 1]` (a timing input: the values do not matter, only
@@ -149,66 +150,77 @@ pub fn run_images(
         })?);
     }
     let mut int8 = Int8Runner::new(*model, Isa::detect());
-    let largest = largest_layer(model, reps, batch, |tick| {
+    let layers = layers(model, reps, batch, |tick| {
         int8.run_observed(&many, batch, |i, _, _, _| tick(i))
             .map(|_| ())
     })?;
-    Ok(table(rows, model, largest, reps, batch))
+    Ok(table(rows, model, layers, reps, batch))
 }
 
 fn table(
     rows: Vec<Row>,
     model: &Model,
-    largest_layer: Option<LayerFigure>,
+    layers: Vec<LayerFigure>,
     reps: usize,
     batch: usize,
 ) -> Table {
     Table {
         rows,
         macs_per_sample: model.ops().map(|op| op.macs()).sum(),
-        largest_layer,
+        layers,
         reps,
         batch,
     }
 }
 
-/// Times the op with the most multiply-adds at `batch`: `run(tick)` runs the int8 model once,
-/// calling `tick(i)` as node `i` finishes.
-fn largest_layer(
+/// Times every op at `batch`: `run(tick)` runs the int8 model once, calling `tick(i)` as node
+/// `i` finishes; a node's time is the time since the previous one finished (the first's includes
+/// staging the input). Medians over the runs, per node.
+fn layers(
     model: &Model,
     reps: usize,
     batch: usize,
     mut run: impl FnMut(&mut dyn FnMut(usize)) -> Result<(), EngineError>,
-) -> Result<Option<LayerFigure>, EngineError> {
-    let Some((index, op)) = model.ops().enumerate().max_by_key(|(_, op)| op.macs()) else {
-        return Ok(None);
-    };
-    let mut samples = Vec::new();
+) -> Result<Vec<LayerFigure>, EngineError> {
+    let ops: Vec<_> = model.ops().collect();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
     for _ in 0..reps.div_ceil(4).max(3) {
         let mut last = Instant::now();
-        let mut took = 0.0;
         run(&mut |i| {
             let now = Instant::now();
-            if i == index {
-                took = (now - last).as_secs_f64();
+            if let Some(t) = samples.get_mut(i) {
+                t.push((now - last).as_secs_f64());
             }
             last = Instant::now();
         })?;
-        samples.push(took);
     }
-    let t = median(samples);
-    let gmacs = (op.macs() * batch) as f64 / t / 1e9;
-    Ok(Some(LayerFigure {
-        op: op.name(),
-        index,
-        macs_per_sample: op.macs(),
-        batch_us: t * 1e6,
-        gmacs,
-        peak_share: crate::peak::int8_macs_per_sec(Isa::detect()).map(|p| gmacs * 1e9 / p),
-    }))
+    let peak = crate::peak::int8_macs_per_sec(Isa::detect());
+    Ok(ops
+        .iter()
+        .zip(samples)
+        .enumerate()
+        .filter(|(_, (_, t))| !t.is_empty())
+        .map(|(index, (op, t))| {
+            let t = median(t);
+            let gmacs = (op.macs() * batch) as f64 / t.max(1e-12) / 1e9;
+            LayerFigure {
+                op: op.name(),
+                index,
+                macs_per_sample: op.macs(),
+                batch_us: t * 1e6,
+                gmacs,
+                peak_share: peak.filter(|_| op.macs() > 0).map(|p| gmacs * 1e9 / p),
+            }
+        })
+        .collect())
 }
 
 impl Table {
+    /// The op with the most multiply-adds.
+    pub fn largest_layer(&self) -> Option<&LayerFigure> {
+        self.layers.iter().max_by_key(|l| l.macs_per_sample)
+    }
+
     fn reference(&self) -> Option<&Row> {
         self.find("tract")
     }
@@ -279,7 +291,7 @@ impl Table {
             self.batch,
             self.reps.div_ceil(4)
         );
-        if let Some(l) = &self.largest_layer {
+        if let Some(l) = self.largest_layer() {
             let _ = writeln!(
                 s,
                 "largest layer: op {} {} ({} MACs/sample), batch {} in {:.0} us = {:.1} GMAC/s on the {} kernels{}",
@@ -291,6 +303,47 @@ impl Table {
                 l.gmacs,
                 Isa::detect().name(),
                 l.peak_share.map_or(String::new(), |p| format!(", {:.0}% of its measured peak", p * 100.0))
+            );
+        }
+        s += &self.layer_text();
+        s
+    }
+
+    /// Every op's time at [`Table::batch`], its share of the run, its rate and its share of the
+    /// kernels' measured peak: where the time goes, without a profiler.
+    pub fn layer_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        if self.layers.is_empty() {
+            return s;
+        }
+        let total: f64 = self.layers.iter().map(|l| l.batch_us).sum();
+        let peak = crate::peak::int8_macs_per_sec(Isa::detect())
+            .map_or("not measured".into(), |p| format!("{:.0} GMAC/s", p / 1e9));
+        let _ = writeln!(
+            s,
+            "per op, int8 at batch {} on the {} kernels (measured peak {peak}):",
+            self.batch,
+            Isa::detect().name()
+        );
+        let _ = writeln!(
+            s,
+            "{:>4} {:<18} {:>12} {:>10} {:>7} {:>9} {:>7}",
+            "op", "kind", "MACs/sample", "us", "time", "GMAC/s", "peak"
+        );
+        for l in &self.layers {
+            let rate = |v: String| if l.macs_per_sample > 0 { v } else { "-".into() };
+            let _ = writeln!(
+                s,
+                "{:>4} {:<18} {:>12} {:>10.1} {:>6.1}% {:>9} {:>7}",
+                l.index,
+                l.op,
+                l.macs_per_sample,
+                l.batch_us,
+                100.0 * l.batch_us / total.max(1e-12),
+                rate(format!("{:.1}", l.gmacs)),
+                l.peak_share
+                    .map_or("-".into(), |p| format!("{:.0}%", 100.0 * p))
             );
         }
         s
@@ -306,9 +359,9 @@ impl Table {
                 "speedup_batch1_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch1_us / r.batch1_us),
                 "speedup_batch_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch_us / r.batch_us)}))
             .collect();
-        let layer = self.largest_layer.as_ref().map(|l| {
-            serde_json::json!({"index": l.index, "op": l.op, "macs_per_sample": l.macs_per_sample, "batch_us": l.batch_us, "gmacs": l.gmacs, "peak_share": l.peak_share, "isa": Isa::detect().name()})
-        });
-        serde_json::json!({"engines": rows, "macs_per_sample": self.macs_per_sample, "reps": self.reps, "largest_layer": layer}).to_string()
+        let figure = |l: &LayerFigure| serde_json::json!({"index": l.index, "op": l.op, "macs_per_sample": l.macs_per_sample, "batch_us": l.batch_us, "gmacs": l.gmacs, "peak_share": l.peak_share, "isa": Isa::detect().name()});
+        let layer = self.largest_layer().map(figure);
+        let layers: Vec<_> = self.layers.iter().map(figure).collect();
+        serde_json::json!({"engines": rows, "macs_per_sample": self.macs_per_sample, "reps": self.reps, "largest_layer": layer, "layers": layers}).to_string()
     }
 }

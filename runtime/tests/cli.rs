@@ -231,5 +231,29 @@ fn conditional_generate_with_class() {
     );
     let bench = ok(&["bench", &onnx, "--pgq", &p("c.pgq"), "--reps", "2"]);
     assert!(bench.contains("int8") && bench.contains("tract"), "{bench}");
+    // Every op of the model has its row in the per-op table, its times adding up to the whole.
+    let json = ok(&[
+        "bench",
+        &onnx,
+        "--pgq",
+        &p("c.pgq"),
+        "--reps",
+        "2",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let layers = json["layers"].as_array().unwrap();
+    let ops = pocketgan_runtime::Model::parse(&std::fs::read(p("c.pgq")).unwrap())
+        .unwrap()
+        .ops()
+        .count();
+    assert_eq!(layers.len(), ops, "{json}");
+    assert!(layers.iter().all(|l| l["batch_us"].as_f64().unwrap() > 0.0));
+    let macs: u64 = layers
+        .iter()
+        .map(|l| l["macs_per_sample"].as_u64().unwrap())
+        .sum();
+    assert_eq!(macs, json["macs_per_sample"].as_u64().unwrap());
+    assert!(bench.contains("per op, int8 at batch 64"), "{bench}");
     std::fs::remove_dir_all(dir).ok();
 }
