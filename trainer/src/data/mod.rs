@@ -8,6 +8,7 @@ pub mod folder;
 pub mod idx;
 pub mod oracle;
 pub mod pairs;
+pub mod text;
 pub mod toy;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ const FASHION_CLASSES: [&str; 10] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, toy:mix1d, oracle, oracle:V, oracle:DIR, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
+    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, toy:mix1d, oracle, oracle:V, oracle:DIR, text:FILE, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
     UnknownSource(String),
     #[error("dataset `{name}` is not in {dir}: fetch it with `{command}`")]
     Missing {
@@ -84,6 +85,8 @@ pub enum DataSource {
     Pairs(pairs::PairSource),
     /// SeqGAN's synthetic benchmark: token sequences written by an oracle LSTM ([`oracle`]).
     Oracle(oracle::OracleSource),
+    /// Users' token sequences for SeqGAN, one per line ([`text`]).
+    Text(PathBuf),
 }
 
 impl std::str::FromStr for DataSource {
@@ -107,6 +110,7 @@ impl std::str::FromStr for DataSource {
                     (_, Some(pairs)) => Self::Pairs(pairs),
                     ("idx", _) if !rest.is_empty() => Self::Idx(rest.into()),
                     ("folder", _) if !rest.is_empty() => Self::Folder(rest.into()),
+                    ("text", _) if !rest.is_empty() => Self::Text(rest.into()),
                     ("oracle", _) => {
                         Self::Oracle(oracle::OracleSource::parse(Some(rest)).ok_or_else(unknown)?)
                     }
@@ -131,6 +135,7 @@ impl std::fmt::Display for DataSource {
             Self::Mix1d => f.write_str("toy:mix1d"),
             Self::Pairs(p) => p.fmt(f),
             Self::Oracle(o) => o.fmt(f),
+            Self::Text(file) => write!(f, "text:{}", file.display()),
         }
     }
 }
@@ -156,7 +161,7 @@ impl DataSource {
             Self::Ring8 | Self::Grid25 => SampleKind::Points { dim: 2 },
             Self::Mix1d => SampleKind::Points { dim: 1 },
             // Token sequences travel as points of their length, each value a token id.
-            Self::Oracle(_) => SampleKind::Points {
+            Self::Oracle(_) | Self::Text(_) => SampleKind::Points {
                 dim: oracle::LENGTH,
             },
             Self::Emoji => SampleKind::Image {
@@ -249,6 +254,8 @@ pub struct LoadOptions {
     pub data_dir: PathBuf,
     /// Seed for toy mixtures.
     pub seed: u64,
+    /// How `text:` lines are cut into tokens.
+    pub tokens: text::Tokens,
 }
 
 impl Default for LoadOptions {
@@ -261,6 +268,7 @@ impl Default for LoadOptions {
             channels: None,
             data_dir,
             seed: 0,
+            tokens: text::Tokens::default(),
         }
     }
 }
@@ -329,6 +337,17 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
                 opts.size.unwrap_or(height),
                 opts.channels.unwrap_or(channels),
             );
+        }
+        DataSource::Text(file) => {
+            let corpus = text::Corpus::load(file, opts.tokens)?;
+            let n = corpus.train.len() / oracle::LENGTH;
+            return Ok(Dataset {
+                name: source.to_string(),
+                kind: source.native_kind(),
+                samples: corpus.train.iter().map(|&t| t as f32).collect(),
+                labels: vec![0; n],
+                class_names: Vec::new(),
+            });
         }
         DataSource::Oracle(src) => {
             let seqs = oracle::training_sequences(&src.oracle()?);
@@ -836,6 +855,7 @@ mod tests {
             "oracle",
             "oracle:50",
             "oracle:some/dir",
+            "text:lines.txt",
         ] {
             assert_eq!(s.parse::<DataSource>().unwrap().to_string(), s);
         }

@@ -86,7 +86,8 @@ pub struct SeqGan {
     pub discriminator: Net<CnnDiscriminator>,
     /// The delayed copy of G that completes sequences for the rewards.
     pub rollout: Lstm,
-    pub oracle: Lstm,
+    /// The synthetic benchmark's oracle (`--data oracle`); none for users' text.
+    pub oracle: Option<Lstm>,
     len: usize,
 }
 
@@ -108,22 +109,37 @@ fn adam_g(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
 
 impl SeqGan {
     pub fn init(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
-        let DataSource::Oracle(src) = config.source()? else {
-            return Err(TrainError::Config(
-                "seqgan trains on token sequences: --data oracle, oracle:V or oracle:DIR".into(),
-            ));
+        let (oracle, vocab) = match config.source()? {
+            DataSource::Oracle(src) => {
+                let oracle = src.oracle()?;
+                let vocab = oracle.vocab;
+                (Some(oracle), vocab)
+            }
+            DataSource::Text(_) if config.vocabulary.len() >= 2 => (None, config.vocabulary.len()),
+            DataSource::Text(file) => {
+                return Err(TrainError::Config(format!(
+                    "text:{}: no vocabulary was built from it",
+                    file.display()
+                )))
+            }
+            _ => {
+                return Err(TrainError::Config(
+                    "seqgan trains on token sequences: --data oracle, oracle:V, oracle:DIR or \
+                     text:FILE"
+                        .into(),
+                ))
+            }
         };
-        let oracle = src.oracle()?;
         let len = oracle::LENGTH;
         let g = LstmGenerator::new(
-            oracle.vocab,
+            vocab,
             oracle::EMBED,
             oracle::HIDDEN,
             G_INIT_STD,
             config.seed,
             device,
         );
-        let d = CnnDiscriminator::new(oracle.vocab, len, config.seed ^ 0xD15C, device);
+        let d = CnnDiscriminator::new(vocab, len, config.seed ^ 0xD15C, device);
         Ok(Self {
             rollout: g.to_lstm(),
             generator: Net::new(g, adam_g(config)),
@@ -133,10 +149,16 @@ impl SeqGan {
         })
     }
 
-    /// NLL-oracle of G: the oracle's mean per-token NLL of `n` sequences G samples from `seed`.
-    pub fn nll_oracle(&self, n: usize, seed: u64) -> f64 {
-        let samples = self.generator.get().to_lstm().sample(n, self.len, seed);
-        self.oracle.nll(&samples, self.len)
+    /// NLL-oracle of G: the oracle's mean per-token NLL of `n` sequences G samples from `seed`
+    /// (`None` without an oracle).
+    pub fn nll_oracle(&self, n: usize, seed: u64) -> Option<f64> {
+        let oracle = self.oracle.as_ref()?;
+        Some(oracle.nll(&self.sample(n, seed), self.len))
+    }
+
+    /// `n` sequences of G (row-major, [`oracle::LENGTH`] tokens each), drawn from `seed`.
+    pub fn sample(&self, n: usize, seed: u64) -> Vec<u32> {
+        self.generator.get().to_lstm().sample(n, self.len, seed)
     }
 
     /// One D step on the real sequences `real` and G's fresh samples `fake` (row-major, `len`
@@ -363,7 +385,8 @@ impl Family for SeqGan {
             || done == s.pretrain_g_steps
             || done == pretrain_end
         {
-            self.nll_oracle(s.eval_samples, seed ^ EVAL) as f32
+            self.nll_oracle(s.eval_samples, seed ^ EVAL)
+                .map_or(nan, |v| v as f32)
         } else {
             nan
         };

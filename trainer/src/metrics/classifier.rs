@@ -120,6 +120,7 @@ impl JudgeData {
             channels: Some(channels),
             seed,
             data_dir: data_dir.into(),
+            tokens: Default::default(),
         };
         if let Ok(source) = ds.name.parse::<DataSource>() {
             if let Some((train, test)) = data::official_split(&source, &opts)? {

@@ -15,6 +15,7 @@ pub mod frechet;
 pub mod manifold;
 pub mod optimal;
 pub mod sensitivity;
+pub mod sequences;
 pub mod sgan;
 pub mod translation;
 pub mod watch;

@@ -59,6 +59,9 @@ pub struct OptimalNumbers {
     pub jsd_from_value: Option<f64>,
 }
 
+/// D's belief that each of a list of points is real.
+pub type Belief<'a> = &'a dyn Fn(&[f32]) -> Vec<f64>;
+
 /// The analysis for `mixture` (1-D) of G's samples `generated`, with `belief` giving D's belief
 /// that each of a list of points is real (`None`: no optimal-D form for the loss), `real_target`
 /// the real samples' label, `minimax_value` whether D's beliefs define the minimax value (BCE
@@ -67,7 +70,7 @@ pub fn analyse(
     mixture: &Mixture,
     generated: &[f32],
     real: &[f32],
-    belief: Option<&dyn Fn(&[f32]) -> Vec<f64>>,
+    belief: Option<Belief<'_>>,
     real_target: f64,
     minimax_value: bool,
 ) -> Result<Analysis, String> {
@@ -201,7 +204,7 @@ pub fn of_pair(
         mixture,
         &generated,
         &real,
-        has_belief.then_some(&belief as &dyn Fn(&[f32]) -> Vec<f64>),
+        has_belief.then_some(&belief as Belief<'_>),
         target,
         loss.opinion_is_probability() && target == 1.0,
     )
