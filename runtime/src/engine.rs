@@ -2,7 +2,7 @@
 
 use crate::format::{Model, Shape};
 use crate::graph::Graph;
-use crate::interp::{check_classes, run_conditional};
+use crate::interp::{check_classes, run_conditional, run_generator};
 use crate::kernels::Isa;
 use std::collections::HashMap;
 use threads::int8_name;
@@ -361,6 +361,8 @@ pub struct Int8Engine<'a> {
     threads: usize,
     /// One arena per thread.
     arenas: Vec<Vec<u8>>,
+    /// How one sample's layers split over the threads.
+    rows: threads::RowSplit,
     input: Vec<i8>,
     output: Vec<i8>,
 }
@@ -372,15 +374,17 @@ impl<'a> Int8Engine<'a> {
             isa,
             threads: 1,
             arenas: Vec::new(),
+            rows: threads::RowSplit::new(1),
             input: Vec::new(),
             output: Vec::new(),
         }
     }
 
-    /// Runs a batch on up to `threads` threads, split by samples ([`threads`]): the same bytes
-    /// as one thread.
+    /// Runs a batch on up to `threads` threads, split by samples, and a single sample with its
+    /// large layers split by output rows ([`threads`]): the same bytes as one thread.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
+        self.rows = threads::RowSplit::new(self.threads);
         self
     }
 
@@ -407,6 +411,24 @@ impl<'a> Int8Engine<'a> {
         check_classes(self.model.classes(), n, classes)?;
         let (m, isa) = (self.model, self.isa);
         self.output.resize(n * m.output.elements(), 0);
+        if n == 1 {
+            self.arenas.resize_with(1, Vec::new);
+            let arena = &mut self.arenas[0];
+            arena.resize(m.arena_len(1), 0);
+            let (z, out) = (&self.input, &mut self.output);
+            run_generator(
+                &m,
+                isa,
+                1,
+                z,
+                classes,
+                arena,
+                out,
+                &mut self.rows,
+                |_, _, _, _| {},
+            )?;
+            return Ok(&self.output);
+        }
         let ranges = threads::parts(n, self.threads);
         let outputs = threads::split_samples(&mut self.output, n, &ranges);
         self.arenas.resize_with(ranges.len(), Vec::new);

@@ -212,6 +212,30 @@ fn check_inputs(model: &Model, batch: usize, inputs: &[Input]) -> Result<(), Run
     Ok(())
 }
 
+/// How the interpreter runs one node's op: [`Whole`] on the calling thread (the `no_std`
+/// core's way), or split by a std engine over threads (`engine::threads::RowSplit`).
+pub trait RunNode {
+    /// Computes `y` from `x` as [`Op::run`] does, byte for byte.
+    fn run_node(&mut self, op: &Op, cx: &mut Cx, x: &[&[i8]], y: &mut [i8])
+        -> Result<(), RunError>;
+}
+
+/// Every op whole, on the calling thread.
+pub struct Whole;
+
+impl RunNode for Whole {
+    #[inline]
+    fn run_node(
+        &mut self,
+        op: &Op,
+        cx: &mut Cx,
+        x: &[&[i8]],
+        y: &mut [i8],
+    ) -> Result<(), RunError> {
+        op.run(cx, x, y)
+    }
+}
+
 /// Runs `model` on a batch: `inputs` in [`Model::inputs`] order, one output buffer per
 /// [`Model::outputs`] (`batch x size` int8 values, images NHWC). `observe(index, node, shape,
 /// values)` sees every node's output. Wrong counts, sizes and classes are errors, checked before
@@ -223,6 +247,23 @@ pub fn run_graph(
     inputs: &[Input],
     arena: &mut [u8],
     outputs: &mut [&mut [i8]],
+    observe: impl FnMut(usize, &Node, Shape, &[i8]),
+) -> Result<(), RunError> {
+    run_graph_with(
+        model, isa, batch, inputs, arena, outputs, &mut Whole, observe,
+    )
+}
+
+/// [`run_graph`], each node's op run by `nodes`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_graph_with(
+    model: &Model,
+    isa: Isa,
+    batch: usize,
+    inputs: &[Input],
+    arena: &mut [u8],
+    outputs: &mut [&mut [i8]],
+    nodes: &mut impl RunNode,
     mut observe: impl FnMut(usize, &Node, Shape, &[i8]),
 ) -> Result<(), RunError> {
     if batch == 0 {
@@ -311,7 +352,7 @@ pub fn run_graph(
                 return Err(RunError::Internal("an op's input overlaps its output"));
             };
         }
-        node.op.run(&mut cx, xs.get(..n).unwrap_or_default(), y)?;
+        nodes.run_node(&node.op, &mut cx, xs.get(..n).unwrap_or_default(), y)?;
         let shape = model
             .tensor(node.output())
             .map_or(Shape::Flat(0), |i| i.shape);
@@ -370,6 +411,24 @@ pub fn run_conditional_observed(
     classes: &[u32],
     arena: &mut [u8],
     output: &mut [i8],
+    observe: impl FnMut(usize, &Op, Shape, &[i8]),
+) -> Result<(), RunError> {
+    run_generator(
+        model, isa, batch, input, classes, arena, output, &mut Whole, observe,
+    )
+}
+
+/// [`run_conditional_observed`], each node's op run by `nodes`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_generator(
+    model: &Model,
+    isa: Isa,
+    batch: usize,
+    input: &[i8],
+    classes: &[u32],
+    arena: &mut [u8],
+    output: &mut [i8],
+    nodes: &mut impl RunNode,
     mut observe: impl FnMut(usize, &Op, Shape, &[i8]),
 ) -> Result<(), RunError> {
     if batch == 0 {
@@ -377,13 +436,14 @@ pub fn run_conditional_observed(
     }
     let inputs = generator_inputs(model, batch, input, classes)?;
     let n = model.inputs().count().min(MAX_MODEL_IO).min(inputs.len());
-    run_graph(
+    run_graph_with(
         model,
         isa,
         batch,
         inputs.get(..n).unwrap_or_default(),
         arena,
         &mut [output],
+        nodes,
         |i, node, shape, y| observe(i, &node.op, shape, y),
     )
 }

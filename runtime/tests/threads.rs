@@ -6,10 +6,12 @@
 mod common;
 
 use pocketgan_runtime::engine::runner::{Int8Runner, Runner, Values};
+use pocketgan_runtime::engine::threads::RowSplit;
 use pocketgan_runtime::engine::{EngineError, Int8Engine};
-use pocketgan_runtime::format::Model;
+use pocketgan_runtime::format::{Model, TensorKind};
+use pocketgan_runtime::interp::{run_graph, run_graph_with, Input};
 use pocketgan_runtime::kernels::Isa;
-use pocketgan_runtime::quantize::latents;
+use pocketgan_runtime::quantize::{latents, quantize, QuantizeOptions};
 
 fn read(path: &str) -> Vec<u8> {
     std::fs::read(common::repo_root().join(path)).unwrap()
@@ -79,4 +81,127 @@ fn a_wrong_batch_is_still_an_error_with_threads() {
         e.generate_quantized_with(&z, &[1, 2, 3, 10], 4).is_err(),
         "class 10 of 10"
     );
+}
+
+/// One sample through `model` whole, and with its layers split by rows over `threads`
+/// (every splittable layer, however small), on kernel family `isa`; and how many layers split.
+fn one_sample_whole_and_split(
+    model: &Model,
+    isa: Isa,
+    inputs: &[Input],
+    threads: usize,
+) -> (Vec<i8>, Vec<i8>, usize) {
+    let out_len: usize = model
+        .outputs()
+        .map(|t| model.tensor(t).unwrap().bytes())
+        .sum();
+    let mut arena = vec![0u8; model.arena_len(1)];
+    let mut whole = vec![0i8; out_len];
+    run_graph(
+        model,
+        isa,
+        1,
+        inputs,
+        &mut arena,
+        &mut [&mut whole],
+        |_, _, _, _| {},
+    )
+    .unwrap();
+    let mut split = vec![0i8; out_len];
+    arena.fill(0);
+    let mut rows = RowSplit::new(threads).with_min_macs(0);
+    run_graph_with(
+        model,
+        isa,
+        1,
+        inputs,
+        &mut arena,
+        &mut [&mut split],
+        &mut rows,
+        |_, _, _, _| {},
+    )
+    .unwrap();
+    (whole, split, rows.splits())
+}
+
+#[test]
+fn one_sample_split_by_rows_gives_the_same_bytes() {
+    // The committed U-Net (strided convolutions, transposed convolutions, skips) and the
+    // firmware's cGAN, on every kernel family, in 2, 3 and more bands than some layers have rows.
+    for (path, seed) in [
+        ("runtime/tests/fixtures/translate/unet.pgq", 3),
+        ("firmware/models/digits.pgq", 4),
+    ] {
+        let bytes = read(path);
+        let model = Model::parse(&bytes).unwrap();
+        let mut values: Vec<Vec<i8>> = Vec::new();
+        let mut has_class = false;
+        for t in model.inputs() {
+            let info = model.tensor(t).unwrap();
+            match info.kind {
+                TensorKind::Int8 => values.push(
+                    latents(seed, 1, info.bytes())
+                        .iter()
+                        .map(|&v| info.quant.quantize(v.tanh()))
+                        .collect(),
+                ),
+                TensorKind::Index { .. } => has_class = true,
+            }
+        }
+        let class = [7u32];
+        let mut inputs: Vec<Input> = values.iter().map(|v| Input::Int8(v)).collect();
+        if has_class {
+            // The class input's place among the model's inputs.
+            let at = model
+                .inputs()
+                .position(|t| model.tensor(t).unwrap().kind != TensorKind::Int8)
+                .unwrap();
+            inputs.insert(at, Input::Index(&class));
+        }
+        for isa in Isa::available() {
+            for threads in [2, 3, 9] {
+                let (whole, split, splits) =
+                    one_sample_whole_and_split(&model, isa, &inputs, threads);
+                assert!(splits > 0, "{path}: no layer was split");
+                assert!(
+                    whole.iter().any(|&v| v != whole[0]),
+                    "a flat output proves nothing"
+                );
+                assert_eq!(split, whole, "{path} {} threads {threads}", isa.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn pytorch_examples_dcgan_at_batch_1_on_threads_gives_the_same_bytes() {
+    // pytorch/examples' 64 px DCGAN, exported by torch.onnx.export: its three 33 M
+    // multiply-add layers are split by rows at the engine's own threshold.
+    let onnx = read("runtime/tests/fixtures/torch/dcgan64_real_op17_dyn.onnx");
+    let options = QuantizeOptions {
+        calib: 16,
+        eval: 4,
+        ..Default::default()
+    };
+    let (pgq, _) = quantize(&onnx, &options).unwrap();
+    let model = Model::parse(&pgq).unwrap();
+    let z = latents(11, 1, model.latent);
+    let mut first: Option<Vec<i8>> = None;
+    for isa in Isa::available() {
+        let one = Int8Engine::new(model, isa)
+            .generate_quantized(&z, 1)
+            .unwrap()
+            .to_vec();
+        for threads in [2, 4] {
+            let mut e = Int8Engine::new(model, isa).with_threads(threads);
+            assert_eq!(
+                e.generate_quantized(&z, 1).unwrap(),
+                &one[..],
+                "{} threads {threads}",
+                isa.name()
+            );
+        }
+        let first = first.get_or_insert_with(|| one.clone());
+        assert_eq!(&one, first, "{}: kernel families differ", isa.name());
+    }
 }

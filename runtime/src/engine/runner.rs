@@ -6,10 +6,10 @@
 //! are indices. The int8 engine quantizes each input with its tensor's quantization and
 //! dequantizes each output; tract and onnxruntime run the float ONNX.
 
-use super::threads::{for_each_job, int8_name, parts, split_samples};
+use super::threads::{for_each_job, int8_name, parts, split_samples, RowSplit};
 use super::{tract_err, EngineError};
 use crate::format::{Model, Shape, TensorKind};
-use crate::interp::{run_graph, Input};
+use crate::interp::{run_graph, run_graph_with, Input};
 use crate::kernels::Isa;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,6 +155,8 @@ pub struct Int8Runner<'a> {
     threads: usize,
     /// One arena per thread.
     arenas: Vec<Vec<u8>>,
+    /// How one sample's layers split over the threads.
+    rows: RowSplit,
 }
 
 impl<'a> Int8Runner<'a> {
@@ -164,13 +166,15 @@ impl<'a> Int8Runner<'a> {
             isa,
             threads: 1,
             arenas: Vec::new(),
+            rows: RowSplit::new(1),
         }
     }
 
-    /// Runs a batch on up to `threads` threads, split by samples ([`super::threads`]): the
-    /// same bytes as one thread.
+    /// Runs a batch on up to `threads` threads, split by samples, and a single sample with its
+    /// large layers split by output rows ([`super::threads`]): the same bytes as one thread.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
+        self.rows = RowSplit::new(self.threads);
         self
     }
 
@@ -257,7 +261,16 @@ impl Int8Runner<'_> {
         arena.resize(m.arena_len(n), 0);
         let mut views: Vec<&mut [i8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         let given: Vec<Input> = given.iter().map(Given::all).collect();
-        run_graph(&m, isa, n, &given, arena, &mut views, observe)?;
+        run_graph_with(
+            &m,
+            isa,
+            n,
+            &given,
+            arena,
+            &mut views,
+            &mut self.rows,
+            observe,
+        )?;
         Ok(dequantize_all(&outs, &out_tensors))
     }
 

@@ -1,5 +1,5 @@
 //! A batch split over threads (the std side; the no_std core runs one range of samples on one
-//! thread and allocates nothing).
+//! thread and allocates nothing), and one sample's large layers split by output rows.
 //!
 //! Every op of a `.pgq` graph works on one sample at a time (batch normalisation is folded,
 //! instance normalisation is per sample), so `k` contiguous ranges of the batch run on `k`
@@ -7,6 +7,14 @@
 //! invisible in the results. Each range writes its own disjoint part of the outputs.
 
 use std::ops::Range;
+
+use crate::interp::{RunError, RunNode};
+use crate::ops::{Cx, Op};
+
+/// Fewest multiply-adds of a layer worth splitting by rows: below, starting the threads costs
+/// more than it saves (a thread starts in some 10-20 us; a layer of this size takes about as
+/// long on one core at AVX-512 VNNI rates).
+pub const MIN_SPLIT_MACS: usize = 1 << 22;
 
 /// An int8 engine's name in tables: its kernel family, and its threads when more than one.
 pub fn int8_name(isa: crate::kernels::Isa, threads: usize) -> String {
@@ -74,6 +82,78 @@ pub fn for_each_job<J: Send, E: Send>(
         }
         result
     })
+}
+
+/// Runs one sample's large layers (the ops with rows, [`Op::rows`], and at least
+/// [`MIN_SPLIT_MACS`] multiply-adds) split by output rows over up to `threads` threads, each
+/// with its own GEMM tiles, and every other op whole. Every output row is computed by the same
+/// code from the same inputs as in the whole op, so the bytes are those of one thread.
+pub struct RowSplit {
+    threads: usize,
+    min_macs: usize,
+    /// The GEMM tiles of the threads beyond the calling one (which uses the arena's).
+    tiles: Vec<(Vec<i8>, Vec<i8>)>,
+    splits: usize,
+}
+
+impl RowSplit {
+    pub fn new(threads: usize) -> RowSplit {
+        RowSplit {
+            threads: threads.max(1),
+            min_macs: MIN_SPLIT_MACS,
+            tiles: Vec::new(),
+            splits: 0,
+        }
+    }
+
+    /// Splits layers from `macs` multiply-adds on (tests split small models' every layer).
+    pub fn with_min_macs(mut self, macs: usize) -> RowSplit {
+        self.min_macs = macs;
+        self
+    }
+
+    /// How many layers were split so far.
+    pub fn splits(&self) -> usize {
+        self.splits
+    }
+}
+
+impl RunNode for RowSplit {
+    fn run_node(
+        &mut self,
+        op: &Op,
+        cx: &mut Cx,
+        x: &[&[i8]],
+        y: &mut [i8],
+    ) -> Result<(), RunError> {
+        let rows = op.rows(cx.isa);
+        if cx.batch != 1 || self.threads < 2 || rows < 2 || op.macs() < self.min_macs {
+            return op.run(cx, x, y);
+        }
+        self.splits += 1;
+        let ranges = parts(rows, self.threads);
+        let bands = split_samples(y, rows, &ranges);
+        let (tile_len, out_len) = (cx.tile.len(), cx.tile_out.len());
+        self.tiles
+            .resize_with(ranges.len() - 1, || (vec![0; tile_len], vec![0; out_len]));
+        let (isa, indices) = (cx.isa, cx.indices);
+        let tiles = std::iter::once((&mut *cx.tile, &mut *cx.tile_out)).chain(
+            self.tiles
+                .iter_mut()
+                .map(|(t, o)| (t.as_mut_slice(), o.as_mut_slice())),
+        );
+        let jobs: Vec<_> = ranges.into_iter().zip(bands).zip(tiles).collect();
+        for_each_job(jobs, |((r, band), (tile, tile_out))| {
+            let mut cx = Cx {
+                isa,
+                batch: 1,
+                tile,
+                tile_out,
+                indices,
+            };
+            op.run_rows(&mut cx, x, band, r)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use super::gemm::{read_gemm_header, read_geometry, read_requant, read_weights, P
 use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, part, split_mut, Cx, OpKind, Scratch};
 use crate::format::{ConvGeometry, FormatError, Gemm, Reader, Shape, TensorInfo};
 use crate::interp::{RunError, TILE_ROWS};
-use crate::kernels::{gemm_requant, PackedWeights};
+use crate::kernels::{gemm_requant, Isa, PackedWeights};
+use core::ops::Range;
 #[cfg(any(feature = "std", test))]
 use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeError, RequantParams};
 
@@ -70,7 +71,20 @@ impl<'a> OpKind<'a> for Conv2d<'a> {
 
     fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         let x = x.first().ok_or(RunError::Internal("a convolution's input"))?;
-        conv2d(cx, &self.gemm, &self.geometry, self.weights, x, y)
+        conv2d(cx, &self.gemm, &self.geometry, self.weights, x, y, 0)
+    }
+
+    fn rows(&self, _isa: Isa) -> usize {
+        self.geometry.conv_out().0
+    }
+
+    fn run_rows(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8], rows: Range<usize>) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("a convolution's input"))?;
+        let (ho, wo) = self.geometry.conv_out();
+        if cx.batch != 1 || rows.end > ho || y.len() != rows.len() * wo * self.geometry.cout {
+            return Err(RunError::Internal("a convolution's rows"));
+        }
+        conv2d(cx, &self.gemm, &self.geometry, self.weights, x, y, rows.start)
     }
 }
 
@@ -81,12 +95,18 @@ fn conv2d(
     w: PackedWeights,
     x: &[i8],
     y: &mut [i8],
+    first_row: usize,
 ) -> Result<(), RunError> {
     let (ho, wo) = g.conv_out();
     let (kp, n) = (w.kp(), w.n());
     let sample = g.h * g.w * g.cin;
     let zp = gemm.zp_in;
-    let mut pos = Pos::default();
+    // `y` starts at output row `first_row` of the first sample (0 but for one sample's rows).
+    let mut pos = Pos {
+        b: 0,
+        y: first_row,
+        x: 0,
+    };
     // Output rows are NHWC positions in order: the GEMM writes TILE_ROWS of them in place.
     for ys in y.chunks_mut(nz(TILE_ROWS * n)) {
         let rows = ys.len() / n;

@@ -12,6 +12,7 @@ use super::{expect_shape, expect_zero_point, int8_inputs, nz, part, part_mut, Cx
 use crate::format::{as_i8, ConvGeometry, FormatError, Gemm, Reader, Shape, TensorInfo};
 use crate::interp::{RunError, TILE_ROWS};
 use crate::kernels::{gemm_requant, Isa, packed_len, padded_k, PackedWeights, Requant};
+use core::ops::Range;
 #[cfg(any(feature = "std", test))]
 use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeError, RequantParams};
 
@@ -119,7 +120,28 @@ impl<'a> OpKind<'a> for ConvTranspose2d<'a> {
 
     fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         let x = x.first().ok_or(RunError::Internal("a transposed convolution's input"))?;
-        conv_transpose2d(cx, &self.gemm, &self.geometry, self.phases, x, y)
+        let all = 0..self.geometry.transpose_out().0;
+        conv_transpose2d(cx, &self.gemm, &self.geometry, self.phases, x, y, all)
+    }
+
+    fn rows(&self, isa: Isa) -> usize {
+        // col2im adds every tap's partial sums into a whole sample's accumulators.
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::col2im::suits(isa, &self.geometry) {
+            return 0;
+        }
+        let _ = isa;
+        self.geometry.transpose_out().0
+    }
+
+    fn run_rows(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8], rows: Range<usize>) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("a transposed convolution's input"))?;
+        let g = &self.geometry;
+        let (ho, wo) = g.transpose_out();
+        if cx.batch != 1 || rows.end > ho || y.len() != rows.len() * wo * g.cout {
+            return Err(RunError::Internal("a transposed convolution's rows"));
+        }
+        conv_transpose2d(cx, &self.gemm, g, self.phases, x, y, rows)
     }
 }
 
@@ -130,10 +152,11 @@ fn conv_transpose2d(
     phases: &[i8],
     x: &[i8],
     y: &mut [i8],
+    rows: Range<usize>,
 ) -> Result<(), RunError> {
     let (isa, batch) = (cx.isa, cx.batch);
     #[cfg(target_arch = "x86_64")]
-    if crate::kernels::col2im::suits(isa, g) {
+    if crate::kernels::col2im::suits(isa, g) && rows == (0..g.transpose_out().0) {
         let rq = &gemm.requant;
         return crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y)
             .ok_or(RunError::Internal("a col2im layer"));
@@ -159,6 +182,7 @@ fn conv_transpose2d(
                     g,
                     phases,
                     (ry, rx),
+                    rows.clone(),
                     x,
                     y,
                     cx.tile,
@@ -170,7 +194,8 @@ fn conv_transpose2d(
     Ok(())
 }
 
-/// The outputs of phase `(ry, rx)` of a transposed convolution over `batch` samples.
+/// The outputs of phase `(ry, rx)` of a transposed convolution over `batch` samples, in output
+/// rows `rows` (all of them, but for one sample's rows; `y` then holds just those rows).
 #[allow(clippy::too_many_arguments)]
 fn conv_transpose_phase(
     isa: Isa,
@@ -179,6 +204,7 @@ fn conv_transpose_phase(
     g: &ConvGeometry,
     phases: &[i8],
     (ry, rx): (usize, usize),
+    rows: Range<usize>,
     x: &[i8],
     y: &mut [i8],
     tile: &mut [i8],
@@ -213,8 +239,12 @@ fn conv_transpose_phase(
     // (o + pad - r) / s - t = base + i - t: `first + pad - r` is a non-negative multiple
     // of s by the choice of `first`.
     let (base_y, base_x) = ((first_y + g.pad - ry) / s, (first_x + g.pad - rx) / s);
-    let total = batch * ny * nx;
-    let mut pos = Pos::default();
+    // This phase's rows i with first_y + i * s in `rows` (all ny of them for a whole batch).
+    let phase_row = |o: usize| o.saturating_sub(first_y).div_ceil(s).min(ny);
+    let (i0, i1) = (phase_row(rows.start), phase_row(rows.end));
+    let total = batch * (i1 - i0) * nx;
+    let skipped = rows.start * wo * cout;
+    let mut pos = Pos { b: 0, y: i0, x: 0 };
     let mut r0 = 0;
     while r0 < total {
         let rows = TILE_ROWS.min(total - r0);
@@ -239,7 +269,9 @@ fn conv_transpose_phase(
         let mut at = tile_start;
         for src in out.chunks_exact(cout) {
             let (oy, ox) = (first_y + at.y * s, first_x + at.x * s);
-            let dst = at.b * sample_out + (oy * wo + ox) * cout;
+            let dst = (at.b * sample_out + (oy * wo + ox) * cout)
+                .checked_sub(skipped)
+                .ok_or(RunError::Internal("an output row"))?;
             copy_run(part_mut(y, dst..dst + cout, "an output pixel")?, src)?;
             at.advance(ny, nx);
         }

@@ -13,6 +13,7 @@
 use crate::format::{FormatError, Reader, Shape, TensorInfo, TensorKind};
 use crate::interp::RunError;
 use crate::kernels::Isa;
+use core::ops::Range;
 
 pub mod gemm;
 #[cfg(test)]
@@ -68,6 +69,23 @@ pub trait OpKind<'a>: Sized {
     /// Computes `y` (the batch's outputs, NHWC) from `x` (the batch's int8 inputs in node order;
     /// class-index inputs are in `cx.indices` instead).
     fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError>;
+    /// Output rows of one sample that [`OpKind::run_rows`] computes apart, so that a std engine
+    /// can split one sample's layer over threads (an image's rows are contiguous in NHWC); 0
+    /// where the op does not split: cheap ops, and paths that need the whole sample at once.
+    fn rows(&self, _isa: Isa) -> usize {
+        0
+    }
+    /// Computes output rows `rows` of one sample (`cx.batch` is 1) into `y`, which holds just
+    /// those rows: the same bytes [`OpKind::run`] writes there.
+    fn run_rows(
+        &self,
+        _cx: &mut Cx,
+        _x: &[&[i8]],
+        _y: &mut [i8],
+        _rows: Range<usize>,
+    ) -> Result<(), RunError> {
+        Err(RunError::Internal("rows of an op that does not split"))
+    }
 }
 
 /// `Ok` if `inputs` holds exactly `n` int8 tensors (the common case), else the op's error.
@@ -225,6 +243,12 @@ macro_rules! registry {
             }
             pub fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
                 match self { $($(#[$attr])* Op::$variant(op) => op.run(cx, x, y),)* }
+            }
+            pub fn rows(&self, isa: Isa) -> usize {
+                match self { $($(#[$attr])* Op::$variant(op) => op.rows(isa),)* }
+            }
+            pub fn run_rows(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8], rows: Range<usize>) -> Result<(), RunError> {
+                match self { $($(#[$attr])* Op::$variant(op) => op.run_rows(cx, x, y, rows),)* }
             }
         }
     };
