@@ -844,6 +844,79 @@ mod tests {
         }
     }
 
+    /// Runs every op that has rows in `bands` bands of output rows one after the other, as a
+    /// std engine's threads run them side by side (the same tiles serve each band in turn).
+    struct Bands {
+        bands: usize,
+        split: usize,
+    }
+
+    impl RunNode for Bands {
+        fn run_node(
+            &mut self,
+            op: &Op,
+            cx: &mut Cx,
+            x: &[&[i8]],
+            y: &mut [i8],
+        ) -> Result<(), RunError> {
+            let rows = op.rows(cx.isa);
+            if cx.batch != 1 || rows < 2 {
+                return op.run(cx, x, y);
+            }
+            self.split += 1;
+            let per_row = y.len() / rows;
+            let mut start = 0;
+            for i in 0..self.bands {
+                // Uneven bands, some of them empty when there are more bands than rows.
+                let end = rows * (i + 1) / self.bands;
+                let band = &mut y[start * per_row..end * per_row];
+                op.run_rows(cx, x, band, start..end)?;
+                start = end;
+            }
+            Ok(())
+        }
+    }
+
+    /// One sample's convolutions computed in bands of output rows write the reference's bytes,
+    /// on every kernel family (under qemu-aarch64 too: the Pi's kernels), for every geometry.
+    #[test]
+    fn row_bands_match_reference_semantics() {
+        let mut rng = Lcg(13);
+        for conv in [(4, 2, 1, 0), (3, 2, 0, 1), (5, 3, 2, 2), (3, 1, 1, 0)] {
+            let qm = test_model(&mut rng, conv);
+            let bytes = encode(&qm).expect("encodes");
+            let model = Model::parse(&bytes).expect("parses");
+            let input = rng.i8s(qm.latent, -128, 127);
+            let expected = reference(&qm, 1, &input);
+            for isa in Isa::available() {
+                for bands in [2, 3, 40] {
+                    let mut arena = vec![0u8; model.arena_len(1)];
+                    let mut out = vec![0i8; expected.len()];
+                    let mut nodes = Bands { bands, split: 0 };
+                    let inputs = [Input::Int8(&input)];
+                    run_graph_with(
+                        &model,
+                        isa,
+                        1,
+                        &inputs,
+                        &mut arena,
+                        &mut [&mut out],
+                        &mut nodes,
+                        |_, _, _, _| {},
+                    )
+                    .unwrap();
+                    assert!(nodes.split >= 1, "conv {conv:?}: no layer split");
+                    assert_eq!(
+                        out,
+                        expected,
+                        "conv {conv:?} bands {bands} isa {}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+
     /// A batch large enough that transposed convolutions run in several sample blocks, the last
     /// one partial.
     #[test]
