@@ -84,8 +84,8 @@ enum Command {
         /// Kernel family for the int8 engine (default: the fastest this CPU has).
         #[arg(long)]
         isa: Option<String>,
-        /// Threads for the int8 engine, which splits the samples between them (the same bytes
-        /// as one thread), and for onnxruntime.
+        /// Threads for the int8 engine, which splits the samples between them, or one sample's
+        /// large layers by output rows (the same bytes as one thread), and for onnxruntime.
         #[arg(long, default_value_t = 1, value_parser = thread_count)]
         threads: usize,
     },
@@ -142,8 +142,8 @@ enum Command {
         pgq: Option<PathBuf>,
         #[arg(long, value_delimiter = ',', default_value = "int8,tract")]
         engines: Vec<EngineKind>,
-        /// Threads: our int8 engine splits a batch's samples over them (batch 1 runs on one),
-        /// onnxruntime runs each operator on them; tract is single-threaded.
+        /// Threads: our int8 engine splits a batch's samples over them (batch 1: its large
+        /// layers' output rows), onnxruntime runs each operator on them; tract is single-threaded.
         #[arg(long, default_value_t = 1, value_parser = thread_count)]
         threads: usize,
         /// Timed repetitions per measurement (the median is reported).

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::interp::{RunError, RunNode};
+use crate::interp::{RunError, RunNode, TILE_ROWS};
 use crate::ops::{Cx, Op};
 
 /// Fewest multiply-adds of a layer worth splitting by rows: below, starting the threads costs
@@ -118,6 +118,26 @@ impl RowSplit {
     }
 }
 
+/// Output positions one pass over a GEMM op's weights serves for one sample (a transposed
+/// convolution's phases each have their own weights). Where they fit one tile, bands would each
+/// stream all the weights for a fraction of the tile: the weight traffic would double while the
+/// work halves, and a layer bound by that traffic would not speed up (measured: pytorch/examples'
+/// 4x4 -> 8x8 layer, 16 positions per phase, 817 -> 868-945 us for the model on AVX-512 VNNI).
+fn positions_per_pass(op: &Op) -> usize {
+    match op {
+        Op::Conv2d(c) => {
+            let (ho, wo) = c.geometry.conv_out();
+            ho * wo
+        }
+        Op::ConvTranspose2d(t) => {
+            let g = t.geometry;
+            let (ho, wo) = g.transpose_out();
+            ho.div_ceil(g.stride.max(1)) * wo.div_ceil(g.stride.max(1))
+        }
+        _ => 0,
+    }
+}
+
 impl RunNode for RowSplit {
     fn run_node(
         &mut self,
@@ -127,7 +147,12 @@ impl RunNode for RowSplit {
         y: &mut [i8],
     ) -> Result<(), RunError> {
         let rows = op.rows(cx.isa);
-        if cx.batch != 1 || self.threads < 2 || rows < 2 || op.macs() < self.min_macs {
+        if cx.batch != 1
+            || self.threads < 2
+            || rows < 2
+            || op.macs() < self.min_macs
+            || positions_per_pass(op) <= TILE_ROWS
+        {
             return op.run(cx, x, y);
         }
         self.splits += 1;
