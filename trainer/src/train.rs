@@ -168,7 +168,7 @@ fn prepare(
         SampleKind::Image {
             channels, height, ..
         } => (Some(height), Some(channels)),
-        SampleKind::Points { .. } => (None, None),
+        SampleKind::Points { .. } | SampleKind::Series { .. } => (None, None),
     };
     let options = LoadOptions {
         size,
@@ -187,6 +187,19 @@ fn prepare(
         config.vocabulary = corpus.vocabulary;
     }
     let ds = data::load(&source, &options)?;
+    if let (data::DataSource::Series(_), SampleKind::Series { .. }) = (&source, ds.kind) {
+        // A CSV's features are known once read; the scaling is the data's, and a resumed run's
+        // file must still give the saved one.
+        let scale = data::series::scale(&ds);
+        if resume && (config.model.sample != ds.kind || config.timegan.scale != scale) {
+            return Err(TrainError::Config(format!(
+                "{} no longer holds the series this run trained on (its features or range changed)",
+                config.data
+            )));
+        }
+        config.model.sample = ds.kind;
+        config.timegan.scale = scale;
+    }
     if ds.kind != config.model.sample {
         return Err(TrainError::Config(format!(
             "the data's samples are {:?} but the model makes {:?}",

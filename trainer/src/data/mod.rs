@@ -8,6 +8,7 @@ pub mod folder;
 pub mod idx;
 pub mod oracle;
 pub mod pairs;
+pub mod series;
 pub mod text;
 pub mod toy;
 
@@ -38,7 +39,7 @@ const FASHION_CLASSES: [&str; 10] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, toy:mix1d, oracle, oracle:V, oracle:DIR, text:FILE, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
+    #[error("unknown dataset `{0}`: expected digits, mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, toy:mix1d, oracle, oracle:V, oracle:DIR, text:FILE, sines, stocks, energy, csv:FILE, or image pairs: pairs:google,twitter, edges:google, folder:A,B")]
     UnknownSource(String),
     #[error("dataset `{name}` is not in {dir}: fetch it with `{command}`")]
     Missing {
@@ -87,6 +88,8 @@ pub enum DataSource {
     Oracle(oracle::OracleSource),
     /// Users' token sequences for SeqGAN, one per line ([`text`]).
     Text(PathBuf),
+    /// Real-valued time series for TimeGAN ([`series`]).
+    Series(series::SeriesSource),
 }
 
 impl std::str::FromStr for DataSource {
@@ -100,6 +103,9 @@ impl std::str::FromStr for DataSource {
             "toy:ring8" => Self::Ring8,
             "toy:grid25" => Self::Grid25,
             "toy:mix1d" => Self::Mix1d,
+            "sines" => Self::Series(series::SeriesSource::Sines),
+            "stocks" => Self::Series(series::SeriesSource::Stocks),
+            "energy" => Self::Series(series::SeriesSource::Energy),
             "oracle" => Self::Oracle(oracle::OracleSource::Random {
                 vocab: oracle::VOCAB,
             }),
@@ -111,6 +117,9 @@ impl std::str::FromStr for DataSource {
                     ("idx", _) if !rest.is_empty() => Self::Idx(rest.into()),
                     ("folder", _) if !rest.is_empty() => Self::Folder(rest.into()),
                     ("text", _) if !rest.is_empty() => Self::Text(rest.into()),
+                    ("csv", _) if !rest.is_empty() => {
+                        Self::Series(series::SeriesSource::Csv(rest.into()))
+                    }
                     ("oracle", _) => {
                         Self::Oracle(oracle::OracleSource::parse(Some(rest)).ok_or_else(unknown)?)
                     }
@@ -136,6 +145,7 @@ impl std::fmt::Display for DataSource {
             Self::Pairs(p) => p.fmt(f),
             Self::Oracle(o) => o.fmt(f),
             Self::Text(file) => write!(f, "text:{}", file.display()),
+            Self::Series(s) => s.fmt(f),
         }
     }
 }
@@ -163,6 +173,11 @@ impl DataSource {
             // Token sequences travel as points of their length, each value a token id.
             Self::Oracle(_) | Self::Text(_) => SampleKind::Points {
                 dim: oracle::LENGTH,
+            },
+            // A CSV's features are known once it is read (`series::load`).
+            Self::Series(s) => SampleKind::Series {
+                length: series::LENGTH,
+                features: s.features().unwrap_or(0),
             },
             Self::Emoji => SampleKind::Image {
                 channels: 3,
@@ -195,6 +210,11 @@ pub enum SampleKind {
     Points {
         dim: usize,
     },
+    /// A time series: `length` steps of `features` values.
+    Series {
+        length: usize,
+        features: usize,
+    },
 }
 
 impl SampleKind {
@@ -206,6 +226,7 @@ impl SampleKind {
                 width,
             } => channels * height * width,
             Self::Points { dim } => dim,
+            Self::Series { length, features } => length * features,
         }
     }
 
@@ -217,10 +238,12 @@ impl SampleKind {
                 width,
             } => vec![channels, height, width],
             Self::Points { dim } => vec![dim],
+            Self::Series { length, features } => vec![length, features],
         }
     }
 
-    /// The 4-D shape of a batch of `n` samples; toy points travel as `[N, 1, 1, D]`.
+    /// The 4-D shape of a batch of `n` samples; toy points travel as `[N, 1, 1, D]`, series as
+    /// `[N, 1, T, F]`.
     pub fn batch_dims(&self, n: usize) -> [usize; 4] {
         match *self {
             Self::Image {
@@ -229,6 +252,7 @@ impl SampleKind {
                 width,
             } => [n, channels, height, width],
             Self::Points { dim } => [n, 1, 1, dim],
+            Self::Series { length, features } => [n, 1, length, features],
         }
     }
 }
@@ -349,6 +373,7 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
                 class_names: Vec::new(),
             });
         }
+        DataSource::Series(src) => return series::load(src, &opts.data_dir, opts.seed),
         DataSource::Oracle(src) => {
             let seqs = oracle::training_sequences(&src.oracle()?);
             return Ok(Dataset {

@@ -23,6 +23,7 @@ pub mod pix2pix;
 pub mod samples;
 pub mod seqgan;
 pub mod sgan;
+pub mod timegan;
 pub mod unconditional;
 
 use std::path::Path;
@@ -128,6 +129,8 @@ pub enum FamilyKind {
     Cyclegan,
     /// Token sequences by policy gradient with Monte Carlo rollouts ([`seqgan`]).
     Seqgan,
+    /// Real-valued time series in a learned embedding space ([`timegan`]).
+    Timegan,
 }
 
 impl FamilyKind {
@@ -144,6 +147,7 @@ pub fn init(config: &TrainConfig, device: &Device) -> Result<Box<dyn Family>, Tr
         (FamilyKind::Pix2pix, _) => Box::new(pix2pix::Pix2Pix::init(config, device)?),
         (FamilyKind::Cyclegan, _) => Box::new(cyclegan::CycleGan::init(config, device)?),
         (FamilyKind::Seqgan, _) => Box::new(seqgan::SeqGan::init(config, device)?),
+        (FamilyKind::Timegan, _) => Box::new(timegan::TimeGan::init(config, device)?),
         (FamilyKind::Gan, Conditioning::None) => {
             Box::new(Pair::<unconditional::Unconditional>::init(config, device))
         }
@@ -176,7 +180,7 @@ pub fn parameters(config: &TrainConfig) -> Result<u128, TrainError> {
 }
 
 /// The parameters of `config`'s networks, built (at a small width, by [`parameters`]). SeqGAN
-/// counts none: its networks follow the oracle's vocabulary, not --width.
+/// and TimeGAN count none: their networks' sizes follow the data and their own flags, not --width.
 fn built_parameters(config: &TrainConfig) -> Result<usize, TrainError> {
     let device = Device::flex();
     // Seeded like every initialisation, so that no other run's draws are disturbed.
@@ -194,7 +198,7 @@ fn built_parameters(config: &TrainConfig) -> Result<usize, TrainError> {
                 let (g, d) = cyclegan::networks(config, &device)?;
                 g.num_params() + d.num_params()
             }
-            FamilyKind::Seqgan => 0,
+            FamilyKind::Seqgan | FamilyKind::Timegan => 0,
         })
     })
 }

@@ -376,6 +376,8 @@ impl<G: Game> Family for Pair<G> {
                     }
                 }
             }
+            // A pair never trains on series (validated).
+            SampleKind::Series { .. } => image::RgbImage::new(1, 1),
         })
     }
 

@@ -16,6 +16,7 @@ pub mod manifold;
 pub mod optimal;
 pub mod sensitivity;
 pub mod sequences;
+pub mod series;
 pub mod sgan;
 pub mod translation;
 pub mod watch;

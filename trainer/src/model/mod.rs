@@ -7,11 +7,13 @@
 //! heads (real/fake score, class logits, and for ACGAN the twin classifier's logits).
 
 pub mod dcgan;
+pub mod gru;
 pub mod layers;
 pub mod minibatch_stddev;
 pub mod mlp;
 pub mod resnet;
 pub mod seqgan;
+pub mod timegan;
 pub mod unet;
 
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
@@ -160,6 +162,9 @@ impl ModelConfig {
         match (self.architecture, self.sample) {
             (Architecture::Dcgan, SampleKind::Points { .. }) => {
                 Err("dcgan makes images; use --model mlp for toy data".into())
+            }
+            (_, SampleKind::Series { .. }) => {
+                Err("time series are trained with --family timegan".into())
             }
             (
                 Architecture::Dcgan,

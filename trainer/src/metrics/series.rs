@@ -1,0 +1,493 @@
+//! TimeGAN's scores (Yoon et al. 2019, the authors' `metrics/`), for any series generator:
+//!
+//! - **Discriminative score**: a post-hoc GRU classifier (hidden = features / 2, one layer, its
+//!   last state to one logit) trained to tell real from synthetic series (2,000 Adam steps on
+//!   batches of 128 of each, 80% of each set), then `|accuracy - 0.5|` on the other 20%. 0 means
+//!   indistinguishable.
+//! - **Predictive score** ("train on synthetic, test on real"): a post-hoc GRU (hidden = features /
+//!   2) reads the first `features - 1` features of steps 1..T-1 and predicts the last feature of
+//!   steps 2..T (sigmoid output, 5,000 Adam steps on batches of 128 synthetic series, absolute
+//!   error); the score is its mean absolute error on the real series.
+//!
+//! Each score is the mean and standard deviation over repetitions with fresh networks, splits and
+//! batches. Beside the generator, the same scores of two references frame them: real series with
+//! their time steps shuffled (what a generator that gets each step's values but not their order
+//! would score) and held-out real series (the floor of the discriminative score, the predictive
+//! score of training on real data).
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::TensorData;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::SeedableRng;
+
+use super::EvalError;
+use crate::data::{self, LoadOptions, SampleKind};
+use crate::family::timegan::{adam, TimeGan};
+use crate::family::{Family, Net};
+use crate::model::timegan::SeriesNet;
+use crate::run::RunDir;
+
+/// How the scores are computed: the authors' protocol unless changed (tests shorten it).
+#[derive(Debug, Clone, Copy)]
+pub struct Protocol {
+    /// Series of each kind (real and synthetic), at most the data's.
+    pub n: usize,
+    pub repetitions: usize,
+    pub discriminator_steps: usize,
+    pub predictor_steps: usize,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Self {
+            n: 10_000,
+            repetitions: 5,
+            discriminator_steps: 2000,
+            predictor_steps: 5000,
+            batch: 128,
+            seed: 0,
+        }
+    }
+}
+
+/// Mean and standard deviation over repetitions.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl Spread {
+    fn of(v: &[f64]) -> Self {
+        let n = v.len().max(1) as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+        Self {
+            mean,
+            std: var.sqrt(),
+        }
+    }
+}
+
+/// One row of the report: a set of series and its two scores.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScoreRow {
+    pub name: String,
+    pub discriminative: Spread,
+    /// `None` for series of one feature (nothing to predict it from).
+    pub predictive: Option<Spread>,
+}
+
+/// `eval` of a TimeGAN run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeriesReport {
+    pub data: String,
+    pub series: usize,
+    pub length: usize,
+    pub features: usize,
+    pub repetitions: usize,
+    pub rows: Vec<ScoreRow>,
+}
+
+/// Series in memory, row-major `[n, length, features]`.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub values: Vec<f32>,
+    pub length: usize,
+    pub features: usize,
+}
+
+impl Series {
+    pub fn len(&self) -> usize {
+        self.values.len() / (self.length * self.features).max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn one(&self, i: usize) -> &[f32] {
+        let w = self.length * self.features;
+        &self.values[i * w..(i + 1) * w]
+    }
+
+    fn pick(&self, idx: &[usize]) -> Series {
+        Series {
+            values: idx.iter().flat_map(|&i| self.one(i)).copied().collect(),
+            length: self.length,
+            features: self.features,
+        }
+    }
+
+    /// `[n, T, F]` of series `idx`.
+    fn tensor(&self, idx: &[usize], device: &Device) -> Tensor<3> {
+        let v: Vec<f32> = idx.iter().flat_map(|&i| self.one(i)).copied().collect();
+        Tensor::from_data(
+            TensorData::new(v, [idx.len(), self.length, self.features]),
+            device,
+        )
+    }
+
+    /// Every series with its time steps in an order of its own (drawn from `seed`).
+    pub fn shuffled_in_time(&self, seed: u64) -> Series {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5_4FF1E);
+        let mut values = Vec::with_capacity(self.values.len());
+        let mut order: Vec<usize> = (0..self.length).collect();
+        for i in 0..self.len() {
+            order.shuffle(&mut rng);
+            let s = self.one(i);
+            for &t in &order {
+                values.extend_from_slice(&s[t * self.features..(t + 1) * self.features]);
+            }
+        }
+        Series {
+            values,
+            length: self.length,
+            features: self.features,
+        }
+    }
+}
+
+fn hidden(features: usize) -> usize {
+    (features / 2).max(1)
+}
+
+/// The discriminative score of `fake` against `real` for one repetition drawn from `seed`.
+pub fn discriminative(
+    real: &Series,
+    fake: &Series,
+    p: &Protocol,
+    seed: u64,
+    device: &Device,
+) -> f64 {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xD15C);
+    let split = |n: usize, rng: &mut rand::rngs::StdRng| {
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.shuffle(rng);
+        let cut = n * 8 / 10;
+        (idx[..cut].to_vec(), idx[cut..].to_vec())
+    };
+    let (real_train, real_test) = split(real.len(), &mut rng);
+    let (fake_train, fake_test) = split(fake.len(), &mut rng);
+    let f = real.features;
+    let mut net = Net::new(
+        SeriesNet::new(f, hidden(f), 1, 1, false, seed ^ 0xC1A55, device),
+        adam(),
+    );
+    let last = |net: &SeriesNet, x: Tensor<3>| {
+        let t = x.dims()[1];
+        net.forward(x).narrow(1, t - 1, 1)
+    };
+    let batch = p.batch.min(real_train.len()).min(fake_train.len()).max(1);
+    for _ in 0..p.discriminator_steps {
+        let r: Vec<usize> = real_train
+            .choose_multiple(&mut rng, batch)
+            .copied()
+            .collect();
+        let g: Vec<usize> = fake_train
+            .choose_multiple(&mut rng, batch)
+            .copied()
+            .collect();
+        let loss = {
+            let d = net.get();
+            -log_sigmoid(last(d, real.tensor(&r, device))).mean()
+                - log_sigmoid(-last(d, fake.tensor(&g, device))).mean()
+        };
+        net.descend(&loss, 1e-3, device);
+    }
+    let d = net.get().valid();
+    let inference = device.clone().without_autodiff();
+    let correct = |s: &Series, idx: &[usize], want_real: bool| -> usize {
+        idx.chunks(1024)
+            .map(|chunk| {
+                let logits = last(&d, s.tensor(chunk, &inference))
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default();
+                logits.iter().filter(|&&l| (l > 0.0) == want_real).count()
+            })
+            .sum()
+    };
+    let right = correct(real, &real_test, true) + correct(fake, &fake_test, false);
+    let total = (real_test.len() + fake_test.len()).max(1);
+    (right as f64 / total as f64 - 0.5).abs()
+}
+
+/// The predictive score: a predictor trained on `train` series, its mean absolute error on
+/// `test`; `None` for one feature.
+pub fn predictive(
+    train: &Series,
+    test: &Series,
+    p: &Protocol,
+    seed: u64,
+    device: &Device,
+) -> Option<f64> {
+    let (t, f) = (train.length, train.features);
+    if f < 2 || t < 2 {
+        return None;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x94ED);
+    // Inputs: features 1..F-1 of steps 1..T-1; targets: feature F of steps 2..T.
+    let io = |s: &Series, idx: &[usize], device: &Device| {
+        let x = s.tensor(idx, device);
+        let n = idx.len();
+        (
+            x.clone().narrow(1, 0, t - 1).narrow(2, 0, f - 1),
+            x.narrow(1, 1, t - 1)
+                .narrow(2, f - 1, 1)
+                .reshape([n, t - 1, 1]),
+        )
+    };
+    let mut net = Net::new(
+        SeriesNet::new(f - 1, hidden(f), 1, 1, true, seed ^ 0x9ED1C7, device),
+        adam(),
+    );
+    let all: Vec<usize> = (0..train.len()).collect();
+    let batch = p.batch.min(train.len()).max(1);
+    for _ in 0..p.predictor_steps {
+        let idx: Vec<usize> = all.choose_multiple(&mut rng, batch).copied().collect();
+        let (x, y) = io(train, &idx, device);
+        let loss = (net.get().forward(x) - y).abs().mean();
+        net.descend(&loss, 1e-3, device);
+    }
+    let net = net.get().valid();
+    let inference = device.clone().without_autodiff();
+    let idx: Vec<usize> = (0..test.len()).collect();
+    let mut sum = 0.0f64;
+    for chunk in idx.chunks(1024) {
+        let (x, y) = io(test, chunk, &inference);
+        let err: Vec<f32> = (net.forward(x) - y)
+            .abs()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        sum += err.iter().map(|&e| e as f64).sum::<f64>();
+    }
+    Some(sum / (test.len() * (t - 1)).max(1) as f64)
+}
+
+/// Both scores of `fake` against `real`, over `p.repetitions`.
+pub fn score(name: &str, real: &Series, fake: &Series, p: &Protocol, device: &Device) -> ScoreRow {
+    let reps = p.repetitions.max(1);
+    let seeds = (0..reps as u64).map(|r| p.seed.wrapping_mul(1000) + r);
+    let disc: Vec<f64> = seeds
+        .clone()
+        .map(|s| discriminative(real, fake, p, s, device))
+        .collect();
+    let pred: Option<Vec<f64>> = seeds
+        .map(|s| predictive(fake, real, p, s, device))
+        .collect();
+    ScoreRow {
+        name: name.into(),
+        discriminative: Spread::of(&disc),
+        predictive: pred.map(|v| Spread::of(&v)),
+    }
+}
+
+/// The scores of a TimeGAN run's newest checkpoint, beside shuffled-in-time and held-out real
+/// series; `picture`, if given, receives the PCA picture of real against generated series.
+pub fn evaluate(
+    run: &RunDir,
+    p: &Protocol,
+    picture: Option<&Path>,
+) -> Result<SeriesReport, EvalError> {
+    let config = run.read_config()?;
+    let SampleKind::Series { length, features } = config.model.sample else {
+        return Err(EvalError::Request(format!(
+            "{} is not a TimeGAN run",
+            run.0.display()
+        )));
+    };
+    let device = config
+        .device
+        .device()
+        .map_err(|e| EvalError::Model {
+            file: run.0.clone(),
+            reason: e.to_string(),
+        })?
+        .autodiff();
+    let (family, _, _) = run.restore_latest(|ckpt, path| {
+        let mut g = TimeGan::init(&config, &device)?;
+        g.load(ckpt, path)?;
+        Ok(g)
+    })?;
+    let ds = data::load(
+        &config.source()?,
+        &LoadOptions {
+            seed: config.seed,
+            ..Default::default()
+        },
+    )?;
+    if ds.kind != config.model.sample {
+        return Err(EvalError::Mismatch {
+            made: vec![length, features],
+            wanted: ds.kind.dims(),
+            data: config.data.clone(),
+        });
+    }
+    let all = Series {
+        values: ds.samples,
+        length,
+        features,
+    };
+    // The real series in a seeded order: the first n are the reference, the next n (where the
+    // data has them) the held-out real row's.
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(p.seed ^ 0x0DE7));
+    let n = p.n.min(all.len()).max(1);
+    let real = all.pick(&order[..n]);
+    let fake = Series {
+        values: family.generate(n, p.seed ^ 0x6E7, &device),
+        length,
+        features,
+    };
+    let mut rows = vec![score("timegan", &real, &fake, p, &device)];
+    rows.push(score(
+        "shuffled in time",
+        &real,
+        &real.shuffled_in_time(p.seed),
+        p,
+        &device,
+    ));
+    // Two disjoint halves of the data: real against real.
+    let half = all.len() / 2;
+    if half >= 2 {
+        let m = n.min(half);
+        let a = all.pick(&order[..m]);
+        let b = all.pick(&order[half..half + m]);
+        rows.push(score("real (held out)", &a, &b, p, &device));
+    }
+    if let Some(path) = picture {
+        crate::render::pca_scatter(&pca(&real, &fake, 1000), "PCA of real and TimeGAN series")
+            .map_err(EvalError::Request)?
+            .save(path)
+            .map_err(|e| EvalError::Request(format!("{}: {e}", path.display())))?;
+    }
+    Ok(SeriesReport {
+        data: config.data,
+        series: n,
+        length,
+        features,
+        repetitions: p.repetitions,
+        rows,
+    })
+}
+
+/// The authors' visualisation: each series averaged over its features (a vector of T values),
+/// the first `m` of each set projected on the two principal axes of the real ones. Returns the
+/// real and the synthetic points.
+pub fn pca(real: &Series, fake: &Series, m: usize) -> (Vec<[f32; 2]>, Vec<[f32; 2]>) {
+    let t = real.length;
+    let profile = |s: &Series| -> Vec<Vec<f64>> {
+        (0..s.len().min(m))
+            .map(|i| {
+                let x = s.one(i);
+                (0..t)
+                    .map(|k| {
+                        x[k * s.features..(k + 1) * s.features]
+                            .iter()
+                            .map(|&v| v as f64)
+                            .sum::<f64>()
+                            / s.features as f64
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let (r, g) = (profile(real), profile(fake));
+    let mean: Vec<f64> = (0..t)
+        .map(|k| r.iter().map(|v| v[k]).sum::<f64>() / r.len().max(1) as f64)
+        .collect();
+    let mut cov = vec![0f64; t * t];
+    for v in &r {
+        for a in 0..t {
+            for b in 0..t {
+                cov[a * t + b] += (v[a] - mean[a]) * (v[b] - mean[b]);
+            }
+        }
+    }
+    // The two leading eigenvectors by power iteration, the second deflated.
+    let mut axes: Vec<Vec<f64>> = Vec::new();
+    for _ in 0..2 {
+        let mut v: Vec<f64> = (0..t).map(|k| 1.0 + k as f64 * 0.01).collect();
+        for _ in 0..200 {
+            let mut w: Vec<f64> = (0..t)
+                .map(|a| (0..t).map(|b| cov[a * t + b] * v[b]).sum())
+                .collect();
+            for u in &axes {
+                let d: f64 = w.iter().zip(u).map(|(x, y)| x * y).sum();
+                w.iter_mut().zip(u).for_each(|(x, y)| *x -= d * y);
+            }
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm == 0.0 {
+                break;
+            }
+            v = w.iter().map(|x| x / norm).collect();
+        }
+        axes.push(v);
+    }
+    let project = |set: &[Vec<f64>]| -> Vec<[f32; 2]> {
+        set.iter()
+            .map(|v| {
+                let c: Vec<f64> = v.iter().zip(&mean).map(|(x, m)| x - m).collect();
+                let at = |u: &Vec<f64>| c.iter().zip(u).map(|(x, y)| x * y).sum::<f64>() as f32;
+                [at(&axes[0]), at(&axes[1])]
+            })
+            .collect()
+    };
+    (project(&r), project(&g))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::series::{sines, LENGTH};
+
+    fn sine_series(n: usize, seed: u64) -> Series {
+        Series {
+            values: sines(n, 5, seed),
+            length: LENGTH,
+            features: 5,
+        }
+    }
+
+    /// The scores tell series apart as they should: real against real is near 0, real against
+    /// shuffled time is far from it; a predictor trained on real sines predicts held-out ones
+    /// better than one trained on shuffled ones.
+    #[test]
+    fn scores_separate_real_from_shuffled_series() {
+        let device = Device::flex().autodiff();
+        let p = Protocol {
+            n: 1000,
+            repetitions: 1,
+            discriminator_steps: 2000,
+            predictor_steps: 300,
+            batch: 128,
+            seed: 1,
+        };
+        let (a, b) = (sine_series(1000, 1), sine_series(1000, 2));
+        let same = discriminative(&a, &b, &p, 1, &device);
+        let shuffled = discriminative(&a, &a.shuffled_in_time(3), &p, 1, &device);
+        eprintln!("same {same} shuffled {shuffled}");
+        assert!(same < 0.1, "real against real: {same}");
+        assert!(shuffled > 0.3, "real against shuffled: {shuffled}");
+        let on_real = predictive(&b, &a, &p, 1, &device).unwrap();
+        let on_shuffled = predictive(&a.shuffled_in_time(4), &a, &p, 1, &device).unwrap();
+        assert!(on_real < on_shuffled, "{on_real} vs {on_shuffled}");
+    }
+
+    #[test]
+    fn pca_of_a_set_against_itself_overlaps() {
+        let a = sine_series(300, 1);
+        let (r, g) = pca(&a, &a, 300);
+        assert_eq!(r, g);
+        // The first axis carries more spread than the second.
+        let var = |k: usize| r.iter().map(|p| (p[k] as f64).powi(2)).sum::<f64>();
+        assert!(var(0) >= var(1) && var(0) > 0.0);
+    }
+}
