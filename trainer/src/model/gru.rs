@@ -63,15 +63,17 @@ impl GruLayer {
         let [b, t, i] = x.dims();
         let h3 = 3 * self.hidden;
         let hd = self.hidden;
-        // Every step's input projection at once.
-        let xp = (x.reshape([b * t, i]).matmul(self.w_ih.val()) + self.b_ih.val().unsqueeze())
-            .reshape([b, t, h3]);
+        // Every step's input projection at once, time-major so that each step's rows are
+        // contiguous.
+        let xp = (x.swap_dims(0, 1).reshape([t * b, i]).matmul(self.w_ih.val())
+            + self.b_ih.val().unsqueeze())
+        .reshape([t, b, h3]);
         let w_hh = self.w_hh.val();
         let b_hh: Tensor<2> = self.b_hh.val().unsqueeze();
         let mut h: Tensor<2> = Tensor::zeros([b, hd], &xp.device());
         let mut states = Vec::with_capacity(t);
         for step in 0..t {
-            let xs: Tensor<2> = xp.clone().narrow(1, step, 1).reshape([b, h3]);
+            let xs: Tensor<2> = xp.clone().narrow(0, step, 1).reshape([b, h3]);
             let hs = h.clone().matmul(w_hh.clone()) + b_hh.clone();
             let rz = sigmoid(xs.clone().narrow(1, 0, 2 * hd) + hs.clone().narrow(1, 0, 2 * hd));
             let r = rz.clone().narrow(1, 0, hd);
