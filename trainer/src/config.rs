@@ -626,6 +626,14 @@ impl TrainConfig {
         if config.model.conditioning.conditions_generator() {
             entries.push(("pocketgan.classes".into(), config.model.classes.to_string()));
         }
+        if let SampleKind::Series { length, features } = config.model.sample {
+            // A series generator reads noise [N, T, F] and writes series of the same shape.
+            entries.retain(|(k, _)| k != "pocketgan.image_shape");
+            entries.push((
+                "pocketgan.series_shape".into(),
+                format!("{length},{features}"),
+            ));
+        }
         OnnxMetadata {
             entries,
             latent: config.model.latent,

@@ -20,6 +20,9 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::TensorData;
 use rand::{Rng, SeedableRng};
 
+use super::layers::Weights;
+use crate::export::onnx::{attr_int, tensor, GraphWriter};
+
 /// One GRU layer. Gates in PyTorch's order: reset, update, new.
 #[derive(Module, Debug)]
 pub struct GruLayer {
@@ -65,7 +68,10 @@ impl GruLayer {
         let hd = self.hidden;
         // Every step's input projection at once, time-major so that each step's rows are
         // contiguous.
-        let xp = (x.swap_dims(0, 1).reshape([t * b, i]).matmul(self.w_ih.val())
+        let xp = (x
+            .swap_dims(0, 1)
+            .reshape([t * b, i])
+            .matmul(self.w_ih.val())
             + self.b_ih.val().unsqueeze())
         .reshape([t, b, h3]);
         let w_hh = self.w_hh.val();
@@ -84,6 +90,50 @@ impl GruLayer {
             states.push(h.clone());
         }
         Tensor::stack(states, 1)
+    }
+}
+
+impl GruLayer {
+    /// This layer as an ONNX `GRU` (`linear_before_reset = 1`, PyTorch's arithmetic) reading the
+    /// time-major value `x` `[T, N, I]`; returns its states `[T, N, H]`. ONNX orders the gates
+    /// update, reset, new (PyTorch: reset, update, new) and stores `W` as `[1, 3H, I]`.
+    pub fn write_onnx(&self, g: &mut GraphWriter, x: &str) -> String {
+        let h = self.hidden;
+        // Gate blocks in ONNX's order, each block's rows a column block of ours, transposed.
+        let zrh = |w: Tensor<2>| {
+            let blocks = [1, 0, 2].map(|k| w.clone().narrow(1, k * h, h).transpose());
+            let w = Tensor::cat(blocks.to_vec(), 0);
+            let [rows, cols] = w.dims();
+            Weights {
+                dims: vec![1, rows, cols],
+                ..Weights::of(w)
+            }
+        };
+        let bias = |b: Tensor<1>| {
+            Tensor::cat([1, 0, 2].map(|k| b.clone().narrow(0, k * h, h)).to_vec(), 0)
+        };
+        let b = Tensor::cat(vec![bias(self.b_ih.val()), bias(self.b_hh.val())], 0);
+        let b = Weights {
+            dims: vec![1, 6 * h],
+            ..Weights::of(b)
+        };
+        let y = g.node(
+            "GRU",
+            &[x],
+            vec![
+                tensor("W", &zrh(self.w_ih.val())),
+                tensor("R", &zrh(self.w_hh.val())),
+                tensor("B", &b),
+            ],
+            vec![
+                attr_int("hidden_size", h as i64),
+                attr_int("linear_before_reset", 1),
+            ],
+            None,
+        );
+        // Y is [T, directions = 1, N, H].
+        let axes = g.initializer(crate::export::onnx::int64s(&format!("{y}_axes"), &[1]));
+        g.node("Squeeze", &[&y, &axes], vec![], vec![], None)
     }
 }
 
@@ -113,6 +163,13 @@ impl Gru {
     /// The last layer's states `[B, T, H]` for inputs `[B, T, I]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.layers.iter().fold(x, |x, layer| layer.forward(x))
+    }
+
+    /// The stack as ONNX, time-major `[T, N, I]` in, `[T, N, H]` out.
+    pub fn write_onnx(&self, g: &mut GraphWriter, x: &str) -> String {
+        self.layers
+            .iter()
+            .fold(x.to_string(), |x, layer| layer.write_onnx(g, &x))
     }
 }
 

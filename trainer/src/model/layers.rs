@@ -15,7 +15,7 @@ pub struct Weights {
 }
 
 impl Weights {
-    fn of<const D: usize>(t: Tensor<D>) -> Self {
+    pub fn of<const D: usize>(t: Tensor<D>) -> Self {
         let dims = t.dims().to_vec();
         let values = t
             .into_data()

@@ -18,6 +18,8 @@ use burn::tensor::activation::sigmoid;
 use rand::SeedableRng;
 
 use super::gru::{uniform_param, Gru};
+use super::layers::Weights;
+use crate::export::onnx::{tensor, GraphWriter};
 
 /// A GRU stack and a per-step fully connected head.
 #[derive(Module, Debug)]
@@ -59,6 +61,32 @@ impl SeriesNet {
             .reshape([b, t, out]);
         if self.squash {
             sigmoid(y)
+        } else {
+            y
+        }
+    }
+}
+
+impl SeriesNet {
+    /// This network as ONNX, time-major `[T, N, input]` in, `[T, N, out]` out.
+    pub fn write_onnx(&self, g: &mut GraphWriter, x: &str) -> String {
+        let s = self.gru.write_onnx(g, x);
+        let y = g.node(
+            "MatMul",
+            &[&s],
+            vec![tensor("weight", &Weights::of(self.head_w.val()))],
+            vec![],
+            None,
+        );
+        let y = g.node(
+            "Add",
+            &[&y],
+            vec![tensor("bias", &Weights::of(self.head_b.val()))],
+            vec![],
+            None,
+        );
+        if self.squash {
+            g.node("Sigmoid", &[&y], vec![], vec![], None)
         } else {
             y
         }
