@@ -456,26 +456,22 @@ mod tests {
         }
     }
 
-    /// The scores tell series apart as they should: real against real is near 0, real against
-    /// shuffled time is far from it; a predictor trained on real sines predicts held-out ones
-    /// better than one trained on shuffled ones.
+    /// A predictor trained on real sines predicts held-out ones better than one trained on the
+    /// same sines shuffled in time. (The discriminative score's separation of real, shuffled and
+    /// generated series is checked on a trained run in `tests/timegan.rs`, once: its post-hoc
+    /// network needs the authors' 2,000 steps to learn anything.)
     #[test]
-    fn scores_separate_real_from_shuffled_series() {
+    fn the_predictive_score_prefers_series_in_time_order() {
         let device = Device::flex().autodiff();
         let p = Protocol {
             n: 1000,
             repetitions: 1,
-            discriminator_steps: 2000,
+            discriminator_steps: 0,
             predictor_steps: 300,
             batch: 128,
             seed: 1,
         };
         let (a, b) = (sine_series(1000, 1), sine_series(1000, 2));
-        let same = discriminative(&a, &b, &p, 1, &device);
-        let shuffled = discriminative(&a, &a.shuffled_in_time(3), &p, 1, &device);
-        eprintln!("same {same} shuffled {shuffled}");
-        assert!(same < 0.1, "real against real: {same}");
-        assert!(shuffled > 0.3, "real against shuffled: {shuffled}");
         let on_real = predictive(&b, &a, &p, 1, &device).unwrap();
         let on_shuffled = predictive(&a.shuffled_in_time(4), &a, &p, 1, &device).unwrap();
         assert!(on_real < on_shuffled, "{on_real} vs {on_shuffled}");
