@@ -3,18 +3,18 @@
 # fuzz/corpus/ (not committed), and prints one line per target: executions, rate, coverage
 # edges, corpus size and crashes. README's fuzzing table comes from this script.
 #
-#   scripts/fuzz.sh SECONDS [TARGET...]       (default: npy idx checkpoint onnx pgq)
+#   scripts/fuzz.sh SECONDS [TARGET...]       (default: npy idx checkpoint series_csv onnx pgq)
 #
 # FUZZ_SANITIZER=address|none (default none: the parsers are safe Rust, and without ASan they
 # run several times as many inputs; pgq's unsafe kernels are worth an ASan run of their own).
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`); the first build of
-# the trainer's targets (idx, checkpoint) compiles Burn and takes the better part of an hour.
+# the trainer's targets (idx, checkpoint, series_csv) compiles Burn and takes the better part of an hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(npy idx checkpoint onnx pgq)
+[ ${#targets[@]} -gt 0 ] || targets=(npy idx checkpoint series_csv onnx pgq)
 sanitizer=${FUZZ_SANITIZER:-none}
 corpus=fuzz/corpus
 logs=fuzz/logs
@@ -46,6 +46,12 @@ for name in ('images-idx3', 'labels-idx1'):
       "$bin" train --data toy:ring8 --model mlp --width 4 --steps 2 --quiet --out "$run/run" > /dev/null
       cp "$run"/run/checkpoints/*.ckpt "$dir/"
       rm -rf "$run" ;;
+    series_csv)
+      # A header and a few rows of the shape users write, and one too short.
+      python3 -c "
+rows = ['%d,%f,%e' % (i, 0.5 + i / 7, -i * 1e3) for i in range(30)]
+open('$dir/ok.csv', 'w').write('t,a,b\\n' + '\\n'.join(rows) + '\\n')
+open('$dir/short.csv', 'w').write('1,2\\n3,4\\n')" ;;
     onnx)
       python3 scripts/fuzz-seeds.py "$dir" > /dev/null 2>&1 ;;
     pgq)
@@ -55,7 +61,7 @@ for name in ('images-idx3', 'labels-idx1'):
 
 features=(--no-default-features)
 for t in "${targets[@]}"; do
-  case $t in idx | checkpoint) features=() ;; esac
+  case $t in idx | checkpoint | series_csv) features=() ;; esac
 done
 (cd fuzz && cargo +nightly fuzz build -O -s "$sanitizer" "${features[@]}" >&2)
 

@@ -145,6 +145,16 @@ fn read_csv(file: &Path) -> Result<Table, DataError> {
         file: file.to_path_buf(),
         source,
     })?;
+    parse_csv(&text, file)
+}
+
+/// A CSV's text as windows `[LENGTH, columns]` scaled to [0, 1], in row order, and the number
+/// of columns: what `csv:FILE` trains on. `file` names the source in errors.
+pub fn csv_windows(text: &str, file: &Path) -> Result<(Vec<f32>, usize), DataError> {
+    windows(file, parse_csv(text, file)?)
+}
+
+fn parse_csv(text: &str, file: &Path) -> Result<Table, DataError> {
     let mut rows: Vec<Vec<f32>> = Vec::new();
     let mut columns = 0;
     for (i, line) in text.lines().enumerate() {
@@ -226,8 +236,10 @@ fn windows(file: &Path, table: Table) -> Result<(Vec<f32>, usize), DataError> {
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| {
                 (lo.min(r[c]), hi.max(r[c]))
             });
+        // In f64: the difference of two f32 extremes overflows f32 (inf / inf would be NaN).
+        let (lo, span) = (lo as f64, hi as f64 - lo as f64 + 1e-7);
         for r in rows.iter_mut() {
-            r[c] = (r[c] - lo) / (hi - lo + 1e-7);
+            r[c] = ((r[c] as f64 - lo) / span) as f32;
         }
     }
     let mut out = Vec::with_capacity((rows.len() - LENGTH) * LENGTH * columns);
@@ -291,6 +303,22 @@ mod tests {
         let w3 = &ds.samples[3 * LENGTH * 2..];
         assert!((w3[0] - 3.0 / 29.0).abs() < 1e-5 && (w3[1] - 3.0 / 29.0).abs() < 1e-5);
         assert!(ds.samples.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    /// Columns at the ends of f32's range still scale into [0, 1] (their difference overflows
+    /// f32).
+    #[test]
+    fn extreme_values_scale_into_the_unit_range() {
+        let text = rows(30, |i| {
+            if i % 2 == 0 {
+                "-3e38,1".into()
+            } else {
+                "3e38,2".into()
+            }
+        });
+        let (values, columns) = csv_windows(&text, Path::new("x.csv")).unwrap();
+        assert_eq!(columns, 2);
+        assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "{values:?}");
     }
 
     #[test]
