@@ -242,13 +242,83 @@ fn constant(net: &SeriesNet, x: Tensor<3>) -> Tensor<3> {
     Tensor::from_inner(net.valid().forward(x.inner()))
 }
 
+/// Phase 1's objective, the autoencoder's reconstruction `10 sqrt(MSE(X, R(E(X))))`, and the
+/// MSE itself.
+pub fn embedding_loss(ae: &Autoencoder, x: Tensor<3>) -> (Tensor<1>, Tensor<1>) {
+    let e_t0 = mse(x.clone(), ae.recovery.forward(ae.embedder.forward(x)));
+    (e_t0.clone().sqrt() * 10.0, e_t0)
+}
+
+/// G's and S's joint objective and its terms.
+pub struct GeneratorLoss {
+    /// `adversarial + 100 sqrt(supervised) + 100 moments`.
+    pub total: Tensor<1>,
+    /// `BCE(D(S(G(Z))), 1) + gamma BCE(D(G(Z)), 1)`.
+    pub adversarial: Tensor<1>,
+    /// `L_S` on the real embeddings (E is not trained by it: they are constants here).
+    pub supervised: Tensor<1>,
+    pub moments: Tensor<1>,
+}
+
+/// Phase 3's objective of G and S on real series `x` and noise `z`.
+pub fn generator_loss(
+    ae: &Autoencoder,
+    gens: &Generators,
+    d: &SeriesNet,
+    x: Tensor<3>,
+    z: Tensor<3>,
+) -> GeneratorLoss {
+    let h = constant(&ae.embedder, x.clone());
+    let (h_hat, e_hat) = gens.embeddings(z);
+    let adversarial = bce(d.forward(h_hat.clone()), true) + bce(d.forward(e_hat), true) * GAMMA;
+    let supervised = supervised(gens, h);
+    let moments = moments(ae.recovery.forward(h_hat), x);
+    GeneratorLoss {
+        total: adversarial.clone() + supervised.clone().sqrt() * 100.0 + moments.clone() * 100.0,
+        adversarial,
+        supervised,
+        moments,
+    }
+}
+
+/// Phase 3's objective of the autoencoder, `10 sqrt(MSE(X, R(E(X)))) + 0.1 L_S` (S is not trained
+/// by it), and the MSE.
+pub fn autoencoder_loss(
+    ae: &Autoencoder,
+    gens: &Generators,
+    x: Tensor<3>,
+) -> (Tensor<1>, Tensor<1>) {
+    let h = ae.embedder.forward(x.clone());
+    let e_t0 = mse(x, ae.recovery.forward(h.clone()));
+    (e_t0.clone().sqrt() * 10.0 + supervised(gens, h) * 0.1, e_t0)
+}
+
+/// D's objective `BCE(D(H), 1) + BCE(D(S(G(Z))), 0) + gamma BCE(D(G(Z)), 0)` (E, G and S are
+/// constants here), with D's logits on the real and on the supervised fake embeddings.
+pub fn discriminator_loss(
+    ae: &Autoencoder,
+    gens: &Generators,
+    d: &SeriesNet,
+    x: Tensor<3>,
+    z: Tensor<3>,
+) -> (Tensor<1>, Tensor<3>, Tensor<3>) {
+    let h = constant(&ae.embedder, x);
+    let (h_hat, e_hat) = gens.valid().embeddings(z.inner());
+    let (h_hat, e_hat) = (Tensor::from_inner(h_hat), Tensor::from_inner(e_hat));
+    let (y_real, y_fake) = (d.forward(h), d.forward(h_hat));
+    let loss = bce(y_real.clone(), true)
+        + bce(y_fake.clone(), false)
+        + bce(d.forward(e_hat), false) * GAMMA;
+    (loss, y_real, y_fake)
+}
+
 /// Mean squared difference.
 fn mse(a: Tensor<3>, b: Tensor<3>) -> Tensor<1> {
     (a - b).powi_scalar(2).mean()
 }
 
 /// The supervised loss `MSE(H_2:T, S(H)_1:T-1)`: S's one-step-ahead error on embeddings `h`.
-fn supervised(gens: &Generators, h: Tensor<3>) -> Tensor<1> {
+pub fn supervised(gens: &Generators, h: Tensor<3>) -> Tensor<1> {
     let t = h.dims()[1];
     let s = gens.supervisor.forward(h.clone());
     mse(h.narrow(1, 1, t - 1), s.narrow(1, 0, t - 1))
@@ -296,9 +366,7 @@ impl Family for TimeGan {
             // (1) The autoencoder: 10 sqrt(MSE(X, R(E(X)))).
             Phase::Embedding => {
                 let x = self.real(it, step);
-                let ae = self.autoencoder.get();
-                let e_t0 = mse(x.clone(), ae.recovery.forward(ae.embedder.forward(x)));
-                let loss = e_t0.clone().sqrt() * 10.0;
+                let (loss, e_t0) = embedding_loss(self.autoencoder.get(), x);
                 let grad = self.autoencoder.descend(&loss, lr, &device);
                 let v = read(Tensor::cat(vec![loss.detach(), e_t0.detach(), grad], 0));
                 (loss_g, e_loss, grad_g) = (v[0], v[1].sqrt(), v[2].sqrt());
@@ -324,36 +392,25 @@ impl Family for TimeGan {
                     let z = self.noise(seed, stream, config.batch, &device);
                     // (3a) G and S: fool D on both embeddings, step like the data, match its
                     // moments.
-                    let (g_loss, u, l_s, v) = {
-                        let ae = self.autoencoder.get();
-                        let d = self.discriminator.get();
-                        let gens = self.generators.get();
-                        let h = constant(&ae.embedder, x.clone());
-                        let (h_hat, e_hat) = gens.embeddings(z);
-                        let u = bce(d.forward(h_hat.clone()), true)
-                            + bce(d.forward(e_hat), true) * GAMMA;
-                        let l_s = supervised(gens, h);
-                        let v = moments(ae.recovery.forward(h_hat), x.clone());
-                        let g_loss = u.clone() + l_s.clone().sqrt() * 100.0 + v.clone() * 100.0;
-                        (g_loss, u, l_s, v)
-                    };
-                    let grad = self.generators.descend(&g_loss, lr, &device);
+                    let g = generator_loss(
+                        self.autoencoder.get(),
+                        self.generators.get(),
+                        self.discriminator.get(),
+                        x.clone(),
+                        z,
+                    );
+                    let grad = self.generators.descend(&g.total, lr, &device);
                     // The autoencoder, on the same batch: reconstruct, and keep the embedding
                     // one that S can step.
-                    let (e_total, e_t0) = {
-                        let ae = self.autoencoder.get();
-                        let h = ae.embedder.forward(x.clone());
-                        let e_t0 = mse(x, ae.recovery.forward(h.clone()));
-                        let l_s_e = supervised(self.generators.get(), h);
-                        (e_t0.clone().sqrt() * 10.0 + l_s_e * 0.1, e_t0)
-                    };
+                    let (e_total, e_t0) =
+                        autoencoder_loss(self.autoencoder.get(), self.generators.get(), x);
                     self.autoencoder.descend(&e_total, lr, &device);
                     let r = read(Tensor::cat(
                         vec![
-                            g_loss.detach(),
-                            u.detach(),
-                            l_s.detach(),
-                            v.detach(),
+                            g.total.detach(),
+                            g.adversarial.detach(),
+                            g.supervised.detach(),
+                            g.moments.detach(),
                             e_t0.detach(),
                             grad,
                         ],
@@ -366,18 +423,13 @@ impl Family for TimeGan {
                 let stream = step * 3 + 2;
                 let x = self.real(it, stream);
                 let z = self.noise(seed, stream, config.batch, &device);
-                let (loss, y_real, y_fake) = {
-                    let ae = self.autoencoder.get();
-                    let d = self.discriminator.get();
-                    let h = constant(&ae.embedder, x);
-                    let (h_hat, e_hat) = self.generators.get().valid().embeddings(z.inner());
-                    let (h_hat, e_hat) = (Tensor::from_inner(h_hat), Tensor::from_inner(e_hat));
-                    let (y_real, y_fake) = (d.forward(h), d.forward(h_hat));
-                    let loss = bce(y_real.clone(), true)
-                        + bce(y_fake.clone(), false)
-                        + bce(d.forward(e_hat), false) * GAMMA;
-                    (loss, y_real, y_fake)
-                };
+                let (loss, y_real, y_fake) = discriminator_loss(
+                    self.autoencoder.get(),
+                    self.generators.get(),
+                    self.discriminator.get(),
+                    x,
+                    z,
+                );
                 let r = read(Tensor::cat(
                     vec![
                         loss.clone().detach(),
