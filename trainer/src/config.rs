@@ -47,12 +47,15 @@ pub const WGAN_GP_ADAM: (f64, f32, f32) = (1e-4, 0.5, 0.9);
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct TrainConfig {
     /// digits (built in), mnist, fashion-mnist, emoji, idx:DIR, folder:DIR, toy:ring8, toy:grid25, toy:mix1d;
-    /// image pairs (pix2pix): pairs:google,twitter, edges:google|DIR, folder:A,B
+    /// image pairs (pix2pix): pairs:google,twitter, edges:google|DIR, folder:A,B; token sequences
+    /// (seqgan): oracle, oracle:V, oracle:DIR, text:FILE; time series (timegan): sines, stocks,
+    /// energy, csv:FILE
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// gan: a generator from latents (and classes, see --cond) against one discriminator;
     /// pix2pix: paired image-to-image translation (U-Net G, PatchGAN D, GAN + L1);
-    /// cyclegan: unpaired translation (two ResNet Gs, two PatchGAN Ds, LSGAN + cycle + identity).
+    /// cyclegan: unpaired translation (two ResNet Gs, two PatchGAN Ds, LSGAN + cycle + identity);
+    /// seqgan: token sequences by policy gradient; timegan: time series (five GRU networks).
     #[arg(long, value_enum, default_value_t = FamilyKind::Gan)]
     #[serde(default)]
     pub family: FamilyKind,
