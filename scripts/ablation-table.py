@@ -41,8 +41,11 @@ for data in datasets:
     print(f"\n**{data}** (seeds per cell: {len(runs(data, 'baseline'))})\n")
     print("| trick | " + " | ".join(f"{m} ({better})" for m, _, better in metrics) + " |")
     print("|---|" + "---|" * len(metrics))
+    n_base = len(runs(data, 'baseline'))
     for trick in TRICKS:
         rs = runs(data, trick)
         if rs:
-            print(f"| {trick} | " + " | ".join(cell([f(r) for r in rs]) for _, f, _ in metrics)
+            # A row with other than the baseline's number of seeds says how many it has.
+            name = trick if len(rs) == n_base else f"{trick} ({len(rs)} seed{'' if len(rs) == 1 else 's'})"
+            print(f"| {name} | " + " | ".join(cell([f(r) for r in rs]) for _, f, _ in metrics)
                   + " |")
