@@ -76,10 +76,10 @@ enum Command {
         /// TimeGAN: training steps of the post-hoc predictor (the authors' 5,000).
         #[arg(long, default_value_t = 5000)]
         pred_steps: usize,
-        /// TimeGAN: where to draw the PCA picture of real against generated series (default
-        /// pca.png in the run folder).
+        /// TimeGAN: the folder for pca.png and tsne.png, the pictures of real against generated
+        /// series (default: the run folder).
         #[arg(long)]
-        picture: Option<PathBuf>,
+        pictures: Option<PathBuf>,
         #[command(flatten)]
         judging: Judging,
     },
@@ -326,7 +326,7 @@ fn main() -> anyhow::Result<()> {
             reps,
             disc_steps,
             pred_steps,
-            picture,
+            pictures,
             judging:
                 Judging {
                     seed,
@@ -348,9 +348,9 @@ fn main() -> anyhow::Result<()> {
                     seed,
                     ..Default::default()
                 };
-                let picture = picture.unwrap_or_else(|| generator.join("pca.png"));
+                let pictures = pictures.unwrap_or_else(|| generator.clone());
                 let run = pocketgan_trainer::run::RunDir(generator.clone());
-                let r = series::evaluate(&run, &protocol, Some(&picture))?;
+                let r = series::evaluate(&run, &protocol, Some(&pictures))?;
                 if json {
                     println!("{}", serde_json::to_string(&r)?);
                     return Ok(());
@@ -377,7 +377,11 @@ fn main() -> anyhow::Result<()> {
                         pred
                     );
                 }
-                println!("PCA picture: {}", picture.display());
+                println!(
+                    "pictures: {}, {}",
+                    pictures.join("pca.png").display(),
+                    pictures.join("tsne.png").display()
+                );
                 return Ok(());
             }
             if pocketgan_trainer::run::RunDir(generator.clone())

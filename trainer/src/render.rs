@@ -104,10 +104,11 @@ pub fn scatter(points: &[f32], centers: &[[f32; 2]]) -> Result<RgbImage, String>
 }
 
 /// Two sets of 2-D points, real (red) and synthetic (blue), on axes that fit both: TimeGAN's
-/// PCA picture.
-pub fn pca_scatter(
+/// PCA and t-SNE pictures.
+pub fn real_and_synthetic(
     (real, fake): &(Vec<[f32; 2]>, Vec<[f32; 2]>),
     title: &str,
+    (x_desc, y_desc): (&str, &str),
 ) -> Result<RgbImage, String> {
     let finite = |p: &&[f32; 2]| p[0].is_finite() && p[1].is_finite();
     let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
@@ -135,8 +136,8 @@ pub fn pca_scatter(
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
-            .x_desc("first principal axis")
-            .y_desc("second principal axis")
+            .x_desc(x_desc)
+            .y_desc(y_desc)
             .label_style((FONT, 12))
             .light_line_style(RGBColor(240, 240, 240))
             .draw()

@@ -56,7 +56,7 @@ fn a_short_timegan_run_beats_shuffled_time_on_the_discriminative_score() {
         batch: 128,
         seed: 5,
     };
-    let r = series::evaluate(&RunDir(out.clone()), &p, Some(&out.join("pca.png"))).unwrap();
+    let r = series::evaluate(&RunDir(out.clone()), &p, Some(&out)).unwrap();
     eprintln!("{r:#?}");
     let (timegan, shuffled, real) = (&r.rows[0], &r.rows[1], &r.rows[2]);
     assert_eq!(
@@ -74,6 +74,7 @@ fn a_short_timegan_run_beats_shuffled_time_on_the_discriminative_score() {
         shuffled.discriminative.mean
     );
     assert!(image::open(out.join("pca.png")).is_ok());
+    assert!(image::open(out.join("tsne.png")).is_ok());
     let _ = std::fs::remove_dir_all(&out);
 }
 

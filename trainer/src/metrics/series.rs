@@ -290,11 +290,12 @@ pub fn score(name: &str, real: &Series, fake: &Series, p: &Protocol, device: &De
 }
 
 /// The scores of a TimeGAN run's newest checkpoint, beside shuffled-in-time and held-out real
-/// series; `picture`, if given, receives the PCA picture of real against generated series.
+/// series; `pictures`, if given, is the folder that receives `pca.png` and `tsne.png`, the
+/// authors' pictures of real against generated series.
 pub fn evaluate(
     run: &RunDir,
     p: &Protocol,
-    picture: Option<&Path>,
+    pictures: Option<&Path>,
 ) -> Result<SeriesReport, EvalError> {
     let config = run.read_config()?;
     let SampleKind::Series { length, features } = config.model.sample else {
@@ -362,11 +363,25 @@ pub fn evaluate(
         let b = all.pick(&order[half..half + m]);
         rows.push(score("real (held out)", &a, &b, p, &device));
     }
-    if let Some(path) = picture {
-        crate::render::pca_scatter(&pca(&real, &fake, 1000), "PCA of real and TimeGAN series")
-            .map_err(EvalError::Request)?
-            .save(path)
-            .map_err(|e| EvalError::Request(format!("{}: {e}", path.display())))?;
+    if let Some(dir) = pictures {
+        let (pca, tsne) = (
+            crate::render::real_and_synthetic(
+                &pca(&real, &fake, PICTURE_SERIES),
+                "PCA of real and TimeGAN series",
+                ("first principal axis", "second principal axis"),
+            ),
+            crate::render::real_and_synthetic(
+                &tsne(&real, &fake, PICTURE_SERIES, p.seed),
+                "t-SNE of real and TimeGAN series",
+                ("t-SNE 1", "t-SNE 2"),
+            ),
+        );
+        for (img, name) in [(pca, "pca.png"), (tsne, "tsne.png")] {
+            let file = dir.join(name);
+            img.map_err(EvalError::Request)?
+                .save(&file)
+                .map_err(|e| EvalError::Request(format!("{}: {e}", file.display())))?;
+        }
     }
     Ok(SeriesReport {
         data: config.data,
@@ -378,28 +393,72 @@ pub fn evaluate(
     })
 }
 
-/// The authors' visualisation: each series averaged over its features (a vector of T values),
-/// the first `m` of each set projected on the two principal axes of the real ones. Returns the
-/// real and the synthetic points.
-pub fn pca(real: &Series, fake: &Series, m: usize) -> (Vec<[f32; 2]>, Vec<[f32; 2]>) {
-    let t = real.length;
-    let profile = |s: &Series| -> Vec<Vec<f64>> {
-        (0..s.len().min(m))
-            .map(|i| {
-                let x = s.one(i);
-                (0..t)
-                    .map(|k| {
-                        x[k * s.features..(k + 1) * s.features]
-                            .iter()
-                            .map(|&v| v as f64)
-                            .sum::<f64>()
-                            / s.features as f64
-                    })
-                    .collect()
-            })
+/// Series of each set the pictures show (the authors' 1,000).
+const PICTURE_SERIES: usize = 1000;
+
+/// The first `m` series of `s`, each averaged over its features: a vector of T values (what the
+/// authors' pictures embed).
+fn profiles(s: &Series, m: usize) -> Vec<Vec<f64>> {
+    (0..s.len().min(m))
+        .map(|i| {
+            let x = s.one(i);
+            (0..s.length)
+                .map(|k| {
+                    x[k * s.features..(k + 1) * s.features]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .sum::<f64>()
+                        / s.features as f64
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The authors' t-SNE picture: the profiles of the first `m` series of each set embedded together
+/// in 2-D (perplexity 40, 300 iterations as theirs; the exact algorithm, from a seeded start).
+/// Returns the real and the synthetic points.
+pub fn tsne(real: &Series, fake: &Series, m: usize, seed: u64) -> (Vec<[f32; 2]>, Vec<[f32; 2]>) {
+    let (r, g) = (profiles(real, m), profiles(fake, m));
+    let all: Vec<Vec<f32>> = r
+        .iter()
+        .chain(&g)
+        .map(|v| v.iter().map(|&x| x as f32).collect())
+        .collect();
+    let n = all.len();
+    if n < 4 {
+        return (Vec::new(), Vec::new());
+    }
+    let start: Vec<f32> = {
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x75_4E);
+        (0..2 * n)
+            .map(|_| 1e-4 * Distribution::<f32>::sample(&StandardNormal, &mut rng))
             .collect()
     };
-    let (r, g) = (profile(real), profile(fake));
+    let samples: Vec<&[f32]> = all.iter().map(Vec::as_slice).collect();
+    let y = bhtsne::tSNE::<f32, &[f32], 2>::new(&samples)
+        .perplexity(40f32.min((n as f32 - 1.0) / 3.0))
+        .epochs(300)
+        .initial_embedding(start)
+        .exact(|a, b| {
+            a.iter()
+                .zip(b.iter())
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        })
+        .embedding();
+    let points: Vec<[f32; 2]> = y.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+    let (a, b) = points.split_at(r.len().min(points.len()));
+    (a.to_vec(), b.to_vec())
+}
+
+/// The authors' PCA picture: the profiles of the first `m` series of each set projected on the
+/// two principal axes of the real ones. Returns the real and the synthetic points.
+pub fn pca(real: &Series, fake: &Series, m: usize) -> (Vec<[f32; 2]>, Vec<[f32; 2]>) {
+    let t = real.length;
+    let (r, g) = (profiles(real, m), profiles(fake, m));
     let mean: Vec<f64> = (0..t)
         .map(|k| r.iter().map(|v| v[k]).sum::<f64>() / r.len().max(1) as f64)
         .collect();
@@ -475,6 +534,33 @@ mod tests {
         let on_real = predictive(&b, &a, &p, 1, &device).unwrap();
         let on_shuffled = predictive(&a.shuffled_in_time(4), &a, &p, 1, &device).unwrap();
         assert!(on_real < on_shuffled, "{on_real} vs {on_shuffled}");
+    }
+
+    /// Two clusters of series far apart stay apart in the t-SNE picture: every point's nearest
+    /// neighbour is of its own set.
+    #[test]
+    fn tsne_keeps_distinct_sets_apart() {
+        let a = sine_series(150, 1);
+        let mut b = sine_series(150, 2);
+        b.values.iter_mut().for_each(|v| *v += 3.0);
+        let (r, g) = tsne(&a, &b, 150, 0);
+        assert_eq!((r.len(), g.len()), (150, 150));
+        let d = |p: &[f32; 2], q: &[f32; 2]| (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2);
+        for (own, other) in [(&r, &g), (&g, &r)] {
+            for (i, p) in own.iter().enumerate() {
+                let near_own = own
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, q)| d(p, q))
+                    .fold(f32::INFINITY, f32::min);
+                let near_other = other.iter().map(|q| d(p, q)).fold(f32::INFINITY, f32::min);
+                assert!(
+                    near_own < near_other,
+                    "point {i}: {near_own} vs {near_other}"
+                );
+            }
+        }
     }
 
     #[test]
