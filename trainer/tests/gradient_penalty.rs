@@ -6,10 +6,12 @@
 //! weights and interpolates, and for every parameter the gradient of
 //! `lambda * mean (|grad_x D(x^)| - 1)^2` from `torch.autograd.grad(create_graph=True)` in float64.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::tensor::{Gradients, TensorData};
@@ -82,40 +84,8 @@ fn assign(d: Discriminator, values: impl FnMut(&str, &[usize]) -> Vec<f32>) -> D
     })
 }
 
-/// Every float parameter's gradient in `grads` (zeros where it has none), by path.
-struct ReadGrads<'a> {
-    path: Vec<String>,
-    grads: &'a Gradients,
-    out: HashMap<String, Vec<f64>>,
-}
-
-impl ModuleVisitor for ReadGrads<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let n = param.val().dims().iter().product();
-        let g = param
-            .val()
-            .grad(self.grads)
-            .map(|g| g.into_data().convert::<f32>().try_to_vec::<f32>().unwrap())
-            .unwrap_or_else(|| vec![0.0; n]);
-        self.out
-            .insert(self.path.join("."), g.into_iter().map(f64::from).collect());
-    }
-}
-
 fn read_grads(d: &Discriminator, grads: &Gradients) -> HashMap<String, Vec<f64>> {
-    let mut r = ReadGrads {
-        path: Vec::new(),
-        grads,
-        out: HashMap::new(),
-    };
-    d.visit(&mut r);
-    r.out
+    common::grads_by_path(d, "", grads)
 }
 
 fn norm(v: &[f64]) -> f64 {

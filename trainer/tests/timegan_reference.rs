@@ -7,12 +7,14 @@
 //! trains, computed in float64. Here the same weights go into our networks (our GRU and the
 //! family's objective functions) and everything is compared.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
-use burn::tensor::{Gradients, TensorData};
+use burn::tensor::TensorData;
 use pocketgan_trainer::family::timegan::{
     autoencoder_loss, discriminator_loss, embedding_loss, generator_loss, supervised,
 };
@@ -72,42 +74,6 @@ impl ModuleMapper for Assign<'_> {
     }
 }
 
-/// Every float parameter's gradient (zeros where it has none), by path.
-struct ReadGrads<'a> {
-    path: Vec<String>,
-    grads: &'a Gradients,
-    out: HashMap<String, Vec<f64>>,
-}
-
-impl ModuleVisitor for ReadGrads<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let n = param.val().dims().iter().product();
-        let g = param
-            .val()
-            .grad(self.grads)
-            .map(|g| g.into_data().try_to_vec::<f32>().unwrap())
-            .unwrap_or_else(|| vec![0.0; n]);
-        self.out
-            .insert(self.path.join("."), g.into_iter().map(f64::from).collect());
-    }
-}
-
-fn grads_of<M: Module>(m: &M, root: &str, grads: &Gradients) -> HashMap<String, Vec<f64>> {
-    let mut r = ReadGrads {
-        path: vec![root.to_string()],
-        grads,
-        out: HashMap::new(),
-    };
-    m.visit(&mut r);
-    r.out
-}
-
 fn value(t: Tensor<1>) -> f64 {
     t.into_scalar::<f32>() as f64
 }
@@ -161,13 +127,17 @@ fn timegan_objectives_and_gradients_match_pytorch() {
             "embedding" => {
                 let (loss, e_t0) = embedding_loss(&ae, x.clone());
                 let g = loss.backward();
-                (loss, vec![("e_t0", e_t0)], grads_of(&ae, "autoencoder", &g))
+                (
+                    loss,
+                    vec![("e_t0", e_t0)],
+                    common::grads_by_path(&ae, "autoencoder", &g),
+                )
             }
             "supervised" => {
                 let h = ae.embedder.forward(x.clone()).detach();
                 let loss = supervised(&gens, h);
                 let g = loss.backward();
-                (loss, vec![], grads_of(&gens, "generators", &g))
+                (loss, vec![], common::grads_by_path(&gens, "generators", &g))
             }
             "generator" => {
                 let l = generator_loss(&ae, &gens, &disc, x.clone(), z.clone());
@@ -177,17 +147,29 @@ fn timegan_objectives_and_gradients_match_pytorch() {
                     ("supervised", l.supervised),
                     ("moments", l.moments),
                 ];
-                (l.total, terms, grads_of(&gens, "generators", &g))
+                (
+                    l.total,
+                    terms,
+                    common::grads_by_path(&gens, "generators", &g),
+                )
             }
             "autoencoder" => {
                 let (loss, e_t0) = autoencoder_loss(&ae, &gens, x.clone());
                 let g = loss.backward();
-                (loss, vec![("e_t0", e_t0)], grads_of(&ae, "autoencoder", &g))
+                (
+                    loss,
+                    vec![("e_t0", e_t0)],
+                    common::grads_by_path(&ae, "autoencoder", &g),
+                )
             }
             "discriminator" => {
                 let (loss, _, _) = discriminator_loss(&ae, &gens, &disc, x.clone(), z.clone());
                 let g = loss.backward();
-                (loss, vec![], grads_of(&disc, "discriminator", &g))
+                (
+                    loss,
+                    vec![],
+                    common::grads_by_path(&disc, "discriminator", &g),
+                )
             }
             other => panic!("unknown objective {other}"),
         };
