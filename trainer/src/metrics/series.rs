@@ -297,6 +297,13 @@ pub fn evaluate(
     p: &Protocol,
     pictures: Option<&Path>,
 ) -> Result<SeriesReport, EvalError> {
+    if p.n < MIN_SERIES {
+        return Err(EvalError::Request(format!(
+            "the scores need at least {MIN_SERIES} series of each kind (a fifth held out for \
+             the discriminator's test), not --n {}",
+            p.n
+        )));
+    }
     let config = run.read_config()?;
     let SampleKind::Series { length, features } = config.model.sample else {
         return Err(EvalError::Request(format!(
@@ -340,7 +347,14 @@ pub fn evaluate(
     // data has them) the held-out real row's.
     let mut order: Vec<usize> = (0..all.len()).collect();
     order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(p.seed ^ 0x0DE7));
-    let n = p.n.min(all.len()).max(1);
+    if all.len() < MIN_SERIES {
+        return Err(EvalError::Request(format!(
+            "{} holds {} series; the scores need at least {MIN_SERIES}",
+            config.data,
+            all.len()
+        )));
+    }
+    let n = p.n.min(all.len());
     let real = all.pick(&order[..n]);
     let fake = Series {
         values: family.generate(n, p.seed ^ 0x6E7, &device),
@@ -392,6 +406,10 @@ pub fn evaluate(
         rows,
     })
 }
+
+/// The fewest series of each kind the scores are computed on: with fewer, the discriminator's
+/// held-out fifth or its training batches would be empty.
+const MIN_SERIES: usize = 10;
 
 /// Series of each set the pictures show (the authors' 1,000).
 const PICTURE_SERIES: usize = 1000;
@@ -561,6 +579,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Too few series to hold a fifth out is a typed error, before any run is read.
+    #[test]
+    fn too_few_series_are_refused() {
+        let p = Protocol {
+            n: 3,
+            ..Default::default()
+        };
+        let err = evaluate(&RunDir("/nonexistent".into()), &p, None).unwrap_err();
+        assert!(err.to_string().contains("at least 10 series"), "{err}");
     }
 
     #[test]
