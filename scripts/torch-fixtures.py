@@ -144,6 +144,28 @@ class ResnetGen(nn.Module):
         return self.model(x)
 
 
+class TimeGanGen(nn.Module):
+    """TimeGAN's generator path as its authors build it (timegan.py): generator, supervisor
+    (one layer fewer) and recovery, each a GRU stack then a per-step Linear and Sigmoid, and
+    the min-max scaling undone at the end. Batch-first GRUs, as PyTorch users write them."""
+
+    def __init__(self, features=5, hidden=24, layers=3):
+        super().__init__()
+        def net(i, o, n):
+            return nn.ModuleDict(dict(gru=nn.GRU(i, hidden, n, batch_first=True),
+                                      fc=nn.Linear(hidden, o)))
+        self.nets = nn.ModuleList([net(features, hidden, layers), net(hidden, hidden, layers - 1),
+                                   net(hidden, features, layers)])
+        self.register_buffer("range", torch.linspace(0.5, 2.0, features))
+        self.register_buffer("min", torch.linspace(-1.0, 1.0, features))
+
+    def forward(self, z):
+        x = z
+        for n in self.nets:
+            x = torch.sigmoid(n["fc"](n["gru"](x)[0]))
+        return x * self.range + self.min
+
+
 def settle(model, shape, seed):
     """Seeded weights, then a few train-mode passes so BatchNorm's running statistics (and
     InstanceNorm's affine parameters) are not the trivial 0/1, then eval mode."""
@@ -194,6 +216,7 @@ def main():
         ("resnet", lambda: ResnetGen(3, 8, False), (3, 32, 32), "input", OPSETS),
         ("resnet_affine", lambda: ResnetGen(3, 8, True), (3, 32, 32), "input", [17]),
         ("unet_pointwise", lambda: UNetPointwise(3, 8), (3, 32, 32), "input", [13, 17]),
+        ("timegan", lambda: TimeGanGen(5, 24, 3), (24, 5), "noise", [13, 17]),
     ]
     for seed, (name, make, shape, input_name, opsets) in enumerate(specs):
         model = settle(make(), shape, seed)

@@ -450,7 +450,7 @@ impl<'a> Int8Engine<'a> {
 
 /// Dequantizes NHWC int8 images into NCHW floats.
 pub fn dequantize_nchw(model: &Model, q: &[i8]) -> Vec<f32> {
-    runner::dequantize_out(model.output, model.output_quant, q)
+    runner::dequantize_out(model.output, model.output_quant, q, false)
 }
 
 impl Engine for Int8Engine<'_> {

@@ -85,6 +85,7 @@ pub enum QuantOp {
         relu: bool,
         affine: Vec<crate::ops::instance_norm::Affine>,
     },
+    Gru(crate::ops::gru::GruParams),
 }
 
 /// A node of a quantized graph: its op and the tensors it reads and writes (indices into
@@ -158,6 +159,11 @@ impl QuantOp {
             },
             // The rest keep the first input's shape, or join several (graphs only).
             QuantOp::Add(_) | QuantOp::Mul(_) | QuantOp::InstanceNorm { .. } => input,
+            QuantOp::Gru(g) => Shape::Image {
+                c: g.hidden,
+                h: g.steps,
+                w: 1,
+            },
             QuantOp::Concat { parts, .. } => match input {
                 Shape::Image { h, w, .. } => Shape::Image {
                     c: parts.iter().map(|p| p.channels).sum(),
@@ -387,6 +393,7 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             tag::InstanceNorm,
             InstanceNorm::encode(*c, *pixels, *zp_out, *relu, affine),
         ),
+        QuantOp::Gru(g) => (tag::Gru, g.encode()),
     })
 }
 

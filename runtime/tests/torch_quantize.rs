@@ -14,14 +14,7 @@ use pocketgan_runtime::kernels::Isa;
 use pocketgan_runtime::quantize::{latents, psnr_db, quantize, QuantizeOptions};
 use std::path::PathBuf;
 
-fn fixture(file: &str) -> Vec<u8> {
-    std::fs::read(
-        common::repo_root()
-            .join("runtime/tests/fixtures/torch")
-            .join(file),
-    )
-    .unwrap()
-}
+use common::torch_fixture as fixture;
 
 fn options() -> QuantizeOptions {
     QuantizeOptions {

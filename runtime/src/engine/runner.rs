@@ -95,9 +95,24 @@ fn dims(shape: Shape) -> Vec<usize> {
     }
 }
 
-/// NCHW floats to quantized NHWC (images) or quantized vectors.
-fn quantize_in(shape: Shape, q: crate::Quant, x: &[f32]) -> Vec<i8> {
+/// The metadata key listing the graph's inputs and outputs that are sequences `[T, F]`: stored
+/// as the image `[c = F, h = T, w = 1]`, whose NHWC bytes are the float rows in their own order
+/// (an image's floats are NCHW and are transposed).
+pub const SEQUENCES: &str = "pocketgan.sequences";
+
+/// The per-sample float shape of a tensor and whether its floats are the NHWC order as they
+/// are (a sequence's `[T, F]`).
+fn float_layout(shape: Shape, sequence: bool) -> (Vec<usize>, bool) {
     match shape {
+        Shape::Image { c, h, w: 1 } if sequence => (vec![h, c], true),
+        s => (dims(s), false),
+    }
+}
+
+/// NCHW floats to quantized NHWC (images) or quantized vectors; a sequence's rows as they are.
+fn quantize_in(shape: Shape, q: crate::Quant, x: &[f32], sequence: bool) -> Vec<i8> {
+    match shape {
+        _ if sequence => x.iter().map(|&v| q.quantize(v)).collect(),
         Shape::Flat(_) => x.iter().map(|&v| q.quantize(v)).collect(),
         Shape::Image { c, h, w } => {
             let mut out = vec![0; x.len()];
@@ -116,9 +131,10 @@ fn quantize_in(shape: Shape, q: crate::Quant, x: &[f32]) -> Vec<i8> {
     }
 }
 
-/// Quantized NHWC (or vectors) back to NCHW floats.
-pub fn dequantize_out(shape: Shape, q: crate::Quant, y: &[i8]) -> Vec<f32> {
+/// Quantized NHWC (or vectors) back to NCHW floats; a sequence's rows as they are.
+pub fn dequantize_out(shape: Shape, q: crate::Quant, y: &[i8], sequence: bool) -> Vec<f32> {
     match shape {
+        _ if sequence => y.iter().map(|&v| q.dequantize(v)).collect(),
         Shape::Flat(_) => y.iter().map(|&v| q.dequantize(v)).collect(),
         Shape::Image { c, h, w } => {
             let mut out = vec![0.0; y.len()];
@@ -178,12 +194,27 @@ impl<'a> Int8Runner<'a> {
         self
     }
 
+    /// Whether each of `tensors` (named by the metadata's `key`) is a sequence.
+    fn sequences(&self, tensors: &[usize], key: &str, default: &str) -> Vec<bool> {
+        let listed = serde_json::from_str::<HashMap<String, String>>(self.model.metadata)
+            .ok()
+            .and_then(|m| m.get(SEQUENCES).cloned())
+            .unwrap_or_default();
+        let listed: Vec<&str> = listed.split(',').collect();
+        names(&self.model, key, default, tensors.len())
+            .iter()
+            .map(|n| listed.contains(&n.as_str()))
+            .collect()
+    }
+
     fn specs(&self, tensors: Vec<usize>, key: &str, default: &str) -> Vec<TensorSpec> {
+        let sequences = self.sequences(&tensors, key, default);
         let names = names(&self.model, key, default, tensors.len());
         tensors
             .iter()
             .zip(names)
-            .filter_map(|(&t, name)| {
+            .zip(sequences)
+            .filter_map(|((&t, name), sequence)| {
                 let info = self.model.tensor(t)?;
                 Some(match info.kind {
                     TensorKind::Index { classes } => TensorSpec {
@@ -193,7 +224,7 @@ impl<'a> Int8Runner<'a> {
                     },
                     TensorKind::Int8 => TensorSpec {
                         name,
-                        shape: dims(info.shape),
+                        shape: float_layout(info.shape, sequence).0,
                         classes: None,
                     },
                 })
@@ -285,23 +316,41 @@ impl Int8Runner<'_> {
                 crate::engine::MAX_ARENA_BYTES
             )));
         }
+        let in_tensors: Vec<usize> = m.inputs().collect();
+        let in_seq = self.sequences(&in_tensors, "pocketgan.inputs", "input");
         let given: Vec<Given> = m
             .inputs()
             .zip(inputs)
-            .map(|(t, v)| match (m.tensor(t), v) {
-                (Some(info), Values::F32(x)) => Given::Int8(quantize_in(info.shape, info.quant, x)),
+            .zip(in_seq)
+            .map(|((t, v), seq)| match (m.tensor(t), v) {
+                (Some(info), Values::F32(x)) => {
+                    Given::Int8(quantize_in(info.shape, info.quant, x, seq))
+                }
                 (_, Values::Index(c)) => Given::Index(c.clone()),
                 (None, Values::F32(_)) => Given::Int8(Vec::new()),
             })
             .collect();
-        let out_tensors: Vec<_> = m.outputs().filter_map(|t| m.tensor(t)).collect();
-        let outs = out_tensors.iter().map(|i| vec![0; n * i.bytes()]).collect();
+        let outputs: Vec<usize> = m.outputs().collect();
+        let out_seq = self.sequences(&outputs, "pocketgan.outputs", "output");
+        let out_tensors: Vec<_> = outputs
+            .iter()
+            .zip(out_seq)
+            .filter_map(|(&t, seq)| Some((m.tensor(t)?, seq)))
+            .collect();
+        let outs = out_tensors
+            .iter()
+            .map(|(i, _)| vec![0; n * i.bytes()])
+            .collect();
         Ok((given, outs, out_tensors))
     }
 }
 
 /// A checked batch: its quantized inputs, zeroed outputs and the outputs' tensors.
-type Prepared = (Vec<Given>, Vec<Vec<i8>>, Vec<crate::format::TensorInfo>);
+type Prepared = (
+    Vec<Given>,
+    Vec<Vec<i8>>,
+    Vec<(crate::format::TensorInfo, bool)>,
+);
 
 /// One input of a batch, owned: quantized values or class indices.
 enum Given {
@@ -330,10 +379,10 @@ impl Given {
     }
 }
 
-fn dequantize_all(outs: &[Vec<i8>], tensors: &[crate::format::TensorInfo]) -> Vec<Values> {
+fn dequantize_all(outs: &[Vec<i8>], tensors: &[(crate::format::TensorInfo, bool)]) -> Vec<Values> {
     outs.iter()
         .zip(tensors)
-        .map(|(y, info)| Values::F32(dequantize_out(info.shape, info.quant, y)))
+        .map(|(y, (info, seq))| Values::F32(dequantize_out(info.shape, info.quant, y, *seq)))
         .collect()
 }
 

@@ -178,6 +178,23 @@ fn check_params(op: &FloatOp, xs: &[usize], ins: &[In], out: &[usize]) -> Result
             want("table values", table.len(), classes * dim)?;
             want("outputs", out.iter().product(), *dim)
         }
+        FloatOp::Gru {
+            input,
+            hidden,
+            w,
+            r,
+            b,
+        } => {
+            want("input-side weights", w.len(), 3 * hidden * input)?;
+            want("state-side weights", r.len(), 3 * hidden * hidden)?;
+            want("biases", b.len(), 6 * hidden)?;
+            match (xs, out) {
+                ([t, i], [to, h]) if i == input && h == hidden && t == to && *t > 0 => Ok(()),
+                _ => Err(format!(
+                    "GRU of {input} -> {hidden} reads {xs:?} and writes {out:?}"
+                )),
+            }
+        }
         FloatOp::Concat { axis } => {
             let mut total = 0;
             for (_, s) in ins {
@@ -224,7 +241,9 @@ fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<V
             weights,
             bias,
         } => {
-            if xs.iter().product::<usize>() != *k {
+            // A vector, or each step of a sequence.
+            let step = matches!(xs, [_, f] if f == k);
+            if xs.iter().product::<usize>() != *k && !step {
                 return Err(format!("Linear of {k} inputs gets {xs:?}"));
             }
             let mut y = Vec::with_capacity(batch * n);
@@ -333,8 +352,14 @@ fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<V
             y
         }
         FloatOp::BatchNorm { scale, shift } => {
-            let channels = xs.first().copied().unwrap_or(1);
-            let inner = xs.iter().skip(1).product::<usize>();
+            // A sequence's channel is its feature, the last axis.
+            let (channels, inner) = match xs {
+                [_, f] => (*f, 1),
+                _ => (
+                    xs.first().copied().unwrap_or(1),
+                    xs.iter().skip(1).product::<usize>(),
+                ),
+            };
             if scale.len() != channels || shift.len() != channels {
                 return Err(format!("{} channels of parameters for {xs:?}", scale.len()));
             }
@@ -440,6 +465,13 @@ fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<V
             }
             x.to_vec()
         }
+        FloatOp::Gru {
+            input,
+            hidden,
+            w,
+            r,
+            b,
+        } => gru(*input, *hidden, w, r, b, x, xs[0]),
         FloatOp::Upsample { factor } => {
             let (c, h, w) = chw(xs)?;
             let f = *factor;
@@ -469,4 +501,43 @@ fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<V
             y
         }
     })
+}
+
+/// [`FloatOp::Gru`] on every sample of `x` (`steps` rows of `input` each).
+fn gru(
+    input: usize,
+    hidden: usize,
+    w: &[f32],
+    r: &[f32],
+    b: &[f32],
+    x: &[f32],
+    steps: usize,
+) -> Vec<f32> {
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let dot = |m: &[f32], row: usize, v: &[f32]| -> f32 {
+        m[row * v.len()..(row + 1) * v.len()]
+            .iter()
+            .zip(v)
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    let mut y = Vec::with_capacity(x.len() / input.max(1) * hidden);
+    for sample in x.chunks(steps * input) {
+        let mut h = vec![0f32; hidden];
+        for xt in sample.chunks(input) {
+            let next: Vec<f32> = (0..hidden)
+                .map(|j| {
+                    let gx = |g: usize| dot(w, g * hidden + j, xt) + b[g * hidden + j];
+                    let gh = |g: usize| dot(r, g * hidden + j, &h) + b[(3 + g) * hidden + j];
+                    let z = sigmoid(gx(0) + gh(0));
+                    let rr = sigmoid(gx(1) + gh(1));
+                    let n = (gx(2) + rr * gh(2)).tanh();
+                    (1.0 - z) * n + z * h[j]
+                })
+                .collect();
+            y.extend_from_slice(&next);
+            h = next;
+        }
+    }
+    y
 }

@@ -48,7 +48,9 @@ pub enum PadMode {
 }
 
 /// A float op. Shapes are per sample, NCHW-logical (`[C, H, W]` or `[F]`); a "channel" is axis 0
-/// of the per-sample shape.
+/// of the per-sample shape, except in a sequence `[T, F]` (steps of F features), whose channel
+/// is the feature, the last axis: a sequence's int8 layout is the image `[c = F, h = T, w = 1]`,
+/// the same bytes. [`FloatOp::Linear`] and [`FloatOp::BatchNorm`] act on each step of one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FloatOp {
     /// `y[j] = bias[j] + sum_i x[i] * weights[i * n + j]` (weights `[k][n]`).
@@ -123,6 +125,17 @@ pub enum FloatOp {
     Upsample {
         factor: usize,
     },
+    /// One GRU layer over a sequence `[T, input]` -> `[T, hidden]`, ONNX's `GRU` with
+    /// `linear_before_reset = 1` (PyTorch's `nn.GRU`), forward, the state starting at zero.
+    /// Gate blocks in ONNX's order z, r, n: `w` `[3 hidden][input]`, `r` `[3 hidden][hidden]`,
+    /// `b` the input-side then the state-side biases, `[6 hidden]`.
+    Gru {
+        input: usize,
+        hidden: usize,
+        w: Vec<f32>,
+        r: Vec<f32>,
+        b: Vec<f32>,
+    },
     /// `table[class]` (table `[classes][dim]`), the class input's row: PyTorch's
     /// `nn.Embedding`, joined to the latent by a [`FloatOp::Concat`] in the project's cGANs.
     Embed {
@@ -152,6 +165,7 @@ impl FloatOp {
             FloatOp::Flatten => "Flatten",
             FloatOp::Upsample { .. } => "Upsample",
             FloatOp::Embed { .. } => "Embed",
+            FloatOp::Gru { .. } => "Gru",
         }
     }
 

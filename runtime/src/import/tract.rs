@@ -41,10 +41,11 @@ fn tract_err(e: impl std::fmt::Display) -> ImportError {
 
 fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
     let onnx = tract_onnx::onnx();
-    let proto = onnx
+    let mut proto = onnx
         .proto_model_for_read(&mut std::io::Cursor::new(bytes))
         .map_err(|e| ImportError::Onnx(format!("{e:#}")))?;
     check_batch_norms(&proto)?;
+    expand_uniform_scalars(&mut proto);
     let metadata = proto
         .metadata_props
         .iter()
@@ -192,6 +193,62 @@ pub(crate) fn check_batch_norms(proto: &tract_onnx::pb::ModelProto) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Makes `Expand(c, shape)` of a constant `c` whose values are all equal expand that one value
+/// instead: the same tensor wherever the original broadcast. PyTorch's exporter without
+/// `dynamic_axes` writes a recurrent layer's zero initial state as zeros of the traced batch
+/// expanded to the batch of the run, which conflicts with the symbolic batch the importer types
+/// the graph with.
+fn expand_uniform_scalars(proto: &mut tract_onnx::pb::ModelProto) {
+    use tract_onnx::pb::{tensor_proto::DataType, TensorProto};
+    let Some(g) = proto.graph.as_mut() else {
+        return;
+    };
+    let uniform = |t: &TensorProto| -> Option<f32> {
+        if t.data_type != DataType::Float as i32 {
+            return None;
+        }
+        let v = crate::graph::float_values(t);
+        let first = *v.first()?;
+        v.iter().all(|&x| x == first).then_some(first)
+    };
+    let mut scalars = Vec::new();
+    for k in 0..g.node.len() {
+        if g.node[k].op_type != "Expand" {
+            continue;
+        }
+        let Some(src) = g.node[k].input.first().cloned() else {
+            continue;
+        };
+        let value = g
+            .initializer
+            .iter()
+            .find(|t| t.name == src)
+            .and_then(uniform)
+            .or_else(|| {
+                let n = g
+                    .node
+                    .iter()
+                    .find(|n| n.op_type == "Constant" && n.output.first() == Some(&src))?;
+                n.attribute
+                    .iter()
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.as_ref())
+                    .and_then(uniform)
+            });
+        if let Some(value) = value {
+            let name = format!("{src}.pocketgan_scalar");
+            g.node[k].input[0] = name.clone();
+            scalars.push(TensorProto {
+                name,
+                data_type: DataType::Float as i32,
+                float_data: vec![value],
+                ..Default::default()
+            });
+        }
+    }
+    g.initializer.extend(scalars);
 }
 
 /// Refuses a model with an empty tensor or one larger than
@@ -357,8 +414,42 @@ impl<'a> Walker<'a> {
             .collect()
     }
 
+    /// Marks absorbed the nodes that compute nothing but recurrent ops' initial states (the
+    /// zeros PyTorch writes as `ConstantOfShape` of the batch, which tract makes a broadcast, a
+    /// slice per layer and an axis move): [`Walker::gru`] checks they are zeros.
+    fn absorb_initial_states(&mut self, order: &[usize]) {
+        let is_state_slot = |node: usize, slot: usize| {
+            let n = self.m.node(node);
+            n.op_is::<ops::gru_seq::GruSeq>() && slot + 1 == n.inputs.len()
+        };
+        for &id in order.iter().rev() {
+            let node = self.m.node(id);
+            if node.op_is::<ops::source::TypedSource>() {
+                continue;
+            }
+            let mut readers = node.outputs.iter().flat_map(|o| &o.successors).peekable();
+            if readers.peek().is_some()
+                && readers.all(|i| is_state_slot(i.node, i.slot) || self.absorbed.contains(&i.node))
+            {
+                self.absorbed.insert(id);
+            }
+        }
+    }
+
+    /// Whether `o`, computed by absorbed nodes from constants, is all zeros: every float constant
+    /// it is made from is.
+    fn zeros(&self, o: OutletId) -> bool {
+        let node = self.m.node(o.node);
+        if let Some(k) = self.konst(o) {
+            return !k.datum_type().is_float()
+                || floats(k).is_ok_and(|v| v.iter().all(|&x| x == 0.0));
+        }
+        self.absorbed.contains(&o.node) && node.inputs.iter().all(|&i| self.zeros(i))
+    }
+
     fn walk(&mut self) -> Result<(), ImportError> {
         let order = self.m.eval_order().map_err(tract_err)?;
+        self.absorb_initial_states(&order);
         for &id in &order {
             let node = self.m.node(id);
             if self.absorbed.contains(&id) || node.op_is::<ops::konst::Const>() {
@@ -480,6 +571,9 @@ impl<'a> Walker<'a> {
         if let Some(op) = node.op_as::<ops::cast::Cast>() {
             return self.cast(node, op);
         }
+        if let Some(op) = node.op_as::<ops::gru_seq::GruSeq>() {
+            return self.gru(node, op);
+        }
         if node.op_is::<ops::identity::Identity>() {
             return Ok(Mapped::Alias(node.inputs[0]));
         }
@@ -511,10 +605,15 @@ impl<'a> Walker<'a> {
                 return self.pointwise_conv(node, x_at, w_at, (*i, *o), wt, &formula);
             }
         }
-        // x = [m, k], w = [k, n] or [n, k], out = [m, n].
-        let ([m, k], [om, on]) = (x.as_slice(), out.as_slice()) else {
+        // x = [m, k] (m the batch), or a sequence [b, m, k] (b the batch, m the steps, the same
+        // product at every step); w = [k, n] or [n, k]; out = [m, n] or [b, m, n].
+        let (x_lead, out_lead) = (
+            &x[..x.len().saturating_sub(1)],
+            &out[..out.len().saturating_sub(1)],
+        );
+        let (Some(k), Some(on), 1..=2) = (x.last(), out.last(), x_lead.len()) else {
             return Err(format!(
-                "EinSum {formula} is not a matrix product of [N, k] inputs"
+                "EinSum {formula} is not a matrix product of [N, k] or [N, T, k] inputs"
             ));
         };
         let transposed = match wt[..] {
@@ -526,7 +625,7 @@ impl<'a> Walker<'a> {
                 ))
             }
         };
-        if om != m || on == k {
+        if x_lead != out_lead || on == k {
             return Err(format!("EinSum {formula} is not a matrix product"));
         }
         let (k_len, n_len, weights) = self.weight_matrix(node.inputs[w_at], transposed)?;
@@ -621,8 +720,13 @@ impl<'a> Walker<'a> {
                 let const_first = self.konst(a).is_some();
                 let x = if const_first { b } else { a };
                 let full = self.m.outlet_fact(x).map_err(|e| format!("{e:#}"))?;
-                let channels = self.shape(x)?.first().copied().unwrap_or(1);
-                let v = per_channel(c, full.rank(), channels)?;
+                // A sequence `[N, T, F]`'s channel is its feature, the last axis.
+                let per_sample = self.shape(x)?;
+                let (channels, axis) = match per_sample[..] {
+                    [_, f] => (f, 2),
+                    _ => (per_sample.first().copied().unwrap_or(1), 1),
+                };
+                let v = per_channel(c, full.rank(), channels, axis)?;
                 let ones = vec![1.0; channels];
                 let zeros = vec![0.0; channels];
                 let affine = |scale: Vec<f32>, shift: Vec<f32>| {
@@ -836,6 +940,79 @@ impl<'a> Walker<'a> {
                 table,
             },
             vec![idx],
+        ))
+    }
+
+    /// ONNX `GRU` (one direction, `linear_before_reset = 1`, standard activations), which
+    /// tract turns into its whole-sequence `GruSeq` op with the sequence batch-first, the
+    /// weights as constant inputs and the initial state last.
+    fn gru(&self, node: &TypedNode, op: &ops::gru_seq::GruSeq) -> MapResult {
+        if op.projected {
+            return Err(format!(
+                "a GRU of hidden size {} (above 64 tract moves its input product out of the op; not supported yet)",
+                op.hidden
+            ));
+        }
+        if op.chunk != 1 {
+            return Err("a reverse or bidirectional GRU is not supported".into());
+        }
+        // The final state (output 1) may only be left unread: the int8 op emits the sequence.
+        if node
+            .outputs
+            .get(1)
+            .is_some_and(|o| !o.successors.is_empty())
+        {
+            return Err(
+                "the GRU's final state Y_h is read; only the sequence Y is supported".into(),
+            );
+        }
+        let hidden = op.hidden;
+        let konst = |slot: usize, what: &str| -> Result<Vec<f32>, String> {
+            let outlet = *node
+                .inputs
+                .get(slot)
+                .ok_or_else(|| format!("no {what} input"))?;
+            floats(
+                self.konst(outlet)
+                    .ok_or_else(|| format!("its {what} is not a constant"))?,
+            )
+        };
+        let x_shape = self.shape(node.inputs[0])?;
+        let [_, input] = x_shape[..] else {
+            return Err(format!("its input {x_shape:?} is not a sequence [T, F]"));
+        };
+        let w = konst(1, "W")?;
+        let r = konst(2, "R")?;
+        let b = if op.has_bias {
+            konst(3, "B")?
+        } else {
+            vec![0.0; 6 * hidden]
+        };
+        if w.len() != 3 * hidden * input || r.len() != 3 * hidden * hidden || b.len() != 6 * hidden
+        {
+            return Err(format!(
+                "weights of {} / {} / {} values for input {input} and hidden {hidden}",
+                w.len(),
+                r.len(),
+                b.len()
+            ));
+        }
+        // The initial state: zeros, as a constant or computed from constants.
+        let h0 = *node.inputs.last().ok_or("no initial state")?;
+        if !self.zeros(h0) {
+            return Err(
+                "its initial state is not zero; only a GRU starting from zero is supported".into(),
+            );
+        }
+        Ok(Mapped::Op(
+            FloatOp::Gru {
+                input,
+                hidden,
+                w,
+                r,
+                b,
+            },
+            vec![node.inputs[0]],
         ))
     }
 
@@ -1056,7 +1233,9 @@ fn floats(t: &Tensor) -> Result<Vec<f32>, String> {
 
 /// A constant operand as one value per channel (axis 1 of the full shape, or the only axis past
 /// the batch): every other axis must have size 1.
-fn per_channel(c: &Tensor, rank: usize, channels: usize) -> Result<Vec<f32>, String> {
+/// The values of a constant that broadcasts along `axis` of a value of `rank` axes (the batch
+/// first), one per channel.
+fn per_channel(c: &Tensor, rank: usize, channels: usize, axis: usize) -> Result<Vec<f32>, String> {
     let shape = c.shape();
     if shape.len() > rank {
         return Err(format!("constant {shape:?} has more axes than the value"));
@@ -1066,7 +1245,7 @@ fn per_channel(c: &Tensor, rank: usize, channels: usize) -> Result<Vec<f32>, Str
     let mut along = None;
     for (i, &d) in shape.iter().enumerate() {
         if d != 1 {
-            if i + offset != 1 || along.is_some() {
+            if i + offset != axis || along.is_some() {
                 return Err(format!(
                     "constant {shape:?} broadcasts along another axis than the channels; only per-channel constants are supported"
                 ));

@@ -275,4 +275,7 @@ registry! {
     Pad = 12 => pad::Pad,
     #[cfg(any(feature = "graph-ops", test))]
     InstanceNorm = 13 => instance_norm::InstanceNorm<'a>,
+    // Recurrent generators (TimeGAN).
+    #[cfg(any(feature = "graph-ops", test))]
+    Gru = 14 => gru::Gru<'a>,
 }

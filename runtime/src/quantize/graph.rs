@@ -87,8 +87,114 @@ fn shape_of(dims: &[usize]) -> Shape {
     match *dims {
         [n, 1, 1] => Shape::Flat(n),
         [c, h, w] => Shape::Image { c, h, w },
+        // A sequence `[T, F]`: its rows, step after step, are the NHWC bytes of this image.
+        [t, f] => Shape::Image { c: f, h: t, w: 1 },
         _ => Shape::Flat(dims.iter().product()),
     }
+}
+
+/// A 1x1 convolution of `[cin, h, w]` with float weights `[cout][cin]` (node `layer`, an `op`).
+#[allow(clippy::too_many_arguments)]
+fn pointwise(
+    layer: usize,
+    op: &'static str,
+    (cin, cout, h, w): (usize, usize, usize, usize),
+    weights: &[f32],
+    bias: &[f32],
+    q_in: Quant,
+    q_out: Quant,
+    act: Fused,
+) -> Result<QuantOp, QuantizeError> {
+    let geometry = ConvGeometry {
+        cin,
+        cout,
+        h,
+        w,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+        out_pad: 0,
+    };
+    let (wq, ws) = quantize_weights(weights, cout, |j| j / cin);
+    Ok(QuantOp::Conv2d {
+        geometry,
+        zp_in: q_in.zero_point,
+        requant: requant_params(layer, op, bias, &ws, q_in, q_out, act)?,
+        weights: wq,
+    })
+}
+
+/// A GRU layer (ONNX layouts, see [`FloatOp::Gru`]) on input `x`, its output `h` measured
+/// (`values`) to choose the output's symmetric scale, which is also the scale at which the next
+/// step's state-side product reads it (see [`crate::ops::gru`] for the arithmetic).
+#[allow(clippy::too_many_arguments)]
+fn quantize_gru(
+    input: usize,
+    hidden: usize,
+    steps: usize,
+    w: &[f32],
+    r: &[f32],
+    b: &[f32],
+    x: Quant,
+    values: Option<&Vec<f32>>,
+) -> Result<(crate::ops::gru::GruParams, Quant), String> {
+    use crate::ops::gru::{GateRow, GruParams, PRE_BITS, STATE_BITS};
+    let top = values
+        .map(|v| v.iter().fold(0f32, |m, x| m.max(x.abs())))
+        .ok_or("its output was not measured")?;
+    // The state is within (-1, 1); a state that never moved still needs a scale.
+    let s_out = (top.clamp(1.0 / 128.0, 1.0) / 127.0) as f64;
+    let n = 3 * hidden;
+    let (wq, ws) = quantize_weights(w, n, |i| i / input);
+    let (rq, rs) = quantize_weights(r, n, |i| i / hidden);
+    let pre = (1u64 << PRE_BITS) as f64;
+    let rows = (0..n)
+        .map(|j| {
+            let (x_mult, x_shift) = multiplier(x.scale as f64 * ws[j] as f64 * pre)
+                .ok_or_else(|| format!("gate row {j}: input scale out of range"))?;
+            let (h_mult, h_shift) = multiplier(s_out * rs[j] as f64 * pre)
+                .ok_or_else(|| format!("gate row {j}: state scale out of range"))?;
+            let bias = |v: f32| {
+                let q = (v as f64 * pre).round();
+                if q.abs() < (1u64 << 30) as f64 {
+                    Ok(q as i32)
+                } else {
+                    Err(format!("gate row {j}: bias {v} out of range"))
+                }
+            };
+            Ok(GateRow {
+                x_mult,
+                h_mult,
+                x_bias: bias(b[j])?,
+                h_bias: bias(b[n + j])?,
+                x_shift,
+                h_shift,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let (out_mult, out_shift) = multiplier(1.0 / (s_out * (1u64 << STATE_BITS) as f64))
+        .ok_or("output scale out of range")?;
+    // `[3 hidden][in]` to the kernels' `[in][3 hidden]`.
+    let transpose = |m: &[i8], k: usize| (0..m.len()).map(|i| m[(i % n) * k + i / n]).collect();
+    let params = GruParams {
+        input,
+        hidden,
+        steps,
+        zp_in: x.zero_point,
+        out_mult,
+        out_shift,
+        rows,
+        w: transpose(&wq, input),
+        r: transpose(&rq, hidden),
+    };
+    Ok((
+        params,
+        Quant {
+            scale: s_out as f32,
+            zero_point: 0,
+        },
+    ))
 }
 
 /// Quantizes `graph` with tensor ranges measured on `calib` (one batch of values per graph input,
@@ -322,8 +428,64 @@ pub fn quantize_graph(
             Fused::None
         };
         let input_shape = |t: usize| tensors[t].shape;
+        // An op that chooses its output's quantization itself (the GRU's is symmetric).
+        let mut own_quant = None;
         let op = match &n.op {
-            FloatOp::Linear { k: kk, n: nn, weights, bias } => {
+            // Each step of a sequence: a 1x1 convolution of the image `[c = k, h = T, w = 1]`.
+            FloatOp::Linear {
+                k: kk,
+                n: nn,
+                weights,
+                bias,
+            } if matches!(input_shape(ins[0]), Shape::Image { w: 1, .. }) => {
+                let Shape::Image { h, .. } = input_shape(ins[0]) else {
+                    unreachable!()
+                };
+                // `[k][n]` to the convolution's `[cout][cin]`.
+                let wt: Vec<f32> = (0..kk * nn)
+                    .map(|i| weights[(i % kk) * nn + i / kk])
+                    .collect();
+                pointwise(
+                    k,
+                    "Linear",
+                    (*kk, *nn, h, 1),
+                    &wt,
+                    bias,
+                    q_in[0],
+                    q_out,
+                    act,
+                )?
+            }
+            FloatOp::Gru {
+                input,
+                hidden,
+                w,
+                r,
+                b,
+            } => {
+                let Shape::Image { h: steps, .. } = input_shape(ins[0]) else {
+                    return Err(fail(name, "a GRU takes a sequence".into()));
+                };
+                let (p, q) = quantize_gru(
+                    *input,
+                    *hidden,
+                    steps,
+                    w,
+                    r,
+                    b,
+                    q_in[0],
+                    values.get(&n.output),
+                )
+                .map_err(|e| fail(name, e))?;
+                own_quant = Some(q);
+                QuantOp::Gru(p)
+            }
+            FloatOp::Linear {
+                k: kk,
+                n: nn,
+                weights,
+                bias,
+            } => {
                 let (w, ws) = quantize_weights(weights, *nn, |j| j % nn);
                 QuantOp::Linear {
                     k: *kk,
@@ -333,41 +495,99 @@ pub fn quantize_graph(
                     weights: w,
                 }
             }
-            FloatOp::Conv { cin, cout, kh, kw, stride, pad, weights, bias } => {
+            FloatOp::Conv {
+                cin,
+                cout,
+                kh,
+                kw,
+                stride,
+                pad,
+                weights,
+                bias,
+            } => {
                 // A vector is a 1x1 image (pytorch/examples' `[N, nz, 1, 1]` latent).
                 let (h, w) = match input_shape(ins[0]) {
                     Shape::Image { h, w, .. } => (h, w),
                     Shape::Flat(_) => (1, 1),
                 };
-                if stride.0 != stride.1 || pad[0] != pad[2] || pad[1] != pad[3] || pad[0] != pad[1] {
-                    return Err(fail(name, format!("unequal strides {stride:?} or paddings {pad:?} are not supported")));
+                if stride.0 != stride.1 || pad[0] != pad[2] || pad[1] != pad[3] || pad[0] != pad[1]
+                {
+                    return Err(fail(
+                        name,
+                        format!("unequal strides {stride:?} or paddings {pad:?} are not supported"),
+                    ));
                 }
-                let g = ConvGeometry { cin: *cin, cout: *cout, h, w, kh: *kh, kw: *kw, stride: stride.0, pad: pad[0], out_pad: 0 };
+                let g = ConvGeometry {
+                    cin: *cin,
+                    cout: *cout,
+                    h,
+                    w,
+                    kh: *kh,
+                    kw: *kw,
+                    stride: stride.0,
+                    pad: pad[0],
+                    out_pad: 0,
+                };
                 let per_out = cin * kh * kw;
                 let (wq, ws) = quantize_weights(weights, *cout, |j| j / per_out);
                 let requant = match channel_scales.get(&n.output) {
-                    Some(out) => per_channel_requant(bias, &ws, q_in[0], out).ok_or_else(|| fail(name, "scales out of range".into()))?,
+                    Some(out) => per_channel_requant(bias, &ws, q_in[0], out)
+                        .ok_or_else(|| fail(name, "scales out of range".into()))?,
                     None => requant_params(k, "Conv2d", bias, &ws, q_in[0], q_out, act)?,
                 };
-                QuantOp::Conv2d { geometry: g, zp_in: q_in[0].zero_point, requant, weights: wq }
+                QuantOp::Conv2d {
+                    geometry: g,
+                    zp_in: q_in[0].zero_point,
+                    requant,
+                    weights: wq,
+                }
             }
-            FloatOp::ConvTranspose { cin, cout, kh, kw, stride, pad, out_pad, weights, bias } => {
+            FloatOp::ConvTranspose {
+                cin,
+                cout,
+                kh,
+                kw,
+                stride,
+                pad,
+                out_pad,
+                weights,
+                bias,
+            } => {
                 // A vector is a 1x1 image (pytorch/examples' `[N, nz, 1, 1]` latent).
                 let (h, w) = match input_shape(ins[0]) {
                     Shape::Image { h, w, .. } => (h, w),
                     Shape::Flat(_) => (1, 1),
                 };
-                if stride.0 != stride.1 || out_pad.0 != out_pad.1 || pad.iter().any(|&p| p != pad[0]) {
+                if stride.0 != stride.1
+                    || out_pad.0 != out_pad.1
+                    || pad.iter().any(|&p| p != pad[0])
+                {
                     return Err(fail(name, format!("unequal strides {stride:?}, paddings {pad:?} or output paddings {out_pad:?} are not supported")));
                 }
-                let g = ConvGeometry { cin: *cin, cout: *cout, h, w, kh: *kh, kw: *kw, stride: stride.0, pad: pad[0], out_pad: out_pad.0 };
+                let g = ConvGeometry {
+                    cin: *cin,
+                    cout: *cout,
+                    h,
+                    w,
+                    kh: *kh,
+                    kw: *kw,
+                    stride: stride.0,
+                    pad: pad[0],
+                    out_pad: out_pad.0,
+                };
                 let taps = kh * kw;
                 let (wq, ws) = quantize_weights(weights, *cout, |j| (j / taps) % cout);
                 let requant = match channel_scales.get(&n.output) {
-                    Some(out) => per_channel_requant(bias, &ws, q_in[0], out).ok_or_else(|| fail(name, "scales out of range".into()))?,
+                    Some(out) => per_channel_requant(bias, &ws, q_in[0], out)
+                        .ok_or_else(|| fail(name, "scales out of range".into()))?,
                     None => requant_params(k, "ConvTranspose2d", bias, &ws, q_in[0], q_out, act)?,
                 };
-                QuantOp::ConvTranspose2d { geometry: g, zp_in: q_in[0].zero_point, requant, weights: wq }
+                QuantOp::ConvTranspose2d {
+                    geometry: g,
+                    zp_in: q_in[0].zero_point,
+                    requant,
+                    weights: wq,
+                }
             }
             FloatOp::Relu | FloatOp::LeakyRelu { .. } | FloatOp::Tanh | FloatOp::Sigmoid => {
                 let mut table = [0u8; 256];
@@ -379,28 +599,67 @@ pub fn quantize_graph(
                 QuantOp::Lut { table }
             }
             FloatOp::Add => {
-                let ms = [q_in[0].scale as f64 / q_out.scale as f64, q_in[1].scale as f64 / q_out.scale as f64];
-                let (m, shift) = shared_multipliers(&ms).ok_or_else(|| fail(name, "scales out of range".into()))?;
-                QuantOp::Add(Add { zp: [q_in[0].zero_point, q_in[1].zero_point], mult: [m[0], m[1]], shift, zp_out: q_out.zero_point, min: -128, max: 127 })
+                let ms = [
+                    q_in[0].scale as f64 / q_out.scale as f64,
+                    q_in[1].scale as f64 / q_out.scale as f64,
+                ];
+                let (m, shift) = shared_multipliers(&ms)
+                    .ok_or_else(|| fail(name, "scales out of range".into()))?;
+                QuantOp::Add(Add {
+                    zp: [q_in[0].zero_point, q_in[1].zero_point],
+                    mult: [m[0], m[1]],
+                    shift,
+                    zp_out: q_out.zero_point,
+                    min: -128,
+                    max: 127,
+                })
             }
             FloatOp::Mul => {
                 let m = q_in[0].scale as f64 * q_in[1].scale as f64 / q_out.scale as f64;
-                let (mult, shift) = multiplier(m).ok_or_else(|| fail(name, "scales out of range".into()))?;
-                QuantOp::Mul(Mul { zp: [q_in[0].zero_point, q_in[1].zero_point], mult, shift, zp_out: q_out.zero_point, min: -128, max: 127 })
+                let (mult, shift) =
+                    multiplier(m).ok_or_else(|| fail(name, "scales out of range".into()))?;
+                QuantOp::Mul(Mul {
+                    zp: [q_in[0].zero_point, q_in[1].zero_point],
+                    mult,
+                    shift,
+                    zp_out: q_out.zero_point,
+                    min: -128,
+                    max: 127,
+                })
             }
-            FloatOp::Concat { .. } if n.inputs.len() == 2 && embeds.contains_key(n.inputs[1].as_str()) => {
+            FloatOp::Concat { .. }
+                if n.inputs.len() == 2 && embeds.contains_key(n.inputs[1].as_str()) =>
+            {
                 let e = &graph.nodes[embeds[n.inputs[1].as_str()]];
-                let (FloatOp::Embed { classes, dim, table }, Some(class)) = (&e.op, e.inputs.first()) else {
+                let (
+                    FloatOp::Embed {
+                        classes,
+                        dim,
+                        table,
+                    },
+                    Some(class),
+                ) = (&e.op, e.inputs.first())
+                else {
                     return Err(fail(name, "malformed embedding".into()));
                 };
                 let latent = ins[0];
                 if !qin.contains(&latent) || !matches!(tensors[latent].shape, Shape::Flat(_)) {
-                    return Err(fail(name, "a class embedding must be joined to a latent input".into()));
+                    return Err(fail(
+                        name,
+                        "a class embedding must be joined to a latent input".into(),
+                    ));
                 }
-                let class_t = *index.get(class.as_str()).ok_or_else(|| fail(name, format!("reads {class}, not an input")))?;
+                let class_t = *index
+                    .get(class.as_str())
+                    .ok_or_else(|| fail(name, format!("reads {class}, not an input")))?;
                 // The latent takes the concatenation's quantization: the embedding copies both.
                 tensors[latent].quant = q_out;
-                quants.insert(graph.inputs[qin.iter().position(|&t| t == latent).unwrap_or(0)].name.clone(), q_out);
+                quants.insert(
+                    graph.inputs[qin.iter().position(|&t| t == latent).unwrap_or(0)]
+                        .name
+                        .clone(),
+                    q_out,
+                );
                 let op = QuantOp::Embed {
                     classes: *classes,
                     dim: *dim,
@@ -408,8 +667,16 @@ pub fn quantize_graph(
                 };
                 quants.insert(out_name.clone(), q_out);
                 index.insert(out_name.clone(), tensors.len());
-                nodes.push(QuantNode { op, inputs: vec![latent, class_t], output: tensors.len() });
-                tensors.push(TensorInfo { shape: shape_of(&n.shape), quant: q_out, kind: TensorKind::Int8 });
+                nodes.push(QuantNode {
+                    op,
+                    inputs: vec![latent, class_t],
+                    output: tensors.len(),
+                });
+                tensors.push(TensorInfo {
+                    shape: shape_of(&n.shape),
+                    quant: q_out,
+                    kind: TensorKind::Int8,
+                });
                 node_names.push((out_name.clone(), false));
                 continue;
             }
@@ -425,15 +692,28 @@ pub fn quantize_graph(
                     .iter()
                     .zip(&q_in)
                     .map(|(&t, q)| {
-                        let channels = match tensors[t].shape { Shape::Image { c, .. } => c, Shape::Flat(c) => c };
+                        let channels = match tensors[t].shape {
+                            Shape::Image { c, .. } => c,
+                            Shape::Flat(c) => c,
+                        };
                         if q == &q_out {
                             return Ok(Part::copy(channels, q.zero_point));
                         }
-                        let (mult, shift) = multiplier(q.scale as f64 / q_out.scale as f64).ok_or_else(|| fail(name, "scales out of range".into()))?;
-                        Ok(Part { channels, zp: q.zero_point, shift, mult })
+                        let (mult, shift) = multiplier(q.scale as f64 / q_out.scale as f64)
+                            .ok_or_else(|| fail(name, "scales out of range".into()))?;
+                        Ok(Part {
+                            channels,
+                            zp: q.zero_point,
+                            shift,
+                            mult,
+                        })
                     })
                     .collect::<Result<Vec<_>, QuantizeError>>()?;
-                QuantOp::Concat { zp_out: q_out.zero_point, pixels, parts }
+                QuantOp::Concat {
+                    zp_out: q_out.zero_point,
+                    pixels,
+                    parts,
+                }
             }
             FloatOp::Pad { mode, pads } => {
                 let Shape::Image { c, h, w } = input_shape(ins[0]) else {
@@ -443,7 +723,14 @@ pub fn quantize_graph(
                     crate::import::PadMode::Zero => PadMode::Zero,
                     crate::import::PadMode::Reflect => PadMode::Reflect,
                 };
-                QuantOp::Pad(Pad { mode, zp: q_in[0].zero_point, c, h, w, pads: *pads })
+                QuantOp::Pad(Pad {
+                    mode,
+                    zp: q_in[0].zero_point,
+                    c,
+                    h,
+                    w,
+                    pads: *pads,
+                })
             }
             FloatOp::InstanceNorm { scale, shift, eps } => {
                 let Shape::Image { c, h, w } = input_shape(ins[0]) else {
@@ -453,36 +740,93 @@ pub fn quantize_graph(
                 let in_scales = channel_scales.get(&n.inputs[0]);
                 let affine = (0..c)
                     .map(|ch| {
-                        let (gm, gs) = signed_multiplier(scale[ch] as f64 / q_out.scale as f64).ok_or_else(|| fail(name, "scale out of range".into()))?;
+                        let (gm, gs) = signed_multiplier(scale[ch] as f64 / q_out.scale as f64)
+                            .ok_or_else(|| fail(name, "scale out of range".into()))?;
                         let b16 = (shift[ch] as f64 / q_out.scale as f64 * 65536.0).round();
                         if b16.abs() >= i32::MAX as f64 {
                             return Err(fail(name, "shift out of range".into()));
                         }
                         let s_in = in_scales.map_or(q_in[0].scale, |s| s.scales[ch]) as f64;
-                        let e = (pixels * pixels * *eps as f64 / (s_in * s_in)).round().min((1u64 << 60) as f64);
-                        Ok(Affine { gm, gs, b16: b16 as i32, eps: e as u64 })
+                        let e = (pixels * pixels * *eps as f64 / (s_in * s_in))
+                            .round()
+                            .min((1u64 << 60) as f64);
+                        Ok(Affine {
+                            gm,
+                            gs,
+                            b16: b16 as i32,
+                            eps: e as u64,
+                        })
                     })
                     .collect::<Result<Vec<_>, QuantizeError>>()?;
-                QuantOp::InstanceNorm { c, pixels: h * w, zp_out: q_out.zero_point, relu: act == Fused::Relu, affine }
+                QuantOp::InstanceNorm {
+                    c,
+                    pixels: h * w,
+                    zp_out: q_out.zero_point,
+                    relu: act == Fused::Relu,
+                    affine,
+                }
             }
             FloatOp::Reshape { shape } => match (input_shape(ins[0]), &shape[..]) {
-                (Shape::Flat(_), [c, h, w]) => QuantOp::Reshape { c: *c, h: *h, w: *w },
-                (s, _) => return Err(fail(name, format!("reshape of {s:?} to {shape:?}: only a vector to an image is supported"))),
+                (Shape::Flat(_), [c, h, w]) => QuantOp::Reshape {
+                    c: *c,
+                    h: *h,
+                    w: *w,
+                },
+                (s, _) => {
+                    return Err(fail(
+                        name,
+                        format!(
+                            "reshape of {s:?} to {shape:?}: only a vector to an image is supported"
+                        ),
+                    ))
+                }
             },
             FloatOp::Flatten => match input_shape(ins[0]) {
                 Shape::Image { c, h, w } => QuantOp::Flatten { c, h, w },
-                Shape::Flat(_) => QuantOp::Lut { table: core::array::from_fn(|i| i as u8) },
+                Shape::Flat(_) => QuantOp::Lut {
+                    table: core::array::from_fn(|i| i as u8),
+                },
             },
             FloatOp::Upsample { factor } => match input_shape(ins[0]) {
-                Shape::Image { c, h, w } => QuantOp::Upsample { c, h, w, factor: *factor },
+                Shape::Image { c, h, w } => QuantOp::Upsample {
+                    c,
+                    h,
+                    w,
+                    factor: *factor,
+                },
                 Shape::Flat(_) => return Err(fail(name, "upsampling takes an image".into())),
             },
             FloatOp::Embed { .. } => unreachable!("embeddings are skipped above"),
-            FloatOp::BatchNorm { .. } => {
-                return Err(fail(name, "a BatchNormalization that does not follow a Linear or convolution cannot be folded".into()))
+            // A per-channel affine that nothing before it absorbs (after a Sigmoid, as TimeGAN's
+            // scaling back to the data's units): a 1x1 convolution with diagonal weights.
+            FloatOp::BatchNorm { scale, shift } => {
+                let (c, h, w) = match input_shape(ins[0]) {
+                    Shape::Image { c, h, w } => (c, h, w),
+                    Shape::Flat(c) => (c, 1, 1),
+                };
+                if scale.len() != c {
+                    return Err(fail(
+                        name,
+                        format!("{} scales for {c} channels", scale.len()),
+                    ));
+                }
+                let diagonal: Vec<f32> = (0..c * c)
+                    .map(|i| if i / c == i % c { scale[i / c] } else { 0.0 })
+                    .collect();
+                pointwise(
+                    k,
+                    "BatchNorm",
+                    (c, c, h, w),
+                    &diagonal,
+                    shift,
+                    q_in[0],
+                    q_out,
+                    act,
+                )?
             }
         };
         let shape = shape_of(&n.shape);
+        let q_out = own_quant.unwrap_or(q_out);
         // Per-channel scales are not one tensor quantization: recorded as scale 0.
         let q_out = if channel_scales.contains_key(&out_name) {
             Quant {
@@ -535,6 +879,16 @@ pub fn quantize_graph(
             .join(","),
     );
     metadata.insert("pocketgan.outputs".into(), graph.outputs.join(","));
+    let sequences: Vec<&str> = graph
+        .inputs
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(graph.outputs.iter().map(String::as_str))
+        .filter(|t| graph.shape_of(t).is_some_and(|s| s.len() == 2))
+        .collect();
+    if !sequences.is_empty() {
+        metadata.insert(crate::engine::runner::SEQUENCES.into(), sequences.join(","));
+    }
     let qg = QuantGraph {
         tensors,
         inputs: qin,

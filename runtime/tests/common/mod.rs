@@ -11,3 +11,10 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     package.join("..")
 }
+
+/// The bytes of a file PyTorch's exporter wrote (`scripts/torch-fixtures.py`).
+#[allow(dead_code)] // not every test binary reads them
+pub fn torch_fixture(file: &str) -> Vec<u8> {
+    std::fs::read(repo_root().join("runtime/tests/fixtures/torch").join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+}

@@ -72,6 +72,14 @@ pub fn attr_float(name: &str, v: f32) -> AttributeProto {
     a
 }
 
+pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::TENSOR.into();
+    a.t = Some(t).into();
+    a
+}
+
 pub fn attr_string(name: &str, v: &str) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();

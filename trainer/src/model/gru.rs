@@ -21,7 +21,7 @@ use burn::tensor::TensorData;
 use rand::{Rng, SeedableRng};
 
 use super::layers::Weights;
-use crate::export::onnx::{attr_int, tensor, GraphWriter};
+use crate::export::onnx::{attr_int, attr_tensor, int64s, tensor, GraphWriter};
 
 /// One GRU layer. Gates in PyTorch's order: reset, update, new.
 #[derive(Module, Debug)]
@@ -117,14 +117,47 @@ impl GruLayer {
             dims: vec![1, 6 * h],
             ..Weights::of(b)
         };
-        let y = g.node(
+        // The initial state, zeros `[1, N, H]` for the batch `N` of `x` `[T, N, I]`, written
+        // out as PyTorch writes it: an engine that types the graph with a symbolic batch (tract)
+        // cannot make the implicit one.
+        let shape = g.node("Shape", &[x], vec![], vec![], None);
+        let batch = {
+            let starts = g.initializer(int64s(&format!("{shape}_starts"), &[1]));
+            let ends = g.initializer(int64s(&format!("{shape}_ends"), &[2]));
+            g.node("Slice", &[&shape, &starts, &ends], vec![], vec![], None)
+        };
+        let one = g.initializer(int64s(&format!("{batch}_one"), &[1]));
+        let width = g.initializer(int64s(&format!("{batch}_hidden"), &[h as i64]));
+        let dims = g.node(
+            "Concat",
+            &[&one, &batch, &width],
+            vec![],
+            vec![attr_int("axis", 0)],
+            None,
+        );
+        // Float zeros, said explicitly: tract's default is not ONNX's float32.
+        let zero = Weights {
+            dims: vec![1],
+            values: vec![0.0],
+        };
+        let fill = vec![attr_tensor("value", tensor("value", &zero))];
+        let h0 = g.node("ConstantOfShape", &[&dims], vec![], fill, None);
+        let node = format!("gru_{h0}");
+        let param = |name: &str, w: &Weights| {
+            let mut t = tensor(name, w);
+            t.name = format!("{node}.{name}");
+            t
+        };
+        let (w, r, b) = (
+            g.initializer(param("W", &zrh(self.w_ih.val()))),
+            g.initializer(param("R", &zrh(self.w_hh.val()))),
+            g.initializer(param("B", &b)),
+        );
+        let y = g.named_node(
+            &node,
             "GRU",
-            &[x],
-            vec![
-                tensor("W", &zrh(self.w_ih.val())),
-                tensor("R", &zrh(self.w_hh.val())),
-                tensor("B", &b),
-            ],
+            &[x, &w, &r, &b, "", &h0],
+            vec![],
             vec![
                 attr_int("hidden_size", h as i64),
                 attr_int("linear_before_reset", 1),

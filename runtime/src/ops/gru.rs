@@ -1,0 +1,343 @@
+//! `Gru`: one GRU layer over a sequence, ONNX's `GRU` with `linear_before_reset = 1` (PyTorch's
+//! arithmetic), one direction, the state starting at zero.
+//!
+//! A sequence of `T` steps of `F` features is stored as the image `[c = F, h = T, w = 1]`: in
+//! NHWC its bytes are the `[T][F]` rows, step after step. For each step, with `x` the input row
+//! and `h` the state,
+//!
+//! ```text
+//! z = sigmoid(Wz x + bz + Rz h + b'z)      r = sigmoid(Wr x + br + Rr h + b'r)
+//! n = tanh(Wn x + bn + r * (Rn h + b'n))  h = (1 - z) n + z h
+//! ```
+//!
+//! Precision (the definition every ISA runs, so all give the same bytes): the two products are
+//! exact i32 sums on the kernels (`x` and `h` int8, the weights int8 per gate row); each is
+//! rescaled per row by a fixed-point multiplier to a pre-activation in 12 fractional bits, the
+//! biases added there. Sigmoid and tanh are tables of 257 values in 15 fractional bits over
+//! `[-8, 8]`, linearly interpolated (error below 4e-4; they are [`SIGMOID`] and [`TANH`], built at
+//! compile time). **The state is carried in 15 fractional bits** (an i32 per unit), so the
+//! recurrence `h = n + z (h - n)` does not round to int8 at every step and drift over the
+//! sequence; only what the next products read, and the op's output, is int8: the output row of
+//! step `t` (scale `s_out`, zero point 0) is exactly the `h` that step `t + 1` multiplies by `R`.
+//!
+//! Body: `input u16, hidden u16, steps u16, zp_in i8, reserved u8, out_mult i32, out_shift u8,
+//! 3 reserved`, then per gate row `j` of `3 hidden` (ONNX's order z, r, n):
+//! `x_mult i32, h_mult i32, x_bias i32, h_bias i32, x_shift u8, h_shift u8, 2 reserved`, then
+//! the packed `[input x 3 hidden]` W and the packed `[hidden x 3 hidden]` R.
+
+use super::add::{round_shift, saturate};
+use super::gemm::read_weights;
+use super::{expect_shape, expect_zero_point, int8_inputs, nz, part, part_mut, Cx, OpKind};
+use crate::format::{FormatError, Reader, Shape, TensorInfo};
+use crate::interp::RunError;
+use crate::kernels::{gemm_i32, PackedWeights, MAX_SHIFT};
+#[cfg(any(feature = "std", test))]
+use crate::write::put_packed;
+
+/// Largest hidden size (stack arrays: the core has no heap).
+pub const MAX_HIDDEN: usize = 256;
+/// Largest input width and sequence length.
+pub const MAX_INPUT: usize = 4096;
+pub const MAX_STEPS: usize = 4096;
+/// Fractional bits of the pre-activations.
+pub const PRE_BITS: u8 = 12;
+/// Fractional bits of the gates and the state.
+pub const STATE_BITS: u8 = 15;
+/// Bytes per gate row in the body.
+const ROW_LEN: usize = 20;
+
+/// `f(x) * 2^15` rounded, for `x = -8 + i / 16`, `i` in `0..=256`.
+const fn table(tanh: bool) -> [i16; 257] {
+    let mut t = [0i16; 257];
+    let mut i = 0;
+    while i < 257 {
+        let x = -8.0 + i as f64 / 16.0;
+        let v = if tanh {
+            // tanh x = 1 - 2 / (e^{2x} + 1)
+            1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+        } else {
+            1.0 / (1.0 + exp(-x))
+        };
+        let q = v * 32768.0;
+        let q = if q >= 0.0 { q + 0.5 } else { q - 0.5 };
+        let q = if q > 32767.0 { 32767.0 } else if q < -32767.0 { -32767.0 } else { q };
+        t[i] = q as i16;
+        i += 1;
+    }
+    t
+}
+
+/// `e^x` for `|x| <= 16` at compile time: `x = k ln 2 + r`, `|r| <= ln 2 / 2`, the series of
+/// `e^r` to 24 terms (below 1e-17 relative), times `2^k`.
+const fn exp(x: f64) -> f64 {
+    const LN2: f64 = core::f64::consts::LN_2;
+    let kf = x / LN2;
+    let k = if kf >= 0.0 { (kf + 0.5) as i32 } else { (kf - 0.5) as i32 };
+    let r = x - k as f64 * LN2;
+    let (mut sum, mut term, mut n) = (1.0, 1.0, 1);
+    while n < 24 {
+        term = term * r / n as f64;
+        sum += term;
+        n += 1;
+    }
+    let mut p = 1.0;
+    let mut j = 0;
+    while j < k.unsigned_abs() {
+        p *= 2.0;
+        j += 1;
+    }
+    if k >= 0 {
+        sum * p
+    } else {
+        sum / p
+    }
+}
+
+/// `sigmoid(-8 + i / 16) * 2^15`.
+pub static SIGMOID: [i16; 257] = table(false);
+/// `tanh(-8 + i / 16) * 2^15`.
+pub static TANH: [i16; 257] = table(true);
+
+/// `f(v / 2^12) * 2^15` from a table over `[-8, 8]`, linear between its points.
+#[inline]
+pub fn lookup(table: &[i16; 257], v: i32) -> i32 {
+    let u = (v.clamp(-8 << PRE_BITS, (8 << PRE_BITS) - 1) + (8 << PRE_BITS)) as u32;
+    let (i, frac) = ((u >> 8) as usize, (u & 255) as i32);
+    let (a, b) = match (table.get(i), table.get(i + 1)) {
+        (Some(&a), Some(&b)) => (a as i32, b as i32),
+        _ => return 0,
+    };
+    a + (((b - a) * frac + 128) >> 8)
+}
+
+/// One gate row's rescaling: `pre = round((acc * mult) / 2^shift) + bias` in 12 fractional bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GateRow {
+    pub x_mult: i32,
+    pub h_mult: i32,
+    pub x_bias: i32,
+    pub h_bias: i32,
+    pub x_shift: u8,
+    pub h_shift: u8,
+}
+
+/// A quantized GRU layer, as the quantizer builds it: `w` `[input][3 hidden]` and `r`
+/// `[hidden][3 hidden]` row-major.
+#[cfg(any(feature = "std", test))]
+#[derive(Clone, Debug, PartialEq)]
+pub struct GruParams {
+    pub input: usize,
+    pub hidden: usize,
+    pub steps: usize,
+    pub zp_in: i8,
+    pub out_mult: i32,
+    pub out_shift: u8,
+    pub rows: Vec<GateRow>,
+    pub w: Vec<i8>,
+    pub r: Vec<i8>,
+}
+
+#[cfg(any(feature = "std", test))]
+impl GruParams {
+    /// The body bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in [self.input, self.hidden, self.steps] {
+            b.extend_from_slice(&(v as u16).to_le_bytes());
+        }
+        b.extend_from_slice(&[self.zp_in as u8, 0]);
+        b.extend_from_slice(&self.out_mult.to_le_bytes());
+        b.extend_from_slice(&[self.out_shift, 0, 0, 0]);
+        for g in &self.rows {
+            for v in [g.x_mult, g.h_mult, g.x_bias, g.h_bias] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&[g.x_shift, g.h_shift, 0, 0]);
+        }
+        let n = 3 * self.hidden;
+        put_packed(&mut b, self.input, n, |k, j| self.w[k * n + j]);
+        put_packed(&mut b, self.hidden, n, |k, j| self.r[k * n + j]);
+        b
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Gru<'a> {
+    pub input: usize,
+    pub hidden: usize,
+    pub steps: usize,
+    pub zp_in: i8,
+    /// `h * 2^-15 / s_out = h * out_mult * 2^-out_shift`.
+    pub out_mult: i32,
+    pub out_shift: u8,
+    rows: &'a [u8],
+    /// `[input x 3 hidden]`.
+    pub w: PackedWeights<'a>,
+    /// `[hidden x 3 hidden]`.
+    pub r: PackedWeights<'a>,
+}
+
+impl<'a> Gru<'a> {
+    pub fn row(&self, j: usize) -> GateRow {
+        let b: &[u8; ROW_LEN] = self
+            .rows
+            .get(j * ROW_LEN..)
+            .and_then(|s| s.first_chunk())
+            .unwrap_or(&[0; ROW_LEN]);
+        let i32_at = |k: usize| i32::from_le_bytes([b[k], b[k + 1], b[k + 2], b[k + 3]]);
+        GateRow {
+            x_mult: i32_at(0),
+            h_mult: i32_at(4),
+            x_bias: i32_at(8),
+            h_bias: i32_at(12),
+            x_shift: b[16],
+            h_shift: b[17],
+        }
+    }
+
+    /// One sample: `x` its `[steps][input]` rows, `y` its `[steps][hidden]` rows.
+    fn sample(&self, cx: &Cx, x: &[i8], y: &mut [i8]) -> Result<(), RunError> {
+        let (i_len, h_len) = (nz(self.input), nz(self.hidden));
+        let n = 3 * h_len;
+        let mut gx = [0i32; 3 * MAX_HIDDEN];
+        let mut gh = [0i32; 3 * MAX_HIDDEN];
+        let mut state = [0i32; MAX_HIDDEN];
+        let (gx, gh) = (
+            part_mut(&mut gx, ..n, "a GRU's gates")?,
+            part_mut(&mut gh, ..n, "a GRU's gates")?,
+        );
+        let state = part_mut(&mut state, ..h_len, "a GRU's state")?;
+        for t in 0..self.steps {
+            let xt = part(x, t * i_len..(t + 1) * i_len, "a GRU's input row")?;
+            gemm_i32(cx.isa, xt, i_len, 1, self.zp_in, self.w, gx);
+            if t == 0 {
+                gh.fill(0);
+            } else {
+                let prev = part(y, (t - 1) * h_len..t * h_len, "a GRU's state row")?;
+                gemm_i32(cx.isa, prev, h_len, 1, 0, self.r, gh);
+            }
+            for (j, (gx, gh)) in gx.iter_mut().zip(gh.iter_mut()).enumerate() {
+                let g = self.row(j);
+                *gx = (round_shift(*gx as i64 * g.x_mult as i64, g.x_shift) + g.x_bias as i64)
+                    .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+                *gh = (round_shift(*gh as i64 * g.h_mult as i64, g.h_shift) + g.h_bias as i64)
+                    .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            }
+            let yt = part_mut(y, t * h_len..(t + 1) * h_len, "a GRU's output row")?;
+            let (xz, rest) = gx.split_at(h_len);
+            let (xr, xn) = rest.split_at(h_len);
+            let (hz, rest) = gh.split_at(h_len);
+            let (hr, hn) = rest.split_at(h_len);
+            let gates = xz.iter().zip(hz).zip(xr.iter().zip(hr)).zip(xn.iter().zip(hn));
+            for ((((xz, hz), (xr, hr)), (xn, hn)), (h, out)) in gates.zip(state.iter_mut().zip(yt)) {
+                let z = lookup(&SIGMOID, xz.saturating_add(*hz));
+                let r = lookup(&SIGMOID, xr.saturating_add(*hr));
+                let rn = round_shift(r as i64 * *hn as i64, STATE_BITS);
+                let nn = lookup(&TANH, (*xn as i64 + rn).clamp(i32::MIN as i64, i32::MAX as i64) as i32);
+                *h = nn + round_shift(z as i64 * (*h - nn) as i64, STATE_BITS) as i32;
+                *out = saturate(round_shift(*h as i64 * self.out_mult as i64, self.out_shift), 0, -127, 127);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> OpKind<'a> for Gru<'a> {
+    const NAME: &'static str = "Gru";
+
+    #[inline(never)]
+    fn parse(b: &mut Reader<'a>, index: usize) -> Result<Self, FormatError> {
+        let bad = |reason| FormatError::Op { index, reason };
+        let input = b.u16("input size")? as usize;
+        let hidden = b.u16("hidden size")? as usize;
+        let steps = b.u16("steps")? as usize;
+        let zp_in = b.i8("input zero point")?;
+        b.u8("reserved")?;
+        let out_mult = b.u32("output multiplier")? as i32;
+        let out_shift = b.u8("output shift")?;
+        b.take(3, "reserved")?;
+        if !(1..=MAX_INPUT).contains(&input)
+            || !(1..=MAX_HIDDEN).contains(&hidden)
+            || !(1..=MAX_STEPS).contains(&steps)
+        {
+            return Err(bad("GRU sizes out of range"));
+        }
+        if !(1..=MAX_SHIFT).contains(&out_shift) {
+            return Err(bad("shift out of range"));
+        }
+        let rows = b.take(3 * hidden * ROW_LEN, "gate rows")?;
+        let w = read_weights(b, input, 3 * hidden, index)?;
+        let r = read_weights(b, hidden, 3 * hidden, index)?;
+        let op = Gru { input, hidden, steps, zp_in, out_mult, out_shift, rows, w, r };
+        if b.validate
+            && (0..3 * hidden).any(|j| {
+                let g = op.row(j);
+                !(1..=MAX_SHIFT).contains(&g.x_shift) || !(1..=MAX_SHIFT).contains(&g.h_shift)
+            })
+        {
+            return Err(bad("shift out of range"));
+        }
+        Ok(op)
+    }
+
+    fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
+        int8_inputs(inputs, 1, index)?;
+        expect_shape(
+            Shape::Image { c: self.input, h: self.steps, w: 1 },
+            inputs[0].shape,
+            index,
+        )?;
+        expect_zero_point(self.zp_in, &inputs[0], index)?;
+        Ok(Shape::Image { c: self.hidden, h: self.steps, w: 1 })
+    }
+
+    fn macs(&self) -> usize {
+        self.steps * 3 * self.hidden * (self.input + self.hidden)
+    }
+
+    fn params(&self) -> usize {
+        3 * self.hidden * (self.input + self.hidden + 2)
+    }
+
+    fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
+        let x = x.first().ok_or(RunError::Internal("a GRU's input"))?;
+        let (xs, ys) = (nz(self.steps * self.input), nz(self.steps * self.hidden));
+        if x.len() / xs != y.len() / ys {
+            return Err(RunError::Internal("a GRU's batch"));
+        }
+        for (x, y) in x.chunks_exact(xs).zip(y.chunks_exact_mut(ys)) {
+            self.sample(cx, x, y)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_the_functions_at_their_points() {
+        for i in 0..257 {
+            let x = -8.0 + i as f64 / 16.0;
+            let s = (1.0 / (1.0 + (-x).exp()) * 32768.0).round().min(32767.0);
+            let t = (x.tanh() * 32768.0).round().clamp(-32767.0, 32767.0);
+            assert_eq!(SIGMOID[i] as f64, s, "sigmoid at {x}");
+            assert_eq!(TANH[i] as f64, t, "tanh at {x}");
+        }
+    }
+
+    #[test]
+    fn interpolated_lookups_are_within_4e_4() {
+        let mut worst = (0f64, 0f64);
+        for v in (-(10 << PRE_BITS)..(10 << PRE_BITS)).step_by(7) {
+            let x = v as f64 / 4096.0;
+            let s = lookup(&SIGMOID, v) as f64 / 32768.0 - 1.0 / (1.0 + (-x).exp());
+            let t = lookup(&TANH, v) as f64 / 32768.0 - x.tanh();
+            worst = (worst.0.max(s.abs()), worst.1.max(t.abs()));
+        }
+        // Sigmoid: clamped at +-8 (sigmoid(10) - sigmoid(8) = 2.9e-4); tanh: the interpolation,
+        // (1/16)^2 / 8 * max |tanh''| = 3.8e-4.
+        assert!(worst.0 < 3e-4 && worst.1 < 4e-4, "{worst:?}");
+    }
+}

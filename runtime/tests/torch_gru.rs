@@ -1,0 +1,125 @@
+//! Recurrent generators from PyTorch's own exporter: TimeGAN's generator path (generator,
+//! supervisor and recovery, eight `nn.GRU` layers with per-step Linear and Sigmoid, the scaling
+//! undone at the end; `scripts/torch-fixtures.py`) imports to the float graph, which reproduces
+//! PyTorch's output, then quantizes to int8 GRU ops that run byte-identically on every kernel
+//! family and stay close to the float graph.
+#![cfg(feature = "std")]
+
+mod common;
+
+use pocketgan_runtime::engine::runner::{Int8Runner, Runner, Values};
+use pocketgan_runtime::format::Model;
+use pocketgan_runtime::import::{FloatGraph, FloatOp};
+use pocketgan_runtime::kernels::Isa;
+use pocketgan_runtime::npy;
+use pocketgan_runtime::quantize::{psnr_db, quantize, QuantizeOptions};
+
+const FILES: [&str; 5] = [
+    "timegan_op13.onnx",
+    "timegan_op13_dyn.onnx",
+    "timegan_op17.onnx",
+    "timegan_op17_dyn.onnx",
+    "timegan_op18_dynamo_dyn.onnx",
+];
+const STEPS: usize = 24;
+const FEATURES: usize = 5;
+
+use common::torch_fixture as fixture;
+
+fn npy_f32(file: &str) -> Vec<f32> {
+    npy::parse(&fixture(file)).unwrap().data
+}
+
+/// TimeGAN's noise: uniform in [0, 1), seeded.
+fn noise(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n * STEPS * FEATURES)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}
+
+#[test]
+fn pytorch_gru_exports_import_and_match_pytorch() {
+    let (x, want) = (npy_f32("timegan.input.npy"), npy_f32("timegan.output.npy"));
+    for file in FILES {
+        let g =
+            FloatGraph::from_onnx_bytes(&fixture(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let grus = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, FloatOp::Gru { .. }))
+            .count();
+        assert_eq!(grus, 8, "{file}: GRU layers");
+        assert_eq!(g.inputs[0].shape, [STEPS, FEATURES], "{file}");
+        let values = g.run(&[(g.inputs[0].name.as_str(), &x)], 2).unwrap();
+        let got = &values[&g.outputs[0]];
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{file}: float graph {worst} from PyTorch");
+    }
+}
+
+#[test]
+fn pytorch_gru_exports_quantize_and_agree_on_every_isa() {
+    for file in FILES {
+        let onnx = fixture(file);
+        let options = QuantizeOptions {
+            calib: 256,
+            eval: 16,
+            samples: noise(1, 256),
+            ..Default::default()
+        };
+        let (pgq, report) = quantize(&onnx, &options).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let model = Model::parse(&pgq).unwrap();
+        let n = 16;
+        let z = noise(2, n);
+        // The float graph, which matches PyTorch (above), as the reference: tract runs the
+        // fixed-batch exports only at the traced batch.
+        let g = FloatGraph::from_onnx_bytes(&onnx).unwrap();
+        let float = g
+            .run(&[(g.inputs[0].name.as_str(), &z)], n)
+            .unwrap()
+            .remove(&g.outputs[0])
+            .unwrap();
+        let mut outputs = Vec::new();
+        for isa in Isa::available() {
+            let mut runner = Int8Runner::new(model, isa);
+            assert_eq!(runner.inputs()[0].shape, [STEPS, FEATURES], "{file}");
+            let Values::F32(y) = runner.run(&[Values::F32(z.clone())], n).unwrap().remove(0) else {
+                unreachable!()
+            };
+            outputs.push(y);
+        }
+        assert!(
+            outputs.iter().all(|o| *o == outputs[0]),
+            "{file}: kernel families differ"
+        );
+        // PyTorch's random weights give outputs that vary little: the error is measured against
+        // their spread (standard deviation) and as a PSNR over their range.
+        let y = &outputs[0];
+        let mean = float.iter().sum::<f32>() / float.len() as f32;
+        let sd =
+            (float.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / float.len() as f32).sqrt();
+        let rms = (y
+            .iter()
+            .zip(&float)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f32>()
+            / y.len() as f32)
+            .sqrt();
+        let psnr = psnr_db(&float, y);
+        eprintln!("{file}: int8 against float: rms error {rms:.5} (outputs' sd {sd:.4}), PSNR {psnr:.1} dB; quantizer's report {:.1} dB", report.psnr_db);
+        assert!(
+            rms < 0.1 * sd && psnr > 35.0,
+            "{file}: rms {rms}, sd {sd}, {psnr:.1} dB"
+        );
+    }
+}
