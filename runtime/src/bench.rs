@@ -140,8 +140,38 @@ pub fn run_images(
     reps: usize,
     batch: usize,
 ) -> Result<Table, EngineError> {
-    let one = [Values::F32(pictures(1, 1, image))];
-    let many = [Values::F32(pictures(2, batch, image))];
+    let one = Values::F32(pictures(1, 1, image));
+    let many = Values::F32(pictures(2, batch, image));
+    run_inputs(runners, model, [one, many], reps, batch)
+}
+
+/// [`run_images`] for a generator whose one input is noise of `size` values per sample (a
+/// recurrent generator's noise sequence), drawn as `noise`.
+pub fn run_noise(
+    runners: &mut [Box<dyn Runner + '_>],
+    model: &Model,
+    noise: crate::latent::Noise,
+    size: usize,
+    reps: usize,
+    batch: usize,
+) -> Result<Table, EngineError> {
+    let draw = |seed: u64, n: usize| {
+        let mut z = vec![0.0; n * size];
+        noise.fill(seed, &mut z);
+        Values::F32(z)
+    };
+    run_inputs(runners, model, [draw(1, 1), draw(2, batch)], reps, batch)
+}
+
+/// Times every runner on `one` sample and on a batch of `many`, then the int8 model's layers.
+fn run_inputs(
+    runners: &mut [Box<dyn Runner + '_>],
+    model: &Model,
+    [one, many]: [Values; 2],
+    reps: usize,
+    batch: usize,
+) -> Result<Table, EngineError> {
+    let (one, many) = ([one], [many]);
     let mut rows = Vec::new();
     for r in runners.iter_mut() {
         let name = r.name();

@@ -61,6 +61,50 @@ pub fn fill_normal(seed: u64, out: &mut [f32]) {
     }
 }
 
+/// Fills `out` with values uniform in `[0, 1)` (24 random bits each: every value is an f32
+/// exactly) drawn from `seed`: TimeGAN's noise.
+pub fn fill_uniform(seed: u64, out: &mut [f32]) {
+    let mut rng = Rng::new(seed);
+    for v in out {
+        *v = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+    }
+}
+
+/// The ONNX (and `.pgq`) metadata key naming a generator's noise ([`Noise::name`]).
+pub const NOISE_KEY: &str = "pocketgan.noise";
+
+/// The distribution a generator's noise input is drawn from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Noise {
+    /// Standard normal (the image GANs' latents; the default).
+    Normal,
+    /// Uniform in `[0, 1)` (TimeGAN).
+    Uniform,
+}
+
+impl Noise {
+    pub fn name(self) -> &'static str {
+        match self {
+            Noise::Normal => "normal",
+            Noise::Uniform => "uniform",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Noise> {
+        [Noise::Normal, Noise::Uniform]
+            .into_iter()
+            .find(|n| n.name() == name)
+    }
+
+    /// Fills `out` with draws from `seed`.
+    pub fn fill(self, seed: u64, out: &mut [f32]) {
+        match self {
+            Noise::Normal => fill_normal(seed, out),
+            Noise::Uniform => fill_uniform(seed, out),
+        }
+    }
+}
+
 /// Linear interpolation `(1 - t) a + t b`, written into `out` (a latent walk's frame).
 pub fn lerp(a: &[f32], b: &[f32], t: f32, out: &mut [f32]) {
     for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
@@ -105,6 +149,19 @@ mod tests {
         let mut z = [0.0f32; 3];
         fill_normal(0, &mut z);
         assert_eq!(z.map(f32::to_bits), [1065093637, 3191084820, 3208006136]);
+    }
+
+    #[test]
+    fn uniform_draws_fill_the_unit_interval_evenly() {
+        let mut u = vec![0.0f32; 100_000];
+        Noise::from_name("uniform").unwrap().fill(5, &mut u);
+        assert!(u.iter().all(|&v| (0.0..1.0).contains(&v)));
+        let mean = u.iter().map(|&v| v as f64).sum::<f64>() / u.len() as f64;
+        let below_tenth = u.iter().filter(|&&v| v < 0.1).count() as f64 / u.len() as f64;
+        assert!(
+            (mean - 0.5).abs() < 0.005 && (below_tenth - 0.1).abs() < 0.005,
+            "{mean} {below_tenth}"
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub mod plan;
 #[cfg(feature = "std")]
 pub mod quantize;
 #[cfg(feature = "std")]
+pub mod sample;
+#[cfg(feature = "std")]
 pub mod translate;
 #[cfg(any(feature = "std", test))]
 pub mod upgrade;

@@ -91,6 +91,25 @@ enum Command {
     },
     /// Describe a model: inputs, outputs, nodes, parameters, multiply-adds, arena plan and size.
     Inspect { model: PathBuf },
+    /// Draw samples of a generator whose one input is noise (TimeGAN's series, a latent
+    /// vector's output) and write them as .npy (float32 `[N, ...]`) or .csv.
+    Sample {
+        /// A .pgq (int8 engine) or .onnx file (tract).
+        model: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The noise's distribution, `uniform` (in [0, 1)) or `normal` (default: the model's,
+        /// from its metadata, else normal).
+        #[arg(long)]
+        noise: Option<String>,
+        #[arg(long, default_value = "samples.npy")]
+        out: PathBuf,
+        /// Kernel family for the int8 engine (default: the fastest this CPU has).
+        #[arg(long)]
+        isa: Option<String>,
+    },
     /// Run any model on named inputs and write every output (`NAME.npy`, and `NAME_K.png` per
     /// sample for gray or RGB images) into a folder.
     Run {
@@ -532,6 +551,14 @@ fn main() -> Result<()> {
             out,
             isa,
         } => run_model(&model, &inputs, &out, isa.as_deref())?,
+        Command::Sample {
+            model,
+            n,
+            seed,
+            noise,
+            out,
+            isa,
+        } => sample_model(&model, n, seed, noise.as_deref(), &out, isa.as_deref())?,
         Command::Inspect { model } => {
             let bytes = read(&model)?;
             if !is_pgq(&model) {
@@ -555,9 +582,36 @@ fn main() -> Result<()> {
             let onnx = read(&model)?;
             let tract = TractRunner::new(&onnx)
                 .with_context(|| format!("cannot load {}", model.display()))?;
-            if let Ok(image) = translate::input_shape(&tract) {
-                let table =
-                    bench_images(&onnx, tract, pgq.as_deref(), image, &engines, threads, reps)?;
+            // A generator of series from a noise sequence (TimeGAN), or of pictures from
+            // pictures: the graph runners. Else a latent generator's engines, below.
+            let sequence = match &tract.inputs()[..] {
+                [input] if input.shape.len() == 2 && input.classes.is_none() => {
+                    Some(input.shape.iter().product::<usize>())
+                }
+                _ => None,
+            };
+            let table = match (sequence, translate::input_shape(&tract)) {
+                (Some(size), _) => Some(bench_graph(
+                    &onnx,
+                    tract,
+                    pgq.as_deref(),
+                    BenchInput::Noise(size),
+                    &engines,
+                    threads,
+                    reps,
+                )?),
+                (None, Ok(image)) => Some(bench_graph(
+                    &onnx,
+                    tract,
+                    pgq.as_deref(),
+                    BenchInput::Pictures(image),
+                    &engines,
+                    threads,
+                    reps,
+                )?),
+                (None, Err(_)) => None,
+            };
+            if let Some(table) = table {
                 if json {
                     println!("{}", table.json());
                 } else {
@@ -603,27 +657,36 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `bench` of an image-to-image model: tract first (the ratios' reference), every int8 kernel
-/// family, onnxruntime if asked for.
-fn bench_images(
+/// What `pocketgan bench` feeds a graph model: pictures `[c, h, w]`, or noise of this many
+/// values per sample (a recurrent generator's noise sequence), drawn as its metadata says.
+enum BenchInput {
+    Pictures((usize, usize, usize)),
+    Noise(usize),
+}
+
+/// `pocketgan bench` of a graph model (image-to-image, recurrent): tract, the int8 engine on
+/// every kernel family and onnxruntime, at one sample and a batch.
+fn bench_graph(
     onnx: &[u8],
     tract: TractRunner,
     pgq: Option<&Path>,
-    image: (usize, usize, usize),
+    input: BenchInput,
     engines: &[EngineKind],
     threads: usize,
     reps: usize,
 ) -> Result<bench::Table> {
-    let pgq = match pgq {
-        Some(p) => read(p)?,
-        None => {
+    let pgq = match (pgq, &input) {
+        (Some(p), _) => read(p)?,
+        (None, BenchInput::Pictures(image)) => {
             let options = QuantizeOptions {
                 calib: 64,
-                samples: bench::pictures(0, 64, image),
+                samples: bench::pictures(0, 64, *image),
                 ..Default::default()
             };
             quantize(onnx, &options)?.0
         }
+        // The noise is drawn as the model's metadata says.
+        (None, BenchInput::Noise(_)) => quantize(onnx, &QuantizeOptions::default())?.0,
     };
     let m = Model::parse(&pgq)?;
     let mut list: Vec<Box<dyn Runner>> = vec![Box::new(tract)];
@@ -635,13 +698,17 @@ fn bench_images(
     if engines.contains(&EngineKind::Ort) {
         list.push(ort_runner(onnx, threads)?);
     }
-    Ok(bench::run_images(
-        &mut list,
-        &m,
-        image,
-        reps,
-        bench::IMAGE_BATCH,
-    )?)
+    Ok(match input {
+        BenchInput::Pictures(image) => {
+            bench::run_images(&mut list, &m, image, reps, bench::IMAGE_BATCH)?
+        }
+        BenchInput::Noise(size) => {
+            let metadata = pocketgan_runtime::import::FloatGraph::from_onnx_bytes(onnx)?.metadata;
+            let noise = pocketgan_runtime::sample::noise_of(&metadata.into_iter().collect())
+                .unwrap_or(pocketgan_runtime::latent::Noise::Normal);
+            bench::run_noise(&mut list, &m, noise, size, reps, bench::IMAGE_BATCH)?
+        }
+    })
 }
 
 /// Calibration samples for a model's image or sequence input: pictures from a folder (loaded at
@@ -681,6 +748,49 @@ fn calibration_samples(
 }
 
 /// `pocketgan run`: reads each named input, runs the model, writes each output.
+fn sample_model(
+    model: &Path,
+    n: usize,
+    seed: u64,
+    noise: Option<&str>,
+    out: &Path,
+    isa: Option<&str>,
+) -> Result<()> {
+    use pocketgan_runtime::latent::Noise;
+    use pocketgan_runtime::sample;
+    let bytes = read(model)?;
+    let metadata: std::collections::HashMap<String, String> = if is_pgq(model) {
+        let m =
+            Model::parse(&bytes).with_context(|| format!("invalid model {}", model.display()))?;
+        serde_json::from_str(m.metadata).unwrap_or_default()
+    } else {
+        pocketgan_runtime::import::FloatGraph::from_onnx_bytes(&bytes)
+            .map(|g| g.metadata.into_iter().collect())
+            .unwrap_or_default()
+    };
+    let noise = match noise {
+        Some(name) => Noise::from_name(name)
+            .with_context(|| format!("--noise {name}: expected uniform or normal"))?,
+        None => sample::noise_of(&metadata).unwrap_or(Noise::Normal),
+    };
+    let engine = if is_pgq(model) {
+        EngineKind::Int8
+    } else {
+        EngineKind::Tract
+    };
+    let mut unused = Vec::new();
+    let mut runner = runner(model, &bytes, &mut unused, engine, isa, |_| Ok(Vec::new()))?;
+    let (shape, values) = sample::sample(runner.as_mut(), noise, n, seed)?;
+    sample::write(out, &shape, &values)?;
+    println!(
+        "{}: {n} samples of {shape:?} from {} noise (seed {seed}) -> {}",
+        runner.name(),
+        noise.name(),
+        out.display()
+    );
+    Ok(())
+}
+
 fn run_model(model: &Path, inputs: &[String], out: &Path, isa: Option<&str>) -> Result<()> {
     use pocketgan_runtime::engine::runner::Values;
     let bytes = read(model)?;

@@ -123,3 +123,86 @@ fn pytorch_gru_exports_quantize_and_agree_on_every_isa() {
         );
     }
 }
+
+/// The CLI end to end: `pocketgan quantize` a PyTorch GRU export on calibration noise, then
+/// `pocketgan sample` it to `.npy` and `.csv`; the two files hold the same series.
+#[test]
+fn pocketgan_samples_series_from_a_quantized_pytorch_gru() {
+    let dir = std::env::temp_dir().join(format!("pocketgan-gru-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let calib = dir.join("noise.npy");
+    std::fs::write(&calib, npy::encode(&[64, STEPS, FEATURES], &noise(3, 64))).unwrap();
+    let onnx = common::repo_root().join("runtime/tests/fixtures/torch/timegan_op17_dyn.onnx");
+    let pgq = dir.join("timegan.pgq");
+    let cli = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pocketgan"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    cli(&[
+        "quantize".as_ref(),
+        onnx.as_ref(),
+        "--calib-npy".as_ref(),
+        calib.as_ref(),
+        "--out".as_ref(),
+        pgq.as_ref(),
+    ]);
+    let (as_npy, as_csv) = (dir.join("s.npy"), dir.join("s.csv"));
+    for out in [&as_npy, &as_csv] {
+        let said = cli(&[
+            "sample".as_ref(),
+            pgq.as_ref(),
+            "--n".as_ref(),
+            "5".as_ref(),
+            "--noise".as_ref(),
+            "uniform".as_ref(),
+            "--out".as_ref(),
+            out.as_ref(),
+        ]);
+        assert!(
+            said.contains("5 samples of [24, 5] from uniform noise"),
+            "{said}"
+        );
+    }
+    // `pocketgan bench` times it against tract, with the GRU layers in the per-op table.
+    let table = cli(&[
+        "bench".as_ref(),
+        onnx.as_ref(),
+        "--pgq".as_ref(),
+        pgq.as_ref(),
+        "--reps".as_ref(),
+        "2".as_ref(),
+    ]);
+    assert!(
+        table.contains("tract f32") && table.contains("int8 scalar"),
+        "{table}"
+    );
+    let gru_rows = table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("Gru"));
+    assert_eq!(gru_rows.count(), 8, "{table}");
+    let a = npy::parse(&std::fs::read(&as_npy).unwrap()).unwrap();
+    assert_eq!(a.shape, [5, STEPS, FEATURES]);
+    let csv = std::fs::read_to_string(&as_csv).unwrap();
+    let rows: Vec<Vec<f32>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').skip(2).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 5 * STEPS);
+    assert_eq!(rows.concat(), a.data);
+    // Different samples differ: the noise is drawn per sample.
+    assert_ne!(
+        a.data[..STEPS * FEATURES],
+        a.data[STEPS * FEATURES..2 * STEPS * FEATURES]
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -56,7 +56,9 @@ enum Command {
     Eval {
         generator: PathBuf,
         /// Image-to-image: more translators scored on the same test pairs in the same table: runs
-        /// (e.g. the L1-only ablation), the exported .onnx (tract) or its .pgq (int8).
+        /// (e.g. the L1-only ablation), the exported .onnx (tract) or its .pgq (int8). TimeGAN:
+        /// the exported generator on the runtime (.onnx on tract, .pgq on the int8 engine) or
+        /// series in a float32 .npy [N, T, F], each a row of the table.
         #[arg(long)]
         versus: Vec<PathBuf>,
         #[arg(long, default_value_t = 10_000)]
@@ -350,7 +352,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 let pictures = pictures.unwrap_or_else(|| generator.clone());
                 let run = pocketgan_trainer::run::RunDir(generator.clone());
-                let r = series::evaluate(&run, &protocol, Some(&pictures))?;
+                let r = series::evaluate(&run, &protocol, Some(&pictures), &versus)?;
                 if json {
                     println!("{}", serde_json::to_string(&r)?);
                     return Ok(());
@@ -359,8 +361,9 @@ fn main() -> anyhow::Result<()> {
                     "{}: {} series of {} steps x {} features each, {} repetitions",
                     r.data, r.series, r.length, r.features, r.repetitions
                 );
+                let width = r.rows.iter().map(|row| row.name.len()).max().unwrap_or(0);
                 println!(
-                    "{:<18} {:>22} {:>22}",
+                    "{:<width$} {:>22} {:>22}",
                     "", "discriminative", "predictive (MAE)"
                 );
                 for row in &r.rows {
@@ -368,7 +371,7 @@ fn main() -> anyhow::Result<()> {
                         format!("{:.4} +- {:.4}", p.mean, p.std)
                     });
                     println!(
-                        "{:<18} {:>22} {:>22}",
+                        "{:<width$} {:>22} {:>22}",
                         row.name,
                         format!(
                             "{:.4} +- {:.4}",

@@ -393,8 +393,8 @@ pub fn gemm_requant(
 
 /// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` exactly (wrapping) in i32, `out` row stride
 /// `w.n()`, for `rows` rows of `a` with row stride `stride`, `w.k() <= stride <= w.kp()`: the
-/// partial sums of a transposed convolution done as GEMM plus col2im. Only AVX-512 VNNI and AMX
-/// have a fast kernel for it; other families run the scalar one.
+/// partial sums of a transposed convolution done as GEMM plus col2im, and a GRU's products. AVX-512
+/// VNNI and AMX have a kernel of their own; other families run [`scalar::gemm_i32_panels`].
 pub fn gemm_i32(
     isa: Isa,
     a: &[i8],
@@ -416,7 +416,7 @@ pub fn gemm_i32(
         Isa::Avx512Vnni | Isa::Amx if isa.is_available() => unsafe {
             x86::gemm_i32_avx512_vnni(isa == Isa::Amx, a, stride, rows, zp, w, out)
         },
-        _ => scalar::gemm_i32(a, stride, rows, zp, w, out),
+        _ => scalar::gemm_i32_panels(a, stride, rows, zp, w, out),
     }
 }
 

@@ -195,8 +195,9 @@ impl<'a> Gru<'a> {
         }
     }
 
-    /// One sample: `x` its `[steps][input]` rows, `y` its `[steps][hidden]` rows.
-    fn sample(&self, cx: &Cx, x: &[i8], y: &mut [i8]) -> Result<(), RunError> {
+    /// One sample: `x` its `[steps][input]` rows, `y` its `[steps][hidden]` rows; `rows` the
+    /// decoded gate rows.
+    fn sample(&self, cx: &Cx, rows: &[GateRow], x: &[i8], y: &mut [i8]) -> Result<(), RunError> {
         let (i_len, h_len) = (nz(self.input), nz(self.hidden));
         let n = 3 * h_len;
         let mut gx = [0i32; 3 * MAX_HIDDEN];
@@ -216,12 +217,9 @@ impl<'a> Gru<'a> {
                 let prev = part(y, (t - 1) * h_len..t * h_len, "a GRU's state row")?;
                 gemm_i32(cx.isa, prev, h_len, 1, 0, self.r, gh);
             }
-            for (j, (gx, gh)) in gx.iter_mut().zip(gh.iter_mut()).enumerate() {
-                let g = self.row(j);
-                *gx = (round_shift(*gx as i64 * g.x_mult as i64, g.x_shift) + g.x_bias as i64)
-                    .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-                *gh = (round_shift(*gh as i64 * g.h_mult as i64, g.h_shift) + g.h_bias as i64)
-                    .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            for ((gx, gh), g) in gx.iter_mut().zip(gh.iter_mut()).zip(rows) {
+                *gx = pre_activation(*gx, g.x_mult, g.x_shift, g.x_bias);
+                *gh = pre_activation(*gh, g.h_mult, g.h_shift, g.h_bias);
             }
             let yt = part_mut(y, t * h_len..(t + 1) * h_len, "a GRU's output row")?;
             let (xz, rest) = gx.split_at(h_len);
@@ -229,17 +227,30 @@ impl<'a> Gru<'a> {
             let (hz, rest) = gh.split_at(h_len);
             let (hr, hn) = rest.split_at(h_len);
             let gates = xz.iter().zip(hz).zip(xr.iter().zip(hr)).zip(xn.iter().zip(hn));
-            for ((((xz, hz), (xr, hr)), (xn, hn)), (h, out)) in gates.zip(state.iter_mut().zip(yt)) {
-                let z = lookup(&SIGMOID, xz.saturating_add(*hz));
-                let r = lookup(&SIGMOID, xr.saturating_add(*hr));
-                let rn = round_shift(r as i64 * *hn as i64, STATE_BITS);
-                let nn = lookup(&TANH, (*xn as i64 + rn).clamp(i32::MIN as i64, i32::MAX as i64) as i32);
+            for (((z, r), n), (h, out)) in gates.zip(state.iter_mut().zip(yt)) {
+                let z = lookup(&SIGMOID, z.0.saturating_add(*z.1));
+                let r = lookup(&SIGMOID, r.0.saturating_add(*r.1));
+                let rn = round_shift(r as i64 * *n.1 as i64, STATE_BITS);
+                let nn = lookup(&TANH, clamp32(*n.0 as i64 + rn));
                 *h = nn + round_shift(z as i64 * (*h - nn) as i64, STATE_BITS) as i32;
-                *out = saturate(round_shift(*h as i64 * self.out_mult as i64, self.out_shift), 0, -127, 127);
+                let q = round_shift(*h as i64 * self.out_mult as i64, self.out_shift);
+                *out = saturate(q, 0, -127, 127);
             }
         }
         Ok(())
     }
+}
+
+/// An i64 saturated to i32.
+#[inline]
+fn clamp32(v: i64) -> i32 {
+    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// A product's sum rescaled to 12 fractional bits, its bias added.
+#[inline]
+fn pre_activation(acc: i32, mult: i32, shift: u8, bias: i32) -> i32 {
+    clamp32(round_shift(acc as i64 * mult as i64, shift) + bias as i64)
 }
 
 impl<'a> OpKind<'a> for Gru<'a> {
@@ -305,8 +316,14 @@ impl<'a> OpKind<'a> for Gru<'a> {
         if x.len() / xs != y.len() / ys {
             return Err(RunError::Internal("a GRU's batch"));
         }
+        // The gate rows decoded once per batch, not at every step.
+        let mut rows = [GateRow::default(); 3 * MAX_HIDDEN];
+        let rows = part_mut(&mut rows, ..3 * nz(self.hidden), "a GRU's gate rows")?;
+        for (j, g) in rows.iter_mut().enumerate() {
+            *g = self.row(j);
+        }
         for (x, y) in x.chunks_exact(xs).zip(y.chunks_exact_mut(ys)) {
-            self.sample(cx, x, y)?;
+            self.sample(cx, rows, x, y)?;
         }
         Ok(())
     }

@@ -266,12 +266,27 @@ fn inputs_for(
     n: usize,
     options: &QuantizeOptions,
 ) -> Result<Vec<Vec<f32>>, QuantizeError> {
+    let noise = graph
+        .metadata
+        .iter()
+        .find(|(k, _)| k == crate::latent::NOISE_KEY)
+        .and_then(|(_, v)| crate::latent::Noise::from_name(v));
     graph
         .inputs
         .iter()
         .enumerate()
         .map(|(k, i)| {
             let size: usize = i.shape.iter().product();
+            // A generator's noise, drawn as its metadata says (TimeGAN's is uniform), unless
+            // calibration samples are given for a sequence.
+            let sequence_given = i.kind == InputKind::Sequence && !options.samples.is_empty();
+            if let (InputKind::Latent | InputKind::Sequence, Some(noise), false) =
+                (&i.kind, noise, sequence_given)
+            {
+                let mut z = vec![0.0; n * size];
+                noise.fill(seed.wrapping_add(k as u64 * 7919), &mut z);
+                return Ok(z);
+            }
             Ok(match i.kind {
                 InputKind::Latent => latents(seed.wrapping_add(k as u64 * 7919), n, size),
                 InputKind::Class { classes: c } => classes(seed, n, c).iter().map(|&c| c as f32).collect(),

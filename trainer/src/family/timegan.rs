@@ -212,7 +212,13 @@ impl TimeGan {
         g.node("Transpose", &[&x], vec![], flip(), Some(ONNX_SERIES));
         g.output(ONNX_SERIES, FLOAT, &dims);
         use onnx_ir::Message;
-        g.finish("pocketgan_timegan", &meta.entries)
+        // The noise's distribution, so that engines and the quantizer draw it as training did.
+        let mut entries = meta.entries.clone();
+        entries.push((
+            pocketgan_runtime::latent::NOISE_KEY.into(),
+            pocketgan_runtime::latent::Noise::Uniform.name().into(),
+        ));
+        g.finish("pocketgan_timegan", &entries)
             .write_to_bytes()
             .map_err(|e| ExportError::Graph(e.to_string()))
     }

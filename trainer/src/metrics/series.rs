@@ -15,7 +15,7 @@
 //! would score) and held-out real series (the floor of the discriminative score, the predictive
 //! score of training on real data).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
@@ -296,6 +296,7 @@ pub fn evaluate(
     run: &RunDir,
     p: &Protocol,
     pictures: Option<&Path>,
+    versus: &[PathBuf],
 ) -> Result<SeriesReport, EvalError> {
     if p.n < MIN_SERIES {
         return Err(EvalError::Request(format!(
@@ -362,6 +363,16 @@ pub fn evaluate(
         features,
     };
     let mut rows = vec![score("timegan", &real, &fake, p, &device)];
+    // The exported generator on the runtime's engines (or series from a file), scored the same.
+    for file in versus {
+        let (name, values) = exported_series(file, n, p.seed, (length, features))?;
+        let other = Series {
+            values,
+            length,
+            features,
+        };
+        rows.push(score(&name, &real, &other, p, &device));
+    }
     rows.push(score(
         "shuffled in time",
         &real,
@@ -405,6 +416,63 @@ pub fn evaluate(
         repetitions: p.repetitions,
         rows,
     })
+}
+
+/// `n` series `[T, F]` from `file`: a generator (`.pgq` on the int8 engine, `.onnx` on tract)
+/// sampled from `seed` with its own noise (`pocketgan sample`'s draws), or the first `n` of a
+/// float32 `.npy` `[N, T, F]`. Returns a row name and the values.
+fn exported_series(
+    file: &Path,
+    n: usize,
+    seed: u64,
+    (length, features): (usize, usize),
+) -> Result<(String, Vec<f32>), EvalError> {
+    use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner};
+    use pocketgan_runtime::latent::Noise;
+    let fail = |reason: String| EvalError::Model {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(file).map_err(|e| fail(e.to_string()))?;
+    let base = file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    let (name, shape, values) = if ext == "npy" {
+        let a = pocketgan_runtime::npy::parse(&bytes).map_err(|e| fail(e.to_string()))?;
+        let (shape, mut values) = (a.shape.get(1..).unwrap_or_default().to_vec(), a.data);
+        values.truncate(n * length * features);
+        (base, shape, values)
+    } else {
+        let model;
+        let mut runner: Box<dyn Runner> = match ext {
+            "pgq" => {
+                model = pocketgan_runtime::Model::parse(&bytes).map_err(|e| fail(e.to_string()))?;
+                Box::new(Int8Runner::new(model, pocketgan_runtime::Isa::detect()))
+            }
+            "onnx" => Box::new(TractRunner::new(&bytes).map_err(|e| fail(e.to_string()))?),
+            _ => {
+                return Err(fail(
+                    "expected a .pgq or .onnx generator, or a .npy of series".into(),
+                ))
+            }
+        };
+        let (shape, values) =
+            pocketgan_runtime::sample::sample(runner.as_mut(), Noise::Uniform, n, seed)
+                .map_err(|e| fail(e.to_string()))?;
+        (format!("{base} ({})", runner.name()), shape, values)
+    };
+    if shape != [length, features] || values.len() < n * length * features {
+        return Err(fail(format!(
+            "holds {} series of {shape:?}; the run's are [{length}, {features}] and --n asks for {n}",
+            values.len() / (length * features).max(1)
+        )));
+    }
+    Ok((name, values))
 }
 
 /// The fewest series of each kind the scores are computed on: with fewer, the discriminator's
