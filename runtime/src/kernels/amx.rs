@@ -489,7 +489,7 @@ mod tests {
                         let mut got = vec![0i32; rows * n];
                         // Exactly the rows given: the kernel must not read past them.
                         let a = &a[..rows * stride];
-                        gemm_i32(Isa::Amx, a, stride, rows, zp, w, &mut got);
+                        gemm_i32(Isa::Amx, a, stride, rows, zp, w, &mut got).unwrap();
                         assert_eq!(got, want, "raw, stride {stride} zp {zp}, {shape}");
                         got.fill(0);
                         let sink = Sink::Raw(zp, got.as_mut_ptr());

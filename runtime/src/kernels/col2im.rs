@@ -116,7 +116,7 @@ pub fn conv_transpose(
         .zip(y.chunks_exact_mut(sample_out))
         .take(batch)
     {
-        gemm_i32(isa, xs, g.cin, pixels, zp_in, wt, p);
+        gemm_i32(isa, xs, g.cin, pixels, zp_in, wt, p).ok()?;
         acc.fill(0);
         // Scatter: input pixel (iy, ix) meets output (iy * s + ky - pad, ix * s + kx - pad).
         for (iy, prow) in p.chunks_exact(g.w * cols).enumerate() {

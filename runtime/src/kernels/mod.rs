@@ -395,6 +395,8 @@ pub fn gemm_requant(
 /// `w.n()`, for `rows` rows of `a` with row stride `stride`, `w.k() <= stride <= w.kp()`: the
 /// partial sums of a transposed convolution done as GEMM plus col2im, and a GRU's products. AVX-512
 /// VNNI and AMX have a kernel of their own; other families run [`scalar::gemm_i32_panels`].
+/// Buffers too small for `rows` rows are an error, checked before anything runs (no panic path:
+/// a GRU runs this on the firmware).
 pub fn gemm_i32(
     isa: Isa,
     a: &[i8],
@@ -403,14 +405,15 @@ pub fn gemm_i32(
     zp: i8,
     w: PackedWeights,
     out: &mut [i32],
-) {
-    assert!(
-        w.k() <= stride
-            && stride <= w.kp()
-            && a.len() >= rows * stride
-            && out.len() >= rows * w.n(),
-        "gemm tile sizes"
-    );
+) -> Result<(), TileError> {
+    let fits = |len: usize, stride: usize| rows.checked_mul(stride).is_some_and(|l| l <= len);
+    if !(w.k() <= stride && stride <= w.kp() && fits(a.len(), stride) && fits(out.len(), w.n())) {
+        return Err(TileError {
+            rows,
+            kp: stride,
+            n: w.n(),
+        });
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni | Isa::Amx if isa.is_available() => unsafe {
@@ -418,6 +421,7 @@ pub fn gemm_i32(
         },
         _ => scalar::gemm_i32_panels(a, stride, rows, zp, w, out),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -544,7 +548,7 @@ mod tests {
                 .collect();
             for isa in Isa::available() {
                 let mut got = vec![0i32; p.rows * p.n];
-                gemm_i32(isa, &p.a, stride, p.rows, p.zp, w, &mut got);
+                gemm_i32(isa, &p.a, stride, p.rows, p.zp, w, &mut got).unwrap();
                 prop_assert_eq!(&got, &want, "{}", isa.name());
             }
         }

@@ -64,7 +64,11 @@ pub fn gemm_i32_panels(
         .take(rows)
     {
         let row = &row[..k.min(row.len())];
-        for (panel, cols) in w.data().chunks_exact(kp * NR).zip(out.chunks_mut(NR)) {
+        for (panel, cols) in w
+            .data()
+            .chunks_exact((kp * NR).max(1))
+            .zip(out.chunks_mut(NR))
+        {
             let mut acc = [0i32; NR];
             for (g, block) in panel.chunks_exact(NR * KR).enumerate() {
                 let mut xs = [0i32; KR];

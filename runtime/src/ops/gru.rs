@@ -210,22 +210,19 @@ impl<'a> Gru<'a> {
         let state = part_mut(&mut state, ..h_len, "a GRU's state")?;
         for t in 0..self.steps {
             let xt = part(x, t * i_len..(t + 1) * i_len, "a GRU's input row")?;
-            gemm_i32(cx.isa, xt, i_len, 1, self.zp_in, self.w, gx);
+            gemm_i32(cx.isa, xt, i_len, 1, self.zp_in, self.w, gx).map_err(tiles)?;
             if t == 0 {
                 gh.fill(0);
             } else {
                 let prev = part(y, (t - 1) * h_len..t * h_len, "a GRU's state row")?;
-                gemm_i32(cx.isa, prev, h_len, 1, 0, self.r, gh);
+                gemm_i32(cx.isa, prev, h_len, 1, 0, self.r, gh).map_err(tiles)?;
             }
             for ((gx, gh), g) in gx.iter_mut().zip(gh.iter_mut()).zip(rows) {
                 *gx = pre_activation(*gx, g.x_mult, g.x_shift, g.x_bias);
                 *gh = pre_activation(*gh, g.h_mult, g.h_shift, g.h_bias);
             }
             let yt = part_mut(y, t * h_len..(t + 1) * h_len, "a GRU's output row")?;
-            let (xz, rest) = gx.split_at(h_len);
-            let (xr, xn) = rest.split_at(h_len);
-            let (hz, rest) = gh.split_at(h_len);
-            let (hr, hn) = rest.split_at(h_len);
+            let ([xz, xr, xn], [hz, hr, hn]) = (thirds(gx, h_len)?, thirds(gh, h_len)?);
             let gates = xz.iter().zip(hz).zip(xr.iter().zip(hr)).zip(xn.iter().zip(hn));
             for (((z, r), n), (h, out)) in gates.zip(state.iter_mut().zip(yt)) {
                 let z = lookup(&SIGMOID, z.0.saturating_add(*z.1));
@@ -239,6 +236,19 @@ impl<'a> Gru<'a> {
         }
         Ok(())
     }
+}
+
+/// A GEMM's buffers did not fit its shape: the parser's checks should make this impossible.
+fn tiles(_: crate::kernels::TileError) -> RunError {
+    RunError::Internal("a GRU's product")
+}
+
+/// The gate blocks z, r, n of `h` values each.
+fn thirds(v: &[i32], h: usize) -> Result<[&[i32]; 3], RunError> {
+    let bad = || RunError::Internal("a GRU's gates");
+    let (a, rest) = v.split_at_checked(h).ok_or_else(bad)?;
+    let (b, c) = rest.split_at_checked(h).ok_or_else(bad)?;
+    Ok([a, b, c])
 }
 
 /// An i64 saturated to i32.
