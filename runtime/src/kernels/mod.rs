@@ -393,8 +393,9 @@ pub fn gemm_requant(
 
 /// `out[r][n] = sum_k (a[r][k] - zp) * w[k][n]` exactly (wrapping) in i32, `out` row stride
 /// `w.n()`, for `rows` rows of `a` with row stride `stride`, `w.k() <= stride <= w.kp()`: the
-/// partial sums of a transposed convolution done as GEMM plus col2im, and a GRU's products. AVX-512
-/// VNNI and AMX have a kernel of their own; other families run [`scalar::gemm_i32_panels`].
+/// partial sums of a transposed convolution done as GEMM plus col2im, and a GRU's products. AVX2
+/// (and AVX-VNNI), AVX-512 VNNI and AMX have a kernel of their own; other families run
+/// [`scalar::gemm_i32_panels`].
 /// Buffers too small for `rows` rows are an error, checked before anything runs (no panic path:
 /// a GRU runs this on the firmware).
 pub fn gemm_i32(
@@ -418,6 +419,10 @@ pub fn gemm_i32(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni | Isa::Amx if isa.is_available() => unsafe {
             x86::gemm_i32_avx512_vnni(isa == Isa::Amx, a, stride, rows, zp, w, out)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::AvxVnni if isa.is_available() => unsafe {
+            x86::gemm_i32_avx2(a, stride, rows, zp, w, out)
         },
         _ => scalar::gemm_i32_panels(a, stride, rows, zp, w, out),
     }

@@ -78,6 +78,101 @@ pub unsafe fn gemm_avx2(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, o
     }
 }
 
+/// [`super::gemm_i32`] on AVX2: each micro-tile's rows, minus the zero point, go into the i16
+/// buffer [`tile`] multiplies from (exact: `|a - zp| <= 255`, and `vpmaddwd` sums two products
+/// of at most 255 * 128 in i32), zero past `k`; the sums are [`tile`]'s, stored as they are.
+/// Depths past [`KC`] (none in our models) run [`super::scalar::gemm_i32_panels`].
+///
+/// # Safety
+/// The CPU must support AVX2; sizes as checked by [`super::gemm_i32`] (`k <= stride <= kp`,
+/// `rows` rows of `a` at `stride`, `rows * n` values in `out`).
+#[target_feature(enable = "avx2")]
+pub unsafe fn gemm_i32_avx2(
+    a: &[i8],
+    stride: usize,
+    rows: usize,
+    zp: i8,
+    w: PackedWeights,
+    out: &mut [i32],
+) {
+    let kp = w.kp();
+    // A small buffer for shallow products (a GRU's, called per step: zeroing the whole `KC`-deep
+    // one would cost more than the product).
+    if kp <= SHALLOW {
+        let mut buf = [0i16; MR * SHALLOW];
+        i32_tiles(a, stride, rows, zp, w, out, &mut buf);
+    } else if kp <= KC {
+        let mut buf = [0i16; MR * KC];
+        i32_tiles(a, stride, rows, zp, w, out, &mut buf);
+    } else {
+        super::scalar::gemm_i32_panels(a, stride, rows, zp, w, out);
+    }
+}
+
+/// Depths [`gemm_i32_avx2`] widens into a small buffer.
+const SHALLOW: usize = 256;
+
+/// [`gemm_i32_avx2`] with `buf` of at least `MR * kp` values.
+///
+/// # Safety
+/// As [`gemm_i32_avx2`].
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn i32_tiles(
+    a: &[i8],
+    stride: usize,
+    rows: usize,
+    zp: i8,
+    w: PackedWeights,
+    out: &mut [i32],
+    buf: &mut [i16],
+) {
+    let (k, kp, n) = (w.k(), w.kp(), w.n());
+    if buf.len() < MR * kp {
+        return super::scalar::gemm_i32_panels(a, stride, rows, zp, w, out);
+    }
+    let mut r = 0;
+    while r < rows {
+        let m = MR.min(rows - r);
+        for (i, dst) in buf.chunks_exact_mut(kp).take(m).enumerate() {
+            let src = a
+                .get((r + i) * stride..(r + i) * stride + k)
+                .unwrap_or_default();
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = v as i16 - zp as i16;
+            }
+            dst[src.len()..].fill(0);
+        }
+        let bp = buf.as_mut_ptr();
+        for half in 0..n.div_ceil(NC) {
+            let panel = w
+                .data()
+                .as_ptr()
+                .add((half / 2) * kp * NR + (half % 2) * NC * KR);
+            let mut acc = [[0i32; NC]; MR];
+            // SAFETY: the rows are widened in `buf` (row stride `kp`), so `tile` reads no `a`;
+            // the panel holds `kp / KR` groups.
+            let a0 = a.as_ptr();
+            match m {
+                6 => tile::<6>(a0, kp, bp, false, panel, &mut acc),
+                5 => tile::<5>(a0, kp, bp, false, panel, &mut acc),
+                4 => tile::<4>(a0, kp, bp, false, panel, &mut acc),
+                3 => tile::<3>(a0, kp, bp, false, panel, &mut acc),
+                2 => tile::<2>(a0, kp, bp, false, panel, &mut acc),
+                _ => tile::<1>(a0, kp, bp, false, panel, &mut acc),
+            }
+            let n0 = half * NC;
+            let cols = NC.min(n - n0);
+            for (i, acc) in acc.iter().take(m).enumerate() {
+                if let Some(o) = out.get_mut((r + i) * n + n0..(r + i) * n + n0 + cols) {
+                    o.copy_from_slice(&acc[..cols]);
+                }
+            }
+        }
+        r += m;
+    }
+}
+
 /// Stores the first `cols` (at most 8) of the little-endian bytes of `y` at `dst`.
 ///
 /// # Safety
@@ -481,7 +576,7 @@ pub unsafe fn gemm_i32_avx512_vnni(
         return;
     }
     if rows > 0 && staged_avx512(a.as_ptr(), stride, rows, w, sink).is_none() {
-        super::scalar::gemm_i32(a, stride, rows, zp, w, out);
+        super::scalar::gemm_i32_panels(a, stride, rows, zp, w, out);
     }
 }
 

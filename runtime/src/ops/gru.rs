@@ -39,6 +39,8 @@ pub const MAX_HIDDEN: usize = 256;
 /// Largest input width and sequence length.
 pub const MAX_INPUT: usize = 4096;
 pub const MAX_STEPS: usize = 4096;
+/// Samples run in lockstep (their rows multiplied together).
+pub const LANES: usize = 8;
 /// Fractional bits of the pre-activations.
 pub const PRE_BITS: u8 = 12;
 /// Fractional bits of the gates and the state.
@@ -195,44 +197,70 @@ impl<'a> Gru<'a> {
         }
     }
 
-    /// One sample: `x` its `[steps][input]` rows, `y` its `[steps][hidden]` rows; `rows` the
-    /// decoded gate rows.
-    fn sample(&self, cx: &Cx, rows: &[GateRow], x: &[i8], y: &mut [i8]) -> Result<(), RunError> {
+    /// Up to [`LANES`] samples in lockstep: `x` their `[steps][input]` rows, `y` their
+    /// `[steps][hidden]` rows; `rows` the decoded gate rows. Each step's two products take the
+    /// samples' rows together (one weight pass for all of them); the arithmetic per sample is
+    /// the same whatever the samples beside it.
+    fn lanes(&self, cx: &Cx, rows: &[GateRow], x: &[i8], y: &mut [i8]) -> Result<(), RunError> {
         let (i_len, h_len) = (nz(self.input), nz(self.hidden));
+        let (xs, ys) = (nz(self.steps * i_len), nz(self.steps * h_len));
+        let lanes = (x.len() / xs).min(LANES);
         let n = 3 * h_len;
-        let mut gx = [0i32; 3 * MAX_HIDDEN];
-        let mut gh = [0i32; 3 * MAX_HIDDEN];
-        let mut state = [0i32; MAX_HIDDEN];
-        let (gx, gh) = (
-            part_mut(&mut gx, ..n, "a GRU's gates")?,
-            part_mut(&mut gh, ..n, "a GRU's gates")?,
-        );
-        let state = part_mut(&mut state, ..h_len, "a GRU's state")?;
+        let mut xg = [0i8; LANES * MAX_INPUT];
+        let mut hg = [0i8; LANES * MAX_HIDDEN];
+        let mut gx = [0i32; LANES * 3 * MAX_HIDDEN];
+        let mut gh = [0i32; LANES * 3 * MAX_HIDDEN];
+        let mut state = [0i32; LANES * MAX_HIDDEN];
+        let xg = part_mut(&mut xg, ..lanes * i_len, "a GRU's input rows")?;
+        let hg = part_mut(&mut hg, ..lanes * h_len, "a GRU's state rows")?;
+        let gx = part_mut(&mut gx, ..lanes * n, "a GRU's gates")?;
+        let gh = part_mut(&mut gh, ..lanes * n, "a GRU's gates")?;
+        let state = part_mut(&mut state, ..lanes * h_len, "a GRU's state")?;
         for t in 0..self.steps {
-            let xt = part(x, t * i_len..(t + 1) * i_len, "a GRU's input row")?;
-            gemm_i32(cx.isa, xt, i_len, 1, self.zp_in, self.w, gx).map_err(tiles)?;
+            // Step t's input rows, and (after the first step) the outputs of step t - 1.
+            for (l, dst) in xg.chunks_exact_mut(i_len).enumerate() {
+                let at = l * xs + t * i_len;
+                super::copy(dst, part(x, at..at + i_len, "a GRU's input row")?, "a GRU's input row")?;
+            }
+            gemm_i32(cx.isa, xg, i_len, lanes, self.zp_in, self.w, gx).map_err(tiles)?;
             if t == 0 {
                 gh.fill(0);
             } else {
-                let prev = part(y, (t - 1) * h_len..t * h_len, "a GRU's state row")?;
-                gemm_i32(cx.isa, prev, h_len, 1, 0, self.r, gh).map_err(tiles)?;
+                for (l, dst) in hg.chunks_exact_mut(h_len).enumerate() {
+                    let at = l * ys + (t - 1) * h_len;
+                    super::copy(dst, part(y, at..at + h_len, "a GRU's state row")?, "a GRU's state row")?;
+                }
+                gemm_i32(cx.isa, hg, h_len, lanes, 0, self.r, gh).map_err(tiles)?;
             }
-            for ((gx, gh), g) in gx.iter_mut().zip(gh.iter_mut()).zip(rows) {
-                *gx = pre_activation(*gx, g.x_mult, g.x_shift, g.x_bias);
-                *gh = pre_activation(*gh, g.h_mult, g.h_shift, g.h_bias);
+            let lanes_of = gx.chunks_exact_mut(n).zip(gh.chunks_exact_mut(n));
+            for (l, ((gx, gh), h)) in lanes_of.zip(state.chunks_exact_mut(h_len)).enumerate() {
+                for ((gx, gh), g) in gx.iter_mut().zip(gh.iter_mut()).zip(rows) {
+                    *gx = pre_activation(*gx, g.x_mult, g.x_shift, g.x_bias);
+                    *gh = pre_activation(*gh, g.h_mult, g.h_shift, g.h_bias);
+                }
+                let at = l * ys + t * h_len;
+                let yt = part_mut(y, at..at + h_len, "a GRU's output row")?;
+                self.step(gx, gh, h, yt)?;
             }
-            let yt = part_mut(y, t * h_len..(t + 1) * h_len, "a GRU's output row")?;
-            let ([xz, xr, xn], [hz, hr, hn]) = (thirds(gx, h_len)?, thirds(gh, h_len)?);
-            let gates = xz.iter().zip(hz).zip(xr.iter().zip(hr)).zip(xn.iter().zip(hn));
-            for (((z, r), n), (h, out)) in gates.zip(state.iter_mut().zip(yt)) {
-                let z = lookup(&SIGMOID, z.0.saturating_add(*z.1));
-                let r = lookup(&SIGMOID, r.0.saturating_add(*r.1));
-                let rn = round_shift(r as i64 * *n.1 as i64, STATE_BITS);
-                let nn = lookup(&TANH, clamp32(*n.0 as i64 + rn));
-                *h = nn + round_shift(z as i64 * (*h - nn) as i64, STATE_BITS) as i32;
-                let q = round_shift(*h as i64 * self.out_mult as i64, self.out_shift);
-                *out = saturate(q, 0, -127, 127);
-            }
+        }
+        Ok(())
+    }
+
+    /// One sample's step from its pre-activations: the gates, the new state `h` (15 fractional
+    /// bits) and its int8 output row.
+    #[inline]
+    fn step(&self, gx: &[i32], gh: &[i32], h: &mut [i32], out: &mut [i8]) -> Result<(), RunError> {
+        let h_len = h.len();
+        let ([xz, xr, xn], [hz, hr, hn]) = (thirds(gx, h_len)?, thirds(gh, h_len)?);
+        let gates = xz.iter().zip(hz).zip(xr.iter().zip(hr)).zip(xn.iter().zip(hn));
+        for (((z, r), n), (h, out)) in gates.zip(h.iter_mut().zip(out)) {
+            let z = lookup(&SIGMOID, z.0.saturating_add(*z.1));
+            let r = lookup(&SIGMOID, r.0.saturating_add(*r.1));
+            let rn = round_shift(r as i64 * *n.1 as i64, STATE_BITS);
+            let nn = lookup(&TANH, clamp32(*n.0 as i64 + rn));
+            *h = nn + round_shift(z as i64 * (*h - nn) as i64, STATE_BITS) as i32;
+            let q = round_shift(*h as i64 * self.out_mult as i64, self.out_shift);
+            *out = saturate(q, 0, -127, 127);
         }
         Ok(())
     }
@@ -332,8 +360,8 @@ impl<'a> OpKind<'a> for Gru<'a> {
         for (j, g) in rows.iter_mut().enumerate() {
             *g = self.row(j);
         }
-        for (x, y) in x.chunks_exact(xs).zip(y.chunks_exact_mut(ys)) {
-            self.sample(cx, rows, x, y)?;
+        for (x, y) in x.chunks(LANES * xs).zip(y.chunks_mut(LANES * ys)) {
+            self.lanes(cx, rows, x, y)?;
         }
         Ok(())
     }

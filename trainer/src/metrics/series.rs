@@ -656,7 +656,7 @@ mod tests {
             n: 3,
             ..Default::default()
         };
-        let err = evaluate(&RunDir("/nonexistent".into()), &p, None).unwrap_err();
+        let err = evaluate(&RunDir("/nonexistent".into()), &p, None, &[]).unwrap_err();
         assert!(err.to_string().contains("at least 10 series"), "{err}");
     }
 
