@@ -4,6 +4,9 @@
 #   digits.pgq       cGAN, width 32, latent 48 + a 16-value class embedding (STM32F411, RP2040, MPS2
 #                    boards: the demo cycles through the digits 0-9)
 #   digits-tiny.pgq  width 16, latent 32, unconditional (micro:bit: 16 KB RAM)
+#   sines.pgq        TimeGAN on sines, the README's run (`pocketgan-train train --family timegan
+#                    --data sines`, about an hour on two cores), quantized: not redone here;
+#                    `pocketgan quantize runs/timegan-sines/generator.onnx --out firmware/models/sines.pgq`
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 train() { # name width latent steps [train flags...]

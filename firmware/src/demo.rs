@@ -29,6 +29,9 @@ pub enum DemoError {
         w: usize,
     },
     Run(RunError),
+    /// A series demo model takes one noise sequence and makes one series, each `[T, F]` with at
+    /// most [`crate::series::MAX_SERIES`] values.
+    NotSeries,
 }
 
 impl core::fmt::Display for DemoError {
@@ -44,6 +47,11 @@ impl core::fmt::Display for DemoError {
                 "image {c}x{h}x{w}; the demo draws one channel of at most {MAX_PIXELS} pixels"
             ),
             DemoError::Run(e) => write!(f, "{e}"),
+            DemoError::NotSeries => write!(
+                f,
+                "not a series generator (one noise sequence in, one series out, at most {} values)",
+                crate::series::MAX_SERIES
+            ),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod framebuffer;
 pub mod models;
 pub mod render;
 pub mod selftest;
+pub mod series;
 
 pub use pocketgan_runtime::Isa;
 

@@ -22,6 +22,15 @@ mod chosen {
 
 pub use chosen::{MCU_ARENA_BYTES, MODEL, NAME};
 
+/// TimeGAN's sines generator (`firmware/models/sines.pgq`: the README's run, quantized), drawn as
+/// a line chart by the boards that carry the graph ops (its GRU layers).
+#[cfg(feature = "graph-ops")]
+pub static SERIES_MODEL: &[u8] = include_bytes!("../models/sines.pgq");
+/// Its arena: 2,592 bytes for one series on the host's tiles, a little more on a Cortex-M33's.
+pub const SERIES_ARENA_BYTES: usize = 4 * 1024;
+/// The noise seeds the QEMU boards draw series from.
+pub const SERIES_SEEDS: [u64; 3] = [7, 8, 9];
+
 /// Tile rows of the interpreter on this build's microcontroller
 /// (`pocketgan_runtime::interp::TILE_ROWS`): 16 on a Cortex-M0 (thumbv6m: the RP2040, and the
 /// micro:bit, the tiny model's board, also when a host checks that model), 32 on the

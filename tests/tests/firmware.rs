@@ -50,7 +50,8 @@ fn run_board(board: &str) -> Report {
         .cloned()
         .unwrap_or_else(|| panic!("{board}: no header in\n{stdout}"));
     let mut images: Vec<Image> = Vec::new();
-    for line in &lines {
+    // The images' lines, up to the series demo's (checked by `check_series`).
+    for line in lines.iter().take_while(|l| !l.starts_with("series ")) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["image", "seed", seed, "step", step, "class", class, "instructions", _, "micros", micros, "output", hex] =>
@@ -89,7 +90,7 @@ fn run_board(board: &str) -> Report {
 }
 
 /// Replays a board's frames on the host and compares outputs and frame hashes.
-fn check_parity(board: &str, model_file: &str, expect_isa: &str) {
+fn check_parity(board: &str, model_file: &str, expect_isa: &str) -> Report {
     let report = run_board(board);
     assert!(
         report.header.contains(&format!("isa {expect_isa} ")),
@@ -171,6 +172,55 @@ fn check_parity(board: &str, model_file: &str, expect_isa: &str) {
         let selftest = format!("selftest {expect_isa} 300 gemm cases match the scalar kernel");
         assert!(report.lines.contains(&selftest), "{board}: no '{selftest}'");
     }
+    report
+}
+
+/// The series a board printed (`series seed S ... output HEX`, then its chart's hash) against the
+/// host's: the same int8 GRU generator on the same noise, drawn by the same code.
+fn check_series(board: &str, report: &Report) {
+    use pocketgan_firmware::models::{SERIES_ARENA_BYTES, SERIES_SEEDS};
+    use pocketgan_firmware::series::{ssd1306_series, SeriesGenerator};
+    let bytes = std::fs::read(repo_root().join("firmware/models/sines.pgq")).unwrap();
+    let mut arena = vec![0u8; SERIES_ARENA_BYTES + 32 * 1024];
+    let mut g = SeriesGenerator::new(&bytes, Isa::detect(), &mut arena).unwrap();
+    let (steps, features) = g.shape();
+    assert_eq!((steps, features), (24, 5));
+    let mut seen = 0;
+    for (k, line) in report.lines.iter().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["series", "seed", seed, "instructions", _, "output", hex] = words[..] else {
+            continue;
+        };
+        let seed: u64 = seed.parse().unwrap();
+        assert_eq!(seed, SERIES_SEEDS[seen], "{board}: series order");
+        g.generate(seed).unwrap();
+        let host: String = g
+            .output()
+            .iter()
+            .map(|&v| format!("{:02x}", v as u8))
+            .collect();
+        assert_eq!(
+            hex, host,
+            "{board}: series of seed {seed} differs from the host's"
+        );
+        // A trained generator's series moves: many codes.
+        let distinct = g
+            .output()
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert!(distinct > 20, "{board}: only {distinct} distinct codes");
+        let mut oled = Box::new(Ssd1306Framebuffer::new());
+        ssd1306_series(oled.as_mut(), g.output(), (steps, features), seed).unwrap();
+        let want = format!("screen ssd1306 {:016x}", fnv1a(&oled.bytes));
+        assert_eq!(
+            report.lines.get(k + 1),
+            Some(&want),
+            "{board}: chart of seed {seed}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, SERIES_SEEDS.len(), "{board} printed {seen} series");
 }
 
 #[test]
@@ -180,7 +230,9 @@ fn mps2_an386_cortex_m4_dsp_matches_host() {
 
 #[test]
 fn mps2_an505_cortex_m33_dsp_matches_host() {
-    check_parity("an505", "digits.pgq", "cortex-m-dsp");
+    let report = check_parity("an505", "digits.pgq", "cortex-m-dsp");
+    // The board with the graph ops also draws TimeGAN's series (its GRU layers).
+    check_series("an505", &report);
 }
 
 #[test]

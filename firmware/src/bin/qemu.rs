@@ -40,6 +40,8 @@ static mut SELFTEST: pocketgan_firmware::selftest::Buffers =
 
 /// SysTick wraps counted by its interrupt; with the current value they make a 64-bit clock.
 static WRAPS: AtomicU32 = AtomicU32::new(0);
+#[cfg(feature = "graph-ops")]
+static mut SERIES_ARENA: [u8; models::SERIES_ARENA_BYTES] = [0; models::SERIES_ARENA_BYTES];
 const RELOAD: u32 = 0x00ff_ffff;
 
 #[exception]
@@ -247,6 +249,8 @@ fn main() -> ! {
             }
         }
     }
+    #[cfg(feature = "graph-ops")]
+    series_demo(isa, oled);
     let (stack, room) = (stack_peak(), stack_room());
     hprintln!("stack {} bytes of {}", stack, room);
     if stack + 64 >= room {
@@ -255,6 +259,33 @@ fn main() -> ! {
     hprintln!("done");
     debug::exit(debug::EXIT_SUCCESS);
     loop {}
+}
+
+/// TimeGAN's series: each seed's int8 output and the hash of its line chart, for the host to
+/// redo (`tests/tests/firmware.rs`).
+#[cfg(feature = "graph-ops")]
+fn series_demo(isa: pocketgan_runtime::Isa, oled: &mut Ssd1306Framebuffer) {
+    use pocketgan_firmware::series::{ssd1306_series, SeriesGenerator};
+    // SAFETY: touched only here, once.
+    let arena = unsafe { &mut *core::ptr::addr_of_mut!(SERIES_ARENA) };
+    let mut g = SeriesGenerator::new(models::SERIES_MODEL, isa, arena).unwrap_or_else(|e| fail(&e));
+    let (steps, features) = g.shape();
+    hprintln!(
+        "series model sines.pgq bytes {} steps {} features {} arena {}",
+        models::SERIES_MODEL.len(),
+        steps,
+        features,
+        g.model().arena_len(1)
+    );
+    for seed in models::SERIES_SEEDS {
+        let start = ticks();
+        g.generate(seed).unwrap_or_else(|e| fail(&e));
+        let insns = instructions(ticks() - start);
+        hprint!("series seed {} instructions {} output ", seed, insns);
+        print_hex(g.output().iter().map(|&v| v as u8));
+        let _ = ssd1306_series(oled, g.output(), (steps, features), seed);
+        hprintln!("screen ssd1306 {:016x}", fnv1a(&oled.bytes));
+    }
 }
 
 #[panic_handler]

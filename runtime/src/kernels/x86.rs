@@ -56,16 +56,9 @@ pub unsafe fn gemm_avx2(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, o
                 .as_ptr()
                 .add((half / 2) * kp * NR + (half % 2) * NC * KR);
             let mut acc = [[0i32; NC]; MR];
-            // SAFETY (all arms): `m` rows of `kp` bytes from `ar` are inside `a`, the panel holds
+            // SAFETY: `m` rows of `kp` bytes from `ar` are inside `a`, the panel holds
             // `kp / KR` groups (asserted above), `buf` holds `MR * KC` values.
-            match m {
-                6 => tile::<6>(ar, kp, buf, chunked, panel, &mut acc),
-                5 => tile::<5>(ar, kp, buf, chunked, panel, &mut acc),
-                4 => tile::<4>(ar, kp, buf, chunked, panel, &mut acc),
-                3 => tile::<3>(ar, kp, buf, chunked, panel, &mut acc),
-                2 => tile::<2>(ar, kp, buf, chunked, panel, &mut acc),
-                _ => tile::<1>(ar, kp, buf, chunked, panel, &mut acc),
-            }
+            tile_rows(m, ar, kp, buf, chunked, panel, &mut acc);
             let n0 = half * NC;
             let cols = NC.min(n - n0);
             let q = RequantX8::new(rq, n0, cols);
@@ -153,14 +146,7 @@ unsafe fn i32_tiles(
             // SAFETY: the rows are widened in `buf` (row stride `kp`), so `tile` reads no `a`;
             // the panel holds `kp / KR` groups.
             let a0 = a.as_ptr();
-            match m {
-                6 => tile::<6>(a0, kp, bp, false, panel, &mut acc),
-                5 => tile::<5>(a0, kp, bp, false, panel, &mut acc),
-                4 => tile::<4>(a0, kp, bp, false, panel, &mut acc),
-                3 => tile::<3>(a0, kp, bp, false, panel, &mut acc),
-                2 => tile::<2>(a0, kp, bp, false, panel, &mut acc),
-                _ => tile::<1>(a0, kp, bp, false, panel, &mut acc),
-            }
+            tile_rows(m, a0, kp, bp, false, panel, &mut acc);
             let n0 = half * NC;
             let cols = NC.min(n - n0);
             for (i, acc) in acc.iter().take(m).enumerate() {
@@ -205,6 +191,30 @@ unsafe fn widen(a: *const i8, kp: usize, m: usize, kc: usize, buf: *mut i16) {
             *dst.add(k) = *src.add(k) as i16;
             k += 1;
         }
+    }
+}
+
+/// [`tile`] for `m` (1 to [`MR`]) rows.
+///
+/// # Safety
+/// As [`tile`] with `M = m`.
+#[target_feature(enable = "avx2")]
+unsafe fn tile_rows(
+    m: usize,
+    a: *const i8,
+    kp: usize,
+    buf: *mut i16,
+    chunked: bool,
+    panel: *const i8,
+    acc: &mut [[i32; NC]; MR],
+) {
+    match m {
+        6 => tile::<6>(a, kp, buf, chunked, panel, acc),
+        5 => tile::<5>(a, kp, buf, chunked, panel, acc),
+        4 => tile::<4>(a, kp, buf, chunked, panel, acc),
+        3 => tile::<3>(a, kp, buf, chunked, panel, acc),
+        2 => tile::<2>(a, kp, buf, chunked, panel, acc),
+        _ => tile::<1>(a, kp, buf, chunked, panel, acc),
     }
 }
 

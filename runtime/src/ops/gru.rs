@@ -34,13 +34,21 @@ use crate::kernels::{gemm_i32, PackedWeights, MAX_SHIFT};
 #[cfg(any(feature = "std", test))]
 use crate::write::put_packed;
 
-/// Largest hidden size (stack arrays: the core has no heap).
+/// Largest hidden size and input width (the op's buffers are stack arrays: the core has no
+/// heap). A microcontroller build (no `std`) takes small GRUs only and runs one sample at a time,
+/// so that its stack stays near 7 KB; a larger model is refused when it is parsed.
+#[cfg(feature = "std")]
 pub const MAX_HIDDEN: usize = 256;
-/// Largest input width and sequence length.
+#[cfg(feature = "std")]
 pub const MAX_INPUT: usize = 4096;
+#[cfg(not(feature = "std"))]
+pub const MAX_HIDDEN: usize = 64;
+#[cfg(not(feature = "std"))]
+pub const MAX_INPUT: usize = 256;
+/// Longest sequence.
 pub const MAX_STEPS: usize = 4096;
 /// Samples run in lockstep (their rows multiplied together).
-pub const LANES: usize = 8;
+pub const LANES: usize = if cfg!(feature = "std") { 8 } else { 1 };
 /// Fractional bits of the pre-activations.
 pub const PRE_BITS: u8 = 12;
 /// Fractional bits of the gates and the state.
