@@ -59,5 +59,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    // TimeGAN's series, as the MPS2-AN505 board draws them.
+    let mut arena = vec![0u8; models::SERIES_ARENA_BYTES + 32 * 1024];
+    let mut series =
+        pocketgan_firmware::series::SeriesGenerator::new(models::SERIES_MODEL, isa(), &mut arena)
+            .map_err(|e| e.to_string())?;
+    for (i, seed) in models::SERIES_SEEDS.into_iter().enumerate() {
+        series.generate(seed).map_err(|e| e.to_string())?;
+        let mut oled = SimulatorDisplay::<BinaryColor>::new(render::SSD1306_SIZE);
+        pocketgan_firmware::series::ssd1306_series(
+            &mut oled,
+            series.output(),
+            series.shape(),
+            seed,
+        )?;
+        let path = out.join(format!("ssd1306-series-{i}.png"));
+        oled.to_rgb_output_image(&mono).save_png(&path)?;
+        println!("{} (series, seed {seed})", path.display());
+    }
     Ok(())
 }
