@@ -597,7 +597,7 @@ impl TrainConfig {
     pub fn onnx_metadata(&self, steps: u64) -> OnnxMetadata {
         let config = self;
         let [_, c, h, w] = config.model.sample.batch_dims(1);
-        let entries = vec![
+        let entries: Vec<(String, String)> = vec![
             ("pocketgan.version".into(), env!("CARGO_PKG_VERSION").into()),
             ("pocketgan.latent".into(), config.model.latent.to_string()),
             ("pocketgan.image_shape".into(), format!("{c},{h},{w}")),
@@ -630,8 +630,14 @@ impl TrainConfig {
             entries.push(("pocketgan.classes".into(), config.model.classes.to_string()));
         }
         if let SampleKind::Series { length, features } = config.model.sample {
-            // A series generator reads noise [N, T, F] and writes series of the same shape.
-            entries.retain(|(k, _)| k != "pocketgan.image_shape");
+            // A series generator reads noise [N, T, F] and writes series of the same shape; the
+            // image GANs' architecture and loss do not describe it (its family does).
+            entries.retain(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "pocketgan.image_shape" | "pocketgan.architecture" | "pocketgan.loss"
+                )
+            });
             entries.push((
                 "pocketgan.series_shape".into(),
                 format!("{length},{features}"),
