@@ -2,7 +2,7 @@
 """Seeds for the `onnx` fuzz target: small generators exported by PyTorch's own
 `torch.onnx.export`, the files users give the importer, with every layer the families use (a
 latent DCGAN chain, a class embedding, a U-Net's skip, a ResNet block's reflect pad, instance
-norm and residual add) at a width of a few channels, so that mutations fall on the graph's
+norm and residual add, a recurrent GRU with per-step Linear) at a width of a few channels, so that mutations fall on the graph's
 structure more often than on weights.
 
     python3 scripts/fuzz-seeds.py fuzz/corpus/onnx
@@ -59,6 +59,18 @@ class Residual(nn.Module):
         return x + torch.relu(self.norm(self.conv(self.pad(x))))
 
 
+class Recurrent(nn.Module):
+    """TimeGAN's generator path in miniature: a batch-first GRU, then a per-step Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(2, 3, batch_first=True)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, z):
+        return torch.sigmoid(self.fc(self.gru(z)[0]))
+
+
 def main(out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,6 +85,7 @@ def main(out):
         ),
         ("skip", Skip().eval(), (torch.randn(1, 1, 8, 8),), ["image"]),
         ("residual", Residual().eval(), (torch.randn(1, 2, 4, 4),), ["image"]),
+        ("recurrent", Recurrent().eval(), (torch.rand(1, 4, 2),), ["noise"]),
     ]:
         for opset in (13, 17):
             path = out / f"{name}_op{opset}.onnx"
