@@ -954,6 +954,18 @@ fn inspect(m: &Model) -> String {
     if !m.metadata.is_empty() && m.metadata != "{}" {
         let _ = writeln!(s, "metadata: {}", m.metadata);
     }
+    let sequences = serde_json::from_str::<std::collections::HashMap<String, String>>(m.metadata)
+        .ok()
+        .and_then(|md| {
+            md.get(pocketgan_runtime::engine::runner::SEQUENCES)
+                .cloned()
+        });
+    if let Some(names) = sequences {
+        let _ = writeln!(
+            s,
+            "sequences: {names} are [steps, features] in floats, stored as [features, steps, 1]"
+        );
+    }
     let _ = writeln!(
         s,
         "{:<3} {:<16} {:<12} {:<22} {:>10} {:>12}  {}",

@@ -187,6 +187,11 @@ fn pocketgan_samples_series_from_a_quantized_pytorch_gru() {
             "{said}"
         );
     }
+    let shown = cli(&["inspect".as_ref(), pgq.as_ref()]);
+    assert!(
+        shown.contains("sequences: noise,image are [steps, features]"),
+        "{shown}"
+    );
     // `pocketgan bench` times it against tract, with the GRU layers in the per-op table.
     let table = cli(&[
         "bench".as_ref(),
