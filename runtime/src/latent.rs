@@ -96,6 +96,14 @@ impl Noise {
             .find(|n| n.name() == name)
     }
 
+    /// The noise a model's metadata (key, value pairs) names under [`NOISE_KEY`], if any.
+    pub fn from_metadata<'m>(pairs: impl IntoIterator<Item = (&'m str, &'m str)>) -> Option<Noise> {
+        pairs
+            .into_iter()
+            .find(|(k, _)| *k == NOISE_KEY)
+            .and_then(|(_, v)| Noise::from_name(v))
+    }
+
     /// Fills `out` with draws from `seed`.
     pub fn fill(self, seed: u64, out: &mut [f32]) {
         match self {

@@ -584,34 +584,16 @@ fn main() -> Result<()> {
                 .with_context(|| format!("cannot load {}", model.display()))?;
             // A generator of series from a noise sequence (TimeGAN), or of pictures from
             // pictures: the graph runners. Else a latent generator's engines, below.
-            let sequence = match &tract.inputs()[..] {
-                [input] if input.shape.len() == 2 && input.classes.is_none() => {
-                    Some(input.shape.iter().product::<usize>())
+            let input = match (&tract.inputs()[..], translate::input_shape(&tract)) {
+                ([input], _) if input.shape.len() == 2 && input.classes.is_none() => {
+                    Some(BenchInput::Noise(input.shape.iter().product()))
                 }
+                (_, Ok(image)) => Some(BenchInput::Pictures(image)),
                 _ => None,
             };
-            let table = match (sequence, translate::input_shape(&tract)) {
-                (Some(size), _) => Some(bench_graph(
-                    &onnx,
-                    tract,
-                    pgq.as_deref(),
-                    BenchInput::Noise(size),
-                    &engines,
-                    threads,
-                    reps,
-                )?),
-                (None, Ok(image)) => Some(bench_graph(
-                    &onnx,
-                    tract,
-                    pgq.as_deref(),
-                    BenchInput::Pictures(image),
-                    &engines,
-                    threads,
-                    reps,
-                )?),
-                (None, Err(_)) => None,
-            };
-            if let Some(table) = table {
+            if let Some(input) = input {
+                let table =
+                    bench_graph(&onnx, tract, pgq.as_deref(), input, &engines, threads, reps)?;
                 if json {
                     println!("{}", table.json());
                 } else {
@@ -703,8 +685,7 @@ fn bench_graph(
             bench::run_images(&mut list, &m, image, reps, bench::IMAGE_BATCH)?
         }
         BenchInput::Noise(size) => {
-            let metadata = pocketgan_runtime::import::FloatGraph::from_onnx_bytes(onnx)?.metadata;
-            let noise = pocketgan_runtime::sample::noise_of(&metadata.into_iter().collect())
+            let noise = pocketgan_runtime::sample::model_noise(onnx)
                 .unwrap_or(pocketgan_runtime::latent::Noise::Normal);
             bench::run_noise(&mut list, &m, noise, size, reps, bench::IMAGE_BATCH)?
         }
@@ -759,19 +740,10 @@ fn sample_model(
     use pocketgan_runtime::latent::Noise;
     use pocketgan_runtime::sample;
     let bytes = read(model)?;
-    let metadata: std::collections::HashMap<String, String> = if is_pgq(model) {
-        let m =
-            Model::parse(&bytes).with_context(|| format!("invalid model {}", model.display()))?;
-        serde_json::from_str(m.metadata).unwrap_or_default()
-    } else {
-        pocketgan_runtime::import::FloatGraph::from_onnx_bytes(&bytes)
-            .map(|g| g.metadata.into_iter().collect())
-            .unwrap_or_default()
-    };
     let noise = match noise {
         Some(name) => Noise::from_name(name)
             .with_context(|| format!("--noise {name}: expected uniform or normal"))?,
-        None => sample::noise_of(&metadata).unwrap_or(Noise::Normal),
+        None => sample::model_noise(&bytes).unwrap_or(Noise::Normal),
     };
     let engine = if is_pgq(model) {
         EngineKind::Int8

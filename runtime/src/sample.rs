@@ -1,12 +1,12 @@
 //! Sampling a generator whose one input is noise (a latent vector, or a noise sequence as
 //! TimeGAN's): seeded draws in, the output's values out, written as `.npy` or `.csv`.
 //!
-//! The noise's distribution is the model's (its metadata key [`NOISE_KEY`], written by the
+//! The noise's distribution is the model's (its metadata key [`crate::latent::NOISE_KEY`], written by the
 //! exporter), else normal; the draws are [`crate::latent`]'s, the same on every machine.
 
 use crate::engine::runner::{Runner, TensorSpec, Values};
 use crate::engine::EngineError;
-use crate::latent::{Noise, NOISE_KEY};
+use crate::latent::Noise;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -30,9 +30,20 @@ pub enum SampleError {
     Format(String),
 }
 
-/// The noise a model's metadata names, if any.
-pub fn noise_of(metadata: &HashMap<String, String>) -> Option<Noise> {
-    metadata.get(NOISE_KEY).and_then(|n| Noise::from_name(n))
+/// The noise a model file names in its metadata, if any: a `.pgq`'s, or an ONNX file's
+/// `metadata_props` (read from the protobuf, without importing the graph).
+pub fn model_noise(bytes: &[u8]) -> Option<Noise> {
+    if let Ok(model) = crate::Model::parse(bytes) {
+        let metadata: HashMap<String, String> = serde_json::from_str(model.metadata).ok()?;
+        return Noise::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+    let proto = crate::engine::runner::onnx_proto(bytes).ok()?;
+    Noise::from_metadata(
+        proto
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str())),
+    )
 }
 
 /// `n` samples of `runner`'s first output from noise drawn from `seed`, run in batches of

@@ -100,21 +100,18 @@ fn dims(shape: Shape) -> Vec<usize> {
 /// (an image's floats are NCHW and are transposed).
 pub const SEQUENCES: &str = "pocketgan.sequences";
 
-/// The per-sample float shape of a tensor and whether its floats are the NHWC order as they
-/// are (a sequence's `[T, F]`).
-fn float_layout(shape: Shape, sequence: bool) -> (Vec<usize>, bool) {
+/// The per-sample float shape of a tensor: a sequence's `[T, F]`, else [`dims`].
+fn float_dims(shape: Shape, sequence: bool) -> Vec<usize> {
     match shape {
-        Shape::Image { c, h, w: 1 } if sequence => (vec![h, c], true),
-        s => (dims(s), false),
+        Shape::Image { c, h, w: 1 } if sequence => vec![h, c],
+        s => dims(s),
     }
 }
 
 /// NCHW floats to quantized NHWC (images) or quantized vectors; a sequence's rows as they are.
 fn quantize_in(shape: Shape, q: crate::Quant, x: &[f32], sequence: bool) -> Vec<i8> {
     match shape {
-        _ if sequence => x.iter().map(|&v| q.quantize(v)).collect(),
-        Shape::Flat(_) => x.iter().map(|&v| q.quantize(v)).collect(),
-        Shape::Image { c, h, w } => {
+        Shape::Image { c, h, w } if !sequence => {
             let mut out = vec![0; x.len()];
             for (src, dst) in x
                 .chunks_exact(c * h * w)
@@ -128,15 +125,14 @@ fn quantize_in(shape: Shape, q: crate::Quant, x: &[f32], sequence: bool) -> Vec<
             }
             out
         }
+        _ => x.iter().map(|&v| q.quantize(v)).collect(),
     }
 }
 
 /// Quantized NHWC (or vectors) back to NCHW floats; a sequence's rows as they are.
 pub fn dequantize_out(shape: Shape, q: crate::Quant, y: &[i8], sequence: bool) -> Vec<f32> {
     match shape {
-        _ if sequence => y.iter().map(|&v| q.dequantize(v)).collect(),
-        Shape::Flat(_) => y.iter().map(|&v| q.dequantize(v)).collect(),
-        Shape::Image { c, h, w } => {
+        Shape::Image { c, h, w } if !sequence => {
             let mut out = vec![0.0; y.len()];
             for (src, dst) in y
                 .chunks_exact(c * h * w)
@@ -150,6 +146,7 @@ pub fn dequantize_out(shape: Shape, q: crate::Quant, y: &[i8], sequence: bool) -
             }
             out
         }
+        _ => y.iter().map(|&v| q.dequantize(v)).collect(),
     }
 }
 
@@ -224,7 +221,7 @@ impl<'a> Int8Runner<'a> {
                     },
                     TensorKind::Int8 => TensorSpec {
                         name,
-                        shape: float_layout(info.shape, sequence).0,
+                        shape: float_dims(info.shape, sequence),
                         classes: None,
                     },
                 })
@@ -406,7 +403,7 @@ pub fn fixed_batch(onnx: &[u8]) -> Option<usize> {
     }
 }
 
-fn onnx_proto(onnx: &[u8]) -> Result<tract_onnx::pb::ModelProto, EngineError> {
+pub(crate) fn onnx_proto(onnx: &[u8]) -> Result<tract_onnx::pb::ModelProto, EngineError> {
     tract_onnx::onnx()
         .proto_model_for_read(&mut std::io::Cursor::new(onnx))
         .map_err(tract_err)

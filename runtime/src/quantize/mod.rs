@@ -266,11 +266,9 @@ fn inputs_for(
     n: usize,
     options: &QuantizeOptions,
 ) -> Result<Vec<Vec<f32>>, QuantizeError> {
-    let noise = graph
-        .metadata
-        .iter()
-        .find(|(k, _)| k == crate::latent::NOISE_KEY)
-        .and_then(|(_, v)| crate::latent::Noise::from_name(v));
+    let noise = crate::latent::Noise::from_metadata(
+        graph.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     graph
         .inputs
         .iter()

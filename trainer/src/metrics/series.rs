@@ -461,9 +461,10 @@ fn exported_series(
                 ))
             }
         };
-        let (shape, values) =
-            pocketgan_runtime::sample::sample(runner.as_mut(), Noise::Uniform, n, seed)
-                .map_err(|e| fail(e.to_string()))?;
+        // TimeGAN's noise is uniform; its exports say so in their metadata.
+        let noise = pocketgan_runtime::sample::model_noise(&bytes).unwrap_or(Noise::Uniform);
+        let (shape, values) = pocketgan_runtime::sample::sample(runner.as_mut(), noise, n, seed)
+            .map_err(|e| fail(e.to_string()))?;
         (format!("{base} ({})", runner.name()), shape, values)
     };
     if shape != [length, features] || values.len() < n * length * features {
