@@ -30,17 +30,11 @@ fn npy_f32(file: &str) -> Vec<f32> {
     npy::parse(&fixture(file)).unwrap().data
 }
 
-/// TimeGAN's noise: uniform in [0, 1), seeded.
+/// TimeGAN's noise: uniform in [0, 1), seeded (the runtime's own draws).
 fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n * STEPS * FEATURES)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
+    let mut z = vec![0.0; n * STEPS * FEATURES];
+    pocketgan_runtime::latent::fill_uniform(seed, &mut z);
+    z
 }
 
 #[test]

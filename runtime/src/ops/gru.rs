@@ -226,18 +226,12 @@ impl<'a> Gru<'a> {
         let state = part_mut(&mut state, ..lanes * h_len, "a GRU's state")?;
         for t in 0..self.steps {
             // Step t's input rows, and (after the first step) the outputs of step t - 1.
-            for (l, dst) in xg.chunks_exact_mut(i_len).enumerate() {
-                let at = l * xs + t * i_len;
-                super::copy(dst, part(x, at..at + i_len, "a GRU's input row")?, "a GRU's input row")?;
-            }
+            gather(xg, x, xs, t * i_len, i_len)?;
             gemm_i32(cx.isa, xg, i_len, lanes, self.zp_in, self.w, gx).map_err(tiles)?;
             if t == 0 {
                 gh.fill(0);
             } else {
-                for (l, dst) in hg.chunks_exact_mut(h_len).enumerate() {
-                    let at = l * ys + (t - 1) * h_len;
-                    super::copy(dst, part(y, at..at + h_len, "a GRU's state row")?, "a GRU's state row")?;
-                }
+                gather(hg, y, ys, (t - 1) * h_len, h_len)?;
                 gemm_i32(cx.isa, hg, h_len, lanes, 0, self.r, gh).map_err(tiles)?;
             }
             let lanes_of = gx.chunks_exact_mut(n).zip(gh.chunks_exact_mut(n));
@@ -272,6 +266,16 @@ impl<'a> Gru<'a> {
         }
         Ok(())
     }
+}
+
+/// Copies into each `len`-value row of `dst` (one per lane) that lane's row at offset `at` of
+/// its sample, samples `stride` apart in `src`.
+fn gather(dst: &mut [i8], src: &[i8], stride: usize, at: usize, len: usize) -> Result<(), RunError> {
+    for (l, row) in dst.chunks_exact_mut(nz(len)).enumerate() {
+        let from = l * stride + at;
+        super::copy(row, part(src, from..from + len, "a GRU's row")?, "a GRU's row")?;
+    }
+    Ok(())
 }
 
 /// A GEMM's buffers did not fit its shape: the parser's checks should make this impossible.
