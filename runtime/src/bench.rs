@@ -163,6 +163,34 @@ pub fn run_noise(
     run_inputs(runners, model, [draw(1, 1), draw(2, batch)], reps, batch)
 }
 
+/// Times sampling whole token sequences from each runner's one-step cell ([`crate::tokens`]):
+/// one sequence, and a batch of `batch`. There are no int8 layers to time (the runtime has no
+/// int8 cell yet): the table's layers are empty and its multiply-adds are the float cell's.
+pub fn run_tokens(
+    runners: &mut [Box<dyn Runner + '_>],
+    spec: &crate::tokens::TokenSpec,
+    macs_per_sequence: usize,
+    reps: usize,
+    batch: usize,
+) -> Result<Table, EngineError> {
+    let mut rows = Vec::new();
+    for r in runners.iter_mut() {
+        let name = r.name();
+        rows.push(measure(name, reps, batch, |n| {
+            crate::tokens::sample_tokens(r.as_mut(), spec, n, 1)
+                .map(|_| ())
+                .map_err(|e| EngineError::Inputs(e.to_string()))
+        })?);
+    }
+    Ok(Table {
+        rows,
+        macs_per_sample: macs_per_sequence,
+        layers: Vec::new(),
+        reps,
+        batch,
+    })
+}
+
 /// Times every runner on `one` sample and on a batch of `many`, then the int8 model's layers.
 fn run_inputs(
     runners: &mut [Box<dyn Runner + '_>],
@@ -315,8 +343,9 @@ impl Table {
         }
         let _ = writeln!(
             s,
-            "model: {} int8 multiply-adds per sample; medians of {} runs (batch {}: {})",
+            "model: {} {}multiply-adds per sample; medians of {} runs (batch {}: {})",
             self.macs_per_sample,
+            if self.layers.is_empty() { "" } else { "int8 " },
             self.reps,
             self.batch,
             self.reps.div_ceil(4)

@@ -32,6 +32,8 @@ pub mod quantize;
 #[cfg(feature = "std")]
 pub mod sample;
 #[cfg(feature = "std")]
+pub mod tokens;
+#[cfg(feature = "std")]
 pub mod translate;
 #[cfg(any(feature = "std", test))]
 pub mod upgrade;

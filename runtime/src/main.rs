@@ -92,7 +92,9 @@ enum Command {
     /// Describe a model: inputs, outputs, nodes, parameters, multiply-adds, arena plan and size.
     Inspect { model: PathBuf },
     /// Draw samples of a generator whose one input is noise (TimeGAN's series, a latent
-    /// vector's output) and write them as .npy (float32 `[N, ...]`) or .csv.
+    /// vector's output) and write them as .npy (float32 `[N, ...]`) or .csv; or token
+    /// sequences of a one-step cell (SeqGAN's exported generator), written as .txt (one
+    /// decoded line each), .csv or .npy (ids).
     Sample {
         /// A .pgq (int8 engine) or .onnx file (tract).
         model: PathBuf,
@@ -109,6 +111,10 @@ enum Command {
         /// Kernel family for the int8 engine (default: the fastest this CPU has).
         #[arg(long)]
         isa: Option<String>,
+        /// A token cell: tokens per sequence (default: the model's metadata; a cell exported
+        /// from PyTorch has none), starting from token 0.
+        #[arg(long)]
+        length: Option<usize>,
     },
     /// Run any model on named inputs and write every output (`NAME.npy`, and `NAME_K.png` per
     /// sample for gray or RGB images) into a folder.
@@ -558,7 +564,16 @@ fn main() -> Result<()> {
             noise,
             out,
             isa,
-        } => sample_model(&model, n, seed, noise.as_deref(), &out, isa.as_deref())?,
+            length,
+        } => sample_model(
+            &model,
+            n,
+            seed,
+            noise.as_deref(),
+            &out,
+            isa.as_deref(),
+            length,
+        )?,
         Command::Inspect { model } => {
             let bytes = read(&model)?;
             if !is_pgq(&model) {
@@ -582,6 +597,20 @@ fn main() -> Result<()> {
             let onnx = read(&model)?;
             let tract = TractRunner::new(&onnx)
                 .with_context(|| format!("cannot load {}", model.display()))?;
+            // A token cell (SeqGAN): whole sequences sampled on the float engines.
+            let metadata = pocketgan_runtime::sample::model_metadata(&onnx);
+            let spec = pocketgan_runtime::tokens::TokenSpec::from_metadata(
+                metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )?;
+            if let Some(spec) = spec {
+                let table = bench_tokens(&onnx, tract, &spec, &engines, threads, reps)?;
+                if json {
+                    println!("{}", table.json());
+                } else {
+                    print!("{}", table.text());
+                }
+                return Ok(());
+            }
             // A generator of series from a noise sequence (TimeGAN), or of pictures from
             // pictures: the graph runners. Else a latent generator's engines, below.
             let input = match (&tract.inputs()[..], translate::input_shape(&tract)) {
@@ -644,6 +673,41 @@ fn main() -> Result<()> {
 enum BenchInput {
     Pictures((usize, usize, usize)),
     Noise(usize),
+}
+
+/// `pocketgan bench` of a token cell: sampling one sequence and a batch on tract and
+/// onnxruntime (the int8 runtime has no recurrent cell with state yet: it is said, not left out
+/// silently).
+fn bench_tokens(
+    onnx: &[u8],
+    tract: TractRunner,
+    spec: &pocketgan_runtime::tokens::TokenSpec,
+    engines: &[EngineKind],
+    threads: usize,
+    reps: usize,
+) -> Result<bench::Table> {
+    let cell = pocketgan_runtime::tokens::Cell::of(&tract)?;
+    if engines.contains(&EngineKind::Int8) {
+        if engines.len() == 1 {
+            bail!("the int8 runtime does not run token cells yet: bench them with --engines tract,ort");
+        }
+        eprintln!("int8: the runtime has no int8 token cell yet; timing the float engines");
+    }
+    let hidden: usize = cell.states.iter().map(|&(_, s)| s).max().unwrap_or(0);
+    // Per step: the gates' two products (the input as wide as the state, as SeqGAN's
+    // embedding) and the logits.
+    let macs = spec.length * (2 * 4 * hidden * hidden + hidden * cell.vocabulary);
+    let mut list: Vec<Box<dyn Runner>> = vec![Box::new(tract)];
+    if engines.contains(&EngineKind::Ort) {
+        list.push(ort_runner(onnx, threads)?);
+    }
+    Ok(bench::run_tokens(
+        &mut list,
+        spec,
+        macs,
+        reps,
+        bench::IMAGE_BATCH,
+    )?)
 }
 
 /// `pocketgan bench` of a graph model (image-to-image, recurrent): tract, the int8 engine on
@@ -736,10 +800,31 @@ fn sample_model(
     noise: Option<&str>,
     out: &Path,
     isa: Option<&str>,
+    length: Option<usize>,
 ) -> Result<()> {
     use pocketgan_runtime::latent::Noise;
     use pocketgan_runtime::sample;
+    use pocketgan_runtime::tokens::TokenSpec;
     let bytes = read(model)?;
+    let metadata = sample::model_metadata(&bytes);
+    let mut token_spec =
+        TokenSpec::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    if let Some(length) = length {
+        if !(1..=pocketgan_runtime::tokens::MAX_LENGTH).contains(&length) {
+            bail!(
+                "--length {length}: expected 1 to {}",
+                pocketgan_runtime::tokens::MAX_LENGTH
+            );
+        }
+        let spec = token_spec.get_or_insert(TokenSpec {
+            length,
+            start: 0,
+            end: None,
+            vocabulary: None,
+            separator: " ".into(),
+        });
+        spec.length = length;
+    }
     let noise = match noise {
         Some(name) => Noise::from_name(name)
             .with_context(|| format!("--noise {name}: expected uniform or normal"))?,
@@ -752,6 +837,24 @@ fn sample_model(
     };
     let mut unused = Vec::new();
     let mut runner = runner(model, &bytes, &mut unused, engine, isa, |_| Ok(Vec::new()))?;
+    if let Some(spec) = token_spec {
+        use pocketgan_runtime::tokens;
+        let seqs = tokens::sample_tokens(runner.as_mut(), &spec, n, seed)?;
+        tokens::write(out, &spec, &seqs)?;
+        println!(
+            "{}: {n} sequences of {} tokens (seed {seed}) -> {}",
+            runner.name(),
+            spec.length,
+            out.display()
+        );
+        return Ok(());
+    }
+    if pocketgan_runtime::tokens::Cell::of(runner.as_ref()).is_ok() {
+        bail!(
+            "{} is a token cell whose metadata names no sequence length: give --length",
+            model.display()
+        );
+    }
     let (shape, values) = sample::sample(runner.as_mut(), noise, n, seed)?;
     sample::write(out, &shape, &values)?;
     println!(

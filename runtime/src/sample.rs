@@ -28,22 +28,35 @@ pub enum SampleError {
     },
     #[error("{0}: write .npy or .csv")]
     Format(String),
+    #[error("not a token cell: {0}")]
+    NotTokenModel(String),
+    #[error("the model's metadata: {0}")]
+    Metadata(String),
 }
 
-/// The noise a model file names in its metadata, if any: a `.pgq`'s, or an ONNX file's
-/// `metadata_props` (read from the protobuf, without importing the graph).
-pub fn model_noise(bytes: &[u8]) -> Option<Noise> {
+/// A model file's metadata (key, value pairs): a `.pgq`'s, or an ONNX file's `metadata_props`
+/// (read from the protobuf, without importing the graph); empty if it has none or is neither.
+pub fn model_metadata(bytes: &[u8]) -> Vec<(String, String)> {
     if let Ok(model) = crate::Model::parse(bytes) {
-        let metadata: HashMap<String, String> = serde_json::from_str(model.metadata).ok()?;
-        return Noise::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let metadata: HashMap<String, String> =
+            serde_json::from_str(model.metadata).unwrap_or_default();
+        return metadata.into_iter().collect();
     }
-    let proto = crate::engine::runner::onnx_proto(bytes).ok()?;
-    Noise::from_metadata(
-        proto
-            .metadata_props
-            .iter()
-            .map(|p| (p.key.as_str(), p.value.as_str())),
-    )
+    crate::engine::runner::onnx_proto(bytes)
+        .map(|proto| {
+            proto
+                .metadata_props
+                .into_iter()
+                .map(|p| (p.key, p.value))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The noise a model file names in its metadata, if any.
+pub fn model_noise(bytes: &[u8]) -> Option<Noise> {
+    let metadata = model_metadata(bytes);
+    Noise::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// `n` samples of `runner`'s first output from noise drawn from `seed`, run in batches of
@@ -81,7 +94,7 @@ pub fn sample(
 }
 
 /// Sample `k`'s own seed.
-fn seed_of(seed: u64, k: u64) -> u64 {
+pub(crate) fn seed_of(seed: u64, k: u64) -> u64 {
     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ k.wrapping_mul(0xbf58_476d_1ce4_e5b9)
 }
 

@@ -1,0 +1,154 @@
+//! Token cells from PyTorch's own exporter: SeqGAN's generator as one sampling step
+//! (`nn.Embedding`, one `nn.LSTM` step from a batch-first state, `nn.Linear`; written by
+//! `scripts/torch-fixtures.py`). Stepped by tract through PyTorch's sequences, every file gives
+//! PyTorch's logits at every step; the sampler draws tokens by the cell's softmax, per sample,
+//! whatever the batch; `pocketgan sample` writes them.
+#![cfg(feature = "std")]
+
+mod common;
+
+use common::torch_fixture as fixture;
+use pocketgan_runtime::engine::runner::{Runner, TractRunner, Values};
+use pocketgan_runtime::npy;
+use pocketgan_runtime::tokens::{sample_tokens, Cell, TokenSpec};
+use std::path::Path;
+
+const FILES: [&str; 5] = [
+    "seqgan_cell_op13.onnx",
+    "seqgan_cell_op13_dyn.onnx",
+    "seqgan_cell_op17.onnx",
+    "seqgan_cell_op17_dyn.onnx",
+    "seqgan_cell_op18_dynamo_dyn.onnx",
+];
+const VOCAB: usize = 50;
+const HIDDEN: usize = 32;
+const STEPS: usize = 6;
+
+fn ids(len: usize) -> TokenSpec {
+    TokenSpec {
+        length: len,
+        start: 0,
+        end: None,
+        vocabulary: None,
+        separator: " ".into(),
+    }
+}
+
+/// The logits of one step of `cell` from token `prev` and the state; the new state.
+fn step(
+    cell: &mut TractRunner,
+    prev: &[u32],
+    h: Vec<f32>,
+    c: Vec<f32>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let out = cell
+        .run(
+            &[Values::Index(prev.to_vec()), Values::F32(h), Values::F32(c)],
+            prev.len(),
+        )
+        .unwrap();
+    let mut f = out.into_iter().map(|v| match v {
+        Values::F32(x) => x,
+        Values::Index(_) => panic!("float outputs"),
+    });
+    (f.next().unwrap(), f.next().unwrap(), f.next().unwrap())
+}
+
+#[test]
+fn pytorch_token_cells_step_as_pytorch() {
+    let tokens = npy::parse(&fixture("seqgan_cell.tokens.npy")).unwrap().data;
+    let want = npy::parse(&fixture("seqgan_cell.logits.npy")).unwrap().data;
+    for file in FILES {
+        let mut cell = TractRunner::new(&fixture(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let sig = Cell::of(&cell).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!((sig.vocabulary, sig.states.len()), (VOCAB, 2), "{file}");
+        let (mut h, mut c) = (vec![0.0; 2 * HIDDEN], vec![0.0; 2 * HIDDEN]);
+        let mut prev = vec![0u32; 2];
+        for t in 0..STEPS {
+            let (logits, h1, c1) = step(&mut cell, &prev, h, c);
+            for s in 0..2 {
+                let at = (s * STEPS + t) * VOCAB;
+                let worst = logits[s * VOCAB..(s + 1) * VOCAB]
+                    .iter()
+                    .zip(&want[at..at + VOCAB])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst <= 1e-4, "{file}, step {t}, sequence {s}: {worst}");
+            }
+            (h, c) = (h1, c1);
+            prev = (0..2).map(|s| tokens[s * STEPS + t] as u32).collect();
+        }
+    }
+}
+
+#[test]
+fn the_sampler_draws_from_the_cells_softmax_whatever_the_batch() {
+    let mut cell = TractRunner::new(&fixture("seqgan_cell_op17_dyn.onnx")).unwrap();
+    // Sample k does not depend on how many are drawn (the batches are 256).
+    let few = sample_tokens(&mut cell, &ids(4), 3, 9).unwrap();
+    let many = sample_tokens(&mut cell, &ids(4), 300, 9).unwrap();
+    assert_eq!(few, many[..12]);
+    assert_ne!(
+        many[..600],
+        sample_tokens(&mut cell, &ids(4), 150, 10).unwrap()[..]
+    );
+    // The first token's frequencies over 20,000 samples against its softmax at the start.
+    let n = 20_000;
+    let first = sample_tokens(&mut cell, &ids(1), n, 3).unwrap();
+    let (logits, _, _) = step(&mut cell, &[0], vec![0.0; HIDDEN], vec![0.0; HIDDEN]);
+    let max = logits.iter().fold(f32::MIN, |a, &b| a.max(b));
+    let e: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
+    let total: f64 = e.iter().sum();
+    let mut worst: f64 = 0.0;
+    for (k, ek) in e.iter().enumerate() {
+        let p = ek / total;
+        let freq = first.iter().filter(|&&t| t as usize == k).count() as f64 / n as f64;
+        // Four standard errors of a frequency.
+        let tolerance = 4.0 * (p * (1.0 - p) / n as f64).sqrt() + 1e-4;
+        assert!(
+            (freq - p).abs() <= tolerance,
+            "token {k}: {freq} drawn, p = {p}"
+        );
+        worst = worst.max((freq - p).abs());
+    }
+    assert!(
+        worst > 0.0,
+        "frequencies that match exactly are not samples"
+    );
+}
+
+#[test]
+fn pocketgan_sample_writes_token_sequences() {
+    let dir = std::env::temp_dir().join(format!("pocketgan-tokens-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("cell.onnx");
+    std::fs::write(&model, fixture("seqgan_cell_op17_dyn.onnx")).unwrap();
+    let m = model.to_str().unwrap();
+    let sample = |out: &Path, length: Option<&str>| {
+        let mut args = vec!["sample", m, "--n", "5", "--out", out.to_str().unwrap()];
+        args.extend(length.map(|l| ["--length", l]).into_iter().flatten());
+        std::process::Command::new(env!("CARGO_BIN_EXE_pocketgan"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // A cell exported from PyTorch names no length: sample asks for one.
+    let txt = dir.join("s.txt");
+    let o = sample(&txt, None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--length"));
+    let o = sample(&txt, Some("7"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&txt).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|l| l.split(' ').count() == 7));
+    let csv = dir.join("s.csv");
+    assert!(sample(&csv, Some("7")).status.success());
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    // The same draws: the csv's ids are the text's.
+    for (row, line) in csv.lines().skip(1).zip(&lines) {
+        assert_eq!(row.split_once(',').unwrap().1.replace(',', " "), *line);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
