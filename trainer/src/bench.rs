@@ -99,6 +99,9 @@ pub fn all(
 ///   data.
 /// - `timegan`: the default networks (GRU hidden 24, 3 layers) on sines, batch 128, every timed
 ///   iteration one of the joint phase (`scripts/anchors/torch_timegan_step.py`).
+/// - `seqgan`: the oracle benchmark (vocabulary 5,000), batch 64, every timed iteration an
+///   adversarial round with the defaults (16 rollouts, 5 D steps;
+///   `scripts/anchors/torch_seqgan_step.py`).
 pub fn reference_setup(
     family: FamilyKind,
 ) -> Result<(TrainConfig, Dataset, Option<Dataset>), TrainError> {
@@ -141,9 +144,21 @@ pub fn reference_setup(
             config.timegan.scale = crate::data::series::scale(&ds);
             Ok((config, ds, None))
         }
-        FamilyKind::Seqgan => Err(TrainError::Config(
-            "seqgan has no reference iteration in bench yet".into(),
-        )),
+        FamilyKind::Seqgan => {
+            let data: DataSource = "oracle".parse()?;
+            let mut config = TrainConfig::new(&data, Architecture::Mlp, GanLoss::Nonsaturating);
+            config.family = family;
+            (
+                config.seqgan.pretrain_g_steps,
+                config.seqgan.pretrain_d_steps,
+            ) = (0, 0);
+            config.complete(&data, SampleShape::default(), |_| false);
+            // Every timed iteration an adversarial round, none of them scoring NLL-oracle.
+            config.seqgan.eval_every_rounds = u64::MAX;
+            config.steps = u64::MAX;
+            let ds = crate::data::load(&data, &LoadOptions::default())?;
+            Ok((config, ds, None))
+        }
     }
 }
 

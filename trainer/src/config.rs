@@ -280,9 +280,13 @@ pub struct SeqGanConfig {
     /// SeqGAN: weight of the L2 penalty on D's output layer (the authors' 0.2).
     #[arg(long, default_value_t = 0.2)]
     pub d_l2: f32,
-    /// SeqGAN: iterations between NLL-oracle evaluations.
+    /// SeqGAN: G's pre-training iterations between NLL-oracle evaluations.
     #[arg(long, default_value_t = 100)]
     pub eval_every: u64,
+    /// SeqGAN: adversarial rounds between NLL-oracle evaluations (the authors' 5).
+    #[arg(long, default_value_t = 5)]
+    #[serde(default = "default_eval_every_rounds")]
+    pub eval_every_rounds: u64,
     /// SeqGAN: G's samples NLL-oracle scores (the paper's 10,000).
     #[arg(long, default_value_t = 10_000)]
     pub eval_samples: usize,
@@ -290,6 +294,11 @@ pub struct SeqGanConfig {
     #[arg(long, value_enum, default_value_t = Tokens::Char)]
     #[serde(default)]
     pub tokens: Tokens,
+}
+
+/// [`SeqGanConfig::eval_every_rounds`] of runs from before it existed.
+fn default_eval_every_rounds() -> u64 {
+    5
 }
 
 impl Default for SeqGanConfig {
@@ -629,6 +638,18 @@ impl TrainConfig {
         if config.model.conditioning.conditions_generator() {
             entries.push(("pocketgan.classes".into(), config.model.classes.to_string()));
         }
+        if config.family == FamilyKind::Seqgan {
+            // A token cell: its sequences are described by the family's own keys.
+            entries.retain(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "pocketgan.image_shape"
+                        | "pocketgan.architecture"
+                        | "pocketgan.loss"
+                        | "pocketgan.class_names"
+                )
+            });
+        }
         if let SampleKind::Series { length, features } = config.model.sample {
             // A series generator reads noise [N, T, F] and writes series of the same shape; the
             // image GANs' architecture and loss do not describe it (its family does).
@@ -935,9 +956,13 @@ impl TrainConfig {
     /// SeqGAN's phase lengths and rates.
     fn validate_seqgan(&self) -> Result<(), String> {
         let s = &self.seqgan;
-        if s.rollouts == 0 || s.eval_samples == 0 || s.round_d_steps == 0 {
+        if s.rollouts == 0
+            || s.eval_samples == 0
+            || s.round_d_steps == 0
+            || s.eval_every_rounds == 0
+        {
             return Err(
-                "seqgan's --rollouts, --eval-samples and --round-d-steps must be positive".into(),
+                "seqgan's --rollouts, --eval-samples, --round-d-steps and --eval-every-rounds must be positive".into(),
             );
         }
         if !(0.0..=1.0).contains(&s.rollout_update) {

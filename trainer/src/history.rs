@@ -26,6 +26,8 @@ pub struct StepMetrics {
 }
 
 pub const METRICS_HEADER: &str = "step,loss_d,loss_g,d_real,d_fake,grad_norm_d,grad_norm_g,seconds";
+/// The common columns of `metrics.csv`, before a family's terms.
+const METRICS_COLUMNS: usize = 8;
 
 /// Most loss terms a family reports beside the common columns.
 pub const MAX_TERMS: usize = 10;
@@ -77,10 +79,10 @@ impl StepMetrics {
 
     pub fn parse(line: &str) -> Option<Self> {
         let f: Vec<&str> = line.split(',').collect();
-        if !(8..=8 + MAX_TERMS).contains(&f.len()) {
+        if !(METRICS_COLUMNS..=METRICS_COLUMNS + MAX_TERMS).contains(&f.len()) {
             return None;
         }
-        let terms: Vec<f32> = f[8..]
+        let terms: Vec<f32> = f[METRICS_COLUMNS..]
             .iter()
             .map(|v| v.parse().ok())
             .collect::<Option<_>>()?;
@@ -192,6 +194,30 @@ pub fn loss_curve(metrics: &Path, quality: &Path, file: &Path) -> Result<(), Tra
             (v.len() >= 5 && v[2] > 0.0).then(|| [v[0], v[1] / v[2], v[4]])
         })
         .collect();
+    // SeqGAN's NLL-oracle, a family column logged every so many iterations (empty elsewhere).
+    let header = std::fs::read_to_string(metrics).unwrap_or_default();
+    let nll_column = header.lines().next().and_then(|h| {
+        h.split(',')
+            .skip(METRICS_COLUMNS)
+            .position(|c| c == "nll_oracle")
+    });
+    let (nll_steps, nll): (Vec<u64>, Vec<f32>) = nll_column
+        .map(|k| {
+            rows.iter()
+                .filter_map(|r| r.terms.as_slice().get(k).map(|&v| (r.step, v)))
+                .filter(|(_, v)| v.is_finite())
+                .unzip()
+        })
+        .unwrap_or_default();
+    if !nll.is_empty() {
+        panels.push(render::Panel {
+            title: "NLL-oracle of G's samples (lower is better)",
+            y_label: "nats per token",
+            steps: &nll_steps,
+            series: vec![series("NLL-oracle", &nll, [120, 40, 160])],
+            smooth: false,
+        });
+    }
     let quality_steps: Vec<u64> = judged.iter().map(|r| r[0] as u64).collect();
     let covered: Vec<f32> = judged.iter().map(|r| r[1] as f32).collect();
     let diversity: Vec<f32> = judged.iter().map(|r| r[2] as f32).collect();

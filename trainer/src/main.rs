@@ -53,12 +53,16 @@ enum Command {
     /// An image-to-image run (pix2pix, cyclegan): L1, PSNR, SSIM and sharpness on its held-out
     /// test pairs, beside the identity baseline and the translators given with --versus; a
     /// CycleGAN run adds its A->B->A reconstruction scored against A.
+    ///
+    /// A SeqGAN run: NLL-oracle of G's samples (oracle benchmark) or BLEU-2..4 and novelty
+    /// against the held-out lines (text), with --versus rows.
     Eval {
         generator: PathBuf,
         /// Image-to-image: more translators scored on the same test pairs in the same table: runs
         /// (e.g. the L1-only ablation), the exported .onnx (tract) or its .pgq (int8). TimeGAN:
         /// the exported generator on the runtime (.onnx on tract, .pgq on the int8 engine) or
-        /// series in a float32 .npy [N, T, F], each a row of the table.
+        /// series in a float32 .npy [N, T, F], each a row of the table. SeqGAN: the exported
+        /// cell (.onnx on tract, .pgq on the int8 engine), its samples scored as G's.
         #[arg(long)]
         versus: Vec<PathBuf>,
         #[arg(long, default_value_t = 10_000)]
@@ -414,40 +418,53 @@ fn main() -> anyhow::Result<()> {
                 .read_config()
                 .is_ok_and(|c| c.family == pocketgan_trainer::family::FamilyKind::Seqgan)
             {
-                let Some(r) = pocketgan_trainer::metrics::sequences::evaluate(&run, n, seed)?
-                else {
-                    anyhow::bail!(
-                        "a SeqGAN run on an oracle is scored by NLL-oracle while it trains: see the \
-                         nll_oracle column of {}",
-                        run.0.join("metrics.csv").display()
-                    );
-                };
+                let r = pocketgan_trainer::metrics::sequences::evaluate(&run, n, seed, &versus)?;
                 if json {
                     println!("{}", serde_json::to_string(&r)?);
                     return Ok(());
                 }
-                println!(
-                    "{}: {} tokens, vocabulary {}, BLEU against {} held-out lines",
-                    r.data,
-                    format!("{:?}", r.tokens).to_lowercase(),
-                    r.vocabulary,
-                    r.held_out_lines
-                );
-                println!(
-                    "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                    "", "samples", "BLEU-2", "BLEU-3", "BLEU-4", "novel", "tokens"
-                );
-                for row in &r.rows {
+                match r.tokens {
+                    None => println!("{}: vocabulary {}, NLL-oracle", r.data, r.vocabulary),
+                    Some(tokens) => println!(
+                        "{}: {} tokens, vocabulary {}, BLEU against {} held-out lines",
+                        r.data,
+                        format!("{tokens:?}").to_lowercase(),
+                        r.vocabulary,
+                        r.held_out_lines
+                    ),
+                }
+                let width = r
+                    .rows
+                    .iter()
+                    .map(|row| row.name.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(16);
+                if r.tokens.is_none() {
+                    println!("{:<width$} {:>8} {:>11}", "", "samples", "NLL-oracle");
+                } else {
                     println!(
-                        "{:<16} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>7.1}% {:>8.2}",
-                        row.name,
-                        row.samples,
-                        row.bleu[0],
-                        row.bleu[1],
-                        row.bleu[2],
-                        100.0 * row.novel,
-                        row.mean_tokens
+                        "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                        "", "samples", "BLEU-2", "BLEU-3", "BLEU-4", "novel", "tokens"
                     );
+                }
+                for row in &r.rows {
+                    match (row.nll_oracle, row.bleu, row.novel) {
+                        (Some(nll), _, _) => {
+                            println!("{:<width$} {:>8} {:>11.4}", row.name, row.samples, nll)
+                        }
+                        (_, Some(bleu), Some(novel)) => println!(
+                            "{:<width$} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>7.1}% {:>8.2}",
+                            row.name,
+                            row.samples,
+                            bleu[0],
+                            bleu[1],
+                            bleu[2],
+                            100.0 * novel,
+                            row.mean_tokens
+                        ),
+                        _ => {}
+                    }
                 }
                 println!("samples: {}", r.examples.join(" | "));
                 return Ok(());

@@ -73,6 +73,33 @@ fn a_short_seqgan_run_beats_the_random_generator_on_nll_oracle() {
         trained < random_nll - 0.2,
         "SeqGAN {trained:.3} against the random generator's {random_nll:.3}"
     );
+
+    // The exported one-step cell, sampled by the runtime on tract, is the same generator: its
+    // NLL-oracle is Burn's within sampling noise (2,000 sequences each, different draws), far
+    // from the random generator's.
+    let onnx = out.join("generator.onnx");
+    let o = Command::new(env!("CARGO_BIN_EXE_pocketgan-train"))
+        .args(["eval", &run, "--n", "2000", "--json", "--versus"])
+        .arg(&onnx)
+        .output()
+        .expect("pocketgan-train runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nll = |row: usize| report["rows"][row]["nll_oracle"].as_f64().unwrap();
+    let (burn, tract, floor) = (nll(0), nll(1), nll(2));
+    eprintln!("eval: Burn {burn:.3}, the ONNX cell on tract {tract:.3}, the oracle {floor:.3}");
+    assert!(report["rows"][1]["name"]
+        .as_str()
+        .unwrap()
+        .contains("tract"));
+    assert!(
+        (burn - tract).abs() < 0.1,
+        "Burn {burn:.3}, tract {tract:.3}"
+    );
+    assert!(
+        floor < burn,
+        "the oracle's own samples {floor:.3} against G's {burn:.3}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -17,6 +17,7 @@ use rand::SeedableRng;
 
 use super::oracle::LENGTH;
 use super::DataError;
+use pocketgan_runtime::tokens::TokenSpec;
 
 /// The end (and padding) token's id and name.
 pub const END: u32 = 0;
@@ -58,11 +59,11 @@ impl Tokens {
         }
     }
 
-    /// Tokens back into a line.
-    pub fn join(self, tokens: &[&str]) -> String {
+    /// What goes between two tokens of a line.
+    pub fn separator(self) -> &'static str {
         match self {
-            Tokens::Char => tokens.concat(),
-            Tokens::Word => tokens.join(" "),
+            Tokens::Char => "",
+            Tokens::Word => " ",
         }
     }
 }
@@ -173,13 +174,16 @@ fn encode(ids: &HashMap<&str, u32>, line: &[String]) -> Vec<u32> {
     out
 }
 
-/// A sequence's tokens up to its first [`END`] (an id outside `vocabulary` reads as `<unk>`).
-pub fn tokens_of<'a>(sequence: &[u32], vocabulary: &'a [String]) -> Vec<&'a str> {
-    sequence
-        .iter()
-        .take_while(|&&t| t != END)
-        .map(|&t| vocabulary.get(t as usize).map_or(UNKNOWN, String::as_str))
-        .collect()
+/// How the samples of a model trained on this text read back: the vocabulary, joined by
+/// `tokens`' separator, each line ending at [`END`].
+pub fn token_spec(vocabulary: &[String], tokens: Tokens) -> TokenSpec {
+    TokenSpec {
+        length: LENGTH,
+        start: super::oracle::START,
+        end: Some(END),
+        vocabulary: Some(vocabulary.to_vec()),
+        separator: tokens.separator().into(),
+    }
 }
 
 #[cfg(test)]
@@ -205,7 +209,7 @@ mod tests {
         assert_eq!((c.train.len() + c.held_out.len()) / LENGTH, 40);
         assert_eq!(c.held_out.len() / LENGTH, 4);
         let first = &c.train[..LENGTH];
-        let line = Tokens::Char.join(&tokens_of(first, &c.vocabulary));
+        let line = token_spec(&c.vocabulary, Tokens::Char).decode(first);
         assert!(lines.contains(&line), "{line}");
         assert!(first[3..].iter().all(|&t| t == END));
         // The split does not depend on anything but the file.

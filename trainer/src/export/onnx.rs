@@ -181,6 +181,22 @@ impl GraphWriter {
     }
 
     /// Append one layer reading `x`; returns its output's name (`output`, or a fresh one).
+    /// A node with several outputs, named as given (`""` for an optional output left out);
+    /// returns them.
+    pub fn node_outputs<const N: usize>(
+        &mut self,
+        name: &str,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        outputs: [&str; N],
+    ) -> [String; N] {
+        self.named_node(name, op, inputs, vec![], attrs, None);
+        let node = self.nodes.last_mut().expect("just pushed");
+        node.output = outputs.iter().map(|o| o.to_string()).collect();
+        outputs.map(str::to_string)
+    }
+
     pub fn layer(
         &mut self,
         x: &str,

@@ -21,8 +21,9 @@
 //! use a second optimizer there; D's Adam has lr `--d-lr` (1e-4).
 //!
 //! NLL-oracle, the oracle's mean per-token NLL of `--eval-samples` sequences from G, is logged
-//! every `--eval-every` iterations, at the end of pre-training and at the last iteration (the
-//! `nll_oracle` column; empty elsewhere). `loss_d` is 0 in iterations that do not train D,
+//! every `--eval-every` iterations of G's pre-training and every `--eval-every-rounds`
+//! adversarial rounds, at the ends of the phases and at the last iteration (the `nll_oracle`
+//! column; empty elsewhere). `loss_d` is 0 in iterations that do not train D,
 //! `loss_g` 0 in those that do not train G.
 //!
 //! Every random draw (G's samples, rollouts, dropout masks, the data order) is a function of
@@ -44,6 +45,7 @@ use crate::error::TrainError;
 use crate::export::{ExportError, OnnxMetadata};
 use crate::history::{StepMetrics, Terms};
 use crate::model::seqgan::{token_tensor, CnnDiscriminator, LstmGenerator};
+use pocketgan_runtime::tokens::TokenSpec;
 
 /// The columns after the common ones in `metrics.csv`: the phase (1, 2, 3), G's MLE loss, its
 /// policy-gradient loss, the mean reward of its samples, and NLL-oracle.
@@ -88,6 +90,8 @@ pub struct SeqGan {
     pub rollout: Lstm,
     /// The synthetic benchmark's oracle (`--data oracle`); none for users' text.
     pub oracle: Option<Lstm>,
+    /// What the tokens are, for the export: ids (the oracle), or a text run's vocabulary.
+    pub tokens: TokenSpec,
     len: usize,
 }
 
@@ -131,6 +135,16 @@ impl SeqGan {
             }
         };
         let len = oracle::LENGTH;
+        let tokens = match oracle {
+            Some(_) => TokenSpec {
+                length: len,
+                start: oracle::START,
+                end: None,
+                vocabulary: None,
+                separator: " ".into(),
+            },
+            None => crate::data::text::token_spec(&config.vocabulary, config.seqgan.tokens),
+        };
         let g = LstmGenerator::new(
             vocab,
             oracle::EMBED,
@@ -145,6 +159,7 @@ impl SeqGan {
             generator: Net::new(g, adam_g(config)),
             discriminator: Net::new(d, adam(config)),
             oracle,
+            tokens,
             len,
         })
     }
@@ -380,7 +395,14 @@ impl Family for SeqGan {
         }
         let done = step + 1;
         let pretrain_end = s.pretrain_g_steps + s.pretrain_d_steps;
-        let nll = if done % s.eval_every.max(1) == 0
+        // Every --eval-every G steps while G pre-trains, every --eval-every-rounds rounds after,
+        // at the ends of the phases and at the last iteration (D's pre-training leaves G as it is).
+        let periodic = match phase {
+            Phase::PretrainG => done % s.eval_every.max(1) == 0,
+            Phase::PretrainD => false,
+            Phase::Adversarial(round) => (round + 1) % s.eval_every_rounds.max(1) == 0,
+        };
+        let nll = if periodic
             || done == config.steps
             || done == s.pretrain_g_steps
             || done == pretrain_end
@@ -476,8 +498,13 @@ impl Family for SeqGan {
         Ok(img)
     }
 
-    fn export(&self, _meta: &OnnxMetadata) -> Result<Vec<OnnxFile>, ExportError> {
-        Ok(Vec::new())
+    fn export(&self, meta: &OnnxMetadata) -> Result<Vec<OnnxFile>, ExportError> {
+        let mut entries = meta.entries.clone();
+        entries.extend(self.tokens.metadata());
+        Ok(vec![OnnxFile {
+            name: "generator.onnx".into(),
+            bytes: self.generator.get().valid().onnx(&entries)?,
+        }])
     }
 
     fn latent_generator(&self) -> Option<&crate::model::Generator> {

@@ -52,6 +52,35 @@ pub enum EvalError {
     },
 }
 
+/// Runs `f` on the generator in `file` (`.pgq` on the int8 engine, `.onnx` on tract) and its
+/// bytes; returns the row name `file (engine)` and `f`'s result. `f`'s error becomes the file's.
+pub(crate) fn with_exported<R>(
+    file: &Path,
+    f: impl FnOnce(&mut dyn pocketgan_runtime::engine::runner::Runner, &[u8]) -> Result<R, String>,
+) -> Result<(String, R), EvalError> {
+    use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner};
+    let fail = |reason: String| EvalError::Model {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(file).map_err(|e| fail(e.to_string()))?;
+    let model;
+    let mut runner: Box<dyn Runner> = match file.extension().and_then(|e| e.to_str()) {
+        Some("pgq") => {
+            model = pocketgan_runtime::Model::parse(&bytes).map_err(|e| fail(e.to_string()))?;
+            Box::new(Int8Runner::new(model, pocketgan_runtime::Isa::detect()))
+        }
+        Some("onnx") => Box::new(TractRunner::new(&bytes).map_err(|e| fail(e.to_string()))?),
+        _ => return Err(fail("expected a .pgq or .onnx generator".into())),
+    };
+    let base = file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out = f(runner.as_mut(), &bytes).map_err(fail)?;
+    Ok((format!("{base} ({})", runner.name()), out))
+}
+
 /// Metrics of one set of image samples.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ImageMetrics {

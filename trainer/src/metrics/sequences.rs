@@ -1,5 +1,5 @@
-//! Scores of a SeqGAN run on users' text (`--data text:FILE`), as the text-GAN literature reports
-//! them (Yu et al. 2017 on Chinese poems and Obama's speeches; Texygen, Zhu et al. 2018):
+//! Scores of a SeqGAN run. On the oracle benchmark, NLL-oracle (the paper's measure). On users'
+//! text (`--data text:FILE`), as the text-GAN literature reports them (Yu et al. 2017 on Chinese poems and Obama's speeches; Texygen, Zhu et al. 2018):
 //! BLEU-2 to BLEU-4 of each generated sequence against the held-out lines as references,
 //! averaged over the samples, and the share of samples that are not a training line (novelty).
 //! The same scores of training lines beside them are the ceiling a generator copying the data
@@ -11,9 +11,12 @@
 //! reference length closest to the sample's. A sample with fewer than n tokens scores 0.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use pocketgan_runtime::tokens::TokenSpec;
 
 use super::EvalError;
-use crate::data::text::{tokens_of, Corpus, Tokens};
+use crate::data::text::{Corpus, Tokens};
 use crate::data::DataSource;
 use crate::family::seqgan::SeqGan;
 use crate::run::RunDir;
@@ -95,27 +98,34 @@ fn ngram_counts(tokens: &[u32]) -> HashMap<Vec<u32>, u32> {
     counts
 }
 
-/// One row of the text report.
+/// One row of a SeqGAN run's report: a generator (or the data) and its scores.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct TextScores {
+pub struct SequenceScores {
     pub name: String,
     pub samples: usize,
-    /// BLEU-2, BLEU-3 and BLEU-4 against the held-out lines.
-    pub bleu: [f64; 3],
-    /// The share of samples that are no training line.
-    pub novel: f64,
-    /// The mean length in tokens.
+    /// The oracle's mean per-token negative log-likelihood of the samples (the oracle
+    /// benchmark).
+    pub nll_oracle: Option<f64>,
+    /// BLEU-2, BLEU-3 and BLEU-4 against the held-out lines (text).
+    pub bleu: Option<[f64; 3]>,
+    /// The share of samples that are no training line (text).
+    pub novel: Option<f64>,
+    /// The mean length in tokens (text: up to the end token).
     pub mean_tokens: f64,
 }
 
-/// The text report of a run: G's row, the training lines' row, and a few of G's samples.
+/// The report of a SeqGAN run: G's row, the rows of exported generators given with
+/// `--versus`, a reference row (text: training lines, the copying generator's ceiling; oracle:
+/// the oracle's own samples, the floor), and a few of G's samples.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct TextReport {
+pub struct SequenceReport {
     pub data: String,
-    pub tokens: Tokens,
+    /// `None` on the oracle benchmark.
+    pub tokens: Option<Tokens>,
     pub vocabulary: usize,
+    /// Text: the held-out lines BLEU is computed against; 0 on the oracle benchmark.
     pub held_out_lines: usize,
-    pub rows: Vec<TextScores>,
+    pub rows: Vec<SequenceScores>,
     pub examples: Vec<String>,
 }
 
@@ -125,14 +135,15 @@ fn score(
     sequences: &[Vec<u32>],
     refs: &References,
     train: &HashSet<Vec<u32>>,
-) -> TextScores {
+) -> SequenceScores {
     let n = sequences.len().max(1) as f64;
     let bleu = [2, 3, 4].map(|k| sequences.iter().map(|s| refs.bleu(s, k)).sum::<f64>() / n);
-    TextScores {
+    SequenceScores {
         name: name.into(),
         samples: sequences.len(),
-        bleu,
-        novel: sequences.iter().filter(|s| !train.contains(*s)).count() as f64 / n,
+        nll_oracle: None,
+        bleu: Some(bleu),
+        novel: Some(sequences.iter().filter(|s| !train.contains(*s)).count() as f64 / n),
         mean_tokens: sequences.iter().map(Vec::len).sum::<usize>() as f64 / n,
     }
 }
@@ -144,15 +155,17 @@ fn lines(rows: &[u32], len: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// The text report of the SeqGAN run in `run` (its newest checkpoint), on `n` of G's samples
-/// drawn from `seed`; `None` when the run is not on `text:` data.
-pub fn evaluate(run: &RunDir, n: usize, seed: u64) -> Result<Option<TextReport>, EvalError> {
+/// The report of the SeqGAN run in `run` (its newest checkpoint) on `n` of G's samples drawn
+/// from `seed`, beside `n` samples of each exported generator in `versus` (`.onnx` on tract,
+/// `.pgq` on the int8 engine, drawn by `pocketgan sample`'s sampler from the same seed).
+pub fn evaluate(
+    run: &RunDir,
+    n: usize,
+    seed: u64,
+    versus: &[PathBuf],
+) -> Result<SequenceReport, EvalError> {
     let config = run.read_config()?;
-    let DataSource::Text(file) = config.source()? else {
-        return Ok(None);
-    };
-    let corpus = Corpus::load(&file, config.seqgan.tokens)?;
-    corpus.check_vocabulary(&config.vocabulary)?;
+    let source = config.source()?;
     let device = config.device.device().map_err(|e| EvalError::Model {
         file: run.0.clone(),
         reason: e.to_string(),
@@ -163,7 +176,47 @@ pub fn evaluate(run: &RunDir, n: usize, seed: u64) -> Result<Option<TextReport>,
         Ok(g)
     })?;
     let len = crate::data::oracle::LENGTH;
-    let generated = lines(&family.sample(n, seed), len);
+    let mut generated = vec![("generator (Burn)".to_string(), family.sample(n, seed))];
+    for file in versus {
+        generated.push(exported_tokens(file, n, seed, &family.tokens)?);
+    }
+    let spec = &family.tokens;
+    // A few lines of text; the oracle's sequences of ids are long, so fewer.
+    let shown = if family.oracle.is_some() { 3 } else { 24 };
+    let examples = |s: &[u32]| {
+        s.chunks_exact(len)
+            .take(shown)
+            .map(|s| spec.decode(s))
+            .collect()
+    };
+    if let Some(oracle) = &family.oracle {
+        let nll = |name: &str, seqs: &[u32]| SequenceScores {
+            name: name.into(),
+            samples: seqs.len() / len,
+            nll_oracle: Some(oracle.nll(seqs, len)),
+            bleu: None,
+            novel: None,
+            mean_tokens: len as f64,
+        };
+        let mut rows: Vec<SequenceScores> = generated.iter().map(|(k, s)| nll(k, s)).collect();
+        rows.push(nll("oracle's own samples", &oracle.sample(n, len, seed)));
+        return Ok(SequenceReport {
+            data: config.data.clone(),
+            tokens: None,
+            vocabulary: oracle.vocab,
+            held_out_lines: 0,
+            rows,
+            examples: examples(&generated[0].1),
+        });
+    }
+    let DataSource::Text(file) = source else {
+        return Err(EvalError::Request(format!(
+            "{}: not token sequences",
+            config.data
+        )));
+    };
+    let corpus = Corpus::load(&file, config.seqgan.tokens)?;
+    corpus.check_vocabulary(&config.vocabulary)?;
     let held_out = lines(&corpus.held_out, len);
     let train = lines(&corpus.train, len);
     let refs = References::new(&held_out);
@@ -171,18 +224,42 @@ pub fn evaluate(run: &RunDir, n: usize, seed: u64) -> Result<Option<TextReport>,
     // As many training lines as samples (strided), the copying generator's ceiling.
     let stride = (train.len() / n.max(1)).max(1);
     let copies: Vec<Vec<u32>> = train.iter().step_by(stride).take(n).cloned().collect();
-    let decode = |s: &[u32]| corpus.tokens.join(&tokens_of(s, &config.vocabulary));
-    Ok(Some(TextReport {
+    let mut rows: Vec<SequenceScores> = generated
+        .iter()
+        .map(|(name, s)| score(name, &lines(s, len), &refs, &train_set))
+        .collect();
+    rows.push(score("training lines", &copies, &refs, &train_set));
+    Ok(SequenceReport {
         data: config.data.clone(),
-        tokens: config.seqgan.tokens,
+        tokens: Some(config.seqgan.tokens),
         vocabulary: config.vocabulary.len(),
         held_out_lines: held_out.len(),
-        rows: vec![
-            score("generated", &generated, &refs, &train_set),
-            score("training lines", &copies, &refs, &train_set),
-        ],
-        examples: generated.iter().take(24).map(|s| decode(s)).collect(),
-    }))
+        rows,
+        examples: examples(&generated[0].1),
+    })
+}
+
+/// `n` sequences sampled from the exported generator `file` from `seed`, and its row name. Its
+/// metadata must describe the run's sequences (`spec`).
+fn exported_tokens(
+    file: &Path,
+    n: usize,
+    seed: u64,
+    spec: &TokenSpec,
+) -> Result<(String, Vec<u32>), EvalError> {
+    super::with_exported(file, |runner, bytes| {
+        let metadata = pocketgan_runtime::sample::model_metadata(bytes);
+        let theirs =
+            TokenSpec::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(|e| e.to_string())?
+                .ok_or("not a token generator (no sequence length in its metadata)")?;
+        if theirs != *spec {
+            return Err(
+                "its tokens are not this run's (length, start, end or vocabulary differ)".into(),
+            );
+        }
+        pocketgan_runtime::tokens::sample_tokens(runner, spec, n, seed).map_err(|e| e.to_string())
+    })
 }
 
 #[cfg(test)]

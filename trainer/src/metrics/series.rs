@@ -427,45 +427,26 @@ fn exported_series(
     seed: u64,
     (length, features): (usize, usize),
 ) -> Result<(String, Vec<f32>), EvalError> {
-    use pocketgan_runtime::engine::runner::{Int8Runner, Runner, TractRunner};
     use pocketgan_runtime::latent::Noise;
     let fail = |reason: String| EvalError::Model {
         file: file.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(file).map_err(|e| fail(e.to_string()))?;
-    let base = file
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ext = file
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default();
-    let (name, shape, values) = if ext == "npy" {
+    let ext = file.extension().and_then(|e| e.to_str());
+    let (name, shape, values) = if ext == Some("npy") {
+        let bytes = std::fs::read(file).map_err(|e| fail(e.to_string()))?;
         let a = pocketgan_runtime::npy::parse(&bytes).map_err(|e| fail(e.to_string()))?;
         let (shape, mut values) = (a.shape.get(1..).unwrap_or_default().to_vec(), a.data);
         values.truncate(n * length * features);
-        (base, shape, values)
+        let name = file.file_name().map(|f| f.to_string_lossy().into_owned());
+        (name.unwrap_or_default(), shape, values)
     } else {
-        let model;
-        let mut runner: Box<dyn Runner> = match ext {
-            "pgq" => {
-                model = pocketgan_runtime::Model::parse(&bytes).map_err(|e| fail(e.to_string()))?;
-                Box::new(Int8Runner::new(model, pocketgan_runtime::Isa::detect()))
-            }
-            "onnx" => Box::new(TractRunner::new(&bytes).map_err(|e| fail(e.to_string()))?),
-            _ => {
-                return Err(fail(
-                    "expected a .pgq or .onnx generator, or a .npy of series".into(),
-                ))
-            }
-        };
-        // TimeGAN's noise is uniform; its exports say so in their metadata.
-        let noise = pocketgan_runtime::sample::model_noise(&bytes).unwrap_or(Noise::Uniform);
-        let (shape, values) = pocketgan_runtime::sample::sample(runner.as_mut(), noise, n, seed)
-            .map_err(|e| fail(e.to_string()))?;
-        (format!("{base} ({})", runner.name()), shape, values)
+        let (name, (shape, values)) = super::with_exported(file, |runner, bytes| {
+            // TimeGAN's noise is uniform; its exports say so in their metadata.
+            let noise = pocketgan_runtime::sample::model_noise(bytes).unwrap_or(Noise::Uniform);
+            pocketgan_runtime::sample::sample(runner, noise, n, seed).map_err(|e| e.to_string())
+        })?;
+        (name, shape, values)
     };
     if shape != [length, features] || values.len() < n * length * features {
         return Err(fail(format!(

@@ -157,6 +157,85 @@ impl LstmGenerator {
     }
 }
 
+/// The exported cell's inputs and outputs: `token` (int64 `[N]`) and the state `h`, `c`
+/// (`[N, H]` each) in; the next token's `logits` (`[N, V]`) and the new state out.
+pub const ONNX_INPUTS: [&str; 3] = ["token", "h", "c"];
+pub const ONNX_OUTPUTS: [&str; 3] = ["logits", "h_next", "c_next"];
+
+impl LstmGenerator {
+    /// G as a one-step ONNX cell (the "tokens and state in, logits and state out"), so
+    /// that any engine can drive sampling: `Gather` of the token's embedding, ONNX `LSTM` over
+    /// one step from the given state (gates reordered from ours, input-forget-output-cell, to
+    /// ONNX's input-output-forget-cell, and transposed), `Gemm` to the logits. The state is
+    /// batch-first, so every input and output has the batch on its first axis; `metadata`
+    /// becomes the model's `metadata_props`.
+    pub fn onnx(
+        &self,
+        metadata: &[(String, String)],
+    ) -> Result<Vec<u8>, crate::export::ExportError> {
+        use crate::export::onnx::{attr_int, int64s, tensor, GraphWriter, FLOAT, INT64};
+        use crate::model::layers::Weights;
+        let l = self.to_lstm();
+        let (v, e, h) = (l.vocab, l.embed, l.hidden);
+        // ONNX block k is our gate ORDER[k] (ours: i, f, o, c; ONNX: i, o, f, c).
+        const ORDER: [usize; 4] = [0, 2, 1, 3];
+        // ONNX's [1, 4H, k] of our [k, 4H]: row (block, j) is our column ORDER[block] H + j.
+        let gates = |m: &[f32], k: usize| Weights {
+            dims: vec![1, 4 * h, k],
+            values: ORDER
+                .iter()
+                .flat_map(|&g| (0..h).map(move |j| g * h + j))
+                .flat_map(|col| (0..k).map(move |r| m[r * 4 * h + col]))
+                .collect(),
+        };
+        let mut bias: Vec<f32> = ORDER
+            .iter()
+            .flat_map(|&g| l.b[g * h..(g + 1) * h].iter().copied())
+            .collect();
+        bias.extend(std::iter::repeat_n(0.0, 4 * h));
+        let w = |dims: Vec<usize>, values: Vec<f32>| Weights { dims, values };
+        let mut g = GraphWriter::default();
+        let [token, h0, c0] = ONNX_INPUTS;
+        let [logits, h1, c1] = ONNX_OUTPUTS;
+        g.input(token, INT64, &[None]);
+        g.input(h0, FLOAT, &[None, Some(h)]);
+        g.input(c0, FLOAT, &[None, Some(h)]);
+        let table = g.initializer(tensor("embedding", &w(vec![v, e], l.embedding.clone())));
+        let x = g.node("Gather", &[&table, token], vec![], vec![], None);
+        let axis0 = g.initializer(int64s("axis0", &[0]));
+        // ONNX's LSTM reads X [T = 1, N, E] and the state [directions = 1, N, H].
+        let x = g.node("Unsqueeze", &[&x, &axis0], vec![], vec![], None);
+        let h_in = g.node("Unsqueeze", &[h0, &axis0], vec![], vec![], None);
+        let c_in = g.node("Unsqueeze", &[c0, &axis0], vec![], vec![], None);
+        let params = [
+            g.initializer(tensor("lstm.W", &gates(&l.w, e))),
+            g.initializer(tensor("lstm.R", &gates(&l.u, h))),
+            g.initializer(tensor("lstm.B", &w(vec![1, 8 * h], bias))),
+        ];
+        let [_, y_h, y_c] = g.node_outputs(
+            "lstm",
+            "LSTM",
+            &[&x, &params[0], &params[1], &params[2], "", &h_in, &c_in],
+            vec![attr_int("hidden_size", h as i64)],
+            ["", "lstm_Y_h", "lstm_Y_c"],
+        );
+        g.node("Squeeze", &[&y_h, &axis0], vec![], vec![], Some(h1));
+        g.node("Squeeze", &[&y_c, &axis0], vec![], vec![], Some(c1));
+        let head = vec![
+            tensor("weight", &w(vec![h, v], l.wo.clone())),
+            tensor("bias", &w(vec![v], l.bo.clone())),
+        ];
+        g.node("Gemm", &[h1], head, vec![], Some(logits));
+        g.output(logits, FLOAT, &[None, Some(v)]);
+        g.output(h1, FLOAT, &[None, Some(h)]);
+        g.output(c1, FLOAT, &[None, Some(h)]);
+        use onnx_ir::Message;
+        g.finish("pocketgan_seqgan", metadata)
+            .write_to_bytes()
+            .map_err(|e| crate::export::ExportError::Graph(e.to_string()))
+    }
+}
+
 /// One filter width of D: weights `[w * E, F]` over w consecutive embeddings, bias `[F]`.
 #[derive(Module, Debug)]
 pub struct Filter {
@@ -271,5 +350,58 @@ impl CnnDiscriminator {
         let logits = self.forward(tokens, None);
         let p = burn::tensor::activation::softmax(logits, 1).narrow(1, 1, 1);
         values(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pocketgan_runtime::engine::runner::{Runner, TractRunner, Values};
+
+    /// The exported cell, stepped by tract through teacher-forced sequences, gives Burn's
+    /// log-probability of every token within 1e-4; its state comes back batch-first.
+    #[test]
+    fn the_onnx_cell_steps_in_tract_as_burn_runs() {
+        let device = Device::flex();
+        let (vocab, len, n) = (50, 7, 3);
+        // N(0, 1) weights, as the oracle's: gates far from zero, logits spread.
+        let g = LstmGenerator::new(vocab, 32, 32, 1.0, 11, &device);
+        let tokens: Vec<u32> = (0..n * len).map(|k| (k * 17 % vocab) as u32).collect();
+        let burn = values(g.token_log_probs(token_tensor(&tokens, len, &device)));
+        let onnx = g.onnx(&[]).unwrap();
+        let mut cell = TractRunner::new(&onnx).unwrap();
+        let names: Vec<String> = cell.inputs().iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names, ONNX_INPUTS);
+        let (mut h, mut c) = (vec![0.0; n * 32], vec![0.0; n * 32]);
+        let mut input = vec![START; n];
+        for t in 0..len {
+            let out = cell
+                .run(
+                    &[Values::Index(input.clone()), Values::F32(h), Values::F32(c)],
+                    n,
+                )
+                .unwrap();
+            let [Values::F32(logits), Values::F32(h1), Values::F32(c1)] = &out[..] else {
+                panic!("three float outputs")
+            };
+            for s in 0..n {
+                let row = &logits[s * vocab..(s + 1) * vocab];
+                let max = row.iter().fold(f32::MIN, |a, &b| a.max(b));
+                let lse = max + row.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+                let tok = tokens[s * len + t];
+                let got = row[tok as usize] - lse;
+                let want = burn[s * len + t];
+                assert!(
+                    (got - want).abs() <= 1e-4,
+                    "step {t}, sequence {s}: {got} vs {want}"
+                );
+            }
+            (h, c) = (h1.clone(), c1.clone());
+            input = (0..n).map(|s| tokens[s * len + t]).collect();
+        }
+        assert!(
+            c.iter().any(|v| v.abs() > 1.0),
+            "the cell state should leave [-1, 1]"
+        );
     }
 }
