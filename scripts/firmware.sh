@@ -13,7 +13,7 @@ target_dir=${CARGO_TARGET_DIR:-target}
 
 # board -> "target features bin"
 declare -A BOARDS=(
-  [an386]="thumbv7em-none-eabihf qemu,dsp qemu"
+  [an386]="thumbv7em-none-eabihf qemu,dsp,graph-ops qemu"
   [an505]="thumbv8m.main-none-eabihf qemu,dsp,graph-ops qemu"
   [microbit]="thumbv6m-none-eabi qemu,tiny-model qemu"
   [rp2040]="thumbv6m-none-eabi rp2040 rp2040"
