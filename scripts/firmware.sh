@@ -15,7 +15,7 @@ target_dir=${CARGO_TARGET_DIR:-target}
 declare -A BOARDS=(
   [an386]="thumbv7em-none-eabihf qemu,dsp,graph-ops qemu"
   [an505]="thumbv8m.main-none-eabihf qemu,dsp,graph-ops qemu"
-  [microbit]="thumbv6m-none-eabi qemu,tiny-model qemu"
+  [microbit]="thumbv6m-none-eabi qemu,tiny-model,graph-ops qemu"
   [rp2040]="thumbv6m-none-eabi rp2040 rp2040"
   [stm32f4]="thumbv7em-none-eabihf stm32f4 stm32f4"
 )

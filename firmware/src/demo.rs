@@ -75,6 +75,14 @@ impl<const ARENA: usize> Workspace<ARENA> {
     }
 }
 
+impl<const ARENA: usize> Workspace<ARENA> {
+    /// The arena alone, for another model once the digits demo is done with it (the series
+    /// demo: the micro:bit has no RAM for a second arena).
+    pub fn arena_mut(&mut self) -> &mut [u8] {
+        &mut self.arena
+    }
+}
+
 impl<const ARENA: usize> Default for Workspace<ARENA> {
     fn default() -> Self {
         Self::new()

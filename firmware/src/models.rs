@@ -26,7 +26,9 @@ pub use chosen::{MCU_ARENA_BYTES, MODEL, NAME};
 /// a line chart by the boards that carry the graph ops (its GRU layers).
 #[cfg(feature = "graph-ops")]
 pub static SERIES_MODEL: &[u8] = include_bytes!("../models/sines.pgq");
-/// Its arena: 2,592 bytes for one series on the host's tiles, a little more on a Cortex-M33's.
+/// Its arena on a host (2,592 bytes for one series on the host's tiles). The boards lend it the
+/// digits workspace's arena once the digits demo is done ([`MCU_ARENA_BYTES`], which a unit test
+/// holds to be enough): the micro:bit has no RAM for a second one.
 pub const SERIES_ARENA_BYTES: usize = 4 * 1024;
 /// The noise seeds the QEMU boards draw series from.
 pub const SERIES_SEEDS: [u64; 3] = [7, 8, 9];
@@ -68,5 +70,16 @@ mod tests {
             "{NAME} needs {needed} arena bytes; shrink MCU_ARENA_BYTES from {MCU_ARENA_BYTES}"
         );
         assert!(model.arena_len(1) <= ARENA_BYTES, "this host's arena");
+    }
+
+    #[cfg(feature = "graph-ops")]
+    #[test]
+    fn the_series_model_fits_the_digits_arena() {
+        let model = Model::parse(SERIES_MODEL).expect("embedded series model parses");
+        let needed = model.tensor_bytes(1) + model.scratch_bytes_for(MCU_TILE_ROWS);
+        assert!(
+            needed <= MCU_ARENA_BYTES,
+            "the series model needs {needed} arena bytes, {NAME}'s workspace has {MCU_ARENA_BYTES}"
+        );
     }
 }

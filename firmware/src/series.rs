@@ -93,12 +93,11 @@ impl<'m, 'a> SeriesGenerator<'m, 'a> {
             return Err(DemoError::NotSeries);
         };
         let noise_len = input.shape.elements().min(MAX_SERIES);
-        let mut z = [0f32; MAX_SERIES];
-        let z = z.get_mut(..noise_len).unwrap_or_default();
-        pocketgan_runtime::latent::fill_uniform(seed, z);
         let noise = self.noise.get_mut(..noise_len).unwrap_or_default();
-        for (q, &v) in noise.iter_mut().zip(z.iter()) {
-            *q = input.quant.quantize(v);
+        // `latent::fill_uniform`'s draws, quantized one by one: no float buffer on the stack.
+        let mut rng = pocketgan_runtime::latent::Rng::new(seed);
+        for q in noise.iter_mut() {
+            *q = input.quant.quantize(rng.uniform());
         }
         let len = self.steps * self.features;
         let out = self.output.get_mut(..len).unwrap_or_default();

@@ -35,6 +35,12 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0
     }
 
+    /// Uniform in `[0, 1)`, 24 random bits: every value is an f32 exactly ([`fill_uniform`]'s
+    /// draws, one at a time).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
     /// A standard normal deviate.
     pub fn normal(&mut self) -> f64 {
         if let Some(v) = self.spare.take() {
@@ -61,12 +67,11 @@ pub fn fill_normal(seed: u64, out: &mut [f32]) {
     }
 }
 
-/// Fills `out` with values uniform in `[0, 1)` (24 random bits each: every value is an f32
-/// exactly) drawn from `seed`: TimeGAN's noise.
+/// Fills `out` with values uniform in `[0, 1)` drawn from `seed`: TimeGAN's noise.
 pub fn fill_uniform(seed: u64, out: &mut [f32]) {
     let mut rng = Rng::new(seed);
     for v in out {
-        *v = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        *v = rng.uniform();
     }
 }
 

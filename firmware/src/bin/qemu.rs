@@ -40,8 +40,6 @@ static mut SELFTEST: pocketgan_firmware::selftest::Buffers =
 
 /// SysTick wraps counted by its interrupt; with the current value they make a 64-bit clock.
 static WRAPS: AtomicU32 = AtomicU32::new(0);
-#[cfg(feature = "graph-ops")]
-static mut SERIES_ARENA: [u8; models::SERIES_ARENA_BYTES] = [0; models::SERIES_ARENA_BYTES];
 const RELOAD: u32 = 0x00ff_ffff;
 
 #[exception]
@@ -264,10 +262,12 @@ fn main() -> ! {
 /// TimeGAN's series: each seed's int8 output and the hash of its line chart, for the host to
 /// redo (`tests/tests/firmware.rs`).
 #[cfg(feature = "graph-ops")]
+#[inline(never)]
 fn series_demo(isa: pocketgan_runtime::Isa, oled: &mut Ssd1306Framebuffer) {
     use pocketgan_firmware::series::{ssd1306_series, SeriesGenerator};
-    // SAFETY: touched only here, once.
-    let arena = unsafe { &mut *core::ptr::addr_of_mut!(SERIES_ARENA) };
+    // The digits demo is done with its workspace: its arena holds the series model's tensors.
+    // SAFETY: the digits generator that borrowed the workspace is no longer used.
+    let arena = unsafe { (*core::ptr::addr_of_mut!(WORKSPACE)).arena_mut() };
     let mut g = SeriesGenerator::new(models::SERIES_MODEL, isa, arena).unwrap_or_else(|e| fail(&e));
     let (steps, features) = g.shape();
     hprintln!(
