@@ -441,7 +441,10 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or(0)
                     .max(16);
                 if r.tokens.is_none() {
-                    println!("{:<width$} {:>8} {:>11}", "", "samples", "NLL-oracle");
+                    println!(
+                        "{:<width$} {:>8} {:>11} {:>10}",
+                        "", "samples", "NLL-oracle", "NLL-test"
+                    );
                 } else {
                     println!(
                         "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -450,9 +453,13 @@ fn main() -> anyhow::Result<()> {
                 }
                 for row in &r.rows {
                     match (row.nll_oracle, row.bleu, row.novel) {
-                        (Some(nll), _, _) => {
-                            println!("{:<width$} {:>8} {:>11.4}", row.name, row.samples, nll)
-                        }
+                        (Some(nll), _, _) => println!(
+                            "{:<width$} {:>8} {:>11.4} {:>10}",
+                            row.name,
+                            row.samples,
+                            nll,
+                            row.nll_test.map_or("-".into(), |v| format!("{v:.4}"))
+                        ),
                         (_, Some(bleu), Some(novel)) => println!(
                             "{:<width$} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>7.1}% {:>8.2}",
                             row.name,

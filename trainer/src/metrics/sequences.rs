@@ -104,8 +104,12 @@ pub struct SequenceScores {
     pub name: String,
     pub samples: usize,
     /// The oracle's mean per-token negative log-likelihood of the samples (the oracle
-    /// benchmark).
+    /// benchmark): low when G writes what the oracle would.
     pub nll_oracle: Option<f64>,
+    /// G's mean per-token negative log-likelihood of the oracle's own samples (Texygen's
+    /// NLL-test): low when G covers what the oracle writes. A generator that lowers NLL-oracle by
+    /// narrowing onto the oracle's likeliest sequences raises it. Burn's row only.
+    pub nll_test: Option<f64>,
     /// BLEU-2, BLEU-3 and BLEU-4 against the held-out lines (text).
     pub bleu: Option<[f64; 3]>,
     /// The share of samples that are no training line (text).
@@ -142,6 +146,7 @@ fn score(
         name: name.into(),
         samples: sequences.len(),
         nll_oracle: None,
+        nll_test: None,
         bleu: Some(bleu),
         novel: Some(sequences.iter().filter(|s| !train.contains(*s)).count() as f64 / n),
         mean_tokens: sequences.iter().map(Vec::len).sum::<usize>() as f64 / n,
@@ -194,12 +199,18 @@ pub fn evaluate(
             name: name.into(),
             samples: seqs.len() / len,
             nll_oracle: Some(oracle.nll(seqs, len)),
+            nll_test: None,
             bleu: None,
             novel: None,
             mean_tokens: len as f64,
         };
         let mut rows: Vec<SequenceScores> = generated.iter().map(|(k, s)| nll(k, s)).collect();
-        rows.push(nll("oracle's own samples", &oracle.sample(n, len, seed)));
+        let real = oracle.sample(n, len, seed);
+        rows[0].nll_test = Some(family.generator.get().to_lstm().nll(&real, len));
+        rows.push(SequenceScores {
+            nll_test: Some(oracle.nll(&real, len)),
+            ..nll("oracle's own samples", &real)
+        });
         return Ok(SequenceReport {
             data: config.data.clone(),
             tokens: None,
