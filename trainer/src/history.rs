@@ -194,27 +194,53 @@ pub fn loss_curve(metrics: &Path, quality: &Path, file: &Path) -> Result<(), Tra
             (v.len() >= 5 && v[2] > 0.0).then(|| [v[0], v[1] / v[2], v[4]])
         })
         .collect();
-    // SeqGAN's NLL-oracle, a family column logged every so many iterations (empty elsewhere).
+    // SeqGAN's NLL-oracle, a family column logged every so many iterations (empty elsewhere),
+    // in two panels: G's pre-training (thousands of steps) and the adversarial rounds (a few
+    // hundred), which would be a sliver at the end of one axis. The rounds' panel starts from
+    // pre-training's last value.
     let header = std::fs::read_to_string(metrics).unwrap_or_default();
-    let nll_column = header.lines().next().and_then(|h| {
-        h.split(',')
-            .skip(METRICS_COLUMNS)
-            .position(|c| c == "nll_oracle")
-    });
-    let (nll_steps, nll): (Vec<u64>, Vec<f32>) = nll_column
+    let column = |name: &str| {
+        header
+            .lines()
+            .next()
+            .and_then(|h| h.split(',').skip(METRICS_COLUMNS).position(|c| c == name))
+    };
+    let (nll_column, phase_column) = (column("nll_oracle"), column("phase"));
+    let scored: Vec<(u64, f32, f32)> = nll_column
         .map(|k| {
             rows.iter()
-                .filter_map(|r| r.terms.as_slice().get(k).map(|&v| (r.step, v)))
-                .filter(|(_, v)| v.is_finite())
-                .unzip()
+                .filter_map(|r| {
+                    let t = r.terms.as_slice();
+                    let phase = phase_column.and_then(|p| t.get(p).copied()).unwrap_or(1.0);
+                    Some((r.step, *t.get(k)?, phase))
+                })
+                .filter(|(_, v, _)| v.is_finite())
+                .collect()
         })
         .unwrap_or_default();
-    if !nll.is_empty() {
+    let pretraining = scored.iter().filter(|(_, _, p)| *p < 3.0).count();
+    let adversarial = &scored[pretraining.saturating_sub(1)..];
+    let (pre_steps, pre_nll): (Vec<u64>, Vec<f32>) = scored[..pretraining]
+        .iter()
+        .map(|(s, v, _)| (*s, *v))
+        .unzip();
+    let (adv_steps, adv_nll): (Vec<u64>, Vec<f32>) =
+        adversarial.iter().map(|(s, v, _)| (*s, *v)).unzip();
+    if !pre_nll.is_empty() {
         panels.push(render::Panel {
-            title: "NLL-oracle of G's samples (lower is better)",
+            title: "NLL-oracle of G's samples, pre-training (lower is better)",
             y_label: "nats per token",
-            steps: &nll_steps,
-            series: vec![series("NLL-oracle", &nll, [120, 40, 160])],
+            steps: &pre_steps,
+            series: vec![series("NLL-oracle", &pre_nll, [120, 40, 160])],
+            smooth: false,
+        });
+    }
+    if adv_nll.len() > 1 {
+        panels.push(render::Panel {
+            title: "NLL-oracle of G's samples, adversarial rounds (one iteration each)",
+            y_label: "nats per token",
+            steps: &adv_steps,
+            series: vec![series("NLL-oracle", &adv_nll, [200, 60, 60])],
             smooth: false,
         });
     }
