@@ -2,7 +2,7 @@
 """Seeds for the `onnx` fuzz target: small generators exported by PyTorch's own
 `torch.onnx.export`, the files users give the importer, with every layer the families use (a
 latent DCGAN chain, a class embedding, a U-Net's skip, a ResNet block's reflect pad, instance
-norm and residual add, a recurrent GRU with per-step Linear) at a width of a few channels, so that mutations fall on the graph's
+norm and residual add, a recurrent GRU with per-step Linear, a token cell with its metadata) at a width of a few channels, so that mutations fall on the graph's
 structure more often than on weights.
 
     python3 scripts/fuzz-seeds.py fuzz/corpus/onnx
@@ -71,6 +71,42 @@ class Recurrent(nn.Module):
         return torch.sigmoid(self.fc(self.gru(z)[0]))
 
 
+class Cell(nn.Module):
+    """SeqGAN's token cell in miniature: a token's embedding, one LSTM step from a batch-first
+    state, the logits."""
+
+    def __init__(self, vocab=6):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, 2)
+        self.lstm = nn.LSTM(2, 3)
+        self.out = nn.Linear(3, vocab)
+
+    def forward(self, token, h, c):
+        y, (h1, c1) = self.lstm(self.embedding(token).unsqueeze(0), (h.unsqueeze(0), c.unsqueeze(0)))
+        return self.out(y[0]), h1[0], c1[0]
+
+
+def token_cell(out):
+    """The cell exported by PyTorch, then given the token metadata pocketgan's exporter writes
+    (so that the fuzzer reaches the token sampler: `pocketgan sample`)."""
+    import onnx
+
+    path = out / "cell_op17.onnx"
+    names = dict(input_names=["token", "h", "c"], output_names=["logits", "h_next", "c_next"])
+    args = (torch.tensor([0]), torch.zeros(1, 3), torch.zeros(1, 3))
+    torch.onnx.export(Cell().eval(), args, path, opset_version=17, dynamo=False,
+                      dynamic_axes={n: {0: "batch"} for n in names["input_names"] + names["output_names"]},
+                      **names)
+    model = onnx.load(path)
+    for k, v in [("pocketgan.sequence_length", "5"), ("pocketgan.start_token", "0"),
+                 ("pocketgan.end_token", "0"),
+                 ("pocketgan.vocabulary", '["<end>","a","b","c","d","e"]'),
+                 ("pocketgan.token_separator", "")]:
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, path)
+    print(path, path.stat().st_size, "bytes")
+
+
 def main(out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +136,7 @@ def main(out):
                 dynamo=False,
             )
             print(path, path.stat().st_size, "bytes")
+    token_cell(out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! ONNX files are untrusted input: any bytes must import into a float graph or fail with an
 //! error, and a graph that imports must run one sample (zero inputs, class 0) and go through the
-//! quantizer without a panic.
+//! quantizer without a panic. A token cell's metadata must read or fail cleanly, and a cell must
+//! sample (`pocketgan sample` on tract) or fail cleanly.
 //! tract sits under the importer; its panics are caught at the importer's boundary and become
 //! [`ImportError::Panic`](pocketgan_runtime::import::ImportError), so this target replaces
 //! libFuzzer's abort-on-panic hook: a panic caught by the library is an error like any other,
@@ -13,6 +14,7 @@ use pocketgan_runtime::quantize::{quantize, QuantizeOptions};
 fuzz_target!(|data: &[u8]| {
     static QUIET: std::sync::Once = std::sync::Once::new();
     QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+    token_cell(data);
     let Ok(graph) = FloatGraph::from_onnx_bytes(data) else {
         return;
     };
@@ -56,3 +58,24 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = quantize(data, &options);
 });
+
+/// `pocketgan sample` on a token cell: its metadata, then two short sequences on tract.
+fn token_cell(data: &[u8]) {
+    use pocketgan_runtime::engine::runner::TractRunner;
+    use pocketgan_runtime::tokens::{sample_tokens, TokenSpec};
+    let metadata = pocketgan_runtime::sample::model_metadata(data);
+    let Ok(Some(spec)) =
+        TokenSpec::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    else {
+        return;
+    };
+    let spec = TokenSpec {
+        length: spec.length.min(4),
+        ..spec
+    };
+    if let Ok(mut cell) = TractRunner::new(data) {
+        if let Ok(tokens) = sample_tokens(&mut cell, &spec, 2, 0) {
+            let _ = tokens.chunks(spec.length).map(|s| spec.decode(s)).count();
+        }
+    }
+}
