@@ -101,8 +101,9 @@ enum Command {
     /// Time one reference training iteration of a family on each compiled-in backend.
     Bench {
         /// Which family's reference iteration: gan (the reference DCGAN, batch 64), pix2pix
-        /// (64 px, batch 4, width 32), cyclegan (64 px, batch 1, width 32, 6 residual blocks) or
-        /// timegan (sines, batch 128, GRU 24 x 3, an iteration of the joint phase).
+        /// (64 px, batch 4, width 32), cyclegan (64 px, batch 1, width 32, 6 residual blocks),
+        /// timegan (sines, batch 128, GRU 24 x 3, an iteration of the joint phase) or seqgan (the
+        /// oracle benchmark, batch 64, an adversarial round: 16 rollouts, 5 D steps).
         #[arg(long, value_enum, default_value_t = FamilyKind::Gan)]
         family: FamilyKind,
         #[arg(long, default_value_t = 3)]
@@ -117,7 +118,8 @@ enum Command {
         threads: Option<usize>,
         /// PyTorch's median for the same iteration on this machine. By default it is measured
         /// now, by running the family's anchor script (../shared/anchors/torch_dcgan_step.py,
-        /// scripts/anchors/torch_{pix2pix,cyclegan}_step.py) with python3 from the current folder.
+        /// scripts/anchors/torch_{pix2pix,cyclegan,timegan,seqgan}_step.py) with python3 from the
+        /// current folder.
         #[arg(long)]
         torch_ms: Option<f64>,
         #[arg(long)]
