@@ -601,8 +601,21 @@ fn main() -> anyhow::Result<()> {
                 println!("{v}");
             } else {
                 let (config, _, _) = pocketgan_trainer::bench::reference_setup(family)?;
+                let networks = match family {
+                    FamilyKind::Gan | FamilyKind::Pix2pix | FamilyKind::Cyclegan => {
+                        format!("{:?}, width {}", config.model.sample, config.model.width)
+                    }
+                    FamilyKind::Timegan => format!(
+                        "{}, GRU {} x {}",
+                        config.data, config.timegan.gru_hidden, config.timegan.gru_layers
+                    ),
+                    FamilyKind::Seqgan => format!(
+                        "{}, an adversarial round: {} rollouts, {} D steps",
+                        config.data, config.seqgan.rollouts, config.seqgan.round_d_steps
+                    ),
+                };
                 println!(
-                    "{} training iteration, {:?}, batch {}, width {}, {threads} threads",
+                    "{} training iteration, {networks}, batch {}, {threads} threads",
                     match family {
                         FamilyKind::Gan => "reference DCGAN",
                         FamilyKind::Pix2pix => "pix2pix",
@@ -610,9 +623,7 @@ fn main() -> anyhow::Result<()> {
                         FamilyKind::Seqgan => "seqgan",
                         FamilyKind::Timegan => "timegan",
                     },
-                    config.model.sample,
                     config.batch,
-                    config.model.width,
                 );
                 println!(
                     "{:<16} {:>12} {:>10} {:>14} {:>12}",
