@@ -62,11 +62,8 @@ fuzz_target!(|data: &[u8]| {
 /// `pocketgan sample` on a token cell: its metadata, then two short sequences on tract.
 fn token_cell(data: &[u8]) {
     use pocketgan_runtime::engine::runner::TractRunner;
-    use pocketgan_runtime::tokens::{sample_tokens, TokenSpec};
-    let metadata = pocketgan_runtime::sample::model_metadata(data);
-    let Ok(Some(spec)) =
-        TokenSpec::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-    else {
+    use pocketgan_runtime::tokens::{model_tokens, sample_tokens, TokenSpec};
+    let Ok(Some(spec)) = model_tokens(data) else {
         return;
     };
     let spec = TokenSpec {

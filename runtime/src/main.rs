@@ -598,11 +598,7 @@ fn main() -> Result<()> {
             let tract = TractRunner::new(&onnx)
                 .with_context(|| format!("cannot load {}", model.display()))?;
             // A token cell (SeqGAN): whole sequences sampled on the float engines.
-            let metadata = pocketgan_runtime::sample::model_metadata(&onnx);
-            let spec = pocketgan_runtime::tokens::TokenSpec::from_metadata(
-                metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            )?;
-            if let Some(spec) = spec {
+            if let Some(spec) = pocketgan_runtime::tokens::model_tokens(&onnx)? {
                 let table = bench_tokens(&onnx, tract, &spec, &engines, threads, reps)?;
                 if json {
                     println!("{}", table.json());
@@ -806,9 +802,7 @@ fn sample_model(
     use pocketgan_runtime::sample;
     use pocketgan_runtime::tokens::TokenSpec;
     let bytes = read(model)?;
-    let metadata = sample::model_metadata(&bytes);
-    let mut token_spec =
-        TokenSpec::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let mut token_spec = pocketgan_runtime::tokens::model_tokens(&bytes)?;
     if let Some(length) = length {
         if !(1..=pocketgan_runtime::tokens::MAX_LENGTH).contains(&length) {
             bail!(
@@ -816,20 +810,14 @@ fn sample_model(
                 pocketgan_runtime::tokens::MAX_LENGTH
             );
         }
-        let spec = token_spec.get_or_insert(TokenSpec {
-            length,
-            start: 0,
-            end: None,
-            vocabulary: None,
-            separator: " ".into(),
-        });
-        spec.length = length;
+        token_spec.get_or_insert(TokenSpec::ids(length)).length = length;
     }
-    let noise = match noise {
-        Some(name) => Noise::from_name(name)
-            .with_context(|| format!("--noise {name}: expected uniform or normal"))?,
-        None => sample::model_noise(&bytes).unwrap_or(Noise::Normal),
-    };
+    let noise = noise
+        .map(|name| {
+            Noise::from_name(name)
+                .with_context(|| format!("--noise {name}: expected uniform or normal"))
+        })
+        .transpose()?;
     let engine = if is_pgq(model) {
         EngineKind::Int8
     } else {
@@ -855,6 +843,8 @@ fn sample_model(
             model.display()
         );
     }
+    // A noise generator's distribution: the flag's, else its metadata's (read only on this path).
+    let noise = noise.unwrap_or_else(|| sample::model_noise(&bytes).unwrap_or(Noise::Normal));
     let (shape, values) = sample::sample(runner.as_mut(), noise, n, seed)?;
     sample::write(out, &shape, &values)?;
     println!(

@@ -46,6 +46,18 @@ pub struct TokenSpec {
 pub const MAX_LENGTH: usize = 4096;
 
 impl TokenSpec {
+    /// Sequences of `length` ids from token 0, without an end token or a vocabulary (the oracle
+    /// benchmark's, and a cell's that names none).
+    pub fn ids(length: usize) -> TokenSpec {
+        TokenSpec {
+            length,
+            start: 0,
+            end: None,
+            vocabulary: None,
+            separator: " ".into(),
+        }
+    }
+
     /// The metadata entries that describe these sequences.
     pub fn metadata(&self) -> Vec<(String, String)> {
         let mut m = vec![
@@ -118,6 +130,13 @@ impl TokenSpec {
         };
         words.collect::<Vec<_>>().join(sep)
     }
+}
+
+/// The spec a model file's metadata gives ([`crate::sample::model_metadata`]): `Ok(None)` for a
+/// model that is no token cell.
+pub fn model_tokens(bytes: &[u8]) -> Result<Option<TokenSpec>, SampleError> {
+    let metadata = crate::sample::model_metadata(bytes);
+    TokenSpec::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// Where a cell's token, states and logits are among its runner's inputs and outputs.
@@ -340,6 +359,7 @@ mod tests {
         let ids = TokenSpec::from_metadata([(LENGTH_KEY, "3")])
             .unwrap()
             .unwrap();
+        assert_eq!(ids, TokenSpec::ids(3));
         assert_eq!(ids.decode(&[4, 0, 7]), "4 0 7");
     }
 }

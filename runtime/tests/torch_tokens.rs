@@ -24,16 +24,6 @@ const VOCAB: usize = 50;
 const HIDDEN: usize = 32;
 const STEPS: usize = 6;
 
-fn ids(len: usize) -> TokenSpec {
-    TokenSpec {
-        length: len,
-        start: 0,
-        end: None,
-        vocabulary: None,
-        separator: " ".into(),
-    }
-}
-
 /// The logits of one step of `cell` from token `prev` and the state; the new state.
 fn step(
     cell: &mut TractRunner,
@@ -85,16 +75,16 @@ fn pytorch_token_cells_step_as_pytorch() {
 fn the_sampler_draws_from_the_cells_softmax_whatever_the_batch() {
     let mut cell = TractRunner::new(&fixture("seqgan_cell_op17_dyn.onnx")).unwrap();
     // Sample k does not depend on how many are drawn (the batches are 256).
-    let few = sample_tokens(&mut cell, &ids(4), 3, 9).unwrap();
-    let many = sample_tokens(&mut cell, &ids(4), 300, 9).unwrap();
+    let few = sample_tokens(&mut cell, &TokenSpec::ids(4), 3, 9).unwrap();
+    let many = sample_tokens(&mut cell, &TokenSpec::ids(4), 300, 9).unwrap();
     assert_eq!(few, many[..12]);
     assert_ne!(
         many[..600],
-        sample_tokens(&mut cell, &ids(4), 150, 10).unwrap()[..]
+        sample_tokens(&mut cell, &TokenSpec::ids(4), 150, 10).unwrap()[..]
     );
     // The first token's frequencies over 20,000 samples against its softmax at the start.
     let n = 20_000;
-    let first = sample_tokens(&mut cell, &ids(1), n, 3).unwrap();
+    let first = sample_tokens(&mut cell, &TokenSpec::ids(1), n, 3).unwrap();
     let (logits, _, _) = step(&mut cell, &[0], vec![0.0; HIDDEN], vec![0.0; HIDDEN]);
     let max = logits.iter().fold(f32::MIN, |a, &b| a.max(b));
     let e: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();

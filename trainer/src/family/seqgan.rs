@@ -90,9 +90,9 @@ pub struct SeqGan {
     pub rollout: Lstm,
     /// The synthetic benchmark's oracle (`--data oracle`); none for users' text.
     pub oracle: Option<Lstm>,
-    /// What the tokens are, for the export: ids (the oracle), or a text run's vocabulary.
+    /// What the tokens are: their length per sequence ([`SeqGan::len`]), and for the export,
+    /// ids (the oracle) or a text run's vocabulary.
     pub tokens: TokenSpec,
-    len: usize,
 }
 
 const GENERATOR: (&str, &str) = ("generator", "adam_g");
@@ -112,6 +112,11 @@ fn adam_g(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
 }
 
 impl SeqGan {
+    /// Tokens per sequence.
+    fn len(&self) -> usize {
+        self.tokens.length
+    }
+
     pub fn init(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
         let (oracle, vocab) = match config.source()? {
             DataSource::Oracle(src) => {
@@ -135,14 +140,9 @@ impl SeqGan {
             }
         };
         let len = oracle::LENGTH;
+        // The oracle's sequences are ids from its start token, 0, as `TokenSpec::ids` has them.
         let tokens = match oracle {
-            Some(_) => TokenSpec {
-                length: len,
-                start: oracle::START,
-                end: None,
-                vocabulary: None,
-                separator: " ".into(),
-            },
+            Some(_) => TokenSpec::ids(len),
             None => crate::data::text::token_spec(&config.vocabulary, config.seqgan.tokens),
         };
         let g = LstmGenerator::new(
@@ -160,7 +160,6 @@ impl SeqGan {
             discriminator: Net::new(d, adam(config)),
             oracle,
             tokens,
-            len,
         })
     }
 
@@ -168,12 +167,12 @@ impl SeqGan {
     /// (`None` without an oracle).
     pub fn nll_oracle(&self, n: usize, seed: u64) -> Option<f64> {
         let oracle = self.oracle.as_ref()?;
-        Some(oracle.nll(&self.sample(n, seed), self.len))
+        Some(oracle.nll(&self.sample(n, seed), self.len()))
     }
 
     /// `n` sequences of G (row-major, [`oracle::LENGTH`] tokens each), drawn from `seed`.
     pub fn sample(&self, n: usize, seed: u64) -> Vec<u32> {
-        self.generator.get().to_lstm().sample(n, self.len, seed)
+        self.generator.get().to_lstm().sample(n, self.len(), seed)
     }
 
     /// One D step on the real sequences `real` and G's fresh samples `fake` (row-major, `len`
@@ -187,10 +186,10 @@ impl SeqGan {
         dropout: u64,
         device: &Device,
     ) -> (f32, f32, f32, f32) {
-        let n = real.len() / self.len;
+        let n = real.len() / self.len();
         let tokens: Vec<u32> = real.iter().chain(fake).copied().collect();
         let d = self.discriminator.get();
-        let logits = d.forward(token_tensor(&tokens, self.len, device), Some(dropout));
+        let logits = d.forward(token_tensor(&tokens, self.len(), device), Some(dropout));
         let labels: Vec<i64> = (0..2 * n).map(|i| (i < n) as i64).collect();
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [2 * n, 1]), device);
         let ce = -log_softmax(logits.clone(), 1).gather(1, labels).mean();
@@ -309,7 +308,7 @@ impl Family for SeqGan {
     fn step(&mut self, it: &mut Iteration<'_>) -> StepMetrics {
         let config = it.config;
         let s = &config.seqgan;
-        let (len, batch, seed, step) = (self.len, config.batch, config.seed, it.step);
+        let (len, batch, seed, step) = (self.len(), config.batch, config.seed, it.step);
         let device = it.device.clone();
         let nan = f32::NAN;
         let (mut loss_d, mut loss_g, mut d_real, mut d_fake) = (0.0, 0.0, nan, nan);
@@ -483,12 +482,15 @@ impl Family for SeqGan {
             .generator
             .get()
             .to_lstm()
-            .sample(ROWS, self.len, config.seed ^ 0x5A3);
-        let mut img = image::RgbImage::new(CELL * self.len as u32, CELL * ROWS as u32);
+            .sample(ROWS, self.len(), config.seed ^ 0x5A3);
+        let mut img = image::RgbImage::new(CELL * self.len() as u32, CELL * ROWS as u32);
         for (i, &tok) in seqs.iter().enumerate() {
             let h = (tok as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
             let colour = image::Rgb([h as u8, (h >> 8) as u8, (h >> 16) as u8]);
-            let (x, y) = ((i % self.len) as u32 * CELL, (i / self.len) as u32 * CELL);
+            let (x, y) = (
+                (i % self.len()) as u32 * CELL,
+                (i / self.len()) as u32 * CELL,
+            );
             for dy in 0..CELL - 1 {
                 for dx in 0..CELL - 1 {
                     img.put_pixel(x + dx, y + dy, colour);

@@ -259,11 +259,9 @@ fn exported_tokens(
     spec: &TokenSpec,
 ) -> Result<(String, Vec<u32>), EvalError> {
     super::with_exported(file, |runner, bytes| {
-        let metadata = pocketgan_runtime::sample::model_metadata(bytes);
-        let theirs =
-            TokenSpec::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .map_err(|e| e.to_string())?
-                .ok_or("not a token generator (no sequence length in its metadata)")?;
+        let theirs = pocketgan_runtime::tokens::model_tokens(bytes)
+            .map_err(|e| e.to_string())?
+            .ok_or("not a token generator (no sequence length in its metadata)")?;
         if theirs != *spec {
             return Err(
                 "its tokens are not this run's (length, start, end or vocabulary differ)".into(),

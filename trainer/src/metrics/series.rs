@@ -440,6 +440,10 @@ fn exported_series(
         values.truncate(n * length * features);
         let name = file.file_name().map(|f| f.to_string_lossy().into_owned());
         (name.unwrap_or_default(), shape, values)
+    } else if !matches!(ext, Some("pgq" | "onnx")) {
+        return Err(fail(
+            "expected a .pgq or .onnx generator, or a .npy of series".into(),
+        ));
     } else {
         let (name, (shape, values)) = super::with_exported(file, |runner, bytes| {
             // TimeGAN's noise is uniform; its exports say so in their metadata.
