@@ -86,6 +86,7 @@ pub enum QuantOp {
         affine: Vec<crate::ops::instance_norm::Affine>,
     },
     Gru(crate::ops::gru::GruParams),
+    Slice(crate::ops::Slice),
 }
 
 /// A node of a quantized graph: its op and the tensors it reads and writes (indices into
@@ -163,6 +164,10 @@ impl QuantOp {
                 c: g.hidden,
                 h: g.steps,
                 w: 1,
+            },
+            QuantOp::Slice(op) => match input {
+                Shape::Image { h, w, .. } => Shape::Image { c: op.len, h, w },
+                Shape::Flat(_) => Shape::Flat(op.len),
             },
             QuantOp::Concat { parts, .. } => match input {
                 Shape::Image { h, w, .. } => Shape::Image {
@@ -394,6 +399,7 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
             InstanceNorm::encode(*c, *pixels, *zp_out, *relu, affine),
         ),
         QuantOp::Gru(g) => (tag::Gru, g.encode()),
+        QuantOp::Slice(op) => (tag::Slice, op.encode()?),
     })
 }
 

@@ -485,6 +485,21 @@ fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<V
             }
             y
         }
+        FloatOp::Slice { start, len } => {
+            // Axis 0 of each sample: one contiguous block of `len` channels.
+            let channels = xs.first().copied().unwrap_or(0);
+            if start + len > channels {
+                return Err(format!("Slice {start}..{} of {xs:?}", start + len));
+            }
+            let inner: usize = xs[1..].iter().product();
+            let per: usize = xs.iter().product();
+            let mut y = Vec::with_capacity(batch * len * inner);
+            for b in 0..batch {
+                let at = b * per + start * inner;
+                y.extend_from_slice(&x[at..at + len * inner]);
+            }
+            y
+        }
         FloatOp::Embed {
             classes,
             dim,

@@ -31,6 +31,9 @@ pub enum InputKind {
     Image,
     /// Float `[T, F]`.
     Sequence,
+    /// Float `[H]`: a token cell's recurrent state (SeqGAN's LSTM `h` and `c`), which the cell
+    /// returns updated after its logits; zero before the first token.
+    State,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,8 +139,12 @@ pub enum FloatOp {
         r: Vec<f32>,
         b: Vec<f32>,
     },
+    /// Channels `start..start + len` (axis 0 of the per-sample shape): one gate's share of an
+    /// LSTM cell's pre-activations.
+    Slice { start: usize, len: usize },
     /// `table[class]` (table `[classes][dim]`), the class input's row: PyTorch's
-    /// `nn.Embedding`, joined to the latent by a [`FloatOp::Concat`] in the project's cGANs.
+    /// `nn.Embedding`, joined to the latent by a [`FloatOp::Concat`] in the project's cGANs, or
+    /// a token cell's token embedding.
     Embed {
         classes: usize,
         dim: usize,
@@ -164,6 +171,7 @@ impl FloatOp {
             FloatOp::Reshape { .. } => "Reshape",
             FloatOp::Flatten => "Flatten",
             FloatOp::Upsample { .. } => "Upsample",
+            FloatOp::Slice { .. } => "Slice",
             FloatOp::Embed { .. } => "Embed",
             FloatOp::Gru { .. } => "Gru",
         }

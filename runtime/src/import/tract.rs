@@ -167,7 +167,36 @@ fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
         .map(|n| (n.input.clone(), n.output[0].clone()))
         .collect();
     rejoin_split_linear(&mut g, &concats);
+    mark_states(&mut g);
     Ok(g)
+}
+
+/// Marks the state inputs of a token cell: one token (class) input and vectors, returning the
+/// logits, then a vector of each state's shape per state, in order (SeqGAN's `h` and `c`). The
+/// vectors are then [`InputKind::State`], not latents to draw.
+fn mark_states(g: &mut FloatGraph) {
+    let tokens = g
+        .inputs
+        .iter()
+        .filter(|i| matches!(i.kind, InputKind::Class { .. }))
+        .count();
+    let states: Vec<usize> = (0..g.inputs.len())
+        .filter(|&k| !matches!(g.inputs[k].kind, InputKind::Class { .. }))
+        .collect();
+    let cell = tokens == 1
+        && !states.is_empty()
+        && g.outputs.len() == states.len() + 1
+        && states.iter().zip(&g.outputs[1..]).all(|(&k, o)| {
+            let input = &g.inputs[k];
+            input.kind == InputKind::Latent
+                && input.shape.len() == 1
+                && g.shape_of(o) == Some(input.shape.as_slice())
+        });
+    if cell {
+        for k in states {
+            g.inputs[k].kind = InputKind::State;
+        }
+    }
 }
 
 /// Refuses a BatchNormalization whose variance initializer holds a negative number or NaN:
@@ -348,6 +377,8 @@ struct Walker<'a> {
 /// output is the named input itself).
 enum Mapped {
     Op(FloatOp, Vec<OutletId>),
+    /// Several float nodes for one tract node, named and shaped (an LSTM cell's epilogue).
+    Nodes(Vec<Node>),
     Alias(OutletId),
     Unsupported,
 }
@@ -499,6 +530,7 @@ impl<'a> Walker<'a> {
                         shape,
                     });
                 }
+                Ok(Mapped::Nodes(nodes)) => self.nodes.extend(nodes),
                 Ok(Mapped::Alias(of)) => {
                     if let Some(n) = self.names.get(&of).cloned() {
                         self.names.insert(OutletId::new(id, 0), n);
@@ -573,6 +605,9 @@ impl<'a> Walker<'a> {
         }
         if let Some(op) = node.op_as::<ops::gru_seq::GruSeq>() {
             return self.gru(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::lstm_cell::LstmEpilogue>() {
+            return self.lstm_epilogue(node, op);
         }
         if node.op_is::<ops::identity::Identity>() {
             return Ok(Mapped::Alias(node.inputs[0]));
@@ -872,6 +907,9 @@ impl<'a> Walker<'a> {
     /// past the batch axis: the data order does not change.
     fn axis_op(&self, node: &TypedNode, op: &ops::change_axes::AxisOp) -> MapResult {
         use ops::change_axes::AxisOp;
+        if *op == AxisOp::Add(0) && self.only_read_by_first_entry(node) {
+            return Ok(Mapped::Alias(node.inputs[0]));
+        }
         let touches_batch = match op {
             AxisOp::Reshape(at, ..) | AxisOp::Add(at) | AxisOp::Rm(at) => *at == 0,
             AxisOp::Move(..) => return Ok(Mapped::Unsupported),
@@ -905,9 +943,35 @@ impl<'a> Walker<'a> {
         ))
     }
 
+    /// Whether every reader of `node`'s output takes entry 0 of its first axis (a `Gather` at
+    /// index 0 on axis 0): ONNX's LSTM adds a directions axis to its outputs (`Y_h`
+    /// `[1, N, H]`) that PyTorch's export then takes away again.
+    fn only_read_by_first_entry(&self, node: &TypedNode) -> bool {
+        let readers: Vec<&InletId> = node.outputs.iter().flat_map(|o| &o.successors).collect();
+        !readers.is_empty() && readers.iter().all(|i| self.takes_first_entry(self.m.node(i.node)))
+    }
+
+    /// `Gather(x, 0)` on axis 0 with a constant scalar index 0.
+    fn takes_first_entry(&self, node: &TypedNode) -> bool {
+        node.op_as::<ops::array::Gather>()
+            .is_some_and(|g| g.axis == 0)
+            && node.inputs.len() == 2
+            && self.konst(node.inputs[1]).is_some_and(|k| {
+                k.rank() == 0 && k.cast_to_scalar::<i64>().is_ok_and(|v| v == 0)
+            })
+    }
+
     /// `Gather(table, class)`: an embedding lookup on a class input.
     fn gather(&mut self, node: &TypedNode, op: &ops::array::Gather) -> MapResult {
         let (table, idx) = (node.inputs[0], node.inputs[1]);
+        // The other half of [`Walker::only_read_by_first_entry`]: the axis added before it.
+        let added = self.m.node(table.node);
+        if self.takes_first_entry(node)
+            && added.op_as::<ops::change_axes::AxisOp>() == Some(&ops::change_axes::AxisOp::Add(0))
+            && self.only_read_by_first_entry(added)
+        {
+            return Ok(Mapped::Alias(table));
+        }
         let table = self
             .konst(table)
             .ok_or("only a lookup in a constant table is supported")?;
@@ -941,6 +1005,89 @@ impl<'a> Walker<'a> {
             },
             vec![idx],
         ))
+    }
+
+    /// tract's `LstmEpilogue`, the end of one step of ONNX's `LSTM` (one direction, standard
+    /// activations, no peepholes: tract keeps the decomposed form otherwise). Its inputs are
+    /// the gates' pre-activations `[4 hidden]` (ONNX's order i, o, f, c; the two products and
+    /// the bias before it are ordinary `EinSum`s and `Add`s) and the cell state `c`; it writes
+    /// `h` (output 0) and `c` (output 1). Written as the float ops that define it, each of one
+    /// output, which the int8 runtime has:
+    ///
+    /// ```text
+    /// i, o, f = sigmoid(slices 0, 1, 2)   g = tanh(slice 3)
+    /// c' = f * c + i * g                  h' = o * tanh(c')
+    /// ```
+    fn lstm_epilogue(
+        &mut self,
+        node: &TypedNode,
+        op: &ops::lstm_cell::LstmEpilogue,
+    ) -> MapResult {
+        let hidden = op.hidden;
+        let (preact, c) = match node.inputs[..] {
+            [p, c] => (p, c),
+            _ => return Err("an LSTM epilogue reads the pre-activations and the cell state".into()),
+        };
+        let (Some(preact), Some(c)) = (self.names.get(&preact).cloned(), self.names.get(&c).cloned())
+        else {
+            return Err("its inputs are not values the importer knows".into());
+        };
+        if self.shape(node.inputs[0])? != [4 * hidden] || self.shape(node.inputs[1])? != [hidden] {
+            return Err(format!(
+                "expects pre-activations [N, {}] and a state [N, {hidden}]",
+                4 * hidden
+            ));
+        }
+        let mut nodes = Vec::new();
+        let mut push = |op: FloatOp, inputs: Vec<String>, output: String, width| {
+            nodes.push(Node {
+                name: node.name.clone(),
+                op,
+                inputs,
+                output: output.clone(),
+                shape: vec![width],
+            });
+            output
+        };
+        let fresh = |w: &mut Self, what: &str| {
+            let base = format!("{}.{what}", node.name);
+            let mut name = base.clone();
+            let mut k = 1;
+            while !w.used.insert(name.clone()) {
+                name = format!("{base}#{k}");
+                k += 1;
+            }
+            name
+        };
+        let mut gate = |w: &mut Self, k: usize, what: &str, act: FloatOp| {
+            let slice = fresh(w, &format!("{what}_pre"));
+            let slice = push(
+                FloatOp::Slice {
+                    start: k * hidden,
+                    len: hidden,
+                },
+                vec![preact.clone()],
+                slice,
+                hidden,
+            );
+            let out = fresh(w, what);
+            push(act, vec![slice], out, hidden)
+        };
+        let i = gate(self, 0, "input_gate", FloatOp::Sigmoid);
+        let o = gate(self, 1, "output_gate", FloatOp::Sigmoid);
+        let f = gate(self, 2, "forget_gate", FloatOp::Sigmoid);
+        let g = gate(self, 3, "candidate", FloatOp::Tanh);
+        let kept = fresh(self, "kept");
+        let kept = push(FloatOp::Mul, vec![f, c], kept, hidden);
+        let added = fresh(self, "added");
+        let added = push(FloatOp::Mul, vec![i, g], added, hidden);
+        let c_next = self.name_outlet(OutletId::new(node.id, 1));
+        let c_next = push(FloatOp::Add, vec![kept, added], c_next, hidden);
+        let squashed = fresh(self, "squashed");
+        let squashed = push(FloatOp::Tanh, vec![c_next], squashed, hidden);
+        let h_next = self.name_outlet(OutletId::new(node.id, 0));
+        push(FloatOp::Mul, vec![o, squashed], h_next, hidden);
+        Ok(Mapped::Nodes(nodes))
     }
 
     /// ONNX `GRU` (one direction, `linear_before_reset = 1`, standard activations), which

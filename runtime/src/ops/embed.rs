@@ -1,6 +1,9 @@
-//! `Embed`: a class-conditional generator's class input, `(Flat(latent), class) ->
-//! Flat(latent + dim)`: each sample's latent followed by row `class` of `table`. Latent and
-//! table share one quantization (the concatenation's), so this is a copy.
+//! `Embed`: row `index` of `table`, a copy.
+//!
+//! - A class-conditional generator's class input, `(Flat(latent), class) -> Flat(latent +
+//!   dim)`: each sample's latent followed by row `class` of `table`. Latent and table share one
+//!   quantization (the concatenation's).
+//! - A token cell's token, `token -> Flat(dim)` (SeqGAN's `nn.Embedding`).
 //!
 //! Body: `classes u32, dim u32`, then `table [classes x dim]` (i8, row-major), padded to 4.
 
@@ -42,6 +45,17 @@ impl<'a> OpKind<'a> for Embed<'a> {
 
     fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
         let bad = |reason| Err(FormatError::Op { index, reason });
+        if let [token] = inputs {
+            return match token.kind {
+                TensorKind::Index { classes } if classes == self.classes => {
+                    Ok(Shape::Flat(self.dim))
+                }
+                TensorKind::Index { .. } => {
+                    bad("the token input's vocabulary differs from the table's")
+                }
+                TensorKind::Int8 => bad("an embedding reads an index"),
+            };
+        }
         let [latent, class] = inputs else {
             return bad("an embedding reads a latent vector and a class index");
         };
@@ -61,8 +75,15 @@ impl<'a> OpKind<'a> for Embed<'a> {
     }
 
     fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
-        let x = x.first().ok_or(RunError::Internal("an embedding's latent"))?;
         let dim = self.dim;
+        let Some(x) = x.first() else {
+            // A token's row alone. Indices were checked against the table before the run.
+            for (ys, &token) in y.chunks_exact_mut(nz(dim)).zip(cx.indices) {
+                let row = part(self.table, token as usize * dim.., "an embedding")?;
+                copy(ys, part(row, ..dim, "an embedding")?, "an embedding")?;
+            }
+            return Ok(());
+        };
         // Classes were checked against the table before the run.
         let latent = nz(x.len() / nz(cx.batch));
         for ((xs, ys), &class) in x

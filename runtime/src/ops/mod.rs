@@ -278,4 +278,7 @@ registry! {
     // Recurrent generators (TimeGAN).
     #[cfg(any(feature = "graph-ops", test))]
     Gru = 14 => gru::Gru<'a>,
+    // A gate's share of a recurrent cell's products (SeqGAN's LSTM cell).
+    #[cfg(any(feature = "graph-ops", test))]
+    Slice = 15 => slice::Slice,
 }

@@ -320,12 +320,18 @@ pub fn quantize_graph(
         tensors.push(info);
     }
     // A class embedding (`table[class]`) joined after a latent by a concatenation is one int8
-    // `Embed`, which copies both in the concatenation's quantization.
+    // `Embed`, which copies both in the concatenation's quantization. Any other embedding (a
+    // token cell's, or one a cGAN multiplies with its latent) is an `Embed` of its own.
+    let joined = |e: &str| {
+        graph.nodes.iter().any(|m| {
+            matches!(m.op, FloatOp::Concat { .. }) && m.inputs.len() == 2 && m.inputs[1] == e
+        })
+    };
     let embeds: HashMap<&str, usize> = graph
         .nodes
         .iter()
         .enumerate()
-        .filter(|(_, n)| matches!(n.op, FloatOp::Embed { .. }))
+        .filter(|(_, n)| matches!(n.op, FloatOp::Embed { .. }) && joined(&n.output))
         .map(|(k, n)| (n.output.as_str(), k))
         .collect();
     // A convolution read only by an instance normalisation writes each channel in its own
@@ -413,6 +419,7 @@ pub fn quantize_graph(
         let keeps = matches!(
             n.op,
             FloatOp::Pad { .. }
+                | FloatOp::Slice { .. }
                 | FloatOp::Reshape { .. }
                 | FloatOp::Flatten
                 | FloatOp::Upsample { .. }
@@ -796,7 +803,32 @@ pub fn quantize_graph(
                 },
                 Shape::Flat(_) => return Err(fail(name, "upsampling takes an image".into())),
             },
-            FloatOp::Embed { .. } => unreachable!("embeddings are skipped above"),
+            // Not joined to a latent (those are skipped above): the row alone, in its own
+            // quantization.
+            FloatOp::Embed {
+                classes,
+                dim,
+                table,
+            } => QuantOp::Embed {
+                classes: *classes,
+                dim: *dim,
+                table: table.iter().map(|&v| q_out.quantize(v)).collect(),
+            },
+            FloatOp::Slice { start, len } => {
+                let (channels, pixels) = match input_shape(ins[0]) {
+                    _ if graph.shape_of(&n.inputs[0]).is_some_and(|s| s.len() == 2) => {
+                        return Err(fail(name, "a slice of a sequence is not supported".into()))
+                    }
+                    Shape::Image { c, h, w } => (c, h * w),
+                    Shape::Flat(c) => (c, 1),
+                };
+                QuantOp::Slice(crate::ops::Slice {
+                    channels,
+                    pixels,
+                    start: *start,
+                    len: *len,
+                })
+            }
             // A per-channel affine that nothing before it absorbs (after a Sigmoid, as TimeGAN's
             // scaling back to the data's units): a 1x1 convolution with diagonal weights.
             FloatOp::BatchNorm { scale, shift } => {

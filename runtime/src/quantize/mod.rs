@@ -15,6 +15,7 @@ use crate::format::{FormatError, Model, Quant, Shape};
 use crate::graph::{Fused, ImportError};
 use crate::import::{FloatGraph, InputKind};
 use crate::kernels::{Isa, MAX_SHIFT};
+use crate::tokens::TokenSpec;
 use crate::write::{EncodeError, RequantParams};
 
 /// How activation ranges are taken from calibration values.
@@ -36,6 +37,8 @@ pub struct QuantizeOptions {
     pub calibration: Calibration,
     /// Latents for the SQNR/PSNR report (drawn from `seed + 1`).
     pub eval: usize,
+    /// A token cell's sequence length where its metadata names none (a PyTorch export).
+    pub length: Option<usize>,
 }
 
 impl Default for QuantizeOptions {
@@ -46,6 +49,7 @@ impl Default for QuantizeOptions {
             seed: 0,
             calibration: Calibration::MinMax,
             eval: 64,
+            length: None,
         }
     }
 }
@@ -258,9 +262,93 @@ pub fn psnr_db(reference: &[f32], test: &[f32]) -> f64 {
     }
 }
 
-/// Calibration (or evaluation) inputs for every graph input: seeded latents and classes; images
-/// from `options.images` (cycled), else an error naming the input.
+/// Calibration (or evaluation) inputs for every graph input, and the batch they make: `n`
+/// samples of seeded latents and classes, images from `options.samples` (cycled), else an error
+/// naming the input; a token cell's come from whole sequences ([`token_cell_inputs`]).
 fn inputs_for(
+    graph: &FloatGraph,
+    seed: u64,
+    n: usize,
+    options: &QuantizeOptions,
+) -> Result<(Vec<Vec<f32>>, usize), QuantizeError> {
+    if graph.inputs.iter().any(|i| i.kind == InputKind::State) {
+        let metadata = graph.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let spec = match (TokenSpec::from_metadata(metadata), options.length) {
+            (Err(e), _) => return Err(QuantizeError::Calibration(e.to_string())),
+            (Ok(_), Some(length)) => TokenSpec::ids(length),
+            (Ok(Some(spec)), None) => spec,
+            (Ok(None), None) => {
+                return Err(QuantizeError::Calibration(
+                    "a token cell is calibrated on its own sequences: give their length (--length), which its metadata does not name".into(),
+                ))
+            }
+        };
+        return token_cell_inputs(graph, seed, n, &spec);
+    }
+    Ok((latent_inputs(graph, seed, n, options)?, n))
+}
+
+/// A token cell's inputs over whole sequences: `n` sequences of `spec.length` tokens, each
+/// token drawn from the float cell's own softmax, from the start token and the zero state
+/// (seeded), with every step's token and states kept. That makes `n * length` rows, so that the
+/// states' ranges cover every step of a sequence, from the first (zeros) to the last.
+fn token_cell_inputs(
+    graph: &FloatGraph,
+    seed: u64,
+    n: usize,
+    spec: &TokenSpec,
+) -> Result<(Vec<Vec<f32>>, usize), QuantizeError> {
+    let fail = |why: String| QuantizeError::Calibration(format!("token cell: {why}"));
+    let token = graph
+        .inputs
+        .iter()
+        .position(|i| matches!(i.kind, InputKind::Class { .. }))
+        .ok_or_else(|| fail("no token input".into()))?;
+    let states: Vec<usize> = (0..graph.inputs.len())
+        .filter(|&k| graph.inputs[k].kind == InputKind::State)
+        .collect();
+    if graph.outputs.len() != states.len() + 1 {
+        return Err(fail(format!(
+            "{} outputs for {} states: expected the logits, then each new state",
+            graph.outputs.len(),
+            states.len()
+        )));
+    }
+    let mut current: Vec<Vec<f32>> = graph
+        .inputs
+        .iter()
+        .map(|i| vec![0.0; n * i.shape.iter().product::<usize>()])
+        .collect();
+    current[token] = vec![spec.start as f32; n];
+    let mut rows: Vec<Vec<f32>> = vec![Vec::new(); graph.inputs.len()];
+    let mut rng = crate::latent::Rng::new(seed);
+    for _ in 0..spec.length {
+        for (r, c) in rows.iter_mut().zip(&current) {
+            r.extend_from_slice(c);
+        }
+        let named: Vec<(&str, &[f32])> = graph
+            .inputs
+            .iter()
+            .zip(&current)
+            .map(|(i, v)| (i.name.as_str(), v.as_slice()))
+            .collect();
+        let mut out = graph.run(&named, n).map_err(|e| fail(e.to_string()))?;
+        let mut take = |o: &String| out.remove(o).ok_or_else(|| fail(format!("{o} not computed")));
+        let logits = take(&graph.outputs[0])?;
+        let vocabulary = logits.len() / n;
+        current[token] = logits
+            .chunks_exact(vocabulary.max(1))
+            .map(|l| crate::tokens::draw(l, rng.uniform() as f64) as f32)
+            .collect();
+        for (&s, o) in states.iter().zip(&graph.outputs[1..]) {
+            current[s] = take(o)?;
+        }
+    }
+    Ok((rows, n * spec.length))
+}
+
+/// [`inputs_for`] a generator of noise (and classes) or of images and sequences.
+fn latent_inputs(
     graph: &FloatGraph,
     seed: u64,
     n: usize,
@@ -288,6 +376,10 @@ fn inputs_for(
             Ok(match i.kind {
                 InputKind::Latent => latents(seed.wrapping_add(k as u64 * 7919), n, size),
                 InputKind::Class { classes: c } => classes(seed, n, c).iter().map(|&c| c as f32).collect(),
+                InputKind::State => return Err(QuantizeError::Calibration(format!(
+                    "input {}: a state outside a token cell (one token input, logits then new states out)",
+                    i.name
+                ))),
                 InputKind::Image | InputKind::Sequence => {
                     if options.samples.is_empty() || options.samples.len() % size != 0 {
                         return Err(QuantizeError::Calibration(format!(
@@ -318,8 +410,8 @@ pub fn quantize(
             "needs at least one calibration sample".into(),
         ));
     }
-    let calib = inputs_for(&graph, options.seed, options.calib, options)?;
-    let q = graph::quantize_graph(&graph, &calib, options.calib, options.calibration)?;
+    let (calib, calib_n) = inputs_for(&graph, options.seed, options.calib, options)?;
+    let q = graph::quantize_graph(&graph, &calib, calib_n, options.calibration)?;
     let report = evaluate(&graph, &q, options)?;
     Ok((q.bytes, report))
 }
@@ -331,8 +423,7 @@ fn evaluate(
     options: &QuantizeOptions,
 ) -> Result<QuantizeReport, QuantizeError> {
     let model = Model::parse(&q.bytes)?;
-    let n = options.eval.max(1);
-    let inputs = inputs_for(graph, options.seed.wrapping_add(1), n, options)?;
+    let (inputs, n) = inputs_for(graph, options.seed.wrapping_add(1), options.eval.max(1), options)?;
     let named: Vec<(&str, &[f32])> = graph
         .inputs
         .iter()
