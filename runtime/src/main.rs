@@ -49,6 +49,10 @@ enum Command {
         /// `[N, ...]` .npy.
         #[arg(long, value_name = "FILE")]
         calib_npy: Option<PathBuf>,
+        /// A token cell, calibrated on sequences it samples itself: tokens per sequence
+        /// (default: the model's metadata; a cell exported from PyTorch has none).
+        #[arg(long)]
+        length: Option<usize>,
         /// Output file (default: MODEL with extension .pgq).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -339,6 +343,7 @@ fn main() -> Result<()> {
             percentile,
             calib_images,
             calib_npy,
+            length,
             out,
         } => {
             let onnx = read(&model)?;
@@ -350,6 +355,7 @@ fn main() -> Result<()> {
                 seed,
                 calibration,
                 samples,
+                length: length.map(token_length).transpose()?,
                 ..Default::default()
             };
             let (bytes, report) = quantize(&onnx, &options)
@@ -369,10 +375,16 @@ fn main() -> Result<()> {
                     l.sqnr_db
                 );
             }
-            println!(
-                "output PSNR vs float: {:.1} dB over {} samples",
-                report.psnr_db, report.eval_samples
-            );
+            match report.token_kl {
+                Some(kl) => println!(
+                    "next-token KL(float || int8): {kl:.4} nats per step, over {} steps of sequences the float cell drew",
+                    report.eval_samples
+                ),
+                None => println!(
+                    "output PSNR vs float: {:.1} dB over {} samples",
+                    report.psnr_db, report.eval_samples
+                ),
+            }
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
         }
         Command::Generate {
@@ -599,7 +611,8 @@ fn main() -> Result<()> {
                 .with_context(|| format!("cannot load {}", model.display()))?;
             // A token cell (SeqGAN): whole sequences sampled on the float engines.
             if let Some(spec) = pocketgan_runtime::tokens::model_tokens(&onnx)? {
-                let table = bench_tokens(&onnx, tract, &spec, &engines, threads, reps)?;
+                let table =
+                    bench_tokens(&onnx, tract, pgq.as_deref(), &spec, &engines, threads, reps)?;
                 if json {
                     println!("{}", table.json());
                 } else {
@@ -671,29 +684,41 @@ enum BenchInput {
     Noise(usize),
 }
 
-/// `pocketgan bench` of a token cell: sampling one sequence and a batch on tract and
-/// onnxruntime (the int8 runtime has no recurrent cell with state yet: it is said, not left out
-/// silently).
+/// `pocketgan bench` of a token cell: sampling one sequence and a batch on tract, the int8
+/// engine on every kernel family (the `.pgq` given, else the cell quantized in memory on its
+/// own sequences) and onnxruntime.
 fn bench_tokens(
     onnx: &[u8],
     tract: TractRunner,
+    pgq: Option<&Path>,
     spec: &pocketgan_runtime::tokens::TokenSpec,
     engines: &[EngineKind],
     threads: usize,
     reps: usize,
 ) -> Result<bench::Table> {
     let cell = pocketgan_runtime::tokens::Cell::of(&tract)?;
-    if engines.contains(&EngineKind::Int8) {
-        if engines.len() == 1 {
-            bail!("the int8 runtime does not run token cells yet: bench them with --engines tract,ort");
-        }
-        eprintln!("int8: the runtime has no int8 token cell yet; timing the float engines");
-    }
     let hidden: usize = cell.states.iter().map(|&(_, s)| s).max().unwrap_or(0);
     // Per step: the gates' two products (the input as wide as the state, as SeqGAN's
     // embedding) and the logits.
     let macs = spec.length * (2 * 4 * hidden * hidden + hidden * cell.vocabulary);
+    let pgq = match (pgq, engines.contains(&EngineKind::Int8)) {
+        (_, false) => Vec::new(),
+        (Some(p), true) => read(p)?,
+        (None, true) => {
+            let options = QuantizeOptions {
+                length: Some(spec.length),
+                ..Default::default()
+            };
+            quantize(onnx, &options)?.0
+        }
+    };
     let mut list: Vec<Box<dyn Runner>> = vec![Box::new(tract)];
+    if !pgq.is_empty() {
+        let m = Model::parse(&pgq)?;
+        for isa in Isa::available() {
+            list.push(Box::new(Int8Runner::new(m, isa).with_threads(threads)));
+        }
+    }
     if engines.contains(&EngineKind::Ort) {
         list.push(ort_runner(onnx, threads)?);
     }
@@ -788,6 +813,15 @@ fn calibration_samples(
     Ok(out)
 }
 
+/// A token cell's `--length`, checked.
+fn token_length(length: usize) -> Result<usize> {
+    let max = pocketgan_runtime::tokens::MAX_LENGTH;
+    if !(1..=max).contains(&length) {
+        bail!("--length {length}: expected 1 to {max}");
+    }
+    Ok(length)
+}
+
 /// `pocketgan run`: reads each named input, runs the model, writes each output.
 fn sample_model(
     model: &Path,
@@ -803,13 +837,7 @@ fn sample_model(
     use pocketgan_runtime::tokens::TokenSpec;
     let bytes = read(model)?;
     let mut token_spec = pocketgan_runtime::tokens::model_tokens(&bytes)?;
-    if let Some(length) = length {
-        if !(1..=pocketgan_runtime::tokens::MAX_LENGTH).contains(&length) {
-            bail!(
-                "--length {length}: expected 1 to {}",
-                pocketgan_runtime::tokens::MAX_LENGTH
-            );
-        }
+    if let Some(length) = length.map(token_length).transpose()? {
         token_spec.get_or_insert(TokenSpec::ids(length)).length = length;
     }
     let noise = noise

@@ -151,7 +151,10 @@ fn pocketgan_sample_writes_token_sequences() {
 fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
     let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    logits.iter().map(|&l| l as f64 - max - total.ln()).collect()
+    logits
+        .iter()
+        .map(|&l| l as f64 - max - total.ln())
+        .collect()
 }
 
 #[test]
@@ -175,11 +178,19 @@ fn pytorch_token_cells_import_step_as_pytorch_and_quantize() {
         assert_eq!(g.outputs.len(), 3, "{file}");
         let count = |kind: &str| g.nodes.iter().filter(|n| n.op.kind() == kind).count();
         assert_eq!(
-            (count("Slice"), count("Sigmoid"), count("Tanh"), count("Embed")),
+            (
+                count("Slice"),
+                count("Sigmoid"),
+                count("Tanh"),
+                count("Embed")
+            ),
             (4, 3, 2, 1),
             "{file}"
         );
-        assert!(g.nodes.iter().all(|n| !matches!(n.op, FloatOp::Reshape { .. })));
+        assert!(g
+            .nodes
+            .iter()
+            .all(|n| !matches!(n.op, FloatOp::Reshape { .. })));
         // Stepped through PyTorch's sequences, feeding back its own states.
         let (mut h, mut c) = (vec![0.0; 2 * HIDDEN], vec![0.0; 2 * HIDDEN]);
         let mut prev = vec![0f32; 2];
@@ -196,9 +207,15 @@ fn pytorch_token_cells_import_step_as_pytorch_and_quantize() {
                     .zip(&want[at..at + VOCAB])
                     .map(|(a, b)| (a - b).abs())
                     .fold(0f32, f32::max);
-                assert!(worst <= 1e-4, "{file}, float graph, step {t}, sequence {s}: {worst}");
+                assert!(
+                    worst <= 1e-4,
+                    "{file}, float graph, step {t}, sequence {s}: {worst}"
+                );
             }
-            (h, c) = (out.remove(&g.outputs[1]).unwrap(), out.remove(&g.outputs[2]).unwrap());
+            (h, c) = (
+                out.remove(&g.outputs[1]).unwrap(),
+                out.remove(&g.outputs[2]).unwrap(),
+            );
             prev = (0..2).map(|s| tokens[s * STEPS + t]).collect();
         }
         // int8, calibrated on its own sequences, stepped through PyTorch's: each step's
@@ -217,17 +234,30 @@ fn pytorch_token_cells_import_step_as_pytorch_and_quantize() {
             let (logits, h1, c1) = step(&mut int8, &prev, h, c);
             for s in 0..2 {
                 let at = (s * STEPS + t) * VOCAB;
-                let (p, q) = (log_softmax(&want[at..at + VOCAB]), log_softmax(&logits[s * VOCAB..(s + 1) * VOCAB]));
-                kl.push(p.iter().zip(&q).map(|(lp, lq)| lp.exp() * (lp - lq)).sum::<f64>());
+                let (p, q) = (
+                    log_softmax(&want[at..at + VOCAB]),
+                    log_softmax(&logits[s * VOCAB..(s + 1) * VOCAB]),
+                );
+                kl.push(
+                    p.iter()
+                        .zip(&q)
+                        .map(|(lp, lq)| lp.exp() * (lp - lq))
+                        .sum::<f64>(),
+                );
             }
             (h, c) = (h1, c1);
             prev = (0..2).map(|s| tokens[s * STEPS + t] as u32).collect();
         }
         let mean = kl.iter().sum::<f64>() / kl.len() as f64;
         let worst = kl.iter().fold(0f64, |a, &b| a.max(b));
-        eprintln!("{file}: int8 KL(PyTorch || int8) per step: mean {mean:.4}, worst {worst:.4} nats");
+        eprintln!(
+            "{file}: int8 KL(PyTorch || int8) per step: mean {mean:.4}, worst {worst:.4} nats"
+        );
         // Measured 0.0044 and 0.0092 (N(0, 1) weights, logits over a range of about 20).
-        assert!(mean <= 0.01 && worst <= 0.03, "{file}: KL mean {mean}, worst {worst}");
+        assert!(
+            mean <= 0.01 && worst <= 0.03,
+            "{file}: KL mean {mean}, worst {worst}"
+        );
         // The sampler runs on the int8 cell as on any engine: per sample, whatever the batch.
         let few = sample_tokens(&mut int8, &TokenSpec::ids(4), 3, 9).unwrap();
         let many = sample_tokens(&mut int8, &TokenSpec::ids(4), 300, 9).unwrap();

@@ -141,7 +141,10 @@ pub enum FloatOp {
     },
     /// Channels `start..start + len` (axis 0 of the per-sample shape): one gate's share of an
     /// LSTM cell's pre-activations.
-    Slice { start: usize, len: usize },
+    Slice {
+        start: usize,
+        len: usize,
+    },
     /// `table[class]` (table `[classes][dim]`), the class input's row: PyTorch's
     /// `nn.Embedding`, joined to the latent by a [`FloatOp::Concat`] in the project's cGANs, or
     /// a token cell's token embedding.

@@ -948,7 +948,10 @@ impl<'a> Walker<'a> {
     /// `[1, N, H]`) that PyTorch's export then takes away again.
     fn only_read_by_first_entry(&self, node: &TypedNode) -> bool {
         let readers: Vec<&InletId> = node.outputs.iter().flat_map(|o| &o.successors).collect();
-        !readers.is_empty() && readers.iter().all(|i| self.takes_first_entry(self.m.node(i.node)))
+        !readers.is_empty()
+            && readers
+                .iter()
+                .all(|i| self.takes_first_entry(self.m.node(i.node)))
     }
 
     /// `Gather(x, 0)` on axis 0 with a constant scalar index 0.
@@ -956,9 +959,9 @@ impl<'a> Walker<'a> {
         node.op_as::<ops::array::Gather>()
             .is_some_and(|g| g.axis == 0)
             && node.inputs.len() == 2
-            && self.konst(node.inputs[1]).is_some_and(|k| {
-                k.rank() == 0 && k.cast_to_scalar::<i64>().is_ok_and(|v| v == 0)
-            })
+            && self
+                .konst(node.inputs[1])
+                .is_some_and(|k| k.rank() == 0 && k.cast_to_scalar::<i64>().is_ok_and(|v| v == 0))
     }
 
     /// `Gather(table, class)`: an embedding lookup on a class input.
@@ -1018,18 +1021,18 @@ impl<'a> Walker<'a> {
     /// i, o, f = sigmoid(slices 0, 1, 2)   g = tanh(slice 3)
     /// c' = f * c + i * g                  h' = o * tanh(c')
     /// ```
-    fn lstm_epilogue(
-        &mut self,
-        node: &TypedNode,
-        op: &ops::lstm_cell::LstmEpilogue,
-    ) -> MapResult {
+    fn lstm_epilogue(&mut self, node: &TypedNode, op: &ops::lstm_cell::LstmEpilogue) -> MapResult {
         let hidden = op.hidden;
         let (preact, c) = match node.inputs[..] {
             [p, c] => (p, c),
-            _ => return Err("an LSTM epilogue reads the pre-activations and the cell state".into()),
+            _ => {
+                return Err("an LSTM epilogue reads the pre-activations and the cell state".into())
+            }
         };
-        let (Some(preact), Some(c)) = (self.names.get(&preact).cloned(), self.names.get(&c).cloned())
-        else {
+        let (Some(preact), Some(c)) = (
+            self.names.get(&preact).cloned(),
+            self.names.get(&c).cloned(),
+        ) else {
             return Err("its inputs are not values the importer knows".into());
         };
         if self.shape(node.inputs[0])? != [4 * hidden] || self.shape(node.inputs[1])? != [hidden] {

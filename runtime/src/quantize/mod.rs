@@ -92,6 +92,32 @@ pub struct QuantizeReport {
     /// PSNR of the int8 images against the float images (peak-to-peak 2: pixels in [-1, 1]).
     pub psnr_db: f64,
     pub eval_samples: usize,
+    /// A token cell: the mean KL divergence, in nats, of the int8 cell's next-token
+    /// distribution from the float cell's, one step from the same token and states (the eval
+    /// samples are the steps of sequences the float cell drew).
+    pub token_kl: Option<f64>,
+}
+
+/// Mean KL(p || q) in nats over rows of logits (`p` the reference's).
+fn mean_kl(reference: &[f32], test: &[f32], width: usize) -> f64 {
+    let log_softmax = |l: &[f32]| -> Vec<f64> {
+        let max = l.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let total: f64 = l.iter().map(|&v| (v as f64 - max).exp()).sum();
+        l.iter().map(|&v| v as f64 - max - total.ln()).collect()
+    };
+    let rows = reference.len() / width.max(1);
+    let total: f64 = reference
+        .chunks_exact(width.max(1))
+        .zip(test.chunks_exact(width.max(1)))
+        .map(|(p, q)| {
+            let (p, q) = (log_softmax(p), log_softmax(q));
+            p.iter()
+                .zip(&q)
+                .map(|(a, b)| a.exp() * (a - b))
+                .sum::<f64>()
+        })
+        .sum();
+    total / rows.max(1) as f64
 }
 
 /// Seeded standard-normal latents `[n, latent]`, the same draws as the firmware's
@@ -333,7 +359,10 @@ fn token_cell_inputs(
             .map(|(i, v)| (i.name.as_str(), v.as_slice()))
             .collect();
         let mut out = graph.run(&named, n).map_err(|e| fail(e.to_string()))?;
-        let mut take = |o: &String| out.remove(o).ok_or_else(|| fail(format!("{o} not computed")));
+        let mut take = |o: &String| {
+            out.remove(o)
+                .ok_or_else(|| fail(format!("{o} not computed")))
+        };
         let logits = take(&graph.outputs[0])?;
         let vocabulary = logits.len() / n;
         current[token] = logits
@@ -423,7 +452,12 @@ fn evaluate(
     options: &QuantizeOptions,
 ) -> Result<QuantizeReport, QuantizeError> {
     let model = Model::parse(&q.bytes)?;
-    let (inputs, n) = inputs_for(graph, options.seed.wrapping_add(1), options.eval.max(1), options)?;
+    let (inputs, n) = inputs_for(
+        graph,
+        options.seed.wrapping_add(1),
+        options.eval.max(1),
+        options,
+    )?;
     let named: Vec<(&str, &[f32])> = graph
         .inputs
         .iter()
@@ -467,6 +501,11 @@ fn evaluate(
         }
     })?;
     let outputs = runner.run(&values, n)?;
+    let cell = graph.inputs.iter().any(|i| i.kind == InputKind::State);
+    let token_kl = match (cell, reference.get(&graph.outputs[0]), outputs.first()) {
+        (true, Some(want), Some(Values::F32(got))) => Some(mean_kl(want, got, want.len() / n)),
+        _ => None,
+    };
     let (mut want, mut got) = (Vec::new(), Vec::new());
     for (o, v) in graph.outputs.iter().zip(outputs) {
         if let (Some(r), Values::F32(y)) = (reference.get(o), v) {
@@ -478,5 +517,6 @@ fn evaluate(
         layers,
         psnr_db: psnr_db(&want, &got),
         eval_samples: n,
+        token_kl,
     })
 }
