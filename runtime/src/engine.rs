@@ -1,7 +1,7 @@
 //! Engines that turn latents into images: our int8 interpreter, tract (f32) and onnxruntime.
 
 use crate::format::{Model, Shape};
-use crate::graph::Graph;
+use crate::import::LatentGenerator;
 use crate::interp::{check_classes, run_conditional, run_generator};
 use crate::kernels::Isa;
 use std::collections::HashMap;
@@ -168,63 +168,31 @@ pub fn check_image_shape(shape: (usize, usize, usize)) -> Result<(), EngineError
     Ok(())
 }
 
-/// How an ONNX generator takes its inputs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnnxInputs {
-    pub latent: String,
-    /// 2 for `[N, latent]`, 4 for `[N, latent, 1, 1]`.
-    pub latent_rank: usize,
-    /// Position of the latent among the graph's inputs.
-    pub latent_at: usize,
-    /// A conditional generator's class input (int64 `[N]`) and its position.
-    pub class: Option<(String, usize)>,
-    /// Class count, 0 for an unconditional generator.
-    pub classes: usize,
+/// How an ONNX file takes its inputs as a latent generator ([`LatentGenerator`]), read by the
+/// importer; the unconditional `z [N, latent]` if it does not import.
+pub(crate) fn generator_inputs(onnx: &[u8]) -> LatentGenerator {
+    latent_generator(onnx).unwrap_or_else(|_| LatentGenerator {
+        latent_input: crate::ONNX_INPUT.into(),
+        latent_at: 0,
+        latent: 0,
+        latent_rank: 2,
+        class: None,
+        classes: 0,
+        image: (0, 0, 0),
+    })
 }
 
-impl OnnxInputs {
-    /// Reads them from the graph (the unconditional `z [N, latent]` if it does not import).
-    pub fn of(onnx: &[u8]) -> OnnxInputs {
-        Self::read(onnx).unwrap_or_else(|| OnnxInputs {
-            latent: crate::ONNX_INPUT.into(),
-            latent_rank: 2,
-            latent_at: 0,
-            class: None,
-            classes: 0,
-        })
-    }
-
-    fn read(onnx: &[u8]) -> Option<OnnxInputs> {
-        let proto = tract_onnx::onnx()
-            .proto_model_for_read(&mut std::io::Cursor::new(onnx))
-            .ok()?;
-        let graph = Graph::from_onnx_bytes(onnx).ok()?;
-        let g = proto.graph.as_ref()?;
-        let inputs: Vec<&str> = g
-            .input
-            .iter()
-            .filter(|i| !g.initializer.iter().any(|t| t.name == i.name))
-            .map(|i| i.name.as_str())
-            .collect();
-        let at = |name: &str| inputs.iter().position(|i| *i == name);
-        Some(OnnxInputs {
-            latent_at: at(&graph.input)?,
-            class: match &graph.class_input {
-                Some(c) => Some((c.clone(), at(c)?)),
-                None => None,
-            },
-            latent: graph.input,
-            latent_rank: graph.input_rank,
-            classes: graph.classes,
-        })
-    }
+/// An ONNX file's signature as a latent generator: its latent and class inputs and the shape of
+/// its image.
+pub fn latent_generator(onnx: &[u8]) -> Result<LatentGenerator, crate::import::ImportError> {
+    crate::import::FloatGraph::from_onnx_bytes(onnx)?.latent_generator()
 }
 
 /// Float inference through tract, one optimized plan per batch size.
 pub struct TractEngine {
     bytes: Vec<u8>,
     latent: usize,
-    inputs: OnnxInputs,
+    inputs: LatentGenerator,
     image: (usize, usize, usize),
     outputs: Vec<String>,
     plans: HashMap<usize, std::sync::Arc<TypedRunnableModel>>,
@@ -237,7 +205,7 @@ impl TractEngine {
         TractEngine {
             bytes: onnx.to_vec(),
             latent,
-            inputs: OnnxInputs::of(onnx),
+            inputs: generator_inputs(onnx),
             image,
             outputs: Vec::new(),
             plans: HashMap::new(),

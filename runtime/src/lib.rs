@@ -11,8 +11,6 @@ pub mod bench;
 pub mod engine;
 pub mod format;
 #[cfg(feature = "std")]
-pub mod graph;
-#[cfg(feature = "std")]
 pub mod import;
 pub mod interp;
 pub mod kernels;

@@ -255,9 +255,8 @@ fn parse_isa(name: Option<&str>) -> Result<Isa> {
 }
 
 fn onnx_shape(onnx: &[u8]) -> Result<(usize, (usize, usize, usize))> {
-    let mut g = pocketgan_runtime::graph::Graph::from_onnx_bytes(onnx)?;
-    g.simplify()?;
-    Ok((g.latent, g.output_shape()))
+    let g = pocketgan_runtime::engine::latent_generator(onnx)?;
+    Ok((g.latent, g.image))
 }
 
 #[cfg(feature = "ort")]

@@ -5,9 +5,9 @@
 
 mod common;
 
+use pocketgan_runtime::engine::latent_generator;
 use pocketgan_runtime::engine::ort::{resolve_library, OrtEngine, DYLIB_ENV};
 use pocketgan_runtime::engine::{Engine, EngineError, TractEngine};
-use pocketgan_runtime::graph::Graph;
 use pocketgan_runtime::npy;
 use pocketgan_runtime::quantize::latents;
 use std::path::PathBuf;
@@ -30,9 +30,8 @@ fn fixture() -> PathBuf {
 #[test]
 fn ort_matches_tract() -> Result {
     let bytes = std::fs::read(fixture())?;
-    let mut graph = Graph::from_onnx_bytes(&bytes)?;
-    graph.simplify()?;
-    let (latent, image) = (graph.latent, graph.output_shape());
+    let graph = latent_generator(&bytes)?;
+    let (latent, image) = (graph.latent, graph.image);
     let mut ort = OrtEngine::new(&bytes, latent, image, 1)?;
     let mut tract = TractEngine::new(&bytes, latent, image);
     assert_eq!(ort.name(), "onnxruntime f32");
@@ -133,9 +132,8 @@ fn ort_matches_tract_with_classes() -> Result {
     assert!(status.success(), "needs python3 with onnx and numpy");
     let onnx = dir.join("cgan.onnx");
     let bytes = std::fs::read(&onnx)?;
-    let mut graph = Graph::from_onnx_bytes(&bytes)?;
-    graph.simplify()?;
-    let (latent, image) = (graph.latent, graph.output_shape());
+    let graph = latent_generator(&bytes)?;
+    let (latent, image) = (graph.latent, graph.image);
     let mut ort = OrtEngine::new(&bytes, latent, image, 1)?;
     let mut tract = TractEngine::new(&bytes, latent, image);
     assert_eq!((ort.classes(), tract.classes()), (10, 10));

@@ -7,9 +7,9 @@
 
 mod common;
 
+use pocketgan_runtime::engine::latent_generator;
 use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
 use pocketgan_runtime::format::Model;
-use pocketgan_runtime::graph::Graph;
 use pocketgan_runtime::kernels::Isa;
 use pocketgan_runtime::quantize::{latents, psnr_db, quantize, QuantizeOptions};
 use std::path::PathBuf;
@@ -29,9 +29,8 @@ fn options() -> QuantizeOptions {
 fn check_quantized(file: &str, pgq: &[u8]) -> f64 {
     let onnx = fixture(file);
     let model = Model::parse(pgq).unwrap();
-    let mut g = Graph::from_onnx_bytes(&onnx).unwrap();
-    g.simplify().unwrap();
-    let mut tract = TractEngine::new(&onnx, g.latent, g.output_shape());
+    let g = latent_generator(&onnx).unwrap();
+    let mut tract = TractEngine::new(&onnx, g.latent, g.image);
     let mut lowest = f64::INFINITY;
     for n in [1, 3] {
         let z = latents(99, n, g.latent);
@@ -54,6 +53,44 @@ fn check_quantized(file: &str, pgq: &[u8]) -> f64 {
         );
     }
     lowest
+}
+
+/// PyTorch-GAN's cGAN multiplies its class embedding with the latent (`torch.mul(emb(c), z)`;
+/// a real torch.onnx.export kept with the bad inputs, where it once crashed the quantizer and
+/// was then refused): the embedding is an int8 `Embed` of its own, before the `Mul`. Every
+/// class within 30 dB of tract, the same bytes on every kernel family.
+#[test]
+fn a_class_embedding_multiplied_with_the_latent_quantizes() {
+    let path = common::repo_root().join("runtime/tests/fixtures/bad/class_mul_op13.onnx");
+    let onnx = std::fs::read(path).unwrap();
+    let (pgq, report) = quantize(&onnx, &options()).unwrap();
+    assert!(report.psnr_db >= 30.0, "{:.1} dB", report.psnr_db);
+    let model = Model::parse(&pgq).unwrap();
+    let g = latent_generator(&onnx).unwrap();
+    assert!(g.classes > 1 && model.classes() == g.classes);
+    let mut tract = TractEngine::new(&onnx, g.latent, g.image);
+    let n = 3;
+    let z = latents(5, n, g.latent);
+    let mut per_class = Vec::new();
+    for class in 0..g.classes as u32 {
+        let labels = vec![class; n];
+        let float = tract.generate_with(&z, &labels, n).unwrap();
+        let mut outputs = Vec::new();
+        for isa in Isa::available() {
+            let images = Int8Engine::new(model, isa)
+                .generate_with(&z, &labels, n)
+                .unwrap();
+            let psnr = psnr_db(&float, &images);
+            assert!(psnr >= 30.0, "class {class} {}: {psnr:.1} dB", isa.name());
+            outputs.push(images);
+        }
+        assert!(outputs.iter().all(|o| *o == outputs[0]), "class {class}");
+        per_class.push(outputs.swap_remove(0));
+    }
+    assert!(
+        per_class.windows(2).any(|w| w[0] != w[1]),
+        "the class changes nothing"
+    );
 }
 
 #[test]
@@ -83,9 +120,8 @@ fn real_pytorch_dcgan_exports_quantize_within_30_db() {
 fn view_dcgan_at_full_width_quantizes_within_30_db() {
     let file = "dcgan_view_op17_dyn.onnx";
     let onnx = fixture(file);
-    let mut g = Graph::from_onnx_bytes(&onnx).unwrap();
-    g.simplify().unwrap();
-    assert_eq!((g.latent, g.output_shape()), (64, (1, 28, 28)));
+    let g = latent_generator(&onnx).unwrap();
+    assert_eq!((g.latent, g.image), (64, (1, 28, 28)));
     let (pgq, report) = quantize(&onnx, &options()).unwrap();
     let lowest = check_quantized(file, &pgq);
     eprintln!("{file}: {:.1} dB, lowest {lowest:.1} dB", report.psnr_db);

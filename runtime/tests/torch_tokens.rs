@@ -48,6 +48,17 @@ fn step(
     (f.next().unwrap(), f.next().unwrap(), f.next().unwrap())
 }
 
+/// The largest difference between `logits` (rows of VOCAB, one per sequence of the batch of
+/// two) and PyTorch's at `step` of sequence `s`.
+fn worst_against_pytorch(logits: &[f32], want: &[f32], s: usize, step: usize) -> f32 {
+    let at = (s * STEPS + step) * VOCAB;
+    logits[s * VOCAB..(s + 1) * VOCAB]
+        .iter()
+        .zip(&want[at..at + VOCAB])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+}
+
 #[test]
 fn pytorch_token_cells_step_as_pytorch() {
     let tokens = npy::parse(&fixture("seqgan_cell.tokens.npy")).unwrap().data;
@@ -61,12 +72,7 @@ fn pytorch_token_cells_step_as_pytorch() {
         for t in 0..STEPS {
             let (logits, h1, c1) = step(&mut cell, &prev, h, c);
             for s in 0..2 {
-                let at = (s * STEPS + t) * VOCAB;
-                let worst = logits[s * VOCAB..(s + 1) * VOCAB]
-                    .iter()
-                    .zip(&want[at..at + VOCAB])
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let worst = worst_against_pytorch(&logits, &want, s, t);
                 assert!(worst <= 1e-4, "{file}, step {t}, sequence {s}: {worst}");
             }
             (h, c) = (h1, c1);
@@ -201,12 +207,7 @@ fn pytorch_token_cells_import_step_as_pytorch_and_quantize() {
                 .unwrap();
             let logits = out.remove(&g.outputs[0]).unwrap();
             for s in 0..2 {
-                let at = (s * STEPS + t) * VOCAB;
-                let worst = logits[s * VOCAB..(s + 1) * VOCAB]
-                    .iter()
-                    .zip(&want[at..at + VOCAB])
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let worst = worst_against_pytorch(&logits, &want, s, t);
                 assert!(
                     worst <= 1e-4,
                     "{file}, float graph, step {t}, sequence {s}: {worst}"

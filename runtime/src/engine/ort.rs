@@ -6,7 +6,8 @@
 //! is an [`EngineError::Ort`], never a panic.
 
 use super::runner::{check, fixed_batch, onnx_specs, Runner, TensorSpec, Values};
-use super::{check_latents, Engine, EngineError, OnnxInputs};
+use super::{check_latents, generator_inputs, Engine, EngineError};
+use crate::import::LatentGenerator;
 use crate::interp::check_classes;
 use ::ort::environment::Environment;
 use ::ort::session::Session;
@@ -210,7 +211,7 @@ fn session(onnx: &[u8], threads: usize) -> Result<Session, EngineError> {
 /// Float inference through onnxruntime's CPU provider.
 pub struct OrtEngine {
     session: Session,
-    inputs: OnnxInputs,
+    inputs: LatentGenerator,
     output: String,
     latent: usize,
     image: (usize, usize, usize),
@@ -227,12 +228,12 @@ impl OrtEngine {
         threads: usize,
     ) -> Result<OrtEngine, EngineError> {
         let session = session(onnx, threads)?;
-        let mut inputs = OnnxInputs::of(onnx);
+        let mut inputs = generator_inputs(onnx);
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         match &inputs.class {
             // An unconditional generator's one input is its latent, whatever its name.
             None => {
-                inputs.latent = names
+                inputs.latent_input = names
                     .first()
                     .ok_or_else(|| EngineError::Ort("the model has no input".into()))?
                     .to_string()
@@ -241,7 +242,7 @@ impl OrtEngine {
                 if names.len() != 2 || !names.contains(&class.as_str()) {
                     return Err(EngineError::Ort(format!(
                         "the session's inputs are {names:?}; expected {} and {class}",
-                        inputs.latent
+                        inputs.latent_input
                     )));
                 }
             }
@@ -284,7 +285,7 @@ impl Engine for OrtEngine {
         check_latents(z, n, self.latent)?;
         check_classes(self.inputs.classes, n, classes)?;
         let tensor = TensorRef::from_array_view(([n, self.latent], z)).map_err(ort_err)?;
-        let latent = self.inputs.latent.as_str();
+        let latent = self.inputs.latent_input.as_str();
         let outputs = match &self.inputs.class {
             None => self.session.run(::ort::inputs![latent => tensor]),
             Some((class, _)) => {

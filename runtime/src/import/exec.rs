@@ -32,6 +32,21 @@ pub enum RunError {
 }
 
 impl FloatGraph {
+    /// [`FloatGraph::run`] on one batch of values per graph input, in the inputs' order.
+    pub fn run_ordered(
+        &self,
+        values: &[Vec<f32>],
+        batch: usize,
+    ) -> Result<HashMap<String, Vec<f32>>, RunError> {
+        let named: Vec<(&str, &[f32])> = self
+            .inputs
+            .iter()
+            .zip(values)
+            .map(|(i, v)| (i.name.as_str(), v.as_slice()))
+            .collect();
+        self.run(&named, batch)
+    }
+
     /// Runs `batch` samples. `inputs` gives every graph input by name, batch-major (class
     /// inputs as f32 indices). Returns every tensor: the inputs and each node's output.
     pub fn run(

@@ -9,7 +9,6 @@
 //! calibration and the tests' reference); [`FloatGraph::simplify`] folds BatchNorm where the
 //! fold is exact.
 
-mod chain;
 mod exec;
 mod simplify;
 mod tract;
@@ -250,6 +249,86 @@ impl FloatGraph {
             .map(|n| n.inputs.iter().filter(|i| *i == tensor).count())
             .sum::<usize>()
             + self.outputs.iter().filter(|o| *o == tensor).count()
+    }
+}
+
+/// How a latent generator takes its inputs and what it returns: the view of a graph that the
+/// `generate` convenience (engines of latents in, images out) needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatentGenerator {
+    /// The latent input's name and its position among the graph's inputs.
+    pub latent_input: String,
+    pub latent_at: usize,
+    pub latent: usize,
+    /// 2 for `[N, latent]`, 4 for `[N, latent, 1, 1]` (pytorch/examples' DCGAN).
+    pub latent_rank: usize,
+    /// A conditional generator's class input (int64 `[N]`) and its position.
+    pub class: Option<(String, usize)>,
+    /// Class count, 0 for an unconditional generator.
+    pub classes: usize,
+    /// `(c, h, w)` of one output (a vector `[n]` is `(n, 1, 1)`).
+    pub image: (usize, usize, usize),
+}
+
+impl FloatGraph {
+    /// This graph as a latent generator: one latent input, at most one class input, one output
+    /// image or vector; otherwise an error that says what it takes instead.
+    pub fn latent_generator(&self) -> Result<LatentGenerator, ImportError> {
+        let bad = |reason: String| ImportError::Input {
+            name: self
+                .inputs
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason,
+        };
+        let latents: Vec<usize> = (0..self.inputs.len())
+            .filter(|&k| self.inputs[k].kind == InputKind::Latent)
+            .collect();
+        let classes: Vec<usize> = (0..self.inputs.len())
+            .filter(|&k| matches!(self.inputs[k].kind, InputKind::Class { .. }))
+            .collect();
+        let (&[at], 0..=1) = (&latents[..], classes.len()) else {
+            return Err(bad(format!(
+                "a latent generator takes one latent and at most one class input, not {} and {}",
+                latents.len(),
+                classes.len()
+            )));
+        };
+        if latents.len() + classes.len() != self.inputs.len() {
+            return Err(bad("a latent generator takes no other inputs".into()));
+        }
+        let z = &self.inputs[at];
+        let (latent, latent_rank) = match z.shape[..] {
+            [n] => (n, 2),
+            [n, 1, 1] => (n, 4),
+            _ => return Err(bad(format!("the latent has shape {:?}", z.shape))),
+        };
+        let image = match (self.outputs.as_slice(), self.outputs.first().and_then(|o| self.shape_of(o))) {
+            ([_], Some(&[c, h, w])) => (c, h, w),
+            ([_], Some(&[n])) => (n, 1, 1),
+            (outputs, shape) => {
+                return Err(bad(format!(
+                    "a latent generator returns one image or vector, not {} outputs (the first {shape:?})",
+                    outputs.len()
+                )))
+            }
+        };
+        let class = classes.first().map(|&k| (self.inputs[k].name.clone(), k));
+        let classes = classes.first().map_or(0, |&k| match self.inputs[k].kind {
+            InputKind::Class { classes } => classes,
+            _ => 0,
+        });
+        Ok(LatentGenerator {
+            latent_input: z.name.clone(),
+            latent_at: at,
+            latent,
+            latent_rank,
+            class,
+            classes,
+            image,
+        })
     }
 }
 

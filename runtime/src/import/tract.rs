@@ -199,6 +199,18 @@ fn mark_states(g: &mut FloatGraph) {
     }
 }
 
+/// The values of a float initializer (raw little-endian bytes or the repeated field).
+fn float_values(t: &tract_onnx::pb::TensorProto) -> Vec<f32> {
+    if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+}
+
 /// Refuses a BatchNormalization whose variance initializer holds a negative number or NaN:
 /// decluttering folds it into a Mul and an Add, after which no engine could tell.
 pub(crate) fn check_batch_norms(proto: &tract_onnx::pb::ModelProto) -> Result<(), ImportError> {
@@ -212,7 +224,7 @@ pub(crate) fn check_batch_norms(proto: &tract_onnx::pb::ModelProto) -> Result<()
         let Some(t) = g.initializer.iter().find(|t| &t.name == var) else {
             continue;
         };
-        let values = crate::graph::float_values(t);
+        let values = float_values(t);
         if let Some(&value) = values.iter().find(|v| !(**v >= 0.0)) {
             return Err(ImportError::Variance {
                 node: node.name.clone(),
@@ -238,7 +250,7 @@ fn expand_uniform_scalars(proto: &mut tract_onnx::pb::ModelProto) {
         if t.data_type != DataType::Float as i32 {
             return None;
         }
-        let v = crate::graph::float_values(t);
+        let v = float_values(t);
         let first = *v.first()?;
         v.iter().all(|&x| x == first).then_some(first)
     };

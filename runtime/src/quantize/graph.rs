@@ -8,11 +8,10 @@
 //! functions, fixed-point multipliers for `Add`, `Mul`, `Concat` and instance normalisation.
 
 use super::{
-    multiplier, quant_for_range, quantize_weights, range, requant_params, Calibration,
+    multiplier, quant_for_range, quantize_weights, range, requant_params, Calibration, Fused,
     QuantizeError,
 };
 use crate::format::{ConvGeometry, Quant, Shape, TensorInfo, TensorKind};
-use crate::graph::Fused;
 use crate::import::{FloatGraph, FloatOp, InputKind};
 use crate::ops::concat::Part;
 use crate::ops::instance_norm::Affine;
@@ -208,14 +207,8 @@ pub fn quantize_graph(
     let fail =
         |node: &str, reason: String| QuantizeError::Calibration(format!("node {node}: {reason}"));
     // Every tensor's float values over the calibration batch.
-    let inputs: Vec<(&str, &[f32])> = graph
-        .inputs
-        .iter()
-        .zip(calib)
-        .map(|(i, v)| (i.name.as_str(), v.as_slice()))
-        .collect();
     let values = graph
-        .run(&inputs, calib_n)
+        .run_ordered(calib, calib_n)
         .map_err(|e| QuantizeError::Calibration(e.to_string()))?;
     if values.values().any(|v| v.iter().any(|x| !x.is_finite())) {
         return Err(QuantizeError::Calibration(

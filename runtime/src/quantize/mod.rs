@@ -12,11 +12,17 @@ pub mod graph;
 use crate::engine::runner::{dequantize_out, Int8Runner, Runner, Values};
 use crate::engine::EngineError;
 use crate::format::{FormatError, Model, Quant, Shape};
-use crate::graph::{Fused, ImportError};
 use crate::import::{FloatGraph, InputKind};
 use crate::kernels::{Isa, MAX_SHIFT};
 use crate::tokens::TokenSpec;
 use crate::write::{EncodeError, RequantParams};
+
+/// An activation fused into the matrix op before it (its clamp).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fused {
+    None,
+    Relu,
+}
 
 /// How activation ranges are taken from calibration values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,9 +63,7 @@ impl Default for QuantizeOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum QuantizeError {
     #[error(transparent)]
-    Import(#[from] ImportError),
-    #[error(transparent)]
-    Graph(#[from] crate::import::ImportError),
+    Import(#[from] crate::import::ImportError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -352,13 +356,9 @@ fn token_cell_inputs(
         for (r, c) in rows.iter_mut().zip(&current) {
             r.extend_from_slice(c);
         }
-        let named: Vec<(&str, &[f32])> = graph
-            .inputs
-            .iter()
-            .zip(&current)
-            .map(|(i, v)| (i.name.as_str(), v.as_slice()))
-            .collect();
-        let mut out = graph.run(&named, n).map_err(|e| fail(e.to_string()))?;
+        let mut out = graph
+            .run_ordered(&current, n)
+            .map_err(|e| fail(e.to_string()))?;
         let mut take = |o: &String| {
             out.remove(o)
                 .ok_or_else(|| fail(format!("{o} not computed")))
@@ -458,14 +458,8 @@ fn evaluate(
         options.eval.max(1),
         options,
     )?;
-    let named: Vec<(&str, &[f32])> = graph
-        .inputs
-        .iter()
-        .zip(&inputs)
-        .map(|(i, v)| (i.name.as_str(), v.as_slice()))
-        .collect();
     let reference = graph
-        .run(&named, n)
+        .run_ordered(&inputs, n)
         .map_err(|e| QuantizeError::Calibration(e.to_string()))?;
     let mut runner = Int8Runner::new(model, Isa::detect());
     let values: Vec<Values> = graph

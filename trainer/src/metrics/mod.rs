@@ -278,10 +278,9 @@ impl Generator {
                     let model = pocketgan_runtime::Model::parse(&bytes).map_err(|e| failed(&e))?;
                     Box::new(Int8Engine::new(model, pocketgan_runtime::Isa::detect()))
                 } else {
-                    let mut g = pocketgan_runtime::graph::Graph::from_onnx_bytes(&bytes)
+                    let g = pocketgan_runtime::engine::latent_generator(&bytes)
                         .map_err(|e| failed(&e))?;
-                    g.simplify().map_err(|e| failed(&e))?;
-                    Box::new(TractEngine::new(&bytes, g.latent, g.output_shape()))
+                    Box::new(TractEngine::new(&bytes, g.latent, g.image))
                 };
                 let latent = engine.latent();
                 let z = pocketgan_runtime::quantize::latents(seed, n, latent);
