@@ -1,41 +1,66 @@
 //! pocketgan runtime: int8 generators on our own kernels.
 //!
-//! The core (`format`, `kernels`, `interp`) is `no_std` and allocation-free: a model is a
-//! validated view over the bytes of a `.pgq` file, and inference runs in an arena the caller
-//! provides. Feature `std` adds the ONNX importer, the quantizer, the engines and the CLI.
+//! Two sides, one folder each. `src/device/` (format, ops, plan, interpreter, kernels, latent) is
+//! `no_std` and allocation-free: a model is a validated view over the bytes of a `.pgq` file, and
+//! inference runs in an arena the caller provides. `src/host/` (feature `std`) adds the ONNX
+//! importer, the quantizer, the engines and what the CLI (`src/main.rs`) is built from.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
+// The device side (`src/device/`): `no_std`, allocation-free, what a microcontroller runs.
+#[path = "device/format.rs"]
+pub mod format;
+#[path = "device/interp.rs"]
+pub mod interp;
+#[path = "device/kernels/mod.rs"]
+pub mod kernels;
+#[path = "device/latent.rs"]
+pub mod latent;
+#[path = "device/ops/mod.rs"]
+pub mod ops;
+#[path = "device/plan.rs"]
+pub mod plan;
+
+// The host side (`src/host/`, feature `std`): the importer, the quantizer, the engines and the
+// CLI's building blocks. The encoder (`write`) and the format upgrade are also built for the
+// device side's tests.
 #[cfg(feature = "std")]
+#[path = "host/bench.rs"]
 pub mod bench;
 #[cfg(feature = "std")]
+#[path = "host/engine/mod.rs"]
 pub mod engine;
-pub mod format;
 #[cfg(feature = "std")]
+#[path = "host/import/mod.rs"]
 pub mod import;
-pub mod interp;
-pub mod kernels;
-pub mod latent;
 #[cfg(feature = "std")]
+#[path = "host/limits.rs"]
 pub mod limits;
 #[cfg(feature = "std")]
+#[path = "host/npy.rs"]
 pub mod npy;
-pub mod ops;
 #[cfg(feature = "std")]
+#[path = "host/peak.rs"]
 pub mod peak;
 #[cfg(feature = "std")]
+#[path = "host/picture.rs"]
 pub mod picture;
-pub mod plan;
 #[cfg(feature = "std")]
+#[path = "host/quantize/mod.rs"]
 pub mod quantize;
 #[cfg(feature = "std")]
+#[path = "host/sample.rs"]
 pub mod sample;
 #[cfg(feature = "std")]
+#[path = "host/tokens.rs"]
 pub mod tokens;
 #[cfg(feature = "std")]
+#[path = "host/translate.rs"]
 pub mod translate;
 #[cfg(any(feature = "std", test))]
+#[path = "host/upgrade.rs"]
 pub mod upgrade;
 #[cfg(any(feature = "std", test))]
+#[path = "host/write.rs"]
 pub mod write;
 
 pub use format::{FormatError, Model, Node, Quant, Shape, TensorInfo, TensorKind};

@@ -1137,9 +1137,9 @@ mod tests {
 mod translate_fixture {
     use super::*;
 
-    const MODEL: &[u8] = include_bytes!("../tests/fixtures/translate/unet.pgq");
-    const PICTURE: &[u8] = include_bytes!("../tests/fixtures/translate/picture.ppm");
-    const EXPECTED: &[u8] = include_bytes!("../tests/fixtures/translate/unet-x86.ppm");
+    const MODEL: &[u8] = include_bytes!("../../tests/fixtures/translate/unet.pgq");
+    const PICTURE: &[u8] = include_bytes!("../../tests/fixtures/translate/picture.ppm");
+    const EXPECTED: &[u8] = include_bytes!("../../tests/fixtures/translate/unet-x86.ppm");
     const PIXELS: usize = 32 * 32 * 3;
 
     /// A binary PNM's pixels: its last `PIXELS` bytes (RGB, row-major; P6 or PAM alike).
