@@ -266,12 +266,15 @@ pub fn draw(logits: &[f32], u: f64) -> u32 {
         .iter()
         .filter_map(finite)
         .fold(f64::NEG_INFINITY, f64::max);
-    let weight = |l: &f32| finite(l).map_or(0.0, |l| (l - max).exp());
-    let total: f64 = logits.iter().map(weight).sum();
+    // Each exponential once (they are most of a large vocabulary's sampling time).
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|l| finite(l).map_or(0.0, |l| (l - max).exp()))
+        .collect();
+    let total: f64 = weights.iter().sum();
     let mut left = u * total;
     let mut last = 0;
-    for (i, l) in logits.iter().enumerate() {
-        let w = weight(l);
+    for (i, &w) in weights.iter().enumerate() {
         if w > 0.0 {
             last = i;
             if left < w {

@@ -170,16 +170,79 @@ pub struct Int8Runner<'a> {
     arenas: Vec<Vec<u8>>,
     /// How one sample's layers split over the threads.
     rows: RowSplit,
+    /// The model's inputs and outputs, and which are sequences, read from its metadata once (a
+    /// token cell runs once per token: parsing the JSON per run cost more than its layers).
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    input_sequences: Vec<bool>,
+    output_sequences: Vec<bool>,
+}
+
+/// Whether each of `tensors` (named by the metadata's `key`) is a sequence.
+fn sequences(model: &Model, tensors: &[usize], key: &str, default: &str) -> Vec<bool> {
+    let listed = serde_json::from_str::<HashMap<String, String>>(model.metadata)
+        .ok()
+        .and_then(|m| m.get(SEQUENCES).cloned())
+        .unwrap_or_default();
+    let listed: Vec<&str> = listed.split(',').collect();
+    names(model, key, default, tensors.len())
+        .iter()
+        .map(|n| listed.contains(&n.as_str()))
+        .collect()
+}
+
+fn specs(
+    model: &Model,
+    tensors: &[usize],
+    sequences: &[bool],
+    key: &str,
+    default: &str,
+) -> Vec<TensorSpec> {
+    let names = names(model, key, default, tensors.len());
+    tensors
+        .iter()
+        .zip(names)
+        .zip(sequences)
+        .filter_map(|((&t, name), &sequence)| {
+            let info = model.tensor(t)?;
+            Some(match info.kind {
+                TensorKind::Index { classes } => TensorSpec {
+                    name,
+                    shape: vec![],
+                    classes: Some(classes),
+                },
+                TensorKind::Int8 => TensorSpec {
+                    name,
+                    shape: float_dims(info.shape, sequence),
+                    classes: None,
+                },
+            })
+        })
+        .collect()
 }
 
 impl<'a> Int8Runner<'a> {
     pub fn new(model: Model<'a>, isa: Isa) -> Self {
+        let (ins, outs): (Vec<usize>, Vec<usize>) =
+            (model.inputs().collect(), model.outputs().collect());
+        let input_sequences = sequences(&model, &ins, "pocketgan.inputs", "input");
+        let output_sequences = sequences(&model, &outs, "pocketgan.outputs", "output");
         Int8Runner {
             model,
             isa,
             threads: 1,
             arenas: Vec::new(),
             rows: RowSplit::new(1),
+            inputs: specs(&model, &ins, &input_sequences, "pocketgan.inputs", "input"),
+            outputs: specs(
+                &model,
+                &outs,
+                &output_sequences,
+                "pocketgan.outputs",
+                "output",
+            ),
+            input_sequences,
+            output_sequences,
         }
     }
 
@@ -190,44 +253,6 @@ impl<'a> Int8Runner<'a> {
         self.rows = RowSplit::new(self.threads);
         self
     }
-
-    /// Whether each of `tensors` (named by the metadata's `key`) is a sequence.
-    fn sequences(&self, tensors: &[usize], key: &str, default: &str) -> Vec<bool> {
-        let listed = serde_json::from_str::<HashMap<String, String>>(self.model.metadata)
-            .ok()
-            .and_then(|m| m.get(SEQUENCES).cloned())
-            .unwrap_or_default();
-        let listed: Vec<&str> = listed.split(',').collect();
-        names(&self.model, key, default, tensors.len())
-            .iter()
-            .map(|n| listed.contains(&n.as_str()))
-            .collect()
-    }
-
-    fn specs(&self, tensors: Vec<usize>, key: &str, default: &str) -> Vec<TensorSpec> {
-        let sequences = self.sequences(&tensors, key, default);
-        let names = names(&self.model, key, default, tensors.len());
-        tensors
-            .iter()
-            .zip(names)
-            .zip(sequences)
-            .filter_map(|((&t, name), sequence)| {
-                let info = self.model.tensor(t)?;
-                Some(match info.kind {
-                    TensorKind::Index { classes } => TensorSpec {
-                        name,
-                        shape: vec![],
-                        classes: Some(classes),
-                    },
-                    TensorKind::Int8 => TensorSpec {
-                        name,
-                        shape: float_dims(info.shape, sequence),
-                        classes: None,
-                    },
-                })
-            })
-            .collect()
-    }
 }
 
 impl Runner for Int8Runner<'_> {
@@ -235,14 +260,10 @@ impl Runner for Int8Runner<'_> {
         int8_name(self.isa, self.threads)
     }
     fn inputs(&self) -> Vec<TensorSpec> {
-        self.specs(self.model.inputs().collect(), "pocketgan.inputs", "input")
+        self.inputs.clone()
     }
     fn outputs(&self) -> Vec<TensorSpec> {
-        self.specs(
-            self.model.outputs().collect(),
-            "pocketgan.outputs",
-            "output",
-        )
+        self.outputs.clone()
     }
     fn run(&mut self, inputs: &[Values], n: usize) -> Result<Vec<Values>, EngineError> {
         if self.threads <= 1 || n <= 1 {
@@ -304,7 +325,7 @@ impl Int8Runner<'_> {
 
     /// Checks a batch of `n` and quantizes its inputs; zeroed int8 outputs and their tensors.
     fn prepare(&self, inputs: &[Values], n: usize) -> Result<Prepared, EngineError> {
-        check(&self.inputs(), inputs, n)?;
+        check(&self.inputs, inputs, n)?;
         let m = self.model;
         let needed = m.arena_len(n);
         if needed == usize::MAX || needed > crate::engine::MAX_ARENA_BYTES {
@@ -313,12 +334,10 @@ impl Int8Runner<'_> {
                 crate::engine::MAX_ARENA_BYTES
             )));
         }
-        let in_tensors: Vec<usize> = m.inputs().collect();
-        let in_seq = self.sequences(&in_tensors, "pocketgan.inputs", "input");
         let given: Vec<Given> = m
             .inputs()
             .zip(inputs)
-            .zip(in_seq)
+            .zip(self.input_sequences.iter().copied())
             .map(|((t, v), seq)| match (m.tensor(t), v) {
                 (Some(info), Values::F32(x)) => {
                     Given::Int8(quantize_in(info.shape, info.quant, x, seq))
@@ -327,12 +346,10 @@ impl Int8Runner<'_> {
                 (None, Values::F32(_)) => Given::Int8(Vec::new()),
             })
             .collect();
-        let outputs: Vec<usize> = m.outputs().collect();
-        let out_seq = self.sequences(&outputs, "pocketgan.outputs", "output");
-        let out_tensors: Vec<_> = outputs
-            .iter()
-            .zip(out_seq)
-            .filter_map(|(&t, seq)| Some((m.tensor(t)?, seq)))
+        let out_tensors: Vec<_> = m
+            .outputs()
+            .zip(self.output_sequences.iter().copied())
+            .filter_map(|(t, seq)| Some((m.tensor(t)?, seq)))
             .collect();
         let outs = out_tensors
             .iter()
