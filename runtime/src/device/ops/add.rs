@@ -12,6 +12,12 @@ use crate::format::{FormatError, Reader, Shape, TensorInfo};
 use crate::interp::RunError;
 use crate::kernels::MAX_SHIFT;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Add {
     pub zp: [i8; 2],
@@ -132,4 +138,26 @@ impl<'a> OpKind<'a> for Add {
     fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         binary_run(x, y, |a, b| self.apply(a, b))
     }
+}
+
+/// A float `Add` of two tensors: each input's scale over the output's, with one shift.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(cx: &NodeCx) -> Result<QuantOp, QuantizeError> {
+    let [a, b] = cx.inputs[..] else {
+        return Err(cx.fail("an addition reads two tensors"));
+    };
+    let ms = [
+        a.quant.scale as f64 / cx.output.scale as f64,
+        b.quant.scale as f64 / cx.output.scale as f64,
+    ];
+    let (m, shift) = crate::quantize::shared_multipliers(&ms)
+        .ok_or_else(|| cx.fail("scales out of range"))?;
+    Ok(QuantOp::Add(Add {
+        zp: [a.quant.zero_point, b.quant.zero_point],
+        mult: [m[0], m[1]],
+        shift,
+        zp_out: cx.output.zero_point,
+        min: -128,
+        max: 127,
+    }))
 }

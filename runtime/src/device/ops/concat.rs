@@ -12,6 +12,12 @@ use crate::format::{fits, FormatError, Reader, Shape, TensorInfo, TensorKind, MA
 use crate::interp::RunError;
 use crate::kernels::MAX_SHIFT;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 /// Bytes per input in the body.
 const INPUT_LEN: usize = 8;
 
@@ -150,4 +156,47 @@ impl<'a> OpKind<'a> for Concat<'a> {
         }
         Ok(())
     }
+}
+
+/// A float `Concat` on channels: each input requantized to the output's scale (copied where
+/// its quantization is the output's).
+#[cfg(feature = "std")]
+pub(crate) fn quantize(cx: &NodeCx, axis: usize) -> Result<QuantOp, QuantizeError> {
+    if axis != 0 {
+        return Err(cx.fail(format!(
+            "concatenation on axis {axis}: only channels (axis 1 with the batch) are supported"
+        )));
+    }
+    let pixels = match cx.input_shape() {
+        Shape::Image { h, w, .. } => h * w,
+        Shape::Flat(_) => 1,
+    };
+    let parts = cx
+        .inputs
+        .iter()
+        .map(|t| {
+            let q = t.quant;
+            let channels = match t.shape {
+                Shape::Image { c, .. } => c,
+                Shape::Flat(c) => c,
+            };
+            if q == cx.output {
+                return Ok(Part::copy(channels, q.zero_point));
+            }
+            let (mult, shift) =
+                crate::quantize::multiplier(q.scale as f64 / cx.output.scale as f64)
+                    .ok_or_else(|| cx.fail("scales out of range"))?;
+            Ok(Part {
+                channels,
+                zp: q.zero_point,
+                shift,
+                mult,
+            })
+        })
+        .collect::<Result<Vec<_>, QuantizeError>>()?;
+    Ok(QuantOp::Concat {
+        zp_out: cx.output.zero_point,
+        pixels,
+        parts,
+    })
 }

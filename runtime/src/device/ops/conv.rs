@@ -13,6 +13,12 @@ use core::ops::Range;
 #[cfg(any(feature = "std", test))]
 use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeError, RequantParams};
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d<'a> {
     pub gemm: Gemm<'a>,
@@ -158,4 +164,73 @@ pub fn encode(g: &ConvGeometry, zp_in: i8, requant: &RequantParams, weights: &[i
     put_requant(&mut b, requant, zp_in, &[column_sums(k, g.cout, &w)])?;
     put_packed(&mut b, k, g.cout, w);
     Ok(b)
+}
+
+/// A float `Conv` (weights `[cout][cin][kh][kw]`) in int8: symmetric weights per output
+/// channel; equal strides and paddings on both axes.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(
+    cx: &NodeCx,
+    (cin, cout, kh, kw): (usize, usize, usize, usize),
+    stride: (usize, usize),
+    pad: [usize; 4],
+    weights: &[f32],
+    bias: &[f32],
+    per_channel: Option<&crate::quantize::ChannelQuant>,
+) -> Result<QuantOp, QuantizeError> {
+    let (h, w) = cx.input_hw();
+    if stride.0 != stride.1 || pad[0] != pad[2] || pad[1] != pad[3] || pad[0] != pad[1] {
+        return Err(cx.fail(format!(
+            "unequal strides {stride:?} or paddings {pad:?} are not supported"
+        )));
+    }
+    let geometry = ConvGeometry {
+        cin,
+        cout,
+        h,
+        w,
+        kh,
+        kw,
+        stride: stride.0,
+        pad: pad[0],
+        out_pad: 0,
+    };
+    let per_out = cin * kh * kw;
+    let (wq, ws) = crate::quantize::quantize_weights(weights, cout, |j| j / per_out);
+    Ok(QuantOp::Conv2d {
+        geometry,
+        zp_in: cx.input().zero_point,
+        requant: cx.requant("Conv2d", bias, &ws, per_channel)?,
+        weights: wq,
+    })
+}
+
+/// A 1x1 convolution of `[cin, h, w]` with float weights `[cout][cin]`, for the float ops that
+/// are one (a Linear at every step of a sequence, a per-channel affine), named `op` in errors.
+#[cfg(feature = "std")]
+pub(crate) fn pointwise(
+    cx: &NodeCx,
+    op: &'static str,
+    (cin, cout, h, w): (usize, usize, usize, usize),
+    weights: &[f32],
+    bias: &[f32],
+) -> Result<QuantOp, QuantizeError> {
+    let geometry = ConvGeometry {
+        cin,
+        cout,
+        h,
+        w,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+        out_pad: 0,
+    };
+    let (wq, ws) = crate::quantize::quantize_weights(weights, cout, |j| j / cin);
+    Ok(QuantOp::Conv2d {
+        geometry,
+        zp_in: cx.input().zero_point,
+        requant: cx.requant(op, bias, &ws, None)?,
+        weights: wq,
+    })
 }

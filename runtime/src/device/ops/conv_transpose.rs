@@ -16,6 +16,12 @@ use core::ops::Range;
 #[cfg(any(feature = "std", test))]
 use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeError, RequantParams};
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 /// Bytes of input plus output a transposed convolution processes per block of samples.
 pub(crate) const SAMPLE_BLOCK_BYTES: usize = 128 * 1024;
 
@@ -308,4 +314,40 @@ pub fn encode(g: &ConvGeometry, zp_in: i8, requant: &RequantParams, weights: &[i
         put_packed(&mut b, g.phase_k(ry, rx), g.cout, phase(ry, rx));
     }
     Ok(b)
+}
+
+/// A float `ConvTranspose` (weights `[cin][cout][kh][kw]`) in int8: symmetric weights per output
+/// channel; equal strides, paddings and output paddings on both axes.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(
+    cx: &NodeCx,
+    (cin, cout, kh, kw): (usize, usize, usize, usize),
+    (stride, pad, out_pad): ((usize, usize), [usize; 4], (usize, usize)),
+    weights: &[f32],
+    bias: &[f32],
+    per_channel: Option<&crate::quantize::ChannelQuant>,
+) -> Result<QuantOp, QuantizeError> {
+    let (h, w) = cx.input_hw();
+    if stride.0 != stride.1 || out_pad.0 != out_pad.1 || pad.iter().any(|&p| p != pad[0]) {
+        return Err(cx.fail(format!("unequal strides {stride:?}, paddings {pad:?} or output paddings {out_pad:?} are not supported")));
+    }
+    let geometry = ConvGeometry {
+        cin,
+        cout,
+        h,
+        w,
+        kh,
+        kw,
+        stride: stride.0,
+        pad: pad[0],
+        out_pad: out_pad.0,
+    };
+    let taps = kh * kw;
+    let (wq, ws) = crate::quantize::quantize_weights(weights, cout, |j| (j / taps) % cout);
+    Ok(QuantOp::ConvTranspose2d {
+        geometry,
+        zp_in: cx.input().zero_point,
+        requant: cx.requant("ConvTranspose2d", bias, &ws, per_channel)?,
+        weights: wq,
+    })
 }

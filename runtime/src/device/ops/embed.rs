@@ -13,6 +13,12 @@ use crate::interp::RunError;
 #[cfg(any(feature = "std", test))]
 use crate::write::{pad4, put_uint, EncodeError};
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::NodeCx;
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Embed<'a> {
     pub classes: usize,
@@ -115,4 +121,16 @@ pub fn encode(classes: usize, dim: usize, table: &[i8]) -> Result<Vec<u8>, Encod
     b.extend(table.iter().map(|&v| v as u8));
     pad4(&mut b);
     Ok(b)
+}
+
+/// A float `Embed` read on its own (a token cell's, or one a cGAN multiplies with its latent):
+/// the table in the output's quantization. (One joined after a latent by a concatenation is the
+/// quantizer's graph rewrite: the latent then takes the concatenation's quantization.)
+#[cfg(feature = "std")]
+pub(crate) fn quantize(cx: &NodeCx, classes: usize, dim: usize, table: &[f32]) -> QuantOp {
+    QuantOp::Embed {
+        classes,
+        dim,
+        table: table.iter().map(|&v| cx.output.quantize(v)).collect(),
+    }
 }

@@ -7,6 +7,12 @@ use super::{expect_shape, int8_inputs, nz, part, Cx, OpKind};
 use crate::format::{FormatError, Reader, Shape, TensorInfo};
 use crate::interp::RunError;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::NodeCx;
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flatten {
     pub c: usize,
@@ -45,5 +51,17 @@ impl<'a> OpKind<'a> for Flatten {
             }
         }
         Ok(())
+    }
+}
+
+/// A float `Flatten`: an image to a vector in CHW order; a vector stays itself (an identity
+/// table).
+#[cfg(feature = "std")]
+pub(crate) fn quantize(cx: &NodeCx) -> QuantOp {
+    match cx.input_shape() {
+        Shape::Image { c, h, w } => QuantOp::Flatten { c, h, w },
+        Shape::Flat(_) => QuantOp::Lut {
+            table: core::array::from_fn(|i| i as u8),
+        },
     }
 }

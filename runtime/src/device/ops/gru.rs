@@ -33,6 +33,11 @@ use crate::interp::RunError;
 use crate::kernels::{gemm_i32, PackedWeights, MAX_SHIFT};
 #[cfg(any(feature = "std", test))]
 use crate::write::put_packed;
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
 
 /// Largest hidden size and input width (the op's buffers are stack arrays: the core has no
 /// heap). A microcontroller build (no `std`) takes small GRUs only (TimeGAN's default hidden 24
@@ -383,6 +388,100 @@ impl<'a> OpKind<'a> for Gru<'a> {
         }
         Ok(())
     }
+}
+
+/// A GRU layer (ONNX layouts, see [`FloatOp::Gru`]) on input `x`, its output `h` measured
+/// (`values`) to choose the output's symmetric scale, which is also the scale at which the next
+/// step's state-side product reads it (see [`crate::ops::gru`] for the arithmetic).
+#[cfg(feature = "std")]
+#[allow(clippy::too_many_arguments)]
+fn quantize_gru(
+    input: usize,
+    hidden: usize,
+    steps: usize,
+    w: &[f32],
+    r: &[f32],
+    b: &[f32],
+    x: crate::format::Quant,
+    values: Option<&Vec<f32>>,
+) -> Result<(GruParams, crate::format::Quant), String> {
+    use crate::quantize::{multiplier, quantize_weights};
+    let top = values
+        .map(|v| v.iter().fold(0f32, |m, x| m.max(x.abs())))
+        .ok_or("its output was not measured")?;
+    // The state is within (-1, 1); a state that never moved still needs a scale.
+    let s_out = (top.clamp(1.0 / 128.0, 1.0) / 127.0) as f64;
+    let n = 3 * hidden;
+    let (wq, ws) = quantize_weights(w, n, |i| i / input);
+    let (rq, rs) = quantize_weights(r, n, |i| i / hidden);
+    let pre = (1u64 << PRE_BITS) as f64;
+    let rows = (0..n)
+        .map(|j| {
+            let (x_mult, x_shift) = multiplier(x.scale as f64 * ws[j] as f64 * pre)
+                .ok_or_else(|| format!("gate row {j}: input scale out of range"))?;
+            let (h_mult, h_shift) = multiplier(s_out * rs[j] as f64 * pre)
+                .ok_or_else(|| format!("gate row {j}: state scale out of range"))?;
+            let bias = |v: f32| {
+                let q = (v as f64 * pre).round();
+                if q.abs() < (1u64 << 30) as f64 {
+                    Ok(q as i32)
+                } else {
+                    Err(format!("gate row {j}: bias {v} out of range"))
+                }
+            };
+            Ok(GateRow {
+                x_mult,
+                h_mult,
+                x_bias: bias(b[j])?,
+                h_bias: bias(b[n + j])?,
+                x_shift,
+                h_shift,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let (out_mult, out_shift) = multiplier(1.0 / (s_out * (1u64 << STATE_BITS) as f64))
+        .ok_or("output scale out of range")?;
+    // `[3 hidden][in]` to the kernels' `[in][3 hidden]`.
+    let transpose = |m: &[i8], k: usize| (0..m.len()).map(|i| m[(i % n) * k + i / n]).collect();
+    let params = GruParams {
+        input,
+        hidden,
+        steps,
+        zp_in: x.zero_point,
+        out_mult,
+        out_shift,
+        rows,
+        w: transpose(&wq, input),
+        r: transpose(&rq, hidden),
+    };
+    Ok((
+        params,
+        crate::format::Quant {
+            scale: s_out as f32,
+            zero_point: 0,
+        },
+    ))
+}
+
+/// A float `Gru` over a sequence in int8 (see [`quantize_gru`]); the output's quantization is
+/// the op's own (symmetric, the state's).
+#[cfg(feature = "std")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quantize(
+    cx: &NodeCx,
+    input: usize,
+    hidden: usize,
+    w: &[f32],
+    r: &[f32],
+    b: &[f32],
+    values: Option<&Vec<f32>>,
+) -> Result<(QuantOp, crate::format::Quant), QuantizeError> {
+    let Shape::Image { h: steps, .. } = cx.input_shape() else {
+        return Err(cx.fail("a GRU takes a sequence"));
+    };
+    let (params, q) = quantize_gru(input, hidden, steps, w, r, b, cx.input(), values)
+        .map_err(|e| cx.fail(e))?;
+    Ok((QuantOp::Gru(params), q))
 }
 
 #[cfg(test)]

@@ -25,6 +25,12 @@ use crate::format::{FormatError, Reader, Shape, TensorInfo, MAX_DIM};
 use crate::interp::RunError;
 use crate::kernels::MAX_SHIFT;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 /// Most values per channel and sample.
 pub const MAX_PIXELS: usize = 1 << 20;
 /// Bytes per channel in the body.
@@ -212,4 +218,50 @@ impl<'a> OpKind<'a> for InstanceNorm<'a> {
         }
         Ok(())
     }
+}
+
+/// A float `InstanceNorm` in int8: per channel, the affine as a signed multiplier and a shift in
+/// 16 fractional bits, and epsilon in the integer statistics' units (from the input's scale, or
+/// its channel's where the matrix op before it writes each channel in its own range).
+#[cfg(feature = "std")]
+pub(crate) fn quantize(
+    cx: &NodeCx,
+    scale: &[f32],
+    shift: &[f32],
+    eps: f32,
+    in_scales: Option<&crate::quantize::ChannelQuant>,
+) -> Result<QuantOp, QuantizeError> {
+    let Shape::Image { c, h, w } = cx.input_shape() else {
+        return Err(cx.fail("instance normalisation takes an image"));
+    };
+    let q_out = cx.output;
+    let pixels = (h * w) as f64;
+    let affine = (0..c)
+        .map(|ch| {
+            let (gm, gs) =
+                crate::quantize::signed_multiplier(scale[ch] as f64 / q_out.scale as f64)
+                    .ok_or_else(|| cx.fail("scale out of range"))?;
+            let b16 = (shift[ch] as f64 / q_out.scale as f64 * 65536.0).round();
+            if b16.abs() >= i32::MAX as f64 {
+                return Err(cx.fail("shift out of range"));
+            }
+            let s_in = in_scales.map_or(cx.input().scale, |s| s.scales[ch]) as f64;
+            let e = (pixels * pixels * eps as f64 / (s_in * s_in))
+                .round()
+                .min((1u64 << 60) as f64);
+            Ok(Affine {
+                gm,
+                gs,
+                b16: b16 as i32,
+                eps: e as u64,
+            })
+        })
+        .collect::<Result<Vec<_>, QuantizeError>>()?;
+    Ok(QuantOp::InstanceNorm {
+        c,
+        pixels: h * w,
+        zp_out: q_out.zero_point,
+        relu: cx.act == crate::quantize::Fused::Relu,
+        affine,
+    })
 }

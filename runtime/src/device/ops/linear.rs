@@ -11,6 +11,12 @@ use crate::kernels::{gemm_requant, PackedWeights, MAX_K};
 #[cfg(any(feature = "std", test))]
 use crate::write::{column_sums, put_packed, put_requant, put_uint, EncodeError, RequantParams};
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Linear<'a> {
     pub gemm: Gemm<'a>,
@@ -100,4 +106,29 @@ pub fn encode(k: usize, n: usize, zp_in: i8, requant: &RequantParams, weights: &
     put_requant(&mut b, requant, zp_in, &[column_sums(k, n, &w)])?;
     put_packed(&mut b, k, n, w);
     Ok(b)
+}
+
+/// A float `Linear` (`weights [k][n]`) in int8: symmetric weights per output column. On a
+/// sequence, each step's product is a 1x1 convolution of the image `[c = k, h = T, w = 1]`.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(
+    cx: &NodeCx,
+    k: usize,
+    n: usize,
+    weights: &[f32],
+    bias: &[f32],
+) -> Result<QuantOp, QuantizeError> {
+    if let Shape::Image { h, w: 1, .. } = cx.input_shape() {
+        // `[k][n]` to the convolution's `[cout][cin]`.
+        let wt: Vec<f32> = (0..k * n).map(|i| weights[(i % k) * n + i / k]).collect();
+        return super::conv::pointwise(cx, "Linear", (k, n, h, 1), &wt, bias);
+    }
+    let (w, ws) = crate::quantize::quantize_weights(weights, n, |j| j % n);
+    Ok(QuantOp::Linear {
+        k,
+        n,
+        zp_in: cx.input().zero_point,
+        requant: cx.requant("Linear", bias, &ws, None)?,
+        weights: w,
+    })
 }

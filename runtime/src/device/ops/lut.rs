@@ -7,6 +7,12 @@ use super::{int8_inputs, Cx, OpKind};
 use crate::format::{FormatError, Reader, Shape, TensorInfo};
 use crate::interp::RunError;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::NodeCx;
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Lut<'a> {
     pub table: &'a [u8; 256],
@@ -52,4 +58,15 @@ impl<'a> OpKind<'a> for Lut<'a> {
         }
         Ok(())
     }
+}
+
+/// An elementwise float function `f` (ReLU, LeakyReLU, Tanh, Sigmoid) as the table of its value
+/// at each of the input's 256 codes, in the output's quantization.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(cx: &NodeCx, f: impl Fn(f32) -> f32) -> QuantOp {
+    let mut table = [0u8; 256];
+    for (code, t) in table.iter_mut().enumerate() {
+        *t = cx.output.quantize(f(cx.input().dequantize(code as u8 as i8))) as u8;
+    }
+    QuantOp::Lut { table }
 }

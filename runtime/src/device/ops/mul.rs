@@ -12,6 +12,12 @@ use super::{Cx, OpKind};
 use crate::format::{FormatError, Reader, Shape, TensorInfo};
 use crate::interp::RunError;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mul {
     pub zp: [i8; 2],
@@ -65,4 +71,23 @@ impl<'a> OpKind<'a> for Mul {
     fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         binary_run(x, y, |a, b| self.apply(a, b))
     }
+}
+
+/// A float `Mul` of two tensors: `s0 * s1 / s_out` as one multiplier.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(cx: &NodeCx) -> Result<QuantOp, QuantizeError> {
+    let [a, b] = cx.inputs[..] else {
+        return Err(cx.fail("a product reads two tensors"));
+    };
+    let m = a.quant.scale as f64 * b.quant.scale as f64 / cx.output.scale as f64;
+    let (mult, shift) =
+        crate::quantize::multiplier(m).ok_or_else(|| cx.fail("scales out of range"))?;
+    Ok(QuantOp::Mul(Mul {
+        zp: [a.quant.zero_point, b.quant.zero_point],
+        mult,
+        shift,
+        zp_out: cx.output.zero_point,
+        min: -128,
+        max: 127,
+    }))
 }

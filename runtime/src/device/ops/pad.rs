@@ -9,6 +9,12 @@ use super::{copy, expect_shape, int8_inputs, nz, part, Cx, OpKind};
 use crate::format::{fits, FormatError, Reader, Shape, TensorInfo, MAX_DIM};
 use crate::interp::RunError;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PadMode {
     Zero,
@@ -132,4 +138,28 @@ impl<'a> OpKind<'a> for Pad {
         }
         Ok(())
     }
+}
+
+/// A float `Pad` of an image (zero or reflect), in the input's quantization.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(
+    cx: &NodeCx,
+    mode: crate::import::PadMode,
+    pads: [usize; 4],
+) -> Result<QuantOp, QuantizeError> {
+    let Shape::Image { c, h, w } = cx.input_shape() else {
+        return Err(cx.fail("padding takes an image"));
+    };
+    let mode = match mode {
+        crate::import::PadMode::Zero => PadMode::Zero,
+        crate::import::PadMode::Reflect => PadMode::Reflect,
+    };
+    Ok(QuantOp::Pad(Pad {
+        mode,
+        zp: cx.input().zero_point,
+        c,
+        h,
+        w,
+        pads,
+    }))
 }

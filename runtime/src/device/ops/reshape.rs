@@ -8,6 +8,12 @@ use crate::interp::RunError;
 #[cfg(any(feature = "std", test))]
 use crate::write::{put_uint, EncodeError};
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reshape {
     pub c: usize,
@@ -149,6 +155,18 @@ pub fn encode_dims(c: usize, h: usize, w: usize, factor: usize) -> Result<Vec<u8
     }
     put_uint(&mut b, factor, 2, "upsampling factor")?;
     Ok(b)
+}
+
+
+/// A float `Reshape`: a vector to an image, the bytes reordered to NHWC.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(cx: &NodeCx, shape: &[usize]) -> Result<QuantOp, QuantizeError> {
+    match (cx.input_shape(), shape) {
+        (Shape::Flat(_), &[c, h, w]) => Ok(QuantOp::Reshape { c, h, w }),
+        (s, _) => Err(cx.fail(format!(
+            "reshape of {s:?} to {shape:?}: only a vector to an image is supported"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,12 @@ use super::{copy, int8_inputs, nz, part, Cx, OpKind};
 use crate::format::{FormatError, Reader, Shape, TensorInfo, MAX_DIM, MAX_ELEMENTS};
 use crate::interp::RunError;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slice {
     /// Channels of the input.
@@ -80,6 +86,30 @@ impl<'a> OpKind<'a> for Slice {
         }
         Ok(())
     }
+}
+
+
+/// A float `Slice` of channels, in the input's quantization (a copy).
+#[cfg(feature = "std")]
+pub(crate) fn quantize(
+    cx: &NodeCx,
+    start: usize,
+    len: usize,
+    sequence: bool,
+) -> Result<QuantOp, QuantizeError> {
+    if sequence {
+        return Err(cx.fail("a slice of a sequence is not supported"));
+    }
+    let (channels, pixels) = match cx.input_shape() {
+        Shape::Image { c, h, w } => (c, h * w),
+        Shape::Flat(c) => (c, 1),
+    };
+    Ok(QuantOp::Slice(Slice {
+        channels,
+        pixels,
+        start,
+        len,
+    }))
 }
 
 #[cfg(test)]

@@ -7,6 +7,12 @@ use super::{copy, expect_shape, int8_inputs, nz, part, Cx, OpKind};
 use crate::format::{fits, FormatError, Reader, Shape, TensorInfo};
 use crate::interp::RunError;
 
+// Quantization: the float op this int8 op implements, calibrated (host side).
+#[cfg(feature = "std")]
+use crate::quantize::{NodeCx, QuantizeError};
+#[cfg(feature = "std")]
+use crate::write::QuantOp;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Upsample {
     pub c: usize,
@@ -60,5 +66,14 @@ impl<'a> OpKind<'a> for Upsample {
             }
         }
         Ok(())
+    }
+}
+
+/// A float nearest-neighbour `Upsample` of an image by `factor`.
+#[cfg(feature = "std")]
+pub(crate) fn quantize(cx: &NodeCx, factor: usize) -> Result<QuantOp, QuantizeError> {
+    match cx.input_shape() {
+        Shape::Image { c, h, w } => Ok(QuantOp::Upsample { c, h, w, factor }),
+        Shape::Flat(_) => Err(cx.fail("upsampling takes an image")),
     }
 }

@@ -7,78 +7,12 @@
 //! (its clamp). Each float op becomes the int8 op of the same meaning: lookups for elementwise
 //! functions, fixed-point multipliers for `Add`, `Mul`, `Concat` and instance normalisation.
 
-use super::{
-    multiplier, quant_for_range, quantize_weights, range, requant_params, Calibration, Fused,
-    QuantizeError,
-};
-use crate::format::{ConvGeometry, Quant, Shape, TensorInfo, TensorKind};
+use super::{quant_for_range, range, Calibration, ChannelQuant, Fused, NodeCx, QuantizeError};
+use crate::format::{Quant, Shape, TensorInfo, TensorKind};
 use crate::import::{FloatGraph, FloatOp, InputKind};
-use crate::ops::concat::Part;
-use crate::ops::instance_norm::Affine;
-use crate::ops::pad::{Pad, PadMode};
-use crate::ops::{Add, Mul};
-use crate::write::{encode_graph, QuantGraph, QuantNode, QuantOp, RequantParams};
+use crate::ops;
+use crate::write::{encode_graph, QuantGraph, QuantNode, QuantOp};
 use std::collections::HashMap;
-
-/// `m_i` as `mult_i * 2^-shift` with one shift for all, the largest multiplier in `[2^30, 2^31)`.
-pub(crate) fn shared_multipliers(ms: &[f64]) -> Option<(Vec<i32>, u8)> {
-    let top = ms.iter().fold(0f64, |a, m| a.max(m.abs()));
-    let (_, shift) = multiplier(top)?;
-    let mults = ms
-        .iter()
-        .map(|m| (m * 2f64.powi(shift as i32)).round() as i64)
-        .map(|m| i32::try_from(m).ok())
-        .collect::<Option<Vec<_>>>()?;
-    Some((mults, shift))
-}
-
-/// How a matrix op read only by an instance normalisation writes its output: channel `c` is
-/// stored as `(x - centre[c]) / scale[c]` (zero point 0). The normalisation subtracts each
-/// channel's mean and divides by its spread, so it is blind to both the centre and the scale
-/// (but for its epsilon, which is recorded per channel).
-struct ChannelQuant {
-    scales: Vec<f32>,
-    centres: Vec<f32>,
-}
-
-/// Requantization of a matrix op whose output channel `c` has its own scale and centre (see
-/// [`ChannelQuant`]): `(bias[c] - centre[c]) / (s_in w[c])` and `s_in w[c] / scale[c]`.
-fn per_channel_requant(
-    bias: &[f32],
-    w_scales: &[f32],
-    input: Quant,
-    out: &ChannelQuant,
-) -> Option<RequantParams> {
-    let mut p = RequantParams {
-        bias: Vec::new(),
-        mult: Vec::new(),
-        shift: Vec::new(),
-        zp_out: 0,
-        min: -128,
-        max: 127,
-    };
-    for (((b, sw), so), centre) in bias.iter().zip(w_scales).zip(&out.scales).zip(&out.centres) {
-        let acc = input.scale as f64 * *sw as f64;
-        let bq = ((*b as f64 - *centre as f64) / acc).round();
-        if bq.abs() > (1u64 << 29) as f64 {
-            return None;
-        }
-        let (m, s) = multiplier(acc / *so as f64)?;
-        p.bias.push(bq as i32);
-        p.mult.push(m);
-        p.shift.push(s);
-    }
-    Some(p)
-}
-
-/// `m` (of either sign) as `mult * 2^-shift`.
-fn signed_multiplier(m: f64) -> Option<(i32, u8)> {
-    if m == 0.0 {
-        return Some((0, 1));
-    }
-    let (q, s) = multiplier(m.abs())?;
-    Some((if m < 0.0 { -q } else { q }, s))
-}
 
 /// The per-sample shape of a `[c, h, w]` or `[n]` tensor (`[n, 1, 1]`, pytorch/examples'
 /// latent, is a vector: the same bytes).
@@ -90,110 +24,6 @@ fn shape_of(dims: &[usize]) -> Shape {
         [t, f] => Shape::Image { c: f, h: t, w: 1 },
         _ => Shape::Flat(dims.iter().product()),
     }
-}
-
-/// A 1x1 convolution of `[cin, h, w]` with float weights `[cout][cin]` (node `layer`, an `op`).
-#[allow(clippy::too_many_arguments)]
-fn pointwise(
-    layer: usize,
-    op: &'static str,
-    (cin, cout, h, w): (usize, usize, usize, usize),
-    weights: &[f32],
-    bias: &[f32],
-    q_in: Quant,
-    q_out: Quant,
-    act: Fused,
-) -> Result<QuantOp, QuantizeError> {
-    let geometry = ConvGeometry {
-        cin,
-        cout,
-        h,
-        w,
-        kh: 1,
-        kw: 1,
-        stride: 1,
-        pad: 0,
-        out_pad: 0,
-    };
-    let (wq, ws) = quantize_weights(weights, cout, |j| j / cin);
-    Ok(QuantOp::Conv2d {
-        geometry,
-        zp_in: q_in.zero_point,
-        requant: requant_params(layer, op, bias, &ws, q_in, q_out, act)?,
-        weights: wq,
-    })
-}
-
-/// A GRU layer (ONNX layouts, see [`FloatOp::Gru`]) on input `x`, its output `h` measured
-/// (`values`) to choose the output's symmetric scale, which is also the scale at which the next
-/// step's state-side product reads it (see [`crate::ops::gru`] for the arithmetic).
-#[allow(clippy::too_many_arguments)]
-fn quantize_gru(
-    input: usize,
-    hidden: usize,
-    steps: usize,
-    w: &[f32],
-    r: &[f32],
-    b: &[f32],
-    x: Quant,
-    values: Option<&Vec<f32>>,
-) -> Result<(crate::ops::gru::GruParams, Quant), String> {
-    use crate::ops::gru::{GateRow, GruParams, PRE_BITS, STATE_BITS};
-    let top = values
-        .map(|v| v.iter().fold(0f32, |m, x| m.max(x.abs())))
-        .ok_or("its output was not measured")?;
-    // The state is within (-1, 1); a state that never moved still needs a scale.
-    let s_out = (top.clamp(1.0 / 128.0, 1.0) / 127.0) as f64;
-    let n = 3 * hidden;
-    let (wq, ws) = quantize_weights(w, n, |i| i / input);
-    let (rq, rs) = quantize_weights(r, n, |i| i / hidden);
-    let pre = (1u64 << PRE_BITS) as f64;
-    let rows = (0..n)
-        .map(|j| {
-            let (x_mult, x_shift) = multiplier(x.scale as f64 * ws[j] as f64 * pre)
-                .ok_or_else(|| format!("gate row {j}: input scale out of range"))?;
-            let (h_mult, h_shift) = multiplier(s_out * rs[j] as f64 * pre)
-                .ok_or_else(|| format!("gate row {j}: state scale out of range"))?;
-            let bias = |v: f32| {
-                let q = (v as f64 * pre).round();
-                if q.abs() < (1u64 << 30) as f64 {
-                    Ok(q as i32)
-                } else {
-                    Err(format!("gate row {j}: bias {v} out of range"))
-                }
-            };
-            Ok(GateRow {
-                x_mult,
-                h_mult,
-                x_bias: bias(b[j])?,
-                h_bias: bias(b[n + j])?,
-                x_shift,
-                h_shift,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let (out_mult, out_shift) = multiplier(1.0 / (s_out * (1u64 << STATE_BITS) as f64))
-        .ok_or("output scale out of range")?;
-    // `[3 hidden][in]` to the kernels' `[in][3 hidden]`.
-    let transpose = |m: &[i8], k: usize| (0..m.len()).map(|i| m[(i % n) * k + i / n]).collect();
-    let params = GruParams {
-        input,
-        hidden,
-        steps,
-        zp_in: x.zero_point,
-        out_mult,
-        out_shift,
-        rows,
-        w: transpose(&wq, input),
-        r: transpose(&rq, hidden),
-    };
-    Ok((
-        params,
-        Quant {
-            scale: s_out as f32,
-            zero_point: 0,
-        },
-    ))
 }
 
 /// Quantizes `graph` with tensor ranges measured on `calib` (one batch of values per graph input,
@@ -427,35 +257,32 @@ pub fn quantize_graph(
         } else {
             Fused::None
         };
-        let input_shape = |t: usize| tensors[t].shape;
+        let cx = NodeCx {
+            index: k,
+            name,
+            inputs: ins.iter().map(|&t| tensors[t]).collect(),
+            output: q_out,
+            act,
+        };
+        // A per-channel output quantization (a convolution read by an instance normalisation),
+        // and the measured per-channel ranges an instance normalisation reads.
+        let per_channel = channel_scales.get(&n.output);
+        let input_channels = n.inputs.first().and_then(|i| channel_scales.get(i));
+        let sequence_input = n
+            .inputs
+            .first()
+            .and_then(|i| graph.shape_of(i))
+            .is_some_and(|s| s.len() == 2);
         // An op that chooses its output's quantization itself (the GRU's is symmetric).
         let mut own_quant = None;
+        // Each float op becomes the int8 op of the same meaning, quantized in that op's file.
         let op = match &n.op {
-            // Each step of a sequence: a 1x1 convolution of the image `[c = k, h = T, w = 1]`.
             FloatOp::Linear {
                 k: kk,
                 n: nn,
                 weights,
                 bias,
-            } if matches!(input_shape(ins[0]), Shape::Image { w: 1, .. }) => {
-                let Shape::Image { h, .. } = input_shape(ins[0]) else {
-                    unreachable!()
-                };
-                // `[k][n]` to the convolution's `[cout][cin]`.
-                let wt: Vec<f32> = (0..kk * nn)
-                    .map(|i| weights[(i % kk) * nn + i / kk])
-                    .collect();
-                pointwise(
-                    k,
-                    "Linear",
-                    (*kk, *nn, h, 1),
-                    &wt,
-                    bias,
-                    q_in[0],
-                    q_out,
-                    act,
-                )?
-            }
+            } => ops::linear::quantize(&cx, *kk, *nn, weights, bias)?,
             FloatOp::Gru {
                 input,
                 hidden,
@@ -463,37 +290,10 @@ pub fn quantize_graph(
                 r,
                 b,
             } => {
-                let Shape::Image { h: steps, .. } = input_shape(ins[0]) else {
-                    return Err(fail(name, "a GRU takes a sequence".into()));
-                };
-                let (p, q) = quantize_gru(
-                    *input,
-                    *hidden,
-                    steps,
-                    w,
-                    r,
-                    b,
-                    q_in[0],
-                    values.get(&n.output),
-                )
-                .map_err(|e| fail(name, e))?;
+                let (op, q) =
+                    ops::gru::quantize(&cx, *input, *hidden, w, r, b, values.get(&n.output))?;
                 own_quant = Some(q);
-                QuantOp::Gru(p)
-            }
-            FloatOp::Linear {
-                k: kk,
-                n: nn,
-                weights,
-                bias,
-            } => {
-                let (w, ws) = quantize_weights(weights, *nn, |j| j % nn);
-                QuantOp::Linear {
-                    k: *kk,
-                    n: *nn,
-                    zp_in: q_in[0].zero_point,
-                    requant: requant_params(k, "Linear", bias, &ws, q_in[0], q_out, act)?,
-                    weights: w,
-                }
+                op
             }
             FloatOp::Conv {
                 cin,
@@ -504,44 +304,15 @@ pub fn quantize_graph(
                 pad,
                 weights,
                 bias,
-            } => {
-                // A vector is a 1x1 image (pytorch/examples' `[N, nz, 1, 1]` latent).
-                let (h, w) = match input_shape(ins[0]) {
-                    Shape::Image { h, w, .. } => (h, w),
-                    Shape::Flat(_) => (1, 1),
-                };
-                if stride.0 != stride.1 || pad[0] != pad[2] || pad[1] != pad[3] || pad[0] != pad[1]
-                {
-                    return Err(fail(
-                        name,
-                        format!("unequal strides {stride:?} or paddings {pad:?} are not supported"),
-                    ));
-                }
-                let g = ConvGeometry {
-                    cin: *cin,
-                    cout: *cout,
-                    h,
-                    w,
-                    kh: *kh,
-                    kw: *kw,
-                    stride: stride.0,
-                    pad: pad[0],
-                    out_pad: 0,
-                };
-                let per_out = cin * kh * kw;
-                let (wq, ws) = quantize_weights(weights, *cout, |j| j / per_out);
-                let requant = match channel_scales.get(&n.output) {
-                    Some(out) => per_channel_requant(bias, &ws, q_in[0], out)
-                        .ok_or_else(|| fail(name, "scales out of range".into()))?,
-                    None => requant_params(k, "Conv2d", bias, &ws, q_in[0], q_out, act)?,
-                };
-                QuantOp::Conv2d {
-                    geometry: g,
-                    zp_in: q_in[0].zero_point,
-                    requant,
-                    weights: wq,
-                }
-            }
+            } => ops::conv::quantize(
+                &cx,
+                (*cin, *cout, *kh, *kw),
+                *stride,
+                *pad,
+                weights,
+                bias,
+                per_channel,
+            )?,
             FloatOp::ConvTranspose {
                 cin,
                 cout,
@@ -552,81 +323,19 @@ pub fn quantize_graph(
                 out_pad,
                 weights,
                 bias,
-            } => {
-                // A vector is a 1x1 image (pytorch/examples' `[N, nz, 1, 1]` latent).
-                let (h, w) = match input_shape(ins[0]) {
-                    Shape::Image { h, w, .. } => (h, w),
-                    Shape::Flat(_) => (1, 1),
-                };
-                if stride.0 != stride.1
-                    || out_pad.0 != out_pad.1
-                    || pad.iter().any(|&p| p != pad[0])
-                {
-                    return Err(fail(name, format!("unequal strides {stride:?}, paddings {pad:?} or output paddings {out_pad:?} are not supported")));
-                }
-                let g = ConvGeometry {
-                    cin: *cin,
-                    cout: *cout,
-                    h,
-                    w,
-                    kh: *kh,
-                    kw: *kw,
-                    stride: stride.0,
-                    pad: pad[0],
-                    out_pad: out_pad.0,
-                };
-                let taps = kh * kw;
-                let (wq, ws) = quantize_weights(weights, *cout, |j| (j / taps) % cout);
-                let requant = match channel_scales.get(&n.output) {
-                    Some(out) => per_channel_requant(bias, &ws, q_in[0], out)
-                        .ok_or_else(|| fail(name, "scales out of range".into()))?,
-                    None => requant_params(k, "ConvTranspose2d", bias, &ws, q_in[0], q_out, act)?,
-                };
-                QuantOp::ConvTranspose2d {
-                    geometry: g,
-                    zp_in: q_in[0].zero_point,
-                    requant,
-                    weights: wq,
-                }
-            }
+            } => ops::conv_transpose::quantize(
+                &cx,
+                (*cin, *cout, *kh, *kw),
+                (*stride, *pad, *out_pad),
+                weights,
+                bias,
+                per_channel,
+            )?,
             FloatOp::Relu | FloatOp::LeakyRelu { .. } | FloatOp::Tanh | FloatOp::Sigmoid => {
-                let mut table = [0u8; 256];
-                for (code, t) in table.iter_mut().enumerate() {
-                    let x = q_in[0].dequantize(code as u8 as i8);
-                    let y = n.op.activate(x).unwrap_or(x);
-                    *t = q_out.quantize(y) as u8;
-                }
-                QuantOp::Lut { table }
+                ops::lut::quantize(&cx, |x| n.op.activate(x).unwrap_or(x))
             }
-            FloatOp::Add => {
-                let ms = [
-                    q_in[0].scale as f64 / q_out.scale as f64,
-                    q_in[1].scale as f64 / q_out.scale as f64,
-                ];
-                let (m, shift) = shared_multipliers(&ms)
-                    .ok_or_else(|| fail(name, "scales out of range".into()))?;
-                QuantOp::Add(Add {
-                    zp: [q_in[0].zero_point, q_in[1].zero_point],
-                    mult: [m[0], m[1]],
-                    shift,
-                    zp_out: q_out.zero_point,
-                    min: -128,
-                    max: 127,
-                })
-            }
-            FloatOp::Mul => {
-                let m = q_in[0].scale as f64 * q_in[1].scale as f64 / q_out.scale as f64;
-                let (mult, shift) =
-                    multiplier(m).ok_or_else(|| fail(name, "scales out of range".into()))?;
-                QuantOp::Mul(Mul {
-                    zp: [q_in[0].zero_point, q_in[1].zero_point],
-                    mult,
-                    shift,
-                    zp_out: q_out.zero_point,
-                    min: -128,
-                    max: 127,
-                })
-            }
+            FloatOp::Add => ops::add::quantize(&cx)?,
+            FloatOp::Mul => ops::mul::quantize(&cx)?,
             FloatOp::Concat { .. }
                 if n.inputs.len() == 2 && embeds.contains_key(n.inputs[1].as_str()) =>
             {
@@ -680,174 +389,37 @@ pub fn quantize_graph(
                 node_names.push((out_name.clone(), false));
                 continue;
             }
-            FloatOp::Concat { axis } => {
-                if *axis != 0 {
-                    return Err(fail(name, format!("concatenation on axis {axis}: only channels (axis 1 with the batch) are supported")));
-                }
-                let pixels = match input_shape(ins[0]) {
-                    Shape::Image { h, w, .. } => h * w,
-                    Shape::Flat(_) => 1,
-                };
-                let parts = ins
-                    .iter()
-                    .zip(&q_in)
-                    .map(|(&t, q)| {
-                        let channels = match tensors[t].shape {
-                            Shape::Image { c, .. } => c,
-                            Shape::Flat(c) => c,
-                        };
-                        if q == &q_out {
-                            return Ok(Part::copy(channels, q.zero_point));
-                        }
-                        let (mult, shift) = multiplier(q.scale as f64 / q_out.scale as f64)
-                            .ok_or_else(|| fail(name, "scales out of range".into()))?;
-                        Ok(Part {
-                            channels,
-                            zp: q.zero_point,
-                            shift,
-                            mult,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, QuantizeError>>()?;
-                QuantOp::Concat {
-                    zp_out: q_out.zero_point,
-                    pixels,
-                    parts,
-                }
-            }
-            FloatOp::Pad { mode, pads } => {
-                let Shape::Image { c, h, w } = input_shape(ins[0]) else {
-                    return Err(fail(name, "padding takes an image".into()));
-                };
-                let mode = match mode {
-                    crate::import::PadMode::Zero => PadMode::Zero,
-                    crate::import::PadMode::Reflect => PadMode::Reflect,
-                };
-                QuantOp::Pad(Pad {
-                    mode,
-                    zp: q_in[0].zero_point,
-                    c,
-                    h,
-                    w,
-                    pads: *pads,
-                })
-            }
+            FloatOp::Concat { axis } => ops::concat::quantize(&cx, *axis)?,
+            FloatOp::Pad { mode, pads } => ops::pad::quantize(&cx, *mode, *pads)?,
             FloatOp::InstanceNorm { scale, shift, eps } => {
-                let Shape::Image { c, h, w } = input_shape(ins[0]) else {
-                    return Err(fail(name, "instance normalisation takes an image".into()));
-                };
-                let pixels = (h * w) as f64;
-                let in_scales = channel_scales.get(&n.inputs[0]);
-                let affine = (0..c)
-                    .map(|ch| {
-                        let (gm, gs) = signed_multiplier(scale[ch] as f64 / q_out.scale as f64)
-                            .ok_or_else(|| fail(name, "scale out of range".into()))?;
-                        let b16 = (shift[ch] as f64 / q_out.scale as f64 * 65536.0).round();
-                        if b16.abs() >= i32::MAX as f64 {
-                            return Err(fail(name, "shift out of range".into()));
-                        }
-                        let s_in = in_scales.map_or(q_in[0].scale, |s| s.scales[ch]) as f64;
-                        let e = (pixels * pixels * *eps as f64 / (s_in * s_in))
-                            .round()
-                            .min((1u64 << 60) as f64);
-                        Ok(Affine {
-                            gm,
-                            gs,
-                            b16: b16 as i32,
-                            eps: e as u64,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, QuantizeError>>()?;
-                QuantOp::InstanceNorm {
-                    c,
-                    pixels: h * w,
-                    zp_out: q_out.zero_point,
-                    relu: act == Fused::Relu,
-                    affine,
-                }
+                ops::instance_norm::quantize(&cx, scale, shift, *eps, input_channels)?
             }
-            FloatOp::Reshape { shape } => match (input_shape(ins[0]), &shape[..]) {
-                (Shape::Flat(_), [c, h, w]) => QuantOp::Reshape {
-                    c: *c,
-                    h: *h,
-                    w: *w,
-                },
-                (s, _) => {
-                    return Err(fail(
-                        name,
-                        format!(
-                            "reshape of {s:?} to {shape:?}: only a vector to an image is supported"
-                        ),
-                    ))
-                }
-            },
-            FloatOp::Flatten => match input_shape(ins[0]) {
-                Shape::Image { c, h, w } => QuantOp::Flatten { c, h, w },
-                Shape::Flat(_) => QuantOp::Lut {
-                    table: core::array::from_fn(|i| i as u8),
-                },
-            },
-            FloatOp::Upsample { factor } => match input_shape(ins[0]) {
-                Shape::Image { c, h, w } => QuantOp::Upsample {
-                    c,
-                    h,
-                    w,
-                    factor: *factor,
-                },
-                Shape::Flat(_) => return Err(fail(name, "upsampling takes an image".into())),
-            },
-            // Not joined to a latent (those are skipped above): the row alone, in its own
-            // quantization.
+            FloatOp::Reshape { shape } => ops::reshape::quantize(&cx, shape)?,
+            FloatOp::Flatten => ops::flatten::quantize(&cx),
+            FloatOp::Upsample { factor } => ops::upsample::quantize(&cx, *factor)?,
+            // Not joined to a latent (those are skipped above): the row alone.
             FloatOp::Embed {
                 classes,
                 dim,
                 table,
-            } => QuantOp::Embed {
-                classes: *classes,
-                dim: *dim,
-                table: table.iter().map(|&v| q_out.quantize(v)).collect(),
-            },
+            } => ops::embed::quantize(&cx, *classes, *dim, table),
             FloatOp::Slice { start, len } => {
-                let (channels, pixels) = match input_shape(ins[0]) {
-                    _ if graph.shape_of(&n.inputs[0]).is_some_and(|s| s.len() == 2) => {
-                        return Err(fail(name, "a slice of a sequence is not supported".into()))
-                    }
-                    Shape::Image { c, h, w } => (c, h * w),
-                    Shape::Flat(c) => (c, 1),
-                };
-                QuantOp::Slice(crate::ops::Slice {
-                    channels,
-                    pixels,
-                    start: *start,
-                    len: *len,
-                })
+                ops::slice::quantize(&cx, *start, *len, sequence_input)?
             }
             // A per-channel affine that nothing before it absorbs (after a Sigmoid, as TimeGAN's
             // scaling back to the data's units): a 1x1 convolution with diagonal weights.
             FloatOp::BatchNorm { scale, shift } => {
-                let (c, h, w) = match input_shape(ins[0]) {
+                let (c, h, w) = match cx.input_shape() {
                     Shape::Image { c, h, w } => (c, h, w),
                     Shape::Flat(c) => (c, 1, 1),
                 };
                 if scale.len() != c {
-                    return Err(fail(
-                        name,
-                        format!("{} scales for {c} channels", scale.len()),
-                    ));
+                    return Err(cx.fail(format!("{} scales for {c} channels", scale.len())));
                 }
                 let diagonal: Vec<f32> = (0..c * c)
                     .map(|i| if i / c == i % c { scale[i / c] } else { 0.0 })
                     .collect();
-                pointwise(
-                    k,
-                    "BatchNorm",
-                    (c, c, h, w),
-                    &diagonal,
-                    shift,
-                    q_in[0],
-                    q_out,
-                    act,
-                )?
+                ops::conv::pointwise(&cx, "BatchNorm", (c, c, h, w), &diagonal, shift)?
             }
         };
         let shape = shape_of(&n.shape);

@@ -11,7 +11,7 @@ pub mod graph;
 
 use crate::engine::runner::{dequantize_out, Int8Runner, Runner, Values};
 use crate::engine::EngineError;
-use crate::format::{FormatError, Model, Quant, Shape};
+use crate::format::{FormatError, Model, Quant, Shape, TensorInfo};
 use crate::import::{FloatGraph, InputKind};
 use crate::kernels::{Isa, MAX_SHIFT};
 use crate::tokens::TokenSpec;
@@ -218,6 +218,120 @@ pub(crate) fn quantize_weights(
         .map(|(i, v)| (v / scales[channel(i)]).round().clamp(-127.0, 127.0) as i8)
         .collect();
     (q, scales)
+}
+
+/// `m_i` as `mult_i * 2^-shift` with one shift for all, the largest multiplier in `[2^30, 2^31)`.
+pub(crate) fn shared_multipliers(ms: &[f64]) -> Option<(Vec<i32>, u8)> {
+    let top = ms.iter().fold(0f64, |a, m| a.max(m.abs()));
+    let (_, shift) = multiplier(top)?;
+    let mults = ms
+        .iter()
+        .map(|m| (m * 2f64.powi(shift as i32)).round() as i64)
+        .map(|m| i32::try_from(m).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some((mults, shift))
+}
+
+/// How a matrix op read only by an instance normalisation writes its output: channel `c` is
+/// stored as `(x - centre[c]) / scale[c]` (zero point 0). The normalisation subtracts each
+/// channel's mean and divides by its spread, so it is blind to both the centre and the scale
+/// (but for its epsilon, which is recorded per channel).
+pub(crate) struct ChannelQuant {
+    pub scales: Vec<f32>,
+    pub centres: Vec<f32>,
+}
+
+/// Requantization of a matrix op whose output channel `c` has its own scale and centre (see
+/// [`ChannelQuant`]): `(bias[c] - centre[c]) / (s_in w[c])` and `s_in w[c] / scale[c]`.
+pub(crate) fn per_channel_requant(
+    bias: &[f32],
+    w_scales: &[f32],
+    input: Quant,
+    out: &ChannelQuant,
+) -> Option<RequantParams> {
+    let mut p = RequantParams {
+        bias: Vec::new(),
+        mult: Vec::new(),
+        shift: Vec::new(),
+        zp_out: 0,
+        min: -128,
+        max: 127,
+    };
+    for (((b, sw), so), centre) in bias.iter().zip(w_scales).zip(&out.scales).zip(&out.centres) {
+        let acc = input.scale as f64 * *sw as f64;
+        let bq = ((*b as f64 - *centre as f64) / acc).round();
+        if bq.abs() > (1u64 << 29) as f64 {
+            return None;
+        }
+        let (m, s) = multiplier(acc / *so as f64)?;
+        p.bias.push(bq as i32);
+        p.mult.push(m);
+        p.shift.push(s);
+    }
+    Some(p)
+}
+
+/// `m` (of either sign) as `mult * 2^-shift`.
+pub(crate) fn signed_multiplier(m: f64) -> Option<(i32, u8)> {
+    if m == 0.0 {
+        return Some((0, 1));
+    }
+    let (q, s) = multiplier(m.abs())?;
+    Some((if m < 0.0 { -q } else { q }, s))
+}
+
+/// One node as its op's quantization sees it (`ops::NAME::quantize`, in the op's own file, next
+/// to its int8 definition): where it is, its inputs' int8 tensors, the quantization measured at
+/// its output and the ReLU fused into it.
+pub(crate) struct NodeCx<'a> {
+    pub index: usize,
+    pub name: &'a str,
+    pub inputs: Vec<TensorInfo>,
+    pub output: Quant,
+    pub act: Fused,
+}
+
+impl NodeCx<'_> {
+    pub fn fail(&self, reason: impl Into<String>) -> QuantizeError {
+        QuantizeError::Calibration(format!("node {}: {}", self.name, reason.into()))
+    }
+    /// The first input's quantization (unit for a node that reads only indices).
+    pub fn input(&self) -> Quant {
+        self.inputs.first().map_or(Quant::UNIT, |t| t.quant)
+    }
+    pub fn input_shape(&self) -> Shape {
+        self.inputs.first().map_or(Shape::Flat(0), |t| t.shape)
+    }
+    /// A vector is a 1x1 image (pytorch/examples' `[N, nz, 1, 1]` latent).
+    pub fn input_hw(&self) -> (usize, usize) {
+        match self.input_shape() {
+            Shape::Image { h, w, .. } => (h, w),
+            Shape::Flat(_) => (1, 1),
+        }
+    }
+    /// The requantization of a matrix op `op` with per-output-channel weight scales `w_scales`,
+    /// into its measured output or, read by an instance normalisation, per channel.
+    pub fn requant(
+        &self,
+        op: &'static str,
+        bias: &[f32],
+        w_scales: &[f32],
+        per_channel: Option<&ChannelQuant>,
+    ) -> Result<RequantParams, QuantizeError> {
+        match per_channel {
+            Some(out) => per_channel_requant(bias, w_scales, self.input(), out)
+                .ok_or_else(|| self.fail("scales out of range")),
+            None => requant_params(
+                self.index,
+                op,
+                bias,
+                w_scales,
+                self.input(),
+                self.output,
+                self.act,
+            ),
+        }
+    }
 }
 
 pub(crate) fn requant_params(
