@@ -2,7 +2,7 @@
 """Seeds for the `onnx` fuzz target: small generators exported by PyTorch's own
 `torch.onnx.export`, the files users give the importer, with every layer the families use (a
 latent DCGAN chain, a class embedding, a U-Net's skip, a ResNet block's reflect pad, instance
-norm and residual add, a recurrent GRU with per-step Linear, a token cell with its metadata) at a width of a few channels, so that mutations fall on the graph's
+norm and residual add, a recurrent GRU with per-step Linear, a token cell with its metadata, ProGAN's pixel norm) at a width of a few channels, so that mutations fall on the graph's
 structure more often than on weights.
 
     python3 scripts/fuzz-seeds.py fuzz/corpus/onnx
@@ -71,6 +71,22 @@ class Recurrent(nn.Module):
         return torch.sigmoid(self.fc(self.gru(z)[0]))
 
 
+class Progressive(nn.Module):
+    """Progressive GAN's generator in miniature: pixel norm, an equalised convolution (its input
+    scaled by a constant), nearest upsampling."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.ConvTranspose2d(4, 3, 2)
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, z):
+        pn = lambda x: x / torch.sqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+        x = pn(nn.functional.leaky_relu(self.first(pn(z)), 0.2))
+        x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        return self.conv(x * 0.5)
+
+
 class Cell(nn.Module):
     """SeqGAN's token cell in miniature: a token's embedding, one LSTM step from a batch-first
     state, the logits."""
@@ -122,6 +138,7 @@ def main(out):
         ("skip", Skip().eval(), (torch.randn(1, 1, 8, 8),), ["image"]),
         ("residual", Residual().eval(), (torch.randn(1, 2, 4, 4),), ["image"]),
         ("recurrent", Recurrent().eval(), (torch.rand(1, 4, 2),), ["noise"]),
+        ("progressive", Progressive().eval(), (torch.randn(1, 4, 1, 1),), ["z"]),
     ]:
         for opset in (13, 17):
             path = out / f"{name}_op{opset}.onnx"

@@ -144,6 +144,50 @@ class ResnetGen(nn.Module):
         return self.model(x)
 
 
+class PixelNorm(nn.Module):
+    """Progressive GAN's pixel normalisation: each pixel's feature vector divided by its root
+    mean square over the channels (tract reads this as its RmsNorm on axis 1)."""
+
+    def forward(self, x):
+        return x / torch.sqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+
+
+class WSConv2d(nn.Module):
+    """A convolution with the equalised learning rate as PyTorch ProGAN ports write it: the
+    input scaled by He's constant, the bias added after the convolution."""
+
+    def __init__(self, cin, cout, k=3, p=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, 1, p, bias=False)
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.scale = (2 / (cin * k * k)) ** 0.5
+
+    def forward(self, x):
+        return self.conv(x * self.scale) + self.bias.view(1, -1, 1, 1)
+
+
+class ProGanGen(nn.Module):
+    """Progressive GAN's generator after its second stage (4 -> 8 px), narrow: the latent pixel-
+    normalised, a 4x4 transposed convolution, then per block nearest upsampling and two
+    equalised 3x3 convolutions, each with LeakyReLU(0.2) and pixel norm, and a 1x1 toRGB."""
+
+    def __init__(self, nz=16, ch=8, c=3):
+        super().__init__()
+        self.pn = PixelNorm()
+        self.first = nn.ConvTranspose2d(nz, ch, 4)
+        self.c1, self.c2 = WSConv2d(ch, ch), WSConv2d(ch, ch)
+        self.c3, self.c4 = WSConv2d(ch, ch), WSConv2d(ch, ch)
+        self.rgb = WSConv2d(ch, c, 1, 0)
+
+    def forward(self, z):
+        act = lambda x: self.pn(nn.functional.leaky_relu(x, 0.2))
+        x = act(self.first(self.pn(z)))
+        x = act(self.c2(act(self.c1(x))))
+        x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        x = act(self.c4(act(self.c3(x))))
+        return self.rgb(x)
+
+
 class TimeGanGen(nn.Module):
     """TimeGAN's generator path as its authors build it (timegan.py): generator, supervisor
     (one layer fewer) and recovery, each a GRU stack then a per-step Linear and Sigmoid, and
@@ -283,6 +327,7 @@ def main():
         ("resnet_affine", lambda: ResnetGen(3, 8, True), (3, 32, 32), "input", [17]),
         ("unet_pointwise", lambda: UNetPointwise(3, 8), (3, 32, 32), "input", [13, 17]),
         ("timegan", lambda: TimeGanGen(5, 24, 3), (24, 5), "noise", [13, 17]),
+        ("progan", lambda: ProGanGen(16, 8, 3), (16, 1, 1), "z", [13, 17]),
     ]
     for seed, (name, make, shape, input_name, opsets) in enumerate(specs):
         model = settle(make(), shape, seed)
@@ -306,7 +351,7 @@ def main():
             except Exception as e:  # the dynamo exporter is optional; say why it was skipped
                 failures.append((name, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
 
-    token_cell(notes, failures, models, len(specs))
+    token_cell(notes, failures, models, 9)  # its seed from before later models joined specs
 
     with open(os.path.join(OUT, "README.md"), "w") as f:
         f.write("# ONNX fixtures written by PyTorch's own exporter\n\n")
@@ -316,11 +361,15 @@ def main():
                 "is exercised with non-trivial values.\n\n")
         f.write("`NAME.input.npy` is a seeded batch-2 input, `NAME.output.npy` PyTorch's output "
                 "for it (eval mode); every `NAME_op*.onnx` is the same model and weights.\n\n")
-        f.write("Used by `runtime/tests/torch_import.rs` (every file imports; the float executor "
+        f.write("`seqgan_cell.tokens.npy` holds two 6-token sequences and `seqgan_cell.logits.npy` "
+                "PyTorch's logits at each step of stepping the cell through them from a zero "
+                "state.\n\n")
+        f.write("Used by `runtime/tests/torch_tokens.rs` (the token cells), "
+                "`runtime/tests/torch_import.rs` (every file imports; the float executor "
                 "matches PyTorch's output and tract) and `runtime/tests/torch_quantize.rs` (the "
-                "DCGANs quantize; U-Net and ResNet are refused by the int8 chain naming their "
-                "skip connection). The real-size files are exported once (dynamic batch) to keep "
-                "the folder small; their narrow twins cover every opset and the fixed batch.\n\n")
+                "DCGANs and ProGAN quantize; U-Net, ResNet and TimeGAN in their own tests). The "
+                "real-size files are exported once (dynamic batch) to keep the folder small; "
+                "their narrow twins cover every opset and the fixed batch.\n\n")
         f.write("| model | class | per-sample input | input name |\n|---|---|---|---|\n")
         for name, cls, shape, input_name in models:
             f.write(f"| {name} | {cls} | {shape if isinstance(shape, str) else list(shape)} | `{input_name}` |\n")

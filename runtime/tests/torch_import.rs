@@ -167,6 +167,23 @@ fn each_family_imports_as_its_ops() {
         5
     );
 
+    // Progressive GAN: six pixel norms (tract's RmsNorm, or the dynamo exporter's decomposed
+    // chain), and once simplified no scale left before the equalised convolutions.
+    for file in ["progan_op17_dyn.onnx", "progan_op18_dynamo_dyn.onnx"] {
+        let mut g = import(file);
+        let pixel_norms = g
+            .nodes
+            .iter()
+            .filter(|n| n.op.kind() == "PixelNorm")
+            .count();
+        assert_eq!(pixel_norms, 6, "{file}");
+        g.simplify();
+        assert!(
+            !has(&g, &|op| matches!(op, FloatOp::BatchNorm { .. })),
+            "{file}"
+        );
+    }
+
     // U-Net: two skip Concats on channels; Dropout is gone.
     let g = import("unet_op13.onnx");
     assert_eq!(g.inputs[0].kind, InputKind::Image);

@@ -103,6 +103,11 @@ fn real_pytorch_dcgan_exports_quantize_within_30_db() {
         "dcgan_view_narrow_op13_dyn.onnx",
         "dcgan_view_narrow_op17.onnx",
         "dcgan_view_narrow_op18_dynamo_dyn.onnx",
+        // Progressive GAN's generator: pixel norm, equalised convolutions (their scale folded
+        // into the weights), nearest upsampling.
+        "progan_op13_dyn.onnx",
+        "progan_op17.onnx",
+        "progan_op18_dynamo_dyn.onnx",
     ] {
         let (pgq, report) =
             quantize(&fixture(file), &options()).unwrap_or_else(|e| panic!("{file}: {e}"));

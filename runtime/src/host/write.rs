@@ -87,6 +87,7 @@ pub enum QuantOp {
     },
     Gru(crate::ops::gru::GruParams),
     Slice(crate::ops::Slice),
+    PixelNorm(crate::ops::PixelNorm),
 }
 
 /// A node of a quantized graph: its op and the tensors it reads and writes (indices into
@@ -159,7 +160,10 @@ impl QuantOp {
                 w: p.w + p.pads[1] + p.pads[3],
             },
             // The rest keep the first input's shape, or join several (graphs only).
-            QuantOp::Add(_) | QuantOp::Mul(_) | QuantOp::InstanceNorm { .. } => input,
+            QuantOp::Add(_)
+            | QuantOp::Mul(_)
+            | QuantOp::InstanceNorm { .. }
+            | QuantOp::PixelNorm(_) => input,
             QuantOp::Gru(g) => Shape::Image {
                 c: g.hidden,
                 h: g.steps,
@@ -400,6 +404,7 @@ fn encode_op(op: &QuantOp) -> Result<(u8, Vec<u8>), EncodeError> {
         ),
         QuantOp::Gru(g) => (tag::Gru, g.encode()),
         QuantOp::Slice(op) => (tag::Slice, op.encode()?),
+        QuantOp::PixelNorm(op) => (tag::PixelNorm, op.encode()?),
     })
 }
 

@@ -281,4 +281,7 @@ registry! {
     // A gate's share of a recurrent cell's products (SeqGAN's LSTM cell).
     #[cfg(any(feature = "graph-ops", test))]
     Slice = 15 => slice::Slice,
+    // Progressive GAN's pixel normalisation, behind its own feature `pixel-norm` (on with `std`).
+    #[cfg(any(feature = "pixel-norm", test))]
+    PixelNorm = 16 => pixel_norm::PixelNorm,
 }

@@ -77,6 +77,9 @@ impl<'a> OpKind<'a> for Slice {
         }
     }
 
+    // Not inlined into the interpreter's dispatch: its frame would count against every op's
+    // stack on a microcontroller, not only its own.
+    #[inline(never)]
     fn run(&self, _cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         let x = x.first().ok_or(RunError::Internal("a slice's input"))?;
         let (c, len) = (nz(self.channels), nz(self.len));

@@ -312,6 +312,70 @@ fn instance_norm_matches_float_within_one_step() {
 }
 
 #[test]
+fn pixel_norm_matches_float_within_one_step() {
+    use super::pixel_norm::PixelNorm;
+    let mut rng = Lcg(9);
+    for round in 0..20 {
+        let (c, pixels) = if round < 10 { (3, 16) } else { (64, 4) };
+        let i = rng.quant();
+        // The normalised values lie within sqrt(c).
+        let top = (c as f64).sqrt();
+        let o = Quant {
+            scale: (2.0 * top / 255.0) as f32,
+            zero_point: 0,
+        };
+        let eps = if round % 2 == 0 { 1e-8 } else { 0.05 };
+        let (m, shift) = fixed(&[top / o.scale as f64]);
+        let op = PixelNorm {
+            c,
+            pixels,
+            zp_in: i.zero_point,
+            zp_out: o.zero_point,
+            m: m[0],
+            shift,
+            eps: (c as f64 * eps / (i.scale as f64).powi(2)).round() as u64,
+        };
+        let body = op.encode().unwrap();
+        let parsed = PixelNorm::parse(
+            &mut Reader {
+                buf: &body,
+                pos: 0,
+                validate: true,
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(parsed, op);
+        // A pixel at the zero point (round 0): all zeros, whatever eps.
+        let x: Vec<i8> = (0..c * pixels)
+            .map(|k| {
+                if round == 0 && k < c {
+                    i.zero_point
+                } else {
+                    rng.i8()
+                }
+            })
+            .collect();
+        let mut y = x.clone();
+        op.run(&mut cx(&mut [], 1), &[&[]], &mut y).unwrap();
+        for p in 0..pixels {
+            let v: Vec<f64> = (0..c)
+                .map(|ch| i.dequantize(x[p * c + ch]) as f64)
+                .collect();
+            let ms = v.iter().map(|a| a * a).sum::<f64>() / c as f64;
+            for ch in 0..c {
+                let want = q(o, v[ch] / (ms + eps).sqrt());
+                assert!(
+                    (y[p * c + ch] as i32 - want).abs() <= 1,
+                    "round {round} pixel {p} channel {ch}: {} vs {want}",
+                    y[p * c + ch]
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn isqrt_is_the_floor_square_root() {
     for v in [
         0u64,

@@ -500,6 +500,25 @@ fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<V
             }
             y
         }
+        FloatOp::PixelNorm { eps } => {
+            // Per sample, per pixel: the channels are axis 0, `inner` values apart.
+            let channels = xs.first().copied().unwrap_or(0);
+            let inner: usize = xs.iter().skip(1).product();
+            let per = channels * inner;
+            let mut y = x.to_vec();
+            for b in 0..batch {
+                for p in 0..inner {
+                    let at = |ch: usize| b * per + ch * inner + p;
+                    let ms = (0..channels).map(|ch| x[at(ch)] * x[at(ch)]).sum::<f32>()
+                        / channels.max(1) as f32;
+                    let r = 1.0 / (ms + eps).sqrt();
+                    for ch in 0..channels {
+                        y[at(ch)] = x[at(ch)] * r;
+                    }
+                }
+            }
+            y
+        }
         FloatOp::Slice { start, len } => {
             // Axis 0 of each sample: one contiguous block of `len` channels.
             let channels = xs.first().copied().unwrap_or(0);

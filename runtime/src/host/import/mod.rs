@@ -100,6 +100,12 @@ pub enum FloatOp {
         shift: Vec<f32>,
         eps: f32,
     },
+    /// Each pixel's feature vector (axis 0, the channels) divided by its root mean square,
+    /// `x / sqrt(mean_c(x^2) + eps)`: Progressive GAN's pixel normalisation (tract's `RmsNorm`
+    /// on the channel axis).
+    PixelNorm {
+        eps: f32,
+    },
     Relu,
     LeakyRelu {
         alpha: f32,
@@ -174,6 +180,7 @@ impl FloatOp {
             FloatOp::Flatten => "Flatten",
             FloatOp::Upsample { .. } => "Upsample",
             FloatOp::Slice { .. } => "Slice",
+            FloatOp::PixelNorm { .. } => "PixelNorm",
             FloatOp::Embed { .. } => "Embed",
             FloatOp::Gru { .. } => "Gru",
         }

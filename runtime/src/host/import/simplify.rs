@@ -1,8 +1,8 @@
 //! Exact folds on a [`FloatGraph`]: per-channel affines (BatchNorm, and the constant Mul/Add
 //! tract leaves for biases) are merged with each other and folded into the Linear, Conv,
-//! ConvTranspose or InstanceNorm that produces their input, the rules of graph.rs's chain
-//! simplification (including a Linear seen through a Reshape). A fold happens only when the
-//! producer's value is read by nothing else, so no other reader sees changed values.
+//! ConvTranspose or InstanceNorm that produces their input (including a Linear seen through a
+//! Reshape); a scale alone is folded into the Linear, Conv or ConvTranspose that reads it. A
+//! fold happens only when the value it changes is read by nothing else.
 
 use super::{FloatGraph, FloatOp};
 
@@ -19,6 +19,26 @@ impl FloatGraph {
                 continue;
             };
             let input = self.nodes[i].inputs[0].clone();
+            // A scale alone before the one matrix op that reads it (an equalised learning
+            // rate's `conv(x * c)`): into that op's weights, per input channel. Exact with zero
+            // padding, as a shift would not be.
+            let output = self.nodes[i].output.clone();
+            let reader = self.nodes.iter().position(|n| n.inputs.contains(&output));
+            if let (true, 1, Some(r)) = (
+                shift.iter().all(|&b| b == 0.0),
+                self.readers(&output),
+                reader,
+            ) {
+                if scale_inputs(&mut self.nodes[r].op, &scale) {
+                    for name in &mut self.nodes[r].inputs {
+                        if *name == output {
+                            *name = input.clone();
+                        }
+                    }
+                    self.nodes.remove(i);
+                    return true;
+                }
+            }
             let Some(p) = self.nodes.iter().position(|n| n.output == input) else {
                 continue;
             };
@@ -110,6 +130,47 @@ fn fold_into(op: &mut FloatOp, scale: &[f32], shift: &[f32], per_column: usize) 
             }
             for (c, b) in bias.iter_mut().enumerate() {
                 *b = *b * scale[c] + shift[c];
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `op(x * scale[c])` as `op'(x)`: the weights of input channel `c` scaled (a Linear's input
+/// must be the vector of channels itself).
+fn scale_inputs(op: &mut FloatOp, scale: &[f32]) -> bool {
+    match op {
+        FloatOp::Linear { k, n, weights, .. } if *k == scale.len() => {
+            for (i, w) in weights.iter_mut().enumerate() {
+                *w *= scale[i / *n];
+            }
+            true
+        }
+        FloatOp::Conv {
+            cin,
+            kh,
+            kw,
+            weights,
+            ..
+        } if *cin == scale.len() => {
+            let taps = *kh * *kw;
+            for (i, w) in weights.iter_mut().enumerate() {
+                *w *= scale[(i / taps) % *cin];
+            }
+            true
+        }
+        FloatOp::ConvTranspose {
+            cin,
+            cout,
+            kh,
+            kw,
+            weights,
+            ..
+        } if *cin == scale.len() => {
+            let per_in = *cout * *kh * *kw;
+            for (i, w) in weights.iter_mut().enumerate() {
+                *w *= scale[i / per_in];
             }
             true
         }

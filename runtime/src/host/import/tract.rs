@@ -610,6 +610,9 @@ impl<'a> Walker<'a> {
             return self.gather(node, op);
         }
         if let Some(op) = node.op_as::<ops::nn::Reduce>() {
+            if op.reducer == ops::nn::Reducer::MeanOfSquares && op.axes.as_slice() == [1] {
+                return self.pixel_norm_chain(node);
+            }
             return self.instance_norm(node, op);
         }
         if let Some(op) = node.op_as::<ops::cast::Cast>() {
@@ -620,6 +623,9 @@ impl<'a> Walker<'a> {
         }
         if let Some(op) = node.op_as::<ops::lstm_cell::LstmEpilogue>() {
             return self.lstm_epilogue(node, op);
+        }
+        if let Some(op) = node.op_as::<ops::nn::RmsNorm>() {
+            return pixel_norm(node, op);
         }
         if node.op_is::<ops::identity::Identity>() {
             return Ok(Mapped::Alias(node.inputs[0]));
@@ -1190,6 +1196,46 @@ impl<'a> Walker<'a> {
         Ok(Mapped::Unsupported)
     }
 
+    /// Pixel normalisation where tract leaves it decomposed (the dynamo exporter's `x /
+    /// sqrt(mean(x**2, 1))`): `MeanOfSquares` over the channels, an optional `Add` of a scalar
+    /// epsilon, `Rsqrt`, then a `Mul` with `x`. The chain is matched from its Reduce and its
+    /// nodes absorbed, as for [`Walker::instance_norm`].
+    fn pixel_norm_chain(&mut self, node: &TypedNode) -> MapResult {
+        let x = node.inputs[0];
+        let m = self.m;
+        let only = |id: usize| sole_reader(m, id);
+        let matched = (|| {
+            let mut chain = Vec::new();
+            let mut at = only(node.id)?;
+            let mut eps = 0.0;
+            if bin(at, "Add") {
+                let k = at.inputs.iter().find(|i| i.node != node.id)?;
+                let t = self.konst(*k)?;
+                eps = floats(t).ok().filter(|v| v.len() == 1)?[0];
+                chain.push(at.id);
+                at = only(at.id)?;
+            }
+            let rsqrt = Some(at).filter(|n| {
+                n.op_as::<ops::element_wise::ElementWiseOp>()
+                    .is_some_and(|e| e.0.name() == "Rsqrt")
+            })?;
+            chain.push(rsqrt.id);
+            let out = only(rsqrt.id).filter(|n| bin(n, "Mul") && n.inputs.contains(&x))?;
+            chain.push(out.id);
+            Some((chain, eps))
+        })();
+        let Some((chain, eps)) = matched else {
+            return Ok(Mapped::Unsupported);
+        };
+        if !(eps >= 0.0 && eps.is_finite()) {
+            return Err(format!("epsilon {eps} is not a non-negative number"));
+        }
+        let out = *chain.last().expect("two nodes at least");
+        self.absorbed.extend(chain);
+        self.output_override = Some(OutletId::new(out, 0));
+        Ok(Mapped::Op(FloatOp::PixelNorm { eps }, vec![x]))
+    }
+
     /// InstanceNormalization as tract expands it: `mean = Sum(x) * (1/HW)`, `d = x - mean`,
     /// `y = d * Rsqrt(MeanOfSquares(d) + eps)`. The chain is matched from its first Reduce and
     /// its nodes absorbed; anything else reducing is unsupported.
@@ -1204,16 +1250,7 @@ impl<'a> Walker<'a> {
         }
         let (c, hw) = (shape[0], shape[1] * shape[2]);
         let m = self.m;
-        let only = |id: usize| -> Option<&TypedNode> {
-            match m.outlet_successors(OutletId::new(id, 0)) {
-                [one] => Some(m.node(one.node)),
-                _ => None,
-            }
-        };
-        let bin = |n: &TypedNode, name: &str| {
-            n.op_as::<ops::binary::TypedBinOp>()
-                .is_some_and(|b| b.0.name() == name)
-        };
+        let only = |id: usize| sole_reader(m, id);
         let scalar = |o: OutletId| -> Option<f32> {
             let t = self.konst(o)?;
             (t.len() == 1)
@@ -1270,6 +1307,36 @@ impl<'a> Walker<'a> {
             vec![x],
         ))
     }
+}
+
+/// tract's `RmsNorm` on axis 1, the channels (PyTorch's `x / sqrt(mean(x**2, dim=1,
+/// keepdim=True) + eps)`, Progressive GAN's pixel norm); on another axis it is unsupported.
+fn pixel_norm(node: &TypedNode, op: &ops::nn::RmsNorm) -> MapResult {
+    if op.axis != 1 {
+        return Ok(Mapped::Unsupported);
+    }
+    let eps = op
+        .eps
+        .cast_to_scalar::<f32>()
+        .map_err(|e| format!("epsilon: {e:#}"))?;
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(format!("epsilon {eps} is not a non-negative number"));
+    }
+    Ok(Mapped::Op(FloatOp::PixelNorm { eps }, vec![node.inputs[0]]))
+}
+
+/// The one node that reads node `id`'s first output, if exactly one does (a chain to match).
+fn sole_reader(m: &TypedModel, id: usize) -> Option<&TypedNode> {
+    match m.outlet_successors(OutletId::new(id, 0)) {
+        [one] => Some(m.node(one.node)),
+        _ => None,
+    }
+}
+
+/// Whether `n` is tract's binary op `name` (`Add`, `Mul`, `Sub`...).
+fn bin(n: &TypedNode, name: &str) -> bool {
+    n.op_as::<ops::binary::TypedBinOp>()
+        .is_some_and(|b| b.0.name() == name)
 }
 
 fn elementwise(node: &TypedNode, op: &ops::element_wise::ElementWiseOp) -> MapResult {

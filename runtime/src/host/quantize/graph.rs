@@ -406,6 +406,7 @@ pub fn quantize_graph(
             FloatOp::Slice { start, len } => {
                 ops::slice::quantize(&cx, *start, *len, sequence_input)?
             }
+            FloatOp::PixelNorm { eps } => ops::pixel_norm::quantize(&cx, *eps)?,
             // A per-channel affine that nothing before it absorbs (after a Sigmoid, as TimeGAN's
             // scaling back to the data's units): a 1x1 convolution with diagonal weights.
             FloatOp::BatchNorm { scale, shift } => {
