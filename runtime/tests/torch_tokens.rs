@@ -265,3 +265,22 @@ fn pytorch_token_cells_import_step_as_pytorch_and_quantize() {
         assert_eq!(few, many[..12], "{file}");
     }
 }
+
+/// A long sequence length (a cell's metadata may name up to 4,096 tokens) calibrates on fewer
+/// sequences, never more rows than `--calib`'s own bound.
+#[test]
+fn a_long_sequence_length_calibrates_within_the_row_bound() {
+    let options = QuantizeOptions {
+        length: Some(4096),
+        calib: 256,
+        eval: 64,
+        ..QuantizeOptions::default()
+    };
+    let (_, report) = quantize(&fixture("seqgan_cell_op17_dyn.onnx"), &options).unwrap();
+    assert_eq!(
+        report.eval_samples,
+        pocketgan_runtime::limits::MAX_CALIB,
+        "4 sequences of 4,096 steps"
+    );
+    assert!(report.token_kl.is_some_and(|kl| kl.is_finite()));
+}

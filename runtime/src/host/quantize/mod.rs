@@ -435,7 +435,9 @@ fn inputs_for(
 /// A token cell's inputs over whole sequences: `n` sequences of `spec.length` tokens, each
 /// token drawn from the float cell's own softmax, from the start token and the zero state
 /// (seeded), with every step's token and states kept. That makes `n * length` rows, so that the
-/// states' ranges cover every step of a sequence, from the first (zeros) to the last.
+/// states' ranges cover every step of a sequence, from the first (zeros) to the last. The rows
+/// are held to [`crate::limits::MAX_CALIB`] (fewer sequences when they are long): a length from
+/// a file's metadata must not make calibration hold `calib * 4096` rows of logits.
 fn token_cell_inputs(
     graph: &FloatGraph,
     seed: u64,
@@ -443,6 +445,7 @@ fn token_cell_inputs(
     spec: &TokenSpec,
 ) -> Result<(Vec<Vec<f32>>, usize), QuantizeError> {
     let fail = |why: String| QuantizeError::Calibration(format!("token cell: {why}"));
+    let n = n.min(crate::limits::MAX_CALIB / spec.length.max(1)).max(1);
     let token = graph
         .inputs
         .iter()
