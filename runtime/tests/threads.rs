@@ -158,8 +158,9 @@ fn one_sample_split_by_rows_gives_the_same_bytes() {
                 .unwrap();
             inputs.insert(at, Input::Index(&class));
         }
-        // Layers that fit one GEMM tile, or that col2im runs whole, are not split: some kernel
-        // families split none of a model's layers, but every model must split some.
+        // Every layer with rows splits here (col2im's image layers on AVX-512 VNNI and AMX
+        // among them, each band computing the input rows that reach it): every model must
+        // split some.
         let mut splits = 0;
         for isa in Isa::available() {
             for threads in [2, 3, 9] {

@@ -29,6 +29,9 @@ pub struct LayerFigure {
     pub macs_per_sample: usize,
     /// Median time of this op for a batch of [`Table::batch`], microseconds.
     pub batch_us: f64,
+    /// Median time of this op for one sample, microseconds (one thread: where batch 1 loses
+    /// against the batch, op by op).
+    pub batch1_us: f64,
     pub gmacs: f64,
     /// `gmacs` as a share of the kernel family's measured peak ([`crate::peak`]), if known.
     pub peak_share: Option<f64>,
@@ -106,15 +109,15 @@ pub fn run(
     let labels = classes(3, BATCH, model.classes());
     let mut arena = vec![0u8; model.arena_len(BATCH)];
     let mut out = vec![0i8; BATCH * model.output.elements()];
-    let layers = layers(model, reps, BATCH, |tick| {
+    let layers = layers(model, reps, BATCH, |n, tick| {
         run_conditional_observed(
             model,
             Isa::detect(),
-            BATCH,
-            &input,
-            &labels,
-            &mut arena,
-            &mut out,
+            n,
+            &input[..n * model.latent],
+            labels.get(..n).unwrap_or_default(),
+            &mut arena[..model.arena_len(n)],
+            &mut out[..n * model.output.elements()],
             |i, _, _, _| tick(i),
         )
         .map_err(EngineError::from)
@@ -208,8 +211,9 @@ fn run_inputs(
         })?);
     }
     let mut int8 = Int8Runner::new(*model, Isa::detect());
-    let layers = layers(model, reps, batch, |tick| {
-        int8.run_observed(&many, batch, |i, _, _, _| tick(i))
+    let layers = layers(model, reps, batch, |n, tick| {
+        let inputs = if n == 1 { &one } else { &many };
+        int8.run_observed(inputs, n, |i, _, _, _| tick(i))
             .map(|_| ())
     })?;
     Ok(table(rows, model, layers, reps, batch))
@@ -231,34 +235,40 @@ fn table(
     }
 }
 
-/// Times every op at `batch`: `run(tick)` runs the int8 model once, calling `tick(i)` as node
-/// `i` finishes; a node's time is the time since the previous one finished (the first's includes
-/// staging the input). Medians over the runs, per node.
+/// Times every op at batch 1 and at `batch`: `run(n, tick)` runs the int8 model once on `n`
+/// samples, calling `tick(i)` as node `i` finishes; a node's time is the time since the previous
+/// one finished (the first's includes staging the input). Medians over the runs, per node.
 fn layers(
     model: &Model,
     reps: usize,
     batch: usize,
-    mut run: impl FnMut(&mut dyn FnMut(usize)) -> Result<(), EngineError>,
+    mut run: impl FnMut(usize, &mut dyn FnMut(usize)) -> Result<(), EngineError>,
 ) -> Result<Vec<LayerFigure>, EngineError> {
     let ops: Vec<_> = model.ops().collect();
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
-    for _ in 0..reps.div_ceil(4).max(3) {
-        let mut last = Instant::now();
-        run(&mut |i| {
-            let now = Instant::now();
-            if let Some(t) = samples.get_mut(i) {
-                t.push((now - last).as_secs_f64());
-            }
-            last = Instant::now();
-        })?;
-    }
+    let mut per_op = |n: usize, runs: usize| -> Result<Vec<Vec<f64>>, EngineError> {
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
+        for _ in 0..runs {
+            let mut last = Instant::now();
+            run(n, &mut |i| {
+                let now = Instant::now();
+                if let Some(t) = samples.get_mut(i) {
+                    t.push((now - last).as_secs_f64());
+                }
+                last = Instant::now();
+            })?;
+        }
+        Ok(samples)
+    };
+    let one = per_op(1, reps.max(3))?;
+    let samples = per_op(batch, reps.div_ceil(4).max(3))?;
     let peak = crate::peak::int8_macs_per_sec(Isa::detect());
     Ok(ops
         .iter()
-        .zip(samples)
+        .zip(samples.into_iter().zip(one))
         .enumerate()
-        .filter(|(_, (_, t))| !t.is_empty())
-        .map(|(index, (op, t))| {
+        .filter(|(_, (_, (t, _)))| !t.is_empty())
+        .map(|(index, (op, (t, t1)))| {
+            let t1 = if t1.is_empty() { f64::NAN } else { median(t1) };
             let t = median(t);
             let gmacs = (op.macs() * batch) as f64 / t.max(1e-12) / 1e9;
             LayerFigure {
@@ -266,6 +276,7 @@ fn layers(
                 index,
                 macs_per_sample: op.macs(),
                 batch_us: t * 1e6,
+                batch1_us: t1 * 1e6,
                 gmacs,
                 peak_share: peak.filter(|_| op.macs() > 0).map(|p| gmacs * 1e9 / p),
             }
@@ -381,20 +392,20 @@ impl Table {
             .map_or("not measured".into(), |p| format!("{:.0} GMAC/s", p / 1e9));
         let _ = writeln!(
             s,
-            "per op, int8 at batch {} on the {} kernels (measured peak {peak}):",
+            "per op, int8 at batch {} on the {} kernels (measured peak {peak}), one thread; and at batch 1:",
             self.batch,
             Isa::detect().name()
         );
         let _ = writeln!(
             s,
-            "{:>4} {:<18} {:>12} {:>10} {:>7} {:>9} {:>7}",
-            "op", "kind", "MACs/sample", "us", "time", "GMAC/s", "peak"
+            "{:>4} {:<18} {:>12} {:>10} {:>7} {:>9} {:>7} {:>10} {:>9}",
+            "op", "kind", "MACs/sample", "us", "time", "GMAC/s", "peak", "b1 us", "b1 GMAC/s"
         );
         for l in &self.layers {
             let rate = |v: String| if l.macs_per_sample > 0 { v } else { "-".into() };
             let _ = writeln!(
                 s,
-                "{:>4} {:<18} {:>12} {:>10.1} {:>6.1}% {:>9} {:>7}",
+                "{:>4} {:<18} {:>12} {:>10.1} {:>6.1}% {:>9} {:>7} {:>10.1} {:>9}",
                 l.index,
                 l.op,
                 l.macs_per_sample,
@@ -402,7 +413,12 @@ impl Table {
                 100.0 * l.batch_us / total.max(1e-12),
                 rate(format!("{:.1}", l.gmacs)),
                 l.peak_share
-                    .map_or("-".into(), |p| format!("{:.0}%", 100.0 * p))
+                    .map_or("-".into(), |p| format!("{:.0}%", 100.0 * p)),
+                l.batch1_us,
+                rate(format!(
+                    "{:.1}",
+                    l.macs_per_sample as f64 / l.batch1_us.max(1e-9) / 1e3
+                )),
             );
         }
         s
@@ -418,7 +434,7 @@ impl Table {
                 "speedup_batch1_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch1_us / r.batch1_us),
                 "speedup_batch_vs_onnxruntime": self.find("onnxruntime").map(|t| t.batch_us / r.batch_us)}))
             .collect();
-        let figure = |l: &LayerFigure| serde_json::json!({"index": l.index, "op": l.op, "macs_per_sample": l.macs_per_sample, "batch_us": l.batch_us, "gmacs": l.gmacs, "peak_share": l.peak_share, "isa": Isa::detect().name()});
+        let figure = |l: &LayerFigure| serde_json::json!({"index": l.index, "op": l.op, "macs_per_sample": l.macs_per_sample, "batch_us": l.batch_us, "batch1_us": l.batch1_us, "gmacs": l.gmacs, "peak_share": l.peak_share, "isa": Isa::detect().name()});
         let layer = self.largest_layer().map(figure);
         let layers: Vec<_> = self.layers.iter().map(figure).collect();
         serde_json::json!({"engines": rows, "macs_per_sample": self.macs_per_sample, "reps": self.reps, "largest_layer": layer, "layers": layers}).to_string()

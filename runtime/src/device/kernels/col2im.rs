@@ -17,7 +17,8 @@ use core::mem::MaybeUninit;
 const MAX_COLS: usize = 64;
 /// Largest packed kernel matrix (`cin x cols`), bytes, built on the stack per call.
 const WT_MAX: usize = 16 * 1024;
-/// Largest partial sums of one sample (`h * w * cols`), on the stack.
+/// Largest partial sums held at once, on the stack: a block of input rows (`rows * w * cols`),
+/// at least one.
 const P_MAX: usize = 16 * 1024;
 /// Largest output accumulators of one sample (`ho * wo * cout`), on the stack.
 const ACC_MAX: usize = 16 * 1024;
@@ -30,14 +31,26 @@ pub fn suits(isa: Isa, g: &ConvGeometry) -> bool {
         && isa.is_available()
         && cols <= MAX_COLS
         && packed_len(g.cin, cols) <= WT_MAX
-        && g.h * g.w * cols <= P_MAX
+        && g.w * cols <= P_MAX
         && g.transpose_out().0 * g.transpose_out().1 * g.cout <= ACC_MAX
 }
 
-/// The transposed convolution of `batch` NHWC samples `x` into `y`, with the model's per-phase
-/// packed weights `phases` and requantization `rq` (biases per phase, as the sub-pixel path
-/// uses them). `None`, before anything is written, if the layer does not [`suits`] this path or
-/// its weights are not the model's validated phases; from a parsed model that never happens.
+/// Input rows whose taps reach output rows `rows`: `iy` with `iy * s + ky - pad` in `rows`
+/// for some `ky < kh`.
+fn input_rows(g: &ConvGeometry, rows: &core::ops::Range<usize>) -> core::ops::Range<usize> {
+    let s = g.stride.max(1);
+    let lo = (rows.start + g.pad).saturating_sub(g.kh - 1).div_ceil(s);
+    let hi = ((rows.end + g.pad).saturating_sub(1) / s + 1).min(g.h);
+    lo..hi.max(lo)
+}
+
+/// The transposed convolution of `batch` NHWC samples `x` into output rows `rows` of each
+/// sample (`y` holds just those rows), with the model's per-phase packed weights `phases` and
+/// requantization `rq` (biases per phase, as the sub-pixel path uses them). A band of rows
+/// computes the input rows that reach it, so bands split over threads repeat a few of them.
+/// `None`, before anything is written, if the layer does not [`suits`] this path, the rows are
+/// out of range, or the weights are not the model's validated phases; from a parsed model and
+/// an engine's bands that never happens.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_transpose(
     isa: Isa,
@@ -48,11 +61,15 @@ pub fn conv_transpose(
     phases: &[i8],
     x: &[i8],
     y: &mut [i8],
+    rows: core::ops::Range<usize>,
 ) -> Option<()> {
-    if !suits(isa, g) {
+    let (ho, wo) = g.transpose_out();
+    if !suits(isa, g) || rows.start > rows.end || rows.end > ho {
         return None;
     }
-    let (ho, wo) = g.transpose_out();
+    if rows.is_empty() {
+        return Some(());
+    }
     let (s, cout, kw) = (g.stride, g.cout, g.kw);
     let cols = g.kh * kw * cout;
     let pixels = g.h * g.w;
@@ -105,64 +122,31 @@ pub fn conv_transpose(
             }
         }
     }
+    // Partial sums of `block` input rows at a time.
+    let row_cols = g.w * cols;
+    let block = (P_MAX / row_cols).max(1);
     let mut p = MaybeUninit::<[i32; P_MAX]>::uninit();
-    let p = zeroed_prefix(&mut p, pixels * cols);
+    let p = zeroed_prefix(&mut p, block.min(g.h) * row_cols);
     let mut acc = MaybeUninit::<[i32; ACC_MAX]>::uninit();
-    let acc = zeroed_prefix(&mut acc, ho * wo * cout);
+    let acc = zeroed_prefix(&mut acc, rows.len() * wo * cout);
     let sample_in = pixels * g.cin;
-    let sample_out = ho * wo * cout;
+    let sample_out = rows.len() * wo * cout;
+    let inputs = input_rows(g, &rows);
     for (xs, ys) in x
         .chunks_exact(sample_in)
         .zip(y.chunks_exact_mut(sample_out))
         .take(batch)
     {
-        gemm_i32(isa, xs, g.cin, pixels, zp_in, wt, p).ok()?;
         acc.fill(0);
-        // Scatter: input pixel (iy, ix) meets output (iy * s + ky - pad, ix * s + kx - pad).
-        for (iy, prow) in p.chunks_exact(g.w * cols).enumerate() {
-            for ky in 0..g.kh {
-                let Some(oy) = (iy * s + ky).checked_sub(g.pad).filter(|&o| o < ho) else {
-                    continue;
-                };
-                let arow = &mut acc[oy * wo * cout..(oy + 1) * wo * cout];
-                for kx in 0..kw {
-                    // Inputs ix whose output column ix * s + kx - pad is in 0..wo.
-                    let lo = g.pad.saturating_sub(kx).div_ceil(s);
-                    let hi = (wo + g.pad).saturating_sub(kx).div_ceil(s).min(g.w);
-                    let col = (ky * kw + kx) * cout;
-                    if lo >= hi {
-                        continue;
-                    }
-                    let n = hi - lo;
-                    let dst = &mut arow[(lo * s + kx - g.pad) * cout..];
-                    let src = &prow[lo * cols + col..];
-                    // Checked once here: the loop below is the hot one of small layers.
-                    assert!(
-                        dst.len() >= ((n - 1) * s + 1) * cout && src.len() >= (n - 1) * cols + cout
-                    );
-                    // SAFETY (both loops): i < n and co < cout, within the asserted lengths.
-                    if cout == 1 {
-                        for i in 0..n {
-                            unsafe {
-                                let d = dst.get_unchecked_mut(i * s);
-                                *d = d.wrapping_add(*src.get_unchecked(i * cols));
-                            }
-                        }
-                        continue;
-                    }
-                    for i in 0..n {
-                        for co in 0..cout {
-                            unsafe {
-                                let d = dst.get_unchecked_mut(i * s * cout + co);
-                                *d = d.wrapping_add(*src.get_unchecked(i * cols + co));
-                            }
-                        }
-                    }
-                }
-            }
+        for iy0 in inputs.clone().step_by(block) {
+            let n_rows = block.min(inputs.end - iy0);
+            let xs = xs.get(iy0 * g.w * g.cin..(iy0 + n_rows) * g.w * g.cin)?;
+            let p = &mut p[..n_rows * row_cols];
+            gemm_i32(isa, xs, g.cin, n_rows * g.w, zp_in, wt, p).ok()?;
+            scatter(g, cout, &rows, wo, iy0, p, acc);
         }
         // Output o is in phase (o + pad) % s, stepped without divisions.
-        let mut ry = g.pad % s;
+        let mut ry = (rows.start + g.pad) % s;
         for (yrow, arow) in ys
             .chunks_exact_mut(wo * cout)
             .zip(acc.chunks_exact(wo * cout))
@@ -187,6 +171,69 @@ pub fn conv_transpose(
         }
     }
     Some(())
+}
+
+/// Adds the partial sums `p` of input rows `iy0..` (each `g.w * cols` values) into `acc`, the
+/// accumulators of output rows `rows`: input pixel (iy, ix) meets output
+/// (iy * s + ky - pad, ix * s + kx - pad).
+fn scatter(
+    g: &ConvGeometry,
+    cout: usize,
+    rows: &core::ops::Range<usize>,
+    wo: usize,
+    iy0: usize,
+    p: &[i32],
+    acc: &mut [i32],
+) {
+    let (s, kw) = (g.stride, g.kw);
+    let cols = g.kh * kw * cout;
+    for (i, prow) in p.chunks_exact(g.w * cols).enumerate() {
+        let iy = iy0 + i;
+        for ky in 0..g.kh {
+            let Some(oy) = (iy * s + ky)
+                .checked_sub(g.pad)
+                .filter(|o| rows.contains(o))
+            else {
+                continue;
+            };
+            let oy = oy - rows.start;
+            let arow = &mut acc[oy * wo * cout..(oy + 1) * wo * cout];
+            for kx in 0..kw {
+                // Inputs ix whose output column ix * s + kx - pad is in 0..wo.
+                let lo = g.pad.saturating_sub(kx).div_ceil(s);
+                let hi = (wo + g.pad).saturating_sub(kx).div_ceil(s).min(g.w);
+                let col = (ky * kw + kx) * cout;
+                if lo >= hi {
+                    continue;
+                }
+                let n = hi - lo;
+                let dst = &mut arow[(lo * s + kx - g.pad) * cout..];
+                let src = &prow[lo * cols + col..];
+                // Checked once here: the loop below is the hot one of small layers.
+                assert!(
+                    dst.len() >= ((n - 1) * s + 1) * cout && src.len() >= (n - 1) * cols + cout
+                );
+                // SAFETY (both loops): i < n and co < cout, within the asserted lengths.
+                if cout == 1 {
+                    for i in 0..n {
+                        unsafe {
+                            let d = dst.get_unchecked_mut(i * s);
+                            *d = d.wrapping_add(*src.get_unchecked(i * cols));
+                        }
+                    }
+                    continue;
+                }
+                for i in 0..n {
+                    for co in 0..cout {
+                        unsafe {
+                            let d = dst.get_unchecked_mut(i * s * cout + co);
+                            *d = d.wrapping_add(*src.get_unchecked(i * cols + co));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Integers whose all-zero bits are a valid value.

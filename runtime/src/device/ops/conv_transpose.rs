@@ -130,13 +130,7 @@ impl<'a> OpKind<'a> for ConvTranspose2d<'a> {
         conv_transpose2d(cx, &self.gemm, &self.geometry, self.phases, x, y, all)
     }
 
-    fn rows(&self, isa: Isa) -> usize {
-        // col2im adds every tap's partial sums into a whole sample's accumulators.
-        #[cfg(target_arch = "x86_64")]
-        if crate::kernels::col2im::suits(isa, &self.geometry) {
-            return 0;
-        }
-        let _ = isa;
+    fn rows(&self, _isa: Isa) -> usize {
         self.geometry.transpose_out().0
     }
 
@@ -162,9 +156,9 @@ fn conv_transpose2d(
 ) -> Result<(), RunError> {
     let (isa, batch) = (cx.isa, cx.batch);
     #[cfg(target_arch = "x86_64")]
-    if crate::kernels::col2im::suits(isa, g) && rows == (0..g.transpose_out().0) {
+    if crate::kernels::col2im::suits(isa, g) {
         let rq = &gemm.requant;
-        return crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y)
+        return crate::kernels::col2im::conv_transpose(isa, batch, gemm.zp_in, rq, g, phases, x, y, rows)
             .ok_or(RunError::Internal("a col2im layer"));
     }
     let (ho, wo) = g.transpose_out();

@@ -10,6 +10,7 @@ use tract_onnx::prelude::*;
 
 #[cfg(feature = "ort")]
 pub mod ort;
+pub mod pool;
 pub mod runner;
 pub mod threads;
 
@@ -409,9 +410,11 @@ impl<'a> Int8Engine<'a> {
             let c = classes.get(r.clone()).unwrap_or_default();
             jobs.push((r.len(), z, c, arena, out));
         }
-        threads::for_each_job(jobs, |(len, z, c, arena, out)| {
-            run_conditional(&m, isa, len, z, c, arena, out)
-        })?;
+        self.rows
+            .pool()
+            .for_each_job(jobs, |(len, z, c, arena, out)| {
+                run_conditional(&m, isa, len, z, c, arena, out)
+            })?;
         Ok(&self.output)
     }
 }

@@ -6,7 +6,7 @@
 //! are indices. The int8 engine quantizes each input with its tensor's quantization and
 //! dequantizes each output; tract and onnxruntime run the float ONNX.
 
-use super::threads::{for_each_job, int8_name, parts, split_samples, RowSplit};
+use super::threads::{int8_name, parts, split_samples, RowSplit};
 use super::{tract_err, EngineError};
 use crate::format::{Model, Shape, TensorKind};
 use crate::interp::{run_graph, run_graph_with, Input};
@@ -287,9 +287,11 @@ impl Runner for Int8Runner<'_> {
                 .collect();
             jobs.push((r.len(), part, arena, views));
         }
-        for_each_job(jobs, |(len, part, arena, mut views)| {
-            run_graph(&m, isa, len, &part, arena, &mut views, |_, _, _, _| {})
-        })?;
+        self.rows
+            .pool()
+            .for_each_job(jobs, |(len, part, arena, mut views)| {
+                run_graph(&m, isa, len, &part, arena, &mut views, |_, _, _, _| {})
+            })?;
         Ok(dequantize_all(&outs, &out_tensors))
     }
 }

@@ -8,13 +8,14 @@
 
 use std::ops::Range;
 
-use crate::interp::{RunError, RunNode, TILE_ROWS};
+use super::pool::Pool;
+use crate::interp::{RunError, RunNode};
 use crate::ops::{Cx, Op};
 
-/// Fewest multiply-adds of a layer worth splitting by rows: below, starting the threads costs
-/// more than it saves (a thread starts in some 10-20 us; a layer of this size takes about as
-/// long on one core at AVX-512 VNNI rates).
-pub const MIN_SPLIT_MACS: usize = 1 << 22;
+/// Fewest multiply-adds of a layer worth splitting by rows: a layer of this size takes some
+/// 5 us on one core at AVX-512 VNNI rates, against about 1 us to hand a band to the pool's
+/// spinning worker ([`super::pool`]) and the few input rows that bands repeat.
+pub const MIN_SPLIT_MACS: usize = 1 << 20;
 
 /// An int8 engine's name in tables: its kernel family, and its threads when more than one.
 pub fn int8_name(isa: crate::kernels::Isa, threads: usize) -> String {
@@ -58,38 +59,14 @@ pub fn split_samples<'b, T>(
         .collect()
 }
 
-/// Runs `run(job)` for every job, the first on the calling thread and the others on scoped
-/// threads, and returns the first error in job order.
-pub fn for_each_job<J: Send, E: Send>(
-    jobs: Vec<J>,
-    run: impl Fn(J) -> Result<(), E> + Sync,
-) -> Result<(), E> {
-    let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else {
-        return Ok(());
-    };
-    std::thread::scope(|s| {
-        let run = &run;
-        let handles: Vec<_> = jobs.map(|j| s.spawn(move || run(j))).collect();
-        let mut result = run(first);
-        for h in handles {
-            // A panic in a worker is a bug of ours (the core has no panic path on any input):
-            // pass it on rather than hide it.
-            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    })
-}
-
 /// Runs one sample's large layers (the ops with rows, [`Op::rows`], and at least
 /// [`MIN_SPLIT_MACS`] multiply-adds) split by output rows over up to `threads` threads, each
 /// with its own GEMM tiles, and every other op whole. Every output row is computed by the same
 /// code from the same inputs as in the whole op, so the bytes are those of one thread.
 pub struct RowSplit {
     threads: usize,
+    /// The threads, started once: a layer's bands reach them in under a microsecond.
+    pool: Pool,
     min_macs: usize,
     /// The GEMM tiles of the threads beyond the calling one (which uses the arena's).
     tiles: Vec<(Vec<i8>, Vec<i8>)>,
@@ -100,6 +77,7 @@ impl RowSplit {
     pub fn new(threads: usize) -> RowSplit {
         RowSplit {
             threads: threads.max(1),
+            pool: Pool::new(threads),
             min_macs: MIN_SPLIT_MACS,
             tiles: Vec::new(),
             splits: 0,
@@ -112,29 +90,14 @@ impl RowSplit {
         self
     }
 
+    /// The engine's threads, for work split other ways (a batch by samples).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// How many layers were split so far.
     pub fn splits(&self) -> usize {
         self.splits
-    }
-}
-
-/// Output positions one pass over a GEMM op's weights serves for one sample (a transposed
-/// convolution's phases each have their own weights). Where they fit one tile, bands would each
-/// stream all the weights for a fraction of the tile: the weight traffic would double while the
-/// work halves, and a layer bound by that traffic would not speed up (measured: pytorch/examples'
-/// 4x4 -> 8x8 layer, 16 positions per phase, 817 -> 868-945 us for the model on AVX-512 VNNI).
-fn positions_per_pass(op: &Op) -> usize {
-    match op {
-        Op::Conv2d(c) => {
-            let (ho, wo) = c.geometry.conv_out();
-            ho * wo
-        }
-        Op::ConvTranspose2d(t) => {
-            let g = t.geometry;
-            let (ho, wo) = g.transpose_out();
-            ho.div_ceil(g.stride.max(1)) * wo.div_ceil(g.stride.max(1))
-        }
-        _ => 0,
     }
 }
 
@@ -147,12 +110,7 @@ impl RunNode for RowSplit {
         y: &mut [i8],
     ) -> Result<(), RunError> {
         let rows = op.rows(cx.isa);
-        if cx.batch != 1
-            || self.threads < 2
-            || rows < 2
-            || op.macs() < self.min_macs
-            || positions_per_pass(op) <= TILE_ROWS
-        {
+        if cx.batch != 1 || self.threads < 2 || rows < 2 || op.macs() < self.min_macs {
             return op.run(cx, x, y);
         }
         self.splits += 1;
@@ -168,16 +126,17 @@ impl RunNode for RowSplit {
                 .map(|(t, o)| (t.as_mut_slice(), o.as_mut_slice())),
         );
         let jobs: Vec<_> = ranges.into_iter().zip(bands).zip(tiles).collect();
-        for_each_job(jobs, |((r, band), (tile, tile_out))| {
-            let mut cx = Cx {
-                isa,
-                batch: 1,
-                tile,
-                tile_out,
-                indices,
-            };
-            op.run_rows(&mut cx, x, band, r)
-        })
+        self.pool
+            .for_each_job(jobs, |((r, band), (tile, tile_out))| {
+                let mut cx = Cx {
+                    isa,
+                    batch: 1,
+                    tile,
+                    tile_out,
+                    indices,
+                };
+                op.run_rows(&mut cx, x, band, r)
+            })
     }
 }
 
@@ -211,12 +170,5 @@ mod tests {
         let lens: Vec<_> = chunks.iter().map(|c| c.len()).collect();
         assert_eq!(lens, [12, 9, 9]);
         assert_eq!(chunks[1][0], 12);
-    }
-
-    #[test]
-    fn the_first_error_in_job_order_wins() {
-        let r: Result<(), usize> =
-            for_each_job(vec![0, 1, 2, 3], |j| if j >= 2 { Err(j) } else { Ok(()) });
-        assert_eq!(r, Err(2));
     }
 }
