@@ -184,6 +184,24 @@ fn each_family_imports_as_its_ops() {
         );
     }
 
+    // pytorch/examples' DCGAN: its first layer, a transposed convolution of the 1x1 latent,
+    // becomes a Linear once simplified (its BatchNorm folded into it first); the other four stay.
+    for file in [
+        "dcgan64_real_op17_dyn.onnx",
+        "dcgan64_narrow_op18_dynamo_dyn.onnx",
+    ] {
+        let mut g = import(file);
+        g.simplify();
+        let kinds: Vec<&str> = g.nodes.iter().map(|n| n.op.kind()).collect();
+        assert_eq!(
+            kinds[..4],
+            ["Flatten", "Linear", "Reshape", "Relu"],
+            "{file}: {kinds:?}"
+        );
+        let transposes = kinds.iter().filter(|&&k| k == "ConvTranspose").count();
+        assert_eq!(transposes, 4, "{file}: {kinds:?}");
+    }
+
     // U-Net: two skip Concats on channels; Dropout is gone.
     let g = import("unet_op13.onnx");
     assert_eq!(g.inputs[0].kind, InputKind::Image);

@@ -4,13 +4,91 @@
 //! Reshape); a scale alone is folded into the Linear, Conv or ConvTranspose that reads it. A
 //! fold happens only when the value it changes is read by nothing else.
 
-use super::{FloatGraph, FloatOp};
+use super::{FloatGraph, FloatOp, Node};
 
 impl FloatGraph {
     /// Applies the folds until none applies. Each removed BatchNorm's output name moves to the
     /// node that now produces its values, so readers and graph outputs stay valid.
     pub fn simplify(&mut self) {
         while self.fold_one() {}
+        self.single_pixel_transposes_as_linear();
+    }
+
+    /// A transposed convolution of a 1x1 input without padding (DCGAN's first layer: the
+    /// latent `[z, 1, 1]` to `[c, 4, 4]`) as Flatten, Linear, Reshape: output `(co, ky, kx)` is
+    /// tap `(ky, kx)` of the one pixel, and ONNX's `[cin][cout][kh][kw]` weights are already
+    /// the Linear's `[k][n]` in NCHW order. The same values; on int8 it saves the sub-pixel
+    /// path's gather of `kh x kw` taps per output, all but one of them padding (pytorch/examples'
+    /// 64 px DCGAN: 16 times the multiply-adds of the layer).
+    fn single_pixel_transposes_as_linear(&mut self) {
+        let mut i = 0;
+        while i < self.nodes.len() {
+            let node = &self.nodes[i];
+            let FloatOp::ConvTranspose {
+                cin,
+                cout,
+                kh,
+                kw,
+                pad,
+                out_pad,
+                ref weights,
+                ref bias,
+                ..
+            } = node.op
+            else {
+                i += 1;
+                continue;
+            };
+            let pointwise = self.shape_of(&node.inputs[0]) == Some(&[cin, 1, 1][..])
+                && pad == [0; 4]
+                && out_pad == (0, 0)
+                && node.shape == [cout, kh, kw];
+            if !pointwise {
+                i += 1;
+                continue;
+            }
+            let taps = kh * kw;
+            let linear = FloatOp::Linear {
+                k: cin,
+                n: cout * taps,
+                weights: weights.clone(),
+                bias: (0..cout * taps).map(|j| bias[j / taps]).collect(),
+            };
+            let (name, input, output) = (
+                node.name.clone(),
+                node.inputs[0].clone(),
+                node.output.clone(),
+            );
+            let flat = format!("{output}/flat");
+            let columns = format!("{output}/linear");
+            let nodes = [
+                Node {
+                    name: format!("{name}/flat"),
+                    op: FloatOp::Flatten,
+                    inputs: vec![input],
+                    output: flat.clone(),
+                    shape: vec![cin],
+                },
+                Node {
+                    name: format!("{name}/linear"),
+                    op: linear,
+                    inputs: vec![flat],
+                    output: columns.clone(),
+                    shape: vec![cout * taps],
+                },
+                Node {
+                    name,
+                    op: FloatOp::Reshape {
+                        shape: vec![cout, kh, kw],
+                    },
+                    inputs: vec![columns],
+                    output,
+                    shape: vec![cout, kh, kw],
+                },
+            ];
+            self.nodes.splice(i..=i, nodes);
+            i += 3;
+        }
     }
 
     fn fold_one(&mut self) -> bool {
