@@ -29,7 +29,15 @@ fn fixture() -> PathBuf {
 
 #[test]
 fn ort_matches_tract() -> Result {
-    let bytes = std::fs::read(fixture())?;
+    ort_matches_tract_on(fixture())?;
+    // pytorch/examples' DCGAN as torch.onnx.export writes it: a latent of rank 4,
+    // `[N, 100, 1, 1]` (the engine used to feed `[N, 100]` and onnxruntime refused it).
+    let torch = common::repo_root().join("runtime/tests/fixtures/torch/dcgan64_real_op17_dyn.onnx");
+    ort_matches_tract_on(torch)
+}
+
+fn ort_matches_tract_on(path: PathBuf) -> Result {
+    let bytes = std::fs::read(path)?;
     let graph = latent_generator(&bytes)?;
     let (latent, image) = (graph.latent, graph.image);
     let mut ort = OrtEngine::new(&bytes, latent, image, 1)?;

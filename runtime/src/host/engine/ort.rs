@@ -218,8 +218,8 @@ pub struct OrtEngine {
 }
 
 impl OrtEngine {
-    /// Loads an ONNX generator whose input is `[N, latent]` (plus the classes `[N]` of a
-    /// conditional one) and first output `[N, C, H, W]`, running each operator on `threads`
+    /// Loads an ONNX generator whose input is `[N, latent]` or `[N, latent, 1, 1]` (plus the
+    /// classes `[N]` of a conditional one) and first output `[N, C, H, W]`, running each operator on `threads`
     /// threads (0: onnxruntime's default).
     pub fn new(
         onnx: &[u8],
@@ -284,7 +284,12 @@ impl Engine for OrtEngine {
     ) -> Result<Vec<f32>, EngineError> {
         check_latents(z, n, self.latent)?;
         check_classes(self.inputs.classes, n, classes)?;
-        let tensor = TensorRef::from_array_view(([n, self.latent], z)).map_err(ort_err)?;
+        // pytorch/examples' DCGAN takes its latent as `[N, latent, 1, 1]`.
+        let shape = match self.inputs.latent_rank {
+            4 => vec![n, self.latent, 1, 1],
+            _ => vec![n, self.latent],
+        };
+        let tensor = TensorRef::from_array_view((shape, z)).map_err(ort_err)?;
         let latent = self.inputs.latent_input.as_str();
         let outputs = match &self.inputs.class {
             None => self.session.run(::ort::inputs![latent => tensor]),
