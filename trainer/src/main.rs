@@ -299,17 +299,24 @@ fn main() -> anyhow::Result<()> {
             let data_dir = pocketgan_trainer::data::LoadOptions::default().data_dir;
             let judge_data = JudgeData::for_dataset(&ds, &data_dir, seed)?;
             let reference = Reference::with(&judge_data, &classifiers, seed)?;
-            let rows = sensitivity::table(&reference, &judge_data.floor(seed), seed)
+            let floor = judge_data.floor(seed);
+            let rows = sensitivity::table(&reference, &floor, seed).map_err(anyhow::Error::msg)?;
+            let swd = sensitivity::swd_table(judge_data.reference(), &floor, seed)
                 .map_err(anyhow::Error::msg)?;
             if json {
                 let rows: Vec<_> = rows
                     .iter()
                     .map(|(s, m)| serde_json::json!({"spoil": s, "metrics": m}))
                     .collect();
+                let swd: Vec<_> = swd
+                    .iter()
+                    .map(|(s, d)| serde_json::json!({"spoil": s, "swd_x1e3": d}))
+                    .collect();
                 let out = serde_json::json!({
                     "judge": reference.judge_data,
                     "test_accuracy": reference.judge.test_accuracy,
                     "rows": rows,
+                    "swd": swd,
                 });
                 println!("{out}");
                 return Ok(());
@@ -322,6 +329,31 @@ fn main() -> anyhow::Result<()> {
             print_metrics_header();
             for (spoil, m) in &rows {
                 print_metrics_row(&spoil.to_string(), m);
+            }
+            if let Some((_, first)) = swd.first() {
+                let side = match ds.kind {
+                    pocketgan_trainer::data::SampleKind::Image { height, .. } => height,
+                    _ => 0,
+                };
+                let sizes = pocketgan_trainer::metrics::swd::level_sizes(side, 16);
+                println!(
+                    "sliced Wasserstein distance x 1e3 to the reference images (Karras et al. 2018; {} images a set, no trained network), per pyramid level:",
+                    sensitivity::SWD_IMAGES
+                );
+                let head: Vec<String> = sizes
+                    .iter()
+                    .take(first.len())
+                    .map(|s| format!("{s} px"))
+                    .collect();
+                println!(
+                    "{:<24} {}",
+                    "images",
+                    head.iter().map(|h| format!("{h:>9}")).collect::<String>()
+                );
+                for (spoil, d) in &swd {
+                    let cells: String = d.iter().map(|v| format!("{v:>9.2}")).collect();
+                    println!("{:<24} {cells}", spoil.to_string());
+                }
             }
             Ok(())
         }

@@ -18,6 +18,7 @@ pub mod sensitivity;
 pub mod sequences;
 pub mod series;
 pub mod sgan;
+pub mod swd;
 pub mod translation;
 pub mod watch;
 
