@@ -338,7 +338,7 @@ fn main() -> anyhow::Result<()> {
                 let sizes = pocketgan_trainer::metrics::swd::level_sizes(side, 16);
                 println!(
                     "sliced Wasserstein distance x 1e3 to the reference images (Karras et al. 2018; {} images a set, no trained network), per pyramid level:",
-                    sensitivity::SWD_IMAGES
+                    pocketgan_trainer::metrics::swd::SWD_IMAGES
                 );
                 let head: Vec<String> = sizes
                     .iter()
@@ -574,6 +574,7 @@ fn main() -> anyhow::Result<()> {
                     held_out_real,
                     class_accuracy,
                     semi_supervised,
+                    swd,
                 } => {
                     println!("{data}: judge {judge}");
                     println!(
@@ -601,6 +602,19 @@ fn main() -> anyhow::Result<()> {
                             s.labelled,
                             100.0 * s.supervised_only_accuracy
                         );
+                    }
+                    if let Some(d) = swd {
+                        let cells =
+                            |v: &[f64]| v.iter().map(|x| format!("{x:>9.2}")).collect::<String>();
+                        let head: String = d
+                            .sizes
+                            .iter()
+                            .map(|s| format!("{:>9}", format!("{s} px")))
+                            .collect();
+                        println!("sliced Wasserstein distance x 1e3 to the reference images, per pyramid level (Karras et al. 2018; up to {} images a set):", pocketgan_trainer::metrics::swd::SWD_IMAGES);
+                        println!("{:<16} {head}", "");
+                        println!("{:<16} {}", "generated", cells(&d.generated));
+                        println!("{:<16} {}", "held-out real", cells(&d.held_out_real));
                     }
                 }
             }

@@ -103,10 +103,6 @@ pub fn table(
         .collect()
 }
 
-/// Images per set that [`swd_table`] compares (the first of each; the authors use 16,384 at
-/// 1024 px, where each image gives far more distinct patches than a 28 or 64 px one).
-pub const SWD_IMAGES: usize = 512;
-
 /// Progressive GAN's sliced Wasserstein distance (x 1e3, per pyramid level, [`super::swd`])
 /// between `reference` and each spoiling of `real`: the same sensitivity check for the metric
 /// that needs no trained network. Empty for images too small for a 7x7 patch, or not images.
@@ -123,28 +119,28 @@ pub fn swd_table(
     else {
         return Ok(Vec::new());
     };
-    let cfg = super::swd::SwdConfig::default();
-    if height != width || super::swd::level_sizes(height, cfg.min_size).is_empty() {
+    if height != width || super::swd::level_sizes(height, 16).is_empty() {
         return Ok(Vec::new());
     }
-    let per = channels * height * width;
-    let images = |d: &Dataset, n: usize| {
-        super::swd::Images::from_signed(&d.samples[..n * per], n, channels, height, width)
-    };
     TABLE
         .iter()
         .map(|&s| {
             let spoiled = spoil(real, s, seed)?;
-            let n = SWD_IMAGES.min(reference.len()).min(spoiled.len());
-            let d = super::swd::swd(&images(reference, n), &images(&spoiled, n), &cfg, seed)
-                .map_err(|e| format!("{s}: {e}"))?;
-            Ok((s, d))
+            let d = super::swd::of_sets(
+                &reference.samples,
+                &[&spoiled.samples],
+                [channels, height, width],
+                seed,
+            )
+            .map_err(|e| format!("{s}: {e}"))?;
+            Ok((s, d.into_iter().next().unwrap_or_default()))
         })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::swd::SWD_IMAGES;
     use super::*;
     use crate::data::{self, DataSource, LoadOptions};
 
@@ -155,7 +151,11 @@ mod tests {
         let digits = data::load(&DataSource::Digits, &LoadOptions::default()).unwrap();
         // Spread over the dataset, which may be ordered by class; the two sets are disjoint.
         let step = digits.len() / SWD_IMAGES;
-        let pick = |offset: usize| (0..SWD_IMAGES).map(|i| i * step + offset).collect::<Vec<_>>();
+        let pick = |offset: usize| {
+            (0..SWD_IMAGES)
+                .map(|i| i * step + offset)
+                .collect::<Vec<_>>()
+        };
         let (reference, real) = (digits.subset(&pick(0)), digits.subset(&pick(1)));
         let rows = swd_table(&reference, &real, 0).unwrap();
         let at = |s: Spoil| rows.iter().find(|(r, _)| *r == s).unwrap().1[0];
