@@ -90,7 +90,9 @@ impl Pool {
     /// Calls `f(j)` for every `j` in `0..jobs`, participant `p` of [`Pool::threads`] taking
     /// the jobs `p, p + threads, ...` (the caller is participant 0), and returns when all are
     /// done. A panic in any job is passed on once every participant has finished.
-    pub fn run(&self, jobs: usize, f: &(dyn Fn(usize) + Sync)) {
+    /// `&mut self`: one task at a time (a second caller could otherwise swap the task under
+    /// the workers of the first).
+    pub fn run(&mut self, jobs: usize, f: &(dyn Fn(usize) + Sync)) {
         let stride = self.threads();
         if stride == 1 || jobs <= 1 {
             (0..jobs).for_each(f);
@@ -132,7 +134,7 @@ impl Pool {
     /// Runs `run(job)` for every job, spread over the pool, and returns the first error in
     /// job order.
     pub fn for_each_job<J: Send, E: Send>(
-        &self,
+        &mut self,
         jobs: Vec<J>,
         run: impl Fn(J) -> Result<(), E> + Sync,
     ) -> Result<(), E> {
@@ -229,7 +231,7 @@ mod tests {
     #[test]
     fn every_job_runs_once_on_any_pool_size() {
         for threads in 1..5 {
-            let pool = Pool::new(threads);
+            let mut pool = Pool::new(threads);
             for jobs in 0..11 {
                 let hits: Vec<AtomicUsize> = (0..jobs).map(|_| AtomicUsize::new(0)).collect();
                 pool.run(jobs, &|j| {
@@ -245,7 +247,7 @@ mod tests {
 
     #[test]
     fn tasks_after_a_park_still_run() {
-        let pool = Pool::new(2);
+        let mut pool = Pool::new(2);
         let count = AtomicUsize::new(0);
         for round in 0..3 {
             pool.run(2, &|_| {
@@ -259,7 +261,7 @@ mod tests {
 
     #[test]
     fn jobs_run_on_other_threads() {
-        let pool = Pool::new(2);
+        let mut pool = Pool::new(2);
         let ids = Mutex::new(Vec::new());
         pool.run(2, &|_| {
             ids.lock().unwrap().push(std::thread::current().id())
@@ -271,7 +273,7 @@ mod tests {
 
     #[test]
     fn the_first_error_in_job_order_wins() {
-        let pool = Pool::new(3);
+        let mut pool = Pool::new(3);
         let r: Result<(), usize> =
             pool.for_each_job(vec![0, 1, 2, 3], |j| if j >= 2 { Err(j) } else { Ok(()) });
         assert_eq!(r, Err(2));
@@ -279,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_worker_panic_reaches_the_caller_and_the_pool_goes_on() {
-        let pool = Pool::new(2);
+        let mut pool = Pool::new(2);
         let r = catch_unwind(AssertUnwindSafe(|| {
             pool.run(2, &|j| assert!(j != 1, "job one fails"));
         }));

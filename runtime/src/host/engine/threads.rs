@@ -91,8 +91,8 @@ impl RowSplit {
     }
 
     /// The engine's threads, for work split other ways (a batch by samples).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    pub fn pool(&mut self) -> &mut Pool {
+        &mut self.pool
     }
 
     /// How many layers were split so far.
