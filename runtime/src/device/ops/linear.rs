@@ -4,10 +4,11 @@
 //! requantization arrays ([`super::gemm::read_requant`]) and the packed `[k x n]` weights.
 
 use super::gemm::{read_gemm_header, read_requant, read_weights};
-use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, split_mut, Cx, OpKind, Scratch};
+use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, part_mut, split_mut, Cx, OpKind, Scratch};
 use crate::format::{FormatError, Gemm, Reader, Shape, TensorInfo, MAX_ELEMENTS};
 use crate::interp::{RunError, TILE_ROWS};
-use crate::kernels::{gemm_requant, PackedWeights, MAX_K};
+use crate::kernels::{gemm_requant, Isa, PackedWeights, Requant, MAX_K, NR};
+use core::ops::Range;
 #[cfg(any(feature = "std", test))]
 use crate::write::{column_sums, put_packed, put_requant, put_uint, EncodeError, RequantParams};
 
@@ -85,6 +86,46 @@ impl<'a> OpKind<'a> for Linear<'a> {
             }
             gemm_requant(cx.isa, cx.tile, rows, w, &self.gemm.requant, ys)?;
         }
+        Ok(())
+    }
+
+    /// One sample's "rows" are its blocks of [`NR`] output columns: each block's weights are
+    /// one contiguous part of the packed matrix, so a band of blocks is a smaller Linear (its
+    /// own columns' requantization) and a batch of one splits over threads by columns.
+    fn rows(&self, _isa: Isa) -> usize {
+        let n = self.weights.n();
+        if n.is_multiple_of(NR) {
+            n / NR
+        } else {
+            0
+        }
+    }
+
+    fn run_rows(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8], rows: Range<usize>) -> Result<(), RunError> {
+        let bad = || RunError::Internal("a linear layer's column band");
+        let x = x.first().ok_or(RunError::Internal("a linear layer's input"))?;
+        let w = self.weights;
+        let (k, kp) = (w.k(), w.kp());
+        let cols = rows.start * NR..rows.end * NR;
+        if cx.batch != 1 || cols.start > cols.end || cols.end > w.n() || y.len() != cols.len() || x.len() != k {
+            return Err(bad());
+        }
+        if cols.is_empty() {
+            return Ok(());
+        }
+        let data = w.data().get(rows.start * kp * NR..rows.end * kp * NR).ok_or_else(bad)?;
+        let band = PackedWeights::new(data, k, cols.len()).ok_or_else(bad)?;
+        let rq = &self.gemm.requant;
+        let rq = Requant {
+            bias: rq.bias.slice(cols.start, cols.len()).ok_or_else(bad)?,
+            mult: rq.mult.slice(cols.start, cols.len()).ok_or_else(bad)?,
+            shift: rq.shift.get(cols.clone()).ok_or_else(bad)?,
+            ..*rq
+        };
+        let (head, pad) = split_mut(part_mut(cx.tile, ..kp, "a GEMM row")?, k, "a GEMM row")?;
+        copy(head, x, "a GEMM row")?;
+        pad.fill(0);
+        gemm_requant(cx.isa, cx.tile, 1, band, &rq, y)?;
         Ok(())
     }
 }

@@ -12,10 +12,11 @@ use super::pool::Pool;
 use crate::interp::{RunError, RunNode};
 use crate::ops::{Cx, Op};
 
-/// Fewest multiply-adds of a layer worth splitting by rows: a layer of this size takes some
-/// 5 us on one core at AVX-512 VNNI rates, against about 1 us to hand a band to the pool's
-/// spinning worker ([`super::pool`]) and the few input rows that bands repeat.
-pub const MIN_SPLIT_MACS: usize = 1 << 20;
+/// Fewest multiply-adds of a layer worth splitting by rows (or a Linear by column blocks):
+/// about 1.3 us on one core at AVX-512 VNNI's compute rate, and far longer for a batch-1 Linear,
+/// which streams its weights (the default digits model's 401 K multiply-add Linear takes 11 us),
+/// against about 1 us to hand a band to the pool's spinning worker ([`super::pool`]).
+pub const MIN_SPLIT_MACS: usize = 1 << 18;
 
 /// An int8 engine's name in tables: its kernel family, and its threads when more than one.
 pub fn int8_name(isa: crate::kernels::Isa, threads: usize) -> String {
