@@ -4,7 +4,7 @@
 //! requantization arrays ([`super::gemm::read_requant`]) and the packed `[k x n]` weights.
 
 use super::gemm::{read_gemm_header, read_requant, read_weights};
-use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, part_mut, split_mut, Cx, OpKind, Scratch};
+use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, split_mut, Cx, OpKind, Scratch};
 use crate::format::{FormatError, Gemm, Reader, Shape, TensorInfo, MAX_ELEMENTS};
 use crate::interp::{RunError, TILE_ROWS};
 use crate::kernels::{gemm_requant, Isa, PackedWeights, Requant, MAX_K, NR};
@@ -79,11 +79,7 @@ impl<'a> OpKind<'a> for Linear<'a> {
             .zip(y.chunks_mut(nz(TILE_ROWS * n)))
         {
             let rows = xs.len() / k;
-            for (dst, src) in cx.tile.chunks_exact_mut(kp).zip(xs.chunks_exact(k)) {
-                let (head, pad) = split_mut(dst, k, "a GEMM row")?;
-                copy(head, src, "a GEMM row")?;
-                pad.fill(0);
-            }
+            stage(cx.tile, xs, k, kp)?;
             gemm_requant(cx.isa, cx.tile, rows, w, &self.gemm.requant, ys)?;
         }
         Ok(())
@@ -122,12 +118,21 @@ impl<'a> OpKind<'a> for Linear<'a> {
             shift: rq.shift.get(cols.clone()).ok_or_else(bad)?,
             ..*rq
         };
-        let (head, pad) = split_mut(part_mut(cx.tile, ..kp, "a GEMM row")?, k, "a GEMM row")?;
-        copy(head, x, "a GEMM row")?;
-        pad.fill(0);
+        stage(cx.tile, x, k, kp)?;
         gemm_requant(cx.isa, cx.tile, 1, band, &rq, y)?;
         Ok(())
     }
+}
+
+/// Copies the rows of `xs` (`k` values each) into the GEMM tile's rows of `kp`, zeroing each
+/// row's padding.
+fn stage(tile: &mut [i8], xs: &[i8], k: usize, kp: usize) -> Result<(), RunError> {
+    for (dst, src) in tile.chunks_exact_mut(nz(kp)).zip(xs.chunks_exact(nz(k))) {
+        let (head, pad) = split_mut(dst, k, "a GEMM row")?;
+        copy(head, src, "a GEMM row")?;
+        pad.fill(0);
+    }
+    Ok(())
 }
 
 /// The body of a `[k x n]` layer with `weights[k][n]` row-major; biases are folded with the

@@ -105,11 +105,7 @@ impl Pool {
         *sh.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(Task { f, jobs });
         sh.done.store(0, SeqCst);
         sh.epoch.fetch_add(1, SeqCst);
-        for (w, parked) in self.workers.iter().zip(&sh.parked) {
-            if parked.load(SeqCst) {
-                w.thread().unpark();
-            }
-        }
+        self.unpark_parked();
         // SAFETY: as above, `f` outlives this call.
         let own = catch_unwind(AssertUnwindSafe(|| {
             (0..jobs).step_by(stride).for_each(unsafe { &*f })
@@ -157,9 +153,8 @@ impl Pool {
             .unwrap_or(Ok(()))
     }
 
-    /// Wakes parked workers so that they spin, ready for a task that comes within [`SPIN`]
-    /// (call it before a run whose first ops are not split: the wake-up overlaps them).
-    pub fn wake(&self) {
+    /// Wakes the workers that parked (the others are spinning and see the new epoch).
+    fn unpark_parked(&self) {
         for (w, parked) in self.workers.iter().zip(&self.shared.parked) {
             if parked.load(SeqCst) {
                 w.thread().unpark();

@@ -65,7 +65,6 @@ pub fn split_samples<'b, T>(
 /// with its own GEMM tiles, and every other op whole. Every output row is computed by the same
 /// code from the same inputs as in the whole op, so the bytes are those of one thread.
 pub struct RowSplit {
-    threads: usize,
     /// The threads, started once: a layer's bands reach them in under a microsecond.
     pool: Pool,
     min_macs: usize,
@@ -77,7 +76,6 @@ pub struct RowSplit {
 impl RowSplit {
     pub fn new(threads: usize) -> RowSplit {
         RowSplit {
-            threads: threads.max(1),
             pool: Pool::new(threads),
             min_macs: MIN_SPLIT_MACS,
             tiles: Vec::new(),
@@ -111,11 +109,12 @@ impl RunNode for RowSplit {
         y: &mut [i8],
     ) -> Result<(), RunError> {
         let rows = op.rows(cx.isa);
-        if cx.batch != 1 || self.threads < 2 || rows < 2 || op.macs() < self.min_macs {
+        let threads = self.pool.threads();
+        if cx.batch != 1 || threads < 2 || rows < 2 || op.macs() < self.min_macs {
             return op.run(cx, x, y);
         }
         self.splits += 1;
-        let ranges = parts(rows, self.threads);
+        let ranges = parts(rows, threads);
         let bands = split_samples(y, rows, &ranges);
         let (tile_len, out_len) = (cx.tile.len(), cx.tile_out.len());
         self.tiles
