@@ -335,25 +335,15 @@ fn main() -> anyhow::Result<()> {
                     pocketgan_trainer::data::SampleKind::Image { height, .. } => height,
                     _ => 0,
                 };
-                let sizes = pocketgan_trainer::metrics::swd::level_sizes(side, 16);
-                println!(
-                    "sliced Wasserstein distance x 1e3 to the reference images (Karras et al. 2018; {} images a set, no trained network), per pyramid level:",
-                    pocketgan_trainer::metrics::swd::SWD_IMAGES
+                let sizes = pocketgan_trainer::metrics::swd::level_sizes(
+                    side,
+                    pocketgan_trainer::metrics::swd::MIN_SIZE,
                 );
-                let head: Vec<String> = sizes
+                let rows: Vec<(String, &[f64])> = swd
                     .iter()
-                    .take(first.len())
-                    .map(|s| format!("{s} px"))
+                    .map(|(s, d)| (s.to_string(), d.as_slice()))
                     .collect();
-                println!(
-                    "{:<24} {}",
-                    "images",
-                    head.iter().map(|h| format!("{h:>9}")).collect::<String>()
-                );
-                for (spoil, d) in &swd {
-                    let cells: String = d.iter().map(|v| format!("{v:>9.2}")).collect();
-                    println!("{:<24} {cells}", spoil.to_string());
-                }
+                print_swd(&sizes[..first.len().min(sizes.len())], &rows);
             }
             Ok(())
         }
@@ -604,17 +594,13 @@ fn main() -> anyhow::Result<()> {
                         );
                     }
                     if let Some(d) = swd {
-                        let cells =
-                            |v: &[f64]| v.iter().map(|x| format!("{x:>9.2}")).collect::<String>();
-                        let head: String = d
-                            .sizes
-                            .iter()
-                            .map(|s| format!("{:>9}", format!("{s} px")))
-                            .collect();
-                        println!("sliced Wasserstein distance x 1e3 to the reference images, per pyramid level (Karras et al. 2018; up to {} images a set):", pocketgan_trainer::metrics::swd::SWD_IMAGES);
-                        println!("{:<16} {head}", "");
-                        println!("{:<16} {}", "generated", cells(&d.generated));
-                        println!("{:<16} {}", "held-out real", cells(&d.held_out_real));
+                        print_swd(
+                            &d.sizes,
+                            &[
+                                ("generated".into(), &d.generated),
+                                ("held-out real".into(), &d.held_out_real),
+                            ],
+                        );
                     }
                 }
             }
@@ -695,6 +681,23 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// The sliced Wasserstein distance per pyramid level, a row per image set (`judge`, `eval`).
+fn print_swd(sizes: &[usize], rows: &[(String, &[f64])]) {
+    println!(
+        "sliced Wasserstein distance x 1e3 to the reference images, per pyramid level (Karras et al. 2018; no trained network; up to {} images a set):",
+        pocketgan_trainer::metrics::swd::SWD_IMAGES
+    );
+    let head: String = sizes
+        .iter()
+        .map(|s| format!("{:>9}", format!("{s} px")))
+        .collect();
+    println!("{:<24}{head}", "images");
+    for (name, d) in rows {
+        let cells: String = d.iter().map(|v| format!("{v:>9.2}")).collect();
+        println!("{name:<24}{cells}");
     }
 }
 

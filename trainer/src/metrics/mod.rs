@@ -484,7 +484,7 @@ pub fn evaluate(
             .map_err(|e| EvalError::Request(format!("sliced Wasserstein distance: {e}")))?;
             let mut d = d.into_iter();
             Some(swd::SwdReport {
-                sizes: swd::level_sizes(height, 16),
+                sizes: swd::level_sizes(height, swd::MIN_SIZE),
                 generated: d.next().unwrap_or_default(),
                 held_out_real: d.next().unwrap_or_default(),
             })

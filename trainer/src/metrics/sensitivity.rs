@@ -119,7 +119,7 @@ pub fn swd_table(
     else {
         return Ok(Vec::new());
     };
-    if height != width || super::swd::level_sizes(height, 16).is_empty() {
+    if height != width || super::swd::level_sizes(height, super::swd::MIN_SIZE).is_empty() {
         return Ok(Vec::new());
     }
     TABLE

@@ -13,6 +13,9 @@ use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
+/// The pyramid's smallest level, as the authors stop.
+pub const MIN_SIZE: usize = 16;
+
 /// The authors' settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SwdConfig {
@@ -32,7 +35,7 @@ impl Default for SwdConfig {
             patches_per_image: 128,
             repeats: 4,
             dirs_per_repeat: 128,
-            min_size: 16,
+            min_size: MIN_SIZE,
         }
     }
 }
