@@ -74,9 +74,9 @@ impl Pool {
                 .spawn(move || work(&shared, w));
             match spawned {
                 Ok(handle) => pool.workers.push(handle),
-                // Without its threads the pool still runs every task, on the caller.
-                Err(_) if n > 0 => return Pool::new(1),
-                Err(_) => break,
+                // Without its threads the pool still runs every task, on the caller (the
+                // workers already started stop when `pool` drops).
+                Err(_) => return Pool::new(1),
             }
         }
         pool
@@ -101,15 +101,12 @@ impl Pool {
         let sh = &*self.shared;
         // SAFETY: only the lifetime is erased; this function does not return (nor unwind)
         // before `done` says every worker has finished with the task.
-        let f: *const (dyn Fn(usize) + Sync + 'static) = unsafe { core::mem::transmute(f) };
-        *sh.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(Task { f, jobs });
+        let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe { core::mem::transmute(f) };
+        *sh.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(Task { f: erased, jobs });
         sh.done.store(0, SeqCst);
         sh.epoch.fetch_add(1, SeqCst);
         self.unpark_parked();
-        // SAFETY: as above, `f` outlives this call.
-        let own = catch_unwind(AssertUnwindSafe(|| {
-            (0..jobs).step_by(stride).for_each(unsafe { &*f })
-        }));
+        let own = catch_unwind(AssertUnwindSafe(|| (0..jobs).step_by(stride).for_each(f)));
         while sh.done.load(SeqCst) < self.workers.len() {
             std::hint::spin_loop();
         }
