@@ -13,8 +13,8 @@ target_dir=${CARGO_TARGET_DIR:-target}
 
 # board -> "target features bin"
 declare -A BOARDS=(
-  [an386]="thumbv7em-none-eabihf qemu,dsp,graph-ops qemu"
-  [an505]="thumbv8m.main-none-eabihf qemu,dsp,graph-ops qemu"
+  [an386]="thumbv7em-none-eabihf qemu,dsp,graph-ops,emoji qemu"
+  [an505]="thumbv8m.main-none-eabihf qemu,dsp,graph-ops,emoji qemu"
   [microbit]="thumbv6m-none-eabi qemu,tiny-model,graph-ops qemu"
   [rp2040]="thumbv6m-none-eabi rp2040 rp2040"
   [stm32f4]="thumbv7em-none-eabihf stm32f4 stm32f4"
@@ -53,19 +53,22 @@ case "${1:-}" in
     size=$(command -v arm-none-eabi-size || true)
     [ -n "$size" ] || { echo "arm-none-eabi-size is missing: apt-get install binutils-arm-none-eabi" >&2; exit 1; }
     # RAM B: statics (.data + .bss); stack B: deepest stack under QEMU (painted and scanned).
-    printf '%-9s %-26s %9s %9s %9s %11s %12s %9s\n' board target "flash B" "RAM B" "stack B" "flash/RAM" "insns/image" "MAC/insn"
+    # insns/image and MAC/insn: the digits model (the first `cost` line); insns/emoji: the colour
+    # model on the boards that draw it.
+    printf '%-9s %-26s %9s %9s %9s %11s %12s %9s %12s\n' board target "flash B" "RAM B" "stack B" "flash/RAM" "insns/image" "MAC/insn" "insns/emoji"
     for b in "${ORDER[@]}"; do
       read -r target _ _ <<<"${BOARDS[$b]}"
       elf=$(build_one "$b")
       # flash = .text + .rodata + .data (its initial values), RAM = .data + .bss + stack reserve
       read -r text data bss <<<"$($size -A "$elf" | awk '$1==".vector_table"||$1==".text"||$1==".rodata"{t+=$2} $1==".data"{d+=$2} $1==".bss"||$1==".uninit"{b+=$2} END{print t+0, d+0, b+0}')"
-      insns=- mpi=- stack=-
+      insns=- mpi=- stack=- emoji=-
       if [ -n "${MACHINE[$b]:-}" ]; then
         out=$(qemu_run "$b")
-        insns=$(awk '/^cost /{print $2}' <<<"$out"); mpi=$(awk '/^cost /{print $6}' <<<"$out")
+        insns=$(awk '/^cost /{print $2; exit}' <<<"$out"); mpi=$(awk '/^cost /{print $6; exit}' <<<"$out")
+        emoji=$(awk '/^colour /{c=1} c&&/^cost /{print $2; exit}' <<<"$out"); emoji=${emoji:--}
         stack=$(awk '/^stack /{print $2}' <<<"$out")
       fi
-      printf '%-9s %-26s %9d %9d %9s %11s %12s %9s\n' "$b" "$target" $((text + data)) $((data + bss)) "$stack" "${LIMITS[$b]}" "$insns" "$mpi"
+      printf '%-9s %-26s %9d %9d %9s %11s %12s %9s %12s\n' "$b" "$target" $((text + data)) $((data + bss)) "$stack" "${LIMITS[$b]}" "$insns" "$mpi" "$emoji"
     done ;;
   nopanic)
     # The proof is tests/tests/no_panic.rs (it builds the boards through this script's `build`).

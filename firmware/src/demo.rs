@@ -1,6 +1,7 @@
-//! The demo: seeded latents in, grayscale digits out, on the runtime's no_std core.
+//! The demo: seeded latents in, images out (grayscale digits, colour emoji), on the runtime's
+//! no_std core.
 
-use crate::render::{Caption, Gray};
+use crate::render::{Caption, Picture};
 use heapless::Vec;
 use pocketgan_runtime::{
     latent, run_conditional_observed, FormatError, Isa, Model, Op, RunError, Shape,
@@ -8,7 +9,8 @@ use pocketgan_runtime::{
 
 /// Largest latent vector a demo model may take.
 pub const MAX_LATENT: usize = 64;
-/// Largest image a demo model may make: one channel, 28x28 (both demo models; RAM is scarce).
+/// The output values a [`Workspace`] holds by default: one channel of 28x28 (the digits models;
+/// RAM is scarce). A colour model's workspace is declared with room for its three channels.
 pub const MAX_PIXELS: usize = 28 * 28;
 
 /// Why a model cannot run in this demo. Checked once at start-up, so generating never fails.
@@ -22,11 +24,13 @@ pub enum DemoError {
     },
     /// The latent is longer than [`MAX_LATENT`].
     Latent(usize),
-    /// The demo draws one-channel images of at most [`MAX_PIXELS`] pixels.
+    /// The demo draws images of one channel (gray) or three (RGB) whose values fit the
+    /// workspace's `room`.
     Image {
         c: usize,
         h: usize,
         w: usize,
+        room: usize,
     },
     Run(RunError),
     /// A series demo model takes one noise sequence and makes one series, each `[T, F]` with at
@@ -42,9 +46,10 @@ impl core::fmt::Display for DemoError {
                 write!(f, "model needs a {needed}-byte arena, the board has {have}")
             }
             DemoError::Latent(n) => write!(f, "latent of {n} values; at most {MAX_LATENT}"),
-            DemoError::Image { c, h, w } => write!(
+            DemoError::Image { c, h, w, room } => write!(
                 f,
-                "image {c}x{h}x{w}; the demo draws one channel of at most {MAX_PIXELS} pixels"
+                "image {c}x{h}x{w}; the demo draws 1 (gray) or 3 (RGB) channels of at most \
+                 {room} values in all"
             ),
             DemoError::Run(e) => write!(f, "{e}"),
             DemoError::NotSeries => write!(
@@ -58,24 +63,24 @@ impl core::fmt::Display for DemoError {
 
 /// Every large buffer a [`Generator`] uses, in one value the board places in a `static` (a
 /// microcontroller's stack is a few KB): the interpreter's arena of `ARENA` bytes and the image
-/// as int8 codes and as gray levels.
-pub struct Workspace<const ARENA: usize> {
+/// (`VALUES` values: pixels x channels) as int8 codes and as 8-bit levels.
+pub struct Workspace<const ARENA: usize, const VALUES: usize = MAX_PIXELS> {
     arena: [u8; ARENA],
-    output: [i8; MAX_PIXELS],
-    gray: [u8; MAX_PIXELS],
+    output: [i8; VALUES],
+    levels: [u8; VALUES],
 }
 
-impl<const ARENA: usize> Workspace<ARENA> {
+impl<const ARENA: usize, const VALUES: usize> Workspace<ARENA, VALUES> {
     pub const fn new() -> Self {
         Workspace {
             arena: [0; ARENA],
-            output: [0; MAX_PIXELS],
-            gray: [0; MAX_PIXELS],
+            output: [0; VALUES],
+            levels: [0; VALUES],
         }
     }
 }
 
-impl<const ARENA: usize> Workspace<ARENA> {
+impl<const ARENA: usize, const VALUES: usize> Workspace<ARENA, VALUES> {
     /// The arena alone, for another model once the digits demo is done with it (the series
     /// demo: the micro:bit has no RAM for a second arena).
     pub fn arena_mut(&mut self) -> &mut [u8] {
@@ -83,7 +88,7 @@ impl<const ARENA: usize> Workspace<ARENA> {
     }
 }
 
-impl<const ARENA: usize> Default for Workspace<ARENA> {
+impl<const ARENA: usize, const VALUES: usize> Default for Workspace<ARENA, VALUES> {
     fn default() -> Self {
         Self::new()
     }
@@ -96,16 +101,16 @@ pub struct Generator<'m, 'a> {
     arena: &'a mut [u8],
     input: Vec<i8, MAX_LATENT>,
     output: &'a mut [i8],
-    gray: &'a mut [u8],
-    /// Output code -> gray level, computed once so that generating is integer-only.
-    to_gray: [u8; 256],
+    levels: &'a mut [u8],
+    /// Output code -> 8-bit level, computed once so that generating is integer-only.
+    to_level: [u8; 256],
 }
 
 impl<'m, 'a> Generator<'m, 'a> {
-    pub fn new<const ARENA: usize>(
+    pub fn new<const ARENA: usize, const VALUES: usize>(
         bytes: &'m [u8],
         isa: Isa,
-        workspace: &'a mut Workspace<ARENA>,
+        workspace: &'a mut Workspace<ARENA, VALUES>,
     ) -> Result<Self, DemoError> {
         let model = Model::parse(bytes).map_err(DemoError::Format)?;
         let needed = model.arena_len(1);
@@ -122,11 +127,16 @@ impl<'m, 'a> Generator<'m, 'a> {
             Shape::Image { c, h, w } => (c, h, w),
             Shape::Flat(n) => (n, 1, 1),
         };
-        if c != 1 || h * w > MAX_PIXELS {
-            return Err(DemoError::Image { c, h, w });
+        if !(c == 1 || c == 3) || c * h * w > VALUES {
+            return Err(DemoError::Image {
+                c,
+                h,
+                w,
+                room: VALUES,
+            });
         }
         let q = model.output_quant;
-        let to_gray = core::array::from_fn(|code| {
+        let to_level = core::array::from_fn(|code| {
             // The host's picture mapping: [-1, 1] -> [0, 255], rounded.
             let v = q.dequantize(code as u8 as i8).clamp(-1.0, 1.0);
             ((v + 1.0) * 127.5 + 0.5) as u8
@@ -139,9 +149,9 @@ impl<'m, 'a> Generator<'m, 'a> {
             isa,
             arena: &mut workspace.arena[..needed],
             input,
-            output: &mut workspace.output[..h * w],
-            gray: &mut workspace.gray[..h * w],
-            to_gray,
+            output: &mut workspace.output[..c * h * w],
+            levels: &mut workspace.levels[..c * h * w],
+            to_level,
         })
     }
 
@@ -192,8 +202,8 @@ impl<'m, 'a> Generator<'m, 'a> {
             |i, op, _, _| after_op(i, op),
         )
         .map_err(DemoError::Run)?;
-        for (g, &o) in self.gray.iter_mut().zip(self.output.iter()) {
-            *g = self.to_gray[o as u8 as usize];
+        for (l, &o) in self.levels.iter_mut().zip(self.output.iter()) {
+            *l = self.to_level[o as u8 as usize];
         }
         Ok(())
     }
@@ -203,14 +213,15 @@ impl<'m, 'a> Generator<'m, 'a> {
         self.output
     }
 
-    /// The last image in gray levels.
-    pub fn image(&self) -> Gray<'_> {
-        let (h, w) = match self.model.output {
-            Shape::Image { h, w, .. } => (h, w),
-            Shape::Flat(_) => (1, 1),
+    /// The last image in 8-bit levels (gray, or RGB with each pixel's channels together).
+    pub fn image(&self) -> Picture<'_> {
+        let (c, h, w) = match self.model.output {
+            Shape::Image { c, h, w } => (c, h, w),
+            Shape::Flat(n) => (n, 1, 1),
         };
-        Gray {
-            pixels: self.gray,
+        Picture {
+            levels: self.levels,
+            channels: c as u32,
             width: w as u32,
             height: h as u32,
         }

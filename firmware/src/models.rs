@@ -2,7 +2,8 @@
 //! read in place from flash.
 //!
 //! `digits.pgq` is a DCGAN of width 32 for the STM32F411, the RP2040 and the MPS2 boards;
-//! `digits-tiny.pgq` (feature `tiny-model`) a width-16 DCGAN that fits the micro:bit's 16 KB RAM.
+//! `digits-tiny.pgq` (feature `tiny-model`) a width-16 DCGAN that fits the micro:bit's 16 KB RAM;
+//! `emoji.pgq` (feature `emoji`) a 32 px colour DCGAN for the ST7789.
 //! [`ARENA_BYTES`] is the arena each board reserves; a unit test holds it to the model's needs, and
 //! [`crate::demo::Generator::new`] checks it again at start-up.
 
@@ -21,6 +22,22 @@ mod chosen {
 }
 
 pub use chosen::{MCU_ARENA_BYTES, MODEL, NAME};
+
+/// The colour demo's generator: a 32 px RGB DCGAN (width 16, latent 32) trained on Google's emoji
+/// (`firmware/models/regenerate.sh`), drawn on the ST7789 by the builds with the `emoji` feature
+/// (the MPS2 boards and the STM32F411) and always present on a host (simulator, tests).
+#[cfg(any(feature = "emoji", not(target_os = "none")))]
+pub static EMOJI_MODEL: &[u8] = include_bytes!("../models/emoji.pgq");
+pub const EMOJI_NAME: &str = "emoji.pgq";
+/// The colour image's values: 3 channels of 32x32.
+pub const EMOJI_VALUES: usize = 3 * 32 * 32;
+/// Its arena on the Cortex-M4/M33 boards (32 tile rows), and on this build.
+pub const EMOJI_MCU_ARENA_BYTES: usize = 16 * 1024;
+pub const EMOJI_ARENA_BYTES: usize = if pocketgan_runtime::interp::TILE_ROWS == 32 {
+    EMOJI_MCU_ARENA_BYTES
+} else {
+    EMOJI_MCU_ARENA_BYTES + 32 * 1024
+};
 
 /// TimeGAN's sines generator (`firmware/models/sines.pgq`: the README's run, quantized), drawn as
 /// a line chart by the boards that carry the graph ops (its GRU layers).
@@ -70,6 +87,23 @@ mod tests {
             "{NAME} needs {needed} arena bytes; shrink MCU_ARENA_BYTES from {MCU_ARENA_BYTES}"
         );
         assert!(model.arena_len(1) <= ARENA_BYTES, "this host's arena");
+    }
+
+    #[test]
+    fn the_emoji_arena_fits_its_model_without_waste() {
+        let model = Model::parse(EMOJI_MODEL).expect("embedded emoji model parses");
+        let needed = model.tensor_bytes(1) + model.scratch_bytes_for(32);
+        assert!(
+            needed <= EMOJI_MCU_ARENA_BYTES,
+            "{EMOJI_NAME} needs {needed} arena bytes"
+        );
+        assert!(
+            EMOJI_MCU_ARENA_BYTES - needed < 1024,
+            "{EMOJI_NAME} needs {needed} arena bytes; shrink EMOJI_MCU_ARENA_BYTES from {EMOJI_MCU_ARENA_BYTES}"
+        );
+        assert!(model.arena_len(1) <= EMOJI_ARENA_BYTES, "this host's arena");
+        assert_eq!(model.output.elements(), EMOJI_VALUES);
+        assert_eq!(model.classes(), 0, "the colour demo draws random emoji");
     }
 
     #[cfg(feature = "graph-ops")]

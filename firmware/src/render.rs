@@ -1,4 +1,5 @@
-//! Drawing a generated grayscale image and its caption on the two supported displays.
+//! Drawing a generated image (grayscale digits or colour emoji) and its caption on the two
+//! supported displays.
 //!
 //! Both screens are plain `DrawTarget`s, so the same code draws on a real SSD1306 or ST7789, on the
 //! QEMU boards' in-memory framebuffers, on the host simulator and on `MockDisplay` in tests.
@@ -12,20 +13,54 @@ use embedded_graphics::{
     text::{Baseline, Text},
 };
 
-/// An 8-bit grayscale image, row-major, 0 = black.
+/// A generated image in 8-bit levels, row by row with each pixel's channels together (NHWC, as the
+/// int8 core makes it): one channel (gray, 0 = black) or three (red, green, blue).
 #[derive(Clone, Copy, Debug)]
-pub struct Gray<'a> {
-    pub pixels: &'a [u8],
+pub struct Picture<'a> {
+    pub levels: &'a [u8],
+    pub channels: u32,
     pub width: u32,
     pub height: u32,
 }
 
-impl Gray<'_> {
-    fn at(&self, x: u32, y: u32) -> u8 {
-        self.pixels
-            .get((y * self.width + x) as usize)
+impl Picture<'_> {
+    /// A one-channel picture.
+    pub fn gray(levels: &[u8], width: u32, height: u32) -> Picture<'_> {
+        Picture {
+            levels,
+            channels: 1,
+            width,
+            height,
+        }
+    }
+
+    fn level(&self, channel: u32, x: u32, y: u32) -> u8 {
+        self.levels
+            .get(((y * self.width + x) * self.channels + channel) as usize)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The gray level at `(x, y)`: a colour picture's luma (BT.601 weights in 1/256ths).
+    fn luma(&self, x: u32, y: u32) -> u8 {
+        if self.channels < 3 {
+            return self.level(0, x, y);
+        }
+        let [r, g, b] = [0, 1, 2].map(|c| self.level(c, x, y) as u32);
+        ((77 * r + 150 * g + 29 * b + 128) >> 8) as u8
+    }
+
+    /// The colour at `(x, y)`, rounded to 5-6-5 bits.
+    fn rgb565(&self, x: u32, y: u32) -> Rgb565 {
+        if self.channels < 3 {
+            return gray_to_rgb565(self.level(0, x, y));
+        }
+        let [r, g, b] = [0, 1, 2].map(|c| self.level(c, x, y) as u32);
+        Rgb565::new(
+            ((r * 31 + 127) / 255) as u8,
+            ((g * 63 + 127) / 255) as u8,
+            ((b * 31 + 127) / 255) as u8,
+        )
     }
 }
 
@@ -51,42 +86,43 @@ pub fn gray_to_rgb565(g: u8) -> Rgb565 {
 }
 
 /// Draws `image` scaled by `scale` with its top-left corner at `at`, one colour per display
-/// pixel from `color(gray, x, y)` (display coordinates relative to `at`).
+/// pixel from `color(image_x, image_y, x, y)` (display coordinates relative to `at`).
 fn draw_scaled<D: DrawTarget>(
     target: &mut D,
-    image: Gray,
+    image: Picture,
     at: Point,
     scale: u32,
-    color: impl Fn(u8, u32, u32) -> D::Color,
+    color: impl Fn(u32, u32, u32, u32) -> D::Color,
 ) -> Result<(), D::Error> {
     let (w, h) = (image.width * scale, image.height * scale);
     let colors = (0..h)
         .flat_map(|y| (0..w).map(move |x| (x, y)))
-        .map(|(x, y)| {
-            let g = image.at(x / scale, y / scale);
-            color(g, x, y)
-        });
+        .map(|(x, y)| color(x / scale, y / scale, x, y));
     target.fill_contiguous(&Rectangle::new(at, Size::new(w, h)), colors)
 }
 
-/// Monochrome: scaled, then ordered-dithered at display resolution.
+/// Monochrome: scaled, then ordered-dithered at display resolution (a colour picture by its luma).
 pub fn draw_mono<D: DrawTarget<Color = BinaryColor>>(
     target: &mut D,
-    image: Gray,
+    image: Picture,
     at: Point,
     scale: u32,
 ) -> Result<(), D::Error> {
-    draw_scaled(target, image, at, scale, |g, x, y| dither(g, x, y).into())
+    draw_scaled(target, image, at, scale, |ix, iy, x, y| {
+        dither(image.luma(ix, iy), x, y).into()
+    })
 }
 
-/// RGB565: scaled, gray mapped to the nearest 5-6-5 colour.
+/// RGB565: scaled, each pixel mapped to the nearest 5-6-5 colour (gray stays neutral).
 pub fn draw_rgb565<D: DrawTarget<Color = Rgb565>>(
     target: &mut D,
-    image: Gray,
+    image: Picture,
     at: Point,
     scale: u32,
 ) -> Result<(), D::Error> {
-    draw_scaled(target, image, at, scale, |g, _, _| gray_to_rgb565(g))
+    draw_scaled(target, image, at, scale, |ix, iy, _, _| {
+        image.rgb565(ix, iy)
+    })
 }
 
 /// What the caption says about the image on screen.
@@ -164,7 +200,7 @@ pub const SSD1306_SCALE: u32 = 2;
 
 pub fn ssd1306_screen<D: DrawTarget<Color = BinaryColor>>(
     target: &mut D,
-    image: Gray,
+    image: Picture,
     caption: &Caption,
 ) -> Result<(), D::Error> {
     target.clear(BinaryColor::Off)?;
@@ -179,21 +215,28 @@ pub fn ssd1306_screen<D: DrawTarget<Color = BinaryColor>>(
     draw_caption(target, caption, area, BinaryColor::On)
 }
 
-/// ST7789 240x240 screen: the image scaled 7x (196x196 for digits) centred at the top, caption
-/// below it (two lines fit; a walk's step line is clipped away).
+/// ST7789 240x240 screen: the image scaled to fit a 200-pixel square (7x for 28 px digits, 196
+/// px; 6x for 32 px emoji, 192 px) centred at the top, caption below it (two lines fit; a walk's
+/// step line is clipped away).
 pub const ST7789_SIZE: Size = Size::new(240, 240);
-pub const ST7789_SCALE: u32 = 7;
+pub const ST7789_IMAGE_SIDE: u32 = 200;
+
+/// The ST7789 screen's integer scale for an image (at least 1).
+pub fn st7789_scale(image: &Picture) -> u32 {
+    (ST7789_IMAGE_SIDE / image.width.max(image.height).max(1)).max(1)
+}
 
 pub fn st7789_screen<D: DrawTarget<Color = Rgb565>>(
     target: &mut D,
-    image: Gray,
+    image: Picture,
     caption: &Caption,
 ) -> Result<(), D::Error> {
     target.clear(Rgb565::BLACK)?;
-    let side = image.width * ST7789_SCALE;
+    let scale = st7789_scale(&image);
+    let side = image.width * scale;
     let left = (ST7789_SIZE.width.saturating_sub(side) / 2) as i32;
-    draw_rgb565(target, image, Point::new(left, 4), ST7789_SCALE)?;
-    let below = image.height * ST7789_SCALE + 8;
+    draw_rgb565(target, image, Point::new(left, 4), scale)?;
+    let below = image.height * scale + 8;
     let area = Rectangle::new(
         Point::new(left, below as i32),
         Size::new(
@@ -209,12 +252,8 @@ mod tests {
     use super::*;
     use embedded_graphics::mock_display::MockDisplay;
 
-    fn gray(pixels: &[u8], width: u32) -> Gray<'_> {
-        Gray {
-            pixels,
-            width,
-            height: pixels.len() as u32 / width,
-        }
+    fn gray(pixels: &[u8], width: u32) -> Picture<'_> {
+        Picture::gray(pixels, width, pixels.len() as u32 / width)
     }
 
     #[test]
@@ -264,6 +303,32 @@ mod tests {
         let mut display = MockDisplay::<Rgb565>::new();
         draw_rgb565(&mut display, gray(&image, 2), Point::zero(), 3).unwrap();
         display.assert_pattern(&["KKKWWW", "KKKWWW", "KKKWWW"]);
+    }
+
+    #[test]
+    fn colour_pictures_interleave_channels_and_dither_by_luma() {
+        // Two pixels, a red one and a green one, each as R, G, B (read as planes, they would be
+        // magenta and black).
+        let levels = [255u8, 0, 0, 0, 255, 0];
+        let image = Picture {
+            levels: &levels,
+            channels: 3,
+            width: 2,
+            height: 1,
+        };
+        let mut display = MockDisplay::<Rgb565>::new();
+        draw_rgb565(&mut display, image, Point::zero(), 2).unwrap();
+        display.assert_pattern(&["RRGG", "RRGG"]);
+        assert_eq!((image.luma(0, 0), image.luma(1, 0)), (77, 149));
+        let white = [255u8; 3];
+        let white = Picture {
+            levels: &white,
+            channels: 3,
+            width: 1,
+            height: 1,
+        };
+        assert_eq!(white.luma(0, 0), 255);
+        assert_eq!(white.rgb565(0, 0), Rgb565::WHITE);
     }
 
     #[test]
@@ -395,5 +460,31 @@ mod tests {
         st7789_screen(&mut tft, gray(&image, 28), &caption).unwrap();
         assert_eq!(tft.pixels[4 * 240 + 22], Some(Rgb565::WHITE));
         assert_eq!(tft.pixels[3 * 240 + 22], Some(Rgb565::BLACK));
+
+        // A 32 px colour emoji is drawn 6x (192 px) from x = 24, its caption below.
+        let green: Vec<u8> = [0u8, 255, 0].repeat(32 * 32);
+        let emoji = Picture {
+            levels: &green,
+            channels: 3,
+            width: 32,
+            height: 32,
+        };
+        assert_eq!(st7789_scale(&emoji), 6);
+        let mut tft = Screen::<Rgb565, 240, 240>::new();
+        st7789_screen(&mut tft, emoji, &caption).unwrap();
+        let at = |x: usize, y: usize| tft.pixels[y * 240 + x];
+        assert_eq!(
+            (at(24, 4), at(215, 195)),
+            (Some(Rgb565::GREEN), Some(Rgb565::GREEN))
+        );
+        assert_eq!(
+            (at(23, 4), at(216, 195), at(24, 196)),
+            (
+                Some(Rgb565::BLACK),
+                Some(Rgb565::BLACK),
+                Some(Rgb565::BLACK)
+            )
+        );
+        assert!((24..120).any(|x| (204..226).any(|y| at(x, y) == Some(Rgb565::WHITE))));
     }
 }

@@ -128,3 +128,27 @@ pub fn python_accepts(script: &str, file: &Path) {
     );
 }
 pub mod nopanic;
+
+/// Every firmware board binary, `(board, ELF)`, built (or found up to date) by
+/// `scripts/firmware.sh build`.
+pub fn firmware_boards() -> Vec<(String, PathBuf)> {
+    let root = repo_root();
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/firmware.sh"))
+        .arg("build")
+        .current_dir(&root)
+        .output()
+        .expect("run scripts/firmware.sh build");
+    assert!(
+        out.status.success(),
+        "firmware build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let boards: Vec<(String, PathBuf)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(board, elf)| (board.to_owned(), root.join(elf)))
+        .collect();
+    assert_eq!(boards.len(), 5, "five boards expected: {boards:?}");
+    boards
+}

@@ -7,6 +7,7 @@
 
 use pocketgan_firmware::demo::{Demo, Generator, Workspace, MAX_LATENT, QEMU_PROGRAMME, QEMU_SEED};
 use pocketgan_firmware::framebuffer::{fnv1a, Ssd1306Framebuffer, St7789Framebuffer};
+use pocketgan_firmware::models::{EMOJI_NAME, EMOJI_VALUES};
 use pocketgan_firmware::render::{self, Caption};
 use pocketgan_runtime::Isa;
 use pocketgan_tests::repo_root;
@@ -23,9 +24,15 @@ struct Image {
     screens: Vec<(String, u64)>,
 }
 
-struct Report {
+/// The images of one model, after its header line (`board ...` for the digits, `colour ...` for
+/// the emoji).
+struct Section {
     header: String,
     images: Vec<Image>,
+}
+
+struct Report {
+    sections: Vec<Section>,
     lines: Vec<String>,
 }
 
@@ -44,21 +51,27 @@ fn run_board(board: &str) -> Report {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
-    let header = lines
-        .iter()
-        .find(|l| l.starts_with("board "))
-        .cloned()
-        .unwrap_or_else(|| panic!("{board}: no header in\n{stdout}"));
-    let mut images: Vec<Image> = Vec::new();
-    // The images' lines, up to the series demo's (checked by `check_series`).
-    for line in lines.iter().take_while(|l| !l.starts_with("series ")) {
+    let mut sections: Vec<Section> = Vec::new();
+    // Series lines (checked by `check_series`) end a section's images.
+    let mut in_series = false;
+    for line in &lines {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
+            ["board" | "colour", ..] => {
+                in_series = false;
+                sections.push(Section {
+                    header: line.clone(),
+                    images: Vec::new(),
+                });
+            }
+            ["series", ..] => in_series = true,
+            _ if in_series => {}
             ["image", "seed", seed, "step", step, "class", class, "instructions", _, "micros", micros, "output", hex] =>
             {
                 let step: i32 = step.parse().unwrap();
                 let class: i32 = class.parse().unwrap();
-                images.push(Image {
+                let section = sections.last_mut().expect("image after a header");
+                section.images.push(Image {
                     seed: seed.parse().unwrap(),
                     step: (step >= 0).then_some(step as u16),
                     class: (class >= 0).then_some(class as u8),
@@ -69,37 +82,40 @@ fn run_board(board: &str) -> Report {
                     screens: Vec::new(),
                 });
             }
-            ["screen", name, hash] => images
+            ["screen", name, hash] => sections
                 .last_mut()
+                .and_then(|s| s.images.last_mut())
                 .expect("screen after image")
                 .screens
                 .push((name.to_string(), u64::from_str_radix(hash, 16).unwrap())),
             _ => {}
         }
     }
+    assert!(!sections.is_empty(), "{board}: no header in\n{stdout}");
     assert_eq!(
         lines.last().map(String::as_str),
         Some("done"),
         "{board}:\n{stdout}"
     );
-    Report {
-        header,
-        images,
-        lines,
-    }
+    Report { sections, lines }
 }
 
-/// Replays a board's frames on the host and compares outputs and frame hashes.
-fn check_parity(board: &str, model_file: &str, expect_isa: &str) -> Report {
-    let report = run_board(board);
+/// Replays the frames a board drew with one model (the section whose header starts with `kind`)
+/// on the host and compares outputs and frame hashes.
+fn check_parity(board: &str, report: &Report, kind: &str, model_file: &str, expect_isa: &str) {
+    let section = report
+        .sections
+        .iter()
+        .find(|s| s.header.starts_with(&format!("{kind} ")))
+        .unwrap_or_else(|| panic!("{board} printed no `{kind}` section"));
     assert!(
-        report.header.contains(&format!("isa {expect_isa} ")),
+        section.header.contains(&format!("isa {expect_isa} ")),
         "{}",
-        report.header
+        section.header
     );
-    assert!(report.header.contains(&format!("model {model_file} ")));
+    assert!(section.header.contains(&format!("model {model_file} ")));
     let bytes = std::fs::read(repo_root().join("firmware/models").join(model_file)).unwrap();
-    let mut workspace = Box::new(Workspace::<{ 64 * 1024 }>::new());
+    let mut workspace = Box::new(Workspace::<{ 64 * 1024 }, { EMOJI_VALUES }>::new());
     let mut generator = Generator::new(&bytes, Isa::detect(), &mut workspace).unwrap();
     let latent = generator.model().latent;
     let mut z = [0.0f32; MAX_LATENT];
@@ -118,13 +134,13 @@ fn check_parity(board: &str, model_file: &str, expect_isa: &str) -> Report {
         })
         .collect();
     assert_eq!(
-        report.images.len(),
+        section.images.len(),
         frames.len(),
-        "{board} printed {} images",
-        report.images.len()
+        "{board} printed {} {kind} images",
+        section.images.len()
     );
     let mut differing = Vec::new();
-    for (i, (image, (frame, z))) in report.images.iter().zip(&frames).enumerate() {
+    for (i, (image, (frame, z))) in section.images.iter().zip(&frames).enumerate() {
         assert_eq!(
             (image.seed, image.step, image.class),
             (frame.seed, frame.step, frame.class)
@@ -136,7 +152,8 @@ fn check_parity(board: &str, model_file: &str, expect_isa: &str) -> Report {
             differing.push((frame.seed, frame.step));
         }
         if i == 0 {
-            // The images are digits, not blank frames: a trained generator uses many codes.
+            // The images are digits or emoji, not blank frames: a trained generator uses many
+            // codes.
             let distinct = host.iter().collect::<std::collections::BTreeSet<_>>().len();
             assert!(
                 distinct > 20,
@@ -165,8 +182,14 @@ fn check_parity(board: &str, model_file: &str, expect_isa: &str) -> Report {
     }
     assert!(
         differing.is_empty(),
-        "{board}: images {differing:?} differ from the host's"
+        "{board}: {kind} images {differing:?} differ from the host's"
     );
+}
+
+/// The digits (and the board's own checks): every board.
+fn check_board(board: &str, model_file: &str, expect_isa: &str) -> Report {
+    let report = run_board(board);
+    check_parity(board, &report, "board", model_file, expect_isa);
     assert!(report.lines.iter().any(|l| l.starts_with("stack ")));
     if expect_isa != "scalar" {
         let selftest = format!("selftest {expect_isa} 300 gemm cases match the scalar kernel");
@@ -225,20 +248,27 @@ fn check_series(board: &str, report: &Report) {
 
 #[test]
 fn mps2_an386_cortex_m4_dsp_matches_host() {
-    let report = check_parity("an386", "digits.pgq", "cortex-m-dsp");
+    let report = check_board("an386", "digits.pgq", "cortex-m-dsp");
     // The QEMU boards carry the graph ops and also draw TimeGAN's series (its GRU layers).
     check_series("an386", &report);
+    // The MPS2 boards draw colour emoji on the ST7789 too.
+    check_parity("an386", &report, "colour", EMOJI_NAME, "cortex-m-dsp");
 }
 
 #[test]
 fn mps2_an505_cortex_m33_dsp_matches_host() {
-    let report = check_parity("an505", "digits.pgq", "cortex-m-dsp");
+    let report = check_board("an505", "digits.pgq", "cortex-m-dsp");
     check_series("an505", &report);
+    check_parity("an505", &report, "colour", EMOJI_NAME, "cortex-m-dsp");
 }
 
 #[test]
 fn microbit_cortex_m0_scalar_matches_host() {
-    let report = check_parity("microbit", "digits-tiny.pgq", "scalar");
+    let report = check_board("microbit", "digits-tiny.pgq", "scalar");
+    assert!(
+        report.sections.len() == 1,
+        "the micro:bit has no colour screen"
+    );
     // In the digits workspace's arena once the digits are drawn: 16 KB of RAM hold both.
     check_series("microbit", &report);
 }

@@ -7,10 +7,8 @@
 //! result per board. The last tests show that the checker does fail: on synthetic code and on a
 //! board's `main`, which formats text and can panic.
 
+use pocketgan_tests::firmware_boards;
 use pocketgan_tests::nopanic::{Disassembly, Problem, Report};
-use pocketgan_tests::repo_root;
-use std::path::PathBuf;
-use std::process::Command;
 
 /// What every image runs from an already validated model: the frame's latent (`Demo`, and `Show`
 /// on the real boards) and the generator (`generate_observed`: quantizing the latent, the
@@ -27,29 +25,6 @@ const SHOW: &str = "pocketgan_firmware::demo::Show::next";
 const SERIES: &str = "pocketgan_firmware::series::SeriesGenerator::generate";
 /// Start-up: `Model::parse` and the demo's own checks of the embedded model.
 const VALIDATION: [&str; 1] = ["pocketgan_firmware::demo::Generator::new"];
-
-/// Every board binary, built (or found up to date) by `scripts/firmware.sh build`.
-fn board_elfs() -> Vec<(String, PathBuf)> {
-    let root = repo_root();
-    let out = Command::new("bash")
-        .arg(root.join("scripts/firmware.sh"))
-        .arg("build")
-        .current_dir(&root)
-        .output()
-        .expect("run scripts/firmware.sh build");
-    assert!(
-        out.status.success(),
-        "firmware build failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let boards: Vec<(String, PathBuf)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(board, elf)| (board.to_owned(), root.join(elf)))
-        .collect();
-    assert_eq!(boards.len(), 5, "five boards expected: {boards:?}");
-    boards
-}
 
 fn summary(report: &Report) -> String {
     let panics = report
@@ -68,7 +43,7 @@ fn summary(report: &Report) -> String {
 #[test]
 fn no_panic_is_reachable_in_inference_or_validation_on_any_board() {
     let mut failures = Vec::new();
-    for (board, elf) in board_elfs() {
+    for (board, elf) in firmware_boards() {
         let dis = Disassembly::of_elf(&elf).expect("disassemble the board binary");
         let mut inference = INFERENCE.to_vec();
         if board == "rp2040" || board == "stm32f4" {
@@ -184,7 +159,7 @@ fn a_missing_entry_is_an_error_not_a_pass() {
 /// calls through vtables and can panic), so the checker must find both there.
 #[test]
 fn the_checker_finds_panics_in_a_board_main() {
-    let (_, elf) = board_elfs()
+    let (_, elf) = firmware_boards()
         .into_iter()
         .find(|(board, _)| board == "an386")
         .expect("an386 is a board");

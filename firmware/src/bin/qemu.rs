@@ -34,6 +34,10 @@ static mut OLED: Ssd1306Framebuffer = Ssd1306Framebuffer::new();
 #[cfg(not(board = "microbit"))]
 static mut TFT: pocketgan_firmware::framebuffer::St7789Framebuffer =
     pocketgan_firmware::framebuffer::St7789Framebuffer::new();
+/// The colour demo's workspace: three channels of 32x32.
+#[cfg(feature = "emoji")]
+static mut EMOJI_WORKSPACE: Workspace<{ models::EMOJI_ARENA_BYTES }, { models::EMOJI_VALUES }> =
+    Workspace::new();
 #[cfg(not(board = "microbit"))]
 static mut SELFTEST: pocketgan_firmware::selftest::Buffers =
     pocketgan_firmware::selftest::Buffers::new();
@@ -164,28 +168,68 @@ fn main() -> ! {
     }
 
     let mut generator = Generator::new(models::MODEL, isa, workspace).unwrap_or_else(|e| fail(&e));
-    let model = generator.model();
-    let macs: usize = model.ops().map(|op| op.macs()).sum();
-    let (largest, largest_macs) = model
-        .ops()
-        .enumerate()
-        .map(|(i, op)| (i, op.macs()))
-        .max_by_key(|&(_, m)| m)
-        .unwrap_or((0, 0));
-    hprintln!(
-        "board {} isa {} model {} bytes {} latent {} arena {} of {} macs {}",
-        BOARD.0,
-        isa.name(),
+    describe(
+        "board",
         models::NAME,
         models::MODEL.len(),
+        &generator,
+        models::ARENA_BYTES,
+    );
+    programme(&mut generator, |generator, caption| {
+        let _ = render::ssd1306_screen(oled, generator.image(), caption);
+        hprintln!("screen ssd1306 {:016x}", fnv1a(&oled.bytes));
+        #[cfg(not(board = "microbit"))]
+        {
+            // SAFETY: as above.
+            let tft = unsafe { &mut *core::ptr::addr_of_mut!(TFT) };
+            let _ = render::st7789_screen(tft, generator.image(), caption);
+            hprintln!("screen st7789 {:016x}", fnv1a(&tft.bytes));
+        }
+    });
+    #[cfg(feature = "graph-ops")]
+    series_demo(isa, oled);
+    #[cfg(feature = "emoji")]
+    emoji_demo(isa);
+    let (stack, room) = (stack_peak(), stack_room());
+    hprintln!("stack {} bytes of {}", stack, room);
+    if stack + 64 >= room {
+        fail(&"the stack reached the statics");
+    }
+    hprintln!("done");
+    debug::exit(debug::EXIT_SUCCESS);
+    loop {}
+}
+
+/// The model line the host reads (`board ...` for the digits, `colour ...` for the emoji).
+fn describe(kind: &str, name: &str, bytes: usize, generator: &Generator, arena: usize) {
+    let model = generator.model();
+    let macs: usize = model.ops().map(|op| op.macs()).sum();
+    hprintln!(
+        "{} {} isa {} model {} bytes {} latent {} arena {} of {} macs {}",
+        kind,
+        BOARD.0,
+        generator.isa().name(),
+        name,
+        bytes,
         model.latent,
         model.arena_len(1),
-        models::ARENA_BYTES,
+        arena,
         macs
     );
-    let latent = model.latent;
-    let mut z = [0.0f32; MAX_LATENT];
+}
 
+/// [`QEMU_PROGRAMME`]'s frames from `generator`: each image's instructions and int8 output, the
+/// first image's cost per op, then `draw` the screens (it prints their hashes).
+fn programme(generator: &mut Generator, mut draw: impl FnMut(&Generator, &Caption)) {
+    let latent = generator.model().latent;
+    let macs: usize = generator.model().ops().map(|op| op.macs()).sum();
+    let largest = generator
+        .model()
+        .ops()
+        .enumerate()
+        .max_by_key(|&(_, op)| op.macs())
+        .map_or(0, |(i, _)| i);
+    let mut z = [0.0f32; MAX_LATENT];
     for (mode, frames) in QEMU_PROGRAMME {
         let mut demo = Demo::new(mode, FIRST_SEED, latent, generator.classes());
         for _ in 0..frames {
@@ -233,30 +277,36 @@ fn main() -> ! {
                     per % 1000,
                     largest
                 );
-                let _ = largest_macs;
             }
-            let caption = Caption::of(&frame, micros);
-            let _ = render::ssd1306_screen(oled, generator.image(), &caption);
-            hprintln!("screen ssd1306 {:016x}", fnv1a(&oled.bytes));
-            #[cfg(not(board = "microbit"))]
-            {
-                // SAFETY: as above.
-                let tft = unsafe { &mut *core::ptr::addr_of_mut!(TFT) };
-                let _ = render::st7789_screen(tft, generator.image(), &caption);
-                hprintln!("screen st7789 {:016x}", fnv1a(&tft.bytes));
-            }
+            draw(generator, &Caption::of(&frame, micros));
         }
     }
-    #[cfg(feature = "graph-ops")]
-    series_demo(isa, oled);
-    let (stack, room) = (stack_peak(), stack_room());
-    hprintln!("stack {} bytes of {}", stack, room);
-    if stack + 64 >= room {
-        fail(&"the stack reached the statics");
-    }
-    hprintln!("done");
-    debug::exit(debug::EXIT_SUCCESS);
-    loop {}
+}
+
+/// The colour demo: the emoji generator's frames on the ST7789, in its own workspace.
+#[cfg(feature = "emoji")]
+#[inline(never)]
+fn emoji_demo(isa: pocketgan_runtime::Isa) {
+    // SAFETY: only this function touches these statics, and it runs once.
+    let (workspace, tft) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(EMOJI_WORKSPACE),
+            &mut *core::ptr::addr_of_mut!(TFT),
+        )
+    };
+    let mut generator =
+        Generator::new(models::EMOJI_MODEL, isa, workspace).unwrap_or_else(|e| fail(&e));
+    describe(
+        "colour",
+        models::EMOJI_NAME,
+        models::EMOJI_MODEL.len(),
+        &generator,
+        models::EMOJI_ARENA_BYTES,
+    );
+    programme(&mut generator, |generator, caption| {
+        let _ = render::st7789_screen(tft, generator.image(), caption);
+        hprintln!("screen st7789 {:016x}", fnv1a(&tft.bytes));
+    });
 }
 
 /// TimeGAN's series: each seed's int8 output and the hash of its line chart, for the host to

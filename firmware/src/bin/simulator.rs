@@ -59,6 +59,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    // Colour emoji on the ST7789, as the MPS2 boards and the STM32F411 draw them.
+    let mut emoji_workspace = Box::new(Workspace::<
+        { models::EMOJI_ARENA_BYTES },
+        { models::EMOJI_VALUES },
+    >::new());
+    let mut emoji = Generator::new(models::EMOJI_MODEL, isa(), &mut emoji_workspace)
+        .map_err(|e| e.to_string())?;
+    let latent = emoji.model().latent;
+    for (name, mode) in [("random", Mode::Random), ("walk", Mode::Walk { steps: 4 })] {
+        let mut demo = Demo::new(mode, seed, latent, 0);
+        for i in 0..4 {
+            let frame = demo.next(&mut z);
+            let start = Instant::now();
+            emoji
+                .generate(&z[..latent], None)
+                .map_err(|e| e.to_string())?;
+            let caption = Caption::of(&frame, start.elapsed().as_micros() as u32);
+            let mut tft = SimulatorDisplay::<Rgb565>::new(render::ST7789_SIZE);
+            render::st7789_screen(&mut tft, emoji.image(), &caption)?;
+            let path = out.join(format!("st7789-emoji-{name}-{i}.png"));
+            tft.to_rgb_output_image(&color).save_png(&path)?;
+            println!(
+                "{} (emoji, seed {}, step {:?})",
+                path.display(),
+                frame.seed,
+                frame.step
+            );
+        }
+    }
     // TimeGAN's series, as the MPS2-AN505 board draws them.
     let mut arena = vec![0u8; models::SERIES_ARENA_BYTES + 32 * 1024];
     let mut series =

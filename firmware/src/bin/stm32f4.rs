@@ -3,7 +3,8 @@
 //! PB1 RST). A display that does not answer at start-up is skipped. Flash with
 //! `scripts/firmware.sh run stm32f4` (probe-rs).
 //!
-//! It alternates ten random samples with a ten-frame latent walk, forever (`demo::Show`).
+//! The OLED shows digits, the TFT colour emoji; each alternates ten random samples with a
+//! ten-frame latent walk (and the digits every class), forever (`demo::Show`).
 #![no_std]
 #![no_main]
 
@@ -32,6 +33,8 @@ use stm32f4xx_hal::{
 const SYSCLK_HZ: u32 = 100_000_000;
 
 static mut WORKSPACE: Workspace<{ models::ARENA_BYTES }> = Workspace::new();
+static mut EMOJI_WORKSPACE: Workspace<{ models::EMOJI_ARENA_BYTES }, { models::EMOJI_VALUES }> =
+    Workspace::new();
 
 #[entry]
 fn main() -> ! {
@@ -80,24 +83,40 @@ fn main() -> ! {
                 .ok()
         });
 
-    // SAFETY: the only reference to WORKSPACE, taken once.
-    let workspace = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
-    let Ok(mut generator) = Generator::new(models::MODEL, isa(), workspace) else {
+    // SAFETY: the only references to the workspaces, taken once.
+    let (workspace, emoji_workspace) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(WORKSPACE),
+            &mut *core::ptr::addr_of_mut!(EMOJI_WORKSPACE),
+        )
+    };
+    let (Ok(mut digits), Ok(mut emoji)) = (
+        Generator::new(models::MODEL, isa(), workspace),
+        Generator::new(models::EMOJI_MODEL, isa(), emoji_workspace),
+    ) else {
         halt()
     };
-    let mut show = Show::new(1, generator.model().latent, generator.classes(), 10);
+    let mut digits_show = Show::new(1, digits.model().latent, digits.classes(), 10);
+    let mut emoji_show = Show::new(1, emoji.model().latent, emoji.classes(), 10);
+    let clock = cortex_m::peripheral::DWT::cycle_count;
     loop {
-        let clock = cortex_m::peripheral::DWT::cycle_count;
-        let Ok(caption) = show.generate(&mut generator, clock, SYSCLK_HZ / 1_000_000) else {
-            halt()
-        };
         if oled_ok {
+            let Ok(caption) = digits_show.generate(&mut digits, clock, SYSCLK_HZ / 1_000_000)
+            else {
+                halt()
+            };
             oled.clear_buffer();
-            let _ = render::ssd1306_screen(&mut oled, generator.image(), &caption);
+            let _ = render::ssd1306_screen(&mut oled, digits.image(), &caption);
             let _ = oled.flush();
         }
         if let Some(tft) = tft.as_mut() {
-            let _ = render::st7789_screen(tft, generator.image(), &caption);
+            let Ok(caption) = emoji_show.generate(&mut emoji, clock, SYSCLK_HZ / 1_000_000) else {
+                halt()
+            };
+            let _ = render::st7789_screen(tft, emoji.image(), &caption);
+        }
+        if !oled_ok && tft.is_none() {
+            halt()
         }
     }
 }
