@@ -176,25 +176,48 @@ pub fn gradient_penalty(
     classes: Option<Tensor<1, Int>>,
     lambda: f32,
 ) -> Option<GradientPenalty> {
+    let frozen = d.clone().no_grad();
+    gradient_penalty_with(
+        x_hat,
+        lambda,
+        |x| frozen.judge(x, classes.clone()).score,
+        |x, u| d.directional(x, u, classes.clone()),
+    )
+}
+
+/// [`gradient_penalty`] for any critic, given as two passes over a batch of points:
+/// `scores(x)`, the `[N, 1]` scores of a frozen copy (only the input gradient is wanted), and
+/// `tangent(x, u)`, the directional derivative of the scores along `u` with the parameters
+/// tracked (`J(x) u`, `[N, 1]`).
+///
+/// The surrogate is one batch tangent: with `u_i = w_i v_i`, `sum_i w_i (v_i . g_i)` is
+/// `u . grad_x S` for `S = sum_j D(x)_j`, the sum of `J(x) u`. For a critic that judges each
+/// sample alone it is the per-sample form; for one whose scores mix the samples (ProGAN's
+/// minibatch standard deviation) it is still exact, since `g_i` is then `grad_{x_i} S`, what
+/// PyTorch's `autograd.grad(D(x).sum(), x)` penalises.
+pub fn gradient_penalty_with(
+    x_hat: Tensor<4>,
+    lambda: f32,
+    scores: impl FnOnce(Tensor<4>) -> Tensor<2>,
+    tangent: impl FnOnce(Tensor<4>, Tensor<4>) -> Option<Tensor<2>>,
+) -> Option<GradientPenalty> {
     let dims = x_hat.dims();
     let n = dims[0];
     let x_hat = x_hat.detach();
-    // g_i = grad_x D(x^_i): D's scores are per sample, so the gradient of their sum is each one's.
-    // D's parameters are frozen here: only the input's gradient is wanted.
+    // g_i = grad_{x_i} sum_j D(x^)_j, through the frozen critic.
     let x = x_hat.clone().require_grad();
-    let scores = d.clone().no_grad().judge(x.clone(), classes.clone()).score;
-    let grads = scores.sum().backward();
+    let grads = scores(x.clone()).sum().backward();
     let unreached = x_hat.clone();
     let g = x
         .grad(&grads)
         .unwrap_or_else(|| unreached.inner().zeros_like())
         .reshape([n as i32, -1]);
     let norm = g.clone().powi_scalar(2).sum_dim(1).sqrt(); // [N, 1]
-    let v = (g / norm.clone().clamp_min(1e-12)).reshape(dims);
-    // v_i . g_i = |g_i|, now as a function of D's parameters.
-    let along = d.directional(x_hat, Tensor::from_inner(v), classes)?; // [N, 1]
-    let weight = (norm.clone() - 1.0) * (2.0 * lambda / n as f32);
-    let surrogate = (along * Tensor::from_inner(weight)).sum();
+    let v = g / norm.clone().clamp_min(1e-12);
+    let weight = (norm.clone() - 1.0) * (2.0 * lambda / n as f32); // [N, 1]
+                                                                   // u_i = w_i v_i: the surrogate's value sum_i w_i |g_i|, as a function of D's parameters.
+    let u = Tensor::from_inner((v * weight).reshape(dims));
+    let surrogate = tangent(x_hat, u)?.sum();
     // The loss's value is the penalty itself; its gradient is the surrogate's (whose value,
     // sum_i w_i |g_i|, means nothing on its own).
     let value = (norm.clone() - 1.0).powi_scalar(2).mean() * lambda;

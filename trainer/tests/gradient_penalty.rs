@@ -179,15 +179,12 @@ fn penalty_gradient_matches_pytorch_double_backward() {
                 .map(|v| v.as_f64().unwrap())
                 .collect();
             let ours = &got[path];
-            let diff: Vec<f64> = ours.iter().zip(&want).map(|(a, b)| a - b).collect();
             let (n_want, n_ours) = (norm(&want), norm(ours));
             if n_want == 0.0 {
                 assert!(n_ours <= 1e-4 * largest, "{name} {path}: {n_ours} where 0");
                 continue;
             }
-            let cosine =
-                ours.iter().zip(&want).map(|(a, b)| a * b).sum::<f64>() / (n_ours * n_want);
-            let relative = norm(&diff) / n_want;
+            let (cosine, relative) = common::gradient_agreement(ours, &want);
             eprintln!("{name} {path}: |grad| {n_want:.4e}, cosine {cosine:.6}, relative error {relative:.2e}");
             assert!(
                 cosine >= 0.999 && relative <= 1e-2,

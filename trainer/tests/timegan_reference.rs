@@ -12,7 +12,6 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use pocketgan_trainer::family::timegan::{
@@ -34,44 +33,6 @@ fn floats(v: &Value) -> Vec<f32> {
         .iter()
         .map(|x| x.as_f64().expect("a number") as f32)
         .collect()
-}
-
-/// Replaces every float parameter with the fixture's tensor of the same path (under `prefix`).
-struct Assign<'a> {
-    path: Vec<String>,
-    params: &'a HashMap<String, &'a Value>,
-    assigned: usize,
-}
-
-impl ModuleMapper for Assign<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, tensor, mapper) = param.consume();
-        let shape = tensor.dims();
-        let path = self.path.join(".");
-        let p = self
-            .params
-            .get(&path)
-            .unwrap_or_else(|| panic!("no fixture tensor for our parameter {path}"));
-        let want: Vec<usize> = p["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        assert_eq!(want, shape, "{path}");
-        self.assigned += 1;
-        let t = Tensor::<D>::from_data(
-            TensorData::new(floats(&p["values"]), shape),
-            &tensor.device(),
-        );
-        Param::from_mapped_value(id, t.require_grad(), mapper)
-    }
 }
 
 fn value(t: Tensor<1>) -> f64 {
@@ -101,19 +62,12 @@ fn timegan_objectives_and_gradients_match_pytorch() {
         layers: dim("layers"),
     };
     let (ae, gens, disc) = shape.init(1, &device);
-    let mut assign = Assign {
-        path: Vec::new(),
-        params: &params,
-        assigned: 0,
-    };
-    assign.path = vec!["autoencoder".into()];
-    let ae = ae.map(&mut assign);
-    assign.path = vec!["generators".into()];
-    let gens = gens.map(&mut assign);
-    assign.path = vec!["discriminator".into()];
-    let disc = disc.map(&mut assign);
+    let mut assigned = 0;
+    let ae = common::assign_params(ae, "autoencoder", &params, &mut assigned);
+    let gens = common::assign_params(gens, "generators", &params, &mut assigned);
+    let disc = common::assign_params(disc, "discriminator", &params, &mut assigned);
     assert_eq!(
-        assign.assigned,
+        assigned,
         params.len(),
         "every fixture tensor is one of ours"
     );
@@ -197,9 +151,7 @@ fn timegan_objectives_and_gradients_match_pytorch() {
                 assert!(no == 0.0, "{name} {path}: PyTorch gives none, ours {no}");
                 continue;
             }
-            let dot: f64 = ours.iter().zip(&theirs).map(|(a, b)| a * b).sum();
-            let diff: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a - b).collect();
-            let (cos, rel) = (dot / (no * nt), norm(&diff) / nt);
+            let (cos, rel) = common::gradient_agreement(ours, &theirs);
             assert!(
                 cos >= 0.9999 && rel <= 1e-3,
                 "{name} {path}: cosine {cos}, relative error {rel}"

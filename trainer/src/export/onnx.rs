@@ -269,6 +269,56 @@ impl GraphWriter {
                 let attrs = vec![attr_string("mode", "reflect")];
                 self.node("Pad", &[x], vec![pads], attrs, out)
             }
+            Layer::PixelNorm { epsilon } => {
+                // x / sqrt(mean_c x^2 + eps), as PyTorch exports it (opset 18: the axes are an
+                // input); the runtime's importer reads the pattern as one PixelNorm.
+                let scalar = |name: &str, v: f32| {
+                    tensor(
+                        name,
+                        &Weights {
+                            dims: vec![],
+                            values: vec![v],
+                        },
+                    )
+                };
+                let square = self.node("Pow", &[x], vec![scalar("exponent", 2.0)], vec![], None);
+                let attrs = vec![attr_int("keepdims", 1)];
+                let mean = self.node(
+                    "ReduceMean",
+                    &[&square],
+                    vec![int64s("axes", &[1])],
+                    attrs,
+                    None,
+                );
+                let shifted = self.node(
+                    "Add",
+                    &[&mean],
+                    vec![scalar("epsilon", *epsilon as f32)],
+                    vec![],
+                    None,
+                );
+                let root = self.node("Sqrt", &[&shifted], vec![], vec![], None);
+                self.node("Div", &[x, &root], vec![], vec![], out)
+            }
+            Layer::Upsample { factor } => {
+                let f = *factor as f32;
+                let scales = Weights {
+                    dims: vec![4],
+                    values: vec![1.0, 1.0, f, f],
+                };
+                let attrs = vec![
+                    attr_string("mode", "nearest"),
+                    attr_string("coordinate_transformation_mode", "asymmetric"),
+                    attr_string("nearest_mode", "floor"),
+                ];
+                self.node(
+                    "Resize",
+                    &[x, ""],
+                    vec![tensor("scales", &scales)],
+                    attrs,
+                    out,
+                )
+            }
             Layer::InstanceNorm { channels, epsilon } => {
                 let ones = Weights {
                     dims: vec![*channels],

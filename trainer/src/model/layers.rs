@@ -79,6 +79,15 @@ pub enum Layer {
     ReflectPad {
         pad: usize,
     },
+    /// Each position's channel vector scaled to unit mean square (Progressive GAN's pixel norm):
+    /// `x / sqrt(mean_c x^2 + epsilon)`.
+    PixelNorm {
+        epsilon: f64,
+    },
+    /// Nearest-neighbour upsampling of the last two axes by an integer factor.
+    Upsample {
+        factor: usize,
+    },
     /// Each sample's channel normalised by its own statistics, no affine parameters (PyTorch's
     /// `InstanceNorm2d` default; its ONNX export carries scale 1 and bias 0).
     InstanceNorm {

@@ -11,6 +11,7 @@ pub mod gru;
 pub mod layers;
 pub mod minibatch_stddev;
 pub mod mlp;
+pub mod progan;
 pub mod resnet;
 pub mod seqgan;
 pub mod timegan;

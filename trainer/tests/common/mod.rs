@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
-use burn::tensor::Gradients;
+use burn::tensor::{Gradients, TensorData};
+use serde_json::Value;
 
 /// A run's `metrics.csv`, header included, without its `seconds` column: every value two runs
 /// of the same configuration must agree on (as text, so that NaN rows compare equal).
@@ -67,4 +68,74 @@ pub fn grads_by_path<M: Module>(m: &M, root: &str, grads: &Gradients) -> HashMap
     };
     m.visit(&mut r);
     r.out
+}
+
+/// Replaces every float parameter of `module` with the fixture tensor (`{"shape": [..],
+/// "values": [..]}`) named by its record path, under `root` if not empty; counts them in
+/// `assigned`. A parameter the fixture lacks, or of another shape, fails the test.
+#[allow(dead_code)] // Not every test that shares this module loads fixture weights.
+pub fn assign_params<M: Module>(
+    module: M,
+    root: &str,
+    params: &HashMap<String, &Value>,
+    assigned: &mut usize,
+) -> M {
+    struct Assign<'a> {
+        path: Vec<String>,
+        params: &'a HashMap<String, &'a Value>,
+        assigned: &'a mut usize,
+    }
+    impl ModuleMapper for Assign<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, tensor, mapper) = param.consume();
+            let shape = tensor.dims();
+            let path = self.path.join(".");
+            let p = self
+                .params
+                .get(&path)
+                .unwrap_or_else(|| panic!("no fixture tensor for our parameter {path}"));
+            let want: Vec<usize> = p["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(want, shape, "{path}");
+            *self.assigned += 1;
+            let values: Vec<f32> = p["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let t = Tensor::<D>::from_data(TensorData::new(values, shape), &tensor.device());
+            let t = if t.is_autodiff() { t.require_grad() } else { t };
+            Param::from_mapped_value(id, t, mapper)
+        }
+    }
+    module.map(&mut Assign {
+        path: if root.is_empty() {
+            vec![]
+        } else {
+            vec![root.to_string()]
+        },
+        params,
+        assigned,
+    })
+}
+
+/// `(cosine, relative error)` of our gradient against a reference one (both non-zero).
+#[allow(dead_code)] // Not every test that shares this module compares gradients.
+pub fn gradient_agreement(ours: &[f64], theirs: &[f64]) -> (f64, f64) {
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let dot: f64 = ours.iter().zip(theirs).map(|(a, b)| a * b).sum();
+    let diff: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a - b).collect();
+    let (n_ours, n_theirs) = (norm(ours), norm(theirs));
+    (dot / (n_ours * n_theirs), norm(&diff) / n_theirs)
 }
