@@ -37,6 +37,26 @@ pub fn train_quietly(config: &TrainConfig, run: &Path) -> Restored {
     dir.load_latest(&saved, &Device::flex().autodiff()).unwrap()
 }
 
+/// Options of a quiet run (no progress bar, no quality watch), stopped after `stop_at`
+/// iterations if given.
+pub fn quiet(stop_at: Option<u64>) -> RunOptions<'static> {
+    RunOptions {
+        watch: false,
+        quiet: true,
+        stop_at,
+        ..Default::default()
+    }
+}
+
+/// A run's `metrics.csv` rows with their time zeroed: what a resumed run must reproduce.
+pub fn rows_without_time(run: &Path) -> Vec<pocketgan_trainer::history::StepMetrics> {
+    pocketgan_trainer::history::read(&run.join("metrics.csv"))
+        .unwrap()
+        .into_iter()
+        .map(|r| pocketgan_trainer::history::StepMetrics { seconds: 0.0, ..r })
+        .collect()
+}
+
 /// `config`'s family after `steps` iterations on `ds` in memory; every loss stays finite.
 pub fn trained_in_memory(config: &TrainConfig, ds: &Dataset, steps: u64) -> Box<dyn Family> {
     let mut order = BatchOrder::new(ds.len(), config.batch, config.seed).unwrap();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use pocketgan_runtime::engine::runner::{Runner, TractRunner, Values};
-use pocketgan_tests::{max_abs_diff, repo_root, train_quietly};
+use pocketgan_tests::{max_abs_diff, quiet, repo_root, rows_without_time, train_quietly};
 use pocketgan_trainer::checkpoint;
 use pocketgan_trainer::config::{SampleShape, TrainConfig};
 use pocketgan_trainer::data::pairs::{self, Split};
@@ -16,7 +16,7 @@ use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::family::cyclegan::TERMS;
 use pocketgan_trainer::family::pix2pix::load_options;
 use pocketgan_trainer::family::FamilyKind;
-use pocketgan_trainer::history::{self, StepMetrics};
+
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::metrics::translation::{self, TranslationScores};
 use pocketgan_trainer::model::Architecture;
@@ -141,23 +141,6 @@ fn cyclegan_learns_unpaired_emoji_and_exports_both_directions() {
             "batch {n}: generator_ba in tract differs from Burn by {d}"
         );
     }
-}
-
-fn quiet(stop_at: Option<u64>) -> RunOptions<'static> {
-    RunOptions {
-        watch: false,
-        quiet: true,
-        stop_at,
-        ..Default::default()
-    }
-}
-
-fn rows_without_time(run: &Path) -> Vec<StepMetrics> {
-    history::read(&run.join("metrics.csv"))
-        .unwrap()
-        .into_iter()
-        .map(|r| StepMetrics { seconds: 0.0, ..r })
-        .collect()
 }
 
 /// A run interrupted after its image pools have filled and started swapping (batch 16: the 50

@@ -102,6 +102,8 @@ pub fn all(
 /// - `seqgan`: the oracle benchmark (vocabulary 5,000), batch 64, every timed iteration an
 ///   adversarial round with the defaults (16 rollouts, 5 D steps;
 ///   `scripts/anchors/torch_seqgan_step.py`).
+/// - `progan`: 64 px RGB stand-in images, the default width (16) and batch (16), every timed
+///   iteration in the 64 px stage's fade-in ([`start_step`]; `scripts/anchors/torch_progan_step.py`).
 pub fn reference_setup(
     family: FamilyKind,
 ) -> Result<(TrainConfig, Dataset, Option<Dataset>), TrainError> {
@@ -159,6 +161,30 @@ pub fn reference_setup(
             let ds = crate::data::load(&data, &LoadOptions::default())?;
             Ok((config, ds, None))
         }
+        FamilyKind::Progan => {
+            let data = DataSource::Emoji;
+            let mut config = TrainConfig::new(&data, Architecture::Dcgan, GanLoss::WganGp);
+            config.family = family;
+            let shape = SampleShape {
+                size: Some(64),
+                channels: Some(3),
+            };
+            config.complete(&data, shape, |_| false);
+            Ok((
+                config.clone(),
+                stand_in_images(config.model.sample, 64, 1),
+                None,
+            ))
+        }
+    }
+}
+
+/// The first iteration `bench` times: ProGAN's halfway through fading in its last stage (alpha
+/// about 0.5: both RGB paths of G and D, and the full-size penalty, run); 0 for the others.
+pub fn start_step(config: &TrainConfig) -> u64 {
+    match config.family {
+        FamilyKind::Progan => family::progan::Schedule::new(config).last_fade_midpoint(),
+        _ => 0,
     }
 }
 
@@ -191,6 +217,7 @@ pub fn training_iteration(
     let mut order = BatchOrder::new(ds.len(), config.batch, 0)?;
     let device = kind.device()?.autodiff();
     let mut family = family::init(&config, &device)?;
+    let start = start_step(&config);
     let mut times = Vec::with_capacity(iters);
     let mut cpu_start = None;
     for i in 0..warmup + iters {
@@ -204,7 +231,7 @@ pub fn training_iteration(
             target: target.as_ref(),
             order: &mut order,
             device: &device,
-            step: i as u64,
+            step: start + i as u64,
         });
         std::hint::black_box(m);
         if i >= warmup {
@@ -231,6 +258,7 @@ pub fn torch_script(family: FamilyKind) -> &'static str {
         FamilyKind::Cyclegan => "scripts/anchors/torch_cyclegan_step.py",
         FamilyKind::Seqgan => "scripts/anchors/torch_seqgan_step.py",
         FamilyKind::Timegan => "scripts/anchors/torch_timegan_step.py",
+        FamilyKind::Progan => "scripts/anchors/torch_progan_step.py",
     }
 }
 

@@ -55,7 +55,8 @@ pub struct TrainConfig {
     /// gan: a generator from latents (and classes, see --cond) against one discriminator;
     /// pix2pix: paired image-to-image translation (U-Net G, PatchGAN D, GAN + L1);
     /// cyclegan: unpaired translation (two ResNet Gs, two PatchGAN Ds, LSGAN + cycle + identity);
-    /// seqgan: token sequences by policy gradient; timegan: time series (five GRU networks).
+    /// seqgan: token sequences by policy gradient; timegan: time series (five GRU networks);
+    /// progan: images grown from 4x4 to full size (Progressive GAN, WGAN-GP).
     #[arg(long, value_enum, default_value_t = FamilyKind::Gan)]
     #[serde(default)]
     pub family: FamilyKind,
@@ -194,6 +195,9 @@ pub struct TrainConfig {
     #[command(flatten)]
     #[serde(default)]
     pub timegan: TimeGanConfig,
+    #[command(flatten)]
+    #[serde(default)]
+    pub progan: ProganConfig,
 }
 
 /// `--ema`, as given and as saved in `config.json` ([`TrainConfig::ema_schedule`] reads it).
@@ -348,6 +352,37 @@ impl Default for TimeGanConfig {
             .timegan
     }
 }
+
+/// Progressive GAN's growth (`family::progan`). The authors show 600,000 (CelebA-HQ) to 800,000
+/// real images per fade-in and per stabilisation, at 512 maps; the defaults are scaled to two CPU
+/// cores (README, Progressive GAN).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
+pub struct ProganConfig {
+    /// ProGAN: real images shown in each phase (every stage's fade-in and its stabilisation; the
+    /// 4x4 stage has no fade-in). The run's --steps follows from it unless given.
+    #[arg(long, default_value_t = 12_000)]
+    pub phase_images: u64,
+    /// ProGAN: the drift term's weight, `drift * mean D(x)^2` on real images (the authors'
+    /// 1e-3), which keeps the critic's scores near zero.
+    #[arg(long, default_value_t = 1e-3)]
+    pub drift: f32,
+}
+
+impl Default for ProganConfig {
+    fn default() -> Self {
+        use clap::Parser;
+        Defaults::try_parse_from(["pocketgan-train"])
+            .expect("the command line's defaults parse (tested)")
+            .config
+            .progan
+    }
+}
+
+/// Progressive GAN's batch (the authors' 16 at 64 px), lr and Adam betas (0, 0.99) unless given;
+/// its width gives 64, 64, 64, 32, 16 maps at 4 to 64 px.
+pub const PROGAN_BATCH: usize = 16;
+pub const PROGAN_LR: f64 = 1e-3;
+pub const PROGAN_WIDTH: usize = 16;
 
 /// TimeGAN's batch, the authors' 128, unless --batch is given.
 pub const TIMEGAN_BATCH: usize = 128;
@@ -511,6 +546,22 @@ impl TrainConfig {
                 self.steps = t.embedding_steps + t.supervised_steps + t.joint_steps;
             }
         }
+        if self.family == FamilyKind::Progan {
+            // WGAN-GP with the drift term, one critic step per G step (the authors'), their
+            // Adam and batch, and the run's length from the growth schedule.
+            if !given("loss") {
+                self.loss = GanLoss::WganGp;
+            }
+            if !given("critic_steps") {
+                self.critic_steps = 1;
+            }
+            if !given("batch") {
+                self.batch = PROGAN_BATCH;
+            }
+            if !given("width") {
+                self.model.width = PROGAN_WIDTH;
+            }
+        }
         self.weight_clip = self.loss.default_weight_clip();
         self.model.d_batch_norm = !self.loss.penalises_gradient();
         if self.loss.penalises_gradient() {
@@ -519,6 +570,15 @@ impl TrainConfig {
                 self.lr = lr;
             }
             (self.beta1, self.beta2) = (beta1, beta2);
+        }
+        if self.family == FamilyKind::Progan {
+            if !given("lr") {
+                self.lr = PROGAN_LR;
+            }
+            (self.beta1, self.beta2) = (0.0, 0.99);
+            if !given("steps") {
+                self.steps = crate::family::progan::Schedule::new(self).total_steps();
+            }
         }
     }
 
@@ -629,7 +689,11 @@ impl TrainConfig {
         let mut entries = entries;
         if config.family != FamilyKind::Gan {
             // An image-to-image generator has no latent: its input is the image to translate.
-            entries.retain(|(k, _)| k != "pocketgan.latent" && k != "pocketgan.conditioning");
+            // (ProGAN's has one, and no conditioning.)
+            if config.family != FamilyKind::Progan {
+                entries.retain(|(k, _)| k != "pocketgan.latent");
+            }
+            entries.retain(|(k, _)| k != "pocketgan.conditioning");
             entries.push((
                 "pocketgan.family".into(),
                 format!("{:?}", config.family).to_lowercase(),
@@ -756,6 +820,7 @@ impl TrainConfig {
                 self.data
             )),
             (FamilyKind::Gan, _) => self.model.validate(),
+            (FamilyKind::Progan, SampleKind::Image { .. }) => self.validate_progan(),
             (FamilyKind::Pix2pix, SampleKind::Image { height, width, .. }) if height == width => {
                 crate::model::unet::levels(height).map(|_| ())
             }
@@ -932,6 +997,47 @@ impl TrainConfig {
             MAX_TENSOR_BYTES as u128,
         )
         .map_err(over)
+    }
+
+    /// Progressive GAN's image, loss and schedule.
+    fn validate_progan(&self) -> Result<(), String> {
+        let SampleKind::Image {
+            channels,
+            height,
+            width,
+        } = self.model.sample
+        else {
+            return Err("progan trains on images".into());
+        };
+        if height != width || crate::model::progan::stages(height).is_none() {
+            return Err(format!(
+                "progan grows square images from 4x4 by doublings: a side of 8, 16, 32, 64 ...                  (--size), not {height}x{width}"
+            ));
+        }
+        if !(channels == 1 || channels == 3) {
+            return Err(format!("progan draws 1 or 3 channels, not {channels}"));
+        }
+        if !self.loss.penalises_gradient() {
+            return Err(
+                "progan trains with WGAN-GP's penalty and the drift term (--loss wgan-gp)".into(),
+            );
+        }
+        if self.model.conditioning != Conditioning::None {
+            return Err("progan is unconditional here: --cond does not apply".into());
+        }
+        if self.batch < 2 {
+            return Err(
+                "progan's critic reads the minibatch standard deviation: --batch 2 or more".into(),
+            );
+        }
+        let p = &self.progan;
+        if p.phase_images == 0 || !(p.drift.is_finite() && p.drift >= 0.0) {
+            return Err(format!(
+                "--phase-images must be positive and --drift a non-negative number, got {} and {}",
+                p.phase_images, p.drift
+            ));
+        }
+        Ok(())
     }
 
     /// TimeGAN's network sizes.

@@ -637,6 +637,10 @@ fn main() -> anyhow::Result<()> {
                     FamilyKind::Gan | FamilyKind::Pix2pix | FamilyKind::Cyclegan => {
                         format!("{:?}, width {}", config.model.sample, config.model.width)
                     }
+                    FamilyKind::Progan => format!(
+                        "{:?}, width {}, the last stage fading in",
+                        config.model.sample, config.model.width
+                    ),
                     FamilyKind::Timegan => format!(
                         "{}, GRU {} x {}",
                         config.data, config.timegan.gru_hidden, config.timegan.gru_layers
@@ -654,6 +658,7 @@ fn main() -> anyhow::Result<()> {
                         FamilyKind::Cyclegan => "cyclegan",
                         FamilyKind::Seqgan => "seqgan",
                         FamilyKind::Timegan => "timegan",
+                        FamilyKind::Progan => "progan",
                     },
                     config.batch,
                 );

@@ -146,7 +146,20 @@ impl RunDir {
         step: u64,
         device: &Device,
     ) -> Result<(), TrainError> {
-        let file = self.samples().join(format!("step_{step:06}.png"));
+        let name = format!("step_{step:06}.png");
+        self.save_picture(family, config, step, device, &name)
+    }
+
+    /// The family's picture after `step` iterations, as `samples/NAME`.
+    pub fn save_picture(
+        &self,
+        family: &dyn Family,
+        config: &TrainConfig,
+        step: u64,
+        device: &Device,
+        name: &str,
+    ) -> Result<(), TrainError> {
+        let file = self.samples().join(name);
         family
             .sample_picture(config, step, device)?
             .save(&file)

@@ -110,6 +110,9 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Outc
                 check_quality(w, family.as_ref(), &config, &m, &device, &bar);
             }
         }
+        if let Some(name) = family.milestone(step) {
+            run.save_picture(family.as_ref(), &config, step, &device, &name)?;
+        }
         if step % config.checkpoint_every == 0 || step == config.steps {
             run.save_checkpoint(family.as_ref(), step, config.keep_checkpoints)?;
             last_checkpoint = step;

@@ -436,9 +436,12 @@ pub fn export_generator(
     generator: &Generator,
     meta: &OnnxMetadata,
 ) -> Result<Vec<u8>, ExportError> {
-    model_proto(&generator.layers(), meta)?
-        .write_to_bytes()
-        .map_err(|e| ExportError::Graph(e.to_string()))
+    match generator.as_progan() {
+        Some(g) => g.model_proto(meta)?,
+        None => model_proto(&generator.layers(), meta)?,
+    }
+    .write_to_bytes()
+    .map_err(|e| ExportError::Graph(e.to_string()))
 }
 
 #[cfg(test)]

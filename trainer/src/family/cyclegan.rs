@@ -22,7 +22,8 @@ use rand::{Rng, SeedableRng};
 
 use super::pix2pix::{inference, load_options, translator_onnx};
 use super::{
-    adam, checkpoint_sections, load_net, read_metrics, seeded, Family, Iteration, Net, OnnxFile,
+    adam, checkpoint_sections, load_net, read_metrics, seeded_pair, Family, Iteration, Net,
+    OnnxFile,
 };
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
@@ -34,7 +35,6 @@ use crate::history::{StepMetrics, Terms};
 use crate::loss::GanLoss;
 use crate::model::resnet::{self, ResnetGenerator};
 use crate::model::unet::{Norm, PatchGan};
-use crate::model::Materialize;
 
 /// Past translations each discriminator may be shown instead of the current ones (the authors'
 /// `pool_size`).
@@ -94,10 +94,7 @@ const POOLS: &str = "image_pools";
 
 impl CycleGan {
     pub fn init(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
-        let (g, d) = seeded(config.seed, device, || {
-            let (g, d) = networks(config, device)?;
-            Ok::<_, TrainError>((g.map(&mut Materialize), d.map(&mut Materialize)))
-        })?;
+        let (g, d) = seeded_pair(config.seed, device, || networks(config, device))?;
         let test = pairs::load(&config.source()?, &load_options(config), Split::Test)?;
         let shown: Vec<usize> = (0..test.a.len().min(SHOWN)).collect();
         Ok(Self {

@@ -20,6 +20,7 @@ pub mod ema;
 pub mod historical;
 pub mod pair;
 pub mod pix2pix;
+pub mod progan;
 pub mod samples;
 pub mod seqgan;
 pub mod sgan;
@@ -68,6 +69,12 @@ pub trait Family {
         step: u64,
         device: &Device,
     ) -> Result<image::RgbImage, TrainError>;
+
+    /// After `steps` iterations, the file name of an extra picture to keep beside the periodic
+    /// ones, if this is a moment worth one (ProGAN: the end of each stage).
+    fn milestone(&self, _steps: u64) -> Option<String> {
+        None
+    }
 
     /// The models a user runs, as ONNX (the runtime's input).
     fn export(&self, meta: &OnnxMetadata) -> Result<Vec<OnnxFile>, ExportError>;
@@ -131,6 +138,8 @@ pub enum FamilyKind {
     Seqgan,
     /// Real-valued time series in a learned embedding space ([`timegan`]).
     Timegan,
+    /// Images grown from 4x4 to full size, stage by stage ([`progan`]).
+    Progan,
 }
 
 impl FamilyKind {
@@ -148,6 +157,7 @@ pub fn init(config: &TrainConfig, device: &Device) -> Result<Box<dyn Family>, Tr
         (FamilyKind::Cyclegan, _) => Box::new(cyclegan::CycleGan::init(config, device)?),
         (FamilyKind::Seqgan, _) => Box::new(seqgan::SeqGan::init(config, device)?),
         (FamilyKind::Timegan, _) => Box::new(timegan::TimeGan::init(config, device)?),
+        (FamilyKind::Progan, _) => Box::new(progan::ProGan::init(config, device)?),
         (FamilyKind::Gan, Conditioning::None) => {
             Box::new(Pair::<unconditional::Unconditional>::init(config, device))
         }
@@ -198,6 +208,10 @@ fn built_parameters(config: &TrainConfig) -> Result<usize, TrainError> {
                 let (g, d) = cyclegan::networks(config, &device)?;
                 g.num_params() + d.num_params()
             }
+            FamilyKind::Progan => {
+                let (g, d) = progan::networks(config, &device)?;
+                g.num_params() + d.num_params()
+            }
             FamilyKind::Seqgan | FamilyKind::Timegan => 0,
         })
     })
@@ -213,6 +227,20 @@ pub fn check_size(config: &TrainConfig) -> Result<(), TrainError> {
         MAX_TRAIN_PARAMETERS,
     )
     .map_err(|e| TrainError::Config(e.to_string()))
+}
+
+/// A G and a D from `build`, every parameter drawn now under `seed` ([`seeded`]): Burn
+/// initialises parameters lazily, on first use, which would draw them outside the seed's lock.
+pub fn seeded_pair<G: Module, D: Module>(
+    seed: u64,
+    device: &Device,
+    build: impl FnOnce() -> Result<(G, D), TrainError>,
+) -> Result<(G, D), TrainError> {
+    use crate::model::Materialize;
+    seeded(seed, device, || {
+        let (g, d) = build()?;
+        Ok((g.map(&mut Materialize), d.map(&mut Materialize)))
+    })
 }
 
 /// `build()` with the device's random generator seeded by `seed`, and no other thread drawing
@@ -687,7 +715,7 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     use super::*;
-    use crate::data::DataSource;
+    use crate::data::{DataSource, SampleKind};
     use crate::loss::GanLoss;
     use crate::model::Architecture;
 
@@ -712,7 +740,20 @@ mod size_tests {
             GanLoss::Nonsaturating,
         );
         mlp.model.conditioning = Conditioning::None;
-        for (mut config, width) in [(digits, 7), (pix2pix, 5), (cyclegan, 6), (mlp, 40)] {
+        let mut progan = digits.clone();
+        progan.family = FamilyKind::Progan;
+        progan.model.sample = SampleKind::Image {
+            channels: 3,
+            height: 64,
+            width: 64,
+        };
+        for (mut config, width) in [
+            (digits, 7),
+            (pix2pix, 5),
+            (cyclegan, 6),
+            (mlp, 40),
+            (progan, 5),
+        ] {
             config.model.width = width;
             let built = built_parameters(&config).unwrap();
             assert!(built > 1000);

@@ -11,8 +11,8 @@ use burn::prelude::*;
 use super::ema::Ema;
 use super::historical::HistoricalAverage;
 use super::{
-    adam, checkpoint_sections, load_net, read_metrics, samples, seeded, Clip, Family, Iteration,
-    Net, Noise, OnnxFile,
+    adam, checkpoint_sections, load_net, read_metrics, samples, seeded_pair, Clip, Family,
+    Iteration, Net, Noise, OnnxFile,
 };
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
@@ -22,7 +22,7 @@ use crate::export::{export_generator, ExportError, OnnxMetadata};
 use crate::history::StepMetrics;
 use crate::loss::gradient_penalty;
 use crate::metrics::optimal;
-use crate::model::{Discriminator, Generator, Materialize, Verdict};
+use crate::model::{Discriminator, Generator, Verdict};
 use crate::render;
 
 /// The rules of one G/D family: what one iteration does to the pair.
@@ -78,10 +78,9 @@ pub struct CriticStep {
 impl<G: Game> Pair<G> {
     /// Fresh networks drawn from `config.seed`, fresh optimizers.
     pub fn init(config: &TrainConfig, device: &Device) -> Self {
-        let (generator, discriminator) = seeded(config.seed, device, || {
-            let (g, d) = config.model.init(device);
-            (g.map(&mut Materialize), d.map(&mut Materialize))
-        });
+        let (generator, discriminator) =
+            seeded_pair(config.seed, device, || Ok(config.model.init(device)))
+                .expect("building the networks cannot fail");
         Self {
             ema: config.ema_schedule().map(|_| Ema::new(&generator)),
             history: config.historical_averaging.map(|_| {

@@ -10,7 +10,8 @@ use burn::prelude::*;
 use onnx_ir::Message;
 
 use super::{
-    adam, checkpoint_sections, load_net, read_metrics, seeded, Family, Iteration, Net, OnnxFile,
+    adam, checkpoint_sections, load_net, read_metrics, seeded_pair, Family, Iteration, Net,
+    OnnxFile,
 };
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
@@ -21,7 +22,6 @@ use crate::export::onnx::{GraphWriter, FLOAT};
 use crate::export::{ExportError, OnnxMetadata};
 use crate::history::StepMetrics;
 use crate::model::unet::{Norm, PatchGan, Unet};
-use crate::model::Materialize;
 
 /// The name of the exported generator's input (PyTorch's default for a first argument `input`).
 pub const ONNX_INPUT: &str = "input";
@@ -42,10 +42,7 @@ const DISCRIMINATOR: (&str, &str) = ("discriminator", "adam_d");
 
 impl Pix2Pix {
     pub fn init(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
-        let (g, d) = seeded(config.seed, device, || {
-            let (g, d) = networks(config, device)?;
-            Ok::<_, TrainError>((g.map(&mut Materialize), d.map(&mut Materialize)))
-        })?;
+        let (g, d) = seeded_pair(config.seed, device, || networks(config, device))?;
         let test = pairs::load(&config.source()?, &load_options(config), Split::Test)?;
         let shown: Vec<usize> = (0..test.a.len().min(SHOWN)).collect();
         Ok(Self {

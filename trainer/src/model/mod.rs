@@ -250,6 +250,7 @@ impl ModelConfig {
 pub enum GeneratorBody {
     Mlp(mlp::MlpGenerator),
     Dcgan(dcgan::DcganGenerator),
+    Progan(progan::ProganGenerator),
 }
 
 #[derive(Module, Debug)]
@@ -298,6 +299,25 @@ impl Generator {
         match &self.body {
             GeneratorBody::Mlp(g) => g.forward(x),
             GeneratorBody::Dcgan(g) => g.forward(x),
+            GeneratorBody::Progan(g) => g.forward(x),
+        }
+    }
+
+    /// A Progressive GAN generator, drawing at its own growth ([`progan::ProganGenerator::at`]).
+    pub fn progan(g: progan::ProganGenerator) -> Generator {
+        Generator {
+            class_embedding: None,
+            classes: 0,
+            body: GeneratorBody::Progan(g),
+        }
+    }
+
+    /// The Progressive GAN generator inside, if it is one (it exports as a graph with a fading
+    /// branch, not as a chain of [`Self::layers`]).
+    pub fn as_progan(&self) -> Option<&progan::ProganGenerator> {
+        match &self.body {
+            GeneratorBody::Progan(g) => Some(g),
+            _ => None,
         }
     }
 
@@ -306,11 +326,14 @@ impl Generator {
         self.classes
     }
 
-    /// The network in inference form (BatchNorm with running statistics), layer by layer.
+    /// The network in inference form (BatchNorm with running statistics), layer by layer; empty
+    /// for a Progressive GAN generator, which is not a chain while a stage fades in (see
+    /// [`Self::as_progan`]).
     pub fn layers(&self) -> Vec<layers::Layer> {
         let body = match &self.body {
             GeneratorBody::Mlp(g) => g.layers(),
             GeneratorBody::Dcgan(g) => g.layers(),
+            GeneratorBody::Progan(_) => Vec::new(),
         };
         self.class_embedding
             .iter()

@@ -11,8 +11,8 @@
 //!
 //! Every weight is drawn from N(0, 1) and scaled at run time by He's constant
 //! `gain / sqrt(fan_in)` (the equalised learning rate): Adam then moves every layer at the same
-//! relative rate. The scale multiplies the layer's input (the same product as scaling the weight,
-//! through the same fast convolution), and is folded into the weights on export.
+//! relative rate. The scale multiplies the (small) weight inside the fast convolution, and is
+//! folded into the weights on export.
 //!
 //! Every block of every stage is built at the start, so the record, the optimizer state and the
 //! moving average have one shape for the whole run; the stage and alpha are arguments
@@ -31,7 +31,8 @@ use burn::prelude::*;
 use super::layers::{Layer, Weights};
 use super::minibatch_stddev::{minibatch_stddev, minibatch_stddev_tangent};
 use crate::ops::activation::{leaky_relu, leaky_relu_tangent};
-use crate::ops::conv::{conv2d, conv2d_linear};
+use crate::ops::conv::conv2d_scaled;
+use crate::ops::pixel_norm::pixel_norm_act;
 
 /// Pixel norm's epsilon (the authors' 1e-8).
 pub const PIXEL_NORM_EPSILON: f64 = 1e-8;
@@ -90,9 +91,11 @@ impl EqConv {
                 mean: 0.0,
                 std: 1.0,
             })
+            .with_bias(false)
             .init(device);
+        // A parameter of its own (a zeroed copy of Burn's would not be trained).
         let conv = Conv2d {
-            bias: conv.bias.map(|b| b.map(|b| b.zeros_like())),
+            bias: Some(Initializer::Zeros.init([cout], device)),
             ..conv
         };
         let scale = (gain / ((cin * kernel * kernel) as f64).sqrt()) as f32;
@@ -100,12 +103,12 @@ impl EqConv {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv2d(&self.conv, x * self.scale)
+        conv2d_scaled(&self.conv, self.scale, x, true)
     }
 
     /// The linear part, for a tangent.
     fn linear(&self, t: Tensor<4>) -> Tensor<4> {
-        conv2d_linear(&self.conv, t * self.scale)
+        conv2d_scaled(&self.conv, self.scale, t, false)
     }
 
     /// The layer with its scale folded into the weight, times `factor` (a fade's blend weight).
@@ -140,9 +143,10 @@ impl EqLinear {
                 mean: 0.0,
                 std: 1.0,
             })
+            .with_bias(false)
             .init(device);
         let linear = Linear {
-            bias: linear.bias.map(|b| b.map(|b| b.zeros_like())),
+            bias: Some(Initializer::Zeros.init([output], device)),
             ..linear
         };
         let scale = (gain / (input as f64).sqrt()) as f32;
@@ -195,6 +199,10 @@ pub fn downsample(x: Tensor<4>) -> Tensor<4> {
 fn blend(a: Tensor<4>, b: Tensor<4>, alpha: f32) -> Tensor<4> {
     a * alpha + b * (1.0 - alpha)
 }
+
+/// A generator's export ([`ProganGenerator::branch_layers`]): the trunk, the new stage's output
+/// layers, and while fading, the trunk layer count where the old branch leaves and its layers.
+pub type Branches = (Vec<Layer>, Vec<Layer>, Option<(usize, Vec<Layer>)>);
 
 #[derive(Module, Debug)]
 pub struct UpBlock {
@@ -307,7 +315,7 @@ impl ProganGenerator {
     }
 
     fn conv_act(&self, conv: &EqConv, x: Tensor<4>) -> Tensor<4> {
-        pixel_norm(leaky_relu(&self.act, conv.forward(x)))
+        pixel_norm_act(conv.forward(x), SLOPE, PIXEL_NORM_EPSILON)
     }
 
     /// z `[N, latent]` -> images `[N, C, side, side]` of stage `p` (side `4 * 2^p.stage`).
@@ -318,7 +326,7 @@ impl ProganGenerator {
             .stem
             .forward(pixel_norm(z))
             .reshape([n, c0, BASE, BASE]);
-        let mut h = pixel_norm(leaky_relu(&self.act, x));
+        let mut h = pixel_norm_act(x, SLOPE, PIXEL_NORM_EPSILON);
         h = self.conv_act(&self.stem_conv, h);
         let mut previous = None;
         for block in &self.blocks[..p.stage] {
@@ -375,7 +383,7 @@ impl ProganGenerator {
     /// The exported form: `(trunk, new, old)`, where the image is `new(trunk(z))`, plus
     /// `old(trunk up to stage - 1)` while fading. `new` and `old` carry the blend weights in
     /// their `to_rgb` layers and end upsampled to the full side.
-    pub fn branch_layers(&self) -> (Vec<Layer>, Vec<Layer>, Option<(usize, Vec<Layer>)>) {
+    pub fn branch_layers(&self) -> Branches {
         let p = self.progress();
         let full = |stage: usize| 1usize << (self.stages() - 1 - stage);
         let trunk = self.trunk(p.stage);
@@ -398,6 +406,48 @@ impl ProganGenerator {
             (at, layers)
         });
         (trunk, new, old)
+    }
+}
+
+impl ProganGenerator {
+    /// The ONNX graph of this generator at its growth: input z `[N, latent]`, output the image
+    /// `[N, C, side, side]` at the full side. While a stage fades in, the previous stage's
+    /// `to_rgb` branches off the trunk and the two are added (their blend weights are folded into
+    /// the two `to_rgb` convolutions).
+    pub fn model_proto(
+        &self,
+        meta: &crate::export::OnnxMetadata,
+    ) -> Result<onnx_ir::ModelProto, crate::export::ExportError> {
+        use crate::export::onnx::{GraphWriter, FLOAT};
+        let output = pocketgan_runtime::ONNX_OUTPUT;
+        let mut g = GraphWriter::default();
+        let mut x = g.input(
+            pocketgan_runtime::ONNX_INPUT,
+            FLOAT,
+            &[None, Some(meta.latent)],
+        );
+        let (trunk, new, old) = self.branch_layers();
+        let mut branch = None;
+        for (i, layer) in trunk.iter().enumerate() {
+            x = g.layer(&x, layer, None)?;
+            if old.as_ref().is_some_and(|(at, _)| *at == i + 1) {
+                branch = Some(x.clone());
+            }
+        }
+        let fading = old.is_some();
+        for (i, layer) in new.iter().enumerate() {
+            let last = i + 1 == new.len() && !fading;
+            x = g.layer(&x, layer, last.then_some(output))?;
+        }
+        if let (Some((_, layers)), Some(mut y)) = (old, branch) {
+            for layer in &layers {
+                y = g.layer(&y, layer, None)?;
+            }
+            g.node("Add", &[&x, &y], vec![], vec![], Some(output));
+        }
+        let [c, h, w] = meta.sample_dims;
+        g.output(output, FLOAT, &[None, Some(c), Some(h), Some(w)]);
+        Ok(g.finish("pocketgan_progan_generator", &meta.entries))
     }
 }
 
@@ -525,6 +575,30 @@ mod tests {
         for (g, w) in y.iter().zip(want) {
             assert!((g - w).abs() < 1e-5, "{y:?}");
         }
+    }
+
+    /// Every parameter, biases included, is a trained leaf on an autodiff device: a resumed run
+    /// (whose loaded parameters all train) is then the run it continues.
+    #[test]
+    fn every_parameter_is_trained() {
+        use burn::module::{ModuleVisitor, Param};
+        struct Count(usize, usize);
+        impl ModuleVisitor for Count {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                self.0 += 1;
+                self.1 += p.val().is_require_grad() as usize;
+            }
+        }
+        let (g, d) = init(3, 16, 8, 2, &Device::flex().autodiff()).unwrap();
+        let (mut cg, mut cd) = (Count(0, 0), Count(0, 0));
+        g.visit(&mut cg);
+        d.visit(&mut cd);
+        assert_eq!(
+            (cg.0, cd.0),
+            (cg.1, cd.1),
+            "parameters that require a gradient"
+        );
+        assert!(cg.0 > 10 && cd.0 > 10);
     }
 
     #[test]

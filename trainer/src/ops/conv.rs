@@ -564,43 +564,55 @@ fn on_flex(t: &Tensor<4>) -> bool {
 
 /// `conv.forward(x)`, through the GEMM path on flex.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    convolve(conv, x, true)
+    convolve(conv, None, x, true)
 }
 
 /// The convolution's linear part, without its bias: what a tangent (a direction, not a point)
 /// goes through, as in WGAN-GP's directional derivative of D.
 pub fn conv2d_linear(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    convolve(conv, x, false)
+    convolve(conv, None, x, false)
 }
 
-fn convolve(conv: &Conv2d, x: Tensor<4>, with_bias: bool) -> Tensor<4> {
+/// [`conv2d`] (or [`conv2d_linear`] without `bias`) with the weight multiplied by `scale`: the
+/// equalised learning rate's run-time scaling (Progressive GAN), on the small weight rather than
+/// on the activations.
+pub fn conv2d_scaled(conv: &Conv2d, scale: f32, x: Tensor<4>, bias: bool) -> Tensor<4> {
+    convolve(conv, Some(scale), x, bias)
+}
+
+fn convolve(conv: &Conv2d, scale: Option<f32>, x: Tensor<4>, with_bias: bool) -> Tensor<4> {
     let channels = conv.weight.dims()[0];
-    if !on_flex(&x) {
+    let bias = if with_bias { &conv.bias } else { &None };
+    // `Same` padding depends on the input size; Burn works it out (its helper is crate-private).
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => Some([(0, 0), (0, 0)]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([(top, bottom), (left, right)]),
+        PaddingConfig2d::Same => None,
+    };
+    let Some(padding) = padding else {
+        // Burn's own layer, the scale on its input (the same product for the linear part).
+        let x = match scale {
+            Some(s) => x * s,
+            None => x,
+        };
         return match (&conv.bias, with_bias) {
             (Some(b), false) => conv.forward(x) - b.val().reshape([1, channels, 1, 1]),
             _ => conv.forward(x),
         };
-    }
-    // `Same` padding depends on the input size; Burn works it out (its helper is crate-private).
-    let ((top, bottom), (left, right)) = match conv.padding {
-        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
-        PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
-        PaddingConfig2d::Same => return conv.forward(x),
     };
-    let options = ConvOptions::new_with_padding(
-        conv.stride,
-        [(top, bottom), (left, right)],
-        conv.dilation,
-        conv.groups,
-    );
+    let weight = match scale {
+        Some(s) => conv.weight.val() * s,
+        None => conv.weight.val(),
+    };
+    let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
+    if !on_flex(&x) {
+        let bias = bias.as_ref().map(|b| b.val());
+        return burn::tensor::module::conv2d(x, weight, bias, options);
+    }
     Tensor::from_dispatch(Dispatch::gemm_conv2d(
         x.into_dispatch(),
-        conv.weight.val().into_dispatch(),
-        bias_or_zeros(
-            if with_bias { &conv.bias } else { &None },
-            channels,
-            &conv.weight.device(),
-        ),
+        weight.into_dispatch(),
+        bias_or_zeros(bias, channels, &conv.weight.device()),
         options,
     ))
 }

@@ -8,6 +8,7 @@ pub mod activation;
 pub mod conv;
 pub mod kernels;
 pub mod norm;
+pub mod pixel_norm;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 

@@ -716,7 +716,8 @@ impl<'a> Walker<'a> {
         Ok((rows, cols, t))
     }
 
-    /// A 1x1 convolution, which tract declutters into `EinSum` `NIHW,OI->NOHW` (and a 1x1
+    /// A 1x1 convolution, which tract declutters into `EinSum` `NIHW,OI->NOHW` (`NIHW,I->NOHW`
+    /// for one output channel; and a 1x1
     /// convolution of a concatenation, a U-Net's closing layer, into one such EinSum per part,
     /// summed): back to a `Conv` with a 1x1 kernel, weights `[O][I]` as ONNX lays them out.
     fn pointwise_conv(
@@ -728,12 +729,19 @@ impl<'a> Walker<'a> {
         wt: &[char],
         formula: &str,
     ) -> MapResult {
-        let transposed = match wt {
-            [a, b] if *a == o && *b == i => false,
-            [a, b] if *a == i && *b == o => true,
+        let (cout, cin, weights) = match wt {
+            [a, b] if *a == o && *b == i => self.weight_matrix(node.inputs[w_at], false)?,
+            [a, b] if *a == i && *b == o => self.weight_matrix(node.inputs[w_at], true)?,
+            // One output channel: tract keeps the weight as the vector `[I]` (`NIHW,I->NOHW`).
+            [a] if *a == i => {
+                let c = self
+                    .konst(node.inputs[w_at])
+                    .ok_or("the weights are not a constant")?;
+                let w = floats(c)?;
+                (1, w.len(), w)
+            }
             _ => return Err(format!("EinSum {formula} is not a 1x1 convolution")),
         };
-        let (cout, cin, weights) = self.weight_matrix(node.inputs[w_at], transposed)?;
         Ok(Mapped::Op(
             FloatOp::Conv {
                 cin,
