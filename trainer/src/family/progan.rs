@@ -152,6 +152,8 @@ pub struct ProGan {
     ema: Ema<ProganGenerator>,
     /// The average at the current growth: what draws pictures, is evaluated and exported.
     sampler: Generator,
+    /// The trained G at the current growth (`eval --raw`).
+    raw: Generator,
     schedule: Schedule,
     /// Stages to the data's side.
     stages: usize,
@@ -164,20 +166,24 @@ impl ProGan {
         let schedule = Schedule::new(config);
         let stages = g.stages();
         let sampler = Generator::progan(ema.get().clone().at(schedule.at(0)));
+        let raw = Generator::progan(g.clone().at(schedule.at(0)));
         Ok(ProGan {
             generator: Net::new(g, adam(config)),
             discriminator: Net::new(d, adam(config)),
             ema,
             sampler,
+            raw,
             schedule,
             stages,
         })
     }
 
-    /// The growth reached after `steps` iterations: the next iteration's.
+    /// The average and the trained G at the growth reached after `steps` iterations: the next
+    /// iteration's.
     fn refresh_sampler(&mut self, steps: u64) {
         let p = self.schedule.at(steps);
         self.sampler = Generator::progan(self.ema.get().clone().at(p));
+        self.raw = Generator::progan(self.generator.get().clone().at(p));
     }
 
     /// Real images at stage `p`'s side: pooled down from the data's, and while a stage fades in,
@@ -316,6 +322,10 @@ impl Family for ProGan {
 
     fn latent_generator(&self) -> Option<&Generator> {
         Some(&self.sampler)
+    }
+
+    fn raw_generator(&self) -> Option<&Generator> {
+        Some(&self.raw)
     }
 
     fn terms(&self) -> &'static [&'static str] {
