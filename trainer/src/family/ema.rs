@@ -29,6 +29,9 @@ impl EmaSchedule {
     }
 }
 
+/// The checkpoint section of G's moving average ([`Ema::section`]).
+pub const SECTION: &str = "generator_ema";
+
 /// The average of a network, on a device without autodiff, in inference mode.
 pub struct Ema<M> {
     average: M,
@@ -75,6 +78,27 @@ impl<M: Module> Ema<M> {
         };
         forward(&training);
         self.average = training.valid();
+    }
+
+    /// The checkpoint section that holds G's moving average: its name and record.
+    pub fn section(&self) -> Result<(String, Vec<u8>), crate::error::TrainError> {
+        let record = self.record().map_err(|e| {
+            crate::error::TrainError::Config(format!("cannot serialise G's moving average: {e}"))
+        })?;
+        Ok((SECTION.into(), record))
+    }
+
+    /// Restore the average from its section of `ckpt`, read from `file`.
+    pub fn load_section(
+        &mut self,
+        ckpt: &crate::checkpoint::Checkpoint,
+        file: &std::path::Path,
+    ) -> Result<(), crate::error::TrainError> {
+        self.load(ckpt.section(SECTION, file)?)
+            .map_err(|reason| crate::error::TrainError::Record {
+                file: file.into(),
+                reason: format!("G's moving average: {reason}"),
+            })
     }
 
     /// The average's record, serialised.

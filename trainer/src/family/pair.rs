@@ -54,8 +54,6 @@ pub struct Pair<G> {
 /// Checkpoint sections (parameters, optimizer) of each network.
 const GENERATOR: (&str, &str) = ("generator", "adam_g");
 const DISCRIMINATOR: (&str, &str) = ("discriminator", "adam_d");
-/// Checkpoint section of G's moving average.
-const GENERATOR_EMA: &str = "generator_ema";
 /// Checkpoint sections of the means of G's and D's past weights (historical averaging).
 const HISTORY: [&str; 2] = ["history_g", "history_d"];
 
@@ -293,10 +291,7 @@ impl<G: Game> Family for Pair<G> {
             (DISCRIMINATOR, self.discriminator.records()?),
         ]);
         if let Some(ema) = &self.ema {
-            let record = ema.record().map_err(|e| {
-                TrainError::Config(format!("cannot serialise G's moving average: {e}"))
-            })?;
-            sections.push((GENERATOR_EMA.into(), record));
+            sections.push(ema.section()?);
         }
         if let Some((g, d)) = &self.history {
             for (name, record) in HISTORY.into_iter().zip([g.record(), d.record()]) {
@@ -319,11 +314,7 @@ impl<G: Game> Family for Pair<G> {
             G::D_CHANGED,
         )?;
         if let Some(ema) = &mut self.ema {
-            let bytes = ckpt.section(GENERATOR_EMA, file)?;
-            ema.load(bytes).map_err(|reason| TrainError::Record {
-                file: file.into(),
-                reason: format!("G's moving average: {reason}"),
-            })?;
+            ema.load_section(ckpt, file)?;
         }
         if let Some((g, d)) = &mut self.history {
             let record = |err: String| TrainError::Record {

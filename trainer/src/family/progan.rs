@@ -25,7 +25,6 @@ use crate::data::SampleKind;
 use crate::error::TrainError;
 use crate::export::{export_generator, ExportError, OnnxMetadata};
 use crate::history::{StepMetrics, Terms};
-use crate::loss::gradient_penalty_with;
 use crate::model::progan::{
     self, downsample, upsample, ProganDiscriminator, ProganGenerator, Progress,
 };
@@ -40,7 +39,6 @@ pub const EMA_BETA: f32 = 0.999;
 
 const GENERATOR: (&str, &str) = ("generator", "adam_g");
 const DISCRIMINATOR: (&str, &str) = ("discriminator", "adam_d");
-const GENERATOR_EMA: &str = "generator_ema";
 
 /// The growth: `2 * stages - 1` phases of the same number of iterations (`--phase-images` real
 /// images each): stage 0 stable, then every later stage's fade-in and its stabilisation. Past the
@@ -155,8 +153,6 @@ pub struct ProGan {
     /// The trained G at the current growth (`eval --raw`).
     raw: Generator,
     schedule: Schedule,
-    /// Stages to the data's side.
-    stages: usize,
 }
 
 impl ProGan {
@@ -164,7 +160,6 @@ impl ProGan {
         let (g, d) = seeded_pair(config.seed, device, || networks(config, device))?;
         let ema = Ema::new(&g);
         let schedule = Schedule::new(config);
-        let stages = g.stages();
         let sampler = Generator::progan(ema.get().clone().at(schedule.at(0)));
         let raw = Generator::progan(g.clone().at(schedule.at(0)));
         Ok(ProGan {
@@ -174,7 +169,6 @@ impl ProGan {
             sampler,
             raw,
             schedule,
-            stages,
         })
     }
 
@@ -190,7 +184,7 @@ impl ProGan {
     /// blended with their own coarser version as G's output is (the authors' real-image fade).
     fn reals(&self, x: Tensor<4>, p: Progress) -> Tensor<4> {
         let mut x = x;
-        for _ in p.stage + 1..self.stages {
+        for _ in p.stage + 1..self.schedule.stages {
             x = downsample(x);
         }
         if p.fading() {
@@ -225,18 +219,12 @@ impl Family for ProGan {
             let d = self.discriminator.get();
             let (d_real, d_fake) = (d.forward(real.clone(), p), d.forward(fake.clone(), p));
             let x_hat = fake.clone() + it.mix(stream) * (real - fake);
-            let frozen = d.clone().no_grad();
-            let penalty = gradient_penalty_with(
-                x_hat,
-                lambda,
-                |x| frozen.forward(x, p),
-                |x, u| d.dual(x, Some(u), p).1,
-            )
-            .expect("ProGAN's critic always has a tangent");
+            let penalty = d.gradient_penalty(x_hat, p, lambda);
             let drift_term = d_real.clone().powi_scalar(2).mean() * drift;
-            let wasserstein = d_fake.clone().mean() - d_real.clone().mean();
+            let (real_mean, fake_mean) = (d_real.mean(), d_fake.mean());
+            let wasserstein = fake_mean.clone() - real_mean.clone();
             let loss = wasserstein + penalty.loss.clone() + drift_term.clone();
-            let opinions = Tensor::cat(vec![d_real.mean(), d_fake.mean()], 0).detach();
+            let opinions = Tensor::cat(vec![real_mean, fake_mean], 0).detach();
             let grad = self.discriminator.descend(&loss, lr, &device);
             last = Some((loss, opinions, grad, penalty, drift_term));
             z_last = Some(batches.z);
@@ -273,23 +261,14 @@ impl Family for ProGan {
             (GENERATOR, self.generator.records()?),
             (DISCRIMINATOR, self.discriminator.records()?),
         ]);
-        let ema = self
-            .ema
-            .record()
-            .map_err(|e| TrainError::Config(format!("cannot serialise G's moving average: {e}")))?;
-        sections.push((GENERATOR_EMA.into(), ema));
+        sections.push(self.ema.section()?);
         Ok(sections)
     }
 
     fn load(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<(), TrainError> {
         load_net(&mut self.generator, ckpt, file, GENERATOR, None)?;
         load_net(&mut self.discriminator, ckpt, file, DISCRIMINATOR, None)?;
-        self.ema
-            .load(ckpt.section(GENERATOR_EMA, file)?)
-            .map_err(|reason| TrainError::Record {
-                file: file.into(),
-                reason: format!("G's moving average: {reason}"),
-            })?;
+        self.ema.load_section(ckpt, file)?;
         self.refresh_sampler(ckpt.step);
         Ok(())
     }

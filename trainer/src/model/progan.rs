@@ -351,9 +351,9 @@ impl ProganGenerator {
         upsample(self.forward_at(z, p), 1 << (self.stages() - 1 - p.stage))
     }
 
-    /// The generator at [`Self::progress`] as a chain of layers (no fade: the caller exports a
-    /// fading generator as two branches, [`Self::branch_layers`]).
-    fn trunk(&self, stage: usize) -> Vec<Layer> {
+    /// The layers up to stage `stage`'s map, and how many of them make stage `stage - 1`'s map
+    /// (where a fading stage's old branch leaves; 0 for stage 0).
+    fn trunk(&self, stage: usize) -> (Vec<Layer>, usize) {
         let act = Layer::LeakyRelu { slope: SLOPE };
         let norm = Layer::PixelNorm {
             epsilon: PIXEL_NORM_EPSILON,
@@ -371,13 +371,15 @@ impl ProganGenerator {
             act.clone(),
             norm.clone(),
         ];
+        let mut previous = 0;
         for block in &self.blocks[..stage] {
+            previous = out.len();
             out.push(Layer::Upsample { factor: 2 });
             for conv in [&block.first, &block.second] {
                 out.extend([conv.layer(1.0), act.clone(), norm.clone()]);
             }
         }
-        out
+        (out, previous)
     }
 
     /// The exported form: `(trunk, new, old)`, where the image is `new(trunk(z))`, plus
@@ -386,7 +388,7 @@ impl ProganGenerator {
     pub fn branch_layers(&self) -> Branches {
         let p = self.progress();
         let full = |stage: usize| 1usize << (self.stages() - 1 - stage);
-        let trunk = self.trunk(p.stage);
+        let (trunk, previous) = self.trunk(p.stage);
         let weight = if p.fading() { p.alpha } else { 1.0 };
         let mut new = vec![self.to_rgb[p.stage].layer(weight)];
         if full(p.stage) > 1 {
@@ -395,15 +397,13 @@ impl ProganGenerator {
             });
         }
         let old = p.fading().then(|| {
-            // The trunk's layers up to stage - 1's map: 8 for the stem, 7 per block.
-            let at = 8 + 7 * (p.stage - 1);
             let layers = vec![
                 self.to_rgb[p.stage - 1].layer(1.0 - p.alpha),
                 Layer::Upsample {
                     factor: full(p.stage - 1),
                 },
             ];
-            (at, layers)
+            (previous, layers)
         });
         (trunk, new, old)
     }
@@ -466,6 +466,24 @@ impl ProganDiscriminator {
         let z = conv.forward(x);
         let t = t.map(|t| leaky_relu_tangent(&self.act, z.clone(), conv.linear(t)));
         (leaky_relu(&self.act, z), t)
+    }
+
+    /// WGAN-GP's penalty at interpolates `x_hat` of stage `p` (`loss::gradient_penalty_with`,
+    /// the tangent from [`Self::dual`]).
+    pub fn gradient_penalty(
+        &self,
+        x_hat: Tensor<4>,
+        p: Progress,
+        lambda: f32,
+    ) -> crate::loss::GradientPenalty {
+        let frozen = self.clone().no_grad();
+        crate::loss::gradient_penalty_with(
+            x_hat,
+            lambda,
+            |x| frozen.forward(x, p),
+            |x, u| self.dual(x, Some(u), p).1,
+        )
+        .expect("the dual pass always gives a tangent")
     }
 
     /// Scores `[N, 1]` of images `x` of stage `p`'s side.
