@@ -51,6 +51,9 @@ pub mod quantize;
 #[path = "host/sample.rs"]
 pub mod sample;
 #[cfg(feature = "std")]
+#[path = "host/text.rs"]
+pub mod text;
+#[cfg(feature = "std")]
 #[path = "host/tokens.rs"]
 pub mod tokens;
 #[cfg(feature = "std")]

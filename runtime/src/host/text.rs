@@ -1,0 +1,126 @@
+//! Text prompts as token ids: the one tokenizer shared by the trainer (captions of the training
+//! images) and by `pocketgan generate --text` (a user's prompt), so both read a text the same way.
+//!
+//! **Words**: the text lowercased and cut at every character that is not a letter or a digit
+//! (`"Red_Apple!"` reads `red`, `apple`).
+//!
+//! **Ids**: a text model's vocabulary (metadata [`VOCABULARY_KEY`], a JSON array of words in id
+//! order) gives each word its id; id 0 is reserved (the empty word) and never a word's. Words the
+//! vocabulary lacks are skipped, and reported.
+//!
+//! **A fixed number of slots** ([`LENGTH_KEY`]): the model reads `length` ids per text, and its
+//! text encoder averages their embeddings. The known words fill the slots cyclically (`red apple`
+//! in 4 slots: `red apple red apple`), so that the encoder's fixed-width average is the average
+//! of the words whatever their number (exactly when it divides the slots, within one word's
+//! weight otherwise); past `length` words, the first `length` are kept.
+
+use thiserror::Error;
+
+/// Metadata key: the words of a text model's vocabulary in id order (a JSON array; entry 0 is
+/// the reserved empty word).
+pub const VOCABULARY_KEY: &str = "pocketgan.text_vocabulary";
+/// Metadata key: token slots per text.
+pub const LENGTH_KEY: &str = "pocketgan.text_length";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TextError {
+    #[error("no word of {text:?} is in the model's vocabulary ({size} words; e.g. {examples})")]
+    NoKnownWord {
+        text: String,
+        size: usize,
+        examples: String,
+    },
+    #[error("the model's text length is 0")]
+    NoSlots,
+}
+
+/// The words of `text`, in order: lowercase runs of letters and digits.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// A text as `length` token ids, and the words that were skipped because the vocabulary lacks
+/// them. `id_of` maps a word to its id (never 0).
+pub fn encode(
+    text: &str,
+    length: usize,
+    vocabulary: &[String],
+    id_of: impl Fn(&str) -> Option<u32>,
+) -> Result<(Vec<u32>, Vec<String>), TextError> {
+    if length == 0 {
+        return Err(TextError::NoSlots);
+    }
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for w in words(text) {
+        match id_of(&w).filter(|&id| id != 0) {
+            Some(id) => known.push(id),
+            None => unknown.push(w),
+        }
+    }
+    if known.is_empty() {
+        let examples: Vec<&str> = vocabulary
+            .iter()
+            .skip(1)
+            .take(8)
+            .map(String::as_str)
+            .collect();
+        return Err(TextError::NoKnownWord {
+            text: text.to_string(),
+            size: vocabulary.len().saturating_sub(1),
+            examples: examples.join(", "),
+        });
+    }
+    known.truncate(length);
+    let ids = (0..length).map(|i| known[i % known.len()]).collect();
+    Ok((ids, unknown))
+}
+
+/// A vocabulary's word -> id map (entry 0, the reserved empty word, is not a word).
+pub fn index(vocabulary: &[String]) -> std::collections::HashMap<&str, u32> {
+    vocabulary
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, w)| (w.as_str(), i as u32))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab() -> Vec<String> {
+        ["", "red", "apple", "face"].map(String::from).to_vec()
+    }
+
+    fn ids(text: &str, length: usize) -> Result<(Vec<u32>, Vec<String>), TextError> {
+        let v = vocab();
+        let map = index(&v);
+        encode(text, length, &v, |w| map.get(w).copied())
+    }
+
+    #[test]
+    fn words_are_lowercase_alphanumeric_runs() {
+        assert_eq!(words("Red_Apple! :D x2"), ["red", "apple", "d", "x2"]);
+        assert!(words(" -- ").is_empty());
+    }
+
+    #[test]
+    fn known_words_fill_the_slots_cyclically() {
+        assert_eq!(ids("red apple", 4).unwrap().0, [1, 2, 1, 2]);
+        assert_eq!(ids("red apple", 3).unwrap().0, [1, 2, 1]);
+        assert_eq!(ids("face red apple", 2).unwrap().0, [3, 1]);
+        let (got, skipped) = ids("green apple", 2).unwrap();
+        assert_eq!((got, skipped), (vec![2, 2], vec!["green".to_string()]));
+    }
+
+    #[test]
+    fn a_text_without_known_words_is_refused() {
+        let err = ids("green pear", 4).unwrap_err();
+        assert!(err.to_string().contains("red, apple, face"), "{err}");
+        assert_eq!(ids("red", 0).unwrap_err(), TextError::NoSlots);
+    }
+}
