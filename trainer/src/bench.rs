@@ -162,28 +162,54 @@ pub fn reference_setup(
             Ok((config, ds, None))
         }
         FamilyKind::Progan => {
-            let data = DataSource::Emoji;
-            let mut config = TrainConfig::new(&data, Architecture::Dcgan, GanLoss::WganGp);
-            config.family = family;
-            let shape = SampleShape {
-                size: Some(64),
-                channels: Some(3),
-            };
-            config.complete(&data, shape, |_| false);
+            let config = emoji_64(family, GanLoss::WganGp);
             Ok((
                 config.clone(),
                 stand_in_images(config.model.sample, 64, 1),
                 None,
             ))
         }
+        FamilyKind::Stackgan => {
+            let mut config = emoji_64(family, GanLoss::Nonsaturating);
+            // Stand-in captions of 8 words each from a vocabulary the size of emoji's.
+            let mut ds = stand_in_images(config.model.sample, 64, 1);
+            ds.captions = (0..ds.len())
+                .map(|i| {
+                    (0..8)
+                        .map(|k| format!("w{}", (i * 131 + k * 977) % STAND_IN_WORDS))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            config.vocabulary = family::stackgan::vocabulary(&ds)?;
+            Ok((config, ds, None))
+        }
     }
 }
+
+/// `family`'s defaults on 64 px RGB emoji (the data itself is stood in for).
+fn emoji_64(family: FamilyKind, loss: GanLoss) -> TrainConfig {
+    let data = DataSource::Emoji;
+    let mut config = TrainConfig::new(&data, Architecture::Dcgan, loss);
+    config.family = family;
+    let shape = SampleShape {
+        size: Some(64),
+        channels: Some(3),
+    };
+    config.complete(&data, shape, |_| false);
+    config
+}
+
+/// The stand-in vocabulary's size in StackGAN's benchmark (emoji's captions have about 3,000).
+const STAND_IN_WORDS: usize = 3000;
 
 /// The first iteration `bench` times: ProGAN's halfway through fading in its last stage (alpha
 /// about 0.5: both RGB paths of G and D, and the full-size penalty, run); 0 for the others.
 pub fn start_step(config: &TrainConfig) -> u64 {
     match config.family {
         FamilyKind::Progan => family::progan::Schedule::new(config).last_fade_midpoint(),
+        // StackGAN's Stage-II, the costlier stage.
+        FamilyKind::Stackgan => config.stackgan.stage1_steps,
         _ => 0,
     }
 }
@@ -259,6 +285,7 @@ pub fn torch_script(family: FamilyKind) -> &'static str {
         FamilyKind::Seqgan => "scripts/anchors/torch_seqgan_step.py",
         FamilyKind::Timegan => "scripts/anchors/torch_timegan_step.py",
         FamilyKind::Progan => "scripts/anchors/torch_progan_step.py",
+        FamilyKind::Stackgan => "scripts/anchors/torch_stackgan_step.py",
     }
 }
 

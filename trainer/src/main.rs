@@ -438,6 +438,47 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             let run = pocketgan_trainer::run::RunDir(generator.clone());
+            if let Ok(c) = run.read_config() {
+                if c.family == pocketgan_trainer::family::FamilyKind::Stackgan {
+                    let r = pocketgan_trainer::metrics::text_image::evaluate(
+                        &run,
+                        n,
+                        seed,
+                        &classifiers,
+                    )?;
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                        return Ok(());
+                    }
+                    println!(
+                        "{} emoji texts x {} noise vectors; judge: {}",
+                        r.texts, r.per_text, r.judge
+                    );
+                    println!(
+                        "{:<28} {:>7} {:>8} {:>9} {:>7} {:>11} {:>14}",
+                        "", "samples", "FID", "precision", "recall", "text match", "shuffled texts"
+                    );
+                    for row in &r.rows {
+                        println!(
+                            "{:<28} {:>7} {:>8.2} {:>9.3} {:>7.3} {:>11.3} {:>14.3}",
+                            row.name,
+                            row.samples,
+                            row.fid,
+                            row.precision,
+                            row.recall,
+                            row.text_match,
+                            row.shuffled_match
+                        );
+                    }
+                    println!(
+                        "{} categories (commonest {:.3} of the texts); the judge on the real \
+                         images: {:.3} in their category; held-out real FID {:.2}",
+                        r.categories, r.majority, r.real_match, r.held_out_fid
+                    );
+                    return Ok(());
+                }
+            }
+            let run = pocketgan_trainer::run::RunDir(generator.clone());
             if run
                 .read_config()
                 .is_ok_and(|c| c.family == pocketgan_trainer::family::FamilyKind::Seqgan)
@@ -649,6 +690,10 @@ fn main() -> anyhow::Result<()> {
                         "{}, an adversarial round: {} rollouts, {} D steps",
                         config.data, config.seqgan.rollouts, config.seqgan.round_d_steps
                     ),
+                    FamilyKind::Stackgan => format!(
+                        "{:?}, width {}, Stage-II on the frozen Stage-I, {} text slots",
+                        config.model.sample, config.model.width, config.stackgan.slots
+                    ),
                 };
                 println!(
                     "{} training iteration, {networks}, batch {}, {threads} threads",
@@ -659,6 +704,7 @@ fn main() -> anyhow::Result<()> {
                         FamilyKind::Seqgan => "seqgan",
                         FamilyKind::Timegan => "timegan",
                         FamilyKind::Progan => "progan",
+                        FamilyKind::Stackgan => "stackgan",
                     },
                     config.batch,
                 );

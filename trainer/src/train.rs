@@ -190,6 +190,17 @@ fn prepare(
         config.vocabulary = corpus.vocabulary;
     }
     let ds = data::load(&source, &options)?;
+    if config.family == family::FamilyKind::Stackgan {
+        // The vocabulary is stored in the run; a resumed run's captions must still give it.
+        let vocabulary = family::stackgan::vocabulary(&ds)?;
+        if resume && vocabulary != config.vocabulary {
+            return Err(TrainError::Config(format!(
+                "{}'s captions no longer give the vocabulary this run trained with",
+                config.data
+            )));
+        }
+        config.vocabulary = vocabulary;
+    }
     if let (data::DataSource::Series(_), SampleKind::Series { .. }) = (&source, ds.kind) {
         // A CSV's features are known once read; the scaling is the data's, and a resumed run's
         // file must still give the saved one.

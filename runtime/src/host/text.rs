@@ -73,9 +73,16 @@ pub fn encode(
             examples: examples.join(", "),
         });
     }
-    known.truncate(length);
-    let ids = (0..length).map(|i| known[i % known.len()]).collect();
-    Ok((ids, unknown))
+    Ok((fill(&known, length), unknown))
+}
+
+/// `length` slots from word ids `known` (not empty): the first `length` of them, repeated
+/// cyclically to fill every slot.
+pub fn fill(known: &[u32], length: usize) -> Vec<u32> {
+    let kept = &known[..known.len().min(length)];
+    (0..length)
+        .map(|i| kept.get(i % kept.len().max(1)).copied().unwrap_or(0))
+        .collect()
 }
 
 /// A vocabulary's word -> id map (entry 0, the reserved empty word, is not a word).

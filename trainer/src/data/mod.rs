@@ -265,6 +265,8 @@ pub struct Dataset {
     pub samples: Vec<f32>,
     pub labels: Vec<u8>,
     pub class_names: Vec<String>,
+    /// A caption per sample (emoji: its name and keywords), or none.
+    pub captions: Vec<String>,
 }
 
 /// Options for [`load`]: the resolution and channels the model wants, the data folder, the seed.
@@ -338,6 +340,7 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
             };
             return emoji::load(
                 &dir,
+                &opts.data_dir.join(emoji::KEYWORDS),
                 opts.size.unwrap_or(height),
                 opts.channels.unwrap_or(channels),
                 [255, 255, 255],
@@ -371,6 +374,7 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
                 samples: corpus.train.iter().map(|&t| t as f32).collect(),
                 labels: vec![0; n],
                 class_names: Vec::new(),
+                captions: Vec::new(),
             });
         }
         DataSource::Series(src) => return series::load(src, &opts.data_dir, opts.seed),
@@ -382,6 +386,7 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
                 samples: seqs.iter().map(|&t| t as f32).collect(),
                 labels: vec![0; oracle::SEQUENCES],
                 class_names: Vec::new(),
+                captions: Vec::new(),
             });
         }
         DataSource::Ring8 | DataSource::Grid25 | DataSource::Mix1d => {
@@ -394,6 +399,7 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
                 samples,
                 labels,
                 class_names,
+                captions: Vec::new(),
             });
         }
     };
@@ -577,6 +583,7 @@ fn from_idx_bytes(
             .collect(),
         labels,
         class_names,
+        captions: Vec::new(),
     })
 }
 
@@ -588,6 +595,7 @@ impl Dataset {
             samples: Vec::new(),
             labels: Vec::new(),
             class_names: Vec::new(),
+            captions: Vec::new(),
         }
     }
 
@@ -617,6 +625,9 @@ impl Dataset {
         for &i in idx {
             out.samples.extend_from_slice(self.sample(i));
             out.labels.push(self.labels[i]);
+            if let Some(c) = self.captions.get(i) {
+                out.captions.push(c.clone());
+            }
         }
         out
     }

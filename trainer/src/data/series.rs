@@ -97,6 +97,7 @@ pub fn load(source: &SeriesSource, data_dir: &Path, seed: u64) -> Result<Dataset
         samples: values,
         labels: vec![0; n],
         class_names: Vec::new(),
+        captions: Vec::new(),
     })
 }
 

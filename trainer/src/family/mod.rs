@@ -24,6 +24,7 @@ pub mod progan;
 pub mod samples;
 pub mod seqgan;
 pub mod sgan;
+pub mod stackgan;
 pub mod timegan;
 pub mod unconditional;
 
@@ -140,6 +141,8 @@ pub enum FamilyKind {
     Timegan,
     /// Images grown from 4x4 to full size, stage by stage ([`progan`]).
     Progan,
+    /// Text to image in two stages, 32 then 64 px ([`stackgan`]).
+    Stackgan,
 }
 
 impl FamilyKind {
@@ -158,6 +161,7 @@ pub fn init(config: &TrainConfig, device: &Device) -> Result<Box<dyn Family>, Tr
         (FamilyKind::Seqgan, _) => Box::new(seqgan::SeqGan::init(config, device)?),
         (FamilyKind::Timegan, _) => Box::new(timegan::TimeGan::init(config, device)?),
         (FamilyKind::Progan, _) => Box::new(progan::ProGan::init(config, device)?),
+        (FamilyKind::Stackgan, _) => Box::new(stackgan::StackGan::init(config, device)?),
         (FamilyKind::Gan, Conditioning::None) => {
             Box::new(Pair::<unconditional::Unconditional>::init(config, device))
         }
@@ -212,6 +216,7 @@ fn built_parameters(config: &TrainConfig) -> Result<usize, TrainError> {
                 let (g, d) = progan::networks(config, &device)?;
                 g.num_params() + d.num_params()
             }
+            FamilyKind::Stackgan => stackgan::parameters(config, &device)?,
             FamilyKind::Seqgan | FamilyKind::Timegan => 0,
         })
     })
@@ -747,7 +752,11 @@ mod size_tests {
             height: 64,
             width: 64,
         };
+        let mut stackgan = progan.clone();
+        stackgan.family = FamilyKind::Stackgan;
+        stackgan.vocabulary = (0..50).map(|i| i.to_string()).collect();
         for (mut config, width) in [
+            (stackgan, 6),
             (digits, 7),
             (pix2pix, 5),
             (cyclegan, 6),

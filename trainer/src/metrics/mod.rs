@@ -19,6 +19,7 @@ pub mod sequences;
 pub mod series;
 pub mod sgan;
 pub mod swd;
+pub mod text_image;
 pub mod translation;
 pub mod watch;
 

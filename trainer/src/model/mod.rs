@@ -14,6 +14,7 @@ pub mod mlp;
 pub mod progan;
 pub mod resnet;
 pub mod seqgan;
+pub mod stackgan;
 pub mod timegan;
 pub mod unet;
 
