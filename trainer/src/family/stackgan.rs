@@ -180,6 +180,23 @@ fn discriminator_loss(real: Logits, fake: Logits, wrong: Logits) -> (Tensor<1>, 
     (loss, beliefs)
 }
 
+/// D's loss ([`discriminator_loss`]) on `real` images with their texts `tokens` and with the
+/// `wrong` texts (the real images' features computed once), and on `fake` images.
+fn discriminator_pass(
+    d: &Discriminator,
+    real: Tensor<4>,
+    fake: Tensor<4>,
+    tokens: &Tensor<2, Int>,
+    wrong: Tensor<2, Int>,
+) -> (Tensor<1>, Tensor<1>) {
+    let real = d.features(real);
+    discriminator_loss(
+        d.judge(real.clone(), tokens.clone(), true),
+        d.forward(fake, tokens.clone()),
+        d.judge(real, wrong, false),
+    )
+}
+
 /// G's adversarial loss: its fakes called real with their texts (and unconditionally).
 fn generator_loss(fake: Logits) -> Tensor<1> {
     let m = called_real(fake.matching);
@@ -305,12 +322,8 @@ impl Family for StackGan {
             let code = g.augment.forward(g.text.forward(tokens.clone()));
             let fake = g.draw(b.z, code.sample(eps));
             // (1) D1: real with its text -> real; fake and real-with-wrong-text -> fake.
-            let d = self.d1.get();
-            let (loss_d, beliefs) = discriminator_loss(
-                d.forward(real.clone(), tokens.clone()),
-                d.forward(fake.clone().detach(), tokens.clone()),
-                d.forward(real, wrong),
-            );
+            let (loss_d, beliefs) =
+                discriminator_pass(self.d1.get(), real, fake.clone().detach(), &tokens, wrong);
             let grad_d = self.d1.descend(&loss_d, lr, &device);
             // (2) G1: its fakes called real with their texts, plus the KL term.
             let frozen = self.d1.get().clone().no_grad();
@@ -325,9 +338,10 @@ impl Family for StackGan {
             let g1 = self.stage1.get().valid();
             let inner = device.clone().without_autodiff();
             let text = g1.text.forward(token_tensor(ids, self.slots, &inner));
+            // Stage-I's own conditioning noise: a stream of its own (not the trained stage's).
             let eps1 = latents(
-                config.seed,
-                stream ^ 0xCA_CB,
+                config.seed.wrapping_add(0x5EED),
+                stream,
                 n,
                 config.stackgan.condition,
                 &inner,
@@ -340,12 +354,8 @@ impl Family for StackGan {
             let g = self.stage2.get();
             let code = g.augment.forward(text);
             let fake = g.draw(small, code.sample(eps));
-            let d = self.d2.get();
-            let (loss_d, beliefs) = discriminator_loss(
-                d.forward(b.real.clone(), tokens.clone()),
-                d.forward(fake.clone().detach(), tokens.clone()),
-                d.forward(b.real, wrong),
-            );
+            let (loss_d, beliefs) =
+                discriminator_pass(self.d2.get(), b.real, fake.clone().detach(), &tokens, wrong);
             let grad_d = self.d2.descend(&loss_d, lr, &device);
             let frozen = self.d2.get().clone().no_grad();
             let kl = code.kl();
@@ -467,5 +477,66 @@ impl Family for StackGan {
 
     fn terms(&self) -> &'static [&'static str] {
         &TERMS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataSource;
+    use crate::loss::GanLoss;
+    use crate::model::Architecture;
+
+    fn config(vocabulary: usize) -> TrainConfig {
+        let mut c = TrainConfig::new(
+            &DataSource::Emoji,
+            Architecture::Dcgan,
+            GanLoss::Nonsaturating,
+        );
+        c.family = crate::family::FamilyKind::Stackgan;
+        c.model.width = 16;
+        c.vocabulary = (0..vocabulary).map(|i| format!("w{i}")).collect();
+        c
+    }
+
+    /// The PyTorch anchor (`scripts/anchors/torch_stackgan_step.py`) asserts its networks'
+    /// parameter counts at width 16 (64 V + 300,496, 75,872 and 64 V + 364,002): it times the
+    /// networks trained here. Burn counts batch norm's running mean and variance too, PyTorch's
+    /// `parameters()` not: 2 more per channel normalised (240, 224 and 352 channels).
+    #[test]
+    fn the_networks_match_the_pytorch_anchors_counts() {
+        let v = 3001;
+        let (g1, _, g2, d2) = networks(&config(v), &Device::flex());
+        assert_eq!(
+            (g1.num_params(), g2.num_params(), d2.num_params()),
+            (
+                64 * v + 300_496 + 2 * 240,
+                75_872 + 2 * 224,
+                64 * v + 364_002 + 2 * 352
+            )
+        );
+    }
+
+    /// Each sample's text is a seeded subset of its caption's words filling every slot.
+    #[test]
+    fn texts_are_seeded_subsets_of_the_captions() {
+        let c = config(10);
+        let mut family = StackGan::init(&c, &Device::flex()).unwrap();
+        family.captions = vec![vec![1, 2, 3, 4, 5], vec![7]];
+        let a = family.texts(&[0, 1, 0], 5, 42);
+        assert_eq!(a, family.texts(&[0, 1, 0], 5, 42));
+        assert_ne!(a, family.texts(&[0, 1, 0], 5, 43));
+        let slots = family.slots;
+        assert_eq!(a.len(), 3 * slots);
+        assert!(a[..slots].iter().all(|t| (1..=5).contains(t)));
+        assert!(a[slots..2 * slots].iter().all(|&t| t == 7));
+        // Over many draws, every length from 1 word to all 5 occurs.
+        let mut lengths = std::collections::BTreeSet::new();
+        for stream in 0..200 {
+            let t = family.texts(&[0], 5, stream);
+            let distinct: std::collections::BTreeSet<_> = t.iter().collect();
+            lengths.insert(distinct.len());
+        }
+        assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     }
 }

@@ -510,25 +510,36 @@ impl Discriminator {
         }
     }
 
-    /// Logits of `images` read with texts `tokens`.
-    pub fn forward(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> Logits {
-        let n = images.dims()[0];
-        let code = self
-            .act
-            .forward(self.compress.forward(self.text.forward(tokens)));
+    /// The image's 4x4 feature map, read once for all the texts it is judged with.
+    pub fn features(&self, images: Tensor<4>) -> Tensor<4> {
         let mut x = self.act.forward(conv2d(&self.from_image, images));
         for down in &self.downs {
             x = down.forward(x, Activation::LeakyRelu(&self.act));
         }
-        let unconditional = self
-            .unconditional
-            .as_ref()
-            .map(|u| conv2d(u, x.clone()).reshape([n, 1]));
+        x
+    }
+
+    /// Logits of images with features `x` read with texts `tokens`; the unconditional one (for
+    /// a D that has it) when asked.
+    pub fn judge(&self, x: Tensor<4>, tokens: Tensor<2, Int>, unconditional: bool) -> Logits {
+        let n = x.dims()[0];
+        let code = self
+            .act
+            .forward(self.compress.forward(self.text.forward(tokens)));
+        let unconditional = match (&self.unconditional, unconditional) {
+            (Some(u), true) => Some(conv2d(u, x.clone()).reshape([n, 1])),
+            _ => None,
+        };
         let joined = Tensor::cat(vec![x, replicate(code, D_SIDE)], 1);
         let h = self.joint.forward(joined, Activation::LeakyRelu(&self.act));
         Logits {
             matching: conv2d(&self.logit, h).reshape([n, 1]),
             unconditional,
         }
+    }
+
+    /// Logits of `images` read with texts `tokens`.
+    pub fn forward(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> Logits {
+        self.judge(self.features(images), tokens, true)
     }
 }
