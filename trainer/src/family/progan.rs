@@ -2,7 +2,7 @@
 //! data's side, one doubling per stage; each new block fades in over one phase (alpha 0 -> 1,
 //! the real images cross-faded the same way) and then stabilises for one phase. The game is
 //! WGAN-GP plus the drift term, one critic step per G step; G's samples and export come from an
-//! exponential moving average of its weights (0.999 per step). Adam's state is reset at every
+//! exponential moving average of its weights (its half-life scaled to the phase, [`Schedule::ema_beta`]). Adam's state is reset at every
 //! phase, as the authors' `reset_opt_for_new_lod`.
 //!
 //! The stage and alpha are functions of the step ([`Schedule`]); the networks hold every stage's
@@ -34,8 +34,13 @@ use crate::render;
 /// The family's own columns of `metrics.csv`.
 pub const TERMS: [&str; 5] = ["stage", "alpha", "penalty", "drift", "grad_norm_x"];
 
-/// The moving average's weight of its past (the authors' `G_smoothing`).
+/// The authors' moving average: 0.999 per iteration (`G_smoothing`), whose half-life (693
+/// iterations) is 1.85% of their phases of 600,000 images at batch 16 (37,500 iterations).
 pub const EMA_BETA: f32 = 0.999;
+/// The authors' half-life as a share of a phase: a short schedule keeps it, so that an average
+/// does not carry a new block's untrained weights into the next phase (at 0.999 per iteration,
+/// 22% of them remained after a 1,500-iteration stage of the README's first run).
+pub const EMA_HALF_LIFE_PER_PHASE: f64 = 693.0 / 37_500.0;
 
 const GENERATOR: (&str, &str) = ("generator", "adam_g");
 const DISCRIMINATOR: (&str, &str) = ("discriminator", "adam_d");
@@ -93,6 +98,13 @@ impl Schedule {
             1.0
         };
         Progress { stage, alpha }
+    }
+
+    /// G's moving average weight per iteration: the half-life [`EMA_HALF_LIFE_PER_PHASE`] of a
+    /// phase, at most the authors' [`EMA_BETA`] (their phases give exactly that).
+    pub fn ema_beta(&self) -> f32 {
+        let half_life = (EMA_HALF_LIFE_PER_PHASE * self.phase_steps as f64).max(1.0);
+        (0.5f64.powf(1.0 / half_life) as f32).min(EMA_BETA)
     }
 
     /// The iteration halfway through the last stage's fade-in (alpha about 0.5).
@@ -238,7 +250,8 @@ impl Family for ProGan {
             .forward(self.generator.get().forward_at(z, p), p)
             .mean();
         let grad_g = self.generator.descend(&loss_g, lr, &device);
-        self.ema.update(self.generator.get(), EMA_BETA, |_| ());
+        self.ema
+            .update(self.generator.get(), self.schedule.ema_beta(), |_| ());
         self.refresh_sampler(it.step + 1);
         let extra: Vec<f32> = Tensor::cat(
             vec![
@@ -332,6 +345,21 @@ mod tests {
         c
     }
 
+    /// The authors' phases give their 0.999; the README's default (750 iterations a phase) a
+    /// half-life of 14 iterations.
+    #[test]
+    fn the_average_keeps_the_authors_half_life_per_phase() {
+        let authors = Schedule::new(&config(64, 600_000, 16));
+        assert!(
+            (authors.ema_beta() - 0.999).abs() < 2e-6,
+            "{}",
+            authors.ema_beta()
+        );
+        let ours = Schedule::new(&config(64, 12_000, 16));
+        let half_life = (0.5f64).ln() / (ours.ema_beta() as f64).ln();
+        assert!((half_life - 13.86).abs() < 0.05, "{half_life}");
+    }
+
     #[test]
     fn the_schedule_grows_through_every_stage() {
         // 16 px: stages 4, 8, 16 px; 5 phases of ceil(40 / 16) = 3 iterations.
@@ -351,6 +379,8 @@ mod tests {
         );
         let resets: Vec<u64> = (0..20).filter(|&t| s.starts_phase(t)).collect();
         assert_eq!(resets, [3, 6, 9, 12]);
+        // 3-iteration phases: the average's half-life is 1 iteration.
+        assert_eq!(s.ema_beta(), 0.5);
         let done: Vec<(u64, usize)> = (0..20)
             .filter_map(|t| s.stage_done(t).map(|k| (t, k)))
             .collect();
