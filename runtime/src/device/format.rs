@@ -11,7 +11,8 @@
 //! 32 metadata (UTF-8 JSON), padded to 4
 //! tensors, 16 bytes each: c u32, h u16, w u16, kind u8, zero point i8, 2 reserved, scale f32
 //!     kind 0: int8 vector of c values (h = w = 1); 1: int8 image c x h x w, stored NHWC;
-//!     2: class index in 0..c per sample (u32, given by the caller, not stored in the arena)
+//!     2: h indices in 0..c per sample (u32, given by the caller, not stored in the arena;
+//!        w = 1): a class (h = 1, every file before text models) or a text's h token ids
 //! inputs: u16 tensor index each, padded to 4;  outputs: u16 tensor index each, padded to 4
 //! nodes: tag u8, input count u8, output count u8, reserved u8, body length u32,
 //!        input tensor indices u16 each, output tensor indices u16 each, padded to 4, body
@@ -213,7 +214,9 @@ impl ConvGeometry {
 pub enum TensorKind {
     /// Quantized activations in the arena.
     Int8,
-    /// One class index in `0..classes` per sample, read from the caller's input (never stored).
+    /// Indices in `0..classes`, read from the caller's input (never stored): as many per
+    /// sample as the tensor's `Shape::Flat` length, one for a class, `T` for a text's token
+    /// ids ("slots").
     Index { classes: usize },
 }
 
@@ -290,6 +293,9 @@ pub struct Model<'a> {
     pub latent: usize,
     /// Class count of the first class input, 0 for an unconditional model.
     pub classes: usize,
+    /// Indices per sample of that input: 1 for a class, `T` for a text's token ids (0 for an
+    /// unconditional model).
+    pub slots: usize,
     /// Shape of the first output.
     pub output: Shape,
     /// Quantization of the first int8 input and of the first output.
@@ -423,18 +429,20 @@ fn tensor_at(table: &[u8], index: usize, validate: bool) -> Result<TensorInfo, F
     let bad = |reason| FormatError::Tensor { index, reason };
     if validate {
         // A vector's length is bounded by the element limit, an image's sides and channels by
-        // the dimension limit, a class count by the class limit.
-        let c_max = match kind {
-            0 => MAX_ELEMENTS,
-            2 => MAX_CLASSES,
-            _ => MAX_DIM,
+        // the dimension limit, a class count by the class limit and an index tensor's slots
+        // (its height) by the dimension limit.
+        let (c_max, values) = match kind {
+            0 => (MAX_ELEMENTS, [c, h, w]),
+            2 => (MAX_CLASSES, [h, w, 1]),
+            _ => (MAX_DIM, [c, h, w]),
         };
-        if c == 0 || c > c_max || [h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&[c, h, w])
-        {
+        if c == 0 || c > c_max || [h, w].iter().any(|&d| d == 0 || d > MAX_DIM) || !fits(&values) {
             return Err(bad("shape out of range"));
         }
-        if kind != 1 && (h, w) != (1, 1) {
-            return Err(bad("a vector or class index has height and width 1"));
+        if (kind == 0 && (h, w) != (1, 1)) || (kind == 2 && w != 1) {
+            return Err(bad(
+                "a vector has height and width 1, an index tensor width 1",
+            ));
         }
         // Scale 0 records an intermediate tensor whose scale is unknown (a model upgraded from
         // version 1); inference reads only zero points, and the model's inputs and outputs
@@ -456,7 +464,7 @@ fn tensor_at(table: &[u8], index: usize, validate: bool) -> Result<TensorInfo, F
             kind: TensorKind::Int8,
         },
         2 => TensorInfo {
-            shape: Shape::Flat(1),
+            shape: Shape::Flat(h),
             quant,
             kind: TensorKind::Index { classes: c },
         },
@@ -614,6 +622,7 @@ impl<'a> Model<'a> {
             file_len: bytes.len(),
             latent: 0,
             classes: 0,
+            slots: 0,
             output: Shape::Flat(1),
             input_quant: Quant::UNIT,
             output_quant: Quant::UNIT,
@@ -722,7 +731,10 @@ impl<'a> Model<'a> {
                         model.input_quant = info.quant;
                     }
                 }
-                TensorKind::Index { classes } if model.classes == 0 => model.classes = classes,
+                TensorKind::Index { classes } if model.classes == 0 => {
+                    model.classes = classes;
+                    model.slots = info.shape.elements();
+                }
                 _ => {}
             }
         }
@@ -810,6 +822,12 @@ impl<'a> Model<'a> {
 
     pub fn is_conditional(&self) -> bool {
         self.classes > 0
+    }
+
+    /// Indices per sample of a conditional generator's index input: 1 for a class, `T` for a
+    /// text of `T` token ids (0 for an unconditional model).
+    pub fn slots(&self) -> usize {
+        self.slots
     }
 
     /// Integer multiply-adds per sample (padding taps included).

@@ -69,9 +69,11 @@ pub enum RunError {
     MissingClasses { classes: usize },
     #[error("the model is unconditional: it takes no classes")]
     UnexpectedClasses,
-    #[error("{actual} classes for a batch of {expected}: give one per sample")]
+    #[error(
+        "{actual} indices given, {expected} needed: one class (or a text's token ids) per sample"
+    )]
     ClassCount { expected: usize, actual: usize },
-    #[error("sample {sample}: class {class} is out of range (the model has {classes} classes)")]
+    #[error("sample {sample}: index {class} is out of range (the model has {classes} classes or tokens)")]
     ClassRange {
         sample: usize,
         class: u32,
@@ -91,16 +93,23 @@ impl From<crate::kernels::TileError> for RunError {
     }
 }
 
-/// Checks `classes` (one per sample, empty for an unconditional model) against a model with
-/// `model_classes` classes (0: unconditional) and a batch of `batch`.
-pub fn check_classes(model_classes: usize, batch: usize, classes: &[u32]) -> Result<(), RunError> {
+/// Checks `classes` (`slots` per sample: one class, or a text's token ids; empty for an
+/// unconditional model) against a model with `model_classes` classes (0: unconditional) and a
+/// batch of `batch`.
+pub fn check_classes(
+    model_classes: usize,
+    slots: usize,
+    batch: usize,
+    classes: &[u32],
+) -> Result<(), RunError> {
+    let expected = batch.saturating_mul(slots);
     match (model_classes, classes.len()) {
         (0, 0) => return Ok(()),
         (0, _) => return Err(RunError::UnexpectedClasses),
         (k, 0) => return Err(RunError::MissingClasses { classes: k }),
-        (_, n) if n != batch => {
+        (_, n) if n != expected => {
             return Err(RunError::ClassCount {
-                expected: batch,
+                expected,
                 actual: n,
             })
         }
@@ -111,8 +120,8 @@ pub fn check_classes(model_classes: usize, batch: usize, classes: &[u32]) -> Res
         .enumerate()
         .find(|(_, &c)| c as usize >= model_classes)
     {
-        Some((sample, &class)) => Err(RunError::ClassRange {
-            sample,
+        Some((at, &class)) => Err(RunError::ClassRange {
+            sample: at / slots.max(1),
             class,
             classes: model_classes,
         }),
@@ -125,7 +134,8 @@ pub fn check_classes(model_classes: usize, batch: usize, classes: &[u32]) -> Res
 pub enum Input<'i> {
     /// Quantized values, `batch x size` (images NHWC).
     Int8(&'i [i8]),
-    /// One class index per sample.
+    /// Indices, as many per sample as the input tensor's length (one class, or a text's token
+    /// ids), sample after sample.
     Index(&'i [u32]),
 }
 
@@ -196,7 +206,9 @@ fn check_inputs(model: &Model, batch: usize, inputs: &[Input]) -> Result<(), Run
                     });
                 }
             }
-            (TensorKind::Index { classes }, Input::Index(c)) => check_classes(classes, batch, c)?,
+            (TensorKind::Index { classes }, Input::Index(c)) => {
+                check_classes(classes, info.shape.elements(), batch, c)?
+            }
             (kind, given) => {
                 return Err(RunError::InputKind {
                     index,
@@ -384,7 +396,7 @@ fn generator_inputs<'i>(
             what: "not a latent generator: use `run_graph`",
         });
     }
-    check_classes(model.classes(), batch, classes)?;
+    check_classes(model.classes(), model.slots(), batch, classes)?;
     let mut out = [Input::Int8(latent), Input::Index(classes)];
     // Inputs in the model's order: the class index may come first.
     if has_classes
@@ -399,9 +411,10 @@ fn generator_inputs<'i>(
 }
 
 /// Runs a latent generator (inputs: the latent `batch x latent`, quantized with
-/// [`Model::input_quant`], and for a conditional model one class per sample; one image output)
-/// and writes `batch` quantized images in NHWC order to `output`. `observe(index, op, shape,
-/// values)` sees every node's output.
+/// [`Model::input_quant`], and for a conditional model one class, or a text's
+/// [`Model::slots`] token ids, per sample; one image output) and writes `batch` quantized
+/// images in NHWC order to `output`. `observe(index, op, shape, values)` sees every node's
+/// output.
 #[allow(clippy::too_many_arguments)]
 pub fn run_conditional_observed(
     model: &Model,
@@ -473,8 +486,8 @@ pub fn run(
     run_observed(model, isa, batch, input, arena, output, |_, _, _, _| {})
 }
 
-/// [`run_conditional_observed`] without an observer: one class per sample for a conditional
-/// model, none for an unconditional one.
+/// [`run_conditional_observed`] without an observer: one class (or a text's token ids) per
+/// sample for a conditional model, none for an unconditional one.
 pub fn run_conditional(
     model: &Model,
     isa: Isa,

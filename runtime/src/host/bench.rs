@@ -8,7 +8,7 @@ use crate::engine::{Engine, EngineError};
 use crate::format::Model;
 use crate::interp::run_conditional_observed;
 use crate::kernels::Isa;
-use crate::quantize::{classes, latents};
+use crate::quantize::{indices, latents};
 use std::time::Instant;
 
 /// One engine's figures.
@@ -94,8 +94,9 @@ pub fn run(
     let mut rows = Vec::new();
     for e in engines.iter_mut() {
         let latent = e.latent();
-        let (z1, c1) = (latents(1, 1, latent), classes(1, 1, e.classes()));
-        let (z64, c64) = (latents(2, BATCH, latent), classes(2, BATCH, e.classes()));
+        let (k, slots) = (e.classes(), e.slots());
+        let (z1, c1) = (latents(1, 1, latent), indices(1, 1, k, slots));
+        let (z64, c64) = (latents(2, BATCH, latent), indices(2, BATCH, k, slots));
         let name = e.name();
         rows.push(measure(name, reps, BATCH, |n| {
             let (z, c) = if n == 1 { (&z1, &c1) } else { (&z64, &c64) };
@@ -106,7 +107,8 @@ pub fn run(
         .iter()
         .map(|&v| model.input_quant.quantize(v))
         .collect();
-    let labels = classes(3, BATCH, model.classes());
+    let slots = model.slots();
+    let labels = indices(3, BATCH, model.classes(), slots);
     let mut arena = vec![0u8; model.arena_len(BATCH)];
     let mut out = vec![0i8; BATCH * model.output.elements()];
     let layers = layers(model, reps, BATCH, |n, tick| {
@@ -115,7 +117,7 @@ pub fn run(
             Isa::detect(),
             n,
             &input[..n * model.latent],
-            labels.get(..n).unwrap_or_default(),
+            labels.get(..n * slots).unwrap_or_default(),
             &mut arena[..model.arena_len(n)],
             &mut out[..n * model.output.elements()],
             |i, _, _, _| tick(i),

@@ -494,7 +494,8 @@ pub(crate) fn encode_raw(
         let (c, h, w, kind) = match (t.kind, t.shape) {
             (TensorKind::Int8, Shape::Flat(n)) => (n, 1, 1, 0),
             (TensorKind::Int8, Shape::Image { c, h, w }) => (c, h, w, 1),
-            (TensorKind::Index { classes }, _) => (classes, 1, 1, 2),
+            // Slots (indices per sample) in `h`: 1 for a class, as every file before texts.
+            (TensorKind::Index { classes }, shape) => (classes, shape.elements(), 1, 2),
         };
         put_uint(&mut out, c, 4, "tensor size")?;
         for d in [h, w] {

@@ -3,12 +3,17 @@
 //! - A class-conditional generator's class input, `(Flat(latent), class) -> Flat(latent +
 //!   dim)`: each sample's latent followed by row `class` of `table`. Latent and table share one
 //!   quantization (the concatenation's).
-//! - A token cell's token, `token -> Flat(dim)` (SeqGAN's `nn.Embedding`).
+//! - Token ids alone, `tokens [T] -> Flat(T * dim)`: each sample's `T` rows, one per token, in
+//!   order. `T = 1` is a token cell's token (SeqGAN's `nn.Embedding`); `T > 1` a text's ids,
+//!   the same values as ONNX's `Gather(table, text [N, T])` flattened to `[N, T * dim]`
+//!   (StackGAN's text encoder).
 //!
 //! Body: `classes u32, dim u32`, then `table [classes x dim]` (i8, row-major), padded to 4.
 
 use super::{copy, nz, part, split_mut, Cx, OpKind};
-use crate::format::{as_i8, FormatError, Reader, Shape, TensorInfo, TensorKind, MAX_CLASSES, MAX_DIM};
+use crate::format::{
+    as_i8, fits, FormatError, Reader, Shape, TensorInfo, TensorKind, MAX_CLASSES, MAX_DIM,
+};
 use crate::interp::RunError;
 #[cfg(any(feature = "std", test))]
 use crate::write::{pad4, put_uint, EncodeError};
@@ -52,9 +57,13 @@ impl<'a> OpKind<'a> for Embed<'a> {
     fn output(&self, inputs: &[TensorInfo], index: usize) -> Result<Shape, FormatError> {
         let bad = |reason| Err(FormatError::Op { index, reason });
         if let [token] = inputs {
+            let slots = token.shape.elements();
             return match token.kind {
                 TensorKind::Index { classes } if classes == self.classes => {
-                    Ok(Shape::Flat(self.dim))
+                    if !fits(&[slots, self.dim]) {
+                        return bad("the token rows exceed the tensor size limit");
+                    }
+                    Ok(Shape::Flat(slots * self.dim))
                 }
                 TensorKind::Index { .. } => {
                     bad("the token input's vocabulary differs from the table's")
@@ -70,6 +79,9 @@ impl<'a> OpKind<'a> for Embed<'a> {
                 if classes != self.classes {
                     return bad("the class input's class count differs from the table's");
                 }
+                if class.shape.elements() != 1 {
+                    return bad("an embedding joined to a latent reads one class per sample");
+                }
                 Ok(Shape::Flat(n + self.dim))
             }
             _ => bad("an embedding reads a latent vector and a class index"),
@@ -83,7 +95,8 @@ impl<'a> OpKind<'a> for Embed<'a> {
     fn run(&self, cx: &mut Cx, x: &[&[i8]], y: &mut [i8]) -> Result<(), RunError> {
         let dim = self.dim;
         let Some(x) = x.first() else {
-            // A token's row alone. Indices were checked against the table before the run.
+            // Each token's row, sample after sample (a sample's `T` tokens are `T` rows in a
+            // row). Indices were checked against the table before the run.
             for (ys, &token) in y.chunks_exact_mut(nz(dim)).zip(cx.indices) {
                 let row = part(self.table, token as usize * dim.., "an embedding")?;
                 copy(ys, part(row, ..dim, "an embedding")?, "an embedding")?;

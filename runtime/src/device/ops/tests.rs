@@ -653,3 +653,217 @@ fn graph_errors_are_typed() {
     );
     assert!(matches!(err, Err(crate::interp::RunError::Arena { .. })));
 }
+
+/// A text's token ids `[T]` -> `Embed` -> a Linear over the `T * dim` rows: the text encoder of
+/// a StackGAN, as a graph whose outputs are the rows and the Linear's.
+fn text_encoder_graph(rng: &mut Lcg, vocabulary: usize, slots: usize, dim: usize) -> QuantGraph {
+    let (k, n) = (slots * dim, 6);
+    let rows = Quant {
+        zero_point: 0,
+        ..rng.quant()
+    };
+    let tensors = vec![
+        TensorInfo {
+            shape: Shape::Flat(slots),
+            quant: Quant::UNIT,
+            kind: TensorKind::Index {
+                classes: vocabulary,
+            },
+        },
+        TensorInfo {
+            shape: Shape::Flat(k),
+            quant: rows,
+            kind: TensorKind::Int8,
+        },
+        TensorInfo {
+            shape: Shape::Flat(n),
+            quant: rng.quant(),
+            kind: TensorKind::Int8,
+        },
+    ];
+    let table = (0..vocabulary * dim).map(|_| rng.i8()).collect();
+    let linear = QuantOp::Linear {
+        k,
+        n,
+        zp_in: 0,
+        requant: RequantParams {
+            bias: (0..n).map(|_| (rng.next() % 2001) as i32 - 1000).collect(),
+            mult: (0..n)
+                .map(|_| (1 << 30) + (rng.next() >> 2) as i32)
+                .collect(),
+            shift: vec![40; n],
+            zp_out: tensors[2].quant.zero_point,
+            min: -128,
+            max: 127,
+        },
+        weights: (0..k * n).map(|_| rng.i8().max(-127)).collect(),
+    };
+    QuantGraph {
+        tensors,
+        inputs: vec![0],
+        outputs: vec![1, 2],
+        nodes: vec![
+            QuantNode {
+                op: QuantOp::Embed {
+                    classes: vocabulary,
+                    dim,
+                    table,
+                },
+                inputs: vec![0],
+                output: 1,
+            },
+            QuantNode {
+                op: linear,
+                inputs: vec![1],
+                output: 2,
+            },
+        ],
+        metadata: "{}".into(),
+    }
+}
+
+/// `Embed` of `T` tokens: each sample's `T` rows in order, exactly (the int8 copy of the float
+/// `Gather` + flatten, whose float definition is `FloatOp::Embed`), through a Linear, the same
+/// bytes on every ISA and whatever the batch; ids out of range and an index input of no slots
+/// are errors, not panics.
+#[test]
+fn embed_of_t_tokens_copies_their_rows_in_order_on_every_isa() {
+    let mut rng = Lcg(10);
+    let (vocabulary, slots, dim) = (11, 5, 3);
+    let graph = text_encoder_graph(&mut rng, vocabulary, slots, dim);
+    let QuantOp::Embed { table, .. } = &graph.nodes[0].op else {
+        unreachable!()
+    };
+    let table = table.clone();
+    let bytes = encode_graph(&graph).expect("encodes");
+    let model = Model::parse(&bytes).expect("parses");
+    assert_eq!((model.classes(), model.slots()), (vocabulary, slots));
+    let batch = 3;
+    let ids: Vec<u32> = (0..batch * slots)
+        .map(|_| rng.next() % vocabulary as u32)
+        .collect();
+    let run = |isa: Isa, batch: usize, ids: &[u32]| {
+        let mut arena = vec![0u8; model.arena_len(batch)];
+        let (mut rows, mut y) = (vec![0i8; batch * slots * dim], vec![0i8; batch * 6]);
+        run_graph(
+            &model,
+            isa,
+            batch,
+            &[Input::Index(ids)],
+            &mut arena,
+            &mut [&mut rows, &mut y],
+            |_, _, _, _| {},
+        )
+        .map(|()| (rows, y))
+    };
+    let (rows, y) = run(Isa::Scalar, batch, &ids).unwrap();
+    let want: Vec<i8> = ids
+        .iter()
+        .flat_map(|&t| table[t as usize * dim..(t as usize + 1) * dim].to_vec())
+        .collect();
+    assert_eq!(rows, want);
+    for isa in Isa::available() {
+        assert_eq!(
+            run(isa, batch, &ids).unwrap(),
+            (rows.clone(), y.clone()),
+            "{}",
+            isa.name()
+        );
+    }
+    // Sample 1 alone gives sample 1's bytes.
+    let (one_rows, one_y) = run(Isa::Scalar, 1, &ids[slots..2 * slots]).unwrap();
+    assert_eq!(one_rows, rows[slots * dim..2 * slots * dim]);
+    assert_eq!(one_y, y[6..12]);
+    // The float definition (`FloatOp::Embed`, the importer's `Gather` and flatten): the int8
+    // rows are the float rows quantized, value for value.
+    #[cfg(feature = "std")]
+    {
+        use crate::import::{FloatGraph, FloatOp, GraphInput, InputKind, Node};
+        let q = graph.tensors[1].quant;
+        let float_table: Vec<f32> = table.iter().map(|&v| q.dequantize(v)).collect();
+        let g = FloatGraph {
+            inputs: vec![GraphInput {
+                name: "text".into(),
+                shape: vec![slots],
+                kind: InputKind::Class {
+                    classes: vocabulary,
+                },
+            }],
+            outputs: vec!["rows".into()],
+            nodes: vec![Node {
+                name: "embed".into(),
+                op: FloatOp::Embed {
+                    classes: vocabulary,
+                    dim,
+                    table: float_table,
+                },
+                inputs: vec!["text".into()],
+                output: "rows".into(),
+                shape: vec![slots * dim],
+            }],
+            metadata: Vec::new(),
+        };
+        let x: Vec<f32> = ids.iter().map(|&t| t as f32).collect();
+        let float = g
+            .run(&[("text", &x)], batch)
+            .unwrap()
+            .remove("rows")
+            .unwrap();
+        let quantized: Vec<i8> = float.iter().map(|&v| q.quantize(v)).collect();
+        assert_eq!(quantized, rows);
+    }
+    // An id past the vocabulary, or the wrong count of ids, is refused before anything runs.
+    let mut bad = ids.clone();
+    bad[slots + 2] = vocabulary as u32;
+    assert_eq!(
+        run(Isa::Scalar, batch, &bad),
+        Err(crate::interp::RunError::ClassRange {
+            sample: 1,
+            class: vocabulary as u32,
+            classes: vocabulary
+        })
+    );
+    assert!(matches!(
+        run(Isa::Scalar, batch, &ids[..batch]),
+        Err(crate::interp::RunError::ClassCount { .. })
+    ));
+    // An index input of no slots does not parse.
+    let mut g = graph.clone();
+    g.tensors[0].shape = Shape::Flat(0);
+    assert!(matches!(
+        encode_graph(&g),
+        Err(crate::write::EncodeError::Invalid(
+            crate::format::FormatError::Tensor { index: 0, .. }
+        ))
+    ));
+    // A class joined to a latent is one index per sample.
+    let latent = TensorInfo {
+        shape: Shape::Flat(4),
+        quant: rng.quant(),
+        kind: TensorKind::Int8,
+    };
+    let joined = QuantGraph {
+        tensors: vec![
+            latent,
+            graph.tensors[0],
+            TensorInfo {
+                shape: Shape::Flat(4 + dim),
+                ..latent
+            },
+        ],
+        inputs: vec![0, 1],
+        outputs: vec![2],
+        nodes: vec![QuantNode {
+            inputs: vec![0, 1],
+            output: 2,
+            ..graph.nodes[0].clone()
+        }],
+        metadata: "{}".into(),
+    };
+    assert!(matches!(
+        encode_graph(&joined),
+        Err(crate::write::EncodeError::Invalid(
+            crate::format::FormatError::Op { index: 0, .. }
+        ))
+    ));
+}

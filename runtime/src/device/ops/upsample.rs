@@ -69,11 +69,18 @@ impl<'a> OpKind<'a> for Upsample {
     }
 }
 
-/// A float nearest-neighbour `Upsample` of an image by `factor`.
+/// A float nearest-neighbour `Upsample` of an image by `factor`; a vector is a 1x1 image (the
+/// same bytes), spread over `factor x factor` pixels (StackGAN's text code).
 #[cfg(feature = "std")]
 pub(crate) fn quantize(cx: &NodeCx, factor: usize) -> Result<QuantOp, QuantizeError> {
-    match cx.input_shape() {
-        Shape::Image { c, h, w } => Ok(QuantOp::Upsample { c, h, w, factor }),
-        Shape::Flat(_) => Err(cx.fail("upsampling takes an image")),
+    let (c, h, w) = match cx.input_shape() {
+        Shape::Image { c, h, w } => (c, h, w),
+        Shape::Flat(c) => (c, 1, 1),
+    };
+    if !(2..=16).contains(&factor) {
+        return Err(cx.fail(format!(
+            "nearest upsampling by {factor}: the int8 runtime takes factors 2 to 16"
+        )));
     }
+    Ok(QuantOp::Upsample { c, h, w, factor })
 }

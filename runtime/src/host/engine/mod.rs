@@ -111,12 +111,19 @@ pub trait Engine {
     fn latent(&self) -> usize;
     /// `(c, h, w)` of one image.
     fn image_shape(&self) -> (usize, usize, usize);
-    /// Class count of a conditional generator; 0 for an unconditional one.
+    /// Class count of a conditional generator (a text-conditioned one's vocabulary size); 0 for
+    /// an unconditional one.
     fn classes(&self) -> usize {
         0
     }
-    /// `classes` holds one class in `0..self.classes()` per sample for a conditional generator
-    /// and is empty for an unconditional one; anything else is an [`EngineError::Run`].
+    /// Indices per sample of a conditional generator: 1 for a class, `T` for a text of `T`
+    /// token ids.
+    fn slots(&self) -> usize {
+        1
+    }
+    /// `classes` holds [`Engine::slots`] indices in `0..self.classes()` per sample (one class,
+    /// or a text's token ids), sample after sample, for a conditional generator and is empty
+    /// for an unconditional one; anything else is an [`EngineError::Run`].
     fn generate_with(
         &mut self,
         z: &[f32],
@@ -179,6 +186,7 @@ pub(crate) fn generator_inputs(onnx: &[u8]) -> LatentGenerator {
         latent_rank: 2,
         class: None,
         classes: 0,
+        class_shape: Vec::new(),
         image: (0, 0, 0),
     })
 }
@@ -238,8 +246,11 @@ impl TractEngine {
                 .with_input_fact(self.inputs.latent_at, self.input_fact(n))
                 .map_err(tract_err)?;
             if let Some((_, at)) = self.inputs.class {
+                let shape: Vec<usize> = std::iter::once(n)
+                    .chain(self.inputs.class_shape.iter().copied())
+                    .collect();
                 model = model
-                    .with_input_fact(at, i64::fact([n]).into())
+                    .with_input_fact(at, i64::fact(shape).into())
                     .map_err(tract_err)?;
             }
             if !self.outputs.is_empty() {
@@ -265,7 +276,7 @@ impl TractEngine {
         n: usize,
     ) -> Result<Vec<Vec<f32>>, EngineError> {
         check_latents(z, n, self.latent)?;
-        check_classes(self.inputs.classes, n, classes)?;
+        check_classes(self.inputs.classes, self.inputs.slots(), n, classes)?;
         let latent = self.latent;
         let plan = self.plan(n)?.clone();
         let input: Tensor = if self.inputs.latent_rank == 4 {
@@ -279,10 +290,11 @@ impl TractEngine {
         };
         let mut inputs = tvec!(input.into());
         if let Some((_, at)) = self.inputs.class {
-            let labels: Tensor = tract_ndarray::Array1::from_vec(
-                classes.iter().map(|&c| c as i64).collect::<Vec<_>>(),
-            )
-            .into();
+            let shape: Vec<usize> = std::iter::once(n)
+                .chain(self.inputs.class_shape.iter().copied())
+                .collect();
+            let labels: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+            let labels = Tensor::from_shape(&shape, &labels).map_err(tract_err)?;
             inputs.insert(at.min(inputs.len()), labels.into());
         }
         let outputs = guard(|| plan.run(inputs).map_err(tract_err))?;
@@ -311,6 +323,9 @@ impl Engine for TractEngine {
     }
     fn classes(&self) -> usize {
         self.inputs.classes
+    }
+    fn slots(&self) -> usize {
+        self.inputs.slots()
     }
     fn generate_with(
         &mut self,
@@ -377,7 +392,8 @@ impl<'a> Int8Engine<'a> {
         let q = self.model.input_quant;
         self.input.clear();
         self.input.extend(z.iter().map(|&v| q.quantize(v)));
-        check_classes(self.model.classes(), n, classes)?;
+        let slots = self.model.slots();
+        check_classes(self.model.classes(), slots, n, classes)?;
         let (m, isa) = (self.model, self.isa);
         self.output.resize(n * m.output.elements(), 0);
         if n == 1 {
@@ -407,7 +423,9 @@ impl<'a> Int8Engine<'a> {
             let z = (self.input)
                 .get(r.start * m.latent..r.end * m.latent)
                 .unwrap_or_default();
-            let c = classes.get(r.clone()).unwrap_or_default();
+            let c = classes
+                .get(r.start * slots..r.end * slots)
+                .unwrap_or_default();
             jobs.push((r.len(), z, c, arena, out));
         }
         self.rows
@@ -439,6 +457,9 @@ impl Engine for Int8Engine<'_> {
     }
     fn classes(&self) -> usize {
         self.model.classes()
+    }
+    fn slots(&self) -> usize {
+        self.model.slots().max(1)
     }
     fn generate_with(
         &mut self,

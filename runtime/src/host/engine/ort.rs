@@ -276,6 +276,9 @@ impl Engine for OrtEngine {
     fn classes(&self) -> usize {
         self.inputs.classes
     }
+    fn slots(&self) -> usize {
+        self.inputs.slots()
+    }
     fn generate_with(
         &mut self,
         z: &[f32],
@@ -283,7 +286,7 @@ impl Engine for OrtEngine {
         n: usize,
     ) -> Result<Vec<f32>, EngineError> {
         check_latents(z, n, self.latent)?;
-        check_classes(self.inputs.classes, n, classes)?;
+        check_classes(self.inputs.classes, self.inputs.slots(), n, classes)?;
         // pytorch/examples' DCGAN takes its latent as `[N, latent, 1, 1]`.
         let shape = match self.inputs.latent_rank {
             4 => vec![n, self.latent, 1, 1],
@@ -295,7 +298,10 @@ impl Engine for OrtEngine {
             None => self.session.run(::ort::inputs![latent => tensor]),
             Some((class, _)) => {
                 let labels: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
-                let labels = TensorRef::from_array_view(([n], &labels[..])).map_err(ort_err)?;
+                let shape: Vec<usize> = std::iter::once(n)
+                    .chain(self.inputs.class_shape.iter().copied())
+                    .collect();
+                let labels = TensorRef::from_array_view((shape, &labels[..])).map_err(ort_err)?;
                 self.session
                     .run(::ort::inputs![latent => tensor, class.as_str() => labels])
             }

@@ -15,12 +15,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tract_onnx::prelude::*;
 
-/// One input or output: its name and per-sample shape (`[c, h, w]` or `[n]`), or a class index.
+/// One input or output: its name and per-sample shape (`[c, h, w]` or `[n]`), or a class index
+/// (shape `[]`) or a text's token ids (shape `[T]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
     pub name: String,
     pub shape: Vec<usize>,
-    /// `Some(k)` for a class index in `0..k` (an int64 input in ONNX).
+    /// `Some(k)` for indices in `0..k` (an int64 input in ONNX).
     pub classes: Option<usize>,
 }
 
@@ -29,7 +30,8 @@ pub struct TensorSpec {
 pub enum Values {
     /// Row-major (NCHW) floats, `batch x` the per-sample shape.
     F32(Vec<f32>),
-    /// One class index per sample.
+    /// Indices, `batch x` the per-sample shape's count: one class per sample, or a text's `T`
+    /// token ids.
     Index(Vec<u32>),
 }
 
@@ -64,7 +66,7 @@ pub(crate) fn check(specs: &[TensorSpec], inputs: &[Values], n: usize) -> Result
     for (s, v) in specs.iter().zip(inputs) {
         match (s.classes, v) {
             (None, Values::F32(x)) if x.len() == n * elements(&s.shape) => {}
-            (Some(k), Values::Index(c)) if c.len() == n => {
+            (Some(k), Values::Index(c)) if c.len() == n * elements(&s.shape) => {
                 if let Some(bad) = c.iter().find(|&&c| c as usize >= k) {
                     return Err(EngineError::Inputs(format!(
                         "input {}: class {bad} is out of range 0..{k}",
@@ -76,9 +78,10 @@ pub(crate) fn check(specs: &[TensorSpec], inputs: &[Values], n: usize) -> Result
                 return Err(EngineError::Inputs(format!(
                     "input {} takes {} per sample for {n} samples",
                     s.name,
-                    match s.classes {
-                        Some(k) => format!("one class index in 0..{k}"),
-                        None => format!("{:?} float values", s.shape),
+                    match (s.classes, elements(&s.shape)) {
+                        (Some(k), 1) => format!("one class index in 0..{k}"),
+                        (Some(k), t) => format!("{t} token ids in 0..{k}"),
+                        (None, _) => format!("{:?} float values", s.shape),
                     }
                 )))
             }
@@ -206,9 +209,13 @@ fn specs(
         .filter_map(|((&t, name), &sequence)| {
             let info = model.tensor(t)?;
             Some(match info.kind {
+                // A class is `[]`, as ONNX's `[N]`; a text's token ids `[T]`.
                 TensorKind::Index { classes } => TensorSpec {
                     name,
-                    shape: vec![],
+                    shape: match info.shape.elements() {
+                        1 => vec![],
+                        t => vec![t],
+                    },
                     classes: Some(classes),
                 },
                 TensorKind::Int8 => TensorSpec {
@@ -368,7 +375,7 @@ type Prepared = (
     Vec<(crate::format::TensorInfo, bool)>,
 );
 
-/// One input of a batch, owned: quantized values or class indices.
+/// One input of a batch, owned: quantized values or indices.
 enum Given {
     Int8(Vec<i8>),
     Index(Vec<u32>),
@@ -385,12 +392,14 @@ impl Given {
 
     /// The samples `r` of this input (of a batch of `n`).
     fn samples(&self, n: usize, r: std::ops::Range<usize>) -> Input<'_> {
+        // Each sample holds `len / n` values (indices: one class, or a text's token ids).
+        fn rows<T>(v: &[T], n: usize, r: std::ops::Range<usize>) -> &[T] {
+            let per = v.len() / n.max(1);
+            v.get(r.start * per..r.end * per).unwrap_or_default()
+        }
         match self {
-            Given::Int8(q) => {
-                let per = q.len() / n.max(1);
-                Input::Int8(q.get(r.start * per..r.end * per).unwrap_or_default())
-            }
-            Given::Index(c) => Input::Index(c.get(r).unwrap_or_default()),
+            Given::Int8(q) => Input::Int8(rows(q, n, r)),
+            Given::Index(c) => Input::Index(rows(c, n, r)),
         }
     }
 }
@@ -405,14 +414,19 @@ fn dequantize_all(outs: &[Vec<i8>], tensors: &[(crate::format::TensorInfo, bool)
 /// The batch an ONNX graph's first input declares as a number (an export without a dynamic
 /// batch axis), if any.
 pub fn fixed_batch(onnx: &[u8]) -> Option<usize> {
-    use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
-    use tract_onnx::pb::type_proto::Value as TypeValue;
     let proto = onnx_proto(onnx).ok()?;
     let g = proto.graph.as_ref()?;
     let input = g
         .input
         .iter()
         .find(|i| !g.initializer.iter().any(|t| t.name == i.name))?;
+    declared_batch(input)
+}
+
+/// The first axis of a graph input, where the file declares it as a number.
+pub(crate) fn declared_batch(input: &tract_onnx::pb::ValueInfoProto) -> Option<usize> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+    use tract_onnx::pb::type_proto::Value as TypeValue;
     let Some(TypeValue::TensorType(t)) = input.r#type.as_ref()?.value.as_ref() else {
         return None;
     };

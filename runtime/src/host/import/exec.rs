@@ -20,7 +20,7 @@ pub enum RunError {
         expected: usize,
         actual: usize,
     },
-    #[error("input {name}, sample {sample}: class {value} is not a whole number in 0..{classes}")]
+    #[error("input {name}, sample {sample}: index {value} is not a whole number in 0..{classes}")]
     Class {
         name: String,
         sample: usize,
@@ -78,14 +78,14 @@ impl FloatGraph {
                 });
             }
             if let InputKind::Class { classes } = input.kind {
-                if let Some((sample, &value)) = data
+                if let Some((at, &value)) = data
                     .iter()
                     .enumerate()
                     .find(|(_, &v)| v.fract() != 0.0 || v < 0.0 || v >= classes as f32)
                 {
                     return Err(RunError::Class {
                         name: input.name.clone(),
-                        sample,
+                        sample: at / input.shape.iter().product::<usize>().max(1),
                         value,
                         classes,
                     });
@@ -190,8 +190,13 @@ fn check_params(op: &FloatOp, xs: &[usize], ins: &[In], out: &[usize]) -> Result
             dim,
             table,
         } => {
+            // One row per index: a class's, or each of a text's token ids in order.
             want("table values", table.len(), classes * dim)?;
-            want("outputs", out.iter().product(), *dim)
+            want(
+                "outputs",
+                out.iter().product(),
+                xs.iter().product::<usize>() * dim,
+            )
         }
         FloatOp::Gru {
             input,
@@ -539,7 +544,8 @@ fn eval(op: &FloatOp, ins: &[In], out_shape: &[usize], batch: usize) -> Result<V
             dim,
             table,
         } => {
-            let mut y = Vec::with_capacity(batch * dim);
+            // Each index's row in order: `[T]` token ids give `[T * dim]`.
+            let mut y = Vec::with_capacity(x.len() * dim);
             for &class in x {
                 let c = class as usize;
                 if class.fract() != 0.0 || class < 0.0 || c >= *classes {

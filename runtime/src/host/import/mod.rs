@@ -23,8 +23,9 @@ pub use self::tract::import_onnx;
 pub enum InputKind {
     /// Float `[latent]` or `[latent, 1, 1]` (pytorch/examples' DCGAN).
     Latent,
-    /// Integer class indices `[N]` in `0..classes`, read by an [`FloatOp::Embed`]. The float
-    /// executor takes them as f32 values that must be whole numbers.
+    /// Integer class indices `[N]` in `0..classes`, or a text's token ids `[N, T]` (its
+    /// [`GraphInput::shape`] is then `[T]`), read by an [`FloatOp::Embed`]. The float executor
+    /// takes them as f32 values that must be whole numbers.
     Class { classes: usize },
     /// Float `[C, H, W]` with `H, W > 1`.
     Image,
@@ -38,7 +39,8 @@ pub enum InputKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphInput {
     pub name: String,
-    /// Per-sample shape (the batch axis removed); `[]` for a class index.
+    /// Per-sample shape (the batch axis removed); `[]` for a class index, `[T]` for a text's
+    /// token ids.
     pub shape: Vec<usize>,
     pub kind: InputKind,
 }
@@ -152,7 +154,8 @@ pub enum FloatOp {
     },
     /// `table[class]` (table `[classes][dim]`), the class input's row: PyTorch's
     /// `nn.Embedding`, joined to the latent by a [`FloatOp::Concat`] in the project's cGANs, or
-    /// a token cell's token embedding.
+    /// a token cell's token embedding. On a text's `[T]` token ids, each id's row in order,
+    /// `[T * dim]` (ONNX's `Gather` and the flattening after it).
     Embed {
         classes: usize,
         dim: usize,
@@ -269,10 +272,13 @@ pub struct LatentGenerator {
     pub latent: usize,
     /// 2 for `[N, latent]`, 4 for `[N, latent, 1, 1]` (pytorch/examples' DCGAN).
     pub latent_rank: usize,
-    /// A conditional generator's class input (int64 `[N]`) and its position.
+    /// A conditional generator's class input (int64 `[N]`, or a text's token ids `[N, T]`) and
+    /// its position.
     pub class: Option<(String, usize)>,
-    /// Class count, 0 for an unconditional generator.
+    /// Class count (a text's vocabulary size), 0 for an unconditional generator.
     pub classes: usize,
+    /// Per-sample shape of the class input: `[]` for a class, `[T]` for a text's `T` token ids.
+    pub class_shape: Vec<usize>,
     /// `(c, h, w)` of one output (a vector `[n]` is `(n, 1, 1)`).
     pub image: (usize, usize, usize),
 }
@@ -323,6 +329,9 @@ impl FloatGraph {
             }
         };
         let class = classes.first().map(|&k| (self.inputs[k].name.clone(), k));
+        let class_shape = classes
+            .first()
+            .map_or(Vec::new(), |&k| self.inputs[k].shape.clone());
         let classes = classes.first().map_or(0, |&k| match self.inputs[k].kind {
             InputKind::Class { classes } => classes,
             _ => 0,
@@ -334,8 +343,16 @@ impl FloatGraph {
             latent_rank,
             class,
             classes,
+            class_shape,
             image,
         })
+    }
+}
+
+impl LatentGenerator {
+    /// Indices per sample of the class input: 1 for a class, `T` for a text's token ids.
+    pub fn slots(&self) -> usize {
+        self.class_shape.iter().product()
     }
 }
 

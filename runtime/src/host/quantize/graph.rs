@@ -123,8 +123,9 @@ pub fn quantize_graph(
     let mut qin = Vec::new();
     for i in &graph.inputs {
         let info = match i.kind {
+            // One class per sample, or a text's `T` token ids.
             InputKind::Class { classes } => TensorInfo {
-                shape: Shape::Flat(1),
+                shape: Shape::Flat(i.shape.iter().product()),
                 quant: Quant::UNIT,
                 kind: TensorKind::Index { classes },
             },
@@ -144,17 +145,23 @@ pub fn quantize_graph(
     }
     // A class embedding (`table[class]`) joined after a latent by a concatenation is one int8
     // `Embed`, which copies both in the concatenation's quantization. Any other embedding (a
-    // token cell's, or one a cGAN multiplies with its latent) is an `Embed` of its own.
+    // token cell's, a text's, or one a cGAN multiplies with its latent) is an `Embed` of its own.
     let joined = |e: &str| {
         graph.nodes.iter().any(|m| {
             matches!(m.op, FloatOp::Concat { .. }) && m.inputs.len() == 2 && m.inputs[1] == e
         })
     };
+    let one_class = |n: &crate::import::Node| {
+        n.inputs
+            .first()
+            .and_then(|i| graph.shape_of(i))
+            .is_some_and(|s| s.iter().product::<usize>() == 1)
+    };
     let embeds: HashMap<&str, usize> = graph
         .nodes
         .iter()
         .enumerate()
-        .filter(|(_, n)| matches!(n.op, FloatOp::Embed { .. }) && joined(&n.output))
+        .filter(|(_, n)| matches!(n.op, FloatOp::Embed { .. }) && one_class(n) && joined(&n.output))
         .map(|(k, n)| (n.output.as_str(), k))
         .collect();
     // A convolution read only by an instance normalisation writes each channel in its own
@@ -247,10 +254,15 @@ pub fn quantize_graph(
                 | FloatOp::Flatten
                 | FloatOp::Upsample { .. }
         );
-        let q_out = if keeps {
-            q_in[0]
-        } else {
-            measured(relu_out.as_deref().unwrap_or(&out_name))?
+        let q_out = match &n.op {
+            _ if keeps => q_in[0],
+            // A text's embedding covers its whole table: a prompt may hold any word, not only
+            // those calibration drew.
+            FloatOp::Embed { table, .. } if !one_class(n) => {
+                let (lo, hi) = range(&mut table.clone(), Calibration::MinMax);
+                quant_for_range(lo, hi)
+            }
+            _ => measured(relu_out.as_deref().unwrap_or(&out_name))?,
         };
         let act = if fused.contains_key(&k) {
             Fused::Relu

@@ -144,6 +144,27 @@ pub fn classes(seed: u64, n: usize, classes: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Seeded indices of `n` samples for an index input of `slots` per sample in `0..classes`:
+/// [`classes`] for one per sample; for a text's token ids, texts as [`crate::text::encode`]
+/// makes them, 1 to `slots` words (ids from 1, 0 being the reserved empty word) filling the
+/// slots cyclically.
+pub fn indices(seed: u64, n: usize, classes: usize, slots: usize) -> Vec<u32> {
+    if slots <= 1 || classes == 0 {
+        return self::classes(seed, n, classes);
+    }
+    let mut rng = crate::latent::Rng::new(seed ^ 0x7465_7874_2069_6473);
+    let first = u64::from(classes > 1);
+    (0..n)
+        .flat_map(|_| {
+            let words = 1 + (rng.next_u64() % slots as u64) as usize;
+            let known: Vec<u32> = (0..words)
+                .map(|_| (first + rng.next_u64() % (classes as u64 - first)) as u32)
+                .collect();
+            crate::text::fill(&known, slots)
+        })
+        .collect()
+}
+
 /// Asymmetric int8 quantization covering `[lo, hi]` (widened to include 0).
 pub fn quant_for_range(lo: f32, hi: f32) -> Quant {
     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
@@ -521,7 +542,7 @@ fn latent_inputs(
             }
             Ok(match i.kind {
                 InputKind::Latent => latents(seed.wrapping_add(k as u64 * 7919), n, size),
-                InputKind::Class { classes: c } => classes(seed, n, c).iter().map(|&c| c as f32).collect(),
+                InputKind::Class { classes: c } => indices(seed, n, c, size).iter().map(|&c| c as f32).collect(),
                 InputKind::State => return Err(QuantizeError::Calibration(format!(
                     "input {}: a state outside a token cell (one token input, logits then new states out)",
                     i.name
