@@ -46,6 +46,7 @@ fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
         .map_err(|e| ImportError::Onnx(format!("{e:#}")))?;
     check_batch_norms(&proto)?;
     expand_uniform_scalars(&mut proto);
+    unfix_batch_shapes(&mut proto);
     let metadata = proto
         .metadata_props
         .iter()
@@ -112,13 +113,14 @@ fn import(bytes: &[u8]) -> Result<FloatGraph, ImportError> {
                 };
                 (f32::fact(&full), kind)
             }
-            // Class indices; the class count comes from the embedding that reads them.
-            Some(dt @ (DatumType::I64 | DatumType::I32)) if shape.is_empty() => {
+            // Class indices `[N]`, or a text's token ids `[N, T]`; the class count (the
+            // vocabulary's size) comes from the embedding that reads them.
+            Some(dt @ (DatumType::I64 | DatumType::I32)) if shape.len() <= 1 => {
                 (dt.fact(&full), InputKind::Class { classes: 0 })
             }
             other => {
                 return Err(fail(format!(
-                    "element type {other:?} with per-sample shape {shape:?} (expected float, or integer classes [N])"
+                    "element type {other:?} with per-sample shape {shape:?} (expected float, integer classes [N] or token ids [N, T])"
                 )))
             }
         };
@@ -262,23 +264,7 @@ fn expand_uniform_scalars(proto: &mut tract_onnx::pb::ModelProto) {
         let Some(src) = g.node[k].input.first().cloned() else {
             continue;
         };
-        let value = g
-            .initializer
-            .iter()
-            .find(|t| t.name == src)
-            .and_then(uniform)
-            .or_else(|| {
-                let n = g
-                    .node
-                    .iter()
-                    .find(|n| n.op_type == "Constant" && n.output.first() == Some(&src))?;
-                n.attribute
-                    .iter()
-                    .find(|a| a.name == "value")
-                    .and_then(|a| a.t.as_ref())
-                    .and_then(uniform)
-            });
-        if let Some(value) = value {
+        if let Some(value) = constant_tensor(g, &src).and_then(uniform) {
             let name = format!("{src}.pocketgan_scalar");
             g.node[k].input[0] = name.clone();
             scalars.push(TensorProto {
@@ -290,6 +276,96 @@ fn expand_uniform_scalars(proto: &mut tract_onnx::pb::ModelProto) {
         }
     }
     g.initializer.extend(scalars);
+}
+
+/// The constant tensor named `name`: an initializer, or the value of a Constant node.
+fn constant_tensor<'g>(
+    g: &'g tract_onnx::pb::GraphProto,
+    name: &str,
+) -> Option<&'g tract_onnx::pb::TensorProto> {
+    g.initializer.iter().find(|t| t.name == name).or_else(|| {
+        g.node
+            .iter()
+            .find(|n| n.op_type == "Constant" && n.output.first().is_some_and(|o| o == name))?
+            .attribute
+            .iter()
+            .find(|a| a.name == "value")?
+            .t
+            .as_ref()
+    })
+}
+
+/// The int64 values of an integer initializer (raw little-endian bytes or the repeated field).
+fn int64_values(t: &tract_onnx::pb::TensorProto) -> Option<Vec<i64>> {
+    use tract_onnx::pb::tensor_proto::DataType;
+    if t.data_type != DataType::Int64 as i32 {
+        return None;
+    }
+    Some(if t.raw_data.is_empty() {
+        t.int64_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()))
+            .collect()
+    })
+}
+
+/// Makes the shapes a file exported without a dynamic batch axis fixes to its traced batch
+/// `B` follow the batch instead: a Reshape to a constant `[B, ...]` (PyTorch's `x.view(n,
+/// ...)` with `n = x.shape[0]`) reshapes to `[0, ...]` (ONNX's "as the input's axis"), an
+/// Expand to `[B, ...]` (`x.expand(n, ...)`) expands to `[1, ...]` (keep the input's). The same
+/// tensors at batch `B`, and right at any other, which the importer's symbolic batch needs.
+fn unfix_batch_shapes(proto: &mut tract_onnx::pb::ModelProto) {
+    use tract_onnx::pb::tensor_proto::DataType;
+    use tract_onnx::pb::TensorProto;
+    let Some(g) = proto.graph.as_mut() else {
+        return;
+    };
+    let batches: Vec<Option<i64>> = g
+        .input
+        .iter()
+        .filter(|i| !g.initializer.iter().any(|t| t.name == i.name))
+        .map(|i| crate::engine::runner::declared_batch(i).map(|b| b as i64))
+        .collect();
+    let Some(&Some(batch)) = batches.first() else {
+        return;
+    };
+    if batches.iter().any(|b| *b != Some(batch)) {
+        return;
+    }
+    let mut shapes = Vec::new();
+    for k in 0..g.node.len() {
+        let keep = match g.node[k].op_type.as_str() {
+            "Reshape" => 0,
+            "Expand" => 1,
+            _ => continue,
+        };
+        let (Some(data), Some(shape)) = (g.node[k].input.first(), g.node[k].input.get(1)) else {
+            continue;
+        };
+        // Only the shape of a value (a constant's reshape folds whatever its shape).
+        if constant_tensor(g, data).is_some() {
+            continue;
+        }
+        let Some(mut dims) = constant_tensor(g, shape).and_then(int64_values) else {
+            continue;
+        };
+        if dims.first() != Some(&batch) {
+            continue;
+        }
+        dims[0] = keep;
+        let name = format!("{shape}.pocketgan_batch");
+        g.node[k].input[1] = name.clone();
+        shapes.push(TensorProto {
+            name,
+            data_type: DataType::Int64 as i32,
+            dims: vec![dims.len() as i64],
+            int64_data: dims,
+            ..Default::default()
+        });
+    }
+    g.initializer.extend(shapes);
 }
 
 /// Refuses a model with an empty tensor or one larger than
@@ -609,6 +685,9 @@ impl<'a> Walker<'a> {
         if let Some(op) = node.op_as::<ops::array::Gather>() {
             return self.gather(node, op);
         }
+        if node.op_is::<ops::array::MultiBroadcastTo>() || node.op_is::<ops::array::Tile>() {
+            return self.replicate(node);
+        }
         if let Some(op) = node.op_as::<ops::nn::Reduce>() {
             if op.reducer == ops::nn::Reducer::MeanOfSquares && op.axes.as_slice() == [1] {
                 return self.pixel_norm_chain(node);
@@ -658,6 +737,11 @@ impl<'a> Walker<'a> {
                 return self.pointwise_conv(node, x_at, w_at, (*i, *o), wt, &formula);
             }
         }
+        if x.len() >= 3 || out.len() >= 3 {
+            if let Some(mapped) = self.flat_product(node, x_at, w_at, (x, wt, &out))? {
+                return Ok(mapped);
+            }
+        }
         // x = [m, k] (m the batch), or a sequence [b, m, k] (b the batch, m the steps, the same
         // product at every step); w = [k, n] or [n, k]; out = [m, n] or [b, m, n].
         let (x_lead, out_lead) = (
@@ -691,6 +775,87 @@ impl<'a> Walker<'a> {
             },
             vec![node.inputs[x_at]],
         ))
+    }
+
+    /// A product that contracts every axis of `x` but the batch with a constant, `x [N, a, b,
+    /// ...]` times `w [n, a, b, ...]` (any order) into `[N, n]`, maybe with new axes of size 1
+    /// after it (`[N, n, 1, 1]`): tract folds a flattening before a Gemm (`x.view(n, -1)` of an
+    /// embedding's `[N, T, E]` rows) and a `.view(n, -1, 1, 1)` after it into such an EinSum
+    /// (`mak,nak->mn`, `mak,nak->mnbc`). A Linear of the flattened `x` (row-major, `x`'s axes in
+    /// order): `Ok(None)` if the formula is not of this form.
+    fn flat_product(
+        &self,
+        node: &TypedNode,
+        x_at: usize,
+        w_at: usize,
+        (x, wt, out): (&[char], &[char], &[char]),
+    ) -> Result<Option<Mapped>, String> {
+        let (Some(&batch), Some(&on)) = (x.first(), out.get(1)) else {
+            return Ok(None);
+        };
+        let contracted = &x[1..];
+        let new_axes = &out[2..];
+        let form = out[0] == batch
+            && !x.contains(&on)
+            && wt.len() == x.len()
+            && wt.iter().all(|c| *c == on || contracted.contains(c))
+            && contracted
+                .iter()
+                .all(|c| wt.contains(c) && !out.contains(c))
+            && new_axes.iter().all(|c| !x.contains(c) && !wt.contains(c));
+        if !form {
+            return Ok(None);
+        }
+        let x_shape = self.shape(node.inputs[x_at])?;
+        let out_shape = self.shape(OutletId::new(node.id, 0))?;
+        let c = self
+            .konst(node.inputs[w_at])
+            .ok_or("the weights are not a constant")?;
+        let w_shape = c.shape().to_vec();
+        let w = floats(c)?;
+        let size = |axis: char| wt.iter().position(|&a| a == axis).map(|p| w_shape[p]);
+        let n = size(on).ok_or("the output axis is not the weights'")?;
+        if w_shape.len() != wt.len()
+            || x_shape.len() != contracted.len()
+            || contracted
+                .iter()
+                .zip(&x_shape)
+                .any(|(&a, &d)| size(a) != Some(d))
+            || out_shape.first() != Some(&n)
+            || out_shape[1..].iter().any(|&d| d != 1)
+        {
+            return Err(format!(
+                "EinSum of x {x_shape:?} and weights {w_shape:?} into {out_shape:?} does not match its axes"
+            ));
+        }
+        // Row `i` of the matrix is x's flat index `i` (x's axes row-major), column `j` the
+        // output; each value is read at its place in the weights' own axis order.
+        let strides: Vec<usize> = (0..wt.len())
+            .map(|p| w_shape[p + 1..].iter().product())
+            .collect();
+        let stride = |axis: char| strides[wt.iter().position(|&a| a == axis).unwrap_or(0)];
+        let k: usize = x_shape.iter().product();
+        let mut weights = vec![0.0; k * n];
+        for i in 0..k {
+            // x's multi-index of flat index i, as an offset into the weights.
+            let (mut rest, mut at) = (i, 0);
+            for (&axis, &d) in contracted.iter().zip(&x_shape).rev() {
+                at += (rest % d) * stride(axis);
+                rest /= d;
+            }
+            for j in 0..n {
+                weights[i * n + j] = w[at + j * stride(on)];
+            }
+        }
+        Ok(Some(Mapped::Op(
+            FloatOp::Linear {
+                k,
+                n,
+                weights,
+                bias: vec![0.0; n],
+            },
+            vec![node.inputs[x_at]],
+        )))
     }
 
     /// The constant matrix at `outlet` as `(rows, cols, values)` row-major, transposed from its
@@ -943,7 +1108,7 @@ impl<'a> Walker<'a> {
         if touches_batch {
             return Err("reshapes the batch axis".into());
         }
-        let from = self.shape(node.inputs[0])?;
+        let from = self.float_shape(node.inputs[0])?;
         let to = self.shape(OutletId::new(node.id, 0))?;
         if from == to {
             return Ok(Mapped::Alias(node.inputs[0]));
@@ -1026,14 +1191,56 @@ impl<'a> Walker<'a> {
                 ))
             }
         }
-        Ok(Mapped::Op(
-            FloatOp::Embed {
-                classes,
-                dim,
-                table,
-            },
-            vec![idx],
-        ))
+        let embed = FloatOp::Embed {
+            classes,
+            dim,
+            table,
+        };
+        if self.inputs[input].shape.is_empty() {
+            return Ok(Mapped::Op(embed, vec![idx]));
+        }
+        // A text's `[N, T]` token ids: their `T` rows in order, as the one vector `[T * dim]`
+        // its readers take (ONNX flattens `[N, T, dim]` before the Gemm; tract folds that
+        // flattening into the product, and a Reshape that remains becomes an alias).
+        let slots: usize = self.inputs[input].shape.iter().product();
+        let output = self.name_outlet(OutletId::new(node.id, 0));
+        Ok(Mapped::Nodes(vec![Node {
+            name: node.name.clone(),
+            op: embed,
+            inputs: vec![idx_name],
+            output,
+            shape: vec![slots * dim],
+        }]))
+    }
+
+    /// The per-sample shape the float graph gives the value at `o` (tract's, but for a text's
+    /// embedding, which the float graph keeps flat).
+    fn float_shape(&self, o: OutletId) -> Result<Vec<usize>, String> {
+        let name = self.names.get(&o);
+        match self.nodes.iter().rev().find(|n| Some(&n.output) == name) {
+            Some(n) => Ok(n.shape.clone()),
+            None => self.shape(o),
+        }
+    }
+
+    /// A value `[C, 1, 1]` replicated over `[C, F, F]` (PyTorch's `x.repeat(1, 1, F, F)`, an
+    /// ONNX Tile, or `x.expand(...)`, which tract both makes a broadcast): the nearest
+    /// upsampling of a 1x1 image by `F`. StackGAN spreads its text code over the image so.
+    fn replicate(&self, node: &TypedNode) -> MapResult {
+        let [x] = node.inputs[..] else {
+            return Ok(Mapped::Unsupported);
+        };
+        let from = self.shape(x)?;
+        let to = self.shape(OutletId::new(node.id, 0))?;
+        match (&from[..], &to[..]) {
+            (a, b) if a == b => Ok(Mapped::Alias(x)),
+            ([c, 1, 1], [co, h, w]) if c == co && h == w => {
+                Ok(Mapped::Op(FloatOp::Upsample { factor: *h }, vec![x]))
+            }
+            _ => Err(format!(
+                "replicates {from:?} to {to:?}; only a [C, 1, 1] value over a square image is supported"
+            )),
+        }
     }
 
     /// tract's `LstmEpilogue`, the end of one step of ONNX's `LSTM` (one direction, standard
