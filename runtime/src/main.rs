@@ -7,6 +7,7 @@ use pocketgan_runtime::engine::{Engine, Int8Engine, TractEngine};
 use pocketgan_runtime::format::{Model, Shape, TensorInfo, TensorKind};
 use pocketgan_runtime::kernels::Isa;
 use pocketgan_runtime::quantize::{latents, quantize, Calibration, QuantizeOptions};
+use pocketgan_runtime::text::{self, TextSpec};
 use pocketgan_runtime::{bench, npy, picture, translate};
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,10 @@ enum Command {
         /// one row per class and a latent walk draws class 0).
         #[arg(long)]
         class: Option<usize>,
+        /// The prompt of a text-conditioned generator (StackGAN), for every sample: its words
+        /// are read with the model's vocabulary (unknown words are skipped and listed).
+        #[arg(long)]
+        text: Option<String>,
         #[arg(long, default_value = "grid.png")]
         out: PathBuf,
         /// Write a latent walk of this many frames between two samples as an animated GIF
@@ -392,6 +397,7 @@ fn main() -> Result<()> {
             n,
             seed,
             class,
+            text,
             out,
             interpolate,
             latents: latents_file,
@@ -400,6 +406,8 @@ fn main() -> Result<()> {
             threads,
         } => {
             let bytes = read(&model)?;
+            let text_spec = TextSpec::of_model(&bytes)
+                .with_context(|| format!("cannot read the text of {}", model.display()))?;
             let quantized;
             let mut gen: Box<dyn Engine> = match (engine, is_pgq(&model)) {
                 (EngineKind::Int8, true) => Box::new(
@@ -435,7 +443,15 @@ fn main() -> Result<()> {
                 }
             };
             let latent = gen.latent();
-            let k = gen.classes();
+            // A text model's prompt, as token ids for every sample; its classes are no grid's.
+            let prompt = prompt_ids(&model, gen.as_ref(), text_spec.as_ref(), text.as_deref())?;
+            let k = if prompt.is_some() { 0 } else { gen.classes() };
+            if class.is_some() && prompt.is_some() {
+                bail!(
+                    "--class: {} is conditioned on text, give --text only",
+                    model.display()
+                );
+            }
             match class {
                 Some(_) if k == 0 => bail!(
                     "{} is unconditional: --class needs a conditional generator",
@@ -500,11 +516,12 @@ fn main() -> Result<()> {
             } else {
                 (n as f64).sqrt().ceil() as usize
             };
-            let labels: Vec<u32> = match (k, class) {
-                (0, _) => Vec::new(),
-                (_, Some(c)) => vec![c as u32; n],
-                _ if interpolate.is_some() => vec![0; n],
-                _ => (0..n).map(|i| ((i / cols) % k) as u32).collect(),
+            let labels: Vec<u32> = match (&prompt, k, class) {
+                (Some(ids), _, _) => ids.repeat(n),
+                (None, 0, _) => Vec::new(),
+                (None, _, Some(c)) => vec![c as u32; n],
+                (None, ..) if interpolate.is_some() => vec![0; n],
+                (None, ..) => (0..n).map(|i| ((i / cols) % k) as u32).collect(),
             };
             let images = gen.generate_with(&z, &labels, n)?;
             let shape = gen.image_shape();
@@ -923,7 +940,16 @@ fn run_model(model: &Path, inputs: &[String], out: &Path, isa: Option<&str>) -> 
                 .with_context(|| {
                     format!("--input {}: expected class indices like 3,1,4", spec.name)
                 })?;
-            let count = c.len();
+            // A text's token ids: `T` per sample, sample after sample.
+            let slots: usize = spec.shape.iter().product();
+            if !c.len().is_multiple_of(slots) {
+                bail!(
+                    "--input {}: {} ids, not a whole number of samples of {slots}",
+                    spec.name,
+                    c.len()
+                );
+            }
+            let count = c.len() / slots;
             (Values::Index(c), count)
         } else if src.ends_with(".npy") {
             let a =
@@ -998,6 +1024,50 @@ fn run_model(model: &Path, inputs: &[String], out: &Path, isa: Option<&str>) -> 
     Ok(())
 }
 
+/// The token ids of `generate --text` for a text-conditioned generator (its metadata's
+/// vocabulary and slots, [`TextSpec`]): `None` for a model that reads no text. The words the
+/// vocabulary lacks are listed on stderr; a prompt without a known word, a text model without
+/// `--text` and `--text` for another model are errors.
+fn prompt_ids(
+    model: &Path,
+    gen: &dyn Engine,
+    spec: Option<&TextSpec>,
+    prompt: Option<&str>,
+) -> Result<Option<Vec<u32>>> {
+    let name = model.display();
+    let (classes, slots) = (gen.classes(), gen.slots());
+    let reads_text = spec.is_some() || (classes > 0 && slots > 1);
+    let prompt = match (prompt, reads_text) {
+        (None, false) => return Ok(None),
+        (Some(_), false) => bail!("--text: {name} is not a text-conditioned generator"),
+        (None, true) => bail!(
+            "{name} is a text-conditioned generator: give its prompt with --text, e.g. --text \"red apple\""
+        ),
+        (Some(p), true) => p,
+    };
+    let spec = spec.with_context(|| {
+        format!(
+            "{name} reads {slots} token ids per sample, but its metadata names no vocabulary ({})",
+            text::VOCABULARY_KEY
+        )
+    })?;
+    if spec.length != slots || spec.vocabulary.len() != classes {
+        bail!(
+            "{name}: its metadata names {} words and {} slots, but its text input takes {slots} ids in 0..{classes}",
+            spec.vocabulary.len(),
+            spec.length
+        );
+    }
+    let (ids, skipped) = spec.encode(prompt)?;
+    if !skipped.is_empty() {
+        eprintln!(
+            "skipped words not in the vocabulary: {}",
+            skipped.join(", ")
+        );
+    }
+    Ok(Some(ids))
+}
+
 /// A tensor's shape as a person reads it, `[c, h, w]` or `[n]`.
 fn shape_text(shape: Shape) -> String {
     match shape {
@@ -1011,8 +1081,12 @@ fn tensor_text(m: &Model, t: usize) -> String {
     match m.tensor(t) {
         Some(TensorInfo {
             kind: TensorKind::Index { classes },
+            shape,
             ..
-        }) => format!("t{t} class in 0..{classes}"),
+        }) => match shape.elements() {
+            1 => format!("t{t} class in 0..{classes}"),
+            slots => format!("t{t} {slots} token ids in 0..{classes}"),
+        },
         Some(info) => format!("t{t} {}", shape_text(info.shape)),
         None => format!("t{t}"),
     }
@@ -1035,7 +1109,14 @@ fn inspect(m: &Model) -> String {
         m.tensor_count(),
         m.file_len
     );
-    if m.is_conditional() {
+    if m.is_conditional() && m.slots() > 1 {
+        let _ = writeln!(
+            s,
+            "text: a vocabulary of {} words (id 0 reserved), {} token slots (generate --text \"...\")",
+            m.classes() - 1,
+            m.slots()
+        );
+    } else if m.is_conditional() {
         let _ = writeln!(
             s,
             "conditional: {} classes (generate --class 0..={})",

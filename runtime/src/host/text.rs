@@ -32,6 +32,58 @@ pub enum TextError {
     },
     #[error("the model's text length is 0")]
     NoSlots,
+    #[error("the model's metadata: {0}")]
+    Metadata(String),
+}
+
+/// How a text model reads its prompts: its vocabulary and slots, from its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextSpec {
+    /// Words in id order; entry 0 is the reserved empty word.
+    pub vocabulary: Vec<String>,
+    /// Token slots per text.
+    pub length: usize,
+}
+
+impl TextSpec {
+    /// The spec a model's metadata gives; `Ok(None)` if it names no vocabulary (not a text
+    /// model), an error if it names one badly or no length.
+    pub fn from_metadata<'m>(
+        pairs: impl IntoIterator<Item = (&'m str, &'m str)>,
+    ) -> Result<Option<TextSpec>, TextError> {
+        let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+        let get = |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let bad = |key: &str, why: &str| TextError::Metadata(format!("{key}: {why}"));
+        let Some(vocabulary) = get(VOCABULARY_KEY) else {
+            return Ok(None);
+        };
+        let vocabulary: Vec<String> = serde_json::from_str(vocabulary)
+            .map_err(|_| bad(VOCABULARY_KEY, "not a JSON array of strings"))?;
+        if vocabulary.len() < 2 {
+            return Err(bad(VOCABULARY_KEY, "no word after the reserved entry 0"));
+        }
+        let length: usize = get(LENGTH_KEY)
+            .ok_or_else(|| bad(LENGTH_KEY, "missing beside the vocabulary"))?
+            .parse()
+            .map_err(|_| bad(LENGTH_KEY, "not a number"))?;
+        if length == 0 || length > crate::format::MAX_DIM {
+            return Err(bad(LENGTH_KEY, "out of range"));
+        }
+        Ok(Some(TextSpec { vocabulary, length }))
+    }
+
+    /// The spec of a model file ([`crate::sample::model_metadata`]): `Ok(None)` for a model
+    /// that reads no text.
+    pub fn of_model(bytes: &[u8]) -> Result<Option<TextSpec>, TextError> {
+        let metadata = crate::sample::model_metadata(bytes);
+        Self::from_metadata(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// A prompt as [`TextSpec::length`] token ids, and the words skipped (see [`encode`]).
+    pub fn encode(&self, text: &str) -> Result<(Vec<u32>, Vec<String>), TextError> {
+        let ids = index(&self.vocabulary);
+        encode(text, self.length, &self.vocabulary, |w| ids.get(w).copied())
+    }
 }
 
 /// The words of `text`, in order: lowercase runs of letters and digits.
@@ -122,6 +174,28 @@ mod tests {
         assert_eq!(ids("face red apple", 2).unwrap().0, [3, 1]);
         let (got, skipped) = ids("green apple", 2).unwrap();
         assert_eq!((got, skipped), (vec![2, 2], vec!["green".to_string()]));
+    }
+
+    #[test]
+    fn a_spec_comes_from_the_metadata() {
+        let vocabulary = serde_json::to_string(&vocab()).unwrap();
+        let spec =
+            TextSpec::from_metadata([(VOCABULARY_KEY, vocabulary.as_str()), (LENGTH_KEY, "3")])
+                .unwrap()
+                .unwrap();
+        assert_eq!(spec.encode("Apple, red!").unwrap().0, [2, 1, 2]);
+        assert_eq!(TextSpec::from_metadata([(LENGTH_KEY, "3")]).unwrap(), None);
+        for bad in [
+            vec![(VOCABULARY_KEY, vocabulary.as_str())],
+            vec![(VOCABULARY_KEY, vocabulary.as_str()), (LENGTH_KEY, "0")],
+            vec![(VOCABULARY_KEY, "[1, 2]"), (LENGTH_KEY, "3")],
+            vec![(VOCABULARY_KEY, "[\"\"]"), (LENGTH_KEY, "3")],
+        ] {
+            assert!(matches!(
+                TextSpec::from_metadata(bad),
+                Err(TextError::Metadata(_))
+            ));
+        }
     }
 
     #[test]
