@@ -3,8 +3,8 @@
 //! checksum, so the validation behind it (tables, graph, ops, the arena planner) is what gets
 //! fuzzed, and runs every model that parses: a model the parser accepts must run without
 //! panicking or reading out of bounds, with every kernel family this CPU has giving the same
-//! bytes. Class inputs take classes from the input (in range and out of range: the latter must
-//! be a clean error).
+//! bytes. Class and text inputs take their ids from the input (in range and out of range: the
+//! latter must be a clean error).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use pocketgan_runtime::{run_graph, Input, Isa, Model, RunError, TensorKind};
@@ -19,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
     sealed[8..12].copy_from_slice(&len.to_le_bytes());
     let crc = crc32fast::hash(&sealed[16..]);
     sealed[12..16].copy_from_slice(&crc.to_le_bytes());
-    let Ok(model) = Model::parse(&sealed) else { return };
+    let Ok(model) = Model::parse(&sealed) else {
+        return;
+    };
     let batch = 2;
     if model.arena_len(batch) > 1 << 26 {
         return; // Valid but too large to run quickly.
@@ -31,13 +33,19 @@ fuzz_target!(|data: &[u8]| {
     for t in model.inputs() {
         let info = model.tensor(t).expect("parsed tensor");
         match info.kind {
-            TensorKind::Int8 => {
-                int8.push((0..batch * info.bytes()).map(|i| (i * 37) as i8).collect::<Vec<_>>())
-            }
+            TensorKind::Int8 => int8.push(
+                (0..batch * info.bytes())
+                    .map(|i| (i * 37) as i8)
+                    .collect::<Vec<_>>(),
+            ),
             TensorKind::Index { classes: k } => {
-                let raw = [0, 1].map(|i| data[data.len() - 1 - i] as u32 % (k as u32 + 1));
+                // `slots` ids per sample (a text input's), from the last bytes.
+                let ids = batch * info.shape.elements();
+                let raw: Vec<u32> = (0..ids)
+                    .map(|i| data[data.len() - 1 - i % data.len()] as u32 % (k as u32 + 1))
+                    .collect();
                 in_range &= raw.iter().all(|&c| (c as usize) < k);
-                classes.push(raw.to_vec());
+                classes.push(raw);
             }
         }
     }
@@ -60,7 +68,16 @@ fuzz_target!(|data: &[u8]| {
     let run = |isa: Isa, arena: &mut Vec<u8>| {
         let mut outs: Vec<Vec<i8>> = sizes.iter().map(|&n| vec![0i8; n]).collect();
         let mut views: Vec<&mut [i8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-        run_graph(&model, isa, batch, &inputs, arena, &mut views, |_, _, _, _| {}).map(|()| outs)
+        run_graph(
+            &model,
+            isa,
+            batch,
+            &inputs,
+            arena,
+            &mut views,
+            |_, _, _, _| {},
+        )
+        .map(|()| outs)
     };
     let reference = match run(Isa::Scalar, &mut arena) {
         Ok(r) => r,
