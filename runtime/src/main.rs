@@ -1125,7 +1125,20 @@ fn inspect(m: &Model) -> String {
         );
     }
     if !m.metadata.is_empty() && m.metadata != "{}" {
-        let _ = writeln!(s, "metadata: {}", m.metadata);
+        // Long values (a text model's vocabulary) are summarised: their length, not their text.
+        let shown = serde_json::from_str::<std::collections::BTreeMap<String, String>>(m.metadata)
+            .map(|md| {
+                let short: std::collections::BTreeMap<String, String> = md
+                    .into_iter()
+                    .map(|(k, v)| match v.chars().count() {
+                        n if n > 200 => (k, format!("<{n} characters>")),
+                        _ => (k, v),
+                    })
+                    .collect();
+                serde_json::to_string(&short).unwrap_or_default()
+            })
+            .unwrap_or_else(|_| m.metadata.to_string());
+        let _ = writeln!(s, "metadata: {shown}");
     }
     let sequences = serde_json::from_str::<std::collections::HashMap<String, String>>(m.metadata)
         .ok()
