@@ -39,6 +39,8 @@ fail() {
 "$target_dir/release/pocketgan-train" train --out "$work/default" --steps 2 --seed 4 --threads 1 --quiet >/dev/null
 fresh_onnx="$work/default/generator.onnx"
 "$x86" quantize "$fresh_onnx" --calib 64 --out "$work/fresh.pgq" >/dev/null
+# A text model: PyTorch's export of a StackGAN-shaped network, quantized on x86.
+"$x86" quantize runtime/tests/fixtures/stackgan/stackgan_repeat_op17_dyn.onnx --calib 64 --out "$work/text.pgq" >/dev/null
 head -c 3000 firmware/models/digits.pgq >"$work/truncated.pgq"
 printf 'not a model' >"$work/garbage.onnx"
 
@@ -57,6 +59,8 @@ cases=(
   "missing|1|generate $work/no-such.pgq --out OUT/g.png"
   "zero|1|generate firmware/models/digits.pgq --n 0 --class 1 --out OUT/g.png"
   "class|1|generate firmware/models/digits.pgq --class 10 --out OUT/g.png"
+  "text|0|generate $work/text.pgq --text red,apple --n 4 --seed 2 --out OUT/g.png --save-npy OUT/g.npy"
+  "text-unknown|1|generate $work/text.pgq --text xyzzy --out OUT/g.png"
 )
 
 # run BINARY_CMD DIR: every case into DIR/<case>/ (stdout, stderr, exit code, files).
