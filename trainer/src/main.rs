@@ -471,9 +471,10 @@ fn main() -> anyhow::Result<()> {
                         );
                     }
                     println!(
-                        "{} categories (commonest {:.3} of the texts); the judge on the real \
-                         images: {:.3} in their category; held-out real FID {:.2}",
-                        r.categories, r.majority, r.real_match, r.held_out_fid
+                        "{} categories (commonest {:.3} of the texts); the judge puts {:.3} of \
+                         the real emoji in their category ({:.3} of its held-out fifth); \
+                         held-out real FID {:.2}",
+                        r.categories, r.majority, r.real_match, r.judge_held_out, r.held_out_fid
                     );
                     return Ok(());
                 }

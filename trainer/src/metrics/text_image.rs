@@ -43,8 +43,10 @@ pub struct Report {
     pub texts: usize,
     pub per_text: usize,
     pub categories: usize,
-    /// The judge's category accuracy on the real images.
+    /// The judge's category accuracy on all the real images (4/5 of them its training set).
     pub real_match: f64,
+    /// The judge's accuracy on its own held-out fifth.
+    pub judge_held_out: f64,
     /// The share of the commonest category among the texts.
     pub majority: f64,
     pub held_out_fid: f64,
@@ -148,6 +150,7 @@ pub fn evaluate(
         per_text,
         categories,
         real_match,
+        judge_held_out: reference.judge.test_accuracy as f64,
         majority: counts.iter().copied().max().unwrap_or(0) as f64 / ds.len().max(1) as f64,
         held_out_fid: reference.held_out.fid,
         judge: reference.judge_data.clone(),
