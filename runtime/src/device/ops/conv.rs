@@ -5,7 +5,7 @@
 //! clamp min and max, the requantization arrays and the packed `[(ky, kx, cin) x cout]` weights.
 
 use super::gemm::{read_gemm_header, read_geometry, read_requant, read_weights, Pos};
-use super::{copy, expect_shape, expect_zero_point, int8_inputs, nz, part, split_mut, Cx, OpKind, Scratch};
+use super::{expect_shape, expect_zero_point, int8_inputs, nz, part, split_mut, Cx, OpKind, Scratch};
 use crate::format::{ConvGeometry, FormatError, Gemm, Reader, Shape, TensorInfo};
 use crate::interp::{RunError, TILE_ROWS};
 use crate::kernels::{gemm_requant, Isa, PackedWeights};
@@ -105,8 +105,20 @@ fn conv2d(
 ) -> Result<(), RunError> {
     let (ho, wo) = g.conv_out();
     let (kp, n) = (w.kp(), w.n());
+    if g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0 && kp == g.cin {
+        // A pointwise convolution's GEMM rows are its input's pixels already (NHWC, `cin` a
+        // whole number of groups): no gathering, the kernels read the input in place.
+        let x = part(x, first_row * wo * g.cin.., "a pointwise input")?;
+        for (i, ys) in y.chunks_mut(nz(TILE_ROWS * n)).enumerate() {
+            let rows = ys.len() / n;
+            let a = part(x, i * TILE_ROWS * kp..(i * TILE_ROWS + rows) * kp, "a pointwise tile")?;
+            gemm_requant(cx.isa, a, rows, w, &gemm.requant, ys)?;
+        }
+        return Ok(());
+    }
     let sample = g.h * g.w * g.cin;
     let zp = gemm.zp_in;
+    let run = g.kw * g.cin;
     // `y` starts at output row `first_row` of the first sample (0 but for one sample's rows).
     let mut pos = Pos {
         b: 0,
@@ -123,30 +135,90 @@ fn conv2d(
             // max-then-min: `clamp` would panic on bounds it cannot see are ordered.
             let kx_lo = (-x0).max(0).min(g.kw as isize) as usize;
             let kx_hi = (g.w as isize - x0).max(kx_lo as isize).min(g.kw as isize) as usize;
-            let (row, rest) = split_mut(dst, g.kh * g.kw * g.cin, "a GEMM row")?;
-            for (ky, taps) in row.chunks_exact_mut(nz(g.kw * g.cin)).enumerate() {
+            let (row, rest) = split_mut(dst, g.kh * run, "a GEMM row")?;
+            let mut row = row;
+            for ky in 0..g.kh {
+                let Some((taps, more)) = core::mem::take(&mut row).split_at_mut_checked(run) else {
+                    break;
+                };
+                row = more;
                 let iy = (pos.y * g.stride + ky) as isize - g.pad as isize;
                 if iy < 0 || iy as usize >= g.h || kx_lo == kx_hi {
-                    taps.fill(zp);
+                    fill_run(taps, zp);
                     continue;
                 }
                 let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.cin;
+                if kx_lo == 0 && kx_hi == g.kw {
+                    // The whole kernel row inside the input (most positions).
+                    copy_run(taps, part(xs, src..src + run, "a kernel row")?);
+                    continue;
+                }
                 let (before, taps) = split_mut(taps, kx_lo * g.cin, "a kernel row")?;
                 let (inside, after) = split_mut(taps, (kx_hi - kx_lo) * g.cin, "a kernel row")?;
-                before.fill(zp);
-                copy(
-                    inside,
-                    part(xs, src..src + inside.len(), "a kernel row")?,
-                    "a kernel row",
-                )?;
-                after.fill(zp);
+                fill_run(before, zp);
+                copy_run(inside, part(xs, src..src + inside.len(), "a kernel row")?);
+                fill_run(after, zp);
             }
-            rest.fill(0);
+            fill_run(rest, 0);
             pos.advance(ho, wo);
         }
         gemm_requant(cx.isa, cx.tile, rows, w, &gemm.requant, ys)?;
     }
     Ok(())
+}
+
+/// The first and the last `N` bytes of `src` to `dst` (both at least `N` long, equally).
+#[inline(always)]
+fn ends<const N: usize>(dst: &mut [i8], src: &[i8]) {
+    if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
+        *d = *s;
+    }
+    if let (Some(d), Some(s)) = (dst.last_chunk_mut::<N>(), src.last_chunk::<N>()) {
+        *d = *s;
+    }
+}
+
+/// `dst = src` (equal lengths) in fixed-size moves, the last one overlapping, instead of a
+/// library call: a kernel row is a few dozen bytes, and on 16-channel maps the calls cost
+/// several times the copies (and the GEMM that follows).
+#[inline(always)]
+fn copy_run(dst: &mut [i8], src: &[i8]) {
+    if dst.len() != src.len() {
+        return;
+    }
+    match dst.len() {
+        16.. => {
+            let (mut d, mut s) = (&mut *dst, src);
+            while let Some((dc, dr)) = core::mem::take(&mut d).split_first_chunk_mut::<16>() {
+                let Some((sc, sr)) = s.split_first_chunk::<16>() else {
+                    break;
+                };
+                *dc = *sc;
+                (d, s) = (dr, sr);
+            }
+            if let (Some(d), Some(s)) = (dst.last_chunk_mut::<16>(), src.last_chunk::<16>()) {
+                *d = *s;
+            }
+        }
+        8.. => ends::<8>(dst, src),
+        4.. => ends::<4>(dst, src),
+        2.. => ends::<2>(dst, src),
+        _ => ends::<1>(dst, src),
+    }
+}
+
+/// `dst.fill(v)`, as [`copy_run`] copies.
+#[inline(always)]
+fn fill_run(dst: &mut [i8], v: i8) {
+    if dst.is_empty() {
+        return;
+    }
+    if dst.len() > 64 {
+        dst.fill(v);
+        return;
+    }
+    let src = [v; 64];
+    copy_run(dst, src.get(..dst.len()).unwrap_or_default());
 }
 
 /// The body of a convolution with `weights[cout][cin][kh][kw]` (ONNX Conv).

@@ -867,3 +867,172 @@ fn embed_of_t_tokens_copies_their_rows_in_order_on_every_isa() {
         ))
     ));
 }
+
+/// A `Conv2d` of geometry `g` with values from `seed`, parsed from its encoding.
+fn conv_case(g: ConvGeometry, seed: u64) -> (Vec<u8>, i8, Vec<i8>) {
+    let mut rng = Lcg(seed);
+    let zp_in = (rng.next() % 61) as i8 - 30;
+    let k = g.kh * g.kw * g.cin;
+    let weights: Vec<i8> = (0..k * g.cout)
+        .map(|_| ((rng.next() % 255) as i32 - 127) as i8)
+        .collect();
+    // Accumulators of about 5300 * sqrt(k): scaled into the int8 range.
+    let fit = 31 + (5300.0 * (k as f64).sqrt() / 64.0).log2().ceil() as u8;
+    let requant = RequantParams {
+        bias: (0..g.cout)
+            .map(|_| (rng.next() % 8001) as i32 - 4000)
+            .collect(),
+        mult: (0..g.cout)
+            .map(|_| (1 << 30) + (rng.next() >> 2) as i32)
+            .collect(),
+        shift: (0..g.cout)
+            .map(|_| fit - 1 + (rng.next() % 3) as u8)
+            .collect(),
+        zp_out: (rng.next() % 21) as i8 - 10,
+        min: if rng.next().is_multiple_of(2) {
+            -128
+        } else {
+            -5
+        },
+        max: 127,
+    };
+    let body = super::conv::encode(&g, zp_in, &requant, &weights).unwrap();
+    (body, zp_in, weights)
+}
+
+/// `Conv2d` on every kernel family, whole and in bands of output rows, against its definition:
+/// every tap (the padding's as the input zero point) times its weight, summed exactly, then the
+/// op's requantization. Shapes include the image layers (1 and 3 output channels), 3-channel
+/// inputs, pointwise convolutions read in place and tiles of several GEMMs.
+fn check_conv(g: ConvGeometry, batch: usize, seed: u64) {
+    let (body, zp_in, weights) = conv_case(g, seed);
+    let op = super::Conv2d::parse(
+        &mut Reader {
+            buf: &body,
+            pos: 0,
+            validate: true,
+        },
+        0,
+    )
+    .unwrap();
+    let mut rng = Lcg(seed ^ 0x5555);
+    let x: Vec<i8> = (0..batch * g.h * g.w * g.cin).map(|_| rng.i8()).collect();
+    let (ho, wo) = g.conv_out();
+    let mut want = vec![0i8; batch * ho * wo * g.cout];
+    for b in 0..batch {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                for co in 0..g.cout {
+                    let mut acc = 0i32;
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                            let inside =
+                                (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix);
+                            for ci in 0..g.cin {
+                                let v = if inside {
+                                    x[((b * g.h + iy as usize) * g.w + ix as usize) * g.cin + ci]
+                                } else {
+                                    zp_in
+                                };
+                                let wv = weights[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
+                                acc += v as i32 * wv as i32;
+                            }
+                        }
+                    }
+                    want[((b * ho + oy) * wo + ox) * g.cout + co] = op.gemm.requant.apply(acc, co);
+                }
+            }
+        }
+    }
+    let kp = op.weights.kp();
+    for isa in Isa::available() {
+        let mut tile = vec![0i8; TILE_ROWS * kp];
+        let mut cx = Cx {
+            isa,
+            batch,
+            tile: &mut tile,
+            tile_out: &mut [],
+            indices: &[],
+        };
+        let mut y = vec![0i8; want.len()];
+        op.run(&mut cx, &[&x], &mut y).unwrap();
+        assert_eq!(y, want, "{g:?} batch {batch} {}", isa.name());
+        if batch == 1 && ho > 1 {
+            let cut = ho / 2;
+            let mut y = vec![0i8; want.len()];
+            let (top, bottom) = y.split_at_mut(cut * wo * g.cout);
+            op.run_rows(&mut cx, &[&x], top, 0..cut).unwrap();
+            op.run_rows(&mut cx, &[&x], bottom, cut..ho).unwrap();
+            assert_eq!(y, want, "{g:?} in bands, {}", isa.name());
+        }
+    }
+}
+
+fn conv_geometry(
+    cin: usize,
+    cout: usize,
+    (h, w): (usize, usize),
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> ConvGeometry {
+    ConvGeometry {
+        cin,
+        cout,
+        h,
+        w,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+        out_pad: 0,
+    }
+}
+
+#[test]
+fn conv2d_small_channel_layers_match_the_definition_on_every_isa() {
+    for (i, (cin, cout, hw, k, stride, pad)) in [
+        (16, 16, 64, 3, 1, 1),
+        (16, 3, 64, 3, 1, 1),
+        (3, 16, 32, 3, 1, 1),
+        (16, 3, 64, 1, 1, 0),
+        (16, 1, 20, 3, 1, 1),
+        (8, 4, 17, 1, 1, 0),
+        (6, 3, 9, 1, 1, 0),
+        (64, 2, 8, 3, 1, 1),
+        (3, 3, 12, 7, 1, 3),
+        (32, 16, 16, 4, 2, 1),
+        (120, 3, 6, 3, 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for batch in [1, 2] {
+            check_conv(
+                conv_geometry(cin, cout, (hw, hw), k, stride, pad),
+                batch,
+                i as u64,
+            );
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    #[test]
+    fn conv2d_matches_the_definition_on_every_isa(
+        cin in 1usize..24,
+        cout in 1usize..20,
+        (h, w) in (1usize..14, 1usize..14),
+        k in 1usize..5,
+        stride in 1usize..3,
+        pad in 0usize..3,
+        batch in 1usize..3,
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        proptest::prop_assume!(k <= h + 2 * pad && k <= w + 2 * pad && pad < k);
+        check_conv(conv_geometry(cin, cout, (h, w), k, stride, pad), batch, seed);
+    }
+}
