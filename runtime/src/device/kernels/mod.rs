@@ -475,7 +475,15 @@ mod tests {
     }
 
     fn problem() -> impl Strategy<Value = Problem> {
-        (1usize..40, 1usize..300, 1usize..70).prop_flat_map(|(rows, k, n)| {
+        problem_in(1..40, 1..300, 1..70)
+    }
+
+    fn problem_in(
+        rows: core::ops::Range<usize>,
+        k: core::ops::Range<usize>,
+        n: core::ops::Range<usize>,
+    ) -> impl Strategy<Value = Problem> {
+        (rows, k, n).prop_flat_map(|(rows, k, n)| {
             let kp = padded_k(k);
             // Accumulators have a standard deviation of about 5300 * sqrt(k): scale them by about
             // 2^(31 - fit) into the int8 range, so a wrong accumulator changes the output instead
@@ -527,6 +535,19 @@ mod tests {
         /// Every kernel this CPU has is bit-identical to the scalar reference.
         #[test]
         fn simd_kernels_match_scalar(p in problem()) {
+            let reference = run(Isa::Scalar, &p);
+            for isa in Isa::available() {
+                prop_assert_eq!(&run(isa, &p), &reference, "{}", isa.name());
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+        /// The same for image layers' few columns (the narrow kernels), over row counts that
+        /// leave partial groups of 16 rows and depths up to past what they stage.
+        #[test]
+        fn narrow_kernels_match_scalar(p in problem_in(1..90, 1..1100, 1..5)) {
             let reference = run(Isa::Scalar, &p);
             for isa in Isa::available() {
                 prop_assert_eq!(&run(isa, &p), &reference, "{}", isa.name());

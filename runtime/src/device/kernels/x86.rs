@@ -436,6 +436,18 @@ unsafe fn gemm_narrow(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out
 const STAGE: usize = 32 * 1024;
 /// Rows per AVX-512 micro-tile: 6 rows x 4 blocks = 24 zmm accumulators + 4 weights + broadcast.
 const MR512: usize = 6;
+/// Rows per AVX-512 micro-tile of one or two blocks (at most 16 and 32 columns: 16-channel
+/// maps), 12 x 1 or 8 x 2 accumulators: 6 rows would keep only 6 `vpdpbusd` chains in flight,
+/// too few to hide its latency, and stage, requantize and store per multiply-add as much again.
+const fn mr512(nb: usize) -> usize {
+    match nb {
+        1 => 12,
+        2 => 8,
+        _ => MR512,
+    }
+}
+/// The most rows of any micro-tile, [`mr512`]`(1)`.
+const MR512_MAX: usize = 12;
 /// Packed blocks (16 columns each) per AVX-512 micro-tile.
 const NB512: usize = 4;
 /// Rows per AVX-VNNI micro-tile: 6 rows x 2 halves = 12 ymm accumulators + 2 weights + broadcast.
@@ -636,11 +648,119 @@ pub unsafe fn gemm_avx512_vnni(
     if amx_ran(amx, a, kp, rows, w, sink) {
         return;
     }
+    if n <= NARROW && kp <= NARROW_KMAX {
+        return narrow512(a, rows, w, rq, out);
+    }
     if n <= NARROW || staged_avx512(a.as_ptr(), kp, rows, w, sink).is_none() {
         // One or a few output columns (a dot product along `k` suits them better than 16-column
         // blocks), or rows too deep to stage: the AVX2 kernel, exact too.
         gemm_avx2(a, rows, w, rq, out);
     }
+}
+
+/// Deepest rows [`narrow512`] stages (16 rows of them on the stack).
+const NARROW_KMAX: usize = 1024;
+
+/// AVX-512 VNNI GEMM for at most [`NARROW`] columns (an RGB or grayscale image layer): each row
+/// is a dot product along `k`, 64 deep per `vpdpbusd`, against the column's weights gathered
+/// into one contiguous run. Rows go 16 at a time: their 16 accumulators of a column reduce to one
+/// vector of 16 row sums (a transposing tree of adds), which is requantized as a vector, so
+/// neither the horizontal sums nor the requantization are per output. Activations are staged as
+/// `a + 128` (see the VNNI notes above) and the column sums are subtracted back.
+///
+/// # Safety
+/// As [`gemm_avx512_vnni`], with `w.n() <= NARROW` and `w.kp() <= NARROW_KMAX`.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn narrow512(a: &[i8], rows: usize, w: PackedWeights, rq: &Requant, out: &mut [i8]) {
+    const R: usize = 16;
+    let (kp, n) = (w.kp(), w.n());
+    debug_assert!(n <= NARROW && kp <= NARROW_KMAX);
+    // Depth in whole vectors: the staged tail is 128 (a = 0) against zero weights.
+    let kv = kp.div_ceil(64);
+    let stride = kv * 64;
+    let mut wbuf = [0i8; NARROW * NARROW_KMAX];
+    for (g, group) in w.data().chunks_exact(NR * KR).take(kp / KR).enumerate() {
+        for j in 0..n {
+            for t in 0..KR {
+                wbuf[j * stride + g * KR + t] = group[j * KR + t];
+            }
+        }
+    }
+    let mut q = MaybeUninit::<[RequantX16; NARROW]>::uninit();
+    let q = q.as_mut_ptr() as *mut RequantX16;
+    for j in 0..n {
+        let sum = wbuf[j * stride..j * stride + kp]
+            .iter()
+            .map(|&v| v as i32)
+            .sum();
+        q.add(j).write(RequantX16::column(rq, j, sum));
+    }
+    let mut stage = MaybeUninit::<[u8; R * NARROW_KMAX]>::uninit();
+    let xs = stage.as_mut_ptr() as *mut u8;
+    let flip = _mm512_set1_epi8(-128);
+    let tail: u64 = if kp % 64 == 0 {
+        !0
+    } else {
+        (1u64 << (kp % 64)) - 1
+    };
+    let mut r0 = 0;
+    while r0 < rows {
+        let m = R.min(rows - r0);
+        for i in 0..R {
+            // Rows past `m` are staged as zeros: computed, never stored.
+            let src = a.as_ptr().add((r0 + i.min(m - 1)) * kp);
+            for v in 0..kv {
+                let mask = if v + 1 == kv { tail } else { !0 };
+                let x = _mm512_maskz_loadu_epi8(mask, src.add(v * 64));
+                _mm512_storeu_si512(
+                    xs.add(i * stride + v * 64) as *mut _,
+                    _mm512_xor_si512(x, flip),
+                );
+            }
+        }
+        for j in 0..n {
+            let wj = wbuf.as_ptr().add(j * stride);
+            let mut acc = [_mm512_setzero_si512(); R];
+            for v in 0..kv {
+                let wv = _mm512_loadu_si512(wj.add(v * 64) as *const _);
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_loadu_si512(xs.add(i * stride + v * 64) as *const _);
+                    *acc = _mm512_dpbusd_epi32(*acc, x, wv);
+                }
+            }
+            let y = (*q.add(j)).apply(row_sums16(&acc));
+            let mut bytes = [0i8; R];
+            _mm_storeu_si128(bytes.as_mut_ptr() as *mut __m128i, y);
+            for (i, &b) in bytes.iter().enumerate().take(m) {
+                *out.get_unchecked_mut((r0 + i) * n + j) = b;
+            }
+        }
+        r0 += m;
+    }
+}
+
+/// Lane `i` = the sum of the 16 lanes of `acc[i]` (wrapping, as the accumulators are).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn row_sums16(acc: &[__m512i; 16]) -> __m512i {
+    // Pairs of rows: per 128-bit lane [a0 + a2, b0 + b2, a1 + a3, b1 + b3].
+    let p: [__m512i; 8] = core::array::from_fn(|i| {
+        let (a, b) = (acc[2 * i], acc[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+    });
+    // Quads: per 128-bit lane the lane's share of rows [a, b, c, d].
+    let q: [__m512i; 4] = core::array::from_fn(|i| {
+        let (x, y) = (p[2 * i], p[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y))
+    });
+    // Across 128-bit lanes: lanes 0 + 1 and 2 + 3 of two quads, then of those.
+    let fold = |x: __m512i, y: __m512i| {
+        _mm512_add_epi32(
+            _mm512_shuffle_i32x4(x, y, 0b10_00_10_00),
+            _mm512_shuffle_i32x4(x, y, 0b11_01_11_01),
+        )
+    };
+    fold(fold(q[0], q[1]), fold(q[2], q[3]))
 }
 
 /// Blocks `b0..b0 + NB` of `m` staged rows (the first one ones) into the sink's rows.
@@ -666,12 +786,18 @@ unsafe fn panel512<const NB: usize>(
     let q = q.as_mut_ptr() as *mut RequantX16;
     // `(128 + zp)` times the column sums, for the raw sink.
     let mut shifted = [_mm512_setzero_si512(); NB];
-    let mut acc = MaybeUninit::<[[__m512i; NB]; MR512]>::uninit();
+    let mut acc = MaybeUninit::<[[__m512i; NB]; MR512_MAX]>::uninit();
     let acc = acc.as_mut_ptr() as *mut [__m512i; NB];
-    for (start, rows) in balanced_tiles(m, MR512) {
+    for (start, rows) in balanced_tiles(m, if NB > NB512 { 2 } else { mr512(NB) }) {
         let xs = x.add(start * kp);
         match rows {
             _ if NB > NB512 => tile512::<2, NB>(xs, kp, panel, acc),
+            12 if NB == 1 => tile512::<12, 1>(xs, kp, panel, acc as *mut [__m512i; 1]),
+            11 if NB == 1 => tile512::<11, 1>(xs, kp, panel, acc as *mut [__m512i; 1]),
+            10 if NB == 1 => tile512::<10, 1>(xs, kp, panel, acc as *mut [__m512i; 1]),
+            9 if NB == 1 => tile512::<9, 1>(xs, kp, panel, acc as *mut [__m512i; 1]),
+            8 if NB <= 2 => tile512::<8, NB>(xs, kp, panel, acc),
+            7 if NB <= 2 => tile512::<7, NB>(xs, kp, panel, acc),
             6 => tile512::<6, NB>(xs, kp, panel, acc),
             5 => tile512::<5, NB>(xs, kp, panel, acc),
             4 => tile512::<4, NB>(xs, kp, panel, acc),
@@ -780,6 +906,21 @@ impl RequantX16 {
         // Shifts as i32 lanes; absent channels get 1, a valid shift.
         let s = _mm_maskz_loadu_epi8(mask, rq.shift.as_ptr().add(n0) as *const i8);
         let s = _mm512_max_epi32(_mm512_cvtepu8_epi32(s), _mm512_set1_epi32(1));
+        Self::from_lanes(rq, bias, mult, s)
+    }
+
+    /// Channel `j` in every lane (16 rows of one column); `sum` is its column sum.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn column(rq: &Requant, j: usize, sum: i32) -> Self {
+        let c = rq.column(j);
+        let bias = _mm512_set1_epi32(c.bias.wrapping_sub(sum.wrapping_mul(128)));
+        let s = _mm512_set1_epi32(c.shift.max(1) as i32);
+        Self::from_lanes(rq, bias, _mm512_set1_epi32(c.mult), s)
+    }
+
+    /// From the lanes' bias (with the correction), multiplier and shift (1 to `MAX_SHIFT`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn from_lanes(rq: &Requant, bias: __m512i, mult: __m512i, s: __m512i) -> Self {
         let one = _mm512_set1_epi64(1);
         let low = _mm512_set1_epi64(0xFFFF_FFFF);
         let shift = [_mm512_and_si512(s, low), _mm512_srli_epi64(s, 32)];
