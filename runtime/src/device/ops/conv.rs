@@ -117,8 +117,13 @@ fn conv2d(
         return Ok(());
     }
     let sample = g.h * g.w * g.cin;
-    let zp = gemm.zp_in;
-    let run = g.kw * g.cin;
+    // Positions whose taps are all inside the input: columns `x_in`, rows `y_in`.
+    let inside = |size: usize, k: usize, out: usize| {
+        let lo = g.pad.div_ceil(g.stride.max(1));
+        let hi = (size + g.pad).checked_sub(k).map_or(0, |r| r / g.stride.max(1) + 1);
+        lo..hi.min(out)
+    };
+    let (y_in, x_in) = (inside(g.h, g.kh, ho), inside(g.w, g.kw, wo));
     // `y` starts at output row `first_row` of the first sample (0 but for one sample's rows).
     let mut pos = Pos {
         b: 0,
@@ -130,40 +135,60 @@ fn conv2d(
         let rows = ys.len() / n;
         for dst in cx.tile.chunks_exact_mut(kp).take(rows) {
             let xs = part(x, pos.b * sample..(pos.b + 1) * sample, "a sample")?;
-            // Taps of one kernel row that fall inside the input are adjacent pixels: one copy.
-            let x0 = (pos.x * g.stride) as isize - g.pad as isize;
-            // max-then-min: `clamp` would panic on bounds it cannot see are ordered.
-            let kx_lo = (-x0).max(0).min(g.kw as isize) as usize;
-            let kx_hi = (g.w as isize - x0).max(kx_lo as isize).min(g.kw as isize) as usize;
-            let (row, rest) = split_mut(dst, g.kh * run, "a GEMM row")?;
-            let mut row = row;
-            for ky in 0..g.kh {
-                let Some((taps, more)) = core::mem::take(&mut row).split_at_mut_checked(run) else {
-                    break;
-                };
-                row = more;
-                let iy = (pos.y * g.stride + ky) as isize - g.pad as isize;
-                if iy < 0 || iy as usize >= g.h || kx_lo == kx_hi {
-                    fill_run(taps, zp);
-                    continue;
-                }
-                let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.cin;
-                if kx_lo == 0 && kx_hi == g.kw {
-                    // The whole kernel row inside the input (most positions).
-                    copy_run(taps, part(xs, src..src + run, "a kernel row")?);
-                    continue;
-                }
-                let (before, taps) = split_mut(taps, kx_lo * g.cin, "a kernel row")?;
-                let (inside, after) = split_mut(taps, (kx_hi - kx_lo) * g.cin, "a kernel row")?;
-                fill_run(before, zp);
-                copy_run(inside, part(xs, src..src + inside.len(), "a kernel row")?);
-                fill_run(after, zp);
+            if y_in.contains(&pos.y) && x_in.contains(&pos.x) {
+                // Most positions: each kernel row is one run of adjacent pixels.
+                let at = ((pos.y * g.stride - g.pad) * g.w + pos.x * g.stride - g.pad) * g.cin;
+                gather_inside(dst, xs, at, g.w * g.cin, g.kw * g.cin, g.kh);
+            } else {
+                gather_edge(dst, xs, g, pos, gemm.zp_in)?;
             }
-            fill_run(rest, 0);
             pos.advance(ho, wo);
         }
         gemm_requant(cx.isa, cx.tile, rows, w, &gemm.requant, ys)?;
     }
+    Ok(())
+}
+
+/// The GEMM row of a position whose taps are all inside the input: `kh` runs of `run` bytes of
+/// `xs`, the first at `at`, `step` apart, then zeros to the row's padded depth.
+#[inline(always)]
+fn gather_inside(dst: &mut [i8], xs: &[i8], at: usize, step: usize, run: usize, kh: usize) {
+    let (mut d, mut at) = (dst, at);
+    for _ in 0..kh {
+        let Some((taps, more)) = core::mem::take(&mut d).split_at_mut_checked(run) else {
+            return;
+        };
+        if let Some(src) = xs.get(at..at + run) {
+            copy_run(taps, src);
+        }
+        (d, at) = (more, at + step);
+    }
+    fill_run(d, 0);
+}
+
+/// The GEMM row of a position some of whose taps fall in the padding (as the input zero point).
+fn gather_edge(dst: &mut [i8], xs: &[i8], g: &ConvGeometry, pos: Pos, zp: i8) -> Result<(), RunError> {
+    let run = g.kw * g.cin;
+    // Taps of one kernel row that fall inside the input are adjacent pixels: one copy.
+    let x0 = (pos.x * g.stride) as isize - g.pad as isize;
+    // max-then-min: `clamp` would panic on bounds it cannot see are ordered.
+    let kx_lo = (-x0).max(0).min(g.kw as isize) as usize;
+    let kx_hi = (g.w as isize - x0).max(kx_lo as isize).min(g.kw as isize) as usize;
+    let (row, rest) = split_mut(dst, g.kh * run, "a GEMM row")?;
+    for (ky, taps) in row.chunks_exact_mut(nz(run)).enumerate() {
+        let iy = (pos.y * g.stride + ky) as isize - g.pad as isize;
+        if iy < 0 || iy as usize >= g.h || kx_lo == kx_hi {
+            fill_run(taps, zp);
+            continue;
+        }
+        let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.cin;
+        let (before, taps) = split_mut(taps, kx_lo * g.cin, "a kernel row")?;
+        let (inside, after) = split_mut(taps, (kx_hi - kx_lo) * g.cin, "a kernel row")?;
+        fill_run(before, zp);
+        copy_run(inside, part(xs, src..src + inside.len(), "a kernel row")?);
+        fill_run(after, zp);
+    }
+    fill_run(rest, 0);
     Ok(())
 }
 
