@@ -113,12 +113,7 @@ pub fn encode(
         }
     }
     if known.is_empty() {
-        let examples: Vec<&str> = vocabulary
-            .iter()
-            .skip(1)
-            .take(8)
-            .map(String::as_str)
-            .collect();
+        let examples = suggestions(&unknown, vocabulary);
         return Err(TextError::NoKnownWord {
             text: text.to_string(),
             size: vocabulary.len().saturating_sub(1),
@@ -135,6 +130,35 @@ pub fn fill(known: &[u32], length: usize) -> Vec<u32> {
     (0..length)
         .map(|i| kept.get(i % kept.len().max(1)).copied().unwrap_or(0))
         .collect()
+}
+
+/// Up to 8 vocabulary words to show for the `unknown` words of a prompt: those sharing the
+/// longest beginning (at least 3 letters) with one of them (`apples` -> `apple`), else the first
+/// words that start with a letter.
+fn suggestions<'v>(unknown: &[String], vocabulary: &'v [String]) -> Vec<&'v str> {
+    const SHOWN: usize = 8;
+    let common = |a: &str, b: &str| a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let mut scored: Vec<(usize, &str)> = vocabulary
+        .iter()
+        .skip(1)
+        .filter_map(|v| {
+            let best = unknown.iter().map(|u| common(u, v)).max().unwrap_or(0);
+            (best >= 3).then_some((best, v.as_str()))
+        })
+        .collect();
+    // Longest shared beginning first, then the vocabulary's own order.
+    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut shown: Vec<&str> = scored.into_iter().take(SHOWN).map(|(_, v)| v).collect();
+    if shown.is_empty() {
+        shown = vocabulary
+            .iter()
+            .skip(1)
+            .filter(|v| v.chars().next().is_some_and(char::is_alphabetic))
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
+    }
+    shown
 }
 
 /// A vocabulary's word -> id map (entry 0, the reserved empty word, is not a word).
@@ -196,6 +220,25 @@ mod tests {
                 Err(TextError::Metadata(_))
             ));
         }
+    }
+
+    #[test]
+    fn an_unknown_word_is_shown_its_closest_words() {
+        let v: Vec<String> = ["", "0", "12", "apple", "applause", "red", "face"]
+            .map(String::from)
+            .to_vec();
+        let map = index(&v);
+        let err = encode("apples", 4, &v, |w| map.get(w).copied()).unwrap_err();
+        let TextError::NoKnownWord { examples, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(examples, "apple, applause");
+        // Nothing alike: the first words that are words, not numbers.
+        let err = encode("xyzzy", 4, &v, |w| map.get(w).copied()).unwrap_err();
+        assert!(
+            err.to_string().contains("e.g. apple, applause, red, face"),
+            "{err}"
+        );
     }
 
     #[test]
