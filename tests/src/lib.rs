@@ -57,6 +57,40 @@ pub fn rows_without_time(run: &Path) -> Vec<pocketgan_trainer::history::StepMetr
         .collect()
 }
 
+/// For each of `stops`: `config` trained into `dir/split<stop>`, interrupted after `stop`
+/// iterations and resumed to `steps`, must write the metrics `rows` of the uninterrupted run (time
+/// aside) and the same `generator.onnx` bytes as `full`.
+pub fn assert_resumes_exactly(
+    config: &TrainConfig,
+    dir: &Path,
+    stops: &[u64],
+    steps: u64,
+    full: &Path,
+) {
+    let rows = rows_without_time(full);
+    for &stop in stops {
+        let split = dir.join(format!("split{stop}"));
+        assert_eq!(
+            train::train(config, &split, &quiet(Some(stop))).unwrap(),
+            train::Outcome::Interrupted { at_step: stop }
+        );
+        let resume = RunOptions {
+            resume: true,
+            ..quiet(None)
+        };
+        assert_eq!(
+            train::train(config, &split, &resume).unwrap(),
+            train::Outcome::Finished { steps }
+        );
+        assert_eq!(rows_without_time(&split), rows, "resumed at {stop}");
+        let onnx = |run: &Path| std::fs::read(run.join("generator.onnx")).unwrap();
+        assert!(
+            onnx(&split) == onnx(full),
+            "export after resuming at {stop}"
+        );
+    }
+}
+
 /// `config`'s family after `steps` iterations on `ds` in memory; every loss stays finite.
 pub fn trained_in_memory(config: &TrainConfig, ds: &Dataset, steps: u64) -> Box<dyn Family> {
     let mut order = BatchOrder::new(ds.len(), config.batch, config.seed).unwrap();

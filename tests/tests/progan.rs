@@ -10,7 +10,7 @@ use burn::prelude::*;
 use pocketgan_runtime::engine::runner::{Runner, TractRunner, Values};
 use pocketgan_runtime::quantize::{quantize, QuantizeOptions};
 use pocketgan_runtime::Model;
-use pocketgan_tests::{max_abs_diff, quiet, rows_without_time};
+use pocketgan_tests::{assert_resumes_exactly, max_abs_diff, quiet, rows_without_time};
 use pocketgan_trainer::config::{SampleShape, TrainConfig};
 use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::family::progan::{Schedule, TERMS};
@@ -19,7 +19,7 @@ use pocketgan_trainer::family::{latents, FamilyKind};
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
 use pocketgan_trainer::run::{self, RunDir};
-use pocketgan_trainer::train::{self, Outcome, RunOptions};
+use pocketgan_trainer::train;
 
 /// Digits at 16 px, width 4 (16, 8 and 4 maps), latent 8, batch 8; 32 images a phase: 4
 /// iterations a phase, 20 in all.
@@ -77,27 +77,7 @@ fn progan_grows_and_resumes_exactly_mid_fade_and_at_a_phase_boundary() {
         assert!(full.join("samples").join(stage).is_file(), "{stage}");
     }
     // Step 6 is mid-fade; step 8 starts stage 1's stabilisation, where Adam is reset.
-    for stop in [6, 8] {
-        let split = dir.path().join(format!("split{stop}"));
-        assert_eq!(
-            train::train(&config, &split, &quiet(Some(stop))).unwrap(),
-            Outcome::Interrupted { at_step: stop }
-        );
-        let resume = RunOptions {
-            resume: true,
-            ..quiet(None)
-        };
-        assert_eq!(
-            train::train(&config, &split, &resume).unwrap(),
-            Outcome::Finished { steps: 20 }
-        );
-        assert_eq!(rows_without_time(&split), rows, "resumed at {stop}");
-        let onnx = |run: &Path| std::fs::read(run.join("generator.onnx")).unwrap();
-        assert!(
-            onnx(&split) == onnx(&full),
-            "export after resuming at {stop}"
-        );
-    }
+    assert_resumes_exactly(&config, dir.path(), &[6, 8], 20, &full);
 }
 
 /// The run's export against Burn's moving-average generator on the same latents, and its int8

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use pocketgan_runtime::engine::runner::{Runner, TractRunner, Values};
 use pocketgan_runtime::quantize::{quantize, QuantizeOptions};
-use pocketgan_tests::{max_abs_diff, quiet, rows_without_time};
+use pocketgan_tests::{assert_resumes_exactly, max_abs_diff, quiet, rows_without_time};
 use pocketgan_trainer::config::{SampleShape, TrainConfig};
 use pocketgan_trainer::data::DataSource;
 use pocketgan_trainer::family::stackgan::{StackGan, TERMS};
@@ -17,7 +17,7 @@ use pocketgan_trainer::family::{latents, FamilyKind};
 use pocketgan_trainer::loss::GanLoss;
 use pocketgan_trainer::model::Architecture;
 use pocketgan_trainer::run::{self, RunDir};
-use pocketgan_trainer::train::{self, Outcome, RunOptions};
+use pocketgan_trainer::train;
 
 /// The fixture as the data folder: every test of this binary reads the same one.
 fn data_dir() -> PathBuf {
@@ -80,27 +80,7 @@ fn stackgan_trains_both_stages_and_resumes_exactly() {
     let saved = RunDir(full.clone()).read_config().unwrap();
     assert!(saved.vocabulary.len() > 100, "{}", saved.vocabulary.len());
     assert!(saved.vocabulary.iter().any(|w| w == "tree"));
-    for stop in [2, 3, 4] {
-        let split = dir.path().join(format!("split{stop}"));
-        assert_eq!(
-            train::train(&config, &split, &quiet(Some(stop))).unwrap(),
-            Outcome::Interrupted { at_step: stop }
-        );
-        let resume = RunOptions {
-            resume: true,
-            ..quiet(None)
-        };
-        assert_eq!(
-            train::train(&config, &split, &resume).unwrap(),
-            Outcome::Finished { steps: 6 }
-        );
-        assert_eq!(rows_without_time(&split), rows, "resumed at {stop}");
-        let onnx = |run: &Path| std::fs::read(run.join("generator.onnx")).unwrap();
-        assert!(
-            onnx(&split) == onnx(&full),
-            "export after resuming at {stop}"
-        );
-    }
+    assert_resumes_exactly(&config, dir.path(), &[2, 3, 4], 6, &full);
 }
 
 #[test]
