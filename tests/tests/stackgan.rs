@@ -146,6 +146,22 @@ fn stackgan_exports_one_graph_with_a_text_input_that_tract_runs_and_the_runtime_
     let d = max_abs_diff(&want, &got);
     assert!(d <= 1e-4, "tract differs from Burn by {d}");
 
+    // onnx.checker accepts the graph; its text input and metadata are as documented.
+    let script = r#"
+import sys, json, onnx
+m = onnx.load(sys.argv[1])
+onnx.checker.check_model(m, full_check=True)
+meta = {p.key: p.value for p in m.metadata_props}
+assert [i.name for i in m.graph.input] == ["z", "text"], m.graph.input
+t = m.graph.input[1].type.tensor_type
+assert t.elem_type == onnx.TensorProto.INT64 and t.shape.dim[1].dim_value == 8, t
+vocabulary = json.loads(meta["pocketgan.text_vocabulary"])
+assert vocabulary[0] == "" and "tree" in vocabulary, vocabulary[:5]
+assert meta["pocketgan.text_length"] == "8" and meta["pocketgan.family"] == "stackgan", meta
+print("ok")
+"#;
+    pocketgan_tests::python_accepts(script, &run_dir.join("generator.onnx"));
+
     // int8: the runtime imports the token input and the whole graph.
     let (pgq, report) = quantize(&bytes, &QuantizeOptions::default()).unwrap();
     eprintln!("stackgan tiny: int8 PSNR {:.1} dB", report.psnr_db);
