@@ -389,7 +389,18 @@ fn isqrt_is_the_floor_square_root() {
         1 << 40,
         (1 << 62) + 12345,
         u64::MAX >> 1,
-    ] {
+        u64::MAX,
+    ]
+    .into_iter()
+    // Every small value, and every power of two with its neighbours (where the first digit
+    // changes).
+    .chain(0..70_000)
+    .chain((0..64).flat_map(|k| {
+        let p = 1u64 << k;
+        [p - 1, p, p.saturating_add(1)]
+    }))
+    .chain((1..=u32::MAX as u64).step_by(7_919_993).map(|r| r * r - 1))
+    {
         let r = super::instance_norm::isqrt(v);
         assert!(
             r * r <= v && (r + 1) as u128 * (r + 1) as u128 > v as u128,
