@@ -20,6 +20,8 @@ use super::{expect_zero_point, int8_inputs, nz, Cx, OpKind};
 use crate::format::{FormatError, Reader, Shape, TensorInfo, MAX_DIM, MAX_ELEMENTS};
 use crate::interp::RunError;
 use crate::kernels::MAX_SHIFT;
+#[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
+use crate::kernels::Isa;
 // Quantization: the float op this int8 op implements, calibrated (host side).
 #[cfg(feature = "std")]
 use crate::quantize::{NodeCx, QuantizeError};
@@ -46,6 +48,7 @@ pub struct PixelNorm {
 
 impl PixelNorm {
     /// The definition, on one pixel's channels in place.
+    #[inline(always)]
     pub fn pixel(&self, values: &mut [i8]) {
         let zp = self.zp_in as i64;
         let ss: i64 = values.iter().map(|&q| (q as i64 - zp) * (q as i64 - zp)).sum();
@@ -59,6 +62,22 @@ impl PixelNorm {
     }
 
     /// The body bytes.
+    /// Every pixel of `y` normalised in place.
+    #[inline(always)]
+    fn pixels(&self, y: &mut [i8]) {
+        for px in y.chunks_exact_mut(nz(self.c)) {
+            self.pixel(px);
+        }
+    }
+
+    /// [`Self::pixels`] compiled for AVX-512: the same integer arithmetic, which the compiler
+    /// vectorises across a pixel's channels, so every kernel family gets the same bytes.
+    #[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+    unsafe fn pixels_avx512(&self, y: &mut [i8]) {
+        self.pixels(y)
+    }
+
     #[cfg(any(feature = "std", test))]
     pub fn encode(&self) -> Result<Vec<u8>, crate::write::EncodeError> {
         let mut b = Vec::new();
@@ -131,9 +150,14 @@ impl<'a> OpKind<'a> for PixelNorm {
             super::copy(y, x, "a pixel norm's input")?;
         }
         // NHWC: every pixel's channels are contiguous.
-        for px in y.chunks_exact_mut(nz(self.c)) {
-            self.pixel(px);
+        #[cfg(all(target_arch = "x86_64", any(feature = "std", test)))]
+        if matches!(_cx.isa, Isa::Avx512Vnni | Isa::Amx) {
+            // SAFETY: these Isas are only chosen where the CPU has AVX-512 F, BW and VL
+            // (`Isa::is_available`).
+            unsafe { self.pixels_avx512(y) };
+            return Ok(());
         }
+        self.pixels(y);
         Ok(())
     }
 }
