@@ -310,11 +310,7 @@ fn default_eval_every_rounds() -> u64 {
 
 impl Default for SeqGanConfig {
     fn default() -> Self {
-        use clap::Parser;
-        Defaults::try_parse_from(["pocketgan-train"])
-            .expect("the command line's defaults parse (tested)")
-            .config
-            .seqgan
+        command_line_defaults().seqgan
     }
 }
 
@@ -348,11 +344,7 @@ pub struct TimeGanConfig {
 
 impl Default for TimeGanConfig {
     fn default() -> Self {
-        use clap::Parser;
-        Defaults::try_parse_from(["pocketgan-train"])
-            .expect("the command line's defaults parse (tested)")
-            .config
-            .timegan
+        command_line_defaults().timegan
     }
 }
 
@@ -373,11 +365,7 @@ pub struct ProganConfig {
 
 impl Default for ProganConfig {
     fn default() -> Self {
-        use clap::Parser;
-        Defaults::try_parse_from(["pocketgan-train"])
-            .expect("the command line's defaults parse (tested)")
-            .config
-            .progan
+        command_line_defaults().progan
     }
 }
 
@@ -406,11 +394,7 @@ pub struct StackganConfig {
 
 impl Default for StackganConfig {
     fn default() -> Self {
-        use clap::Parser;
-        Defaults::try_parse_from(["pocketgan-train"])
-            .expect("the command line's defaults parse (tested)")
-            .config
-            .stackgan
+        command_line_defaults().stackgan
     }
 }
 
@@ -476,13 +460,18 @@ struct Defaults {
     config: TrainConfig,
 }
 
+/// The configuration the command line gives without flags: where every default is written.
+fn command_line_defaults() -> TrainConfig {
+    use clap::Parser;
+    Defaults::try_parse_from(["pocketgan-train"])
+        .expect("the command line's defaults parse (tested)")
+        .config
+}
+
 impl TrainConfig {
     /// Defaults for a dataset, model and loss (the reference DCGAN for 28x28 images).
     pub fn new(data: &DataSource, architecture: Architecture, loss: GanLoss) -> Self {
-        use clap::Parser;
-        let mut config = Defaults::try_parse_from(["pocketgan-train"])
-            .expect("the command line's defaults parse (tested)")
-            .config;
+        let mut config = command_line_defaults();
         config.model.architecture = architecture;
         config.loss = loss;
         config.complete(data, SampleShape::default(), |_| false);

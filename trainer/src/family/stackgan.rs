@@ -237,10 +237,13 @@ impl StackGan {
             .collect()
     }
 
-    /// A prompt's token slots, or `None` if no word of it is known.
+    /// A prompt's token slots, read as the runtime's `generate --text` reads them, or `None` if
+    /// no word of it is known.
     pub fn prompt(&self, text: &str) -> Option<Vec<u32>> {
-        let ids = self.word_ids(text);
-        (!ids.is_empty()).then(|| pocketgan_runtime::text::fill(&ids, self.slots))
+        // (The vocabulary only names examples in the error, which is dropped here.)
+        pocketgan_runtime::text::encode(text, self.slots, &[], |w| self.ids.get(w).copied())
+            .ok()
+            .map(|(ids, _)| ids)
     }
 
     /// The texts of samples `idx` at iteration stream `stream`: for each, a random subset of its

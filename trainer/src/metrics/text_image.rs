@@ -15,7 +15,7 @@ use std::path::Path;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::{EvalError, Reference};
+use super::{class_accuracy, class_stats, EvalError, Reference};
 use crate::data::{self, DataSource, LoadOptions};
 use crate::error::TrainError;
 use crate::family::latents;
@@ -98,9 +98,11 @@ pub fn evaluate(
     // Sample j draws text j / per_text.
     let per_text = (n / ds.len()).max(1);
     let n = ds.len() * per_text;
-    let category = |j: usize| ds.labels[j / per_text] as usize;
+    let labels: Vec<usize> = ds.labels.iter().map(|&l| l as usize).collect();
+    let category: Vec<usize> = (0..n).map(|j| labels[j / per_text]).collect();
     let mut permuted: Vec<usize> = (0..ds.len()).collect();
     permuted.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x5E_ED));
+    let permuted_category: Vec<usize> = (0..n).map(|j| labels[permuted[j / per_text]]).collect();
     let cpu = device.clone();
     let mut rows = Vec::new();
     for (stage, name) in [(1u8, "Stage-I (32 px, upsampled)"), (2, "Stage-II (64 px)")] {
@@ -114,37 +116,19 @@ pub fn evaluate(
             images.extend(family.draw(tokens, z, stage));
         }
         let (metrics, judged) = reference.measure_and_classify(&images);
-        let hits = |truth: &dyn Fn(usize) -> usize| {
-            judged
-                .iter()
-                .enumerate()
-                .filter(|&(j, &c)| c == truth(j))
-                .count() as f64
-                / n as f64
-        };
         rows.push(Row {
             name: name.into(),
             samples: n,
             fid: metrics.fid,
             precision: metrics.precision,
             recall: metrics.recall,
-            text_match: hits(&category),
-            shuffled_match: hits(&|j| ds.labels[permuted[j / per_text]] as usize),
+            text_match: class_accuracy(&category, &judged),
+            shuffled_match: class_accuracy(&permuted_category, &judged),
         });
     }
-    let real = reference.judge.classify(&ds.samples);
-    let real_match = real
-        .iter()
-        .zip(&ds.labels)
-        .filter(|(a, &b)| **a == b as usize)
-        .count() as f64
-        / ds.len() as f64;
+    let real_match = class_accuracy(&labels, &reference.judge.classify(&ds.samples));
     let categories = ds.class_names.len();
-    let mut counts = vec![0usize; categories.max(1)];
-    let last = counts.len() - 1;
-    for &l in &ds.labels {
-        counts[(l as usize).min(last)] += 1;
-    }
+    let (counts, _, _) = class_stats(&labels, categories.max(1));
     Ok(Report {
         texts: ds.len(),
         per_text,
