@@ -74,6 +74,16 @@ pub trait GemmConvBackend: Backend {
         cols: FloatTensor<Self>,
         dy: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+    /// The weight gradient `[c_out, K]` of a convolution from its input, when its forward pass
+    /// kept no column matrix.
+    fn gemm_conv2d_weight(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, grad, options)
+    }
     fn gemm_conv2d_x_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -97,11 +107,19 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
 
 /// The geometry of a plain (ungrouped) f32 convolution, or `None` when Burn's op must run it.
 fn conv_geometry(x: &FlexTensor, weight: &FlexTensor, o: &ConvOptions<2>) -> Option<Geometry> {
-    if o.groups != 1 || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
         return None;
     }
-    let [n, c_in, h, w] = dims4(x);
-    let [c_out, _, kh, kw] = dims4(weight);
+    geometry(&x.shape(), &weight.shape(), o)
+}
+
+/// The geometry of an ungrouped convolution of an input and weight of these shapes.
+fn geometry(x: &Shape, weight: &Shape, o: &ConvOptions<2>) -> Option<Geometry> {
+    if o.groups != 1 || x.num_dims() != 4 || weight.num_dims() != 4 {
+        return None;
+    }
+    let [n, c_in, h, w] = [x[0], x[1], x[2], x[3]];
+    let [c_out, _, kh, kw] = [weight[0], weight[1], weight[2], weight[3]];
     let out = |len: usize, k: usize, d: usize, s: usize, (pb, pe): (usize, usize)| {
         (len + pb + pe)
             .checked_sub(d * (k - 1) + 1)
@@ -207,6 +225,19 @@ impl GemmConvBackend for Flex {
         tensor(y, vec![g.n, g.c_out, g.oh, g.ow])
     }
 
+    fn gemm_conv2d_weight(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let Some(g) = conv_geometry(&x, &weight, &options) else {
+            return Flex::conv2d_weight_backward(x, weight, grad, options);
+        };
+        let dw = kernels::conv_weight_grad(&g, slice(&f32s(&x)), slice(&f32s(&grad)));
+        tensor(dw, vec![g.c_out, g.k()])
+    }
+
     fn gemm_conv2d_x_backward(
         x: FlexTensor,
         weight: FlexTensor,
@@ -308,11 +339,13 @@ trait Gradient<B: GemmConvBackend> {
     /// Input gradient; `columns` gives the column matrix, computed at most once.
     fn x(a: &Args<B, Self::Options>, columns: &mut dyn FnMut() -> FloatTensor<B>)
         -> FloatTensor<B>;
-    /// The output gradient, in the convolution's terms, that the weight gradient multiplies
-    /// with the columns.
-    fn weight_dy(a: &Args<B, Self::Options>) -> FloatTensor<B>;
-    /// Burn's weight gradient, off the column path.
-    fn burn_weight(a: &Args<B, Self::Options>) -> FloatTensor<B>;
+    /// Weight gradient `[c_out, K]` (or Burn's, in the weight's shape, off the column path);
+    /// `columns` as for [`Gradient::x`], `kept` whether the forward pass kept them.
+    fn weight(
+        a: &Args<B, Self::Options>,
+        kept: bool,
+        columns: &mut dyn FnMut() -> FloatTensor<B>,
+    ) -> FloatTensor<B>;
 }
 
 fn gemm_dtype<B: Backend>(x: &FloatTensor<B>) -> bool {
@@ -330,11 +363,17 @@ impl<B: GemmConvBackend> Gradient<B> for ConvBackward {
     fn x(a: &Args<B, Self::Options>, _: &mut dyn FnMut() -> FloatTensor<B>) -> FloatTensor<B> {
         B::gemm_conv2d_x_backward(a.x.clone(), a.w.clone(), a.g.clone(), a.o.clone())
     }
-    fn weight_dy(a: &Args<B, Self::Options>) -> FloatTensor<B> {
-        a.g.clone()
-    }
-    fn burn_weight(a: &Args<B, Self::Options>) -> FloatTensor<B> {
-        B::conv2d_weight_backward(a.x.clone(), a.w.clone(), a.g.clone(), a.o.clone())
+    /// From the kept columns, or (a layer that runs sample by sample keeps none) from `x`.
+    fn weight(
+        a: &Args<B, Self::Options>,
+        kept: bool,
+        columns: &mut dyn FnMut() -> FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        if kept {
+            B::gemm_conv2d_weight_from_columns(columns(), a.g.clone())
+        } else {
+            B::gemm_conv2d_weight(a.x.clone(), a.w.clone(), a.g.clone(), a.o.clone())
+        }
     }
 }
 
@@ -358,11 +397,20 @@ impl<B: GemmConvBackend> Gradient<B> for ConvTransposeBackward {
         let zeros = B::float_zeros(channels, &a.x.device(), a.x.dtype().into());
         B::gemm_conv2d_from_columns(columns(), a.w.clone(), zeros)
     }
-    fn weight_dy(a: &Args<B, Self::Options>) -> FloatTensor<B> {
-        a.x.clone()
-    }
-    fn burn_weight(a: &Args<B, Self::Options>) -> FloatTensor<B> {
-        B::conv_transpose2d_weight_backward(a.x.clone(), a.w.clone(), a.g.clone(), a.o.clone())
+    fn weight(
+        a: &Args<B, Self::Options>,
+        _: bool,
+        columns: &mut dyn FnMut() -> FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        if !<Self as Gradient<B>>::gemm(&a.x, &a.o) {
+            return B::conv_transpose2d_weight_backward(
+                a.x.clone(),
+                a.w.clone(),
+                a.g.clone(),
+                a.o.clone(),
+            );
+        }
+        B::gemm_conv2d_weight_from_columns(columns(), a.x.clone())
     }
 }
 
@@ -380,19 +428,15 @@ fn backward<B: GemmConvBackend, G: Gradient<B>>(
         o,
     };
     let parents = ops.parents;
+    let was_kept = kept.is_some();
     let mut cols = kept;
     let mut columns = || cols.get_or_insert_with(|| G::columns(&a)).clone();
     if let Some(node) = &parents[0] {
         grads.register::<B>(node.id, G::x(&a, &mut columns));
     }
     if let Some(node) = &parents[1] {
-        let dw = if G::gemm(&a.x, &a.o) {
-            let dw = B::gemm_conv2d_weight_from_columns(columns(), G::weight_dy(&a));
-            B::float_reshape(dw, a.w.shape())
-        } else {
-            G::burn_weight(&a)
-        };
-        grads.register::<B>(node.id, dw);
+        let dw = G::weight(&a, was_kept, &mut columns);
+        grads.register::<B>(node.id, B::float_reshape(dw, a.w.shape()));
     }
     if let Some(node) = &parents[2] {
         grads.register::<B>(node.id, B::gemm_bias_backward(a.g));
@@ -450,7 +494,8 @@ macro_rules! record {
 }
 
 /// A convolution's forward pass, keeping its column matrix when `keep` (its weight is trained, so
-/// the backward pass would compute the same matrix again).
+/// the backward pass would compute the same matrix again), unless the layer runs sample by sample
+/// ([`Geometry::by_sample`]), which never builds the whole matrix.
 fn conv2d_keeping<B: GemmConvBackend>(
     keep: bool,
     x: FloatTensor<B>,
@@ -458,7 +503,8 @@ fn conv2d_keeping<B: GemmConvBackend>(
     bias: FloatTensor<B>,
     options: ConvOptions<2>,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-    if !keep || !<ConvBackward as Gradient<B>>::gemm(&x, &options) {
+    let by_sample = geometry(&x.shape(), &weight.shape(), &options).is_some_and(|g| g.by_sample());
+    if !keep || by_sample || !<ConvBackward as Gradient<B>>::gemm(&x, &options) {
         return (B::gemm_conv2d(x, weight, bias, options), None);
     }
     let cols = B::gemm_conv2d_columns(x, weight.clone(), options);
@@ -554,6 +600,15 @@ impl<B: GemmConvBackend, C: CheckpointStrategy> GemmConvBackend for Autodiff<B, 
         dy: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         untracked!(gemm_conv2d_weight_from_columns(cols, dy;))
+    }
+
+    fn gemm_conv2d_weight(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        untracked!(gemm_conv2d_weight(x, weight, grad; options))
     }
 }
 
@@ -729,6 +784,10 @@ mod tests {
             (1, 3, 38, 8, 7, 1, 0, 1),
             (1, 8, 32, 16, 3, 2, 1, 1),
             (1, 32, 10, 32, 3, 1, 0, 1),
+            // Progressive GAN's 3x3 over 16 maps at 32 px, and StackGAN's 64 px image layer:
+            // sample by sample, in bands (`kernels::Geometry::by_sample`), keeping no columns.
+            (3, 16, 32, 16, 3, 1, 1, 1),
+            (2, 16, 64, 3, 3, 1, 1, 1),
         ];
         for (n, c_in, side, c_out, k, s, p, d) in cases {
             let conv = Conv2dConfig::new([c_in, c_out], [k, k])
@@ -767,6 +826,9 @@ mod tests {
             (2, 2, 5, 3, 5, 3, 2, 2, 1),
             // CycleGAN's first up-sampling at batch 1 (8 -> 16, output padding 1).
             (1, 32, 8, 16, 3, 2, 1, 1, 1),
+            // A U-Net decoder's 32 -> 16 maps, 32 -> 64 px: its forward pass (the input gradient
+            // of a convolution over 16 maps of 64 px) runs sample by sample.
+            (2, 32, 32, 16, 4, 2, 1, 0, 1),
         ];
         for (n, c_in, side, c_out, k, s, p, op, d) in cases {
             let mut conv = ConvTranspose2dConfig::new([c_in, c_out], [k, k])

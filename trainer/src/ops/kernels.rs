@@ -142,8 +142,9 @@ fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], a: Mat, b: Mat) {
     gemm_strided(m, n, k, dst, [n, 1], a, b, m * n * k >= PARALLEL_MACS)
 }
 
-/// [`gemm`] into `dst` with element (r, c) at `dst[r*rs + c*cs]` for `[rs, cs]` = `dst_strides`,
-/// `dst` holding exactly the m*n elements; on rayon's threads if `parallel`.
+/// [`gemm`] into `dst` with element (r, c) at `dst[r*rs + c*cs]` for `[rs, cs]` = `dst_strides`
+/// (`dst` may hold other values between them, which are left alone); on rayon's threads if
+/// `parallel`.
 #[allow(clippy::too_many_arguments)]
 fn gemm_strided(
     m: usize,
@@ -155,7 +156,6 @@ fn gemm_strided(
     b: Mat,
     parallel: bool,
 ) {
-    assert_eq!(dst.len(), m * n);
     assert!(m * n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len());
     a.check(m, k);
     b.check(k, n);
@@ -163,7 +163,11 @@ fn gemm_strided(
         return;
     }
     if k == 0 {
-        dst.fill(0.0);
+        for r in 0..m {
+            for c in 0..n {
+                dst[r * dst_rs + c * dst_cs] = 0.0;
+            }
+        }
         return;
     }
     let parallelism = if parallel && rayon::current_num_threads() > 1 {
@@ -384,6 +388,9 @@ pub fn add_channel_bias(mut y: Vec<f32>, plane: usize, bias: &[f32]) -> Vec<f32>
 
 /// Convolution forward: `y [n, c_out, oh, ow]`.
 pub fn conv_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    if g.by_sample() {
+        return by_sample::forward(g, x, weight, bias);
+    }
     forward_from_columns(g.gemm(), &im2col(g, x), weight, bias)
 }
 
@@ -441,6 +448,9 @@ pub fn forward_from_columns(
 pub fn conv_input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(weight.len(), g.w_len());
     assert_eq!(dy.len(), g.y_len());
+    if g.by_sample() {
+        return by_sample::input_grad(g, weight, dy);
+    }
     let (k, nl) = (g.k(), g.n * g.l());
     let dy = to_channel_major(dy, g.n, g.c_out, g.l());
     let mut dcols = Scratch::new(k * nl);
@@ -528,6 +538,321 @@ pub fn weight_grad_from_columns(g: GemmDims, cols: &[f32], dy: &[f32]) -> Vec<f3
     };
     // SAFETY: the rows of `k` cover the output and each is written in full.
     unsafe { written(size, fill) }
+}
+
+/// Gradient of the convolution's weight `[c_out, K]` from its input `x` and `dy [n, c_out, L]`,
+/// when no column matrix was kept.
+pub fn conv_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if g.by_sample() {
+        return by_sample::weight_grad(g, x, dy);
+    }
+    weight_grad_from_columns(g.gemm(), &im2col(g, x), dy)
+}
+
+/// Layers with few channels over many pixels (Progressive GAN's and StackGAN's 3x3 convolutions
+/// over 16-32 maps at 32 and 64 px) go sample by sample, in bands of output rows whose columns
+/// stay in the core's cache: the batch's column matrix is nine times the input (38 MB for 16 maps
+/// of 64x64 at batch 16), so building it, reading it back and transposing the GEMM's result cost
+/// more than the multiply-adds, of which each column holds only `c_out`. Large layers keep the
+/// batched GEMM, whose few big calls amortise the packing of the weight.
+mod by_sample {
+    use super::*;
+
+    /// Bytes of one band's column matrix: within a core's L2 with room for the weight.
+    const BAND_BYTES: usize = 192 << 10;
+
+    /// At most this many output channels: beyond, the batched GEMM's arithmetic dominates.
+    const MAX_C_OUT: usize = 32;
+
+    /// At least this many bytes of columns per sample: below, one GEMM per band costs more in
+    /// calls and packing than the batched column matrix does in memory.
+    const MIN_SAMPLE_BYTES: usize = 256 << 10;
+
+    impl Geometry {
+        /// Whether this convolution runs sample by sample (see the module).
+        pub fn by_sample(&self) -> bool {
+            self.c_out <= MAX_C_OUT && self.k() * self.l() * 4 >= MIN_SAMPLE_BYTES && self.n > 0
+        }
+
+        /// Output rows per band.
+        fn band_rows(&self) -> usize {
+            (BAND_BYTES / (self.k() * self.ow * 4).max(1)).clamp(1, self.oh.max(1))
+        }
+
+        /// The bands of output rows, `oy0..oy1`.
+        pub(super) fn bands(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+            let rows = self.band_rows();
+            (0..self.oh)
+                .step_by(rows)
+                .map(move |oy0| (oy0, (oy0 + rows).min(self.oh)))
+        }
+    }
+
+    /// The taps, indexed by `i*kw + j` (`None`: the tap only sees padding).
+    fn taps_by_index(g: &Geometry) -> Vec<Option<Tap>> {
+        let mut by_tap: Vec<Option<Tap>> = (0..g.kernel[0] * g.kernel[1]).map(|_| None).collect();
+        for t in g.taps() {
+            let i = t.tap;
+            by_tap[i] = Some(t);
+        }
+        by_tap
+    }
+
+    /// Walks the column matrix of output rows `oy0..oy1` (`[K, (oy1-oy0)*ow]`): for each of its
+    /// rows (channel `c`, tap) `row(r, whole)`, `whole` if the tap sees the image at every output
+    /// pixel; then for each output row that sees it `run(r, at, x_at, cols)`: the `cols` columns
+    /// from `at` in row `r` hold the image values from `x_at` on (in `[c_in, h, w]`), `stride[1]`
+    /// apart. [`fill_band`] and [`add_band`] are the two directions of this one correspondence.
+    fn walk_band(
+        g: &Geometry,
+        taps: &[Option<Tap>],
+        (oy0, oy1): (usize, usize),
+        mut row: impl FnMut(usize, bool),
+        mut run: impl FnMut(usize, usize, usize, usize),
+    ) {
+        let (kk, hw) = (g.kernel[0] * g.kernel[1], g.h * g.w);
+        for r in 0..g.k() {
+            let (c, tap) = (r / kk, r % kk);
+            let Some(t) = &taps[tap] else {
+                row(r, false); // this tap only sees padding
+                continue;
+            };
+            row(r, t.cols == g.ow && t.rows == g.oh);
+            let (y_lo, x_lo) = (t.col0 / g.ow, t.col0 % g.ow);
+            for oy in oy0.max(y_lo)..oy1.min(y_lo + t.rows) {
+                let x_at = c * hw + t.x0 + (oy - y_lo) * t.x_step;
+                run(r, (oy - oy0) * g.ow + x_lo, x_at, t.cols);
+            }
+        }
+    }
+
+    /// The columns `[K, (oy1-oy0)*ow]` of output rows `oy0..oy1` of one sample `x [c_in, h, w]`.
+    fn fill_band(
+        g: &Geometry,
+        taps: &[Option<Tap>],
+        x: &[f32],
+        band: (usize, usize),
+        cols: &mut [f32],
+    ) {
+        let (len, sw) = ((band.1 - band.0) * g.ow, g.stride[1]);
+        let cols = std::cell::RefCell::new(cols);
+        walk_band(
+            g,
+            taps,
+            band,
+            |r, whole| {
+                if !whole {
+                    cols.borrow_mut()[r * len..][..len].fill(0.0); // outputs that see padding
+                }
+            },
+            |r, at, x_at, n| {
+                let dst = &mut cols.borrow_mut()[r * len + at..][..n];
+                let src = &x[x_at..][..(n - 1) * sw + 1];
+                if sw == 1 {
+                    dst.copy_from_slice(src);
+                } else {
+                    dst.iter_mut()
+                        .zip(src.iter().step_by(sw))
+                        .for_each(|(d, s)| *d = *s);
+                }
+            },
+        );
+    }
+
+    /// Adds the columns of output rows `oy0..oy1` back into one sample `dx [c_in, h, w]`.
+    fn add_band(
+        g: &Geometry,
+        taps: &[Option<Tap>],
+        cols: &[f32],
+        band: (usize, usize),
+        dx: &mut [f32],
+    ) {
+        let (len, sw) = ((band.1 - band.0) * g.ow, g.stride[1]);
+        walk_band(
+            g,
+            taps,
+            band,
+            |_, _| {},
+            |r, at, x_at, n| {
+                let src = &cols[r * len + at..][..n];
+                let dst = &mut dx[x_at..][..(n - 1) * sw + 1];
+                if sw == 1 {
+                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                } else {
+                    dst.iter_mut()
+                        .step_by(sw)
+                        .zip(src)
+                        .for_each(|(d, s)| *d += s);
+                }
+            },
+        );
+    }
+
+    /// A band's column buffer (stale contents: `fill_band` writes every element it is read at).
+    fn band_buffer(g: &Geometry) -> Scratch {
+        Scratch::new(g.k() * g.band_rows() * g.ow)
+    }
+
+    pub(super) fn forward(
+        g: &Geometry,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Vec<f32> {
+        assert_eq!(x.len(), g.x_len());
+        assert_eq!(weight.len(), g.w_len());
+        let (k, l, xs) = (g.k(), g.l(), g.c_in * g.h * g.w);
+        let taps = taps_by_index(g);
+        super::super::par_new(g.y_len(), g.c_out * l, |b, y| {
+            let x = &x[b * xs..][..xs];
+            let mut cols = band_buffer(g);
+            for band in g.bands() {
+                let len = (band.1 - band.0) * g.ow;
+                let cols = &mut cols[..k * len];
+                fill_band(g, &taps, x, band, cols);
+                let at = band.0 * g.ow;
+                gemm_strided(
+                    g.c_out,
+                    len,
+                    k,
+                    &mut y[at..],
+                    [l, 1],
+                    Mat {
+                        data: weight,
+                        rs: k,
+                        cs: 1,
+                    },
+                    Mat {
+                        data: cols,
+                        rs: len,
+                        cs: 1,
+                    },
+                    false,
+                );
+            }
+            if let Some(bias) = bias {
+                for (plane, b) in y.chunks_exact_mut(l).zip(bias) {
+                    plane.iter_mut().for_each(|v| *v += b);
+                }
+            }
+        })
+    }
+
+    pub(super) fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+        let (k, l, xs) = (g.k(), g.l(), g.c_in * g.h * g.w);
+        let taps = taps_by_index(g);
+        super::super::par_new(g.x_len(), xs, |b, dx| {
+            let dy = &dy[b * g.c_out * l..][..g.c_out * l];
+            let mut dcols = band_buffer(g);
+            for band in g.bands() {
+                let len = (band.1 - band.0) * g.ow;
+                let dcols = &mut dcols[..k * len];
+                gemm_strided(
+                    k,
+                    len,
+                    g.c_out,
+                    dcols,
+                    [len, 1],
+                    Mat {
+                        data: weight,
+                        rs: 1,
+                        cs: k,
+                    },
+                    Mat {
+                        data: &dy[band.0 * g.ow..],
+                        rs: l,
+                        cs: 1,
+                    },
+                    false,
+                );
+                add_band(g, &taps, dcols, band, dx);
+            }
+        })
+    }
+
+    pub(super) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        assert_eq!(x.len(), g.x_len());
+        assert_eq!(dy.len(), g.y_len());
+        let (k, l, xs) = (g.k(), g.l(), g.c_in * g.h * g.w);
+        let size = g.c_out * k;
+        let taps = taps_by_index(g);
+        // Each thread sums its samples' products into its own dW; the partial sums are added.
+        let sample = |mut dw: Scratch, b: usize| {
+            let (x, dy) = (&x[b * xs..][..xs], &dy[b * g.c_out * l..][..g.c_out * l]);
+            let mut cols = band_buffer(g);
+            for band in g.bands() {
+                let len = (band.1 - band.0) * g.ow;
+                let cols = &mut cols[..k * len];
+                fill_band(g, &taps, x, band, cols);
+                accumulate(
+                    g.c_out,
+                    k,
+                    len,
+                    &mut dw,
+                    Mat {
+                        data: &dy[band.0 * g.ow..],
+                        rs: l,
+                        cs: 1,
+                    },
+                    Mat {
+                        data: cols,
+                        rs: 1,
+                        cs: len,
+                    },
+                );
+            }
+            dw
+        };
+        let zeroed = || {
+            let mut dw = Scratch::new(size);
+            dw.fill(0.0);
+            dw
+        };
+        let dw = (0..g.n)
+            .into_par_iter()
+            .fold(zeroed, sample)
+            .reduce_with(|mut sum, part| {
+                sum.iter_mut().zip(part.iter()).for_each(|(s, p)| *s += p);
+                sum
+            })
+            .unwrap_or_else(zeroed);
+        dw.to_vec()
+    }
+
+    /// `dst [m, n] (row-major) += a [m, depth] · b [depth, n]`, on the calling thread.
+    fn accumulate(m: usize, n: usize, depth: usize, dst: &mut [f32], a: Mat, b: Mat) {
+        assert_eq!(dst.len(), m * n);
+        a.check(m, depth);
+        b.check(depth, n);
+        if m * n * depth == 0 {
+            return;
+        }
+        // SAFETY: as in `gemm_strided`: both views were bounds-checked for every element the
+        // product reads, and `dst` is an exclusive m*n row-major buffer.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                depth,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                a.data.as_ptr(),
+                a.cs as isize,
+                a.rs as isize,
+                b.data.as_ptr(),
+                b.cs as isize,
+                b.rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
 }
 
 /// Gradient of a per-channel bias: `dy [n, c, L]` summed over `n` and `L`.
@@ -659,6 +984,97 @@ mod tests {
                 "{g:?}"
             );
         }
+    }
+
+    #[test]
+    fn sample_by_sample_path_gives_the_batched_paths_results() {
+        // (n, c_in, h, w, c_out, kernel, stride, pad, dilation): odd geometries (padding-only
+        // taps, strides, dilation), and layers big enough to run in several bands of rows.
+        let cases = [
+            (3, 3, 9, 7, 5, [4, 4], [2, 2], [1, 1], [1, 1]),
+            (2, 2, 6, 5, 3, [3, 3], [3, 2], [2, 1], [1, 1]),
+            (2, 2, 8, 8, 3, [3, 2], [1, 2], [0, 1], [2, 1]),
+            (3, 16, 32, 32, 16, [3, 3], [1, 1], [1, 1], [1, 1]),
+            (2, 16, 64, 64, 3, [1, 1], [1, 1], [0, 0], [1, 1]),
+            (2, 8, 33, 31, 12, [4, 4], [2, 2], [1, 1], [1, 1]),
+        ];
+        let mut banded = false;
+        for (seed, &(n, c_in, h, w, c_out, kernel, stride, pad, dilation)) in
+            cases.iter().enumerate()
+        {
+            let size = |len: usize, k: usize, s: usize, p: usize, d: usize| {
+                (len + 2 * p - d * (k - 1) - 1) / s + 1
+            };
+            let g = Geometry {
+                n,
+                c_in,
+                h,
+                w,
+                c_out,
+                oh: size(h, kernel[0], stride[0], pad[0], dilation[0]),
+                ow: size(w, kernel[1], stride[1], pad[1], dilation[1]),
+                kernel,
+                stride,
+                pad,
+                dilation,
+            };
+            banded |= g.bands().count() > 1;
+            let seed = seed as u32 * 5;
+            let (x, wt, dy, bias) = (
+                values(g.x_len(), seed),
+                values(g.w_len(), seed + 1),
+                values(g.y_len(), seed + 2),
+                values(c_out, seed + 3),
+            );
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                assert_eq!(a.len(), b.len(), "{what} {g:?}");
+                let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                let diff = a
+                    .iter()
+                    .zip(b)
+                    .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(diff <= 1e-5 * scale, "{what}: {diff} {g:?}");
+            };
+            let cols = im2col(&g, &x);
+            close(
+                &by_sample::forward(&g, &x, &wt, Some(&bias)),
+                &forward_from_columns(g.gemm(), &cols, &wt, Some(&bias)),
+                "forward",
+            );
+            close(
+                &by_sample::weight_grad(&g, &x, &dy),
+                &weight_grad_from_columns(g.gemm(), &cols, &dy),
+                "weight gradient",
+            );
+            let dcols = {
+                let dy = to_channel_major(&dy, g.n, g.c_out, g.l());
+                let mut dcols = vec![0.0; g.k() * g.n * g.l()];
+                let (k, nl) = (g.k(), g.n * g.l());
+                gemm(
+                    k,
+                    nl,
+                    g.c_out,
+                    &mut dcols,
+                    Mat {
+                        data: &wt,
+                        rs: 1,
+                        cs: k,
+                    },
+                    Mat {
+                        data: &dy,
+                        rs: nl,
+                        cs: 1,
+                    },
+                );
+                dcols
+            };
+            close(
+                &by_sample::input_grad(&g, &wt, &dy),
+                &col2im(&g, &dcols),
+                "input gradient",
+            );
+        }
+        assert!(banded, "no case runs in several bands");
     }
 
     #[test]
