@@ -776,7 +776,7 @@ mod by_sample {
         let (k, l, xs) = (g.k(), g.l(), g.c_in * g.h * g.w);
         let size = g.c_out * k;
         let taps = taps_by_index(g);
-        // Each thread sums its samples' products into its own dW; the partial sums are added.
+        // Each thread sums its share of the samples' products into its own dW.
         let sample = |mut dw: Scratch, b: usize| {
             let (x, dy) = (&x[b * xs..][..xs], &dy[b * g.c_out * l..][..g.c_out * l]);
             let mut cols = band_buffer(g);
@@ -808,14 +808,18 @@ mod by_sample {
             dw.fill(0.0);
             dw
         };
-        let dw = (0..g.n)
+        // Fixed shares of the batch, added in order: the sums' rounding depends on the thread
+        // count alone, not on which thread stole which sample, so a run repeats bit for bit.
+        let parts = rayon::current_num_threads().clamp(1, g.n.max(1));
+        let partials: Vec<Scratch> = (0..parts)
             .into_par_iter()
-            .fold(zeroed, sample)
-            .reduce_with(|mut sum, part| {
-                sum.iter_mut().zip(part.iter()).for_each(|(s, p)| *s += p);
-                sum
-            })
-            .unwrap_or_else(zeroed);
+            .map(|p| (g.n * p / parts..g.n * (p + 1) / parts).fold(zeroed(), sample))
+            .collect();
+        let mut partials = partials.into_iter();
+        let mut dw = partials.next().unwrap_or_else(zeroed);
+        for part in partials {
+            dw.iter_mut().zip(part.iter()).for_each(|(s, p)| *s += p);
+        }
         dw.to_vec()
     }
 
