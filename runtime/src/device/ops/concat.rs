@@ -17,6 +17,13 @@ use crate::kernels::MAX_SHIFT;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import: the tract ops read into the float op this int8 op implements (host side).
+#[cfg(feature = "std")]
+use crate::import::{FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 /// Bytes per input in the body.
 const INPUT_LEN: usize = 8;
@@ -199,4 +206,19 @@ pub(crate) fn quantize(cx: &NodeCx, axis: usize) -> Result<QuantOp, QuantizeErro
         pixels,
         parts,
     })
+}
+
+/// tract's `TypedConcat` of values, past the batch axis.
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::array::TypedConcat) -> MapResult {
+    if op.axis == 0 {
+        return Err("joins along the batch axis".into());
+    }
+    if node.inputs.iter().any(|&i| cx.konst(i).is_some()) {
+        return Err("joins a constant; only values are supported".into());
+    }
+    Ok(Mapped::Op(
+        FloatOp::Concat { axis: op.axis - 1 },
+        node.inputs.to_vec(),
+    ))
 }

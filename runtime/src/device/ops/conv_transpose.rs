@@ -21,6 +21,13 @@ use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeErr
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import: the tract ops read into the float op this int8 op implements (host side).
+#[cfg(feature = "std")]
+use crate::import::{FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 /// Bytes of input plus output a transposed convolution processes per block of samples.
 pub(crate) const SAMPLE_BLOCK_BYTES: usize = 128 * 1024;
@@ -344,4 +351,48 @@ pub(crate) fn quantize(
         requant: cx.requant("ConvTranspose2d", bias, &ws, per_channel)?,
         weights: wq,
     })
+}
+
+/// tract's `Deconv` (ONNX's ConvTranspose; one group), whose kernel tract keeps as
+/// `[cout][cin]`: back to ONNX's `[cin][cout]`.
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::cnn::Deconv) -> MapResult {
+    if op.group != 1 {
+        return Err(format!(
+            "group {} transposed convolutions are not supported",
+            op.group
+        ));
+    }
+    let g = super::conv::geometry(&op.pool_spec)?;
+    let (cin, cout) = (op.pool_spec.input_channels, op.pool_spec.output_channels);
+    // tract keeps a Deconv kernel with O = output channels; we store ONNX's [cin][cout].
+    let oihw = super::conv::kernel_oihw(cx, node, op.kernel_format, cout, cin, g.kh, g.kw)?;
+    let taps = g.kh * g.kw;
+    let mut weights = vec![0.0; oihw.len()];
+    for o in 0..cout {
+        for i in 0..cin {
+            let from = (o * cin + i) * taps;
+            let to = (i * cout + o) * taps;
+            weights[to..to + taps].copy_from_slice(&oihw[from..from + taps]);
+        }
+    }
+    let out_pad = match op.adjustments.as_slice() {
+        [a, b] => (*a, *b),
+        other => return Err(format!("output padding {other:?} is not 2-D")),
+    };
+    let bias = super::conv::bias(cx, node, cout)?;
+    Ok(Mapped::Op(
+        FloatOp::ConvTranspose {
+            cin,
+            cout,
+            kh: g.kh,
+            kw: g.kw,
+            stride: g.stride,
+            pad: g.pad,
+            out_pad,
+            weights,
+            bias,
+        },
+        vec![node.inputs[0]],
+    ))
 }

@@ -12,6 +12,13 @@ use crate::interp::RunError;
 use crate::quantize::NodeCx;
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import: the tract ops read into the float op this int8 op implements (host side).
+#[cfg(feature = "std")]
+use crate::import::{FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Lut<'a> {
@@ -69,4 +76,27 @@ pub(crate) fn quantize(cx: &NodeCx, f: impl Fn(f32) -> f32) -> QuantOp {
         *t = cx.output.quantize(f(cx.input().dequantize(code as u8 as i8))) as u8;
     }
     QuantOp::Lut { table }
+}
+
+/// tract's elementwise activations: LeakyReLU, Tanh, Sigmoid and Relu. (A ReLU that tract
+/// writes as `Max(x, 0)` is read with the walker's binary ops.)
+#[cfg(feature = "std")]
+pub(crate) fn import(
+    _: &mut Walker,
+    node: &TypedNode,
+    op: &ops::element_wise::ElementWiseOp,
+) -> MapResult {
+    if let Some(l) = op.0.downcast_ref::<ops::nn::LeakyRelu>() {
+        return Ok(Mapped::Op(
+            FloatOp::LeakyRelu { alpha: l.alpha },
+            vec![node.inputs[0]],
+        ));
+    }
+    let float_op = match op.0.name().as_ref() {
+        "Tanh" => FloatOp::Tanh,
+        "Sigmoid" => FloatOp::Sigmoid,
+        "Relu" => FloatOp::Relu,
+        _ => return Ok(Mapped::Unsupported),
+    };
+    Ok(Mapped::Op(float_op, vec![node.inputs[0]]))
 }

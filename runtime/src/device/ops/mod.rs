@@ -3,7 +3,8 @@
 //! Each module holds everything about its op: the parsed view over its body and the body's
 //! validation ([`OpKind::parse`]), the shape it computes from its input tensors
 //! ([`OpKind::output`]), its int8 execution on the kernels ([`OpKind::run`]) and, with `std`,
-//! its encoding. The registry at the bottom of this file gives each op its tag in the `.pgq`
+//! its encoding, its quantization from the float op (`quantize`) and its ONNX import (`import`:
+//! the tract op read into that float op, listed in the importer's walker). The registry at the bottom of this file gives each op its tag in the `.pgq`
 //! format and generates [`Op`], the enum the parser, planner and interpreter dispatch on (a
 //! `match`, not a trait object: the firmware's no-panic proof follows every call statically).
 //!

@@ -17,6 +17,8 @@ use crate::interp::RunError;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import: tract's `Mul` of two values is read with its other binary ops by the importer's
+// walker (`Walker::binary` in host/import/tract.rs: one tract op that becomes four of ours).
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mul {

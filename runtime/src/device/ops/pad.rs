@@ -14,6 +14,13 @@ use crate::interp::RunError;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import: the tract ops read into the float op this int8 op implements (host side).
+#[cfg(feature = "std")]
+use crate::import::{floats, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PadMode {
@@ -162,4 +169,31 @@ pub(crate) fn quantize(
         w,
         pads,
     }))
+}
+
+/// tract's `Pad` of the two spatial axes, with zeros or reflected (edge padding is unsupported).
+#[cfg(feature = "std")]
+pub(crate) fn import(_: &mut Walker, node: &TypedNode, op: &ops::array::Pad) -> MapResult {
+    use ops::array::PadMode as Mode;
+    let mode = match &op.mode {
+        Mode::Reflect => crate::import::PadMode::Reflect,
+        Mode::Constant(v) if floats(v).is_ok_and(|v| v.iter().all(|&x| x == 0.0)) => {
+            crate::import::PadMode::Zero
+        }
+        Mode::Constant(_) => return Err("constant padding with a value other than 0".into()),
+        Mode::Edge => return Ok(Mapped::Unsupported),
+    };
+    let [(0, 0), (0, 0), (top, bottom), (left, right)] = op.pads[..] else {
+        return Err(format!(
+            "pads {:?} are not on the two spatial axes of NCHW",
+            op.pads
+        ));
+    };
+    Ok(Mapped::Op(
+        FloatOp::Pad {
+            mode,
+            pads: [top, left, bottom, right],
+        },
+        vec![node.inputs[0]],
+    ))
 }

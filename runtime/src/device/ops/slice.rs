@@ -13,6 +13,8 @@ use crate::interp::RunError;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import: no tract op of its own; the importer's walker writes one per gate of an LSTM cell
+// (`Walker::lstm_epilogue` in host/import/tract.rs, one tract op that becomes a dozen of ours).
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slice {
