@@ -17,9 +17,10 @@ use crate::kernels::MAX_SHIFT;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{FloatOp, MapResult, Mapped, Walker};
+use crate::import::{Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::TypedNode;
 #[cfg(feature = "std")]
@@ -221,4 +222,33 @@ pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::array::TypedCo
         FloatOp::Concat { axis: op.axis - 1 },
         node.inputs.to_vec(),
     ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Concat`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, axis: usize) -> Result<Vec<f32>, String> {
+    let Eval {
+        ins,
+        out: out_shape,
+        batch,
+        ..
+    } = *e;
+    let out_size: usize = out_shape.iter().product();
+    // Each sample: for every index before `axis`, each input's block in turn.
+    let outer: usize = out_shape[..axis].iter().product();
+    let mut y = Vec::with_capacity(batch * out_size);
+    let blocks: Vec<usize> = ins
+        .iter()
+        .map(|(_, s)| s[axis..].iter().product::<usize>())
+        .collect();
+    for b in 0..batch {
+        for o in 0..outer {
+            for ((v, s), block) in ins.iter().zip(&blocks) {
+                let per = s.iter().product::<usize>();
+                let at = b * per + o * block;
+                y.extend_from_slice(&v[at..at + block]);
+            }
+        }
+    }
+    Ok(y)
 }

@@ -18,9 +18,10 @@ use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeErr
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{floats, FloatOp, MapResult, Mapped, Walker};
+use crate::import::{floats, Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::TypedNode;
 #[cfg(feature = "std")]
@@ -521,4 +522,50 @@ fn unravel(mut at: usize, dims: [usize; 4]) -> [usize; 4] {
         at /= dims[i];
     }
     out
+}
+
+/// The float definition this op is tested against ([`FloatOp::Conv`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    (cin, cout, kh, kw): (usize, usize, usize, usize),
+    stride: (usize, usize),
+    pad: [usize; 4],
+    weights: &[f32],
+    bias: &[f32],
+) -> Result<Vec<f32>, String> {
+    let ((c, h, w), (_, ho, wo)) = e.images()?;
+    let (x, batch) = (e.x, e.batch);
+    if c != cin {
+        return Err(format!("Conv of {cin} channels gets {c}"));
+    }
+    let mut y = vec![0.0; batch * cout * ho * wo];
+    for b in 0..batch {
+        let xb = &x[b * c * h * w..(b + 1) * c * h * w];
+        for o in 0..cout {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut acc = bias[o];
+                    for i in 0..c {
+                        for ky in 0..kh {
+                            let iy = (oy * stride.0 + ky) as isize - pad[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (ox * stride.1 + kx) as isize - pad[1] as isize;
+                                if ix < 0 || ix >= w as isize {
+                                    continue;
+                                }
+                                acc += xb[(i * h + iy as usize) * w + ix as usize]
+                                    * weights[((o * c + i) * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                    y[((b * cout + o) * ho + oy) * wo + ox] = acc;
+                }
+            }
+        }
+    }
+    Ok(y)
 }

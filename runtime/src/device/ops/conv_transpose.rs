@@ -21,9 +21,10 @@ use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeErr
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{FloatOp, MapResult, Mapped, Walker};
+use crate::import::{Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::TypedNode;
 #[cfg(feature = "std")]
@@ -395,4 +396,53 @@ pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::cnn::Deconv) -
         },
         vec![node.inputs[0]],
     ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::ConvTranspose`] in plain f32;
+/// the output padding is in the output's shape).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    (cin, cout, kh, kw): (usize, usize, usize, usize),
+    stride: (usize, usize),
+    pad: [usize; 4],
+    weights: &[f32],
+    bias: &[f32],
+) -> Result<Vec<f32>, String> {
+    let ((c, h, w), (_, ho, wo)) = e.images()?;
+    let (x, batch) = (e.x, e.batch);
+    if c != cin {
+        return Err(format!("ConvTranspose of {cin} channels gets {c}"));
+    }
+    let mut y = vec![0.0; batch * cout * ho * wo];
+    for b in 0..batch {
+        let yb = &mut y[b * cout * ho * wo..(b + 1) * cout * ho * wo];
+        for (o, plane) in yb.chunks_mut(ho * wo).enumerate() {
+            plane.iter_mut().for_each(|v| *v = bias[o]);
+        }
+        for i in 0..c {
+            for iy in 0..h {
+                for ix in 0..w {
+                    let v = x[((b * c + i) * h + iy) * w + ix];
+                    for o in 0..cout {
+                        for ky in 0..kh {
+                            let oy = (iy * stride.0 + ky) as isize - pad[0] as isize;
+                            if oy < 0 || oy >= ho as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ox = (ix * stride.1 + kx) as isize - pad[1] as isize;
+                                if ox < 0 || ox >= wo as isize {
+                                    continue;
+                                }
+                                yb[(o * ho + oy as usize) * wo + ox as usize] +=
+                                    v * weights[((i * cout + o) * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(y)
 }

@@ -23,9 +23,10 @@ use crate::write::{pad4, put_uint, EncodeError};
 use crate::quantize::NodeCx;
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{floats, FloatOp, InputKind, MapResult, Mapped, Node, Walker};
+use crate::import::{floats, Eval, FloatOp, InputKind, MapResult, Mapped, Node, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::{OutletId, TypedNode};
 #[cfg(feature = "std")]
@@ -206,4 +207,26 @@ pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::array::Gather)
         output,
         shape: vec![slots * dim],
     }]))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Embed`] in plain f32): each
+/// index's row in order.
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    classes: usize,
+    dim: usize,
+    table: &[f32],
+) -> Result<Vec<f32>, String> {
+    let x = e.x;
+    // Each index's row in order: `[T]` token ids give `[T * dim]`.
+    let mut y = Vec::with_capacity(x.len() * dim);
+    for &class in x {
+        let c = class as usize;
+        if class.fract() != 0.0 || class < 0.0 || c >= classes {
+            return Err(format!("class {class} out of 0..{classes}"));
+        }
+        y.extend_from_slice(&table[c * dim..(c + 1) * dim]);
+    }
+    Ok(y)
 }

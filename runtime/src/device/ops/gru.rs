@@ -38,9 +38,10 @@ use crate::write::put_packed;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{floats, FloatOp, MapResult, Mapped, Walker};
+use crate::import::{floats, Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::TypedNode;
 #[cfg(feature = "std")]
@@ -562,6 +563,47 @@ pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::gru_seq::GruSe
         },
         vec![node.inputs[0]],
     ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Gru`] in plain f32), on every
+/// sample of `x` (`steps` rows of `input` each).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    input: usize,
+    hidden: usize,
+    w: &[f32],
+    r: &[f32],
+    b: &[f32],
+) -> Result<Vec<f32>, String> {
+    let (x, steps) = (e.x, e.xs[0]);
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let dot = |m: &[f32], row: usize, v: &[f32]| -> f32 {
+        m[row * v.len()..(row + 1) * v.len()]
+            .iter()
+            .zip(v)
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    let mut y = Vec::with_capacity(x.len() / input.max(1) * hidden);
+    for sample in x.chunks(steps * input) {
+        let mut h = vec![0f32; hidden];
+        for xt in sample.chunks(input) {
+            let next: Vec<f32> = (0..hidden)
+                .map(|j| {
+                    let gx = |g: usize| dot(w, g * hidden + j, xt) + b[g * hidden + j];
+                    let gh = |g: usize| dot(r, g * hidden + j, &h) + b[(3 + g) * hidden + j];
+                    let z = sigmoid(gx(0) + gh(0));
+                    let rr = sigmoid(gx(1) + gh(1));
+                    let n = (gx(2) + rr * gh(2)).tanh();
+                    (1.0 - z) * n + z * h[j]
+                })
+                .collect();
+            y.extend_from_slice(&next);
+            h = next;
+        }
+    }
+    Ok(y)
 }
 
 #[cfg(test)]

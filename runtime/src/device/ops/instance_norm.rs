@@ -30,9 +30,10 @@ use crate::kernels::MAX_SHIFT;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{bin, floats, sole_reader, FloatOp, MapResult, Mapped, Walker};
+use crate::import::{bin, chw, floats, sole_reader, Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::{OutletId, TypedNode};
 #[cfg(feature = "std")]
@@ -343,4 +344,30 @@ pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::nn::Reduce) ->
         },
         vec![x],
     ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::InstanceNorm`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    scale: &[f32],
+    shift: &[f32],
+    eps: f32,
+) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, .. } = *e;
+    let (c, h, w) = chw(xs)?;
+    let hw = h * w;
+    let mut y = Vec::with_capacity(x.len());
+    for (plane_at, plane) in x.chunks(hw).enumerate() {
+        let ch = plane_at % c;
+        let mean = plane.iter().sum::<f32>() / hw as f32;
+        let var = plane.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / hw as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        y.extend(
+            plane
+                .iter()
+                .map(|v| (v - mean) * inv * scale[ch] + shift[ch]),
+        );
+    }
+    Ok(y)
 }

@@ -17,9 +17,10 @@ use crate::write::{column_sums, put_packed, put_requant, put_uint, EncodeError, 
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{floats, FloatOp, MapResult, Mapped, Walker};
+use crate::import::{floats, Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::{OutletId, TypedNode};
 #[cfg(feature = "std")]
@@ -334,4 +335,33 @@ fn flat_product(
         },
         vec![node.inputs[x_at]],
     )))
+}
+
+/// The float definition this op is tested against: `y = x W + b` on a vector, or on each step
+/// of a sequence `[T, k]` (the plain-f32 [`FloatOp::Linear`] the quantizer calibrates on).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    k: usize,
+    n: usize,
+    weights: &[f32],
+    bias: &[f32],
+) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, batch, .. } = *e;
+    // A vector, or each step of a sequence.
+    let step = matches!(xs, [_, f] if *f == k);
+    if xs.iter().product::<usize>() != k && !step {
+        return Err(format!("Linear of {k} inputs gets {xs:?}"));
+    }
+    let mut y = Vec::with_capacity(batch * n);
+    for s in x.chunks(k) {
+        let mut row = bias.to_vec();
+        for (i, &v) in s.iter().enumerate() {
+            for (r, w) in row.iter_mut().zip(&weights[i * n..(i + 1) * n]) {
+                *r += v * w;
+            }
+        }
+        y.extend(row);
+    }
+    Ok(y)
 }

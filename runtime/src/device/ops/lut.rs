@@ -12,9 +12,10 @@ use crate::interp::RunError;
 use crate::quantize::NodeCx;
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{FloatOp, MapResult, Mapped, Walker};
+use crate::import::{Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::TypedNode;
 #[cfg(feature = "std")]
@@ -99,4 +100,13 @@ pub(crate) fn import(
         _ => return Ok(Mapped::Unsupported),
     };
     Ok(Mapped::Op(float_op, vec![node.inputs[0]]))
+}
+
+/// The float definition this op tabulates ([`FloatOp::activate`] on each value).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, op: &FloatOp) -> Result<Vec<f32>, String> {
+    Ok(e.x
+        .iter()
+        .map(|&v| op.activate(v).expect("elementwise"))
+        .collect())
 }

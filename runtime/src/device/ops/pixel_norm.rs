@@ -27,9 +27,10 @@ use crate::kernels::Isa;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{bin, floats, sole_reader, FloatOp, MapResult, Mapped, Walker};
+use crate::import::{bin, floats, sole_reader, Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::TypedNode;
 #[cfg(feature = "std")]
@@ -249,4 +250,27 @@ pub(crate) fn import_chain(cx: &mut Walker, node: &TypedNode, _: &ops::nn::Reduc
     }
     cx.absorb_chain(chain);
     Ok(Mapped::Op(FloatOp::PixelNorm { eps }, vec![x]))
+}
+
+/// The float definition this op is tested against ([`FloatOp::PixelNorm`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, eps: f32) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, batch, .. } = *e;
+    // Per sample, per pixel: the channels are axis 0, `inner` values apart.
+    let channels = xs.first().copied().unwrap_or(0);
+    let inner: usize = xs.iter().skip(1).product();
+    let per = channels * inner;
+    let mut y = x.to_vec();
+    for b in 0..batch {
+        for p in 0..inner {
+            let at = |ch: usize| b * per + ch * inner + p;
+            let ms =
+                (0..channels).map(|ch| x[at(ch)] * x[at(ch)]).sum::<f32>() / channels.max(1) as f32;
+            let r = 1.0 / (ms + eps).sqrt();
+            for ch in 0..channels {
+                y[at(ch)] = x[at(ch)] * r;
+            }
+        }
+    }
+    Ok(y)
 }

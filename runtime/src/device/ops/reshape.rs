@@ -13,9 +13,10 @@ use crate::write::{put_uint, EncodeError};
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{FloatOp, MapResult, Mapped, Walker};
+use crate::import::{Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::{OutletId, TypedNode};
 #[cfg(feature = "std")]
@@ -205,6 +206,23 @@ pub(crate) fn import(
         FloatOp::Reshape { shape: to }
     };
     Ok(Mapped::Op(op, vec![node.inputs[0]]))
+}
+
+/// The float definition of a reshape, and of a [`Flatten`](super::flatten): the same values in
+/// the same order.
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval) -> Result<Vec<f32>, String> {
+    let Eval {
+        x,
+        xs,
+        out: out_shape,
+        ..
+    } = *e;
+    let out_size: usize = out_shape.iter().product();
+    if xs.iter().product::<usize>() != out_size {
+        return Err(format!("reshape of {xs:?} to {out_shape:?}"));
+    }
+    Ok(x.to_vec())
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use crate::interp::RunError;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
-// Import: the tract ops read into the float op this int8 op implements (host side).
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
 #[cfg(feature = "std")]
-use crate::import::{FloatOp, MapResult, Mapped, Walker};
+use crate::import::{chw, Eval, FloatOp, MapResult, Mapped, Walker};
 #[cfg(feature = "std")]
 use tract_onnx::prelude::{OutletId, TypedNode};
 #[cfg(feature = "std")]
@@ -128,4 +129,21 @@ pub(crate) fn import_replicate<T>(cx: &mut Walker, node: &TypedNode, _op: &T) ->
             "replicates {from:?} to {to:?}; only a [C, 1, 1] value over a square image is supported"
         )),
     }
+}
+
+/// The float definition this op is tested against ([`FloatOp::Upsample`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, factor: usize) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, batch, .. } = *e;
+    let (c, h, w) = chw(xs)?;
+    let f = factor;
+    let mut y = Vec::with_capacity(batch * c * h * w * f * f);
+    for plane in x.chunks(h * w) {
+        for oy in 0..h * f {
+            for ox in 0..w * f {
+                y.push(plane[(oy / f) * w + ox / f]);
+            }
+        }
+    }
+    Ok(y)
 }
