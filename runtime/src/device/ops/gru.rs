@@ -494,9 +494,8 @@ pub(crate) fn quantize(
 
 /// ONNX `GRU` (one direction, `linear_before_reset = 1`, standard activations), which
 /// tract turns into its whole-sequence `GruSeq` op with the sequence batch-first, the
-/// weights as constant inputs and the initial state last.
-/// The walker has absorbed the nodes that make its zero initial state; they are checked to be
-/// zeros here.
+/// weights as constant inputs and the initial state last. The walker has absorbed the nodes
+/// that make that zero initial state; they are checked to be zeros here.
 #[cfg(feature = "std")]
 pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::gru_seq::GruSeq) -> MapResult {
     if op.projected {
