@@ -17,6 +17,11 @@ use crate::kernels::MAX_SHIFT;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// The float definition: the float op this int8 op implements, in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::Eval;
+// Import: tract's `Add` of two values is read with its other binary ops by the importer's
+// walker (`Walker::binary` in host/import/tract.rs: one tract op that becomes four of ours).
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Add {
@@ -160,4 +165,25 @@ pub(crate) fn quantize(cx: &NodeCx) -> Result<QuantOp, QuantizeError> {
         min: -128,
         max: 127,
     }))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Add`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval) -> Result<Vec<f32>, String> {
+    pair_reference(e, "Add", |a, b| a + b)
+}
+
+/// `f` of two values of one shape, element by element: the float definitions of `Add` and `Mul`.
+#[cfg(feature = "std")]
+pub(crate) fn pair_reference(
+    e: &Eval,
+    kind: &str,
+    f: impl Fn(f32, f32) -> f32,
+) -> Result<Vec<f32>, String> {
+    let (x, xs) = (e.x, e.xs);
+    let (b, bs) = e.ins[1];
+    if xs != bs {
+        return Err(format!("{kind} of {xs:?} and {bs:?}"));
+    }
+    Ok(x.iter().zip(b).map(|(&a, &b)| f(a, b)).collect())
 }

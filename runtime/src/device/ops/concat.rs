@@ -17,6 +17,14 @@ use crate::kernels::MAX_SHIFT;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 /// Bytes per input in the body.
 const INPUT_LEN: usize = 8;
@@ -199,4 +207,48 @@ pub(crate) fn quantize(cx: &NodeCx, axis: usize) -> Result<QuantOp, QuantizeErro
         pixels,
         parts,
     })
+}
+
+/// tract's `TypedConcat` of values, past the batch axis.
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::array::TypedConcat) -> MapResult {
+    if op.axis == 0 {
+        return Err("joins along the batch axis".into());
+    }
+    if node.inputs.iter().any(|&i| cx.konst(i).is_some()) {
+        return Err("joins a constant; only values are supported".into());
+    }
+    Ok(Mapped::Op(
+        FloatOp::Concat { axis: op.axis - 1 },
+        node.inputs.to_vec(),
+    ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Concat`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, axis: usize) -> Result<Vec<f32>, String> {
+    let Eval {
+        ins,
+        out: out_shape,
+        batch,
+        ..
+    } = *e;
+    let out_size: usize = out_shape.iter().product();
+    // Each sample: for every index before `axis`, each input's block in turn.
+    let outer: usize = out_shape[..axis].iter().product();
+    let mut y = Vec::with_capacity(batch * out_size);
+    let blocks: Vec<usize> = ins
+        .iter()
+        .map(|(_, s)| s[axis..].iter().product::<usize>())
+        .collect();
+    for b in 0..batch {
+        for o in 0..outer {
+            for ((v, s), block) in ins.iter().zip(&blocks) {
+                let per = s.iter().product::<usize>();
+                let at = b * per + o * block;
+                y.extend_from_slice(&v[at..at + block]);
+            }
+        }
+    }
+    Ok(y)
 }

@@ -18,6 +18,18 @@ use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeErr
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{floats, Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops::cnn::{KernelFormat, PaddingSpec, PoolSpec};
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops::nn::DataFormat;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d<'a> {
@@ -330,4 +342,230 @@ pub(crate) fn pointwise(
         requant: cx.requant(op, bias, &ws, None)?,
         weights: wq,
     })
+}
+
+/// tract's `Conv` (ONNX's, any kernel, stride and explicit padding; one group).
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::cnn::Conv) -> MapResult {
+    if op.q_params.is_some() {
+        return Ok(Mapped::Unsupported);
+    }
+    if op.group != 1 {
+        return Err(format!("group {} convolutions are not supported", op.group));
+    }
+    let g = geometry(&op.pool_spec)?;
+    let (cin, cout) = (op.pool_spec.input_channels, op.pool_spec.output_channels);
+    let weights = kernel_oihw(cx, node, op.kernel_fmt, cout, cin, g.kh, g.kw)?;
+    let bias = bias(cx, node, cout)?;
+    Ok(Mapped::Op(
+        FloatOp::Conv {
+            cin,
+            cout,
+            kh: g.kh,
+            kw: g.kw,
+            stride: g.stride,
+            pad: g.pad,
+            weights,
+            bias,
+        },
+        vec![node.inputs[0]],
+    ))
+}
+
+/// A 1x1 convolution, which tract declutters into `EinSum` `NIHW,OI->NOHW` (`NIHW,I->NOHW` for
+/// one output channel; and a 1x1 convolution of a concatenation, a U-Net's closing layer, into
+/// one such EinSum per part, summed): back to a `Conv` with a 1x1 kernel, weights `[O][I]` as
+/// ONNX lays them out. Called by [`super::linear::import`], which reads every `EinSum`.
+#[cfg(feature = "std")]
+pub(crate) fn import_pointwise(
+    cx: &Walker,
+    node: &TypedNode,
+    x_at: usize,
+    w_at: usize,
+    (i, o): (char, char),
+    wt: &[char],
+    formula: &str,
+) -> MapResult {
+    let (cout, cin, weights) = match wt {
+        [a, b] if *a == o && *b == i => cx.weight_matrix(node.inputs[w_at], false)?,
+        [a, b] if *a == i && *b == o => cx.weight_matrix(node.inputs[w_at], true)?,
+        // One output channel: tract keeps the weight as the vector `[I]` (`NIHW,I->NOHW`).
+        [a] if *a == i => {
+            let c = cx
+                .konst(node.inputs[w_at])
+                .ok_or("the weights are not a constant")?;
+            let w = floats(c)?;
+            (1, w.len(), w)
+        }
+        _ => return Err(format!("EinSum {formula} is not a 1x1 convolution")),
+    };
+    Ok(Mapped::Op(
+        FloatOp::Conv {
+            cin,
+            cout,
+            kh: 1,
+            kw: 1,
+            stride: (1, 1),
+            pad: [0; 4],
+            weights,
+            bias: vec![0.0; cout],
+        },
+        vec![node.inputs[x_at]],
+    ))
+}
+
+/// The kernel (input 1) in `[o][i][kh][kw]` order whatever tract's format.
+#[cfg(feature = "std")]
+pub(crate) fn kernel_oihw(
+    cx: &Walker,
+    node: &TypedNode,
+    fmt: KernelFormat,
+    o: usize,
+    i: usize,
+    kh: usize,
+    kw: usize,
+) -> Result<Vec<f32>, String> {
+    let k = node
+        .inputs
+        .get(1)
+        .and_then(|&k| cx.konst(k))
+        .ok_or("the kernel must be a constant")?;
+    let w = floats(k)?;
+    let dims: [usize; 4] = match fmt {
+        KernelFormat::OIHW => [o, i, kh, kw],
+        KernelFormat::HWIO => [kh, kw, i, o],
+        KernelFormat::OHWI => [o, kh, kw, i],
+    };
+    if k.shape() != dims || w.len() != o * i * kh * kw {
+        return Err(format!(
+            "kernel shape {:?} is not {fmt:?} {dims:?}",
+            k.shape()
+        ));
+    }
+    let mut out = vec![0.0; w.len()];
+    for (at, v) in w.iter().enumerate() {
+        let [a, b, c, d] = unravel(at, dims);
+        let (oo, ii, y, x) = match fmt {
+            KernelFormat::OIHW => (a, b, c, d),
+            KernelFormat::HWIO => (d, c, a, b),
+            KernelFormat::OHWI => (a, d, b, c),
+        };
+        out[((oo * i + ii) * kh + y) * kw + x] = *v;
+    }
+    Ok(out)
+}
+
+/// The bias (input 2): absent, one value for every channel, or one per channel.
+#[cfg(feature = "std")]
+pub(crate) fn bias(cx: &Walker, node: &TypedNode, cout: usize) -> Result<Vec<f32>, String> {
+    let Some(&b) = node.inputs.get(2) else {
+        return Ok(vec![0.0; cout]);
+    };
+    let b = floats(cx.konst(b).ok_or("the bias must be a constant")?)?;
+    match b.len() {
+        1 => Ok(vec![b[0]; cout]),
+        n if n == cout => Ok(b),
+        n => Err(format!("bias has {n} values for {cout} channels")),
+    }
+}
+
+/// A convolution's kernel size, strides and padding, read from tract's pool spec.
+#[cfg(feature = "std")]
+pub(crate) struct Geometry {
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) stride: (usize, usize),
+    pub(crate) pad: [usize; 4],
+}
+
+#[cfg(feature = "std")]
+pub(crate) fn geometry(p: &PoolSpec) -> Result<Geometry, String> {
+    if p.data_format != DataFormat::NCHW {
+        return Err(format!("data format {:?} (NCHW only)", p.data_format));
+    }
+    let [kh, kw] = p.kernel_shape[..] else {
+        return Err(format!("kernel {:?} is not 2-D", p.kernel_shape));
+    };
+    if p.dilations
+        .as_ref()
+        .is_some_and(|d| d.iter().any(|&d| d != 1))
+    {
+        return Err("dilated convolutions are not supported".into());
+    }
+    let stride = match p.strides.as_deref() {
+        None => (1, 1),
+        Some([a, b]) if *a > 0 && *b > 0 => (*a, *b),
+        Some(s) => return Err(format!("strides {s:?}")),
+    };
+    let pad = match &p.padding {
+        PaddingSpec::Valid => [0; 4],
+        PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, false)
+            if b.len() == 2 && a.len() == 2 =>
+        {
+            [b[0], b[1], a[0], a[1]]
+        }
+        other => return Err(format!("padding {other:?} (explicit pads only)")),
+    };
+    Ok(Geometry {
+        kh,
+        kw,
+        stride,
+        pad,
+    })
+}
+
+#[cfg(feature = "std")]
+fn unravel(mut at: usize, dims: [usize; 4]) -> [usize; 4] {
+    let mut out = [0; 4];
+    for i in (0..4).rev() {
+        out[i] = at % dims[i];
+        at /= dims[i];
+    }
+    out
+}
+
+/// The float definition this op is tested against ([`FloatOp::Conv`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    (cin, cout, kh, kw): (usize, usize, usize, usize),
+    stride: (usize, usize),
+    pad: [usize; 4],
+    weights: &[f32],
+    bias: &[f32],
+) -> Result<Vec<f32>, String> {
+    let ((c, h, w), (_, ho, wo)) = e.images()?;
+    let (x, batch) = (e.x, e.batch);
+    if c != cin {
+        return Err(format!("Conv of {cin} channels gets {c}"));
+    }
+    let mut y = vec![0.0; batch * cout * ho * wo];
+    for b in 0..batch {
+        let xb = &x[b * c * h * w..(b + 1) * c * h * w];
+        for o in 0..cout {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut acc = bias[o];
+                    for i in 0..c {
+                        for ky in 0..kh {
+                            let iy = (oy * stride.0 + ky) as isize - pad[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (ox * stride.1 + kx) as isize - pad[1] as isize;
+                                if ix < 0 || ix >= w as isize {
+                                    continue;
+                                }
+                                acc += xb[(i * h + iy as usize) * w + ix as usize]
+                                    * weights[((o * c + i) * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                    y[((b * cout + o) * ho + oy) * wo + ox] = acc;
+                }
+            }
+        }
+    }
+    Ok(y)
 }

@@ -21,6 +21,14 @@ use crate::write::{column_sums, put_geometry, put_packed, put_requant, EncodeErr
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 /// Bytes of input plus output a transposed convolution processes per block of samples.
 pub(crate) const SAMPLE_BLOCK_BYTES: usize = 128 * 1024;
@@ -344,4 +352,97 @@ pub(crate) fn quantize(
         requant: cx.requant("ConvTranspose2d", bias, &ws, per_channel)?,
         weights: wq,
     })
+}
+
+/// tract's `Deconv` (ONNX's ConvTranspose; one group), whose kernel tract keeps as
+/// `[cout][cin]`: back to ONNX's `[cin][cout]`.
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::cnn::Deconv) -> MapResult {
+    if op.group != 1 {
+        return Err(format!(
+            "group {} transposed convolutions are not supported",
+            op.group
+        ));
+    }
+    let g = super::conv::geometry(&op.pool_spec)?;
+    let (cin, cout) = (op.pool_spec.input_channels, op.pool_spec.output_channels);
+    // tract keeps a Deconv kernel with O = output channels; we store ONNX's [cin][cout].
+    let oihw = super::conv::kernel_oihw(cx, node, op.kernel_format, cout, cin, g.kh, g.kw)?;
+    let taps = g.kh * g.kw;
+    let mut weights = vec![0.0; oihw.len()];
+    for o in 0..cout {
+        for i in 0..cin {
+            let from = (o * cin + i) * taps;
+            let to = (i * cout + o) * taps;
+            weights[to..to + taps].copy_from_slice(&oihw[from..from + taps]);
+        }
+    }
+    let out_pad = match op.adjustments.as_slice() {
+        [a, b] => (*a, *b),
+        other => return Err(format!("output padding {other:?} is not 2-D")),
+    };
+    let bias = super::conv::bias(cx, node, cout)?;
+    Ok(Mapped::Op(
+        FloatOp::ConvTranspose {
+            cin,
+            cout,
+            kh: g.kh,
+            kw: g.kw,
+            stride: g.stride,
+            pad: g.pad,
+            out_pad,
+            weights,
+            bias,
+        },
+        vec![node.inputs[0]],
+    ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::ConvTranspose`] in plain f32;
+/// the output padding is in the output's shape).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    (cin, cout, kh, kw): (usize, usize, usize, usize),
+    stride: (usize, usize),
+    pad: [usize; 4],
+    weights: &[f32],
+    bias: &[f32],
+) -> Result<Vec<f32>, String> {
+    let ((c, h, w), (_, ho, wo)) = e.images()?;
+    let (x, batch) = (e.x, e.batch);
+    if c != cin {
+        return Err(format!("ConvTranspose of {cin} channels gets {c}"));
+    }
+    let mut y = vec![0.0; batch * cout * ho * wo];
+    for b in 0..batch {
+        let yb = &mut y[b * cout * ho * wo..(b + 1) * cout * ho * wo];
+        for (o, plane) in yb.chunks_mut(ho * wo).enumerate() {
+            plane.iter_mut().for_each(|v| *v = bias[o]);
+        }
+        for i in 0..c {
+            for iy in 0..h {
+                for ix in 0..w {
+                    let v = x[((b * c + i) * h + iy) * w + ix];
+                    for o in 0..cout {
+                        for ky in 0..kh {
+                            let oy = (iy * stride.0 + ky) as isize - pad[0] as isize;
+                            if oy < 0 || oy >= ho as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ox = (ix * stride.1 + kx) as isize - pad[1] as isize;
+                                if ox < 0 || ox >= wo as isize {
+                                    continue;
+                                }
+                                yb[(o * ho + oy as usize) * wo + ox as usize] +=
+                                    v * weights[((i * cout + o) * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(y)
 }

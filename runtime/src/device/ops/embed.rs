@@ -23,6 +23,14 @@ use crate::write::{pad4, put_uint, EncodeError};
 use crate::quantize::NodeCx;
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{floats, Eval, FloatOp, InputKind, MapResult, Mapped, Node, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::{OutletId, TypedNode};
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Embed<'a> {
@@ -146,4 +154,79 @@ pub(crate) fn quantize(cx: &NodeCx, classes: usize, dim: usize, table: &[f32]) -
         dim,
         table: table.iter().map(|&v| cx.output.quantize(v)).collect(),
     }
+}
+
+/// tract's `Gather(table, class)`: an embedding lookup on a class input, which sets the
+/// input's class count. (A `Gather` at index 0 that takes away the LSTM's directions axis is an
+/// alias the walker reads first.)
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::array::Gather) -> MapResult {
+    let (table, idx) = (node.inputs[0], node.inputs[1]);
+    let table = cx
+        .konst(table)
+        .ok_or("only a lookup in a constant table is supported")?;
+    let idx_name = cx.names.get(&idx).cloned().unwrap_or_default();
+    let input = cx.inputs.iter().position(|i| i.name == idx_name);
+    let (Some(input), 0, [classes, dim]) = (input, op.axis, table.shape()) else {
+        return Err(format!(
+            "only Gather(table [classes, dim], class input, axis=0) is supported (axis {}, table {:?})",
+            op.axis,
+            table.shape()
+        ));
+    };
+    let (classes, dim) = (*classes, *dim);
+    if classes == 0 || dim == 0 {
+        return Err("the embedding table is empty".into());
+    }
+    let table = floats(table)?;
+    match &mut cx.inputs[input].kind {
+        InputKind::Class { classes: c } if *c == 0 || *c == classes => *c = classes,
+        _ => {
+            return Err(format!(
+                "{idx_name} is not a class input of {classes} classes"
+            ))
+        }
+    }
+    let embed = FloatOp::Embed {
+        classes,
+        dim,
+        table,
+    };
+    if cx.inputs[input].shape.is_empty() {
+        return Ok(Mapped::Op(embed, vec![idx]));
+    }
+    // A text's `[N, T]` token ids: their `T` rows in order, as the one vector `[T * dim]`
+    // its readers take (ONNX flattens `[N, T, dim]` before the Gemm; tract folds that
+    // flattening into the product, and a Reshape that remains becomes an alias).
+    let slots: usize = cx.inputs[input].shape.iter().product();
+    let output = cx.name_outlet(OutletId::new(node.id, 0));
+    Ok(Mapped::Nodes(vec![Node {
+        name: node.name.clone(),
+        op: embed,
+        inputs: vec![idx_name],
+        output,
+        shape: vec![slots * dim],
+    }]))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Embed`] in plain f32): each
+/// index's row in order.
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    classes: usize,
+    dim: usize,
+    table: &[f32],
+) -> Result<Vec<f32>, String> {
+    let x = e.x;
+    // Each index's row in order: `[T]` token ids give `[T * dim]`.
+    let mut y = Vec::with_capacity(x.len() * dim);
+    for &class in x {
+        let c = class as usize;
+        if class.fract() != 0.0 || class < 0.0 || c >= classes {
+            return Err(format!("class {class} out of 0..{classes}"));
+        }
+        y.extend_from_slice(&table[c * dim..(c + 1) * dim]);
+    }
+    Ok(y)
 }

@@ -12,6 +12,7 @@ use crate::interp::RunError;
 use crate::quantize::NodeCx;
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import: a reshape to a vector, read with the other reshapes in `reshape::import`.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flatten {

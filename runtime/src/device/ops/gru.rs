@@ -38,6 +38,14 @@ use crate::write::put_packed;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{floats, Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 /// Largest hidden size and input width (the op's buffers are stack arrays: the core has no
 /// heap). A microcontroller build (no `std`) takes small GRUs only (TimeGAN's default hidden 24
@@ -482,6 +490,119 @@ pub(crate) fn quantize(
     let (params, q) = quantize_gru(input, hidden, steps, w, r, b, cx.input(), values)
         .map_err(|e| cx.fail(e))?;
     Ok((QuantOp::Gru(params), q))
+}
+
+/// ONNX `GRU` (one direction, `linear_before_reset = 1`, standard activations), which
+/// tract turns into its whole-sequence `GruSeq` op with the sequence batch-first, the
+/// weights as constant inputs and the initial state last. The walker has absorbed the nodes
+/// that make that zero initial state; they are checked to be zeros here.
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::gru_seq::GruSeq) -> MapResult {
+    if op.projected {
+        return Err(format!(
+            "a GRU of hidden size {} (above 64 tract moves its input product out of the op; not supported yet)",
+            op.hidden
+        ));
+    }
+    if op.chunk != 1 {
+        return Err("a reverse or bidirectional GRU is not supported".into());
+    }
+    // The final state (output 1) may only be left unread: the int8 op emits the sequence.
+    if node
+        .outputs
+        .get(1)
+        .is_some_and(|o| !o.successors.is_empty())
+    {
+        return Err("the GRU's final state Y_h is read; only the sequence Y is supported".into());
+    }
+    let hidden = op.hidden;
+    let konst = |slot: usize, what: &str| -> Result<Vec<f32>, String> {
+        let outlet = *node
+            .inputs
+            .get(slot)
+            .ok_or_else(|| format!("no {what} input"))?;
+        floats(
+            cx.konst(outlet)
+                .ok_or_else(|| format!("its {what} is not a constant"))?,
+        )
+    };
+    let x_shape = cx.shape(node.inputs[0])?;
+    let [_, input] = x_shape[..] else {
+        return Err(format!("its input {x_shape:?} is not a sequence [T, F]"));
+    };
+    let w = konst(1, "W")?;
+    let r = konst(2, "R")?;
+    let b = if op.has_bias {
+        konst(3, "B")?
+    } else {
+        vec![0.0; 6 * hidden]
+    };
+    if w.len() != 3 * hidden * input || r.len() != 3 * hidden * hidden || b.len() != 6 * hidden {
+        return Err(format!(
+            "weights of {} / {} / {} values for input {input} and hidden {hidden}",
+            w.len(),
+            r.len(),
+            b.len()
+        ));
+    }
+    // The initial state: zeros, as a constant or computed from constants.
+    let h0 = *node.inputs.last().ok_or("no initial state")?;
+    if !cx.zeros(h0) {
+        return Err(
+            "its initial state is not zero; only a GRU starting from zero is supported".into(),
+        );
+    }
+    Ok(Mapped::Op(
+        FloatOp::Gru {
+            input,
+            hidden,
+            w,
+            r,
+            b,
+        },
+        vec![node.inputs[0]],
+    ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Gru`] in plain f32), on every
+/// sample of `x` (`steps` rows of `input` each).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    input: usize,
+    hidden: usize,
+    w: &[f32],
+    r: &[f32],
+    b: &[f32],
+) -> Result<Vec<f32>, String> {
+    let (x, steps) = (e.x, e.xs[0]);
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let dot = |m: &[f32], row: usize, v: &[f32]| -> f32 {
+        m[row * v.len()..(row + 1) * v.len()]
+            .iter()
+            .zip(v)
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    let mut y = Vec::with_capacity(x.len() / input.max(1) * hidden);
+    for sample in x.chunks(steps * input) {
+        let mut h = vec![0f32; hidden];
+        for xt in sample.chunks(input) {
+            let next: Vec<f32> = (0..hidden)
+                .map(|j| {
+                    let gx = |g: usize| dot(w, g * hidden + j, xt) + b[g * hidden + j];
+                    let gh = |g: usize| dot(r, g * hidden + j, &h) + b[(3 + g) * hidden + j];
+                    let z = sigmoid(gx(0) + gh(0));
+                    let rr = sigmoid(gx(1) + gh(1));
+                    let n = (gx(2) + rr * gh(2)).tanh();
+                    (1.0 - z) * n + z * h[j]
+                })
+                .collect();
+            y.extend_from_slice(&next);
+            h = next;
+        }
+    }
+    Ok(y)
 }
 
 #[cfg(test)]

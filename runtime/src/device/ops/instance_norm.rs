@@ -30,6 +30,14 @@ use crate::kernels::MAX_SHIFT;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{bin, chw, floats, sole_reader, Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::{OutletId, TypedNode};
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 /// Most values per channel and sample.
 pub const MAX_PIXELS: usize = 1 << 20;
@@ -266,4 +274,100 @@ pub(crate) fn quantize(
         relu: cx.act == crate::quantize::Fused::Relu,
         affine,
     })
+}
+
+/// InstanceNormalization as tract expands it: `mean = Sum(x) * (1/HW)`, `d = x - mean`,
+/// `y = d * Rsqrt(MeanOfSquares(d) + eps)`. The chain is matched from its first Reduce and
+/// its nodes absorbed; anything else reducing is unsupported (the walker sends here every
+/// `Reduce` but pixel normalisation's).
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::nn::Reduce) -> MapResult {
+    use ops::nn::Reducer;
+    let x = node.inputs[0];
+    let Ok(shape) = cx.shape(x) else {
+        return Ok(Mapped::Unsupported);
+    };
+    if !(op.reducer == Reducer::Sum && op.axes.as_slice() == [2, 3] && shape.len() == 3) {
+        return Ok(Mapped::Unsupported);
+    }
+    let (c, hw) = (shape[0], shape[1] * shape[2]);
+    let m = cx.m;
+    let only = |id: usize| sole_reader(m, id);
+    let scalar = |o: OutletId| -> Option<f32> {
+        let t = cx.konst(o)?;
+        (t.len() == 1)
+            .then(|| floats(t).ok().map(|v| v[0]))
+            .flatten()
+    };
+    let other = |n: &TypedNode, from: usize| n.inputs.iter().copied().find(|i| i.node != from);
+    let matched = (|| {
+        let mean = only(node.id).filter(|n| bin(n, "Mul"))?;
+        let recip = scalar(other(mean, node.id)?)?;
+        if (recip * hw as f32 - 1.0).abs() > 1e-5 {
+            return None;
+        }
+        let diff = only(mean.id)
+            .filter(|n| bin(n, "Sub") && n.inputs == [x, OutletId::new(mean.id, 0)])?;
+        let succ = m.outlet_successors(OutletId::new(diff.id, 0));
+        if succ.len() != 2 {
+            return None;
+        }
+        let var = succ.iter().map(|s| m.node(s.node)).find(|n| {
+            n.op_as::<ops::nn::Reduce>()
+                .is_some_and(|r| r.reducer == Reducer::MeanOfSquares && r.axes.as_slice() == [2, 3])
+        })?;
+        let add_eps = only(var.id).filter(|n| bin(n, "Add"))?;
+        let eps = scalar(other(add_eps, var.id)?)?;
+        let rsqrt = only(add_eps.id).filter(|n| {
+            n.op_as::<ops::element_wise::ElementWiseOp>()
+                .is_some_and(|e| e.0.name() == "Rsqrt")
+        })?;
+        let out = only(rsqrt.id).filter(|n| {
+            bin(n, "Mul")
+                && n.inputs.contains(&OutletId::new(diff.id, 0))
+                && succ.iter().any(|s| s.node == n.id)
+        })?;
+        Some((
+            vec![mean.id, diff.id, var.id, add_eps.id, rsqrt.id, out.id],
+            eps,
+        ))
+    })();
+    let Some((chain, eps)) = matched else {
+        return Ok(Mapped::Unsupported);
+    };
+    cx.absorb_chain(chain);
+    Ok(Mapped::Op(
+        FloatOp::InstanceNorm {
+            scale: vec![1.0; c],
+            shift: vec![0.0; c],
+            eps,
+        },
+        vec![x],
+    ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::InstanceNorm`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    scale: &[f32],
+    shift: &[f32],
+    eps: f32,
+) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, .. } = *e;
+    let (c, h, w) = chw(xs)?;
+    let hw = h * w;
+    let mut y = Vec::with_capacity(x.len());
+    for (plane_at, plane) in x.chunks(hw).enumerate() {
+        let ch = plane_at % c;
+        let mean = plane.iter().sum::<f32>() / hw as f32;
+        let var = plane.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / hw as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        y.extend(
+            plane
+                .iter()
+                .map(|v| (v - mean) * inv * scale[ch] + shift[ch]),
+        );
+    }
+    Ok(y)
 }

@@ -17,6 +17,14 @@ use crate::write::{column_sums, put_packed, put_requant, put_uint, EncodeError, 
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{floats, Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::{OutletId, TypedNode};
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Linear<'a> {
@@ -177,4 +185,183 @@ pub(crate) fn quantize(
         requant: cx.requant("Linear", bias, &ws, None)?,
         weights: w,
     })
+}
+
+/// MatMul/Gemm: tract's `EinSum` of a `[N, k]` value with a constant `[k, n]` or `[n, k]`. A 1x1
+/// convolution is an `EinSum` too after decluttering: that form is read by
+/// [`super::conv::import_pointwise`].
+#[cfg(feature = "std")]
+pub(crate) fn import(cx: &mut Walker, node: &TypedNode, op: &ops::einsum::EinSum) -> MapResult {
+    if op.q_params.is_some() || node.inputs.len() != 2 {
+        return Ok(Mapped::Unsupported);
+    }
+    let formula = op.axes.to_string();
+    let (lhs, out) = formula
+        .split_once("->")
+        .ok_or_else(|| format!("cannot read the EinSum formula {formula}"))?;
+    let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
+    let out: Vec<char> = out.chars().collect();
+    let (x_at, w_at) = match (cx.konst(node.inputs[0]), cx.konst(node.inputs[1])) {
+        (None, Some(_)) => (0, 1),
+        (Some(_), None) => (1, 0),
+        _ => return Err("only a product of a value with constant weights is supported".into()),
+    };
+    if terms.len() != 2 {
+        return Err(format!("EinSum {formula} does not have two operands"));
+    }
+    let (x, wt) = (&terms[x_at], &terms[w_at]);
+    if let ([n, i, h, w], [on, o, oh, ow]) = (x.as_slice(), out.as_slice()) {
+        if on == n && oh == h && ow == w && o != i {
+            return super::conv::import_pointwise(cx, node, x_at, w_at, (*i, *o), wt, &formula);
+        }
+    }
+    if x.len() >= 3 || out.len() >= 3 {
+        if let Some(mapped) = flat_product(cx, node, x_at, w_at, (x, wt, &out))? {
+            return Ok(mapped);
+        }
+    }
+    // x = [m, k] (m the batch), or a sequence [b, m, k] (b the batch, m the steps, the same
+    // product at every step); w = [k, n] or [n, k]; out = [m, n] or [b, m, n].
+    let (x_lead, out_lead) = (
+        &x[..x.len().saturating_sub(1)],
+        &out[..out.len().saturating_sub(1)],
+    );
+    let (Some(k), Some(on), 1..=2) = (x.last(), out.last(), x_lead.len()) else {
+        return Err(format!(
+            "EinSum {formula} is not a matrix product of [N, k] or [N, T, k] inputs"
+        ));
+    };
+    let transposed = match wt[..] {
+        [a, b] if a == *k && b == *on => false,
+        [a, b] if a == *on && b == *k => true,
+        _ => {
+            return Err(format!(
+                "EinSum {formula} is not x [N, k] times a weight matrix"
+            ))
+        }
+    };
+    if x_lead != out_lead || on == k {
+        return Err(format!("EinSum {formula} is not a matrix product"));
+    }
+    let (k_len, n_len, weights) = cx.weight_matrix(node.inputs[w_at], transposed)?;
+    Ok(Mapped::Op(
+        FloatOp::Linear {
+            k: k_len,
+            n: n_len,
+            weights,
+            bias: vec![0.0; n_len],
+        },
+        vec![node.inputs[x_at]],
+    ))
+}
+
+/// A product that contracts every axis of `x` but the batch with a constant, `x [N, a, b,
+/// ...]` times `w [n, a, b, ...]` (any order) into `[N, n]`, maybe with new axes of size 1
+/// after it (`[N, n, 1, 1]`): tract folds a flattening before a Gemm (`x.view(n, -1)` of an
+/// embedding's `[N, T, E]` rows) and a `.view(n, -1, 1, 1)` after it into such an EinSum
+/// (`mak,nak->mn`, `mak,nak->mnbc`). A Linear of the flattened `x` (row-major, `x`'s axes in
+/// order): `Ok(None)` if the formula is not of this form.
+#[cfg(feature = "std")]
+fn flat_product(
+    cx: &Walker,
+    node: &TypedNode,
+    x_at: usize,
+    w_at: usize,
+    (x, wt, out): (&[char], &[char], &[char]),
+) -> Result<Option<Mapped>, String> {
+    let (Some(&batch), Some(&on)) = (x.first(), out.get(1)) else {
+        return Ok(None);
+    };
+    let contracted = &x[1..];
+    let new_axes = &out[2..];
+    let form = out[0] == batch
+        && !x.contains(&on)
+        && wt.len() == x.len()
+        && wt.iter().all(|c| *c == on || contracted.contains(c))
+        && contracted
+            .iter()
+            .all(|c| wt.contains(c) && !out.contains(c))
+        && new_axes.iter().all(|c| !x.contains(c) && !wt.contains(c));
+    if !form {
+        return Ok(None);
+    }
+    let x_shape = cx.shape(node.inputs[x_at])?;
+    let out_shape = cx.shape(OutletId::new(node.id, 0))?;
+    let c = cx
+        .konst(node.inputs[w_at])
+        .ok_or("the weights are not a constant")?;
+    let w_shape = c.shape().to_vec();
+    let w = floats(c)?;
+    let size = |axis: char| wt.iter().position(|&a| a == axis).map(|p| w_shape[p]);
+    let n = size(on).ok_or("the output axis is not the weights'")?;
+    if w_shape.len() != wt.len()
+        || x_shape.len() != contracted.len()
+        || contracted
+            .iter()
+            .zip(&x_shape)
+            .any(|(&a, &d)| size(a) != Some(d))
+        || out_shape.first() != Some(&n)
+        || out_shape[1..].iter().any(|&d| d != 1)
+    {
+        return Err(format!(
+            "EinSum of x {x_shape:?} and weights {w_shape:?} into {out_shape:?} does not match its axes"
+        ));
+    }
+    // Row `i` of the matrix is x's flat index `i` (x's axes row-major), column `j` the
+    // output; each value is read at its place in the weights' own axis order.
+    let strides: Vec<usize> = (0..wt.len())
+        .map(|p| w_shape[p + 1..].iter().product())
+        .collect();
+    let stride = |axis: char| strides[wt.iter().position(|&a| a == axis).unwrap_or(0)];
+    let k: usize = x_shape.iter().product();
+    let mut weights = vec![0.0; k * n];
+    for i in 0..k {
+        // x's multi-index of flat index i, as an offset into the weights.
+        let (mut rest, mut at) = (i, 0);
+        for (&axis, &d) in contracted.iter().zip(&x_shape).rev() {
+            at += (rest % d) * stride(axis);
+            rest /= d;
+        }
+        for j in 0..n {
+            weights[i * n + j] = w[at + j * stride(on)];
+        }
+    }
+    Ok(Some(Mapped::Op(
+        FloatOp::Linear {
+            k,
+            n,
+            weights,
+            bias: vec![0.0; n],
+        },
+        vec![node.inputs[x_at]],
+    )))
+}
+
+/// The float definition this op is tested against: `y = x W + b` on a vector, or on each step
+/// of a sequence `[T, k]` (the plain-f32 [`FloatOp::Linear`] the quantizer calibrates on).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    k: usize,
+    n: usize,
+    weights: &[f32],
+    bias: &[f32],
+) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, batch, .. } = *e;
+    // A vector, or each step of a sequence.
+    let step = matches!(xs, [_, f] if *f == k);
+    if xs.iter().product::<usize>() != k && !step {
+        return Err(format!("Linear of {k} inputs gets {xs:?}"));
+    }
+    let mut y = Vec::with_capacity(batch * n);
+    for s in x.chunks(k) {
+        let mut row = bias.to_vec();
+        for (i, &v) in s.iter().enumerate() {
+            for (r, w) in row.iter_mut().zip(&weights[i * n..(i + 1) * n]) {
+                *r += v * w;
+            }
+        }
+        y.extend(row);
+    }
+    Ok(y)
 }

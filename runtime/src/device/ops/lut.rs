@@ -12,6 +12,14 @@ use crate::interp::RunError;
 use crate::quantize::NodeCx;
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Lut<'a> {
@@ -69,4 +77,36 @@ pub(crate) fn quantize(cx: &NodeCx, f: impl Fn(f32) -> f32) -> QuantOp {
         *t = cx.output.quantize(f(cx.input().dequantize(code as u8 as i8))) as u8;
     }
     QuantOp::Lut { table }
+}
+
+/// tract's elementwise activations: LeakyReLU, Tanh, Sigmoid and Relu. (A ReLU that tract
+/// writes as `Max(x, 0)` is read with the walker's binary ops.)
+#[cfg(feature = "std")]
+pub(crate) fn import(
+    _: &mut Walker,
+    node: &TypedNode,
+    op: &ops::element_wise::ElementWiseOp,
+) -> MapResult {
+    if let Some(l) = op.0.downcast_ref::<ops::nn::LeakyRelu>() {
+        return Ok(Mapped::Op(
+            FloatOp::LeakyRelu { alpha: l.alpha },
+            vec![node.inputs[0]],
+        ));
+    }
+    let float_op = match op.0.name().as_ref() {
+        "Tanh" => FloatOp::Tanh,
+        "Sigmoid" => FloatOp::Sigmoid,
+        "Relu" => FloatOp::Relu,
+        _ => return Ok(Mapped::Unsupported),
+    };
+    Ok(Mapped::Op(float_op, vec![node.inputs[0]]))
+}
+
+/// The float definition this op tabulates ([`FloatOp::activate`] on each value).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, op: &FloatOp) -> Result<Vec<f32>, String> {
+    Ok(e.x
+        .iter()
+        .map(|&v| op.activate(v).expect("elementwise"))
+        .collect())
 }

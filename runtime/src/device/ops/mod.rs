@@ -3,12 +3,16 @@
 //! Each module holds everything about its op: the parsed view over its body and the body's
 //! validation ([`OpKind::parse`]), the shape it computes from its input tensors
 //! ([`OpKind::output`]), its int8 execution on the kernels ([`OpKind::run`]) and, with `std`,
-//! its encoding. The registry at the bottom of this file gives each op its tag in the `.pgq`
-//! format and generates [`Op`], the enum the parser, planner and interpreter dispatch on (a
-//! `match`, not a trait object: the firmware's no-panic proof follows every call statically).
+//! its encoding, its ONNX import (`import`: the tract op read into the float op it implements),
+//! that float op in plain f32 (`reference`) and its quantization from it (`quantize`). The
+//! registry at the bottom of this file gives each op its tag in the `.pgq` format and generates
+//! [`Op`], the enum the parser, planner and interpreter dispatch on (a `match`, not a trait
+//! object: the firmware's no-panic proof follows every call statically).
 //!
 //! To add an op: write `ops/NAME.rs` with a struct implementing [`OpKind`], then add one line to
-//! the `registry!` below with a new tag. See README's "Architecture" section.
+//! the `registry!` below with a new tag; with `std`, one line each in the importer's walker
+//! (`import`), the float executor (`reference`) and the quantizer (`quantize`). See README's
+//! "Architecture" section.
 
 use crate::format::{FormatError, Reader, Shape, TensorInfo, TensorKind};
 use crate::interp::RunError;

@@ -17,6 +17,11 @@ use crate::interp::RunError;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// The float definition: the float op this int8 op implements, in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::Eval;
+// Import: tract's `Mul` of two values is read with its other binary ops by the importer's
+// walker (`Walker::binary` in host/import/tract.rs: one tract op that becomes four of ours).
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mul {
@@ -90,4 +95,10 @@ pub(crate) fn quantize(cx: &NodeCx) -> Result<QuantOp, QuantizeError> {
         min: -128,
         max: 127,
     }))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Mul`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval) -> Result<Vec<f32>, String> {
+    super::add::pair_reference(e, "Mul", |a, b| a * b)
 }

@@ -14,6 +14,14 @@ use crate::interp::RunError;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{floats, Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PadMode {
@@ -162,4 +170,78 @@ pub(crate) fn quantize(
         w,
         pads,
     }))
+}
+
+/// tract's `Pad` of the two spatial axes, with zeros or reflected (edge padding is unsupported).
+#[cfg(feature = "std")]
+pub(crate) fn import(_: &mut Walker, node: &TypedNode, op: &ops::array::Pad) -> MapResult {
+    use ops::array::PadMode as Mode;
+    let mode = match &op.mode {
+        Mode::Reflect => crate::import::PadMode::Reflect,
+        Mode::Constant(v) if floats(v).is_ok_and(|v| v.iter().all(|&x| x == 0.0)) => {
+            crate::import::PadMode::Zero
+        }
+        Mode::Constant(_) => return Err("constant padding with a value other than 0".into()),
+        Mode::Edge => return Ok(Mapped::Unsupported),
+    };
+    let [(0, 0), (0, 0), (top, bottom), (left, right)] = op.pads[..] else {
+        return Err(format!(
+            "pads {:?} are not on the two spatial axes of NCHW",
+            op.pads
+        ));
+    };
+    Ok(Mapped::Op(
+        FloatOp::Pad {
+            mode,
+            pads: [top, left, bottom, right],
+        },
+        vec![node.inputs[0]],
+    ))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Pad`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(
+    e: &Eval,
+    mode: crate::import::PadMode,
+    pads: [usize; 4],
+) -> Result<Vec<f32>, String> {
+    use crate::import::PadMode;
+    let ((c, h, w), (_, ho, wo)) = e.images()?;
+    let (x, batch) = (e.x, e.batch);
+    let [top, left, ..] = pads;
+    if mode == PadMode::Reflect && (pads[0].max(pads[2]) >= h || pads[1].max(pads[3]) >= w) {
+        return Err(format!(
+            "reflect pads {pads:?} need an input larger than {h}x{w}"
+        ));
+    }
+    let reflect = |i: isize, n: usize| -> Option<usize> {
+        let n = n as isize;
+        let j = if i < 0 {
+            -i
+        } else if i >= n {
+            2 * (n - 1) - i
+        } else {
+            i
+        };
+        (0..n).contains(&j).then_some(j as usize)
+    };
+    let mut y = Vec::with_capacity(batch * c * ho * wo);
+    for plane in x.chunks(h * w) {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let (iy, ix) = (oy as isize - top as isize, ox as isize - left as isize);
+                let inside = (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                y.push(match mode {
+                    _ if inside => plane[iy as usize * w + ix as usize],
+                    PadMode::Zero => 0.0,
+                    PadMode::Reflect => match (reflect(iy, h), reflect(ix, w)) {
+                        (Some(ry), Some(rx)) => plane[ry * w + rx],
+                        _ => return Err("reflect pad out of range".into()),
+                    },
+                });
+            }
+        }
+    }
+    Ok(y)
 }

@@ -27,6 +27,14 @@ use crate::kernels::Isa;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{bin, floats, sole_reader, Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::TypedNode;
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 /// Largest `E` (keeps `V * 2^16` below 2^61).
 pub const MAX_EPS: u64 = 1 << 44;
@@ -185,4 +193,84 @@ pub(crate) fn quantize(cx: &NodeCx, eps: f32) -> Result<QuantOp, QuantizeError> 
         shift,
         eps: e as u64,
     }))
+}
+
+/// tract's `RmsNorm` on axis 1, the channels (PyTorch's `x / sqrt(mean(x**2, dim=1,
+/// keepdim=True) + eps)`, Progressive GAN's pixel norm); on another axis it is unsupported.
+#[cfg(feature = "std")]
+pub(crate) fn import(_: &mut Walker, node: &TypedNode, op: &ops::nn::RmsNorm) -> MapResult {
+    if op.axis != 1 {
+        return Ok(Mapped::Unsupported);
+    }
+    let eps = op
+        .eps
+        .cast_to_scalar::<f32>()
+        .map_err(|e| format!("epsilon: {e:#}"))?;
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(format!("epsilon {eps} is not a non-negative number"));
+    }
+    Ok(Mapped::Op(FloatOp::PixelNorm { eps }, vec![node.inputs[0]]))
+}
+
+/// Pixel normalisation where tract leaves it decomposed (the dynamo exporter's `x /
+/// sqrt(mean(x**2, 1))`): `MeanOfSquares` over the channels, an optional `Add` of a scalar
+/// epsilon, `Rsqrt`, then a `Mul` with `x`. The chain is matched from its Reduce and its
+/// nodes absorbed, as for [`super::instance_norm::import`]; the walker sends here a `Reduce`
+/// that is `MeanOfSquares` over axis 1.
+#[cfg(feature = "std")]
+pub(crate) fn import_chain(cx: &mut Walker, node: &TypedNode, _: &ops::nn::Reduce) -> MapResult {
+    let x = node.inputs[0];
+    let m = cx.m;
+    let only = |id: usize| sole_reader(m, id);
+    let matched = (|| {
+        let mut chain = Vec::new();
+        let mut at = only(node.id)?;
+        let mut eps = 0.0;
+        if bin(at, "Add") {
+            let k = at.inputs.iter().find(|i| i.node != node.id)?;
+            let t = cx.konst(*k)?;
+            eps = floats(t).ok().filter(|v| v.len() == 1)?[0];
+            chain.push(at.id);
+            at = only(at.id)?;
+        }
+        let rsqrt = Some(at).filter(|n| {
+            n.op_as::<ops::element_wise::ElementWiseOp>()
+                .is_some_and(|e| e.0.name() == "Rsqrt")
+        })?;
+        chain.push(rsqrt.id);
+        let out = only(rsqrt.id).filter(|n| bin(n, "Mul") && n.inputs.contains(&x))?;
+        chain.push(out.id);
+        Some((chain, eps))
+    })();
+    let Some((chain, eps)) = matched else {
+        return Ok(Mapped::Unsupported);
+    };
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(format!("epsilon {eps} is not a non-negative number"));
+    }
+    cx.absorb_chain(chain);
+    Ok(Mapped::Op(FloatOp::PixelNorm { eps }, vec![x]))
+}
+
+/// The float definition this op is tested against ([`FloatOp::PixelNorm`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, eps: f32) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, batch, .. } = *e;
+    // Per sample, per pixel: the channels are axis 0, `inner` values apart.
+    let channels = xs.first().copied().unwrap_or(0);
+    let inner: usize = xs.iter().skip(1).product();
+    let per = channels * inner;
+    let mut y = x.to_vec();
+    for b in 0..batch {
+        for p in 0..inner {
+            let at = |ch: usize| b * per + ch * inner + p;
+            let ms =
+                (0..channels).map(|ch| x[at(ch)] * x[at(ch)]).sum::<f32>() / channels.max(1) as f32;
+            let r = 1.0 / (ms + eps).sqrt();
+            for ch in 0..channels {
+                y[at(ch)] = x[at(ch)] * r;
+            }
+        }
+    }
+    Ok(y)
 }

@@ -13,6 +13,14 @@ use crate::write::{put_uint, EncodeError};
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::{OutletId, TypedNode};
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reshape {
@@ -167,6 +175,54 @@ pub(crate) fn quantize(cx: &NodeCx, shape: &[usize]) -> Result<QuantOp, Quantize
             "reshape of {s:?} to {shape:?}: only a vector to an image is supported"
         ))),
     }
+}
+
+/// Reshapes, and the unsqueeze/squeeze tract writes as axis additions and removals (its
+/// `AxisOp`), all past the batch axis: the data order does not change. A reshape to a vector is
+/// a [`Flatten`](super::flatten), the same bytes in another op; one that changes nothing an
+/// alias. (The LSTM's directions axis, an `AxisOp` too, is an alias the walker reads first.)
+#[cfg(feature = "std")]
+pub(crate) fn import(
+    cx: &mut Walker,
+    node: &TypedNode,
+    op: &ops::change_axes::AxisOp,
+) -> MapResult {
+    use ops::change_axes::AxisOp;
+    let touches_batch = match op {
+        AxisOp::Reshape(at, ..) | AxisOp::Add(at) | AxisOp::Rm(at) => *at == 0,
+        AxisOp::Move(..) => return Ok(Mapped::Unsupported),
+    };
+    if touches_batch {
+        return Err("reshapes the batch axis".into());
+    }
+    let from = cx.float_shape(node.inputs[0])?;
+    let to = cx.shape(OutletId::new(node.id, 0))?;
+    if from == to {
+        return Ok(Mapped::Alias(node.inputs[0]));
+    }
+    let op = if to.len() == 1 && from.len() > 1 {
+        FloatOp::Flatten
+    } else {
+        FloatOp::Reshape { shape: to }
+    };
+    Ok(Mapped::Op(op, vec![node.inputs[0]]))
+}
+
+/// The float definition of a reshape, and of a [`Flatten`](super::flatten): the same values in
+/// the same order.
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval) -> Result<Vec<f32>, String> {
+    let Eval {
+        x,
+        xs,
+        out: out_shape,
+        ..
+    } = *e;
+    let out_size: usize = out_shape.iter().product();
+    if xs.iter().product::<usize>() != out_size {
+        return Err(format!("reshape of {xs:?} to {out_shape:?}"));
+    }
+    Ok(x.to_vec())
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ use crate::interp::RunError;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// The float definition: the float op this int8 op implements, in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::Eval;
+// Import: no tract op of its own; the importer's walker writes one per gate of an LSTM cell
+// (`Walker::lstm_epilogue` in host/import/tract.rs, one tract op that becomes a dozen of ours).
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slice {
@@ -113,6 +118,25 @@ pub(crate) fn quantize(
         start,
         len,
     }))
+}
+
+/// The float definition this op is tested against ([`FloatOp::Slice`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, start: usize, len: usize) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, batch, .. } = *e;
+    // Axis 0 of each sample: one contiguous block of `len` channels.
+    let channels = xs.first().copied().unwrap_or(0);
+    if start + len > channels {
+        return Err(format!("Slice {start}..{} of {xs:?}", start + len));
+    }
+    let inner: usize = xs[1..].iter().product();
+    let per: usize = xs.iter().product();
+    let mut y = Vec::with_capacity(batch * len * inner);
+    for b in 0..batch {
+        let at = b * per + start * inner;
+        y.extend_from_slice(&x[at..at + len * inner]);
+    }
+    Ok(y)
 }
 
 #[cfg(test)]

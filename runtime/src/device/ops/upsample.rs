@@ -12,6 +12,14 @@ use crate::interp::RunError;
 use crate::quantize::{NodeCx, QuantizeError};
 #[cfg(feature = "std")]
 use crate::write::QuantOp;
+// Import and the float definition: the tract ops read into the float op this int8 op
+// implements, and that op in plain f32 (host side).
+#[cfg(feature = "std")]
+use crate::import::{chw, Eval, FloatOp, MapResult, Mapped, Walker};
+#[cfg(feature = "std")]
+use tract_onnx::prelude::{OutletId, TypedNode};
+#[cfg(feature = "std")]
+use tract_onnx::tract_core::ops;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Upsample {
@@ -83,4 +91,59 @@ pub(crate) fn quantize(cx: &NodeCx, factor: usize) -> Result<QuantOp, QuantizeEr
         )));
     }
     Ok(QuantOp::Upsample { c, h, w, factor })
+}
+
+/// tract's `NearestUpsample` (ONNX's `Resize` or `Upsample`, nearest), one integer factor on
+/// both spatial axes.
+#[cfg(feature = "std")]
+pub(crate) fn import(_: &mut Walker, node: &TypedNode, op: &ops::nn::NearestUpsample) -> MapResult {
+    match op.scales[..] {
+        [1, 1, a, b] if a == b && a >= 1 => Ok(Mapped::Op(
+            FloatOp::Upsample { factor: a },
+            vec![node.inputs[0]],
+        )),
+        _ => Err(format!(
+            "scales {:?} are not one integer factor on both spatial axes",
+            op.scales
+        )),
+    }
+}
+
+/// A value `[C, 1, 1]` replicated over `[C, F, F]` (PyTorch's `x.repeat(1, 1, F, F)`, an
+/// ONNX Tile, or `x.expand(...)`, which tract both makes a broadcast): the nearest
+/// upsampling of a 1x1 image by `F`. StackGAN spreads its text code over the image so. Read
+/// from tract's `MultiBroadcastTo` and `Tile` alike (`_op`).
+#[cfg(feature = "std")]
+pub(crate) fn import_replicate<T>(cx: &mut Walker, node: &TypedNode, _op: &T) -> MapResult {
+    let [x] = node.inputs[..] else {
+        return Ok(Mapped::Unsupported);
+    };
+    let from = cx.shape(x)?;
+    let to = cx.shape(OutletId::new(node.id, 0))?;
+    match (&from[..], &to[..]) {
+        (a, b) if a == b => Ok(Mapped::Alias(x)),
+        ([c, 1, 1], [co, h, w]) if c == co && h == w => {
+            Ok(Mapped::Op(FloatOp::Upsample { factor: *h }, vec![x]))
+        }
+        _ => Err(format!(
+            "replicates {from:?} to {to:?}; only a [C, 1, 1] value over a square image is supported"
+        )),
+    }
+}
+
+/// The float definition this op is tested against ([`FloatOp::Upsample`] in plain f32).
+#[cfg(feature = "std")]
+pub(crate) fn reference(e: &Eval, factor: usize) -> Result<Vec<f32>, String> {
+    let Eval { x, xs, batch, .. } = *e;
+    let (c, h, w) = chw(xs)?;
+    let f = factor;
+    let mut y = Vec::with_capacity(batch * c * h * w * f * f);
+    for plane in x.chunks(h * w) {
+        for oy in 0..h * f {
+            for ox in 0..w * f {
+                y.push(plane[(oy / f) * w + ox / f]);
+            }
+        }
+    }
+    Ok(y)
 }

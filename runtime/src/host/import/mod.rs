@@ -2,17 +2,23 @@
 //!
 //! tract loads the file with the batch as a symbol, types it and declutters it, which folds the
 //! shape arithmetic PyTorch writes (`x.view(-1, ...)` becomes Shape/Gather/Concat/...),
-//! Identity/Constant chains and Dropout. [`tract`](self::tract) then reads the decluttered
-//! model op by op into [`FloatOp`]s with per-sample shapes (the batch axis removed). Everything
-//! an int8 runtime needs is explicit: named inputs per node, topological order, weights in
-//! fixed layouts. [`FloatGraph::run`] is the plain-f32 definition of every op (the quantizer's
-//! calibration and the tests' reference); [`FloatGraph::simplify`] folds BatchNorm where the
-//! fold is exact.
+//! Identity/Constant chains and Dropout. [`tract`](self::tract) then walks the decluttered
+//! model op by op, each tract op read into [`FloatOp`]s with per-sample shapes (the batch axis
+//! removed) by the `import` of the op file it becomes (`crate::ops::NAME::import`), or by the
+//! walker where it is about the graph rather than one op. Everything an int8 runtime needs is
+//! explicit: named inputs per node, topological order, weights in fixed layouts.
+//! [`FloatGraph::run`] runs the plain-f32 definition of every op (the quantizer's calibration
+//! and the tests' reference; each op's is its file's `reference`); [`FloatGraph::simplify`]
+//! folds BatchNorm where the fold is exact.
 
 mod exec;
 mod simplify;
 mod tract;
 pub(crate) use tract::check_batch_norms;
+// What the op files' `import` functions read tract's nodes with.
+pub(crate) use tract::{bin, floats, sole_reader, MapResult, Mapped, Walker};
+// What the op files' float definitions (`reference`) read.
+pub(crate) use exec::{chw, Eval};
 
 pub use self::exec::RunError;
 pub use self::tract::import_onnx;

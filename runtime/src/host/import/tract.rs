@@ -1,23 +1,22 @@
 //! Loading with tract and reading its decluttered model into a [`FloatGraph`].
 //!
-//! One small function per tract op kind (`einsum`, `binary`, `conv`, ...), so each can later
-//! move into its op's own module. tract's decluttered forms are not ONNX's: a Gemm is an
-//! `EinSum` plus an `Add` of the bias, BatchNormalization a `Mul` and an `Add` of constants,
-//! Relu a `Max` with 0, ConvTranspose a `Deconv` whose kernel is reordered to `[cout][cin]`,
-//! InstanceNormalization a chain of `Reduce`/`Sub`/`Rsqrt`/`Mul` (matched back here), and a
-//! Concat feeding a Gemm is split into one `EinSum` per part (joined back in
-//! [`rejoin_split_linear`]).
+//! Each tract op is read by one function, listed in [`Walker::map`]: most are in the file of the
+//! int8 op they become (`crate::ops::NAME::import`, next to its `quantize`); what stays here is
+//! about the graph: loading, the batch symbol and the rewrites of the ONNX file before tract
+//! types it, the walk, the tract ops that become several of ours or none (the binary ops, the
+//! LSTM epilogue, aliases), and the rewrites of the float graph after it. tract's decluttered
+//! forms are not ONNX's: a Gemm is an `EinSum` plus an `Add` of the bias, BatchNormalization a
+//! `Mul` and an `Add` of constants, Relu a `Max` with 0, ConvTranspose a `Deconv` whose kernel is
+//! reordered to `[cout][cin]`, InstanceNormalization a chain of `Reduce`/`Sub`/`Rsqrt`/`Mul`
+//! (matched back in its op's file), and a Concat feeding a Gemm is split into one `EinSum` per
+//! part (joined back in [`rejoin_split_linear`]).
 
-use super::{
-    FloatGraph, FloatOp, GraphInput, ImportError, InputKind, Node, PadMode, UnsupportedOp,
-};
+use super::{FloatGraph, FloatOp, GraphInput, ImportError, InputKind, Node, UnsupportedOp};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_core::ops;
-use tract_onnx::tract_core::ops::cnn::{KernelFormat, PaddingSpec, PoolSpec};
-use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_hir::infer::Factoid;
 
 /// Reads an ONNX file into a float graph. Never panics: tract's own panics on broken or
@@ -444,14 +443,16 @@ fn as_onnx(list: Vec<UnsupportedOp>, onnx_ops: &[(String, String)]) -> Vec<Unsup
     out
 }
 
-/// Reads the decluttered model in evaluation order.
-struct Walker<'a> {
-    m: &'a TypedModel,
+/// Reads the decluttered model in evaluation order: the context each op file's `import` gets
+/// (`crate::ops::NAME::import`), with what it needs of the model and of the float graph so far.
+pub(crate) struct Walker<'a> {
+    pub(crate) m: &'a TypedModel,
     batch: TDim,
-    inputs: Vec<GraphInput>,
+    /// The graph inputs (an embedding sets its class input's class count).
+    pub(crate) inputs: Vec<GraphInput>,
     nodes: Vec<Node>,
     /// Outlet -> tensor name, for every non-constant value.
-    names: HashMap<OutletId, String>,
+    pub(crate) names: HashMap<OutletId, String>,
     used: HashSet<String>,
     /// tract nodes already consumed by a pattern (InstanceNormalization's chain).
     absorbed: HashSet<usize>,
@@ -463,7 +464,7 @@ struct Walker<'a> {
 
 /// The result of mapping one node: an op and its value inputs, or nothing (an alias: the
 /// output is the named input itself).
-enum Mapped {
+pub(crate) enum Mapped {
     Op(FloatOp, Vec<OutletId>),
     /// Several float nodes for one tract node, named and shaped (an LSTM cell's epilogue).
     Nodes(Vec<Node>),
@@ -471,7 +472,8 @@ enum Mapped {
     Unsupported,
 }
 
-type MapResult = Result<Mapped, String>;
+/// What an op file's `import` returns: [`Mapped`], or why the node cannot be read.
+pub(crate) type MapResult = Result<Mapped, String>;
 
 impl<'a> Walker<'a> {
     fn new(m: &'a TypedModel, batch: TDim, inputs: Vec<GraphInput>) -> Self {
@@ -490,7 +492,7 @@ impl<'a> Walker<'a> {
     }
 
     /// The tensor name for an outlet: its ONNX name when tract kept it as a label.
-    fn name_outlet(&mut self, o: OutletId) -> String {
+    pub(crate) fn name_outlet(&mut self, o: OutletId) -> String {
         let node = self.m.node(o.node);
         let base = match self.m.outlet_label(o) {
             Some(l) => l.to_string(),
@@ -507,7 +509,7 @@ impl<'a> Walker<'a> {
         name
     }
 
-    fn konst(&self, o: OutletId) -> Option<&Arc<Tensor>> {
+    pub(crate) fn konst(&self, o: OutletId) -> Option<&Arc<Tensor>> {
         self.m
             .node(o.node)
             .op_as::<ops::konst::Const>()
@@ -515,7 +517,7 @@ impl<'a> Walker<'a> {
     }
 
     /// Per-sample shape of an outlet: the batch symbol first, then fixed sizes.
-    fn shape(&self, o: OutletId) -> Result<Vec<usize>, String> {
+    pub(crate) fn shape(&self, o: OutletId) -> Result<Vec<usize>, String> {
         let fact = self.m.outlet_fact(o).map_err(|e| format!("{e:#}"))?;
         let dims = fact.shape.dims();
         if dims.first() != Some(&self.batch) {
@@ -535,7 +537,7 @@ impl<'a> Walker<'a> {
 
     /// Marks absorbed the nodes that compute nothing but recurrent ops' initial states (the
     /// zeros PyTorch writes as `ConstantOfShape` of the batch, which tract makes a broadcast, a
-    /// slice per layer and an axis move): [`Walker::gru`] checks they are zeros.
+    /// slice per layer and an axis move): [`crate::ops::gru::import`] checks they are zeros.
     fn absorb_initial_states(&mut self, order: &[usize]) {
         let is_state_slot = |node: usize, slot: usize| {
             let n = self.m.node(node);
@@ -557,7 +559,7 @@ impl<'a> Walker<'a> {
 
     /// Whether `o`, computed by absorbed nodes from constants, is all zeros: every float constant
     /// it is made from is.
-    fn zeros(&self, o: OutletId) -> bool {
+    pub(crate) fn zeros(&self, o: OutletId) -> bool {
         let node = self.m.node(o.node);
         if let Some(k) = self.konst(o) {
             return !k.datum_type().is_float()
@@ -654,213 +656,93 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
+    /// Marks read the tract nodes of a chain that an op file's `import` matched from the node
+    /// it was given (`chain`: the others, in order). The op writes the chain's last value: its
+    /// readers read the op.
+    pub(crate) fn absorb_chain(&mut self, chain: Vec<usize>) {
+        let out = *chain.last().expect("a chain of one node at least");
+        self.absorbed.extend(chain);
+        self.output_override = Some(OutletId::new(out, 0));
+    }
+
+    /// The importers' registry: each tract op and the function that reads it. Those in
+    /// `crate::ops::NAME` (`import`, next to the op's `quantize`) read it into the float op of
+    /// that int8 op; the ones here are about the graph rather than one op: [`Walker::binary`]
+    /// (one tract op, four of ours), [`Walker::reduce`] (the first node of two patterns),
+    /// [`Walker::lstm_epilogue`] (one tract op, a dozen of ours), and the aliases (`Cast`,
+    /// `Identity`, the LSTM's directions axis in [`Walker::directions_axis`]). tract's op types
+    /// are distinct, so the order does not matter.
     fn map(&mut self, node: &TypedNode) -> MapResult {
-        if let Some(op) = node.op_as::<ops::einsum::EinSum>() {
-            return self.einsum(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::binary::TypedBinOp>() {
-            return self.binary(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::element_wise::ElementWiseOp>() {
-            return elementwise(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::cnn::Conv>() {
-            return self.conv(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::cnn::Deconv>() {
-            return self.deconv(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::change_axes::AxisOp>() {
-            return self.axis_op(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::array::TypedConcat>() {
-            return self.concat(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::array::Pad>() {
-            return pad(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::nn::NearestUpsample>() {
-            return upsample(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::array::Gather>() {
-            return self.gather(node, op);
-        }
-        if node.op_is::<ops::array::MultiBroadcastTo>() || node.op_is::<ops::array::Tile>() {
-            return self.replicate(node);
-        }
-        if let Some(op) = node.op_as::<ops::nn::Reduce>() {
-            if op.reducer == ops::nn::Reducer::MeanOfSquares && op.axes.as_slice() == [1] {
-                return self.pixel_norm_chain(node);
-            }
-            return self.instance_norm(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::cast::Cast>() {
-            return self.cast(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::gru_seq::GruSeq>() {
-            return self.gru(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::lstm_cell::LstmEpilogue>() {
-            return self.lstm_epilogue(node, op);
-        }
-        if let Some(op) = node.op_as::<ops::nn::RmsNorm>() {
-            return pixel_norm(node, op);
-        }
-        if node.op_is::<ops::identity::Identity>() {
+        use crate::ops::{
+            concat, conv, conv_transpose, embed, gru, linear, lut, pad, pixel_norm, reshape,
+            upsample,
+        };
+        if self.directions_axis(node) {
             return Ok(Mapped::Alias(node.inputs[0]));
+        }
+        macro_rules! registry {
+            ($($tract:ty => $import:expr,)*) => {
+                $(if let Some(op) = node.op_as::<$tract>() {
+                    return $import(self, node, op);
+                })*
+            };
+        }
+        registry! {
+            ops::einsum::EinSum => linear::import,
+            ops::binary::TypedBinOp => Self::binary,
+            ops::element_wise::ElementWiseOp => lut::import,
+            ops::cnn::Conv => conv::import,
+            ops::cnn::Deconv => conv_transpose::import,
+            ops::change_axes::AxisOp => reshape::import,
+            ops::array::TypedConcat => concat::import,
+            ops::array::Pad => pad::import,
+            ops::nn::NearestUpsample => upsample::import,
+            ops::array::Gather => embed::import,
+            ops::array::MultiBroadcastTo => upsample::import_replicate,
+            ops::array::Tile => upsample::import_replicate,
+            ops::nn::Reduce => Self::reduce,
+            ops::cast::Cast => Self::cast,
+            ops::gru_seq::GruSeq => gru::import,
+            ops::lstm_cell::LstmEpilogue => Self::lstm_epilogue,
+            ops::nn::RmsNorm => pixel_norm::import,
+            ops::identity::Identity => Self::identity,
         }
         Ok(Mapped::Unsupported)
     }
 
-    /// MatMul/Gemm: `EinSum` of a `[N, k]` value with a constant `[k, n]` or `[n, k]`.
-    fn einsum(&self, node: &TypedNode, op: &ops::einsum::EinSum) -> MapResult {
-        if op.q_params.is_some() || node.inputs.len() != 2 {
-            return Ok(Mapped::Unsupported);
+    /// A `Reduce` starts two patterns that span nodes, each matched in its op's file: pixel
+    /// normalisation's (`MeanOfSquares` over the channels) and instance normalisation's.
+    fn reduce(&mut self, node: &TypedNode, op: &ops::nn::Reduce) -> MapResult {
+        if op.reducer == ops::nn::Reducer::MeanOfSquares && op.axes.as_slice() == [1] {
+            return crate::ops::pixel_norm::import_chain(self, node, op);
         }
-        let formula = op.axes.to_string();
-        let (lhs, out) = formula
-            .split_once("->")
-            .ok_or_else(|| format!("cannot read the EinSum formula {formula}"))?;
-        let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
-        let out: Vec<char> = out.chars().collect();
-        let (x_at, w_at) = match (self.konst(node.inputs[0]), self.konst(node.inputs[1])) {
-            (None, Some(_)) => (0, 1),
-            (Some(_), None) => (1, 0),
-            _ => return Err("only a product of a value with constant weights is supported".into()),
-        };
-        if terms.len() != 2 {
-            return Err(format!("EinSum {formula} does not have two operands"));
-        }
-        let (x, wt) = (&terms[x_at], &terms[w_at]);
-        if let ([n, i, h, w], [on, o, oh, ow]) = (x.as_slice(), out.as_slice()) {
-            if on == n && oh == h && ow == w && o != i {
-                return self.pointwise_conv(node, x_at, w_at, (*i, *o), wt, &formula);
-            }
-        }
-        if x.len() >= 3 || out.len() >= 3 {
-            if let Some(mapped) = self.flat_product(node, x_at, w_at, (x, wt, &out))? {
-                return Ok(mapped);
-            }
-        }
-        // x = [m, k] (m the batch), or a sequence [b, m, k] (b the batch, m the steps, the same
-        // product at every step); w = [k, n] or [n, k]; out = [m, n] or [b, m, n].
-        let (x_lead, out_lead) = (
-            &x[..x.len().saturating_sub(1)],
-            &out[..out.len().saturating_sub(1)],
-        );
-        let (Some(k), Some(on), 1..=2) = (x.last(), out.last(), x_lead.len()) else {
-            return Err(format!(
-                "EinSum {formula} is not a matrix product of [N, k] or [N, T, k] inputs"
-            ));
-        };
-        let transposed = match wt[..] {
-            [a, b] if a == *k && b == *on => false,
-            [a, b] if a == *on && b == *k => true,
-            _ => {
-                return Err(format!(
-                    "EinSum {formula} is not x [N, k] times a weight matrix"
-                ))
-            }
-        };
-        if x_lead != out_lead || on == k {
-            return Err(format!("EinSum {formula} is not a matrix product"));
-        }
-        let (k_len, n_len, weights) = self.weight_matrix(node.inputs[w_at], transposed)?;
-        Ok(Mapped::Op(
-            FloatOp::Linear {
-                k: k_len,
-                n: n_len,
-                weights,
-                bias: vec![0.0; n_len],
-            },
-            vec![node.inputs[x_at]],
-        ))
+        crate::ops::instance_norm::import(self, node, op)
     }
 
-    /// A product that contracts every axis of `x` but the batch with a constant, `x [N, a, b,
-    /// ...]` times `w [n, a, b, ...]` (any order) into `[N, n]`, maybe with new axes of size 1
-    /// after it (`[N, n, 1, 1]`): tract folds a flattening before a Gemm (`x.view(n, -1)` of an
-    /// embedding's `[N, T, E]` rows) and a `.view(n, -1, 1, 1)` after it into such an EinSum
-    /// (`mak,nak->mn`, `mak,nak->mnbc`). A Linear of the flattened `x` (row-major, `x`'s axes in
-    /// order): `Ok(None)` if the formula is not of this form.
-    fn flat_product(
-        &self,
-        node: &TypedNode,
-        x_at: usize,
-        w_at: usize,
-        (x, wt, out): (&[char], &[char], &[char]),
-    ) -> Result<Option<Mapped>, String> {
-        let (Some(&batch), Some(&on)) = (x.first(), out.get(1)) else {
-            return Ok(None);
-        };
-        let contracted = &x[1..];
-        let new_axes = &out[2..];
-        let form = out[0] == batch
-            && !x.contains(&on)
-            && wt.len() == x.len()
-            && wt.iter().all(|c| *c == on || contracted.contains(c))
-            && contracted
-                .iter()
-                .all(|c| wt.contains(c) && !out.contains(c))
-            && new_axes.iter().all(|c| !x.contains(c) && !wt.contains(c));
-        if !form {
-            return Ok(None);
+    fn identity(&mut self, node: &TypedNode, _: &ops::identity::Identity) -> MapResult {
+        Ok(Mapped::Alias(node.inputs[0]))
+    }
+
+    /// ONNX's LSTM adds a directions axis to its outputs (`Y_h` `[1, N, H]`) that PyTorch's
+    /// export then takes away again with a `Gather` at index 0: both nodes are aliases (a
+    /// pattern of two nodes, so here rather than in `reshape` or `embed`).
+    fn directions_axis(&self, node: &TypedNode) -> bool {
+        use ops::change_axes::AxisOp;
+        if node.op_as::<AxisOp>() == Some(&AxisOp::Add(0)) {
+            return self.only_read_by_first_entry(node);
         }
-        let x_shape = self.shape(node.inputs[x_at])?;
-        let out_shape = self.shape(OutletId::new(node.id, 0))?;
-        let c = self
-            .konst(node.inputs[w_at])
-            .ok_or("the weights are not a constant")?;
-        let w_shape = c.shape().to_vec();
-        let w = floats(c)?;
-        let size = |axis: char| wt.iter().position(|&a| a == axis).map(|p| w_shape[p]);
-        let n = size(on).ok_or("the output axis is not the weights'")?;
-        if w_shape.len() != wt.len()
-            || x_shape.len() != contracted.len()
-            || contracted
-                .iter()
-                .zip(&x_shape)
-                .any(|(&a, &d)| size(a) != Some(d))
-            || out_shape.first() != Some(&n)
-            || out_shape[1..].iter().any(|&d| d != 1)
-        {
-            return Err(format!(
-                "EinSum of x {x_shape:?} and weights {w_shape:?} into {out_shape:?} does not match its axes"
-            ));
+        if !node.op_is::<ops::array::Gather>() {
+            return false;
         }
-        // Row `i` of the matrix is x's flat index `i` (x's axes row-major), column `j` the
-        // output; each value is read at its place in the weights' own axis order.
-        let strides: Vec<usize> = (0..wt.len())
-            .map(|p| w_shape[p + 1..].iter().product())
-            .collect();
-        let stride = |axis: char| strides[wt.iter().position(|&a| a == axis).unwrap_or(0)];
-        let k: usize = x_shape.iter().product();
-        let mut weights = vec![0.0; k * n];
-        for i in 0..k {
-            // x's multi-index of flat index i, as an offset into the weights.
-            let (mut rest, mut at) = (i, 0);
-            for (&axis, &d) in contracted.iter().zip(&x_shape).rev() {
-                at += (rest % d) * stride(axis);
-                rest /= d;
-            }
-            for j in 0..n {
-                weights[i * n + j] = w[at + j * stride(on)];
-            }
-        }
-        Ok(Some(Mapped::Op(
-            FloatOp::Linear {
-                k,
-                n,
-                weights,
-                bias: vec![0.0; n],
-            },
-            vec![node.inputs[x_at]],
-        )))
+        let added = self.m.node(node.inputs[0].node);
+        self.takes_first_entry(node)
+            && added.op_as::<AxisOp>() == Some(&AxisOp::Add(0))
+            && self.only_read_by_first_entry(added)
     }
 
     /// The constant matrix at `outlet` as `(rows, cols, values)` row-major, transposed from its
     /// stored layout when `transposed` (an EinSum names either order of its two axes).
-    fn weight_matrix(
+    pub(crate) fn weight_matrix(
         &self,
         outlet: OutletId,
         transposed: bool,
@@ -881,49 +763,11 @@ impl<'a> Walker<'a> {
         Ok((rows, cols, t))
     }
 
-    /// A 1x1 convolution, which tract declutters into `EinSum` `NIHW,OI->NOHW` (`NIHW,I->NOHW`
-    /// for one output channel; and a 1x1
-    /// convolution of a concatenation, a U-Net's closing layer, into one such EinSum per part,
-    /// summed): back to a `Conv` with a 1x1 kernel, weights `[O][I]` as ONNX lays them out.
-    fn pointwise_conv(
-        &self,
-        node: &TypedNode,
-        x_at: usize,
-        w_at: usize,
-        (i, o): (char, char),
-        wt: &[char],
-        formula: &str,
-    ) -> MapResult {
-        let (cout, cin, weights) = match wt {
-            [a, b] if *a == o && *b == i => self.weight_matrix(node.inputs[w_at], false)?,
-            [a, b] if *a == i && *b == o => self.weight_matrix(node.inputs[w_at], true)?,
-            // One output channel: tract keeps the weight as the vector `[I]` (`NIHW,I->NOHW`).
-            [a] if *a == i => {
-                let c = self
-                    .konst(node.inputs[w_at])
-                    .ok_or("the weights are not a constant")?;
-                let w = floats(c)?;
-                (1, w.len(), w)
-            }
-            _ => return Err(format!("EinSum {formula} is not a 1x1 convolution")),
-        };
-        Ok(Mapped::Op(
-            FloatOp::Conv {
-                cin,
-                cout,
-                kh: 1,
-                kw: 1,
-                stride: (1, 1),
-                pad: [0; 4],
-                weights,
-                bias: vec![0.0; cout],
-            },
-            vec![node.inputs[x_at]],
-        ))
-    }
-
     /// Binary ops: between two values (residual Add, gating Mul), or with a constant, which
-    /// decluttering leaves for biases, BatchNorm and Relu (`Max(x, 0)`).
+    /// decluttering leaves for biases, BatchNorm and Relu (`Max(x, 0)`). Here rather than in an
+    /// op's file: one tract op becomes four of ours (`Add`, `Mul`, a ReLU's `Lut`, and the
+    /// per-channel affine `BatchNorm`, which has no int8 op of its own: `simplify` folds it into
+    /// the layer before it, or the quantizer makes it a diagonal 1x1 convolution).
     fn binary(&self, node: &TypedNode, op: &ops::binary::TypedBinOp) -> MapResult {
         let kind = op.0.name();
         let (a, b) = (node.inputs[0], node.inputs[1]);
@@ -974,166 +818,6 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn conv(&self, node: &TypedNode, op: &ops::cnn::Conv) -> MapResult {
-        if op.q_params.is_some() {
-            return Ok(Mapped::Unsupported);
-        }
-        if op.group != 1 {
-            return Err(format!("group {} convolutions are not supported", op.group));
-        }
-        let g = geometry(&op.pool_spec)?;
-        let (cin, cout) = (op.pool_spec.input_channels, op.pool_spec.output_channels);
-        let weights = self.kernel_oihw(node, op.kernel_fmt, cout, cin, g.kh, g.kw)?;
-        let bias = self.bias(node, cout)?;
-        Ok(Mapped::Op(
-            FloatOp::Conv {
-                cin,
-                cout,
-                kh: g.kh,
-                kw: g.kw,
-                stride: g.stride,
-                pad: g.pad,
-                weights,
-                bias,
-            },
-            vec![node.inputs[0]],
-        ))
-    }
-
-    fn deconv(&self, node: &TypedNode, op: &ops::cnn::Deconv) -> MapResult {
-        if op.group != 1 {
-            return Err(format!(
-                "group {} transposed convolutions are not supported",
-                op.group
-            ));
-        }
-        let g = geometry(&op.pool_spec)?;
-        let (cin, cout) = (op.pool_spec.input_channels, op.pool_spec.output_channels);
-        // tract keeps a Deconv kernel with O = output channels; we store ONNX's [cin][cout].
-        let oihw = self.kernel_oihw(node, op.kernel_format, cout, cin, g.kh, g.kw)?;
-        let taps = g.kh * g.kw;
-        let mut weights = vec![0.0; oihw.len()];
-        for o in 0..cout {
-            for i in 0..cin {
-                let from = (o * cin + i) * taps;
-                let to = (i * cout + o) * taps;
-                weights[to..to + taps].copy_from_slice(&oihw[from..from + taps]);
-            }
-        }
-        let out_pad = match op.adjustments.as_slice() {
-            [a, b] => (*a, *b),
-            other => return Err(format!("output padding {other:?} is not 2-D")),
-        };
-        let bias = self.bias(node, cout)?;
-        Ok(Mapped::Op(
-            FloatOp::ConvTranspose {
-                cin,
-                cout,
-                kh: g.kh,
-                kw: g.kw,
-                stride: g.stride,
-                pad: g.pad,
-                out_pad,
-                weights,
-                bias,
-            },
-            vec![node.inputs[0]],
-        ))
-    }
-
-    /// The kernel (input 1) in `[o][i][kh][kw]` order whatever tract's format.
-    fn kernel_oihw(
-        &self,
-        node: &TypedNode,
-        fmt: KernelFormat,
-        o: usize,
-        i: usize,
-        kh: usize,
-        kw: usize,
-    ) -> Result<Vec<f32>, String> {
-        let k = node
-            .inputs
-            .get(1)
-            .and_then(|&k| self.konst(k))
-            .ok_or("the kernel must be a constant")?;
-        let w = floats(k)?;
-        let dims: [usize; 4] = match fmt {
-            KernelFormat::OIHW => [o, i, kh, kw],
-            KernelFormat::HWIO => [kh, kw, i, o],
-            KernelFormat::OHWI => [o, kh, kw, i],
-        };
-        if k.shape() != dims || w.len() != o * i * kh * kw {
-            return Err(format!(
-                "kernel shape {:?} is not {fmt:?} {dims:?}",
-                k.shape()
-            ));
-        }
-        let mut out = vec![0.0; w.len()];
-        for (at, v) in w.iter().enumerate() {
-            let [a, b, c, d] = unravel(at, dims);
-            let (oo, ii, y, x) = match fmt {
-                KernelFormat::OIHW => (a, b, c, d),
-                KernelFormat::HWIO => (d, c, a, b),
-                KernelFormat::OHWI => (a, d, b, c),
-            };
-            out[((oo * i + ii) * kh + y) * kw + x] = *v;
-        }
-        Ok(out)
-    }
-
-    /// The bias (input 2): absent, one value for every channel, or one per channel.
-    fn bias(&self, node: &TypedNode, cout: usize) -> Result<Vec<f32>, String> {
-        let Some(&b) = node.inputs.get(2) else {
-            return Ok(vec![0.0; cout]);
-        };
-        let b = floats(self.konst(b).ok_or("the bias must be a constant")?)?;
-        match b.len() {
-            1 => Ok(vec![b[0]; cout]),
-            n if n == cout => Ok(b),
-            n => Err(format!("bias has {n} values for {cout} channels")),
-        }
-    }
-
-    /// Reshapes, and the unsqueeze/squeeze tract writes as axis additions and removals, all
-    /// past the batch axis: the data order does not change.
-    fn axis_op(&self, node: &TypedNode, op: &ops::change_axes::AxisOp) -> MapResult {
-        use ops::change_axes::AxisOp;
-        if *op == AxisOp::Add(0) && self.only_read_by_first_entry(node) {
-            return Ok(Mapped::Alias(node.inputs[0]));
-        }
-        let touches_batch = match op {
-            AxisOp::Reshape(at, ..) | AxisOp::Add(at) | AxisOp::Rm(at) => *at == 0,
-            AxisOp::Move(..) => return Ok(Mapped::Unsupported),
-        };
-        if touches_batch {
-            return Err("reshapes the batch axis".into());
-        }
-        let from = self.float_shape(node.inputs[0])?;
-        let to = self.shape(OutletId::new(node.id, 0))?;
-        if from == to {
-            return Ok(Mapped::Alias(node.inputs[0]));
-        }
-        let op = if to.len() == 1 && from.len() > 1 {
-            FloatOp::Flatten
-        } else {
-            FloatOp::Reshape { shape: to }
-        };
-        Ok(Mapped::Op(op, vec![node.inputs[0]]))
-    }
-
-    fn concat(&self, node: &TypedNode, op: &ops::array::TypedConcat) -> MapResult {
-        if op.axis == 0 {
-            return Err("joins along the batch axis".into());
-        }
-        if node.inputs.iter().any(|&i| self.konst(i).is_some()) {
-            return Err("joins a constant; only values are supported".into());
-        }
-        Ok(Mapped::Op(
-            FloatOp::Concat { axis: op.axis - 1 },
-            node.inputs.to_vec(),
-        ))
-    }
-
     /// Whether every reader of `node`'s output takes entry 0 of its first axis (a `Gather` at
     /// index 0 on axis 0): ONNX's LSTM adds a directions axis to its outputs (`Y_h`
     /// `[1, N, H]`) that PyTorch's export then takes away again.
@@ -1155,91 +839,13 @@ impl<'a> Walker<'a> {
                 .is_some_and(|k| k.rank() == 0 && k.cast_to_scalar::<i64>().is_ok_and(|v| v == 0))
     }
 
-    /// `Gather(table, class)`: an embedding lookup on a class input.
-    fn gather(&mut self, node: &TypedNode, op: &ops::array::Gather) -> MapResult {
-        let (table, idx) = (node.inputs[0], node.inputs[1]);
-        // The other half of [`Walker::only_read_by_first_entry`]: the axis added before it.
-        let added = self.m.node(table.node);
-        if self.takes_first_entry(node)
-            && added.op_as::<ops::change_axes::AxisOp>() == Some(&ops::change_axes::AxisOp::Add(0))
-            && self.only_read_by_first_entry(added)
-        {
-            return Ok(Mapped::Alias(table));
-        }
-        let table = self
-            .konst(table)
-            .ok_or("only a lookup in a constant table is supported")?;
-        let idx_name = self.names.get(&idx).cloned().unwrap_or_default();
-        let input = self.inputs.iter().position(|i| i.name == idx_name);
-        let (Some(input), 0, [classes, dim]) = (input, op.axis, table.shape()) else {
-            return Err(format!(
-                "only Gather(table [classes, dim], class input, axis=0) is supported (axis {}, table {:?})",
-                op.axis,
-                table.shape()
-            ));
-        };
-        let (classes, dim) = (*classes, *dim);
-        if classes == 0 || dim == 0 {
-            return Err("the embedding table is empty".into());
-        }
-        let table = floats(table)?;
-        match &mut self.inputs[input].kind {
-            InputKind::Class { classes: c } if *c == 0 || *c == classes => *c = classes,
-            _ => {
-                return Err(format!(
-                    "{idx_name} is not a class input of {classes} classes"
-                ))
-            }
-        }
-        let embed = FloatOp::Embed {
-            classes,
-            dim,
-            table,
-        };
-        if self.inputs[input].shape.is_empty() {
-            return Ok(Mapped::Op(embed, vec![idx]));
-        }
-        // A text's `[N, T]` token ids: their `T` rows in order, as the one vector `[T * dim]`
-        // its readers take (ONNX flattens `[N, T, dim]` before the Gemm; tract folds that
-        // flattening into the product, and a Reshape that remains becomes an alias).
-        let slots: usize = self.inputs[input].shape.iter().product();
-        let output = self.name_outlet(OutletId::new(node.id, 0));
-        Ok(Mapped::Nodes(vec![Node {
-            name: node.name.clone(),
-            op: embed,
-            inputs: vec![idx_name],
-            output,
-            shape: vec![slots * dim],
-        }]))
-    }
-
     /// The per-sample shape the float graph gives the value at `o` (tract's, but for a text's
     /// embedding, which the float graph keeps flat).
-    fn float_shape(&self, o: OutletId) -> Result<Vec<usize>, String> {
+    pub(crate) fn float_shape(&self, o: OutletId) -> Result<Vec<usize>, String> {
         let name = self.names.get(&o);
         match self.nodes.iter().rev().find(|n| Some(&n.output) == name) {
             Some(n) => Ok(n.shape.clone()),
             None => self.shape(o),
-        }
-    }
-
-    /// A value `[C, 1, 1]` replicated over `[C, F, F]` (PyTorch's `x.repeat(1, 1, F, F)`, an
-    /// ONNX Tile, or `x.expand(...)`, which tract both makes a broadcast): the nearest
-    /// upsampling of a 1x1 image by `F`. StackGAN spreads its text code over the image so.
-    fn replicate(&self, node: &TypedNode) -> MapResult {
-        let [x] = node.inputs[..] else {
-            return Ok(Mapped::Unsupported);
-        };
-        let from = self.shape(x)?;
-        let to = self.shape(OutletId::new(node.id, 0))?;
-        match (&from[..], &to[..]) {
-            (a, b) if a == b => Ok(Mapped::Alias(x)),
-            ([c, 1, 1], [co, h, w]) if c == co && h == w => {
-                Ok(Mapped::Op(FloatOp::Upsample { factor: *h }, vec![x]))
-            }
-            _ => Err(format!(
-                "replicates {from:?} to {to:?}; only a [C, 1, 1] value over a square image is supported"
-            )),
         }
     }
 
@@ -1254,6 +860,9 @@ impl<'a> Walker<'a> {
     /// i, o, f = sigmoid(slices 0, 1, 2)   g = tanh(slice 3)
     /// c' = f * c + i * g                  h' = o * tanh(c')
     /// ```
+    ///
+    /// Here rather than in an op's file: one tract op becomes a dozen of ours (`Slice`, `Lut`,
+    /// `Mul`, `Add`), none of them an LSTM.
     fn lstm_epilogue(&mut self, node: &TypedNode, op: &ops::lstm_cell::LstmEpilogue) -> MapResult {
         let hidden = op.hidden;
         let (preact, c) = match node.inputs[..] {
@@ -1326,80 +935,7 @@ impl<'a> Walker<'a> {
         Ok(Mapped::Nodes(nodes))
     }
 
-    /// ONNX `GRU` (one direction, `linear_before_reset = 1`, standard activations), which
-    /// tract turns into its whole-sequence `GruSeq` op with the sequence batch-first, the
-    /// weights as constant inputs and the initial state last.
-    fn gru(&self, node: &TypedNode, op: &ops::gru_seq::GruSeq) -> MapResult {
-        if op.projected {
-            return Err(format!(
-                "a GRU of hidden size {} (above 64 tract moves its input product out of the op; not supported yet)",
-                op.hidden
-            ));
-        }
-        if op.chunk != 1 {
-            return Err("a reverse or bidirectional GRU is not supported".into());
-        }
-        // The final state (output 1) may only be left unread: the int8 op emits the sequence.
-        if node
-            .outputs
-            .get(1)
-            .is_some_and(|o| !o.successors.is_empty())
-        {
-            return Err(
-                "the GRU's final state Y_h is read; only the sequence Y is supported".into(),
-            );
-        }
-        let hidden = op.hidden;
-        let konst = |slot: usize, what: &str| -> Result<Vec<f32>, String> {
-            let outlet = *node
-                .inputs
-                .get(slot)
-                .ok_or_else(|| format!("no {what} input"))?;
-            floats(
-                self.konst(outlet)
-                    .ok_or_else(|| format!("its {what} is not a constant"))?,
-            )
-        };
-        let x_shape = self.shape(node.inputs[0])?;
-        let [_, input] = x_shape[..] else {
-            return Err(format!("its input {x_shape:?} is not a sequence [T, F]"));
-        };
-        let w = konst(1, "W")?;
-        let r = konst(2, "R")?;
-        let b = if op.has_bias {
-            konst(3, "B")?
-        } else {
-            vec![0.0; 6 * hidden]
-        };
-        if w.len() != 3 * hidden * input || r.len() != 3 * hidden * hidden || b.len() != 6 * hidden
-        {
-            return Err(format!(
-                "weights of {} / {} / {} values for input {input} and hidden {hidden}",
-                w.len(),
-                r.len(),
-                b.len()
-            ));
-        }
-        // The initial state: zeros, as a constant or computed from constants.
-        let h0 = *node.inputs.last().ok_or("no initial state")?;
-        if !self.zeros(h0) {
-            return Err(
-                "its initial state is not zero; only a GRU starting from zero is supported".into(),
-            );
-        }
-        Ok(Mapped::Op(
-            FloatOp::Gru {
-                input,
-                hidden,
-                w,
-                r,
-                b,
-            },
-            vec![node.inputs[0]],
-        ))
-    }
-
-    /// A Cast of a class input to another integer type is the same indices.
+    /// A Cast of a class input to another integer type is the same indices (an alias).
     fn cast(&self, node: &TypedNode, op: &ops::cast::Cast) -> MapResult {
         let from = self
             .m
@@ -1410,138 +946,10 @@ impl<'a> Walker<'a> {
         }
         Ok(Mapped::Unsupported)
     }
-
-    /// Pixel normalisation where tract leaves it decomposed (the dynamo exporter's `x /
-    /// sqrt(mean(x**2, 1))`): `MeanOfSquares` over the channels, an optional `Add` of a scalar
-    /// epsilon, `Rsqrt`, then a `Mul` with `x`. The chain is matched from its Reduce and its
-    /// nodes absorbed, as for [`Walker::instance_norm`].
-    fn pixel_norm_chain(&mut self, node: &TypedNode) -> MapResult {
-        let x = node.inputs[0];
-        let m = self.m;
-        let only = |id: usize| sole_reader(m, id);
-        let matched = (|| {
-            let mut chain = Vec::new();
-            let mut at = only(node.id)?;
-            let mut eps = 0.0;
-            if bin(at, "Add") {
-                let k = at.inputs.iter().find(|i| i.node != node.id)?;
-                let t = self.konst(*k)?;
-                eps = floats(t).ok().filter(|v| v.len() == 1)?[0];
-                chain.push(at.id);
-                at = only(at.id)?;
-            }
-            let rsqrt = Some(at).filter(|n| {
-                n.op_as::<ops::element_wise::ElementWiseOp>()
-                    .is_some_and(|e| e.0.name() == "Rsqrt")
-            })?;
-            chain.push(rsqrt.id);
-            let out = only(rsqrt.id).filter(|n| bin(n, "Mul") && n.inputs.contains(&x))?;
-            chain.push(out.id);
-            Some((chain, eps))
-        })();
-        let Some((chain, eps)) = matched else {
-            return Ok(Mapped::Unsupported);
-        };
-        if !(eps >= 0.0 && eps.is_finite()) {
-            return Err(format!("epsilon {eps} is not a non-negative number"));
-        }
-        let out = *chain.last().expect("two nodes at least");
-        self.absorbed.extend(chain);
-        self.output_override = Some(OutletId::new(out, 0));
-        Ok(Mapped::Op(FloatOp::PixelNorm { eps }, vec![x]))
-    }
-
-    /// InstanceNormalization as tract expands it: `mean = Sum(x) * (1/HW)`, `d = x - mean`,
-    /// `y = d * Rsqrt(MeanOfSquares(d) + eps)`. The chain is matched from its first Reduce and
-    /// its nodes absorbed; anything else reducing is unsupported.
-    fn instance_norm(&mut self, node: &TypedNode, op: &ops::nn::Reduce) -> MapResult {
-        use ops::nn::Reducer;
-        let x = node.inputs[0];
-        let Ok(shape) = self.shape(x) else {
-            return Ok(Mapped::Unsupported);
-        };
-        if !(op.reducer == Reducer::Sum && op.axes.as_slice() == [2, 3] && shape.len() == 3) {
-            return Ok(Mapped::Unsupported);
-        }
-        let (c, hw) = (shape[0], shape[1] * shape[2]);
-        let m = self.m;
-        let only = |id: usize| sole_reader(m, id);
-        let scalar = |o: OutletId| -> Option<f32> {
-            let t = self.konst(o)?;
-            (t.len() == 1)
-                .then(|| floats(t).ok().map(|v| v[0]))
-                .flatten()
-        };
-        let other = |n: &TypedNode, from: usize| n.inputs.iter().copied().find(|i| i.node != from);
-        let matched = (|| {
-            let mean = only(node.id).filter(|n| bin(n, "Mul"))?;
-            let recip = scalar(other(mean, node.id)?)?;
-            if (recip * hw as f32 - 1.0).abs() > 1e-5 {
-                return None;
-            }
-            let diff = only(mean.id)
-                .filter(|n| bin(n, "Sub") && n.inputs == [x, OutletId::new(mean.id, 0)])?;
-            let succ = m.outlet_successors(OutletId::new(diff.id, 0));
-            if succ.len() != 2 {
-                return None;
-            }
-            let var = succ.iter().map(|s| m.node(s.node)).find(|n| {
-                n.op_as::<ops::nn::Reduce>().is_some_and(|r| {
-                    r.reducer == Reducer::MeanOfSquares && r.axes.as_slice() == [2, 3]
-                })
-            })?;
-            let add_eps = only(var.id).filter(|n| bin(n, "Add"))?;
-            let eps = scalar(other(add_eps, var.id)?)?;
-            let rsqrt = only(add_eps.id).filter(|n| {
-                n.op_as::<ops::element_wise::ElementWiseOp>()
-                    .is_some_and(|e| e.0.name() == "Rsqrt")
-            })?;
-            let out = only(rsqrt.id).filter(|n| {
-                bin(n, "Mul")
-                    && n.inputs.contains(&OutletId::new(diff.id, 0))
-                    && succ.iter().any(|s| s.node == n.id)
-            })?;
-            Some((
-                vec![mean.id, diff.id, var.id, add_eps.id, rsqrt.id, out.id],
-                eps,
-            ))
-        })();
-        let Some((chain, eps)) = matched else {
-            return Ok(Mapped::Unsupported);
-        };
-        let out = *chain.last().expect("six nodes");
-        self.absorbed.extend(chain);
-        // The op writes the chain's last value: its successors read that outlet.
-        self.output_override = Some(OutletId::new(out, 0));
-        Ok(Mapped::Op(
-            FloatOp::InstanceNorm {
-                scale: vec![1.0; c],
-                shift: vec![0.0; c],
-                eps,
-            },
-            vec![x],
-        ))
-    }
-}
-
-/// tract's `RmsNorm` on axis 1, the channels (PyTorch's `x / sqrt(mean(x**2, dim=1,
-/// keepdim=True) + eps)`, Progressive GAN's pixel norm); on another axis it is unsupported.
-fn pixel_norm(node: &TypedNode, op: &ops::nn::RmsNorm) -> MapResult {
-    if op.axis != 1 {
-        return Ok(Mapped::Unsupported);
-    }
-    let eps = op
-        .eps
-        .cast_to_scalar::<f32>()
-        .map_err(|e| format!("epsilon: {e:#}"))?;
-    if !(eps >= 0.0 && eps.is_finite()) {
-        return Err(format!("epsilon {eps} is not a non-negative number"));
-    }
-    Ok(Mapped::Op(FloatOp::PixelNorm { eps }, vec![node.inputs[0]]))
 }
 
 /// The one node that reads node `id`'s first output, if exactly one does (a chain to match).
-fn sole_reader(m: &TypedModel, id: usize) -> Option<&TypedNode> {
+pub(crate) fn sole_reader(m: &TypedModel, id: usize) -> Option<&TypedNode> {
     match m.outlet_successors(OutletId::new(id, 0)) {
         [one] => Some(m.node(one.node)),
         _ => None,
@@ -1549,117 +957,13 @@ fn sole_reader(m: &TypedModel, id: usize) -> Option<&TypedNode> {
 }
 
 /// Whether `n` is tract's binary op `name` (`Add`, `Mul`, `Sub`...).
-fn bin(n: &TypedNode, name: &str) -> bool {
+pub(crate) fn bin(n: &TypedNode, name: &str) -> bool {
     n.op_as::<ops::binary::TypedBinOp>()
         .is_some_and(|b| b.0.name() == name)
 }
 
-fn elementwise(node: &TypedNode, op: &ops::element_wise::ElementWiseOp) -> MapResult {
-    let _ = node;
-    if let Some(l) = op.0.downcast_ref::<ops::nn::LeakyRelu>() {
-        return Ok(Mapped::Op(
-            FloatOp::LeakyRelu { alpha: l.alpha },
-            vec![node.inputs[0]],
-        ));
-    }
-    let float_op = match op.0.name().as_ref() {
-        "Tanh" => FloatOp::Tanh,
-        "Sigmoid" => FloatOp::Sigmoid,
-        "Relu" => FloatOp::Relu,
-        _ => return Ok(Mapped::Unsupported),
-    };
-    Ok(Mapped::Op(float_op, vec![node.inputs[0]]))
-}
-
-fn pad(node: &TypedNode, op: &ops::array::Pad) -> MapResult {
-    use ops::array::PadMode as Mode;
-    let mode = match &op.mode {
-        Mode::Reflect => PadMode::Reflect,
-        Mode::Constant(v) if floats(v).is_ok_and(|v| v.iter().all(|&x| x == 0.0)) => PadMode::Zero,
-        Mode::Constant(_) => return Err("constant padding with a value other than 0".into()),
-        Mode::Edge => return Ok(Mapped::Unsupported),
-    };
-    let [(0, 0), (0, 0), (top, bottom), (left, right)] = op.pads[..] else {
-        return Err(format!(
-            "pads {:?} are not on the two spatial axes of NCHW",
-            op.pads
-        ));
-    };
-    Ok(Mapped::Op(
-        FloatOp::Pad {
-            mode,
-            pads: [top, left, bottom, right],
-        },
-        vec![node.inputs[0]],
-    ))
-}
-
-fn upsample(node: &TypedNode, op: &ops::nn::NearestUpsample) -> MapResult {
-    match op.scales[..] {
-        [1, 1, a, b] if a == b && a >= 1 => Ok(Mapped::Op(
-            FloatOp::Upsample { factor: a },
-            vec![node.inputs[0]],
-        )),
-        _ => Err(format!(
-            "scales {:?} are not one integer factor on both spatial axes",
-            op.scales
-        )),
-    }
-}
-
-struct Geometry {
-    kh: usize,
-    kw: usize,
-    stride: (usize, usize),
-    pad: [usize; 4],
-}
-
-fn geometry(p: &PoolSpec) -> Result<Geometry, String> {
-    if p.data_format != DataFormat::NCHW {
-        return Err(format!("data format {:?} (NCHW only)", p.data_format));
-    }
-    let [kh, kw] = p.kernel_shape[..] else {
-        return Err(format!("kernel {:?} is not 2-D", p.kernel_shape));
-    };
-    if p.dilations
-        .as_ref()
-        .is_some_and(|d| d.iter().any(|&d| d != 1))
-    {
-        return Err("dilated convolutions are not supported".into());
-    }
-    let stride = match p.strides.as_deref() {
-        None => (1, 1),
-        Some([a, b]) if *a > 0 && *b > 0 => (*a, *b),
-        Some(s) => return Err(format!("strides {s:?}")),
-    };
-    let pad = match &p.padding {
-        PaddingSpec::Valid => [0; 4],
-        PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, false)
-            if b.len() == 2 && a.len() == 2 =>
-        {
-            [b[0], b[1], a[0], a[1]]
-        }
-        other => return Err(format!("padding {other:?} (explicit pads only)")),
-    };
-    Ok(Geometry {
-        kh,
-        kw,
-        stride,
-        pad,
-    })
-}
-
-fn unravel(mut at: usize, dims: [usize; 4]) -> [usize; 4] {
-    let mut out = [0; 4];
-    for i in (0..4).rev() {
-        out[i] = at % dims[i];
-        at /= dims[i];
-    }
-    out
-}
-
 /// A constant's values as finite f32s.
-fn floats(t: &Tensor) -> Result<Vec<f32>, String> {
+pub(crate) fn floats(t: &Tensor) -> Result<Vec<f32>, String> {
     let t = t
         .cast_to::<f32>()
         .map_err(|e| format!("constant of type {:?}: {e}", t.datum_type()))?;
