@@ -233,11 +233,7 @@ fn fill_columns(g: &Geometry, x: &[f32], cols: &mut [MaybeUninit<f32>]) {
         return;
     }
     let kk = g.kernel[0] * g.kernel[1];
-    let mut by_tap: Vec<Option<Tap>> = (0..kk).map(|_| None).collect();
-    for t in g.taps() {
-        let i = t.tap;
-        by_tap[i] = Some(t);
-    }
+    let by_tap = g.taps_by_index();
     let sw = g.stride[1];
     cols.par_chunks_mut(g.n * l)
         .enumerate()
@@ -309,6 +305,17 @@ struct Tap {
 }
 
 impl Geometry {
+    /// The taps, indexed by `i*kw + j` (`None`: the tap only sees padding).
+    fn taps_by_index(&self) -> Vec<Option<Tap>> {
+        let mut by_tap: Vec<Option<Tap>> =
+            (0..self.kernel[0] * self.kernel[1]).map(|_| None).collect();
+        for t in self.taps() {
+            let i = t.tap;
+            by_tap[i] = Some(t);
+        }
+        by_tap
+    }
+
     /// The taps that see the image at all (the others only see padding).
     fn taps(&self) -> Vec<Tap> {
         let [kh, kw] = self.kernel;
@@ -588,16 +595,6 @@ mod by_sample {
         }
     }
 
-    /// The taps, indexed by `i*kw + j` (`None`: the tap only sees padding).
-    fn taps_by_index(g: &Geometry) -> Vec<Option<Tap>> {
-        let mut by_tap: Vec<Option<Tap>> = (0..g.kernel[0] * g.kernel[1]).map(|_| None).collect();
-        for t in g.taps() {
-            let i = t.tap;
-            by_tap[i] = Some(t);
-        }
-        by_tap
-    }
-
     /// Walks the column matrix of output rows `oy0..oy1` (`[K, (oy1-oy0)*ow]`): for each of its
     /// rows (channel `c`, tap) `row(r, whole)`, `whole` if the tap sees the image at every output
     /// pixel; then for each output row that sees it `run(r, at, x_at, cols)`: the `cols` columns
@@ -702,7 +699,7 @@ mod by_sample {
         assert_eq!(x.len(), g.x_len());
         assert_eq!(weight.len(), g.w_len());
         let (k, l, xs) = (g.k(), g.l(), g.c_in * g.h * g.w);
-        let taps = taps_by_index(g);
+        let taps = g.taps_by_index();
         super::super::par_new(g.y_len(), g.c_out * l, |b, y| {
             let x = &x[b * xs..][..xs];
             let mut cols = band_buffer(g);
@@ -740,7 +737,7 @@ mod by_sample {
 
     pub(super) fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
         let (k, l, xs) = (g.k(), g.l(), g.c_in * g.h * g.w);
-        let taps = taps_by_index(g);
+        let taps = g.taps_by_index();
         super::super::par_new(g.x_len(), xs, |b, dx| {
             let dy = &dy[b * g.c_out * l..][..g.c_out * l];
             let mut dcols = band_buffer(g);
@@ -775,7 +772,7 @@ mod by_sample {
         assert_eq!(dy.len(), g.y_len());
         let (k, l, xs) = (g.k(), g.l(), g.c_in * g.h * g.w);
         let size = g.c_out * k;
-        let taps = taps_by_index(g);
+        let taps = g.taps_by_index();
         // Each thread sums its share of the samples' products into its own dW.
         let sample = |mut dw: Scratch, b: usize| {
             let (x, dy) = (&x[b * xs..][..xs], &dy[b * g.c_out * l..][..g.c_out * l]);
